@@ -1,0 +1,60 @@
+"""Parse results cached by content hash, so a warm scan skips sqlglot entirely.
+
+One JSON file under ``.dbluigi/cache/``, read once and written once per load,
+keyed by a hash of (dbluigi version, dialect, rendered text). Entries no scan
+asked for are dropped when it is written, so the file does not grow forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from dbluigi import __version__
+from dbluigi.sqlinfo import SqlInfo, analyze_sql
+
+CACHE_FILE = "sqlinfo.json"
+
+
+class SqlInfoCache:
+    def __init__(self, folder: Path, *, enabled: bool = True) -> None:
+        self.folder = folder
+        self.enabled = enabled
+        self._old: dict[str, Any] = self._read() if enabled else {}
+        self._used: dict[str, Any] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def analyze(self, text: str, *, dialect: str, path: str) -> SqlInfo:
+        """``analyze_sql`` with the result remembered by the text's hash."""
+        key = hashlib.sha1(f"{__version__}\0{dialect}\0{text}".encode()).hexdigest()
+        data = self._used.get(key) or self._old.get(key)
+        if data is not None:
+            self.hits += 1
+            self._used[key] = data
+            return SqlInfo.from_json(data)
+        self.misses += 1
+        info = analyze_sql(text, dialect=dialect, path=path)
+        self._used[key] = info.to_json()
+        return info
+
+    def save(self) -> None:
+        """Write the entries this load used, atomically; a read-only project just skips it."""
+        if not self.enabled or (self.misses == 0 and len(self._used) == len(self._old)):
+            return
+        with contextlib.suppress(OSError):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = self.folder / f".{CACHE_FILE}.{os.getpid()}"
+            tmp.write_text(json.dumps(self._used, separators=(",", ":")), encoding="utf-8")
+            os.replace(tmp, self.folder / CACHE_FILE)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.folder / CACHE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}

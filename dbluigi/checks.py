@@ -1,0 +1,231 @@
+"""Gating checks: header expressions, ``.check.sql`` queries and ``.check.py`` functions.
+
+Each check runs against the freshly built relation (``<name>__dbluigi_new`` for
+tables) before it is published. A header check compiles to a query built with
+sqlglot; a check file's queries have their references to the gated model
+pointed at the new relation. Any row a check query returns is a violation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import operator
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot import exp
+
+from dbluigi.errors import TaskError
+from dbluigi.headers import HeaderCheck
+from dbluigi.project import CheckFile, Model, Project
+from dbluigi.sqlinfo import TableRef, replace_relations
+from dbluigi.state import CheckResult
+from dbluigi.targets.base import Session
+
+SAMPLE_ROWS = 5
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "=": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The first failing check: what it was, where, its SQL and its first violating rows."""
+
+    name: str
+    message: str
+    path: str | None = None
+    line: int | None = None
+    sql: str | None = None
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple[Any, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    results: tuple[CheckResult, ...] = ()
+    violations: tuple[Violation, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+
+@dataclass(frozen=True)
+class CheckTarget:
+    """What the checks look at: the relation being published, under the name it has right now."""
+
+    model: Model
+    schema: str
+    name: str  # e.g. "agencies__dbluigi_new"
+    previous_rows: int | None  # rows of the published relation, None when there is none
+
+
+def run_checks(session: Session, project: Project, target: CheckTarget) -> CheckOutcome:
+    """Run every check that gates ``target.model``; returns results and violations, raises on errors."""
+    results: list[CheckResult] = []
+    violations: list[Violation] = []
+    for check in target.model.header.checks:
+        violation = _header_check(session, project, target, check)
+        results.append(CheckResult(check.text, violation is None, violation.message if violation else ""))
+        if violation:
+            violations.append(violation)
+    for check_file in project.gated_checks(target.model.relation):
+        runner = _check_sql if check_file.format == "sql" else _check_py
+        for name, violation in runner(session, project, target, check_file):
+            results.append(CheckResult(name, violation is None, violation.message if violation else ""))
+            if violation:
+                violations.append(violation)
+    return CheckOutcome(tuple(results), tuple(violations))
+
+
+def _table(target: CheckTarget) -> exp.Table:
+    return exp.to_table(f"{target.schema}.{target.name}")
+
+
+def _header_check(session: Session, project: Project, target: CheckTarget, check: HeaderCheck) -> Violation | None:
+    dialect = project.dialect
+    where = {"path": target.model.path, "line": check.line}
+    if check.kind == "rows":
+        query = exp.select(exp.Count(this=exp.Star()).as_("n")).from_(_table(target))
+        rows = int(session.query(query.sql(dialect=dialect)).rows[0][0])
+        if check.factor is not None:
+            if target.previous_rows is None:
+                return None  # nothing published yet to compare with
+            bound = check.factor * target.previous_rows
+            against = f"{bound:g} ({check.factor:g} x {target.previous_rows} previous rows)"
+        else:
+            bound = float(check.value or 0)
+            against = f"{bound:g}"
+        assert check.op is not None
+        if _OPS[check.op](rows, bound):
+            return None
+        return Violation(check.text, f"check '{check.text}' failed: {rows} rows, expected {check.op} {against}", **where)
+    columns = [exp.column(c) for c in check.columns]
+    if check.kind == "unique":
+        query = (
+            exp.select(*columns, exp.Count(this=exp.Star()).as_("duplicates"))
+            .from_(_table(target))
+            .group_by(*columns)
+            .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
+        )
+        what = "duplicate keys"
+    else:
+        condition = exp.or_(*(exp.Is(this=c.copy(), expression=exp.Null()) for c in columns))
+        query = exp.select(exp.Star()).from_(_table(target)).where(condition)
+        what = "rows with nulls"
+    sql = query.sql(dialect=dialect)
+    result = session.query(sql, limit=SAMPLE_ROWS)
+    if not result.rows:
+        return None
+    return Violation(
+        check.text,
+        f"check '{check.text}' failed: {what} found",
+        sql=sql,
+        columns=result.columns,
+        rows=result.rows,
+        **where,
+    )
+
+
+def _rewrite(project: Project, target: CheckTarget, sql: str) -> str:
+    """Point references to the gated model at the relation being checked."""
+    model = target.model
+    if target.name == model.name:
+        return sql
+    new = TableRef(target.schema, target.name)
+    mapping = {TableRef(model.schema, model.name): new}
+    bare_owner = [m for m in project.models if m.split(".", 1)[1] == model.name]
+    if model.schema == project.config.schema or bare_owner == [model.relation]:
+        mapping[TableRef(None, model.name)] = new
+    return replace_relations(sql, mapping, dialect=project.dialect)
+
+
+def _check_sql(
+    session: Session, project: Project, target: CheckTarget, check: CheckFile
+) -> list[tuple[str, Violation | None]]:
+    out: list[tuple[str, Violation | None]] = []
+    for statement in check.statements:
+        sql = _rewrite(project, target, statement.sql)
+        name = f"{check.path}:{statement.line}"
+        try:
+            result = session.query(sql, limit=SAMPLE_ROWS)
+        except Exception as exc:
+            raise TaskError(
+                f"check query failed: {str(exc).strip()}",
+                failure_class=session.classify(exc),
+                path=check.path,
+                line=statement.line,
+            ) from exc
+        violation = None
+        if result.rows:
+            violation = Violation(
+                name,
+                f"check {name} returned violating rows",
+                path=check.path,
+                line=statement.line,
+                sql=statement.sql,
+                columns=result.columns,
+                rows=result.rows,
+            )
+        out.append((name, violation))
+    return out
+
+
+class CheckContext:
+    """What a ``.check.py``'s ``check(ctx)`` gets: a way to query and the names it checks."""
+
+    def __init__(self, session: Session, project: Project, target: CheckTarget) -> None:
+        self._session = session
+        self.relation = target.model.relation
+        self.table = _table(target).sql(dialect=project.dialect)
+        self.previous_rows = target.previous_rows
+        self.variables = dict(project.config.variables)
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        return list(self._session.query(sql, params).rows)
+
+
+def _check_py(
+    session: Session, project: Project, target: CheckTarget, check: CheckFile
+) -> list[tuple[str, Violation | None]]:
+    spec = importlib.util.spec_from_file_location(f"dbluigi_check_{abs(hash(check.path))}", project.root / check.path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        func = getattr(module, "check", None)
+        if not callable(func):
+            raise TaskError(
+                "a .check.py must define check(ctx)",
+                failure_class="config",
+                path=check.path,
+                hint="def check(ctx): return a list of violations (empty when all is well)",
+            )
+        found = func(CheckContext(session, project, target))
+    except AssertionError as exc:
+        found = [str(exc) or "assertion failed"]
+    except TaskError:
+        raise
+    except Exception as exc:
+        raise TaskError(
+            f"check raised {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}",
+            failure_class="runtime",
+            path=check.path,
+        ) from exc
+    rows = tuple(tuple(r) if isinstance(r, (tuple, list)) else (r,) for r in (found or ()))
+    if not rows:
+        return [(check.path, None)]
+    return [
+        (
+            check.path,
+            Violation(check.path, f"check {check.path} reported violations", path=check.path, columns=("violation",), rows=rows[:SAMPLE_ROWS]),
+        )
+    ]

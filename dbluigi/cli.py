@@ -1,0 +1,433 @@
+"""The ``dbluigi`` command line: the only place that prints errors and picks exit codes.
+
+Exit codes: 0 all built, 1 a task failed, 2 usage or project error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dbluigi import __version__
+from dbluigi.errors import DbluigiError, ProjectError, SelectorError, TargetError
+from dbluigi.lineage import FORMATS, render_lineage
+from dbluigi.project import Project, load_project
+from dbluigi.selectors import select
+
+if TYPE_CHECKING:
+    from dbluigi.plan import Plan
+    from dbluigi.runner import RunResult, TaskResult
+
+app = typer.Typer(
+    name="dbluigi",
+    help="A folder of SQL files as a reliable, resumable ETL pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="The project folder.", envvar="DBLUIGI_PROJECT")]
+TargetOpt = Annotated[
+    str | None, typer.Option("--target", "-t", help="Target URL (default: DuckDB under .dbluigi/).", show_default=False)
+]
+VarOpt = Annotated[list[str] | None, typer.Option("--var", help="A variable, NAME=VALUE; repeatable.")]
+SelectorArg = Annotated[list[str] | None, typer.Argument(help="Selectors: name, schema.name, name+, +name, tag:x, path:dir/.")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Selectors to leave out.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, help="Tasks run at once.")]
+FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop starting tasks after the first failure.")]
+
+
+def main() -> None:
+    app()
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        console.print(f"dbluigi {__version__}")
+        raise typer.Exit(0)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Map dbluigi's errors to messages and exit code 2."""
+    try:
+        yield
+    except (ProjectError, SelectorError, TargetError) as exc:
+        err_console.print(f"[bold red]error:[/] {_escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except DbluigiError as exc:
+        err_console.print(f"[bold red]error:[/] {_escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _load(project_dir: Path, target: str | None, var: list[str] | None) -> Project:
+    from dbluigi.config import parse_var_options
+
+    return load_project(project_dir, target=target, variables=parse_var_options(var))
+
+
+@app.command()
+def init(folder: Annotated[Path, typer.Argument(help="The folder to create.")]) -> None:
+    """Create a starter project that `dbluigi build` runs as it is."""
+    from dbluigi.scaffold import init_project
+
+    with _errors():
+        written = init_project(folder)
+    console.print(f"created {len(written)} files in {folder}")
+    console.print(f"next: [bold]dbluigi build --project {folder}[/]")
+
+
+@app.command()
+def lineage(
+    selectors: SelectorArg = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "text",
+    exclude: ExcludeOpt = None,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+) -> None:
+    """Show the dependency graph; a selector without + shows its whole lineage."""
+    with _errors():
+        if fmt not in FORMATS:
+            raise SelectorError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+        proj = _load(project, target, var)
+        # a selector without +: its whole lineage, upstream and downstream
+        wanted = [s if "+" in s else f"+{s}+" for s in selectors or ()]
+        models = select(proj, wanted, exclude or ()) if selectors or exclude else None
+        text = render_lineage(proj, models, fmt)
+    typer.echo(text)
+
+
+@app.command()
+def plan(
+    selectors: SelectorArg = None,
+    exclude: ExcludeOpt = None,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List what a build would run, in order, and why."""
+    from dbluigi.runner import RunOptions, prepare
+    from dbluigi.targets import open_target
+
+    with _errors():
+        proj = _load(project, target, var)
+        tgt = open_target(proj.config.target_url, project_dir=proj.root)
+        session, _, decided = prepare(proj, tgt, RunOptions(command="plan", selectors=tuple(selectors or ()), exclude=tuple(exclude or ())))
+        session.close()
+    rows = _plan_rows(proj, decided)
+    if as_json:
+        typer.echo(json.dumps({"target": tgt.display_url, "models": rows}, indent=2))
+        return
+    table = Table(title=f"plan on {tgt.display_url}", title_justify="left")
+    for column in ("#", "model", "kind", "action", "why", "depends on", "checks"):
+        table.add_column(column)
+    for i, row in enumerate(rows, 1):
+        action = "[green]run[/]" if row["run"] else "[dim]skip[/]"
+        if row["missing_parents"]:
+            action = "[red]blocked[/]"
+        why = row["reason"] + (f" (missing: {', '.join(row['missing_parents'])})" if row["missing_parents"] else "")
+        table.add_row(str(i), row["model"], row["kind"], action, why, ", ".join(row["depends_on"]), "\n".join(row["checks"]))
+    console.print(table)
+    to_run = sum(1 for r in rows if r["run"])
+    console.print(f"{to_run} of {len(rows)} selected models would run")
+
+
+def _plan_rows(proj: Project, decided: Plan) -> list[dict[str, Any]]:
+    rows = []
+    for model in decided.selected:
+        d = decided.decisions[model]
+        m = proj.models[model]
+        checks = [c.text for c in m.header.checks]
+        checks += [
+            c.path + (f" (from {c.owner})" if c.owner != c.gate else "") for c in proj.gated_checks(model)
+        ]
+        rows.append(
+            {
+                "model": model,
+                "kind": m.kind,
+                "file": m.path,
+                "run": d.run,
+                "reason": d.reason,
+                "depends_on": sorted(proj.graph.parents(model)),
+                "missing_parents": list(d.missing_parents),
+                "checks": checks,
+            }
+        )
+    return rows
+
+
+def _build(
+    command: str,
+    selectors: list[str] | None,
+    exclude: list[str] | None,
+    project: Path,
+    target: str | None,
+    var: list[str] | None,
+    workers: int,
+    fail_fast: bool,
+    as_json: bool,
+    force: bool,
+) -> None:
+    from dbluigi.luigi_tasks import dispatch
+    from dbluigi.runner import RunOptions, run_plan
+    from dbluigi.targets import open_target
+
+    options = RunOptions(
+        command=command,
+        selectors=tuple(selectors or ()),
+        exclude=tuple(exclude or ()),
+        workers=workers,
+        fail_fast=fail_fast,
+        force=force,
+    )
+    started = time.perf_counter()
+    with _errors():
+        proj = _load(project, target, var)
+        tgt = open_target(proj.config.target_url, project_dir=proj.root)
+        with _progress(as_json) as (on_plan, on_event):
+            result = run_plan(proj, tgt, options, dispatch, on_event=on_event, on_plan=on_plan)
+    elapsed = time.perf_counter() - started
+    if as_json:
+        typer.echo(json.dumps(_result_json(result, tgt.display_url, elapsed), indent=2, default=str))
+    else:
+        _print_summary(result, elapsed)
+    raise typer.Exit(result.exit_code)
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[tuple[Callable[[Plan], None], Callable[[str, str], None]]]:
+    """A live display: done / total, what is running, elapsed."""
+    if quiet or not console.is_terminal and not os.environ.get("DBLUIGI_PROGRESS"):
+        yield (lambda plan: None), _log_event if not quiet else (lambda m, e: None)
+        return
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[running]}"),
+        console=console,
+        transient=True,
+    )
+    running: list[str] = []
+    task_id = progress.add_task("building", total=0, running="")
+
+    def on_plan(plan: Plan) -> None:
+        progress.update(task_id, total=len(plan.to_run))
+
+    def on_event(model: str, event: str) -> None:
+        if event == "start":
+            running.append(model)
+        else:
+            if model in running:
+                running.remove(model)
+            progress.advance(task_id)
+        progress.update(task_id, running=", ".join(running[-3:]))
+
+    with progress:
+        yield on_plan, on_event
+
+
+def _log_event(model: str, event: str) -> None:
+    if event != "start":
+        colour = {"success": "green", "failed": "red", "skipped": "yellow"}.get(event, "white")
+        console.print(f"[{colour}]{event:>7}[/] {model}")
+
+
+def _result_json(result: RunResult, target: str, elapsed: float) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "target": target,
+        "exit_code": result.exit_code,
+        "elapsed_s": round(elapsed, 3),
+        "notes": list(result.notes),
+        "results": [
+            {
+                "model": r.model,
+                "kind": r.kind,
+                "status": r.status,
+                "reason": r.reason,
+                "failure_class": r.failure_class,
+                "error": r.error,
+                "file": r.path,
+                "line": r.line,
+                "duration_s": round(r.duration_s, 4),
+                "rows": r.rows,
+                "attempts": r.attempts,
+            }
+            for r in result.results
+        ],
+    }
+
+
+def _print_summary(result: RunResult, elapsed: float) -> None:
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    ran = [r for r in result.results if r.status != "up to date"]
+    if ran:
+        table = Table(title=f"run {result.run_id}", title_justify="left")
+        for column in ("model", "kind", "status", "why", "rows", "seconds"):
+            table.add_column(column, justify="right" if column in ("rows", "seconds") else "left")
+        for r in ran:
+            colour = {"success": "green", "failed": "red", "skipped": "yellow"}[r.status]
+            status = r.status if not r.failure_class else f"{r.status} ({r.failure_class})"
+            table.add_row(r.model, r.kind, f"[{colour}]{status}[/]", r.reason, "" if r.rows is None else str(r.rows), f"{r.duration_s:.2f}")
+        console.print(table)
+    for r in result.results:
+        if r.status == "failed" or (r.status == "skipped" and r.error):
+            where = f"{r.path}:{r.line}" if r.path and r.line else (r.path or r.model)
+            err_console.print(f"[bold red]{r.failure_class} error[/] in {r.model} ({where}):\n{_escape(r.error or '')}\n")
+    up_to_date = len(result.results) - len(ran)
+    failed = len([r for r in ran if r.status == "failed"])
+    skipped = len([r for r in ran if r.status == "skipped"])
+    built = len([r for r in ran if r.status == "success"])
+    console.print(
+        f"built {built}, failed {failed}, skipped {skipped}, up to date {up_to_date} in {elapsed:.1f}s"
+    )
+
+
+@app.command()
+def build(
+    selectors: SelectorArg = None,
+    exclude: ExcludeOpt = None,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+    workers: WorkersOpt = 1,
+    fail_fast: FailFastOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build what is stale in the selection (everything by default)."""
+    _build("build", selectors, exclude, project, target, var, workers, fail_fast, as_json, force=False)
+
+
+@app.command()
+def rebuild(
+    selectors: Annotated[list[str], typer.Argument(help="What to rebuild: name, name+ (and downstream), tag:x ...")],
+    exclude: ExcludeOpt = None,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+    workers: WorkersOpt = 1,
+    fail_fast: FailFastOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild the selection now, with new build ids (its downstream becomes stale)."""
+    _build("rebuild", selectors, exclude, project, target, var, workers, fail_fast, as_json, force=True)
+
+
+@app.command()
+def history(
+    last: Annotated[int, typer.Option("--last", "-n", min=1, help="How many runs (or task attempts with --model).")] = 10,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="One model's task attempts.")] = None,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent runs and task attempts from the audit tables."""
+    from dbluigi.state import StateStore
+    from dbluigi.targets import open_target
+
+    with _errors():
+        proj = _load(project, target, var)
+        relation = select(proj, [model])[0] if model else None
+        tgt = open_target(proj.config.target_url, project_dir=proj.root)
+        session = tgt.connect()
+        try:
+            store = StateStore(session)
+            store.ensure()
+            runs = store.runs(last) if relation is None else []
+            records = store.history(last=last if relation else 200, model=relation)
+        finally:
+            session.close()
+    if relation is None:
+        wanted = {r[0] for r in runs}
+        records = [r for r in records if r.run_id in wanted]
+    if as_json:
+        payload = {
+            "runs": [dict(zip(("run_id", "command", "selector", "started_at", "finished_at", "status", "version", "host"), r, strict=True)) for r in runs],
+            "tasks": [r.__dict__ | {"checks": [c.to_json() for c in r.checks]} for r in records],
+        }
+        typer.echo(json.dumps(payload, indent=2, default=str))
+        return
+    if runs:
+        table = Table(title="runs", title_justify="left")
+        for column in ("run", "command", "selector", "started", "finished", "status"):
+            table.add_column(column)
+        for r in runs:
+            table.add_row(str(r[0]), str(r[1]), str(r[2] or ""), str(r[3])[:19], str(r[4] or "")[:19], str(r[5]))
+        console.print(table)
+    table = Table(title="task attempts" + (f" of {relation}" if relation else ""), title_justify="left")
+    for column in ("run", "model", "attempt", "status", "class", "why", "rows", "seconds", "error"):
+        table.add_column(column)
+    for t in records:
+        table.add_row(
+            t.run_id, t.model, str(t.attempt), t.status, t.failure_class or "", t.reason or "",
+            "" if t.rows is None else str(t.rows), f"{t.duration_s:.2f}", (t.error or "").splitlines()[0][:80] if t.error else "",
+        )
+    console.print(table)
+
+
+@app.command()
+def check(
+    selectors: SelectorArg = None,
+    exclude: ExcludeOpt = None,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the checks against the published tables, without building."""
+    from dbluigi.runner import check_published
+    from dbluigi.targets import open_target
+
+    with _errors():
+        proj = _load(project, target, var)
+        tgt = open_target(proj.config.target_url, project_dir=proj.root)
+        results = check_published(proj, tgt, select(proj, selectors or (), exclude or ()))
+    failed = [r for r in results if r.status != "success"]
+    if as_json:
+        typer.echo(json.dumps({"results": [_task_json(r) for r in results], "exit_code": 1 if failed else 0}, indent=2, default=str))
+    else:
+        for r in results:
+            colour = "green" if r.status == "success" else "red"
+            console.print(f"[{colour}]{r.status:>8}[/] {r.model}" + (f" ({r.reason})" if r.reason else ""))
+            if r.error:
+                err_console.print(_escape(r.error))
+        console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
+def _task_json(r: TaskResult) -> dict[str, Any]:
+    return {"model": r.model, "status": r.status, "failure_class": r.failure_class, "error": r.error, "file": r.path, "line": r.line}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

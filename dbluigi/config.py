@@ -1,0 +1,198 @@
+"""Project configuration: ``dbluigi.toml`` plus command-line overrides.
+
+Everything a run needs to know besides the SQL files: the target URL (from
+``--target``, ``DBLUIGI_TARGET``, or ``[target] url`` in that order), the
+default schema, variables and per-seed column types. ``${ENV}`` references in
+the target URL are filled from the environment so secrets stay out of the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from dbluigi.errors import ProjectError
+
+CONFIG_FILE = "dbluigi.toml"
+STATE_DIR = ".dbluigi"
+SEED_TYPES = ("bigint", "numeric", "double", "date", "timestamp", "timestamptz", "boolean", "text", "json")
+
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    "project": ("name", "default_schema", "output"),
+    "target": ("url",),
+    "vars": (),
+    "seeds": (),
+}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """What ``dbluigi.toml`` and the command line say about a project."""
+
+    root: Path
+    name: str
+    target_url: str | None
+    default_schema: str | None
+    output: str = "exports"
+    variables: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    seed_types: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def dialect(self) -> str:
+        """The sqlglot dialect files are read in: the target's."""
+        return dialect_of(self.target_url)
+
+    @property
+    def schema(self) -> str:
+        """The schema of top-level files and of unqualified references."""
+        if self.default_schema:
+            return self.default_schema
+        return "public" if self.dialect == "postgres" else "main"
+
+
+def dialect_of(url: str | None) -> str:
+    """The sqlglot dialect of a target URL (DuckDB when none is given)."""
+    if url and url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres"):
+        return "postgres"
+    return "duckdb"
+
+
+def interpolate_env(value: str, *, where: str) -> str:
+    """Fill ``${NAME}`` from the environment; an unset variable is an error naming ``where``."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ProjectError(
+                f"environment variable {name} is not set (used by {where})",
+                hint=f"export {name}=... before running dbluigi",
+            )
+        return os.environ[name]
+
+    return _ENV.sub(substitute, value)
+
+
+def parse_var_options(options: list[str] | None) -> dict[str, str]:
+    """``--var k=v`` options as a dict; a malformed one is an error naming the option."""
+    result: dict[str, str] = {}
+    for option in options or []:
+        key, sep, value = option.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ProjectError(f"--var {option!r}: expected NAME=VALUE", hint="for example --var year=2020")
+        result[key] = value
+    return result
+
+
+def load_config(
+    root: Path,
+    *,
+    target: str | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> Config:
+    """Read ``dbluigi.toml`` (optional) under ``root`` and apply the command-line overrides."""
+    path = root / CONFIG_FILE
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            line = _toml_error_line(exc)
+            raise ProjectError(f"invalid TOML: {exc}", path=CONFIG_FILE, line=line) from exc
+        except UnicodeDecodeError as exc:
+            raise ProjectError("file is not UTF-8", path=CONFIG_FILE) from exc
+    _validate_keys(data)
+    project = data.get("project", {})
+    url = target or os.environ.get("DBLUIGI_TARGET") or data.get("target", {}).get("url")
+    if url is not None:
+        url = interpolate_env(str(url), where="the target URL")
+    default_schema = project.get("default_schema")
+    if default_schema is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(default_schema)):
+        raise ProjectError(f"[project] default_schema {default_schema!r} is not a plain identifier", path=CONFIG_FILE)
+    merged_vars: dict[str, object] = dict(data.get("vars", {}))
+    merged_vars.update(variables or {})
+    return Config(
+        root=root,
+        name=str(project.get("name", root.resolve().name)),
+        target_url=url,
+        default_schema=str(default_schema).lower() if default_schema else None,
+        output=str(project.get("output", "exports")),
+        variables=MappingProxyType(merged_vars),
+        seed_types=MappingProxyType(_seed_types(data.get("seeds", {}))),
+    )
+
+
+def _validate_keys(data: Mapping[str, Any]) -> None:
+    for section, value in data.items():
+        if section not in _SECTIONS:
+            raise ProjectError(
+                f"unknown section [{section}]",
+                path=CONFIG_FILE,
+                hint=_did_you_mean(section, _SECTIONS) or f"known sections: {', '.join(_SECTIONS)}",
+            )
+        if not isinstance(value, dict):
+            raise ProjectError(f"[{section}] must be a table", path=CONFIG_FILE)
+        allowed = _SECTIONS[section]
+        if not allowed:
+            continue
+        for key in value:
+            if key not in allowed:
+                raise ProjectError(
+                    f"unknown key {key!r} in [{section}]",
+                    path=CONFIG_FILE,
+                    hint=_did_you_mean(key, allowed) or f"known keys: {', '.join(allowed)}",
+                )
+
+
+def _seed_types(seeds: Mapping[str, Any]) -> dict[str, Mapping[str, str]]:
+    """``[seeds."raw.offenses"] column_types = {col = "bigint"}`` as {relation: {col: type}}."""
+    result: dict[str, Mapping[str, str]] = {}
+    for relation, settings in _flatten_seed_tables(seeds):
+        for key in settings:
+            if key != "column_types":
+                raise ProjectError(
+                    f"unknown key {key!r} in [seeds.\"{relation}\"]",
+                    path=CONFIG_FILE,
+                    hint="the only key is column_types = {column = \"type\"}",
+                )
+        types = settings.get("column_types", {})
+        for column, type_name in types.items():
+            if type_name not in SEED_TYPES:
+                raise ProjectError(
+                    f"[seeds.\"{relation}\"] column {column!r}: unknown type {type_name!r}",
+                    path=CONFIG_FILE,
+                    hint=_did_you_mean(str(type_name), SEED_TYPES) or f"types: {', '.join(SEED_TYPES)}",
+                )
+        result[relation.lower()] = MappingProxyType({str(c).lower(): str(t) for c, t in types.items()})
+    return result
+
+
+def _flatten_seed_tables(seeds: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    # Both [seeds."raw.offenses"] and [seeds.raw.offenses] are accepted.
+    found: list[tuple[str, Mapping[str, Any]]] = []
+    for key, value in seeds.items():
+        if not isinstance(value, dict):
+            raise ProjectError(f"[seeds] {key!r} must be a table", path=CONFIG_FILE)
+        if "column_types" in value or "." in key:
+            found.append((key, value))
+        else:
+            found.extend((f"{key}.{name}", inner) for name, inner in value.items() if isinstance(inner, dict))
+    return found
+
+
+def _did_you_mean(word: str, choices: Any) -> str | None:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int | None:
+    match = re.search(r"line (\d+)", str(exc))
+    return int(match.group(1)) if match else None

@@ -1,0 +1,94 @@
+"""The dependency graph: nodes are relations, edges point from producer to reader.
+
+Plain data with a deterministic topological order (ties broken by name), so
+``plan``, ``lineage`` and the build agree run after run.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from dbluigi.errors import CycleError
+
+
+@dataclass(frozen=True, order=True)
+class Edge:
+    """``parent`` must be built before ``child``; ``reason`` says why."""
+
+    parent: str
+    child: str
+    reason: str  # "reads" | "depends" | "writes" | "check"
+
+
+@dataclass(frozen=True)
+class Graph:
+    nodes: tuple[str, ...]
+    edges: tuple[Edge, ...]
+    files: Mapping[str, str] = field(default_factory=dict)  # node -> file, for cycle messages
+
+    @cached_property
+    def _parents(self) -> dict[str, set[str]]:
+        parents: dict[str, set[str]] = {n: set() for n in self.nodes}
+        for edge in self.edges:
+            parents[edge.child].add(edge.parent)
+        return parents
+
+    @cached_property
+    def _children(self) -> dict[str, set[str]]:
+        children: dict[str, set[str]] = {n: set() for n in self.nodes}
+        for edge in self.edges:
+            children[edge.parent].add(edge.child)
+        return children
+
+    def parents(self, node: str) -> frozenset[str]:
+        return frozenset(self._parents[node])
+
+    def children(self, node: str) -> frozenset[str]:
+        return frozenset(self._children[node])
+
+    @cached_property
+    def order(self) -> tuple[str, ...]:
+        """Topological order, ties by name; raises CycleError with the full cycle."""
+        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(
+            {n: self._parents[n] for n in self.nodes}
+        )
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as exc:
+            cycle = list(exc.args[1])
+            raise CycleError(cycle, sorted({self.files.get(n, n) for n in cycle})) from None
+        result: list[str] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready())
+            result.extend(ready)
+            sorter.done(*ready)
+        return tuple(result)
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self.order)}
+
+    def upstream(self, nodes: Iterable[str]) -> set[str]:
+        """Every ancestor of ``nodes`` (not including them)."""
+        return _closure(nodes, self._parents)
+
+    def downstream(self, nodes: Iterable[str]) -> set[str]:
+        """Every descendant of ``nodes`` (not including them)."""
+        return _closure(nodes, self._children)
+
+    def edges_between(self, parent: str, child: str) -> list[Edge]:
+        return [e for e in self.edges if e.parent == parent and e.child == child]
+
+
+def _closure(start: Iterable[str], step: Mapping[str, set[str]]) -> set[str]:
+    seen: set[str] = set()
+    stack = list(start)
+    while stack:
+        for nxt in step[stack.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen

@@ -1,0 +1,155 @@
+"""What a build would do, and why: fingerprints against the stored state.
+
+Pure: it takes the project, the selection, the state read once at the start
+of the run and the relations that exist, and decides for each selected model
+whether it runs and why. A model's fingerprint hashes its own definition
+(rendered SQL with its header, patch and check files, seed contents) and the
+build ids of the models upstream of it, so an edit or a rebuild upstream makes
+it stale. Build ids of models that will run are derived here too, from their
+fingerprint and build generation, so every worker of a run (and every machine
+reading the same state) agrees on them without talking to each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbluigi.project import Model, Project
+
+FINGERPRINT_VERSION = "1"
+
+# reasons, in the words plan prints
+NEW = "new"
+CHANGED = "definition changed"
+UPSTREAM = "upstream rebuilt"
+MISSING = "relation missing"
+FORCED = "forced"
+UP_TO_DATE = "up to date"
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """The last successful build of a model, as stored in ``dbluigi.models``."""
+
+    model: str
+    fingerprint: str
+    content_fp: str
+    build_id: str
+    generation: int
+    rows: int | None = None
+    built_at: object = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    model: str
+    run: bool
+    reason: str
+    fingerprint: str
+    content_fp: str
+    build_id: str  # the build id after this run (the new one when it runs)
+    generation: int
+    missing_parents: tuple[str, ...] = ()  # unselected parents never built, and absent sources
+
+
+@dataclass(frozen=True)
+class Plan:
+    decisions: Mapping[str, Decision]  # selected models, in run order
+    selected: tuple[str, ...]
+
+    @property
+    def to_run(self) -> tuple[str, ...]:
+        return tuple(m for m in self.selected if self.decisions[m].run)
+
+
+def content_fingerprint(project: Project, model: Model) -> str:
+    """Hash of everything in the project that defines ``model`` by itself."""
+    h = hashlib.sha256()
+    for part in (FINGERPRINT_VERSION, project.dialect, model.kind, model.text):
+        h.update(part.encode())
+        h.update(b"\0")
+    if model.format == "csv":
+        h.update(_file_hash(project.root / model.path).encode())
+        types = project.config.seed_types.get(model.relation, {})
+        h.update(repr(sorted(types.items())).encode())
+    if model.patch is not None:
+        h.update(model.patch.text.encode())
+    for check in project.gated_checks(model.relation):
+        h.update(check.path.encode() + b"\0" + check.text.encode())
+    return h.hexdigest()[:32]
+
+
+def make_plan(
+    project: Project,
+    selected: Collection[str],
+    state: Mapping[str, ModelState],
+    relations: Collection[tuple[str, str]],
+    *,
+    forced: Collection[str] = (),
+) -> Plan:
+    """Decide, in run order, which selected models run and why."""
+    existing = {f"{s}.{n}" for s, n in relations}
+    selected_set = set(selected)
+    build_ids: dict[str, str | None] = {}
+    decisions: dict[str, Decision] = {}
+    for relation in project.order:
+        model = project.models[relation]
+        stored = state.get(relation)
+        parents = project.model_parents(relation)
+        if relation not in selected_set:
+            build_ids[relation] = stored.build_id if stored else None
+            continue
+        content = content_fingerprint(project, model)
+        upstream = [(p, build_ids.get(p) or "") for p in parents]
+        fingerprint = _hash(content, *(f"{p}={b}" for p, b in upstream))
+        missing = tuple(p for p in parents if p not in selected_set and build_ids.get(p) is None)
+        missing += tuple(
+            s
+            for s in sorted(project.graph.parents(relation))
+            if s not in project.models and s not in existing and not project.graph.parents(s)
+        )
+        if relation in forced:
+            reason = FORCED
+        elif stored is None:
+            reason = NEW
+        elif model.publishes_relation and relation not in existing:
+            reason = MISSING
+        elif stored.content_fp != content:
+            reason = CHANGED
+        elif stored.fingerprint != fingerprint:
+            reason = UPSTREAM
+        else:
+            reason = UP_TO_DATE
+        run = reason != UP_TO_DATE
+        generation = (stored.generation if stored else 0) + (1 if run else 0)
+        build_id = _hash(fingerprint, str(generation)) if run else stored.build_id  # type: ignore[union-attr]
+        build_ids[relation] = build_id
+        decisions[relation] = Decision(relation, run, reason, fingerprint, content, build_id, generation, missing)
+    order = tuple(m for m in project.order if m in selected_set)
+    return Plan(decisions={m: decisions[m] for m in order}, selected=order)
+
+
+def _hash(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _file_hash(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]

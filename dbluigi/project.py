@@ -1,0 +1,464 @@
+"""Load a project: files -> headers -> SQL facts -> models, checks and the graph.
+
+This is the first layer of dbluigi and touches no database and no luigi. The
+result, ``Project``, is everything later stages need: each model with its
+kind, rendered SQL, statements, resolved reads and writes, header, patch and
+checks, and the dependency graph in a deterministic order.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+from dbluigi.cache import SqlInfoCache
+from dbluigi.config import STATE_DIR, Config, load_config
+from dbluigi.errors import ProjectError
+from dbluigi.graph import Edge, Graph
+from dbluigi.headers import Header, parse_header
+from dbluigi.render import render
+from dbluigi.scan import ProjectFile, scan_files
+from dbluigi.sqlinfo import Statement, SqlInfo, TableRef
+
+QUERY_KINDS = ("table", "view", "incremental", "dump")
+TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed")
+PATCH_KINDS = ("table", "incremental", "seed")
+_INFERENCE_VALUE = "NULL"  # what runtime placeholders read as while inferring dependencies
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A model's ``.patch.sql``: corrections applied to the new table before its checks."""
+
+    path: str
+    text: str
+    statements: tuple[Statement, ...]
+
+
+@dataclass(frozen=True)
+class CheckFile:
+    """A ``.check.sql`` or ``.check.py``; it gates ``gate``, which is ``owner`` unless it reads a later model."""
+
+    path: str
+    format: str  # "sql" | "python"
+    owner: str
+    gate: str
+    text: str
+    statements: tuple[Statement, ...] = ()
+    reads: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Model:
+    """One model or seed: a file that produces (or, for ``sql``, modifies) relations."""
+
+    relation: str
+    path: str
+    format: str  # "sql" | "csv" | "yaml" | "python"
+    kind: str
+    header: Header
+    text: str  # the file as rendered with the project's variables
+    statements: tuple[Statement, ...] = ()
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    depends: tuple[str, ...] = ()
+    patch: Patch | None = None
+
+    @property
+    def schema(self) -> str:
+        return self.relation.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.relation.split(".", 1)[1]
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self.header.tags
+
+    @property
+    def publishes_relation(self) -> bool:
+        """Whether the model's own relation is a table or view it publishes."""
+        return self.kind in ("table", "view", "incremental", "seed", "python")
+
+    @property
+    def query(self) -> str:
+        """The single query of a query kind."""
+        return self.statements[0].sql
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    config: Config
+    models: Mapping[str, Model]
+    sources: tuple[str, ...]
+    checks: tuple[CheckFile, ...]
+    graph: Graph
+    readers_of: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def dialect(self) -> str:
+        return self.config.dialect
+
+    @cached_property
+    def order(self) -> tuple[str, ...]:
+        """Models (not sources) in run order."""
+        return tuple(n for n in self.graph.order if n in self.models)
+
+    @cached_property
+    def checks_by_gate(self) -> Mapping[str, tuple[CheckFile, ...]]:
+        grouped: dict[str, list[CheckFile]] = defaultdict(list)
+        for check in self.checks:
+            grouped[check.gate].append(check)
+        return {k: tuple(v) for k, v in grouped.items()}
+
+    def gated_checks(self, relation: str) -> tuple[CheckFile, ...]:
+        return self.checks_by_gate.get(relation, ())
+
+    def model_parents(self, relation: str) -> tuple[str, ...]:
+        """Models (not sources) that must be built before ``relation``, through sources too."""
+        result: set[str] = set()
+        stack = list(self.graph.parents(relation))
+        seen: set[str] = set()
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            if node in self.models:
+                result.add(node)
+            else:
+                stack.extend(self.graph.parents(node))
+        return tuple(sorted(result, key=self.graph.position.__getitem__))
+
+
+def load_project(
+    root: Path | str,
+    *,
+    target: str | None = None,
+    variables: Mapping[str, str] | None = None,
+    use_cache: bool = True,
+) -> Project:
+    """Scan ``root`` and build the validated project; raises ProjectError on any bad input."""
+    root = Path(root)
+    config = load_config(root, target=target, variables=variables)
+    files = scan_files(root, default_schema=config.schema, ignore=(STATE_DIR, config.output))
+    cache = SqlInfoCache(root / STATE_DIR / "cache", enabled=use_cache)
+    loader = _Loader(root, config, cache)
+    project = loader.load(files)
+    cache.save()
+    return project
+
+
+class _Loader:
+    def __init__(self, root: Path, config: Config, cache: SqlInfoCache) -> None:
+        self.root = root
+        self.config = config
+        self.cache = cache
+        self.dialect = config.dialect
+
+    def load(self, files: list[ProjectFile]) -> Project:
+        model_files = [f for f in files if f.role == "model"]
+        if not model_files:
+            raise ProjectError(
+                f"no models found in {self.root}",
+                hint="add .sql models or .csv/.yml seeds, or run dbluigi init DIR for a starter project",
+            )
+        companions: dict[str, dict[str, ProjectFile]] = defaultdict(dict)
+        for f in files:
+            if f.role != "model":
+                companions[f.relation][f.role] = f
+        by_relation = {f.relation: f for f in model_files}
+        for relation, roles in companions.items():
+            if relation not in by_relation:
+                orphan = next(iter(roles.values()))
+                raise ProjectError(
+                    f"no model {relation} for this {orphan.role.replace('_', ' ')} file",
+                    path=orphan.path,
+                    hint=_close(relation, by_relation) or "name it after the model it belongs to",
+                )
+
+        raw: dict[str, tuple[Model, SqlInfo | None]] = {}
+        for f in model_files:
+            raw[f.relation] = self._model(f, companions.get(f.relation, {}))
+        names = _NameResolver(self.config.schema, raw)
+
+        models: dict[str, Model] = {}
+        for relation, (model, info) in raw.items():
+            reads = names.resolve_all(info.reads if info else (), model.path)
+            writes = names.resolve_all(info.writes if info else (), model.path)
+            depends = tuple(names.resolve(_to_ref(d), model.path) for d in model.header.depends)
+            own = {relation}
+            models[relation] = replace(
+                model,
+                reads=tuple(r for r in reads if r not in own and r not in writes),
+                writes=tuple(w for w in writes if w not in own),
+                depends=tuple(d for d in dict.fromkeys(depends) if d not in own),
+            )
+
+        checks = [
+            self._check(file, names)
+            for relation in sorted(companions)
+            for role, file in sorted(companions[relation].items())
+            if role in ("check_sql", "check_py")
+        ]
+        return _assemble(self.root, self.config, models, checks)
+
+    def _read(self, file: ProjectFile) -> str:
+        data = (self.root / file.path).read_bytes()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise ProjectError(
+                f"file is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                path=file.path,
+                line=line,
+                hint="save the file as UTF-8",
+            ) from None
+
+    def _model(self, file: ProjectFile, companions: Mapping[str, ProjectFile]) -> tuple[Model, SqlInfo | None]:
+        text = self._read(file) if file.format != "csv" else ""
+        comment = "#" if file.format in ("python", "yaml") else "--"
+        header = parse_header(text, file.path, comment=comment) if text else Header()
+        kind = _kind_by_format(file, header)
+        info: SqlInfo | None = None
+        statements: tuple[Statement, ...] = ()
+        if file.format == "sql":
+            text = self._render(text, header, file.path)
+            info = self._analyze(text, header, file.path)
+            statements = _restore_placeholders(info.statements, text)
+            kind = header.kind or ("table" if info.is_query else "sql")
+            _validate_sql_kind(file, header, kind, info)
+        _validate_header_for_kind(file, header, kind)
+        patch = None
+        if "patch" in companions:
+            patch_file = companions["patch"]
+            if kind not in PATCH_KINDS:
+                raise ProjectError(
+                    f"a patch applies to a new table, and {file.relation} is of kind {kind}",
+                    path=patch_file.path,
+                    hint=f"patches go with kinds {', '.join(PATCH_KINDS)}",
+                )
+            patch_text = self._render(self._read(patch_file), Header(), patch_file.path)
+            patch_info = self._analyze(patch_text, Header(), patch_file.path)
+            patch = Patch(patch_file.path, patch_text, patch_info.statements)
+        model = Model(
+            relation=file.relation,
+            path=file.path,
+            format=file.format,
+            kind=kind,
+            header=header,
+            text=text,
+            statements=statements,
+            patch=patch,
+        )
+        return model, info
+
+    def _check(self, file: ProjectFile, names: _NameResolver) -> CheckFile:
+        text = self._read(file)
+        if file.format == "python":
+            return CheckFile(file.path, "python", file.relation, file.relation, text)
+        text = self._render(text, Header(), file.path)
+        info = self._analyze(text, Header(), file.path)
+        for statement in info.statements:
+            if statement.kind != "query":
+                raise ProjectError(
+                    f"a check must be a query returning violating rows; this statement is {statement.kind.replace('_', ' ').upper()}",
+                    path=file.path,
+                    line=statement.line,
+                    hint="write SELECT ... that returns the rows breaking the rule; put corrections in a .patch.sql",
+                )
+        if not info.statements:
+            raise ProjectError("check file holds no query", path=file.path)
+        reads = names.resolve_all(info.reads, file.path)
+        return CheckFile(file.path, "sql", file.relation, file.relation, text, info.statements, reads)
+
+    def _render(self, text: str, header: Header, path: str) -> str:
+        runtime = _runtime_placeholders(header)
+        variables = {**self.config.variables, **{n: "{{ " + n + " }}" for n in runtime}}
+        return render(text, variables, path=path)
+
+    def _analyze(self, text: str, header: Header, path: str) -> SqlInfo:
+        runtime = _runtime_placeholders(header)
+        if runtime:
+            text = render(text, dict.fromkeys(runtime, _INFERENCE_VALUE), path=path)
+        return self.cache.analyze(text, dialect=self.dialect, path=path)
+
+
+def _runtime_placeholders(header: Header) -> tuple[str, ...]:
+    names = []
+    if header.partition is not None:
+        names.append(header.partition.name)
+    if header.watermark is not None or header.kind == "incremental":
+        names.append("watermark")
+    return tuple(names)
+
+
+def _restore_placeholders(statements: tuple[Statement, ...], rendered: str) -> tuple[Statement, ...]:
+    """Statements as analyzed had runtime placeholders replaced; re-split the real text."""
+    if "{{" not in rendered:
+        return statements
+    lines = rendered.splitlines(keepends=True)
+    result = []
+    for i, st in enumerate(statements):
+        start = st.line - 1
+        end = statements[i + 1].line - 1 if i + 1 < len(statements) else len(lines)
+        chunk = "".join(lines[start:end]).strip().rstrip(";").strip()
+        result.append(Statement(chunk, st.line, st.kind))
+    return tuple(result)
+
+
+def _kind_by_format(file: ProjectFile, header: Header) -> str:
+    expected = {"csv": "seed", "yaml": "seed", "python": "python"}.get(file.format)
+    if expected is None:
+        return header.kind or "table"
+    if header.kind not in (None, expected):
+        raise ProjectError(
+            f"kind {header.kind} does not fit a .{file.path.rsplit('.', 1)[1]} file (it is a {expected})",
+            path=file.path,
+            line=header.line_of("kind"),
+        )
+    return expected
+
+
+def _validate_sql_kind(file: ProjectFile, header: Header, kind: str, info: SqlInfo) -> None:
+    line = header.line_of("kind")
+    if kind in ("seed", "python"):
+        raise ProjectError(f"kind {kind} does not fit a .sql file", path=file.path, line=line)
+    if not info.statements:
+        raise ProjectError("file holds no SQL statement", path=file.path, hint="write a SELECT, or delete the file")
+    if kind in QUERY_KINDS and not info.is_query:
+        found = ", ".join(s.kind.replace("_", " ") for s in info.statements[:3])
+        raise ProjectError(
+            f"kind {kind} needs exactly one query (SELECT ...); found {len(info.statements)} statement(s): {found}",
+            path=file.path,
+            line=line or info.statements[0].line,
+            hint="use -- kind: sql for files of arbitrary statements",
+        )
+
+
+def _validate_header_for_kind(file: ProjectFile, header: Header, kind: str) -> None:
+    if header.checks and kind not in TABLE_CHECK_KINDS:
+        check = header.checks[0]
+        raise ProjectError(
+            f"header check '{check.text}' needs a table or view, and this model is of kind {kind}",
+            path=file.path,
+            line=check.line,
+            hint=f"put the rule in {file.path.rsplit('.', 1)[0]}.check.sql as a query returning violating rows",
+        )
+    if header.indexes and kind not in ("table", "incremental", "seed", "python"):
+        raise ProjectError(f"indexes need a table; this model is of kind {kind}", path=file.path, line=header.line_of("index"))
+    if kind == "incremental" and not header.unique_key:
+        raise ProjectError(
+            "an incremental model needs -- unique_key: to upsert its rows",
+            path=file.path,
+            line=header.line_of("kind"),
+            hint="add a line such as -- unique_key: id",
+        )
+
+
+class _NameResolver:
+    """Turns table references into relation names the way the database would read them."""
+
+    def __init__(self, default_schema: str, models: Mapping[str, object]) -> None:
+        self.default_schema = default_schema
+        self.models = models
+        self.bare: dict[str, list[str]] = defaultdict(list)
+        for relation in sorted(models):
+            self.bare[relation.split(".", 1)[1]].append(relation)
+
+    def resolve(self, ref: TableRef, path: str) -> str:
+        if ref.schema is not None:
+            return f"{ref.schema}.{ref.name}"
+        default = f"{self.default_schema}.{ref.name}"
+        if default in self.models:
+            return default
+        candidates = self.bare.get(ref.name, [])
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1:
+            raise ProjectError(
+                f"ambiguous reference '{ref.name}': it could be {', '.join(candidates)}",
+                path=path,
+                hint="qualify it with its schema",
+            )
+        return default
+
+    def resolve_all(self, refs: tuple[TableRef, ...] | list[TableRef], path: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.resolve(r, path) for r in refs))
+
+
+def _to_ref(name: str) -> TableRef:
+    schema, _, bare = name.lower().rpartition(".")
+    return TableRef(schema or None, bare)
+
+
+def _assemble(root: Path, config: Config, models: dict[str, Model], checks: list[CheckFile]) -> Project:
+    edges: set[Edge] = set()
+    sources: set[str] = set()
+    readers: dict[str, set[str]] = defaultdict(set)
+    for m in models.values():
+        for r in m.reads:
+            readers[r].add(m.relation)
+            edges.add(Edge(r, m.relation, "reads"))
+        for d in m.depends:
+            edges.add(Edge(d, m.relation, "depends"))
+        sources.update(r for r in (*m.reads, *m.depends) if r not in models)
+    writers: dict[str, set[str]] = defaultdict(set)
+    for m in models.values():
+        for w in m.writes:
+            writers[w].add(m.relation)
+    for relation, writer_set in writers.items():
+        for writer in writer_set:
+            if relation in models:
+                # after the producer, before the readers that are not writers themselves
+                edges.add(Edge(relation, writer, "writes"))
+                for reader in readers.get(relation, ()):
+                    if reader not in writer_set:
+                        edges.add(Edge(writer, reader, "writes"))
+            else:
+                sources.add(relation)
+                edges.add(Edge(writer, relation, "writes"))
+    # a model that both reads R and writes it is a writer of R, not a reader
+    edges = {e for e in edges if not (e.reason == "reads" and e.parent in writers and e.child in writers[e.parent])}
+
+    files = {m.relation: m.path for m in models.values()}
+    nodes = tuple(sorted(set(models) | sources))
+    graph = Graph(nodes, tuple(sorted(edges)), files)
+    graph.order  # noqa: B018 - raises CycleError before checks are placed
+
+    placed: list[CheckFile] = []
+    for check in checks:
+        read_models = [r for r in check.reads if r in models]
+        for r in check.reads:
+            if r not in models:
+                sources.add(r)
+        gate = max([check.owner, *read_models], key=graph.position.__getitem__)
+        for r in [check.owner, *check.reads]:
+            if r != gate:
+                edges.add(Edge(r, gate, "check"))
+        placed.append(replace(check, gate=gate))
+    if placed:
+        nodes = tuple(sorted(set(models) | sources))
+        graph = Graph(nodes, tuple(sorted(edges)), files)
+        graph.order  # noqa: B018
+    return Project(
+        root=root,
+        config=config,
+        models=models,
+        sources=tuple(sorted(sources)),
+        checks=tuple(placed),
+        graph=graph,
+        readers_of={k: tuple(sorted(v)) for k, v in readers.items()},
+    )
+
+
+def _close(word: str, choices: Mapping[str, object]) -> str | None:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean {close[0]}?" if close else None

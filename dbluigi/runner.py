@@ -1,0 +1,387 @@
+"""One run of ``build``, ``rebuild`` or ``check``: plan, dispatch, record, summarize.
+
+Plain Python: the executor is passed in (``dispatch``), so luigi stays in its
+adapter module. A ``Run`` is what every worker shares: the project, the plan
+decided once at the start, and a way to execute one model (with its retries)
+and record the attempt in ``task_runs``. Results are read back from the audit
+tables at the end, so they are the same whether tasks ran in this process, in
+forked workers or on other machines.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dbluigi.errors import CheckFailed, DbluigiError, TargetError, TaskError
+from dbluigi.plan import Decision, Plan, make_plan
+from dbluigi.project import Project
+from dbluigi.publish import BuildRequest, publish
+from dbluigi.selectors import select
+from dbluigi.state import StateStore, TaskRecord, new_run_id, now
+from dbluigi.targets.base import Session, Target
+
+LOCK_KEY = "dbluigi.build"
+RETRY_DELAY_S = 1.0
+
+EventCallback = Callable[[str, str], None]  # (model, "start" | "success" | "failed" | "skipped")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    command: str = "build"
+    selectors: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    workers: int = 1
+    fail_fast: bool = False
+    force: bool = False  # rebuild: every selected model runs, with a new build id
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    model: str
+    kind: str
+    status: str  # "success" | "failed" | "skipped" | "up to date"
+    reason: str
+    failure_class: str | None = None
+    error: str | None = None
+    path: str | None = None
+    line: int | None = None
+    duration_s: float = 0.0
+    rows: int | None = None
+    attempts: int = 0
+    check_sql: str | None = None
+    violation_columns: tuple[str, ...] = ()
+    violation_rows: tuple[tuple[Any, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    results: tuple[TaskResult, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def failed(self) -> tuple[TaskResult, ...]:
+        return tuple(r for r in self.results if r.status in ("failed", "skipped"))
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+class Run:
+    """The shared context of one run; its ``execute`` is what a task runs."""
+
+    def __init__(
+        self,
+        project: Project,
+        target: Target,
+        plan: Plan,
+        run_id: str,
+        options: RunOptions,
+        session: Session,
+        on_event: EventCallback | None = None,
+    ) -> None:
+        self.project = project
+        self.target = target
+        self.plan = plan
+        self.run_id = run_id
+        self.options = options
+        self.on_event = on_event
+        self._main_pid = os.getpid()
+        self._sessions: dict[int, Session] = {os.getpid(): session}
+        self._done: set[str] = set()
+        ctx = multiprocessing.get_context("fork") if options.workers > 1 else None
+        self._failed = ctx.Event() if ctx else threading.Event()
+        self._events: Any = ctx.SimpleQueue() if ctx else None
+
+    def session(self) -> Session:
+        """This process's session: workers forked by luigi open their own."""
+        pid = os.getpid()
+        if pid not in self._sessions:
+            self._sessions[pid] = self.target.connect()
+        return self._sessions[pid]
+
+    def decision(self, model: str) -> Decision:
+        return self.plan.decisions[model]
+
+    def is_complete(self, model: str) -> bool:
+        return model in self._done or not self.plan.decisions[model].run
+
+    def execute(self, model: str) -> None:
+        """Build one model with its retries, recording every attempt; raises TaskError on failure."""
+        decision = self.plan.decisions[model]
+        spec = self.project.models[model]
+        attempts = 1 + spec.header.retries
+        self._emit(model, "start")
+        for attempt in range(1, attempts + 1):
+            started, clock = now(), time.perf_counter()
+            try:
+                if self.options.fail_fast and self._failed.is_set():
+                    raise TaskError("skipped: an earlier task failed and --fail-fast is on", failure_class="upstream")
+                published = publish(self.session(), BuildRequest(self.project, spec, decision, self.run_id))
+            except TaskError as exc:
+                skipped = exc.failure_class == "upstream"
+                record = TaskRecord(
+                    run_id=self.run_id,
+                    model=model,
+                    status="skipped" if skipped else "failed",
+                    started_at=started,
+                    duration_s=time.perf_counter() - clock,
+                    attempt=attempt,
+                    failure_class=exc.failure_class,
+                    error=_error_text(exc),
+                    path=exc.path,
+                    line=exc.line,
+                    reason=decision.reason,
+                    fingerprint=decision.fingerprint,
+                    checks=tuple(getattr(exc, "results", ())),
+                )
+                self._record(record)
+                if exc.failure_class == "runtime" and attempt < attempts:
+                    time.sleep(RETRY_DELAY_S * attempt)
+                    continue
+                self._failed.set()
+                self._emit(model, "skipped" if skipped else "failed")
+                raise
+            self._record(
+                TaskRecord(
+                    run_id=self.run_id,
+                    model=model,
+                    status="success",
+                    started_at=started,
+                    duration_s=time.perf_counter() - clock,
+                    attempt=attempt,
+                    reason=decision.reason,
+                    rows=published.rows,
+                    fingerprint=decision.fingerprint,
+                    build_id=decision.build_id,
+                    checks=published.checks,
+                )
+            )
+            self._done.add(model)
+            self._emit(model, "success")
+            return
+
+    def _record(self, record: TaskRecord) -> None:
+        StateStore(self.session()).record_tasks([record])
+
+    def _emit(self, model: str, event: str) -> None:
+        if self.on_event is None:
+            return
+        if os.getpid() == self._main_pid or self._events is None:
+            self.on_event(model, event)
+        else:
+            self._events.put((model, event))
+
+    def pump_events(self) -> threading.Thread | None:
+        """Forward events from forked workers to ``on_event`` until ``stop_events``."""
+        if self._events is None or self.on_event is None:
+            return None
+        callback, events = self.on_event, self._events
+
+        def loop() -> None:
+            while True:
+                item = events.get()
+                if item is None:
+                    return
+                callback(*item)
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        return thread
+
+    def stop_events(self, thread: threading.Thread | None) -> None:
+        if thread is not None:
+            self._events.put(None)
+            thread.join(timeout=5)
+
+
+Dispatch = Callable[[Run], None]
+
+
+def prepare(
+    project: Project,
+    target: Target,
+    options: RunOptions,
+) -> tuple[Session, StateStore, Plan]:
+    """Connect, take the run lock, migrate state and decide the plan (one state read)."""
+    session = target.connect()
+    try:
+        if not session.try_lock(LOCK_KEY):
+            raise TargetError(
+                f"another dbluigi build is running on {target.display_url}",
+                hint="wait for it to finish; `dbluigi history` shows the running run",
+            )
+        state = StateStore(session)
+        state.ensure()
+        selected = select(project, options.selectors, options.exclude)
+        plan = make_plan(
+            project,
+            selected,
+            state.read_models(),
+            session.relations(),
+            forced=selected if options.force else (),
+        )
+    except BaseException:
+        session.close()
+        raise
+    return session, state, plan
+
+
+def run_plan(
+    project: Project,
+    target: Target,
+    options: RunOptions,
+    dispatch: Dispatch,
+    *,
+    on_event: EventCallback | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+) -> RunResult:
+    """Execute a build: everything stale in the selection, through ``dispatch``."""
+    session, state, plan = prepare(project, target, options)
+    run_id = new_run_id()
+    notes: list[str] = []
+    workers = options.workers
+    if workers > 1 and not target.supports_concurrent_writers:
+        notes.append(f"{target.name} allows one writer process: ran with 1 worker instead of {workers}")
+        workers = 1
+    options = RunOptions(**{**options.__dict__, "workers": workers})
+    try:
+        state.start_run(run_id, options.command, " ".join(options.selectors), target.display_url, workers)
+        if on_plan is not None:
+            on_plan(plan)
+        run = Run(project, target, plan, run_id, options, session, on_event)
+        thread = run.pump_events()
+        status = "error"
+        try:
+            if plan.to_run:
+                dispatch(run)
+            results = _results(project, plan, state.task_records(run_id), state, run_id)
+            status = "failed" if any(r.status in ("failed", "skipped") for r in results) else "success"
+        finally:
+            run.stop_events(thread)
+            state.finish_run(run_id, status)
+    finally:
+        session.unlock(LOCK_KEY)
+        session.close()
+    return RunResult(run_id, tuple(results), tuple(notes))
+
+
+def _results(
+    project: Project, plan: Plan, records: Sequence[TaskRecord], state: StateStore, run_id: str
+) -> list[TaskResult]:
+    """One result per selected model; models that never started are recorded as skipped."""
+    last: dict[str, TaskRecord] = {}
+    attempts: dict[str, int] = {}
+    for record in records:
+        last[record.model] = record
+        attempts[record.model] = attempts.get(record.model, 0) + 1
+    bad: set[str] = {m for m, r in last.items() if r.status != "success"}
+    skipped: list[TaskRecord] = []
+    results: list[TaskResult] = []
+    for model in plan.selected:
+        decision = plan.decisions[model]
+        kind = project.models[model].kind
+        record = last.get(model)
+        if record is None and decision.run:
+            blockers = [p for p in project.model_parents(model) if p in bad]
+            if blockers:
+                error = f"skipped: upstream {', '.join(blockers)} failed"
+            elif decision.missing_parents:
+                missing = ", ".join(decision.missing_parents)
+                error = f"skipped: {missing} does not exist (not selected and never built); select it too, e.g. +{model.split('.', 1)[1]}"
+            else:
+                error = "skipped: the run stopped before it"
+            record = TaskRecord(
+                run_id=run_id, model=model, status="skipped", started_at=now(), failure_class="upstream",
+                error=error, reason=decision.reason, fingerprint=decision.fingerprint,
+            )
+            skipped.append(record)
+            bad.add(model)
+        if record is None:
+            results.append(TaskResult(model, kind, "up to date", decision.reason))
+            continue
+        results.append(_result(project, kind, record, attempts.get(model, 1)))
+    state.record_tasks(skipped)
+    return results
+
+
+def _result(project: Project, kind: str, r: TaskRecord, attempts: int) -> TaskResult:
+    return TaskResult(
+        model=r.model,
+        kind=kind,
+        status=r.status,
+        reason=r.reason or "",
+        failure_class=r.failure_class,
+        error=r.error,
+        path=r.path,
+        line=r.line,
+        duration_s=r.duration_s,
+        rows=r.rows,
+        attempts=attempts,
+    )
+
+
+def _error_text(exc: DbluigiError) -> str:
+    text = str(exc)
+    if isinstance(exc, CheckFailed) and exc.rows:
+        header = " | ".join(exc.columns)
+        body = "\n".join(" | ".join("NULL" if v is None else str(v) for v in row) for row in exc.rows)
+        sql = f"\ncheck SQL:\n{exc.check_sql}" if exc.check_sql else ""
+        text += f"{sql}\nfirst violating rows:\n{header}\n{body}"
+    return text
+
+
+def check_published(project: Project, target: Target, selected: Sequence[str]) -> list[TaskResult]:
+    """Run each selected model's checks against what is published now; record them as a run."""
+    from dbluigi.checks import CheckTarget, run_checks
+
+    session = target.connect()
+    results: list[TaskResult] = []
+    records: list[TaskRecord] = []
+    run_id = new_run_id()
+    try:
+        state = StateStore(session)
+        state.ensure()
+        state.start_run(run_id, "check", " ".join(selected), target.display_url, 1)
+        for relation in selected:
+            model = project.models[relation]
+            started, clock = now(), time.perf_counter()
+            has_checks = bool(model.header.checks or project.gated_checks(relation))
+            if not has_checks:
+                continue
+            if model.publishes_relation and session.relation_kind(model.schema, model.name) is None:
+                status, cls, error, results_ = "failed", "check", f"{relation} is not built yet", ()
+            else:
+                try:
+                    outcome = run_checks(session, project, CheckTarget(model, model.schema, model.name, None))
+                except TaskError as exc:
+                    outcome, cls, error = None, exc.failure_class, str(exc)
+                if outcome is None:
+                    status, results_ = "failed", ()
+                elif outcome.passed:
+                    status, cls, error, results_ = "success", None, None, outcome.results
+                else:
+                    v = outcome.violations[0]
+                    exc = CheckFailed(v.message, check_sql=v.sql, columns=v.columns, rows=v.rows, path=v.path, line=v.line)
+                    status, cls, error, results_ = "failed", "check", _error_text(exc), outcome.results
+            records.append(
+                TaskRecord(
+                    run_id=run_id, model=relation, status=status, started_at=started,
+                    duration_s=time.perf_counter() - clock, failure_class=cls, error=error,
+                    reason="check", checks=tuple(results_),
+                )
+            )
+            results.append(TaskResult(relation, model.kind, status, "check", cls, error))
+        state.record_tasks(records)
+        state.finish_run(run_id, "failed" if any(r.status != "success" for r in results) else "success")
+    finally:
+        session.close()
+    return results

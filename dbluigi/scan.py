@@ -1,0 +1,104 @@
+"""Find the files of a project and say what each one is.
+
+Folder = schema, file stem = relation name: ``staging/agencies.sql`` is the
+model ``staging.agencies``; files at the top level go to the default schema;
+deeper folders only organize (``staging/crm/accounts.sql`` is still in schema
+``staging``). ``.check.sql``, ``.check.py`` and ``.patch.sql`` files attach to
+the model of the same stem. Hidden folders, ``.dbluigi/`` and the dump output
+folder are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dbluigi.errors import DuplicateRelationError, ProjectError
+
+MODEL_SUFFIXES = {".sql": "sql", ".csv": "csv", ".yml": "yaml", ".yaml": "yaml", ".py": "python"}
+COMPANION_SUFFIXES = {".check.sql": "check_sql", ".check.py": "check_py", ".patch.sql": "patch"}
+IGNORED_DIRS = {"__pycache__", "node_modules", "target", "venv"}
+
+
+@dataclass(frozen=True)
+class ProjectFile:
+    """One file of the project: a model or seed, or a companion of one."""
+
+    path: str  # relative to the project root, with forward slashes
+    role: str  # "model" or one of COMPANION_SUFFIXES' values
+    format: str  # "sql" | "csv" | "yaml" | "python"
+    relation: str  # "schema.name" of the model it is, or belongs to
+
+    @property
+    def schema(self) -> str:
+        return self.relation.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.relation.split(".", 1)[1]
+
+
+def scan_files(root: Path, *, default_schema: str, ignore: tuple[str, ...] = ()) -> list[ProjectFile]:
+    """Every model, seed and companion file under ``root``, sorted by path."""
+    if not root.is_dir():
+        raise ProjectError(f"project folder {root} does not exist", hint="pass --project DIR or run dbluigi init DIR")
+    ignored = {part.strip("/") for part in ignore}
+    found: list[ProjectFile] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        rel_dir = "" if rel_dir == "." else rel_dir
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".")
+            and d not in IGNORED_DIRS
+            and (f"{rel_dir}/{d}" if rel_dir else d) not in ignored
+        )
+        for filename in sorted(filenames):
+            if filename.startswith("."):
+                continue
+            file = classify(f"{rel_dir}/{filename}" if rel_dir else filename, default_schema)
+            if file is not None:
+                found.append(file)
+    found.sort(key=lambda f: f.path)
+    _reject_duplicates(found)
+    return found
+
+
+def classify(path: str, default_schema: str) -> ProjectFile | None:
+    """What a file at ``path`` is, or None when dbluigi does not read it."""
+    folder, _, filename = path.rpartition("/")
+    lower = filename.lower()
+    for suffix, role in COMPANION_SUFFIXES.items():
+        if lower.endswith(suffix):
+            stem = filename[: -len(suffix)]
+            fmt = "python" if suffix.endswith(".py") else "sql"
+            return ProjectFile(path, role, fmt, _relation(folder, stem, default_schema))
+    for suffix, fmt in MODEL_SUFFIXES.items():
+        if lower.endswith(suffix):
+            stem = filename[: -len(suffix)]
+            if not stem or "." in stem:
+                return None
+            return ProjectFile(path, "model", fmt, _relation(folder, stem, default_schema))
+    return None
+
+
+def _relation(folder: str, stem: str, default_schema: str) -> str:
+    schema = folder.split("/", 1)[0] if folder else default_schema
+    return f"{schema.lower()}.{stem.lower()}"
+
+
+def _reject_duplicates(files: list[ProjectFile]) -> None:
+    seen: dict[tuple[str, str], ProjectFile] = {}
+    for file in files:
+        key = (file.role, file.relation)
+        if key in seen:
+            first = seen[key]
+            what = "relation" if file.role == "model" else f"model's {file.role.replace('_', ' ')} file"
+            raise DuplicateRelationError(
+                f"{first.path} and {file.path} both map to {what} {file.relation}",
+                path=file.path,
+                hint="rename or move one of them; folder = schema, file name = table",
+            )
+        seen[key] = file

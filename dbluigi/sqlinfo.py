@@ -1,0 +1,489 @@
+"""What a SQL file reads, writes and is, inferred with sqlglot.
+
+``analyze_sql`` splits a file into statements with the dialect's tokenizer, parses
+each statement once, and walks it scope by scope
+(``sqlglot.optimizer.scope.traverse_scope``), so CTE names, subquery aliases and
+table functions are never taken for tables. The result is a ``SqlInfo``: the
+statements with their kinds and lines, and the tables the file reads and writes,
+named the way the database resolves them (unquoted names folded per dialect, the
+catalog part dropped).
+
+``replace_relations`` rewrites table references in SQL, e.g. to point a patch or a
+check at the freshly built ``<name>__dbluigi_new`` table.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, SqlglotError, TokenError
+from sqlglot.optimizer.scope import traverse_scope
+from sqlglot.tokens import Token, TokenType
+
+from dbluigi.errors import SqlParseError
+
+STATEMENT_KINDS = (
+    "query",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "create_table",
+    "create_view",
+    "create_index",
+    "create_function",
+    "create_procedure",
+    "create_schema",
+    "alter",
+    "truncate",
+    "drop",
+    "other",
+)
+
+_CREATE_KINDS = {
+    "TABLE": "create_table",
+    "VIEW": "create_view",
+    "INDEX": "create_index",
+    "FUNCTION": "create_function",
+    "MACRO": "create_function",
+    "PROCEDURE": "create_procedure",
+    "SCHEMA": "create_schema",
+}
+_SIMPLE_KINDS: dict[type[exp.Expr], str] = {
+    exp.Insert: "insert",
+    exp.Update: "update",
+    exp.Delete: "delete",
+    exp.Merge: "merge",
+    exp.Alter: "alter",
+    exp.TruncateTable: "truncate",
+    exp.Drop: "drop",
+}
+# What sqlglot keeps as an opaque Command can still be recognisably a CREATE FUNCTION.
+_COMMAND_CREATE = re.compile(
+    r"\s*(?:or\s+replace\s+)?(?:(?:temp|temporary)\s+)?(function|macro|procedure)\b", re.IGNORECASE
+)
+# DuckDB reads files named in FROM ('data.csv', 's3://...'); sqlglot makes them quoted tables.
+_FILE_LIKE = re.compile(
+    r"[/\\*]|://|\.(csv|tsv|txt|json|jsonl|ndjson|parquet|arrow|xlsx|db|duckdb)(\.\w+)?$",
+    re.IGNORECASE,
+)
+_CLASS_REPR = re.compile(r"<class '(?:\w+\.)*(\w+)'>")
+_TOKEN_REPR = re.compile(r"<Token token_type: [\w.]+, text: (.*?), line: .*?>")
+_TOKENIZER_MISSING = re.compile(r"Missing (.+) from \d+:(\d+)")
+_HINT = (
+    "dbluigi reads SQL with sqlglot (dialect {dialect}); if this is valid SQL for your "
+    "database, declare its dependencies with -- depends: and set -- kind: sql"
+)
+
+
+@dataclass(frozen=True, order=True)
+class TableRef:
+    """A table or view as a statement names it; ``schema`` is None when unqualified."""
+
+    schema: str | None
+    name: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    def __str__(self) -> str:
+        return self.qualified
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a file: its original text, first line and kind."""
+
+    sql: str
+    line: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class SqlInfo:
+    """The statements of a file and the tables it reads and writes."""
+
+    statements: tuple[Statement, ...]
+    reads: tuple[TableRef, ...]
+    writes: tuple[TableRef, ...]
+
+    @property
+    def is_query(self) -> bool:
+        """True for exactly one statement that only returns rows (SELECT, WITH, UNION, VALUES)."""
+        return len(self.statements) == 1 and self.statements[0].kind == "query"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "statements": [{"sql": s.sql, "line": s.line, "kind": s.kind} for s in self.statements],
+            "reads": [[r.schema, r.name] for r in self.reads],
+            "writes": [[w.schema, w.name] for w in self.writes],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SqlInfo:
+        return cls(
+            statements=tuple(Statement(s["sql"], s["line"], s["kind"]) for s in data["statements"]),
+            reads=tuple(TableRef(schema, name) for schema, name in data["reads"]),
+            writes=tuple(TableRef(schema, name) for schema, name in data["writes"]),
+        )
+
+
+def analyze_sql(text: str, *, dialect: str, path: str, line_offset: int = 0) -> SqlInfo:
+    """Split, parse and analyze a file's SQL; raises SqlParseError naming the file line."""
+    d = _dialect(dialect)
+    parser = d.parser()
+    statements: list[Statement] = []
+    reads: set[TableRef] = set()
+    writes: set[TableRef] = set()
+    created: set[TableRef] = set()  # made by an earlier statement: reading it is no input
+    temporary: set[TableRef] = set()  # session tables are nobody's relation
+
+    for chunk in _chunks(text, dialect, path, line_offset):
+        try:
+            tree = parser.parse(chunk.tokens, text)[0]
+        except ParseError as e:
+            raise _parse_error(e, dialect, path, line_offset, chunk.line) from None
+        kind = _kind(tree) if tree is not None else "other"
+        statements.append(Statement(chunk.sql, chunk.line, kind))
+        if tree is None or _opaque(tree, kind):
+            continue
+        _normalize_names(tree, d)
+        try:
+            read_nodes, write_nodes = _relations(tree, kind)
+        except SqlglotError as e:
+            raise SqlParseError(
+                f"cannot analyze SQL: {e}",
+                path=path,
+                line=chunk.line,
+                hint=_HINT.format(dialect=dialect),
+            ) from None
+        own_writes = {_ref(t) for t in write_nodes} - temporary
+        if kind in ("create_table", "create_view"):
+            if _is_temporary(tree):
+                temporary |= own_writes
+                own_writes = set()
+            created |= own_writes
+        reads |= {_ref(t) for t in read_nodes} - own_writes - created - temporary
+        writes |= own_writes
+
+    return SqlInfo(
+        tuple(statements), tuple(sorted(reads, key=_key)), tuple(sorted(writes, key=_key))
+    )
+
+
+def split_statements(
+    text: str, *, dialect: str, path: str, line_offset: int = 0
+) -> list[tuple[str, int]]:
+    """The statements of ``text`` as original slices with their 1-based first lines."""
+    return [(c.sql, c.line) for c in _chunks(text, dialect, path, line_offset)]
+
+
+def replace_relations(sql: str, mapping: dict[TableRef, TableRef], *, dialect: str) -> str:
+    """Point the table references of ``sql`` named in ``mapping`` at other tables.
+
+    CTE names are left alone. A replaced table that had no alias gets its old name as
+    alias, so ``name.column`` references keep binding.
+    """
+    d = _dialect(dialect)
+    try:
+        trees = [tree for tree in d.parse(sql) if tree is not None]
+    except (ParseError, TokenError) as e:
+        raise SqlParseError(f"cannot parse SQL: {_describe(e)}") from None
+    out = []
+    for tree in trees:
+        kind = _kind(tree)
+        if not _opaque(tree, kind):
+            # Analyze a normalized copy so names match the mapping, and rewrite the original
+            # so the output keeps the author's spelling; a copy walks in the same order.
+            normalized = _normalize_names(tree.copy(), d)
+            read_nodes, write_nodes = _relations(normalized, kind)
+            wanted = {id(t) for t in (*read_nodes, *write_nodes) if _ref(t) in mapping}
+            targets = [
+                (original, _ref(copy))
+                for copy, original in zip(normalized.walk(), tree.walk(), strict=True)
+                if id(copy) in wanted
+            ]
+            for original, ref in targets:
+                _point_at(original, mapping[ref], d)
+        out.append(tree.sql(dialect=d))
+    return ";\n".join(out)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    sql: str
+    line: int
+    tokens: list[Token]
+
+
+@functools.cache
+def _dialect(name: str) -> Dialect:
+    return Dialect.get_or_raise(name)
+
+
+def _chunks(text: str, dialect: str, path: str, line_offset: int) -> list[_Chunk]:
+    """Cut the tokens at top-level semicolons; the tokenizer knows strings, comments, $$."""
+    try:
+        tokens = _dialect(dialect).tokenize(text)
+    except TokenError as e:
+        raise _token_error(e, text, dialect, path, line_offset) from None
+
+    chunks: list[_Chunk] = []
+    current: list[Token] = []
+    start = 0  # offset where the next statement's text (with its leading comments) begins
+    line = 1  # line of ``start``, counted incrementally
+    counted = 0
+    for token in [*tokens, None]:
+        if token is not None and token.token_type != TokenType.SEMICOLON:
+            current.append(token)
+            continue
+        end = token.start if token is not None else len(text)
+        if current:
+            begin = start + len(text[start:end]) - len(text[start:end].lstrip())
+            line += text.count("\n", counted, begin)
+            counted = begin
+            sql = text[begin:end].rstrip()
+            chunks.append(_Chunk(sql, line + line_offset, current))
+            current = []
+        if token is not None:
+            start = _after_trailing_comment(text, token.end + 1)
+    return chunks
+
+
+def _after_trailing_comment(text: str, pos: int) -> int:
+    """Where the next statement starts: a `-- note` after a semicolon belongs to its line."""
+    newline = text.find("\n", pos)
+    if newline == -1:
+        return pos
+    rest = text[pos:newline].strip()
+    if not rest or rest.startswith(("--", "#")):
+        return newline + 1
+    return pos
+
+
+def _kind(tree: exp.Expr) -> str:
+    if isinstance(tree, exp.Select) and tree.args.get("into"):
+        return "create_table"  # SELECT ... INTO new_table
+    if isinstance(tree, (exp.Query, exp.Values, exp.Pivot)):
+        return "query"
+    simple = _SIMPLE_KINDS.get(type(tree))
+    if simple:
+        return simple
+    if isinstance(tree, exp.Create):
+        return _CREATE_KINDS.get(str(tree.args.get("kind") or "").upper(), "other")
+    if isinstance(tree, exp.Command) and str(tree.this).upper() == "CREATE":
+        match = _COMMAND_CREATE.match(str(tree.expression or ""))
+        if match:
+            return _CREATE_KINDS[match.group(1).upper()]
+    return "other"
+
+
+def _normalize_names(tree: exp.Expr, d: Dialect) -> exp.Expr:
+    """Fold table, alias and CTE names the way the database does, before scoping matches them.
+
+    Only these names decide what is a table; leaving column names alone saves a third of
+    the cost of ``normalize_identifiers``.
+    """
+    for node in tree.find_all(exp.Table, exp.TableAlias):
+        for part in node.args.values():
+            if type(part) is exp.Identifier:
+                d.normalize_identifier(part)
+    return tree
+
+
+def _opaque(tree: exp.Expr, kind: str) -> bool:
+    """Commands sqlglot could not parse, and function bodies that only run later."""
+    return isinstance(tree, exp.Command) or kind in ("create_function", "create_procedure")
+
+
+def _relations(tree: exp.Expr, kind: str) -> tuple[list[exp.Table], list[exp.Table]]:
+    """The table nodes a (normalized) statement reads and writes."""
+    reads: list[exp.Table] = []
+    # sqlglot gives a CTE scope only to queries; PostgreSQL's data-modifying CTEs
+    # (WITH d AS (DELETE ... RETURNING *) ...) are names all the same
+    with_ = tree.args.get("with_")
+    dml_ctes = (
+        {c.alias for c in with_.expressions if not isinstance(c.this, exp.Query)}
+        if with_
+        else set()
+    )
+    scopes = traverse_scope(tree)
+    for scope in scopes:
+        for source in scope.sources.values():
+            if (
+                isinstance(source, exp.Table)
+                and _is_relation(source)
+                # a pivoted CTE reference comes back as its Table node
+                and (
+                    source.args.get("db")
+                    or (source.name not in scope.cte_sources and source.name not in dml_ctes)
+                )
+            ):
+                reads.append(source)
+    if not scopes and kind == "query":  # VALUES, DuckDB's PIVOT statement
+        reads.extend(t for t in tree.find_all(exp.Table) if _is_relation(t))
+
+    writes: list[exp.Table] = []
+    for target in _targets(tree):
+        if isinstance(target, exp.Schema):  # CREATE TABLE t (a int), INSERT INTO t (a)
+            target = target.this
+        if isinstance(target, exp.Table) and _is_relation(target):
+            writes.append(target)
+
+    if isinstance(tree, (exp.Update, exp.Delete)) and isinstance(tree.this, exp.Table):
+        # MySQL: UPDATE t JOIN s ON ... SET / DELETE t FROM t JOIN s
+        for join in tree.this.args.get("joins") or []:
+            reads.extend(t for t in join.find_all(exp.Table) if _is_relation(t))
+    if (
+        isinstance(tree, exp.Copy)
+        and not tree.args.get("kind")
+        and isinstance(tree.this, exp.Table)
+    ):
+        reads.append(tree.this)  # COPY t TO 'file'
+    return reads, writes
+
+
+def _targets(tree: exp.Expr) -> Iterator[exp.Expr | None]:
+    """The tables a statement changes, creates or drops."""
+    if isinstance(tree, (exp.Insert, exp.Update, exp.Merge)):
+        yield tree.this
+    elif isinstance(tree, exp.Delete):
+        yield from tree.args.get("tables") or [tree.this]
+    elif isinstance(tree, exp.Create):
+        kind = str(tree.args.get("kind") or "").upper()
+        if kind in ("TABLE", "VIEW"):
+            yield tree.this
+        elif kind == "INDEX" and isinstance(tree.this, exp.Index):
+            yield tree.this.args.get("table")
+    elif isinstance(tree, exp.Alter):
+        if str(tree.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
+            yield tree.this
+            for action in tree.args.get("actions") or []:
+                if isinstance(action, exp.AlterRename) and isinstance(tree.this, exp.Table):
+                    yield _renamed(tree.this, action.this)
+    elif isinstance(tree, exp.TruncateTable):
+        yield from tree.expressions
+    elif isinstance(tree, exp.Drop):
+        if str(tree.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
+            yield from tree.args.get("tables") or [tree.this]
+    elif isinstance(tree, exp.Select) and tree.args.get("into"):
+        yield tree.args["into"].this
+    elif isinstance(tree, exp.Copy) and tree.args.get("kind"):
+        yield tree.this  # COPY t FROM 'file'
+    with_ = tree.args.get("with_")
+    if with_:  # PostgreSQL's data-modifying CTEs: WITH d AS (DELETE FROM t RETURNING *) ...
+        for cte in with_.expressions:
+            if isinstance(cte.this, exp.DML) and not isinstance(cte.this, exp.Copy):
+                yield from _targets(cte.this)
+
+
+def _renamed(old: exp.Table, new: exp.Expr | None) -> exp.Table | None:
+    """ALTER TABLE s.t RENAME TO u creates s.u (a detached node, never rewritten)."""
+    if not isinstance(new, exp.Table):
+        return None
+    db = new.args.get("db") or old.args.get("db")
+    return exp.Table(this=new.this.copy(), db=db.copy() if db else None)
+
+
+def _is_relation(table: exp.Table) -> bool:
+    """A named table, not a table function (range(5), read_csv(...)) nor a file."""
+    name = table.this
+    if not isinstance(name, exp.Identifier) or not name.this:
+        return False
+    return not (name.quoted and not table.args.get("db") and _FILE_LIKE.search(name.this))
+
+
+def _is_temporary(tree: exp.Expr) -> bool:
+    if isinstance(tree, exp.Select):
+        return bool(tree.args["into"].args.get("temporary"))
+    properties = tree.args.get("properties")
+    return bool(properties and properties.find(exp.TemporaryProperty))
+
+
+def _ref(table: exp.Table) -> TableRef:
+    return TableRef(table.db or None, table.name)
+
+
+def _key(ref: TableRef) -> tuple[str, str]:
+    return (ref.schema or "", ref.name)
+
+
+def _point_at(table: exp.Table, ref: TableRef, d: Dialect) -> None:
+    """Rename ``table`` in place to ``ref``, keeping ``old_name.column`` references bound."""
+    old_name = table.this
+    old_db = table.args.get("db")
+    table.set("catalog", None)
+    table.set("db", _identifier(ref.schema, d, old_db) if ref.schema else None)
+    table.set("this", _identifier(ref.name, d, old_name))
+    if not table.alias and _accepts_alias(table) and old_name.name != ref.name:
+        table.set("alias", exp.TableAlias(this=old_name.copy()))
+
+
+def _identifier(name: str, d: Dialect, like: exp.Expr | None) -> exp.Identifier:
+    quoted = bool(isinstance(like, exp.Identifier) and like.quoted)
+    ident = exp.to_identifier(name)
+    ident.set("quoted", ident.quoted or quoted or d.case_sensitive(name))
+    return ident
+
+
+def _accepts_alias(table: exp.Table) -> bool:
+    """FROM/JOIN/USING sources and UPDATE/DELETE/MERGE targets take an alias; DDL does not."""
+    parent = table.parent
+    if isinstance(parent, (exp.From, exp.Join, exp.Update, exp.Merge)):
+        return True
+    return isinstance(parent, exp.Delete) and table.arg_key != "tables"
+
+
+def _parse_error(
+    e: ParseError, dialect: str, path: str, line_offset: int, statement_line: int
+) -> SqlParseError:
+    error = e.errors[0] if e.errors else {}
+    # Tokens carry lines counted in the whole text, so only the offset is added.
+    line = error.get("line")
+    line = max(line + line_offset, statement_line) if line else statement_line
+    return SqlParseError(
+        f"cannot parse SQL: {_describe(e)}",
+        path=path,
+        line=line,
+        hint=_HINT.format(dialect=dialect),
+    )
+
+
+def _describe(e: SqlglotError) -> str:
+    if isinstance(e, ParseError) and e.errors:
+        description = e.errors[0].get("description") or "invalid syntax"
+        # sqlglot names its classes and tokens in Python's words; keep the SQL's
+        description = _CLASS_REPR.sub(r"\1", description)
+        description = _TOKEN_REPR.sub(r"'\1'", description)
+        highlight = (e.errors[0].get("highlight") or "").strip()
+        return f"{description} near '{highlight}'" if highlight else description
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _token_error(
+    e: TokenError, text: str, dialect: str, path: str, line_offset: int
+) -> SqlParseError:
+    missing = _TOKENIZER_MISSING.match(str(e.__cause__ or ""))
+    if missing:
+        delimiter, offset = missing.group(1), int(missing.group(2))
+        message = f"cannot parse SQL: {delimiter} opened here is never closed"
+    else:
+        # The tokenizer quotes 50 characters either side of where it stopped.
+        if e.start:
+            offset = e.start + 50
+        elif e.end is not None and e.end < len(text) - 1:
+            offset = e.end - 50
+        else:
+            offset = e.end or 0
+        message = "cannot parse SQL: unexpected end of text (an unclosed comment?)"
+        if not isinstance(e.__cause__, IndexError):
+            message = f"cannot parse SQL: {e.__cause__ or e}"
+    line = text.count("\n", 0, offset) + 1 + line_offset
+    return SqlParseError(message, path=path, line=line, hint=_HINT.format(dialect=dialect))

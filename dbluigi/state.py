@@ -1,0 +1,217 @@
+"""The audit trail and build state, kept in schema ``dbluigi`` of the target.
+
+- ``runs``: one row per invocation.
+- ``task_runs``: one row per task attempt (status, failure class, error, timing, rows, ...).
+- ``models``: the last successful build of each model (fingerprint, build id, rows).
+- ``meta``: the schema version, so later versions migrate the tables in place.
+
+The models table is read once per run; a model's row is written in the same
+transaction that publishes its table, so state and data never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dbluigi import __version__
+from dbluigi.plan import ModelState
+from dbluigi.targets.base import Session
+
+SCHEMA = "dbluigi"
+SCHEMA_VERSION = 1
+
+# Each entry migrates from the previous version; never edit a released one, append.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "create table if not exists dbluigi.meta (key varchar primary key, value varchar)",
+        """create table if not exists dbluigi.runs (
+            run_id varchar primary key, command varchar, selector varchar, target varchar,
+            started_at timestamp, finished_at timestamp, status varchar,
+            version varchar, hostname varchar, pid integer, workers integer)""",
+        """create table if not exists dbluigi.task_runs (
+            run_id varchar, model varchar, partition_key varchar, attempt integer,
+            status varchar, failure_class varchar, error varchar, path varchar, line integer,
+            reason varchar, started_at timestamp, duration_s double precision, rows_affected bigint,
+            fingerprint varchar, build_id varchar, explain_cost double precision, checks varchar)""",
+        """create table if not exists dbluigi.models (
+            model varchar, partition_key varchar, kind varchar, fingerprint varchar,
+            content_fp varchar, build_id varchar, generation integer, rows_affected bigint,
+            built_at timestamp, run_id varchar, primary key (model, partition_key))""",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str  # the header expression or the check file (with statement line)
+    passed: bool
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One task attempt, as stored in ``task_runs``."""
+
+    run_id: str
+    model: str
+    status: str  # "success" | "failed" | "skipped"
+    started_at: datetime
+    duration_s: float = 0.0
+    attempt: int = 1
+    partition: str = ""
+    failure_class: str | None = None
+    error: str | None = None
+    path: str | None = None
+    line: int | None = None
+    reason: str | None = None
+    rows: int | None = None
+    fingerprint: str | None = None
+    build_id: str | None = None
+    explain_cost: float | None = None
+    checks: tuple[CheckResult, ...] = field(default=())
+
+
+def new_run_id() -> str:
+    """Sortable and unique across machines: UTC time plus randomness."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class StateStore:
+    """Reads and writes the ``dbluigi`` schema through a target session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def ensure(self) -> None:
+        """Create or migrate the state tables to SCHEMA_VERSION."""
+        s = self.session
+        s.ensure_schema(SCHEMA)
+        current = 0
+        if s.relation_kind(SCHEMA, "meta") is not None:
+            rows = s.query("select value from dbluigi.meta where key = %s", ["schema_version"]).rows
+            current = int(rows[0][0]) if rows else 0
+        if current > SCHEMA_VERSION:
+            from dbluigi.errors import TargetError
+
+            raise TargetError(
+                f"the dbluigi state in this target is version {current}, newer than this dbluigi knows ({SCHEMA_VERSION})",
+                hint="upgrade dbluigi",
+            )
+        for version in range(current, SCHEMA_VERSION):
+            with s.transaction():
+                for statement in MIGRATIONS[version]:
+                    s.execute(statement)
+                s.execute("delete from dbluigi.meta where key = %s", ["schema_version"])
+                s.execute("insert into dbluigi.meta values (%s, %s)", ["schema_version", str(version + 1)])
+
+    def read_models(self) -> dict[str, ModelState]:
+        """The whole models table, once per run."""
+        rows = self.session.query(
+            "select model, fingerprint, content_fp, build_id, generation, rows_affected, built_at "
+            "from dbluigi.models where partition_key = ''"
+        ).rows
+        return {r[0]: ModelState(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6]) for r in rows}
+
+    def start_run(self, run_id: str, command: str, selector: str, target: str, workers: int) -> None:
+        self.session.execute(
+            "insert into dbluigi.runs values (%s, %s, %s, %s, %s, null, %s, %s, %s, %s, %s)",
+            [run_id, command, selector, target, now(), "running", __version__, socket.gethostname(), os.getpid(), workers],
+        )
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        self.session.execute(
+            "update dbluigi.runs set finished_at = %s, status = %s where run_id = %s", [now(), status, run_id]
+        )
+
+    def save_model(
+        self,
+        *,
+        model: str,
+        kind: str,
+        fingerprint: str,
+        content_fp: str,
+        build_id: str,
+        generation: int,
+        rows: int | None,
+        run_id: str,
+        partition: str = "",
+    ) -> None:
+        """Record a successful build; call inside the publishing transaction."""
+        self.session.execute(
+            "delete from dbluigi.models where model = %s and partition_key = %s", [model, partition]
+        )
+        self.session.execute(
+            "insert into dbluigi.models values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [model, partition, kind, fingerprint, content_fp, build_id, generation, rows, now(), run_id],
+        )
+
+    def forget_model(self, model: str) -> None:
+        self.session.execute("delete from dbluigi.models where model = %s", [model])
+
+    def record_tasks(self, records: Sequence[TaskRecord]) -> None:
+        if not records:
+            return
+        self.session.executemany(
+            "insert into dbluigi.task_runs values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                [
+                    r.run_id, r.model, r.partition, r.attempt, r.status, r.failure_class, r.error,
+                    r.path, r.line, r.reason, r.started_at, r.duration_s, r.rows, r.fingerprint,
+                    r.build_id, r.explain_cost, json.dumps([c.to_json() for c in r.checks]),
+                ]
+                for r in records
+            ],
+        )
+
+    def task_records(self, run_id: str) -> list[TaskRecord]:
+        rows = self.session.query(
+            "select run_id, model, status, started_at, duration_s, attempt, partition_key, failure_class, "
+            "error, path, line, reason, rows_affected, fingerprint, build_id, explain_cost, checks "
+            "from dbluigi.task_runs where run_id = %s order by started_at, model, attempt",
+            [run_id],
+        ).rows
+        return [_record(r) for r in rows]
+
+    def runs(self, last: int) -> list[tuple[Any, ...]]:
+        return list(
+            self.session.query(
+                "select run_id, command, selector, started_at, finished_at, status, version, hostname "
+                "from dbluigi.runs order by started_at desc limit %s",
+                [last],
+            ).rows
+        )
+
+    def history(self, *, last: int, model: str | None = None) -> list[TaskRecord]:
+        where, params = "", []
+        if model is not None:
+            where, params = "where model = %s", [model]
+        rows = self.session.query(
+            "select run_id, model, status, started_at, duration_s, attempt, partition_key, failure_class, "
+            "error, path, line, reason, rows_affected, fingerprint, build_id, explain_cost, checks "
+            f"from dbluigi.task_runs {where} order by started_at desc, model limit %s",
+            [*params, last],
+        ).rows
+        return [_record(r) for r in rows]
+
+
+def _record(r: Sequence[Any]) -> TaskRecord:
+    checks = tuple(CheckResult(c["name"], c["passed"], c.get("detail", "")) for c in json.loads(r[16] or "[]"))
+    return TaskRecord(
+        run_id=r[0], model=r[1], status=r[2], started_at=r[3], duration_s=float(r[4] or 0), attempt=int(r[5] or 1),
+        partition=r[6] or "", failure_class=r[7], error=r[8], path=r[9], line=r[10], reason=r[11],
+        rows=r[12], fingerprint=r[13], build_id=r[14], explain_cost=r[15], checks=checks,
+    )

@@ -1,0 +1,111 @@
+"""Target databases: where models are built, checked, published, and state is kept.
+
+``open_target(url, project_dir=...)`` turns a ``--target`` URL into a ``Target``;
+``Target.connect()`` opens a ``Session`` with everything a strategy needs (build a
+table aside, swap it in, load seeds, classify errors). ``mask_url`` is how a URL is
+shown anywhere: its password replaced by ``***``.
+
+Accepted URLs:
+
+- none, or ``duckdb``: ``<project>/.dbluigi/target.duckdb``
+- ``duckdb:///relative/file.duckdb`` (relative to the project) or
+  ``duckdb:////absolute/file.duckdb``
+- ``postgresql://user:password@host:5432/dbname`` (also ``postgres://`` and
+  ``postgresql+psycopg2://``)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dbluigi.errors import TargetError
+from dbluigi.targets.base import Column, IndexLike, QueryResult, Session, Target, index_name
+
+__all__ = [
+    "Column",
+    "IndexLike",
+    "QueryResult",
+    "Session",
+    "Target",
+    "index_name",
+    "mask_url",
+    "open_target",
+]
+
+_DUCKDB_PREFIX = "duckdb:///"
+_POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
+_QUERY_PASSWORD_RE = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+_ACCEPTED = (
+    "duckdb (the default), duckdb:///path/to/file.duckdb, "
+    "or postgresql://user@host:5432/dbname"
+)
+
+
+def open_target(url: str | None, *, project_dir: Path) -> Target:
+    """The target a ``--target`` URL (or ``DBLUIGI_TARGET``) names; nothing is opened yet."""
+    if url is None or url.strip() == "duckdb":
+        folder = project_dir / ".dbluigi"
+        folder.mkdir(parents=True, exist_ok=True)
+        from dbluigi.targets.duckdb import DuckDBTarget
+
+        return DuckDBTarget(folder / "target.duckdb")
+    url = url.strip()
+    if url.startswith(_DUCKDB_PREFIX):
+        raw = url[len(_DUCKDB_PREFIX) :]
+        if not raw or raw.startswith(":memory:"):
+            raise TargetError(
+                f"--target {url}: a DuckDB target needs a file path",
+                hint=f"use {_ACCEPTED}",
+            )
+        path = Path(raw).expanduser()
+        from dbluigi.targets.duckdb import DuckDBTarget
+
+        return DuckDBTarget(path if path.is_absolute() else project_dir / path)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in _POSTGRES_SCHEMES:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError) as exc:
+            raise TargetError(
+                f"--target {mask_url(url)}: not a valid PostgreSQL URL ({exc})",
+                hint=f"use {_ACCEPTED}",
+            ) from None
+        from dbluigi.targets.postgres import PostgresTarget
+
+        return PostgresTarget(url)
+    raise TargetError(
+        f"--target {mask_url(url)!r} is not a target dbluigi supports",
+        hint=f"use {_ACCEPTED} (as --target or DBLUIGI_TARGET)",
+    )
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``; never raises."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        # A second pass catches an unencoded "@" in the password, which the parser
+        # reads as part of the host.
+        return _mask_by_hand(make_url(url).render_as_string(hide_password=True))
+    except Exception:
+        return _mask_by_hand(str(url))
+
+
+def _mask_by_hand(url: str) -> str:
+    """Mask ``scheme://user:password@...`` and ``?password=`` without parsing; the
+    password ends at the last ``@`` before the query string, since an unencoded ``@``
+    may sit inside it."""
+    url = _QUERY_PASSWORD_RE.sub(r"\1***", url)
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    query_at = rest.find("?")
+    at = rest.rfind("@", 0, query_at if query_at >= 0 else len(rest))
+    if at < 0 or ":" not in rest[:at]:
+        return url
+    user = rest[:at].split(":", 1)[0]
+    return f"{scheme}://{user}:***{rest[at:]}"

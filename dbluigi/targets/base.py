@@ -1,0 +1,501 @@
+"""The one adapter interface between dbluigi and a target database.
+
+Callers never branch on dialect names: everything that differs between PostgreSQL
+and DuckDB (how a table is swapped in, how views that depend on it survive, how a
+CSV is bulk-loaded, how an error is classified) sits behind ``Target`` and
+``Session``. This module holds the interface, the small value types passed across
+it, and the parts both engines share; ``postgres.py`` and ``duckdb.py`` hold the
+rest.
+
+Identifiers are always quoted (exact names); a query body handed to
+``create_table_as`` or ``replace_view`` is the user's SQL and is passed to the
+database verbatim, so its meaning never depends on a sqlglot round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from sqlglot import exp
+
+from dbluigi.errors import TaskError
+
+PORTABLE_TYPES = (
+    "bigint",
+    "numeric",
+    "double",
+    "date",
+    "timestamp",
+    "timestamptz",
+    "boolean",
+    "text",
+    "json",
+)
+"""Column types a seed, a load or a ``Column`` may use; each target maps them to its own."""
+
+# PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes.
+MAX_IDENTIFIER_BYTES = 63
+
+_LINE_RE = re.compile(r"^LINE (\d+):", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The rows a query returned, with its column names."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column to create: a name and one of ``PORTABLE_TYPES``."""
+
+    name: str
+    type: str
+
+    def __post_init__(self) -> None:
+        if self.type not in PORTABLE_TYPES:
+            raise ValueError(
+                f"column {self.name!r}: unknown type {self.type!r}; "
+                f"use one of {', '.join(PORTABLE_TYPES)}"
+            )
+
+
+@runtime_checkable
+class IndexLike(Protocol):
+    """What a target needs from an ``-- index:`` header (``headers.IndexSpec``)."""
+
+    @property
+    def columns(self) -> tuple[str, ...]: ...
+
+    @property
+    def unique(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class DependentView:
+    """A view captured before its base relation is replaced, to be recreated after."""
+
+    schema: str
+    name: str
+    materialized: bool
+    definition: str
+    extra_sql: tuple[str, ...] = ()  # e.g. the indexes of a materialized view
+
+
+def index_name(table: str, columns: Sequence[str], *, unique: bool) -> str:
+    """``<table>__<col1>_<col2>_idx`` (``_uidx`` when unique), hashed down to 63 bytes."""
+    suffix = "uidx" if unique else "idx"
+    name = f"{table}__{'_'.join(columns)}_{suffix}"
+    if len(name.encode()) <= MAX_IDENTIFIER_BYTES:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    room = MAX_IDENTIFIER_BYTES - len(digest) - len(suffix) - 2
+    head = name.encode()[:room].decode(errors="ignore")
+    return f"{head}_{digest}_{suffix}"
+
+
+def table_expr(schema: str, name: str) -> exp.Table:
+    """A quoted ``schema.name`` table expression."""
+    return exp.Table(
+        this=exp.to_identifier(name, quoted=True), db=exp.to_identifier(schema, quoted=True)
+    )
+
+
+def ident(name: str) -> exp.Identifier:
+    """A quoted identifier."""
+    return exp.to_identifier(name, quoted=True)
+
+
+def find_line(statement: str, sql: str, *, position: int | None, line: int | None) -> int | None:
+    """Map an error location in ``statement`` (what ran) to a 1-based line of ``sql``.
+
+    ``position`` is a 1-based character offset, ``line`` a 1-based line number, both
+    relative to ``statement``. ``sql`` is usually embedded in ``statement`` (wrapped in
+    ``CREATE TABLE ... AS`` or ``DECLARE ... FOR``); a location outside it gives None.
+    """
+    base = _embedded_at(statement, sql)
+    if base is None:
+        return None
+    if position is not None:
+        offset = position - 1
+    elif line is not None:
+        lines = statement.split("\n")
+        if not 1 <= line <= len(lines):
+            return None
+        offset = max(sum(len(part) + 1 for part in lines[: line - 1]), base)
+    else:
+        return None
+    offset -= base
+    if not 0 <= offset <= len(sql):
+        return None
+    return sql.count("\n", 0, offset) + 1
+
+
+def _embedded_at(statement: str, sql: str) -> int | None:
+    """Offset in ``statement`` where ``sql`` starts, allowing for stripped ends."""
+    for candidate in (sql, sql.strip(), sql.strip().rstrip(";").rstrip()):
+        if not candidate:
+            continue
+        at = statement.find(candidate)
+        if at >= 0:
+            return at - sql.find(candidate)
+    return None
+
+
+def line_from_message(message: str) -> int | None:
+    """The ``LINE n:`` both PostgreSQL and DuckDB put in their error messages."""
+    match = _LINE_RE.search(message)
+    return int(match.group(1)) if match else None
+
+
+def strip_statement_end(sql: str) -> str:
+    """The query without trailing blanks and semicolons, so it can be wrapped."""
+    return sql.rstrip().rstrip(";").rstrip()
+
+
+class Target(ABC):
+    """A database dbluigi builds into; ``connect()`` opens a ``Session``."""
+
+    name: ClassVar[str]
+    """``"duckdb"`` or ``"postgresql"``."""
+    dialect: ClassVar[str]
+    """The sqlglot dialect: ``"duckdb"`` or ``"postgres"``."""
+    supports_concurrent_writers: ClassVar[bool]
+    """False for DuckDB (one writer process per file), True for PostgreSQL."""
+
+    @property
+    @abstractmethod
+    def display_url(self) -> str:
+        """The URL with its password masked: safe to print, log and store."""
+
+    @abstractmethod
+    def connect(self) -> Session:
+        """A new session; connection problems raise ``TargetError`` with the masked URL."""
+
+
+class Session(ABC):
+    """One connection to a target. Autocommits outside ``transaction()``.
+
+    Statements use ``%s`` placeholders on every target. Methods documented as running
+    "inside the caller's transaction" open one of their own when none is open.
+    """
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._in_transaction = False
+        self._failed_in_transaction = False
+        self._last_error: tuple[BaseException, str] | None = None
+
+    # -- primitives each engine provides -------------------------------------------
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        """Run a statement; returns its row count, or -1 when the database gives none."""
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per row of parameters."""
+
+    @abstractmethod
+    def query(
+        self, sql: str, params: Sequence[Any] | None = None, *, limit: int | None = None
+    ) -> QueryResult:
+        """Run a query and fetch its rows (at most ``limit`` of them)."""
+
+    @abstractmethod
+    def relations(self, schema: str | None = None) -> set[tuple[str, str]]:
+        """Every ``(schema, name)`` table and view, optionally of one schema."""
+
+    @abstractmethod
+    def relation_kind(self, schema: str, name: str) -> str | None:
+        """``"table"``, ``"view"``, or None when no such relation exists."""
+
+    @abstractmethod
+    def prepare_indexes(self, schema: str, name: str, indexes: Sequence[IndexLike]) -> None:
+        """Create indexes on a freshly built table before it is checked and swapped."""
+
+    @abstractmethod
+    def load_csv(self, schema: str, name: str, path: Path, columns: Sequence[Column]) -> int:
+        """Create the table and bulk-load a CSV file (header skipped, empty = NULL)."""
+
+    @abstractmethod
+    def load_rows(
+        self, schema: str, name: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]
+    ) -> int:
+        """Create the table and bulk-insert rows of Python values; returns the row count."""
+
+    @abstractmethod
+    def classify(self, exc: BaseException) -> str:
+        """The failure class (``syntax``, ``timeout`` or ``runtime``) of a database error."""
+
+    @abstractmethod
+    def try_lock(self, key: str) -> bool:
+        """Take the run-level lock ``key`` for this session if nobody holds it."""
+
+    @abstractmethod
+    def unlock(self, key: str) -> None:
+        """Release a lock taken with ``try_lock``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection; a transaction still open is rolled back."""
+
+    @abstractmethod
+    def _data_type(self, portable: str) -> exp.DataType:
+        """The engine's type for a portable type name."""
+
+    @abstractmethod
+    def _index_names(self, schema: str, name: str) -> set[str]:
+        """Names of the indexes on a table."""
+
+    @abstractmethod
+    def _rename_relation(self, schema: str, name: str, new_name: str, kind: str) -> None:
+        """ALTER ... RENAME, carrying dbluigi-named indexes over to the new name."""
+
+    def _capture_dependents(self, schema: str, name: str) -> list[DependentView]:
+        """Views that must be dropped and recreated when ``schema.name`` is replaced.
+
+        Dependency order: a view comes after every view it reads. DuckDB binds views
+        by name at query time, so there is nothing to capture there.
+        """
+        return []
+
+    def _error_position(self, exc: BaseException) -> int | None:
+        """The 1-based character position of an error within its statement, if known."""
+        return None
+
+    @abstractmethod
+    def _begin(self) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
+
+    # -- transactions -----------------------------------------------------------
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """BEGIN on entry; COMMIT on a clean exit, ROLLBACK on an exception.
+
+        Both engines answer COMMIT of a transaction that an earlier (caught) error
+        aborted by silently rolling back; this refuses instead, raising ``TaskError``.
+        Nesting is a programming error (``RuntimeError``).
+        """
+        return self._transaction()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self._in_transaction:
+            raise RuntimeError("a transaction is already open on this session; they do not nest")
+        self._begin()
+        self._in_transaction = True
+        self._failed_in_transaction = False
+        try:
+            yield
+        except BaseException:
+            self._in_transaction = False
+            try:
+                self._rollback()
+            except Exception:  # the connection may be gone; the original error matters
+                pass
+            raise
+        self._in_transaction = False
+        if self._transaction_aborted():
+            self._rollback()
+            raise TaskError(
+                "the transaction was aborted by an earlier database error and was rolled back",
+                failure_class="runtime",
+                hint="an error inside the transaction was caught and ignored; let it propagate",
+            )
+        self._commit()
+
+    def _transaction_aborted(self) -> bool:
+        return self._failed_in_transaction
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """Join the caller's transaction, or open one for this block."""
+        if self._in_transaction:
+            yield
+        else:
+            with self.transaction():
+                yield
+
+    def _record_error(self, exc: BaseException, statement: str) -> None:
+        self._last_error = (exc, statement)
+        if self._in_transaction:
+            self._failed_in_transaction = True
+
+    # -- shared DDL ---------------------------------------------------------------
+
+    def _sql(self, expression: exp.Expression) -> str:
+        return expression.sql(dialect=self.target.dialect)
+
+    def ensure_schema(self, schema: str) -> None:
+        """CREATE SCHEMA IF NOT EXISTS."""
+        self.execute(self._sql(exp.Create(this=ident(schema), kind="SCHEMA", exists=True)))
+
+    def drop_relation(self, schema: str, name: str) -> None:
+        """Drop the table or view ``schema.name`` if it exists (not its dependents)."""
+        kind = self.relation_kind(schema, name)
+        if kind is None:
+            return
+        drop = exp.Drop(
+            tables=[table_expr(schema, name)], kind="VIEW" if kind == "view" else "TABLE"
+        )
+        self.execute(self._sql(drop))
+
+    def create_table_as(self, schema: str, name: str, query_sql: str) -> int:
+        """CREATE TABLE schema.name AS <query_sql>; returns the new table's row count."""
+        target = self._sql(table_expr(schema, name))
+        count = self.execute(f"CREATE TABLE {target} AS\n{strip_statement_end(query_sql)}\n")
+        return count if count >= 0 else self.row_count(schema, name)
+
+    def create_table(self, schema: str, name: str, columns: Sequence[Column]) -> None:
+        """CREATE TABLE with portable column types."""
+        if not columns:
+            raise ValueError(f"{schema}.{name}: a table needs at least one column")
+        definitions = [
+            exp.ColumnDef(this=ident(column.name), kind=self._data_type(column.type))
+            for column in columns
+        ]
+        create = exp.Create(
+            this=exp.Schema(this=table_expr(schema, name), expressions=definitions),
+            kind="TABLE",
+        )
+        self.execute(self._sql(create))
+
+    def row_count(self, schema: str, name: str) -> int:
+        """SELECT count(*) of a relation."""
+        select = exp.select(exp.func("count", exp.Star())).from_(table_expr(schema, name))
+        return int(self.query(self._sql(select)).rows[0][0])
+
+    def rename(self, schema: str, name: str, new_name: str) -> None:
+        """Rename a table or view, dropping whatever holds ``new_name`` first.
+
+        dbluigi-named indexes follow the table (``a__x_idx`` becomes ``b__x_idx``) so a
+        later build of ``a`` can reuse its index names.
+        """
+        with self._atomic():
+            kind = self.relation_kind(schema, name)
+            if kind is None:
+                raise TaskError(
+                    f"cannot rename {schema}.{name} to {new_name}: it does not exist",
+                    failure_class="runtime",
+                )
+            self.drop_relation(schema, new_name)
+            self._rename_relation(schema, name, new_name, kind)
+
+    def _create_indexes(
+        self, schema: str, name: str, indexes: Sequence[IndexLike], *, skip_existing: bool
+    ) -> None:
+        existing = self._index_names(schema, name) if skip_existing else set()
+        for spec in indexes:
+            index = index_name(name, spec.columns, unique=spec.unique)
+            if index in existing:
+                continue
+            create = exp.Create(
+                this=exp.Index(
+                    this=ident(index),
+                    table=table_expr(schema, name),
+                    params=exp.IndexParameters(
+                        columns=[exp.Ordered(this=exp.column(ident(c))) for c in spec.columns]
+                    ),
+                ),
+                kind="INDEX",
+                unique=spec.unique,
+            )
+            self.execute(self._sql(create))
+
+    # -- publishing -----------------------------------------------------------------
+
+    def swap(self, schema: str, new_name: str, name: str, indexes: Sequence[IndexLike]) -> None:
+        """Replace ``schema.name`` by the table ``schema.new_name``, atomically.
+
+        Runs inside the caller's transaction. The old relation may be missing (first
+        build) or a view (the model's kind changed). Views reading the old relation,
+        and views of those views, are recreated on the new table; their grants, owner,
+        comments and options are not carried over. Indexes end up named after
+        ``name``; any of ``indexes`` missing on the new table is created here.
+        """
+        with self._atomic():
+            if self.relation_kind(schema, new_name) != "table":
+                raise TaskError(
+                    f"cannot publish {schema}.{name}: the new table {schema}.{new_name} "
+                    "does not exist",
+                    failure_class="runtime",
+                )
+            dependents = self._capture_dependents(schema, name)
+            self._drop_dependents(dependents)
+            self.drop_relation(schema, name)
+            self._rename_relation(schema, new_name, name, "table")
+            self._create_indexes(schema, name, indexes, skip_existing=True)
+            self._restore_dependents(dependents, f"{schema}.{name}")
+
+    def replace_view(self, schema: str, name: str, query_sql: str) -> None:
+        """Create or replace the view ``schema.name`` (replacing a table of that name too).
+
+        Runs inside the caller's transaction. The view is dropped and created, so its
+        columns may change; dependent views are recreated as in ``swap``.
+        """
+        with self._atomic():
+            dependents = self._capture_dependents(schema, name)
+            self._drop_dependents(dependents)
+            self.drop_relation(schema, name)
+            target = self._sql(table_expr(schema, name))
+            self.execute(f"CREATE VIEW {target} AS\n{strip_statement_end(query_sql)}\n")
+            self._restore_dependents(dependents, f"{schema}.{name}")
+
+    def _drop_dependents(self, dependents: Sequence[DependentView]) -> None:
+        # Readers first; without CASCADE, so anything else that depends on the old
+        # relation (a foreign key, a function) stops the swap instead of vanishing.
+        for view in reversed(dependents):
+            drop = exp.Drop(
+                tables=[table_expr(view.schema, view.name)],
+                kind="VIEW",
+                materialized=view.materialized,
+            )
+            self.execute(self._sql(drop))
+
+    def _restore_dependents(self, dependents: Sequence[DependentView], replaced: str) -> None:
+        for view in dependents:
+            target = self._sql(table_expr(view.schema, view.name))
+            kind = "MATERIALIZED VIEW" if view.materialized else "VIEW"
+            try:
+                self.execute(f"CREATE {kind} {target} AS\n{view.definition}\n")
+                for statement in view.extra_sql:
+                    self.execute(statement)
+            except Exception as exc:
+                if isinstance(exc, TaskError):
+                    raise
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise TaskError(
+                    f"the view {view.schema}.{view.name}, which reads {replaced}, cannot be "
+                    f"recreated on the new {replaced}: {first_line}",
+                    failure_class="runtime",
+                    hint=f"change or drop {view.schema}.{view.name}, or keep the columns it "
+                    "reads; the published relation was left as it was",
+                ) from exc
+
+    # -- errors -------------------------------------------------------------------------
+
+    def error_line(self, exc: BaseException, sql: str) -> int | None:
+        """Best-effort 1-based line within ``sql`` where the database located the error."""
+        statement = sql
+        if self._last_error is not None and self._last_error[0] is exc:
+            statement = self._last_error[1]
+        position = self._error_position(exc)
+        line = line_from_message(str(exc))
+        if position is None and line is None:
+            return None
+        return find_line(statement, sql, position=position, line=line)

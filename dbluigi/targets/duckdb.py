@@ -1,0 +1,340 @@
+"""DuckDB as a target: an embedded database file, the default under the project.
+
+A DuckDB file can be open for writing in one process at a time (sessions within a
+process share it), so ``supports_concurrent_writers`` is False and the run lock is the
+file lock itself. Views bind by name at query time, so a swapped table is picked up by
+its readers without recreating them. A table with an index cannot be renamed, so
+``swap`` creates the indexes after the rename, and ``rename`` moves indexes aside.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, ClassVar
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+
+from dbluigi.errors import TargetError, TaskError
+from dbluigi.targets.base import (
+    Column,
+    IndexLike,
+    QueryResult,
+    Session,
+    Target,
+    ident,
+    index_name,
+    table_expr,
+)
+
+_TYPES = {
+    "bigint": "BIGINT",
+    # A bare DECIMAL is DECIMAL(18, 3) in DuckDB; keep ten fractional digits instead.
+    "numeric": "DECIMAL(38, 10)",
+    "double": "DOUBLE",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ",
+    "boolean": "BOOLEAN",
+    "text": "TEXT",
+    "json": "JSON",
+}
+
+_PLACEHOLDER = re.compile(r"%[s%]")
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+_BATCH_ROWS = 500
+
+_RELATIONS_SQL = """
+SELECT schema_name, table_name, 'table' FROM duckdb_tables()
+WHERE database_name = current_database() AND NOT temporary
+UNION ALL
+SELECT schema_name, view_name, 'view' FROM duckdb_views()
+WHERE database_name = current_database() AND NOT temporary AND NOT internal
+"""
+
+
+def qmark(sql: str) -> str:
+    """psycopg2-style placeholders to DuckDB's: ``%s`` to ``?`` and ``%%`` to ``%``."""
+    return _PLACEHOLDER.sub(lambda m: "?" if m.group() == "%s" else "%", sql)
+
+
+@dataclass(frozen=True)
+class DuckDBTarget(Target):
+    """A DuckDB database file."""
+
+    path: Path
+
+    name: ClassVar[str] = "duckdb"
+    dialect: ClassVar[str] = "duckdb"
+    supports_concurrent_writers: ClassVar[bool] = False
+
+    @property
+    def display_url(self) -> str:
+        return f"duckdb:///{self.path}"
+
+    def connect(self) -> DuckDBSession:
+        """Open the file (created if missing); a file held by another process is a
+        ``TargetError`` naming that process."""
+        try:
+            connection = duckdb.connect(str(self.path))
+        except duckdb.Error as exc:
+            message = str(exc)
+            if "lock" in message.lower():
+                pid = _LOCK_PID.search(message)
+                holder = f" (PID {pid.group(1)})" if pid else ""
+                raise TargetError(
+                    f"the DuckDB target {self.display_url} is held by another process{holder}; "
+                    "a DuckDB file can be written by one process at a time",
+                    hint="wait for the other dbluigi/duckdb process or point --target elsewhere",
+                ) from None
+            raise TargetError(
+                f"cannot open the DuckDB target {self.display_url}: {message.splitlines()[0]}",
+                hint="check that its folder exists and is writable, or point --target elsewhere",
+            ) from None
+        return DuckDBSession(self, connection)
+
+
+class DuckDBSession(Session):
+    """A DuckDB connection (autocommit outside ``transaction()``); see ``Session``."""
+
+    target: DuckDBTarget
+
+    def __init__(self, target: DuckDBTarget, connection: duckdb.DuckDBPyConnection) -> None:
+        super().__init__(target)
+        self._connection = connection
+
+    # -- statements -----------------------------------------------------------------
+
+    def _run(self, sql: str, params: Sequence[Any] | None) -> duckdb.DuckDBPyConnection:
+        statement = sql if params is None else qmark(sql)
+        try:
+            if params is None:
+                return self._connection.execute(statement)
+            return self._connection.execute(statement, list(params))
+        except duckdb.Error as exc:
+            self._record_error(exc, statement)
+            raise
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        return self._run(sql, params).rowcount
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        statement = qmark(sql)
+        try:
+            self._connection.executemany(statement, [list(row) for row in rows])
+        except duckdb.Error as exc:
+            self._record_error(exc, statement)
+            raise
+
+    def query(
+        self, sql: str, params: Sequence[Any] | None = None, *, limit: int | None = None
+    ) -> QueryResult:
+        result = self._run(sql, params)
+        if result.description is None:
+            return QueryResult((), ())
+        columns = tuple(d[0] for d in result.description)
+        try:
+            rows = result.fetchall() if limit is None else result.fetchmany(limit)
+        except duckdb.InvalidInputException as exc:
+            if "pytz" in str(exc):
+                raise TargetError(
+                    "DuckDB needs the pytz package to return TIMESTAMPTZ values to Python",
+                    hint="pip install pytz, or cast the column to text in the query",
+                ) from exc
+            raise
+        return QueryResult(columns, tuple(tuple(row) for row in rows))
+
+    # -- transactions ---------------------------------------------------------------
+
+    def _begin(self) -> None:
+        self._run("BEGIN TRANSACTION", None)
+
+    def _commit(self) -> None:
+        self._run("COMMIT", None)
+
+    def _rollback(self) -> None:
+        self._run("ROLLBACK", None)
+
+    # -- catalog --------------------------------------------------------------------
+
+    def _relation_rows(self) -> tuple[tuple[Any, ...], ...]:
+        return self.query(_RELATIONS_SQL).rows
+
+    def relations(self, schema: str | None = None) -> set[tuple[str, str]]:
+        return {
+            (row[0], row[1])
+            for row in self._relation_rows()
+            if schema is None or row[0] == schema
+        }
+
+    def relation_kind(self, schema: str, name: str) -> str | None:
+        sql = f"SELECT * FROM ({_RELATIONS_SQL}) WHERE schema_name = %s AND table_name = %s"
+        rows = self.query(sql, (schema, name)).rows
+        return rows[0][2] if rows else None
+
+    def _data_type(self, portable: str) -> exp.DataType:
+        return exp.DataType.build(_TYPES[portable], dialect="duckdb")
+
+    def _index_sql(self, schema: str, name: str) -> list[tuple[str, str]]:
+        sql = (
+            "SELECT index_name, sql FROM duckdb_indexes() "
+            "WHERE database_name = current_database() AND schema_name = %s AND table_name = %s"
+        )
+        return [(row[0], row[1]) for row in self.query(sql, (schema, name)).rows]
+
+    def _index_names(self, schema: str, name: str) -> set[str]:
+        return {index for index, _ in self._index_sql(schema, name)}
+
+    # -- publishing -----------------------------------------------------------------
+
+    def prepare_indexes(self, schema: str, name: str, indexes: Sequence[IndexLike]) -> None:
+        """Nothing: DuckDB cannot rename a table that has indexes; ``swap`` creates them."""
+
+    def _rename_relation(self, schema: str, name: str, new_name: str, kind: str) -> None:
+        # DuckDB refuses to rename a table with indexes: drop them, rename, recreate
+        # them on the new name (dbluigi-named ones renamed to match).
+        indexes = self._index_sql(schema, name) if kind == "table" else []
+        for index, _ in indexes:
+            drop = exp.Drop(tables=[table_expr(schema, index)], kind="INDEX")
+            self.execute(self._sql(drop))
+        rename = exp.Alter(
+            this=table_expr(schema, name),
+            kind="VIEW" if kind == "view" else "TABLE",
+            actions=[exp.AlterRename(this=exp.Table(this=ident(new_name)))],
+        )
+        self.execute(self._sql(rename))
+        for _, create_sql in indexes:
+            self.execute(self._sql(_retarget_index(create_sql, schema, name, new_name)))
+
+    # -- bulk loads -----------------------------------------------------------------
+
+    def load_csv(self, schema: str, name: str, path: Path, columns: Sequence[Column]) -> int:
+        """CREATE TABLE, then INSERT ... SELECT FROM read_csv with the given types and
+        no auto-detection; an empty field, quoted or not, is NULL."""
+        types = exp.Struct(
+            expressions=[
+                exp.PropertyEQ(
+                    this=ident(column.name),
+                    expression=exp.Literal.string(self._sql(self._data_type(column.type))),
+                )
+                for column in columns
+            ]
+        )
+        options = {
+            "header": exp.true(),
+            "columns": types,
+            "nullstr": exp.Literal.string(""),
+            "auto_detect": exp.false(),
+            "delim": exp.Literal.string(","),
+            "quote": exp.Literal.string('"'),
+            "escape": exp.Literal.string('"'),
+            "encoding": exp.Literal.string("utf-8"),
+        }
+        reader = exp.ReadCSV(
+            this=exp.Placeholder(),
+            expressions=[exp.EQ(this=exp.column(key), expression=value) for key, value in options.items()],
+        )
+        insert = exp.Insert(
+            this=exp.Schema(
+                this=table_expr(schema, name), expressions=[ident(c.name) for c in columns]
+            ),
+            expression=exp.select(exp.Star()).from_(exp.Table(this=reader)),
+        )
+        with self._atomic():
+            self.create_table(schema, name, columns)
+            return self._run(self._sql(insert), [str(path)]).rowcount
+
+    def load_rows(
+        self, schema: str, name: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]
+    ) -> int:
+        """CREATE TABLE, then multi-row INSERTs of bound parameters, 500 rows at a time."""
+        width = len(columns)
+        json_columns = [i for i, column in enumerate(columns) if column.type == "json"]
+        statements: dict[int, str] = {}
+        loaded = 0
+        with self._atomic():
+            self.create_table(schema, name, columns)
+            for batch in _batches(rows, _BATCH_ROWS):
+                values: list[Any] = []
+                for row in batch:
+                    loaded += 1
+                    if len(row) != width:
+                        raise ValueError(
+                            f"row {loaded} has {len(row)} values, the table has {width} columns"
+                        )
+                    row = list(row)
+                    for i in json_columns:
+                        if isinstance(row[i], (dict, list)):
+                            row[i] = json.dumps(row[i], default=str)
+                    values.extend(row)
+                if len(batch) not in statements:
+                    statements[len(batch)] = self._insert_values_sql(schema, name, columns, len(batch))
+                self._connection_execute(statements[len(batch)], values)
+        return loaded
+
+    def _insert_values_sql(
+        self, schema: str, name: str, columns: Sequence[Column], count: int
+    ) -> str:
+        row = exp.Tuple(expressions=[exp.Placeholder() for _ in columns])
+        insert = exp.Insert(
+            this=exp.Schema(
+                this=table_expr(schema, name), expressions=[ident(c.name) for c in columns]
+            ),
+            expression=exp.Values(expressions=[row.copy() for _ in range(count)]),
+        )
+        return self._sql(insert)
+
+    def _connection_execute(self, statement: str, values: list[Any]) -> None:
+        try:
+            self._connection.execute(statement, values)
+        except duckdb.Error as exc:
+            self._record_error(exc, statement)
+            raise
+
+    # -- errors, locks --------------------------------------------------------------
+
+    def classify(self, exc: BaseException) -> str:
+        """Parser, binder and catalog errors are ``syntax``; an interrupt ``timeout``."""
+        if isinstance(exc, TaskError):
+            return exc.failure_class
+        if isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)):
+            return "syntax"
+        if isinstance(exc, duckdb.InterruptException):
+            return "timeout"
+        return "runtime"
+
+    def try_lock(self, key: str) -> bool:
+        """Always True: the file lock already keeps other processes out."""
+        return True
+
+    def unlock(self, key: str) -> None:
+        """Nothing to release (see ``try_lock``)."""
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def _batches(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _retarget_index(create_sql: str, schema: str, table: str, new_table: str) -> exp.Expression:
+    """An index's CREATE statement pointed at ``new_table`` (renamed if dbluigi named it)."""
+    create = sqlglot.parse_one(create_sql, read="duckdb")
+    index = create.this
+    columns = tuple(
+        ordered.this.name for ordered in index.args["params"].args.get("columns") or []
+    )
+    unique = bool(create.args.get("unique"))
+    if index.this.name == index_name(table, columns, unique=unique):
+        index.set("this", ident(index_name(new_table, columns, unique=unique)))
+    index.set("table", table_expr(schema, new_table))
+    return create

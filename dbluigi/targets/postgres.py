@@ -1,0 +1,465 @@
+"""PostgreSQL as a target, through psycopg2.
+
+Sessions autocommit outside ``transaction()`` (BEGIN/COMMIT are sent as statements),
+so DDL and DML are transactional exactly where dbluigi asks. Bulk loads use COPY
+FROM STDIN, streamed. Replacing a relation that views read captures those views
+(recursively, with their schema) from the catalog, drops them, and recreates them in
+dependency order on the new relation: PostgreSQL views bind to a table's identity,
+not its name, and a view blocks ``DROP TABLE`` without CASCADE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import io
+import json
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+import sqlglot
+from sqlalchemy.engine import make_url
+from sqlglot import exp
+from sqlglot.tokens import TokenType
+
+from dbluigi.errors import TargetError, TaskError
+from dbluigi.targets.base import (
+    Column,
+    DependentView,
+    IndexLike,
+    QueryResult,
+    Session,
+    Target,
+    ident,
+    index_name,
+    strip_statement_end,
+    table_expr,
+)
+
+_TYPES = {
+    "bigint": "BIGINT",
+    "numeric": "NUMERIC",
+    "double": "DOUBLE PRECISION",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ",
+    "boolean": "BOOLEAN",
+    "text": "TEXT",
+    "json": "JSONB",
+}
+
+_RELKINDS = {"r": "table", "p": "table", "f": "table", "v": "view", "m": "view"}
+
+_CURSOR_NAME = "dbluigi_query"
+
+_RELATIONS_SQL = """
+SELECT n.nspname, c.relname, c.relkind
+FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+  AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'
+"""
+
+# Every view or materialized view whose rewrite rule references the relation, and
+# their readers in turn; "depth" is the longest path, so sorting by it puts a view
+# after every captured view it reads.
+_DEPENDENTS_SQL = """
+WITH RECURSIVE base AS (
+    SELECT c.oid
+    FROM pg_catalog.pg_class AS c
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE n.nspname = %s AND c.relname = %s
+), deps(oid, depth) AS (
+    SELECT DISTINCT r.ev_class, 1
+    FROM base
+    JOIN pg_catalog.pg_depend AS d
+      ON d.refobjid = base.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+     AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+    JOIN pg_catalog.pg_rewrite AS r ON r.oid = d.objid
+    WHERE r.ev_class <> base.oid
+  UNION ALL
+    SELECT r.ev_class, deps.depth + 1
+    FROM deps
+    JOIN pg_catalog.pg_depend AS d
+      ON d.refobjid = deps.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+     AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+    JOIN pg_catalog.pg_rewrite AS r ON r.oid = d.objid
+    WHERE r.ev_class <> deps.oid
+)
+SELECT n.nspname, c.relname, c.relkind = 'm', c.relispopulated,
+       pg_catalog.pg_get_viewdef(c.oid),
+       ARRAY(SELECT pg_catalog.pg_get_indexdef(i.indexrelid)
+             FROM pg_catalog.pg_index AS i WHERE i.indrelid = c.oid ORDER BY i.indexrelid),
+       max(deps.depth) AS depth
+FROM deps
+JOIN pg_catalog.pg_class AS c ON c.oid = deps.oid
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('v', 'm')
+GROUP BY n.nspname, c.relname, c.relkind, c.relispopulated, c.oid
+ORDER BY depth, n.nspname, c.relname
+"""
+
+_INDEXES_SQL = """
+SELECT i.relname, x.indisunique,
+       ARRAY(SELECT a.attname
+             FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             LEFT JOIN pg_catalog.pg_attribute AS a
+               ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+             ORDER BY k.ord)
+FROM pg_catalog.pg_index AS x
+JOIN pg_catalog.pg_class AS i ON i.oid = x.indexrelid
+JOIN pg_catalog.pg_class AS t ON t.oid = x.indrelid
+JOIN pg_catalog.pg_namespace AS n ON n.oid = t.relnamespace
+WHERE n.nspname = %s AND t.relname = %s
+"""
+
+_QUERY_STARTS = {TokenType.SELECT, TokenType.WITH, TokenType.VALUES, TokenType.L_PAREN}
+
+
+@dataclass(frozen=True)
+class PostgresTarget(Target):
+    """A PostgreSQL database named by a ``postgresql://`` URL."""
+
+    url: str = field(repr=False)
+
+    name: ClassVar[str] = "postgresql"
+    dialect: ClassVar[str] = "postgres"
+    supports_concurrent_writers: ClassVar[bool] = True
+
+    @property
+    def display_url(self) -> str:
+        from dbluigi.targets import mask_url
+
+        return mask_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"PostgresTarget({self.display_url!r})"
+
+    def connect(self) -> PostgresSession:
+        """Open a session (``application_name=dbluigi``, UTF-8, autocommit)."""
+        parsed = make_url(self.url)
+        dsn = self.url
+        if "+" in parsed.drivername:  # SQLAlchemy spelling; libpq wants plain postgresql://
+            dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        options: dict[str, Any] = {"application_name": "dbluigi", "client_encoding": "UTF8"}
+        if "connect_timeout" not in parsed.query:
+            options["connect_timeout"] = 10
+        try:
+            connection = psycopg2.connect(dsn, **options)
+        except psycopg2.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            if parsed.password:
+                reason = reason.replace(parsed.password, "***")
+            raise TargetError(
+                f"cannot connect to the PostgreSQL target {self.display_url}: {reason}",
+                hint="check that the server is running and reachable, and that --target "
+                "(or DBLUIGI_TARGET) names the right host, port, database and user",
+            ) from None
+        connection.autocommit = True
+        return PostgresSession(self, connection)
+
+
+class PostgresSession(Session):
+    """A psycopg2 connection in autocommit mode; see ``Session`` for each method."""
+
+    target: PostgresTarget
+
+    def __init__(self, target: PostgresTarget, connection: psycopg2.extensions.connection) -> None:
+        super().__init__(target)
+        self._connection = connection
+
+    # -- statements -------------------------------------------------------------------
+
+    def _run(
+        self, cursor: psycopg2.extensions.cursor, sql: str, params: Sequence[Any] | None
+    ) -> None:
+        try:
+            if params is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, tuple(params))
+        except psycopg2.Error as exc:
+            sent = cursor.query.decode("utf-8", "replace") if cursor.query else sql
+            self._record_error(exc, sent)
+            raise
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
+        with self._connection.cursor() as cursor:
+            self._run(cursor, sql, params)
+            return cursor.rowcount
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self._connection.cursor() as cursor:
+            try:
+                psycopg2.extras.execute_batch(cursor, sql, rows, page_size=1000)
+            except psycopg2.Error as exc:
+                self._record_error(exc, sql)
+                raise
+
+    def query(
+        self, sql: str, params: Sequence[Any] | None = None, *, limit: int | None = None
+    ) -> QueryResult:
+        """Run a query; with ``limit``, a plain SELECT goes through a server-side cursor
+        so a check that matches millions of rows transfers only the first few."""
+        if limit is not None and _is_single_query(sql):
+            return self._query_with_cursor(sql, params, limit)
+        with self._connection.cursor() as cursor:
+            self._run(cursor, sql, params)
+            return _result(cursor, limit)
+
+    def _query_with_cursor(self, sql: str, params: Sequence[Any] | None, limit: int) -> QueryResult:
+        name = exp.to_identifier(_CURSOR_NAME).sql(dialect="postgres")
+        declare = f"DECLARE {name} NO SCROLL CURSOR FOR\n{strip_statement_end(sql)}\n"
+        with self._atomic(), self._connection.cursor() as cursor:
+            self._run(cursor, declare, params)
+            try:
+                self._run(cursor, f"FETCH FORWARD %s FROM {name}", (limit,))
+                return _result(cursor, None)
+            finally:
+                if not self._transaction_aborted():
+                    self._run(cursor, f"CLOSE {name}", None)
+
+    # -- transactions ---------------------------------------------------------------
+
+    def _begin(self) -> None:
+        self.execute("BEGIN")
+
+    def _commit(self) -> None:
+        self.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        self.execute("ROLLBACK")
+
+    def _transaction_aborted(self) -> bool:
+        status = self._connection.get_transaction_status()
+        return status == psycopg2.extensions.TRANSACTION_STATUS_INERROR
+
+    # -- catalog ----------------------------------------------------------------------
+
+    def relations(self, schema: str | None = None) -> set[tuple[str, str]]:
+        if schema is None:
+            rows = self.query(_RELATIONS_SQL, ()).rows
+        else:
+            rows = self.query(_RELATIONS_SQL + " AND n.nspname = %s", (schema,)).rows
+        return {(row[0], row[1]) for row in rows}
+
+    def relation_kind(self, schema: str, name: str) -> str | None:
+        rows = self.query(
+            _RELATIONS_SQL + " AND n.nspname = %s AND c.relname = %s", (schema, name)
+        ).rows
+        return _RELKINDS[rows[0][2]] if rows else None
+
+    def _data_type(self, portable: str) -> exp.DataType:
+        return exp.DataType.build(_TYPES[portable], dialect="postgres")
+
+    def _indexes(self, schema: str, name: str) -> list[tuple[str, bool, tuple[str, ...]]]:
+        rows = self.query(_INDEXES_SQL, (schema, name)).rows
+        return [(row[0], row[1], tuple(row[2])) for row in rows]
+
+    def _index_names(self, schema: str, name: str) -> set[str]:
+        return {index for index, _, _ in self._indexes(schema, name)}
+
+    # -- publishing -------------------------------------------------------------------
+
+    def prepare_indexes(self, schema: str, name: str, indexes: Sequence[IndexLike]) -> None:
+        """Create the indexes now, named after ``name`` (the new table); ``swap`` renames
+        them after the published name once the old table and its indexes are gone."""
+        self._create_indexes(schema, name, indexes, skip_existing=False)
+
+    def _rename_relation(self, schema: str, name: str, new_name: str, kind: str) -> None:
+        # Index names are schema-wide in PostgreSQL and do not follow a table rename.
+        indexes = self._indexes(schema, name) if kind == "table" else []
+        rename = exp.Alter(
+            this=table_expr(schema, name),
+            kind="VIEW" if kind == "view" else "TABLE",
+            actions=[exp.AlterRename(this=exp.Table(this=ident(new_name)))],
+        )
+        self.execute(self._sql(rename))
+        for index, unique, columns in indexes:
+            if None in columns or index != index_name(name, columns, unique=unique):
+                continue  # not one of ours (an expression index, a hand-made one)
+            wanted = index_name(new_name, columns, unique=unique)
+            alter = exp.Alter(
+                this=table_expr(schema, index),
+                kind="INDEX",
+                actions=[exp.AlterRename(this=exp.Table(this=ident(wanted)))],
+            )
+            self.execute(self._sql(alter))
+
+    def _capture_dependents(self, schema: str, name: str) -> list[DependentView]:
+        # With only pg_catalog on the search path, pg_get_viewdef qualifies every
+        # relation, so the definitions do not depend on the caller's search_path.
+        with self._atomic():
+            saved = self.query("SELECT pg_catalog.current_setting('search_path')").rows[0][0]
+            self.query("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)")
+            try:
+                rows = self.query(_DEPENDENTS_SQL, (schema, name)).rows
+            finally:
+                if not self._transaction_aborted():
+                    self.query("SELECT pg_catalog.set_config('search_path', %s, true)", (saved,))
+        views = []
+        for view_schema, view_name, materialized, populated, definition, index_defs, _ in rows:
+            body = strip_statement_end(definition)
+            if materialized and not populated:
+                body += "\nWITH NO DATA"
+            views.append(
+                DependentView(view_schema, view_name, materialized, body, tuple(index_defs))
+            )
+        return views
+
+    # -- bulk loads ---------------------------------------------------------------------
+
+    def _copy(self, sql: str, stream: Any) -> int:
+        with self._connection.cursor() as cursor:
+            try:
+                cursor.copy_expert(sql, stream, size=1 << 16)
+            except psycopg2.Error as exc:
+                self._record_error(exc, sql)
+                raise
+            return cursor.rowcount
+
+    def _copy_sql(self, schema: str, name: str, columns: Sequence[Column], header: bool) -> str:
+        names = [ident(column.name) for column in columns]
+        params = [
+            exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("csv")),
+            exp.CopyParameter(this=exp.var("HEADER"), expression=exp.Boolean(this=header)),
+        ]
+        if header:  # a file: "" is NULL as well, as in DuckDB's read_csv
+            params.append(
+                exp.CopyParameter(
+                    this=exp.var("FORCE_NULL"),
+                    expression=exp.Tuple(expressions=[exp.column(n.copy()) for n in names]),
+                )
+            )
+        copy = exp.Copy(
+            this=exp.Schema(this=table_expr(schema, name), expressions=names),
+            kind=True,
+            files=[exp.var("STDIN")],
+            params=params,
+        )
+        return self._sql(copy)
+
+    def load_csv(self, schema: str, name: str, path: Path, columns: Sequence[Column]) -> int:
+        """CREATE TABLE, then COPY ... FROM STDIN (FORMAT csv, HEADER) streaming the file;
+        an empty field, quoted or not, is NULL."""
+        with self._atomic():
+            self.create_table(schema, name, columns)
+            with path.open("rb") as stream:
+                return self._copy(self._copy_sql(schema, name, columns, header=True), stream)
+
+    def load_rows(
+        self, schema: str, name: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]
+    ) -> int:
+        """CREATE TABLE, then COPY the rows, rendered as CSV as they are read (None is
+        NULL, "" an empty string)."""
+        with self._atomic():
+            self.create_table(schema, name, columns)
+            stream = _CsvRows(rows, len(columns))
+            return self._copy(self._copy_sql(schema, name, columns, header=False), stream)
+
+    # -- errors, locks ------------------------------------------------------------------
+
+    def classify(self, exc: BaseException) -> str:
+        """SQLSTATE class 42 is ``syntax``, 57014 (query_canceled) ``timeout``."""
+        if isinstance(exc, TaskError):
+            return exc.failure_class
+        code = getattr(exc, "pgcode", None) or ""
+        if code.startswith("42"):
+            return "syntax"
+        if code == "57014":
+            return "timeout"
+        return "runtime"
+
+    def _error_position(self, exc: BaseException) -> int | None:
+        diag = getattr(exc, "diag", None)
+        position = getattr(diag, "statement_position", None)
+        return int(position) if position else None
+
+    def try_lock(self, key: str) -> bool:
+        """pg_try_advisory_lock(hashtext(key)), held by this session until ``unlock``."""
+        return bool(self.query("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).rows[0][0])
+
+    def unlock(self, key: str) -> None:
+        self.query("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+    def close(self) -> None:
+        if not self._connection.closed:
+            self._connection.close()
+
+
+def _result(cursor: psycopg2.extensions.cursor, limit: int | None) -> QueryResult:
+    if cursor.description is None:
+        return QueryResult((), ())
+    columns = tuple(d.name for d in cursor.description)
+    rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+    return QueryResult(columns, tuple(tuple(row) for row in rows))
+
+
+def _is_single_query(sql: str) -> bool:
+    """True for one SELECT/WITH/VALUES statement, which DECLARE CURSOR accepts."""
+    try:
+        tokens = sqlglot.tokenize(sql, read="postgres")
+    except Exception:
+        return False
+    while tokens and tokens[-1].token_type == TokenType.SEMICOLON:
+        tokens.pop()
+    if not tokens or tokens[0].token_type not in _QUERY_STARTS:
+        return False
+    return not any(token.token_type == TokenType.SEMICOLON for token in tokens)
+
+
+def _csv_field(value: Any) -> str:
+    """One CSV field as COPY reads it: NULL unquoted and empty, everything else quoted."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = repr(value) if math.isfinite(value) else str(value).replace("inf", "Infinity")
+    elif isinstance(value, (dt.date, dt.datetime, dt.time)):
+        text = value.isoformat()
+    elif isinstance(value, (dict, list)):
+        text = json.dumps(value, default=str)
+    elif isinstance(value, (int, decimal.Decimal)):
+        text = str(value)
+    else:
+        text = str(value)
+    return '"' + text.replace('"', '""') + '"'
+
+
+class _CsvRows(io.RawIOBase):
+    """A file-like object that renders rows to CSV as COPY reads it, row by row."""
+
+    def __init__(self, rows: Iterable[Sequence[Any]], width: int) -> None:
+        super().__init__()
+        self._rows: Iterator[Sequence[Any]] = iter(rows)
+        self._width = width
+        self._buffer = bytearray()
+        self._count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            row = next(self._rows, None)
+            if row is None:
+                break
+            self._count += 1
+            if len(row) != self._width:
+                raise ValueError(
+                    f"row {self._count} has {len(row)} values, the table has {self._width} columns"
+                )
+            self._buffer += (",".join(_csv_field(v) for v in row) + "\n").encode()
+        if size < 0:
+            size = len(self._buffer)
+        chunk = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return chunk

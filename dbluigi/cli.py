@@ -6,6 +6,7 @@ Exit codes: 0 all built, 1 a task failed, 2 usage or project error.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -37,7 +38,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="The project folder.", envvar="DBLUIGI_PROJECT")]
 TargetOpt = Annotated[
@@ -52,6 +53,8 @@ FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop starting ta
 
 
 def main() -> None:
+    # sqlglot warns on statements it keeps as commands; dbluigi reports what matters itself
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
     app()
 
 

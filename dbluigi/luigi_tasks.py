@@ -69,6 +69,8 @@ def dispatch(run: Run) -> None:
     # complete() answers from the plan; a finished parent in another worker process
     # is known to the scheduler, not to this process's plan, so don't re-ask at run time.
     config.set("worker", "check_unfulfilled_deps", "false")
+    # dbluigi reports outcomes itself; luigi's own log lines would only repeat them
+    config.set("core", "no_configure_logging", "true")
     logging.getLogger("luigi-interface").setLevel(logging.CRITICAL)
     logging.getLogger("luigi").setLevel(logging.CRITICAL)
     _RUN = run
@@ -79,7 +81,6 @@ def dispatch(run: Run) -> None:
             local_scheduler=True,
             workers=run.options.workers,
             detailed_summary=False,
-            no_configure_logging=True,
         )
     finally:
         _RUN = None

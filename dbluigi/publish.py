@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, run_checks
-from dbluigi.errors import CheckFailed, DbluigiError, TaskError
+from dbluigi.errors import CheckFailed, DbluigiError, ProjectError, TaskError
 from dbluigi.plan import Decision
 from dbluigi.project import Model, Project
 from dbluigi.seeds import read_yaml_seed, sniff_csv
@@ -132,12 +132,17 @@ def _build_new(session: Session, project: Project, model: Model, new: str) -> in
             return session.create_table_as(model.schema, new, statement.sql)
     path = project.root / model.path
     overrides = project.config.seed_types.get(model.relation, {})
-    if model.format == "csv":
-        table = sniff_csv(path, overrides=overrides)
-        with located(session, model.path, 1, ""):
-            return session.load_csv(model.schema, new, path, table.columns)
-    table, rows = read_yaml_seed(path, overrides=overrides)
+    try:
+        if model.format == "csv":
+            table = sniff_csv(path, overrides=overrides)
+        else:
+            table, rows = read_yaml_seed(path, overrides=overrides)
+    except ProjectError as exc:
+        exc.path = model.path  # as the user knows it, relative to the project
+        raise
     with located(session, model.path, 1, ""):
+        if model.format == "csv":
+            return session.load_csv(model.schema, new, path, table.columns)
         return session.load_rows(model.schema, new, table.columns, rows)
 
 

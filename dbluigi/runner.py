@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,8 +127,9 @@ class Run:
                 if self.options.fail_fast and self._failed.is_set():
                     raise TaskError("skipped: an earlier task failed and --fail-fast is on", failure_class="upstream")
                 published = publish(self.session(), BuildRequest(self.project, spec, decision, self.run_id))
-            except TaskError as exc:
-                skipped = exc.failure_class == "upstream"
+            except Exception as exc:
+                failure_class = getattr(exc, "failure_class", "runtime")
+                skipped = failure_class == "upstream"
                 record = TaskRecord(
                     run_id=self.run_id,
                     model=model,
@@ -135,16 +137,16 @@ class Run:
                     started_at=started,
                     duration_s=time.perf_counter() - clock,
                     attempt=attempt,
-                    failure_class=exc.failure_class,
+                    failure_class=failure_class,
                     error=_error_text(exc),
-                    path=exc.path,
-                    line=exc.line,
+                    path=getattr(exc, "path", None) or spec.path,
+                    line=getattr(exc, "line", None),
                     reason=decision.reason,
                     fingerprint=decision.fingerprint,
                     checks=tuple(getattr(exc, "results", ())),
                 )
                 self._record(record)
-                if exc.failure_class == "runtime" and attempt < attempts:
+                if failure_class == "runtime" and attempt < attempts:
                     time.sleep(RETRY_DELAY_S * attempt)
                     continue
                 self._failed.set()
@@ -329,7 +331,9 @@ def _result(project: Project, kind: str, r: TaskRecord, attempts: int) -> TaskRe
     )
 
 
-def _error_text(exc: DbluigiError) -> str:
+def _error_text(exc: BaseException) -> str:
+    if not isinstance(exc, DbluigiError):
+        return "".join(traceback.format_exception(exc, limit=-4)).strip()
     text = str(exc)
     if isinstance(exc, CheckFailed) and exc.rows:
         header = " | ".join(exc.columns)

@@ -73,6 +73,7 @@ _FILE_LIKE = re.compile(
     r"[/\\*]|://|\.(csv|tsv|txt|json|jsonl|ndjson|parquet|arrow|xlsx|db|duckdb)(\.\w+)?$",
     re.IGNORECASE,
 )
+_OPENS_BLOCK = (TokenType.BEGIN, TokenType.CASE)
 _CLASS_REPR = re.compile(r"<class '(?:\w+\.)*(\w+)'>")
 _TOKEN_REPR = re.compile(r"<Token token_type: [\w.]+, text: (.*?), line: .*?>")
 _TOKENIZER_MISSING = re.compile(r"Missing (.+) from \d+:(\d+)")
@@ -235,25 +236,38 @@ def _chunks(text: str, dialect: str, path: str, line_offset: int) -> list[_Chunk
     except TokenError as e:
         raise _token_error(e, text, dialect, path, line_offset) from None
 
-    chunks: list[_Chunk] = []
+    # Statements end at semicolons, except inside a PostgreSQL BEGIN ATOMIC ... END body.
+    pieces: list[tuple[list[Token], Token | None]] = []  # tokens, and the semicolon ending them
     current: list[Token] = []
-    start = 0  # offset where the next statement's text (with its leading comments) begins
-    line = 1  # line of ``start``, counted incrementally
-    counted = 0
-    for token in [*tokens, None]:
-        if token is not None and token.token_type != TokenType.SEMICOLON:
-            current.append(token)
+    atomic = 0  # block depth inside BEGIN ATOMIC
+    previous = None
+    for token in tokens:
+        kind = token.token_type
+        if atomic:
+            atomic += (kind in _OPENS_BLOCK) - (kind is TokenType.END)
+        elif kind is TokenType.SEMICOLON:
+            pieces.append((current, token))
+            current, previous = [], kind
             continue
-        end = token.start if token is not None else len(text)
-        if current:
+        elif previous is TokenType.BEGIN and token.text.upper() == "ATOMIC":
+            atomic = 1
+        current.append(token)
+        previous = kind
+    pieces.append((current, None))
+
+    chunks: list[_Chunk] = []
+    start = 0  # where the next statement's text, leading comments included, begins
+    line = 1  # the line of ``start``, counted as we go
+    counted = 0
+    for statement_tokens, semicolon in pieces:
+        end = semicolon.start if semicolon else len(text)
+        if statement_tokens:
             begin = start + len(text[start:end]) - len(text[start:end].lstrip())
             line += text.count("\n", counted, begin)
             counted = begin
-            sql = text[begin:end].rstrip()
-            chunks.append(_Chunk(sql, line + line_offset, current))
-            current = []
-        if token is not None:
-            start = _after_trailing_comment(text, token.end + 1)
+            chunks.append(_Chunk(text[begin:end].rstrip(), line + line_offset, statement_tokens))
+        if semicolon:
+            start = _after_trailing_comment(text, semicolon.end + 1)
     return chunks
 
 

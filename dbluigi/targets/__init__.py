@@ -37,8 +37,7 @@ _DUCKDB_PREFIX = "duckdb:///"
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
 _QUERY_PASSWORD_RE = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 _ACCEPTED = (
-    "duckdb (the default), duckdb:///path/to/file.duckdb, "
-    "or postgresql://user@host:5432/dbname"
+    "duckdb (the default), duckdb:///path/to/file.duckdb, or postgresql://user@host:5432/dbname"
 )
 
 

@@ -18,7 +18,7 @@ import hashlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -304,10 +304,8 @@ class Session(ABC):
             yield
         except BaseException:
             self._in_transaction = False
-            try:
+            with suppress(Exception):  # the connection may be gone; the first error matters
                 self._rollback()
-            except Exception:  # the connection may be gone; the original error matters
-                pass
             raise
         self._in_transaction = False
         if self._transaction_aborted():

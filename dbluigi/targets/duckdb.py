@@ -168,9 +168,7 @@ class DuckDBSession(Session):
 
     def relations(self, schema: str | None = None) -> set[tuple[str, str]]:
         return {
-            (row[0], row[1])
-            for row in self._relation_rows()
-            if schema is None or row[0] == schema
+            (row[0], row[1]) for row in self._relation_rows() if schema is None or row[0] == schema
         }
 
     def relation_kind(self, schema: str, name: str) -> str | None:
@@ -238,7 +236,9 @@ class DuckDBSession(Session):
         }
         reader = exp.ReadCSV(
             this=exp.Placeholder(),
-            expressions=[exp.EQ(this=exp.column(key), expression=value) for key, value in options.items()],
+            expressions=[
+                exp.EQ(this=exp.column(key), expression=value) for key, value in options.items()
+            ],
         )
         insert = exp.Insert(
             this=exp.Schema(
@@ -274,7 +274,9 @@ class DuckDBSession(Session):
                             row[i] = json.dumps(row[i], default=str)
                     values.extend(row)
                 if len(batch) not in statements:
-                    statements[len(batch)] = self._insert_values_sql(schema, name, columns, len(batch))
+                    statements[len(batch)] = self._insert_values_sql(
+                        schema, name, columns, len(batch)
+                    )
                 self._connection_execute(statements[len(batch)], values)
         return loaded
 
@@ -303,7 +305,9 @@ class DuckDBSession(Session):
         """Parser, binder and catalog errors are ``syntax``; an interrupt ``timeout``."""
         if isinstance(exc, TaskError):
             return exc.failure_class
-        if isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)):
+        if isinstance(
+            exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
+        ):
             return "syntax"
         if isinstance(exc, duckdb.InterruptException):
             return "timeout"
@@ -330,9 +334,7 @@ def _retarget_index(create_sql: str, schema: str, table: str, new_table: str) ->
     """An index's CREATE statement pointed at ``new_table`` (renamed if dbluigi named it)."""
     create = sqlglot.parse_one(create_sql, read="duckdb")
     index = create.this
-    columns = tuple(
-        ordered.this.name for ordered in index.args["params"].args.get("columns") or []
-    )
+    columns = tuple(ordered.this.name for ordered in index.args["params"].args.get("columns") or [])
     unique = bool(create.args.get("unique"))
     if index.this.name == index_name(table, columns, unique=unique):
         index.set("this", ident(index_name(new_table, columns, unique=unique)))

@@ -155,8 +155,9 @@ class PostgresTarget(Target):
             connection = psycopg2.connect(dsn, **options)
         except psycopg2.Error as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
-            if parsed.password:
-                reason = reason.replace(parsed.password, "***")
+            for secret in (parsed.password, parsed.query.get("password")):
+                if secret and isinstance(secret, str):
+                    reason = reason.replace(secret, "***")
             raise TargetError(
                 f"cannot connect to the PostgreSQL target {self.display_url}: {reason}",
                 hint="check that the server is running and reachable, and that --target "
@@ -321,6 +322,10 @@ class PostgresSession(Session):
             try:
                 cursor.copy_expert(sql, stream, size=1 << 16)
             except psycopg2.Error as exc:
+                # psycopg2 reports an exception raised by read() as QueryCanceled
+                # (57014, which would classify as a timeout): raise the real one.
+                if isinstance(stream, _CsvRows) and stream.error is not None:
+                    raise stream.error from None
                 self._record_error(exc, sql)
                 raise
             return cursor.rowcount
@@ -435,7 +440,10 @@ def _csv_field(value: Any) -> str:
 
 
 class _CsvRows(io.RawIOBase):
-    """A file-like object that renders rows to CSV as COPY reads it, row by row."""
+    """A file-like object that renders rows to CSV as COPY reads it, row by row.
+
+    ``error`` keeps what went wrong inside ``read()``: psycopg2 reports it only as a
+    QueryCanceled error."""
 
     def __init__(self, rows: Iterable[Sequence[Any]], width: int) -> None:
         super().__init__()
@@ -443,23 +451,32 @@ class _CsvRows(io.RawIOBase):
         self._width = width
         self._buffer = bytearray()
         self._count = 0
+        self.error: Exception | None = None
 
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
+        size = -1 if size is None else size
+        try:
+            self._fill(size)
+        except Exception as exc:  # a bad row, or the rows' own iterator failing
+            self.error = exc
+            raise
+        if size < 0:
+            size = len(self._buffer)
+        chunk = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return chunk
+
+    def _fill(self, size: int) -> None:
         while size < 0 or len(self._buffer) < size:
             row = next(self._rows, None)
             if row is None:
-                break
+                return
             self._count += 1
             if len(row) != self._width:
                 raise ValueError(
                     f"row {self._count} has {len(row)} values, the table has {self._width} columns"
                 )
             self._buffer += (",".join(_csv_field(v) for v in row) + "\n").encode()
-        if size < 0:
-            size = len(self._buffer)
-        chunk = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return chunk

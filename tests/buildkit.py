@@ -1,0 +1,67 @@
+"""Helpers for build tests: run the CLI, copy the example, read the target."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from dbluigi.cli import app
+from dbluigi.targets import open_target
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "project"
+runner = CliRunner()
+
+
+def copy_example(tmp_path: Path) -> Path:
+    dest = tmp_path / "project"
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".dbluigi", "exports"))
+    return dest
+
+
+def cli(*args: str, project: Path, target: str) -> tuple[int, str]:
+    """Run a dbluigi command in-process; returns (exit code, output)."""
+    result = runner.invoke(app, [*args, "--project", str(project), "--target", target])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def build_json(*args: str, project: Path, target: str, command: str = "build") -> tuple[int, dict[str, Any]]:
+    code, output = cli(command, *args, "--json", project=project, target=target)
+    return code, json.loads(output)
+
+
+def statuses(payload: dict[str, Any]) -> dict[str, str]:
+    return {r["model"]: r["status"] for r in payload["results"]}
+
+
+def ran(payload: dict[str, Any]) -> set[str]:
+    return {r["model"] for r in payload["results"] if r["status"] != "up to date"}
+
+
+def query(target: str, project: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    session = open_target(target, project_dir=project).connect()
+    try:
+        return list(session.query(sql, params).rows)
+    finally:
+        session.close()
+
+
+def cli_process(*args: str, project: Path, target: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Run dbluigi in a separate process (for crashes and concurrency)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dbluigi.cli", *args, "--project", str(project), "--target", target],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )

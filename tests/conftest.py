@@ -1,0 +1,80 @@
+"""Shared fixtures: real target databases, one fresh database or file per test.
+
+- ``pg_url``: a new PostgreSQL database per test (dropped afterwards), as a URL.
+  PostgreSQL is looked for at ``DBLUIGI_TEST_PG`` (default
+  ``postgresql://root@127.0.0.1:5432/test``); when it is unreachable the test fails
+  if ``CI=true`` and is skipped otherwise.
+- ``duckdb_url``: a DuckDB file under the test's ``tmp_path``.
+- ``target_url``: both of the above, parametrized with ids ``duckdb`` and ``postgres``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from sqlalchemy.engine import make_url
+from sqlglot import exp
+
+from dbluigi.targets import mask_url
+
+PG_ADMIN_URL = os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+
+
+def _pg_admin() -> psycopg2.extensions.connection:
+    """An autocommit connection to the admin database, or fail/skip the test."""
+    try:
+        connection = psycopg2.connect(PG_ADMIN_URL, connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        reason = (
+            f"PostgreSQL is not reachable at {mask_url(PG_ADMIN_URL)}: {' '.join(str(exc).split())}"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test; dropped (sessions and all) afterwards."""
+    admin = _pg_admin()
+    name = f"dbluigi_t_{secrets.token_hex(6)}"
+    database = exp.to_identifier(name, quoted=True)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(exp.Create(this=database, kind="DATABASE").sql(dialect="postgres"))
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            drop = exp.Drop(tables=[exp.Table(this=database)], kind="DATABASE", exists=True)
+            cursor.execute(drop.sql(dialect="postgres"))
+        admin.close()
+
+
+@pytest.fixture
+def duckdb_url(tmp_path: Path) -> str:
+    """A DuckDB file (not yet created) under this test's tmp_path."""
+    return f"duckdb:///{tmp_path / 'target.duckdb'}"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("duckdb", id="duckdb"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def target_url(request: pytest.FixtureRequest) -> str:
+    """Each target in turn: a DuckDB file, then a fresh PostgreSQL database."""
+    fixture = "duckdb_url" if request.param == "duckdb" else "pg_url"
+    return request.getfixturevalue(fixture)

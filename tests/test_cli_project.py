@@ -1,0 +1,73 @@
+"""The project-model commands through typer's CliRunner: init, lineage, and their errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from dbluigi.cli import app
+from tests.helpers import write_project
+
+runner = CliRunner()
+EXAMPLE = Path(__file__).resolve().parent.parent / "project"
+
+
+def test_lineage_text_and_json_on_the_example() -> None:
+    result = runner.invoke(app, ["lineage", "--project", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert "staging.agencies [table]" in result.output
+    result = runner.invoke(app, ["lineage", "agency_reporting", "--project", str(EXAMPLE), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    ids = {n["id"] for n in json.loads(result.output)["nodes"]}
+    # a bare selector shows the whole lineage: upstream and downstream
+    assert {"staging.agencies", "reporting.agency_reporting", "api.cde_agencies", "raw.offense_monthly"} <= ids
+    assert "api.offender_age_histogram" not in ids
+
+
+def test_lineage_formats_and_bad_format() -> None:
+    for fmt, start in (("mermaid", "flowchart LR"), ("dot", "digraph dbluigi {")):
+        result = runner.invoke(app, ["lineage", "--project", str(EXAMPLE), "--format", fmt])
+        assert result.exit_code == 0 and result.output.startswith(start)
+    result = runner.invoke(app, ["lineage", "--project", str(EXAMPLE), "--format", "svg"])
+    assert result.exit_code == 2
+    assert "--format 'svg' is not one of text, mermaid, dot, json" in result.output
+
+
+def test_project_errors_exit_2_with_file_and_line(tmp_path: Path) -> None:
+    write_project(tmp_path, {"a.sql": "-- kindd: table\nselect 1"})
+    result = runner.invoke(app, ["lineage", "--project", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "a.sql:1: unknown header key 'kindd'" in result.output
+    assert "did you mean 'kind'" in result.output
+
+
+def test_unknown_selector_exits_2_with_closest_match() -> None:
+    result = runner.invoke(app, ["lineage", "cde_agency", "--project", str(EXAMPLE)])
+    assert result.exit_code == 2
+    assert "matches no model" in result.output and "cde_agencies" in result.output
+
+
+def test_empty_project_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["lineage", "--project", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no models found" in result.output
+
+
+def test_init_scaffolds_a_project_that_loads(tmp_path: Path) -> None:
+    folder = tmp_path / "starter"
+    result = runner.invoke(app, ["init", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "dbluigi.toml").exists()
+    result = runner.invoke(app, ["lineage", "--project", str(folder), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    kinds = {n["id"]: n["kind"] for n in json.loads(result.output)["nodes"]}
+    assert kinds == {
+        "raw.customers": "seed",
+        "raw.countries": "seed",
+        "staging.customers": "table",
+        "reporting.customers_by_country": "table",
+    }
+    again = runner.invoke(app, ["init", str(folder)])
+    assert again.exit_code == 2 and "is not empty" in again.output

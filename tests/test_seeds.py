@@ -1,0 +1,287 @@
+"""Seed typing: CSV sniffing and YAML seeds, pure Python."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from dbluigi.errors import ProjectError
+from dbluigi.seeds import SeedTable, read_yaml_seed, sniff_csv
+from dbluigi.targets import Column
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def types(table: SeedTable) -> dict[str, str]:
+    return {column.name: column.type for column in table.columns}
+
+
+# -- CSV ----------------------------------------------------------------------------------------
+
+
+def test_sniff_every_type(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "all.csv",
+        "int,dec,exp,day,ts,tz,flag,word,empty,zero_one\n"
+        "1,1.5,1e3,2024-02-29,2024-01-02 03:04,2024-01-02T03:04:05Z,TRUE,abc,,0\n"
+        "-20,,2.5E-3,,2024-01-02T03:04:05.123456,2024-01-02 03:04+05:30,false,,,1\n"
+        ",7,,1999-12-31,,2024-01-02 03:04:05-08,,x y,,\n",
+    )
+    table = sniff_csv(path)
+    assert table.rows == 3
+    assert types(table) == {
+        "int": "bigint",
+        "dec": "numeric",
+        "exp": "double",
+        "day": "date",
+        "ts": "timestamp",
+        "tz": "timestamptz",
+        "flag": "boolean",
+        "word": "text",
+        "empty": "text",
+        "zero_one": "bigint",  # 0/1 are numbers, not booleans
+    }
+    assert table.columns[0] == Column("int", "bigint")
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["1", "2.5"], "numeric"),
+        (["1", "2.5", "3e2"], "double"),
+        (["2024-01-01", "2024-01-01 10:00"], "timestamp"),
+        (["2024-01-01", "2024-01-01 10:00+00"], "text"),
+        (["2024-01-01 10:00", "2024-01-01 10:00Z"], "text"),
+        (["007", "12"], "text"),  # leading zeros are kept: ZIP and FIPS codes
+        (["0", "-0", "+5"], "bigint"),
+        (["9223372036854775807"], "bigint"),
+        (["9223372036854775808"], "numeric"),  # beyond int64
+        (["1" * 40], "text"),
+        (["0.12345678901"], "double"),  # more decimals than a DuckDB numeric keeps
+        ([".5", "5."], "numeric"),
+        (["2024-02-30"], "text"),  # not a real date
+        (["2024-01-01 25:00"], "text"),
+        (["true", "1"], "text"),
+        (["yes", "no"], "text"),
+        (["TRUE", "False"], "boolean"),
+        (["1", "abc"], "text"),
+        (["12:30"], "text"),
+    ],
+)
+def test_sniff_widening(tmp_path: Path, values: list[str], expected: str) -> None:
+    path = write(tmp_path, "c.csv", "c\n" + "\n".join(values) + "\n")
+    assert types(sniff_csv(path)) == {"c": expected}
+
+
+def test_header_only_gives_zero_text_rows(tmp_path: Path) -> None:
+    table = sniff_csv(write(tmp_path, "h.csv", "a,b\n"))
+    assert table == SeedTable((Column("a", "text"), Column("b", "text")), 0)
+
+
+def test_empty_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ProjectError, match="empty") as caught:
+        sniff_csv(write(tmp_path, "e.csv", ""))
+    assert caught.value.path is not None and caught.value.path.endswith("e.csv")
+
+
+def test_quoted_fields_commas_newlines_and_bom(tmp_path: Path) -> None:
+    path = write(tmp_path, "q.csv", b'\xef\xbb\xbfid,note\r\n1,"a, b"\r\n2,"two\r\nlines"\r\n')
+    table = sniff_csv(path)
+    assert types(table) == {"id": "bigint", "note": "text"}
+    assert table.rows == 2
+
+
+def test_blank_line_in_a_one_column_file_is_a_null(tmp_path: Path) -> None:
+    table = sniff_csv(write(tmp_path, "one.csv", "n\n1\n\n3\n"))
+    assert table == SeedTable((Column("n", "bigint"),), 3)
+
+
+def test_ragged_row_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", 'a,b,c,d\n1,2,3,4\n5,"six\nlines",7,8\n9,10,11,12,13\n')
+    with pytest.raises(ProjectError) as caught:
+        sniff_csv(path)
+    error = caught.value
+    assert (error.path, error.line) == (str(path), 5)  # the quoted newline counts
+    assert "row has 5 values, header has 4" in str(error)
+    assert f"{path}:5" in str(error)
+
+
+def test_blank_line_in_a_wider_file_is_a_ragged_row(tmp_path: Path) -> None:
+    with pytest.raises(ProjectError, match="row has 0 values, header has 2") as caught:
+        sniff_csv(write(tmp_path, "b.csv", "a,b\n1,2\n\n"))
+    assert caught.value.line == 3
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("a,b,a", "'a' appears twice"),
+        ("id,ID", "'ID' appears twice"),
+        ("a,,c", "column 2 has an empty name"),
+        ("a, ,c", "column 2 has an empty name"),
+    ],
+)
+def test_bad_header(tmp_path: Path, header: str, message: str) -> None:
+    path = write(tmp_path, "h.csv", header + "\n1,2,3\n")
+    with pytest.raises(ProjectError, match=message) as caught:
+        sniff_csv(path)
+    assert (caught.value.path, caught.value.line) == (str(path), 1)
+
+
+def test_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "latin.csv", "id,city\n1,Paris\n2,Montr\xe9al\n".encode("latin-1"))
+    with pytest.raises(ProjectError, match="not UTF-8") as caught:
+        sniff_csv(path)
+    assert (caught.value.path, caught.value.line) == (str(path), 3)
+
+
+def test_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "o.csv", "zip,amount,when,flag\n02134,12,2024-01-01,true\n")
+    table = sniff_csv(path, overrides={"zip": "text", "amount": "DOUBLE", "when": "timestamptz"})
+    assert types(table) == {
+        "zip": "text",
+        "amount": "double",
+        "when": "timestamptz",
+        "flag": "boolean",
+    }
+    assert types(sniff_csv(path, overrides={"zip": "bigint"}))["zip"] == "bigint"
+
+
+def test_override_with_an_unknown_type(tmp_path: Path) -> None:
+    path = write(tmp_path, "o.csv", "amount\n12\n")
+    with pytest.raises(ProjectError) as caught:
+        sniff_csv(path, overrides={"amount": "money"})
+    text = str(caught.value)
+    assert str(path) in text and "column_types" in text and "'money'" in text
+    assert "bigint" in text  # lists the types it accepts
+
+
+def test_override_of_an_unknown_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "o.csv", "amount\n12\n")
+    with pytest.raises(ProjectError) as caught:
+        sniff_csv(path, overrides={"amont": "bigint"})
+    text = str(caught.value)
+    assert str(path) in text and "column_types" in text and "'amont'" in text
+    assert "did you mean 'amount'" in text
+
+
+def test_value_that_does_not_fit_its_override(tmp_path: Path) -> None:
+    path = write(tmp_path, "o.csv", "n\n1\n2\nthree\n")
+    with pytest.raises(ProjectError, match="'three', which is not a bigint") as caught:
+        sniff_csv(path, overrides={"n": "bigint"})
+    assert caught.value.line == 4
+
+
+# -- YAML ---------------------------------------------------------------------------------------
+
+
+def test_yaml_types_and_missing_keys(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "agency_types.yml",
+        """\
+# description: agency types
+# unique: code
+- code: 1
+  name: City
+  ratio: 0.5
+  active: true
+  since: 2020-01-01
+  at: 2020-01-01 10:00:00
+  at_tz: 2020-01-01 10:00:00+02:00
+  meta: {a: 1}
+  country: NO
+  zip: 012
+- code: 2
+  name: County
+  ratio: 2
+  tags: [x, y]
+  active: False
+  since: 2021-06-30
+  country: yes
+  zip: 345
+""",
+    )
+    table, rows = read_yaml_seed(path)
+    assert table.rows == 2
+    assert types(table) == {
+        "code": "bigint",
+        "name": "text",
+        "ratio": "double",  # 0.5 and 2 mixed
+        "active": "boolean",
+        "since": "date",
+        "at": "timestamp",
+        "at_tz": "timestamptz",
+        "meta": "json",
+        "country": "text",  # YAML 1.1 would read NO/yes as booleans
+        "zip": "text",  # and 012 as an octal 10
+        "tags": "json",
+    }
+    first, second = rows
+    assert first[:6] == (1, "City", 0.5, True, dt.date(2020, 1, 1), dt.datetime(2020, 1, 1, 10))
+    assert first[6] == dt.datetime(2020, 1, 1, 8, tzinfo=dt.UTC)
+    assert first[7:] == ('{"a": 1}', "NO", "012", None)  # tags missing: NULL
+    assert second[2] == 2.0 and isinstance(second[2], float)
+    assert second[5:8] == (None, None, None)
+    assert second[8:] == ("yes", "345", '["x", "y"]')
+
+
+def test_yaml_mixed_with_text_becomes_text(tmp_path: Path) -> None:
+    path = write(tmp_path, "m.yml", "- {v: 1}\n- {v: abc}\n- {v: true}\n- {v: 2024-01-01}\n")
+    table, rows = read_yaml_seed(path)
+    assert types(table) == {"v": "text"}
+    assert rows == [("1",), ("abc",), ("true",), ("2024-01-01",)]
+
+
+def test_yaml_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "o.yml", "- {id: 1, amount: 3, day: 2024-01-01}\n")
+    table, rows = read_yaml_seed(
+        path, overrides={"id": "text", "amount": "numeric", "day": "timestamp"}
+    )
+    assert types(table) == {"id": "text", "amount": "numeric", "day": "timestamp"}
+    assert rows == [("1", Decimal(3), dt.datetime(2024, 1, 1))]
+    with pytest.raises(ProjectError, match="unknown type 'int4'"):
+        read_yaml_seed(path, overrides={"id": "int4"})
+    with pytest.raises(ProjectError, match="which is not a boolean") as caught:
+        read_yaml_seed(path, overrides={"amount": "boolean"})
+    assert caught.value.line == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "found", "line"),
+    [
+        ("a: 1\nb: 2\n", "found a mapping", None),
+        ("just text\n", "found a str", None),
+        ("", "the file is empty", None),
+        ("[]\n", "the list is empty", None),
+        ("- {a: 1}\n- 2\n", "this item is a int", 2),
+        ("- {a: 1}\n- [1, 2]\n", "this item is a list", 2),
+        ("- {1: x}\n", "column names must be text", 1),
+        ("- {a: 1}\n- {a: [\n", "not valid YAML", 3),
+        ("- {a: 1, A: 2}\n", "'A' appears twice", None),
+    ],
+)
+def test_yaml_bad_shape(tmp_path: Path, content: str, found: str, line: int | None) -> None:
+    path = write(tmp_path, "bad.yml", content)
+    with pytest.raises(ProjectError, match=found) as caught:
+        read_yaml_seed(path)
+    assert caught.value.path == str(path)
+    assert caught.value.line == line
+
+
+def test_yaml_not_utf8(tmp_path: Path) -> None:
+    path = write(tmp_path, "l.yml", "- {city: Paris}\n- {city: Montr\xe9al}\n".encode("latin-1"))
+    with pytest.raises(ProjectError, match="not UTF-8") as caught:
+        read_yaml_seed(path)
+    assert caught.value.line == 2

@@ -1,0 +1,689 @@
+"""Targets against real databases: DuckDB files and fresh PostgreSQL databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from dbluigi.errors import TargetError, TaskError
+from dbluigi.seeds import read_yaml_seed, sniff_csv
+from dbluigi.targets import Column, Session, index_name, mask_url, open_target
+from dbluigi.targets.duckdb import DuckDBTarget, qmark
+from dbluigi.targets.postgres import PostgresTarget
+
+
+@dataclass(frozen=True)
+class Index:
+    columns: tuple[str, ...]
+    unique: bool = False
+
+
+@pytest.fixture
+def session(target_url: str, tmp_path: Path) -> Iterator[Session]:
+    session = open_target(target_url, project_dir=tmp_path).connect()
+    session.ensure_schema("s")
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def pg_session(pg_url: str, tmp_path: Path) -> Iterator[Session]:
+    session = open_target(pg_url, project_dir=tmp_path).connect()
+    session.ensure_schema("s")
+    yield session
+    session.close()
+
+
+def is_pg(session: Session) -> bool:
+    return session.target.name == "postgresql"
+
+
+def rows(session: Session, sql: str) -> list[tuple[object, ...]]:
+    return list(session.query(sql).rows)
+
+
+def index_names(session: Session, schema: str, table: str) -> set[str]:
+    if is_pg(session):
+        sql = "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s"
+    else:
+        sql = "SELECT index_name FROM duckdb_indexes() WHERE schema_name = %s AND table_name = %s"
+    return {row[0] for row in session.query(sql, (schema, table)).rows}
+
+
+# -- opening targets ----------------------------------------------------------------------
+
+
+def test_default_target_is_a_duckdb_file_under_the_project(tmp_path: Path) -> None:
+    for url in (None, "duckdb"):
+        target = open_target(url, project_dir=tmp_path)
+        assert isinstance(target, DuckDBTarget)
+        assert target.path == tmp_path / ".dbluigi" / "target.duckdb"
+        assert (tmp_path / ".dbluigi").is_dir()
+        assert (target.name, target.dialect, target.supports_concurrent_writers) == (
+            "duckdb",
+            "duckdb",
+            False,
+        )
+
+
+def test_duckdb_url_paths(tmp_path: Path) -> None:
+    relative = open_target("duckdb:///data/x.duckdb", project_dir=tmp_path)
+    absolute = open_target("duckdb:////tmp/elsewhere/x.duckdb", project_dir=tmp_path)
+    assert relative.path == tmp_path / "data" / "x.duckdb"  # type: ignore[attr-defined]
+    assert absolute.path == Path("/tmp/elsewhere/x.duckdb")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://u:pw@h/db", "postgres://u:pw@h/db", "postgresql+psycopg2://u:pw@h/db"],
+)
+def test_postgres_urls(url: str, tmp_path: Path) -> None:
+    target = open_target(url, project_dir=tmp_path)
+    assert isinstance(target, PostgresTarget)
+    assert (target.name, target.dialect, target.supports_concurrent_writers) == (
+        "postgresql",
+        "postgres",
+        True,
+    )
+    assert "pw" not in target.display_url and "***" in target.display_url
+    assert "pw" not in repr(target)
+
+
+@pytest.mark.parametrize("url", ["mysql://u:secret@h/db", "sqlite:///x.db", "target.duckdb", ""])
+def test_unsupported_url_names_the_option_and_the_accepted_forms(url: str, tmp_path: Path) -> None:
+    with pytest.raises(TargetError) as caught:
+        open_target(url, project_dir=tmp_path)
+    text = str(caught.value)
+    assert "--target" in text
+    assert "duckdb:///" in text and "postgresql://" in text
+    assert "secret" not in text
+
+
+def test_mask_url() -> None:
+    assert mask_url("postgresql://ada:s3cret@db:5432/x") == "postgresql://ada:***@db:5432/x"
+    assert "s3cret" not in mask_url("postgresql://ada@db/x?password=s3cret")
+    assert "cret" not in mask_url("postgresql://ada:s3@cret@db/x")  # unencoded @
+    assert mask_url("postgresql://ada@db/x") == "postgresql://ada@db/x"
+    assert mask_url("not a url") == "not a url"
+    assert mask_url("postgresql://ada:pw@db:port/x") == "postgresql://ada:***@db:port/x"
+
+
+def test_index_names_stay_within_postgres_limits() -> None:
+    assert index_name("t", ("a", "b"), unique=False) == "t__a_b_idx"
+    assert index_name("t", ("a",), unique=True) == "t__a_uidx"
+    long_a = index_name("x" * 60, ("a",), unique=False)
+    long_b = index_name("x" * 60, ("b",), unique=False)
+    assert len(long_a.encode()) <= 63 and long_a.endswith("_idx")
+    assert long_a != long_b
+
+
+# -- connection errors ----------------------------------------------------------------------
+
+
+def test_unreachable_postgres_is_a_target_error_without_the_password(tmp_path: Path) -> None:
+    target = open_target("postgresql://ada:hunter2@127.0.0.1:1/nowhere", project_dir=tmp_path)
+    with pytest.raises(TargetError) as caught:
+        target.connect()
+    text = str(caught.value)
+    assert "postgresql://ada:***@127.0.0.1:1/nowhere" in text
+    assert "hunter2" not in text
+    assert "hint:" in text
+
+
+def test_duckdb_file_held_by_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "held.duckdb"
+    code = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+        "print('ready', flush=True); time.sleep(30)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(TargetError) as caught:
+            open_target(f"duckdb:///{path}", project_dir=tmp_path).connect()
+        text = str(caught.value)
+        assert "held by another process" in text
+        assert f"PID {holder.pid}" in text
+        assert "wait for the other dbluigi/duckdb process or point --target elsewhere" in text
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_duckdb_file_in_a_missing_folder(tmp_path: Path) -> None:
+    target = open_target("duckdb:///no/such/folder/x.duckdb", project_dir=tmp_path)
+    with pytest.raises(TargetError, match="cannot open the DuckDB target"):
+        target.connect()
+
+
+# -- statements -------------------------------------------------------------------------------
+
+
+def test_execute_query_and_params(session: Session) -> None:
+    session.execute("CREATE TABLE s.t (id BIGINT, name TEXT)")
+    assert session.execute("INSERT INTO s.t VALUES (%s, %s), (%s, %s)", (1, "a%b", 2, None)) == 2
+    session.executemany("INSERT INTO s.t VALUES (%s, %s)", [(3, "c"), (4, "d")])
+    result = session.query("SELECT id, name FROM s.t WHERE id >= %s ORDER BY id", (1,))
+    assert result.columns == ("id", "name")
+    assert result.rows == ((1, "a%b"), (2, None), (3, "c"), (4, "d"))
+    # %% is a literal % once parameters are given, as in psycopg2; untouched without.
+    like = "SELECT id FROM s.t WHERE name LIKE %s || '%%' ORDER BY id"
+    assert session.query(like, ("a",)).rows == ((1,),)
+    assert session.query("SELECT count(*) FROM s.t WHERE name LIKE 'a%'").rows == ((1,),)
+    assert session.execute("UPDATE s.t SET name = 'z' WHERE id > 2") == 2
+    assert session.query("SELECT id FROM s.t ORDER BY id", limit=2).rows == ((1,), (2,))
+    assert session.query("CREATE TABLE s.u (x BIGINT)").rows == ()
+    assert session.row_count("s", "t") == 4
+
+
+def test_query_limit_fetches_only_the_first_rows(session: Session) -> None:
+    sql = "-- a check\nSELECT i FROM range(1000000) AS r(i) ORDER BY i;"
+    if is_pg(session):
+        sql = "-- a check\nSELECT i FROM generate_series(0, 999999) AS i ORDER BY i;"
+    assert session.query(sql, limit=3).rows == ((0,), (1,), (2,))
+    with session.transaction():
+        assert session.query(sql, limit=2).rows == ((0,), (1,))
+        assert session.query(sql, limit=1).rows == ((0,),)  # the cursor was closed
+
+
+def test_qmark_translation() -> None:
+    assert qmark("SELECT %s, '%%', %s") == "SELECT ?, '%', ?"
+
+
+def test_duckdb_timestamptz_without_pytz_is_a_clear_error(duckdb_url: str, tmp_path: Path) -> None:
+    try:
+        import pytz  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("pytz is installed: DuckDB returns TIMESTAMPTZ values")
+    session = open_target(duckdb_url, project_dir=tmp_path).connect()
+    with pytest.raises(TargetError, match="pytz"):
+        session.query("SELECT TIMESTAMPTZ '2024-01-01 10:00:00+00' AS at")
+    assert session.query("SELECT CAST(TIMESTAMPTZ '2024-01-01 10:00:00+00' AS DATE)").rows == (
+        (dt.date(2024, 1, 1),),
+    )
+    session.close()
+
+
+# -- transactions -------------------------------------------------------------------------
+
+
+def test_transaction_commits_and_rolls_back(session: Session) -> None:
+    with session.transaction():
+        session.execute("CREATE TABLE s.kept (x BIGINT)")
+        session.execute("INSERT INTO s.kept VALUES (1)")
+    with pytest.raises(RuntimeError, match="boom"), session.transaction():
+        session.execute("INSERT INTO s.kept VALUES (2)")
+        session.execute("CREATE TABLE s.gone (x BIGINT)")
+        raise RuntimeError("boom")
+    assert rows(session, "SELECT x FROM s.kept") == [(1,)]
+    assert session.relation_kind("s", "gone") is None
+    session.execute("INSERT INTO s.kept VALUES (3)")  # autocommit again
+    assert session.row_count("s", "kept") == 2
+
+
+def test_transaction_aborted_by_a_caught_error_is_not_committed(session: Session) -> None:
+    session.execute("CREATE TABLE s.t (x BIGINT)")
+    with pytest.raises(TaskError, match="aborted"), session.transaction():
+        session.execute("INSERT INTO s.t VALUES (1)")
+        with pytest.raises(Exception):  # noqa: B017 - either driver's error
+            session.execute("SELECT * FROM s.missing")
+    assert session.row_count("s", "t") == 0
+
+
+def test_transactions_do_not_nest(session: Session) -> None:
+    with session.transaction():
+        with pytest.raises(RuntimeError, match="do not nest"):
+            session.transaction().__enter__()
+        session.execute("CREATE TABLE s.t (x BIGINT)")
+    assert session.relation_kind("s", "t") == "table"
+
+
+# -- catalog ----------------------------------------------------------------------------------
+
+
+def test_relation_kind_and_relations(session: Session) -> None:
+    session.ensure_schema("s")  # idempotent
+    session.ensure_schema("other")
+    session.create_table_as("s", "t", "SELECT 1 AS x")
+    session.execute("CREATE VIEW s.v AS SELECT x FROM s.t")
+    session.execute("CREATE TABLE other.t (x BIGINT)")
+    assert session.relation_kind("s", "t") == "table"
+    assert session.relation_kind("s", "v") == "view"
+    assert session.relation_kind("s", "nope") is None
+    assert session.relations("s") == {("s", "t"), ("s", "v")}
+    assert {("s", "t"), ("s", "v"), ("other", "t")} <= session.relations()
+    session.drop_relation("s", "v")
+    session.drop_relation("s", "v")  # already gone: fine
+    assert session.relations("s") == {("s", "t")}
+
+
+def test_create_table_as_returns_rows_and_keeps_names_exact(session: Session) -> None:
+    count = session.create_table_as("s", "Mixed Case", "SELECT 1 AS a UNION ALL SELECT 2;\n")
+    assert count == 2
+    assert session.relation_kind("s", "Mixed Case") == "table"
+    assert session.row_count("s", "Mixed Case") == 2
+
+
+# -- publishing -------------------------------------------------------------------------------
+
+
+def test_swap_keeps_dependent_views_reading_the_new_table(session: Session) -> None:
+    session.ensure_schema("reporting")
+    session.create_table_as("s", "t", "SELECT 1 AS id, 'old' AS label")
+    session.execute("CREATE VIEW reporting.v AS SELECT id, label FROM s.t")
+    session.execute("CREATE VIEW reporting.vv AS SELECT label || '!' AS shout FROM reporting.v")
+    session.create_table_as("s", "t__dbluigi_new", "SELECT 2 AS id, 'new' AS label, 3.5 AS extra")
+    with session.transaction():
+        session.swap("s", "t__dbluigi_new", "t", [])
+    assert rows(session, "SELECT id, label FROM reporting.v") == [(2, "new")]
+    assert rows(session, "SELECT shout FROM reporting.vv") == [("new!",)]
+    assert session.relation_kind("s", "t__dbluigi_new") is None
+    assert session.relation_kind("reporting", "vv") == "view"
+    if is_pg(session):  # the views depend on the new table itself, not on a leftover
+        depends = session.query(
+            "SELECT count(*) FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
+            "WHERE r.ev_class = 'reporting.v'::regclass AND d.refobjid = 's.t'::regclass"
+        )
+        assert depends.rows[0][0] > 0
+
+
+def test_swap_on_first_build(session: Session) -> None:
+    session.create_table_as("s", "t__dbluigi_new", "SELECT 1 AS id")
+    session.swap("s", "t__dbluigi_new", "t", [Index(("id",))])  # opens its own transaction
+    assert rows(session, "SELECT id FROM s.t") == [(1,)]
+    assert index_names(session, "s", "t") == {"t__id_idx"}
+
+
+def test_swap_replaces_a_view_of_the_same_name(session: Session) -> None:
+    session.execute("CREATE VIEW s.t AS SELECT 1 AS id")
+    session.execute("CREATE VIEW s.reader AS SELECT id FROM s.t")
+    session.create_table_as("s", "t__dbluigi_new", "SELECT 2 AS id")
+    with session.transaction():
+        session.swap("s", "t__dbluigi_new", "t", [])
+    assert session.relation_kind("s", "t") == "table"
+    assert rows(session, "SELECT id FROM s.reader") == [(2,)]
+
+
+def test_swap_without_a_new_table_fails(session: Session) -> None:
+    with pytest.raises(TaskError, match="does not exist"):
+        session.swap("s", "t__dbluigi_new", "t", [])
+
+
+def test_indexes_end_up_on_the_published_table_build_after_build(session: Session) -> None:
+    indexes = [Index(("id",)), Index(("id", "label"), unique=True)]
+    for build in range(3):
+        session.create_table_as("s", "t__dbluigi_new", f"SELECT {build} AS id, 'x' AS label")
+        with session.transaction():
+            session.prepare_indexes("s", "t__dbluigi_new", indexes)
+            session.swap("s", "t__dbluigi_new", "t", indexes)
+        assert index_names(session, "s", "t") == {"t__id_idx", "t__id_label_uidx"}
+        assert rows(session, "SELECT id FROM s.t") == [(build,)]
+    if is_pg(session):  # prepare_indexes builds them before the checks run
+        session.create_table_as("s", "t__dbluigi_new", "SELECT 9 AS id, 'x' AS label")
+        session.prepare_indexes("s", "t__dbluigi_new", indexes)
+        assert index_names(session, "s", "t__dbluigi_new") == {
+            "t__dbluigi_new__id_idx",
+            "t__dbluigi_new__id_label_uidx",
+        }
+
+
+def test_replace_view_changing_columns_keeps_dependents(session: Session) -> None:
+    session.replace_view("s", "v", "SELECT 1 AS a, 'x' AS b")
+    session.execute("CREATE VIEW s.reader AS SELECT a FROM s.v")
+    with session.transaction():
+        session.replace_view("s", "v", "SELECT 'one' AS a, 2 AS c -- no more b")
+    assert session.query("SELECT * FROM s.v").columns == ("a", "c")
+    assert rows(session, "SELECT a FROM s.reader") == [("one",)]
+
+
+def test_replace_view_replaces_a_table(session: Session) -> None:
+    session.create_table_as("s", "v", "SELECT 1 AS a")
+    session.replace_view("s", "v", "SELECT 2 AS a")
+    assert session.relation_kind("s", "v") == "view"
+    assert rows(session, "SELECT a FROM s.v") == [(2,)]
+
+
+def test_rename_to_failed_over_an_existing_one(session: Session) -> None:
+    indexes = [Index(("id",))]
+    for attempt in (1, 2):
+        session.create_table_as("s", "t__dbluigi_new", f"SELECT {attempt} AS id")
+        with session.transaction():
+            session.prepare_indexes("s", "t__dbluigi_new", indexes)
+            session.rename("s", "t__dbluigi_new", "t__dbluigi_failed")
+        assert rows(session, "SELECT id FROM s.t__dbluigi_failed") == [(attempt,)]
+        assert session.relation_kind("s", "t__dbluigi_new") is None
+    if is_pg(session):  # the kept table's index moved out of the way of the next build
+        assert index_names(session, "s", "t__dbluigi_failed") == {"t__dbluigi_failed__id_idx"}
+    with pytest.raises(TaskError, match="does not exist"):
+        session.rename("s", "nope", "other")
+
+
+def test_rename_a_view(session: Session) -> None:
+    session.replace_view("s", "v", "SELECT 1 AS a")
+    session.rename("s", "v", "w")
+    assert session.relations("s") == {("s", "w")}
+    assert session.relation_kind("s", "w") == "view"
+
+
+def test_rename_moves_indexes_along(session: Session) -> None:
+    session.create_table_as("s", "a", "SELECT 1 AS id")
+    session.create_table_as("s", "a__dbluigi_new", "SELECT 2 AS id")
+    session.swap("s", "a__dbluigi_new", "a", [Index(("id",), unique=True)])
+    session.rename("s", "a", "b")  # DuckDB cannot rename a table with indexes by itself
+    assert index_names(session, "s", "b") == {"b__id_uidx"}
+    assert rows(session, "SELECT id FROM s.b") == [(2,)]
+
+
+# -- PostgreSQL view preservation in detail ----------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_pg_swap_fails_cleanly_when_a_view_needs_a_dropped_column(pg_session: Session) -> None:
+    session = pg_session
+    session.create_table_as("s", "t", "SELECT 1 AS id, 'x' AS gone")
+    session.execute("CREATE VIEW s.reader AS SELECT gone FROM s.t")
+    session.create_table_as("s", "t__dbluigi_new", "SELECT 2 AS id")
+    with pytest.raises(TaskError) as caught, session.transaction():
+        session.swap("s", "t__dbluigi_new", "t", [])
+    assert caught.value.failure_class == "runtime"
+    assert "s.reader" in str(caught.value) and "gone" in str(caught.value)
+    assert rows(session, "SELECT id, gone FROM s.t") == [(1, "x")]  # published as it was
+    assert rows(session, "SELECT gone FROM s.reader") == [("x",)]
+
+
+@pytest.mark.postgres
+def test_pg_swap_preserves_materialized_views_and_their_indexes(pg_session: Session) -> None:
+    session = pg_session
+    session.create_table_as("s", "t", "SELECT 1 AS id")
+    session.execute("CREATE VIEW s.v AS SELECT id FROM s.t")
+    session.execute("CREATE MATERIALIZED VIEW s.m AS SELECT id * 10 AS tens FROM s.v")
+    session.execute("CREATE INDEX m_tens ON s.m (tens)")
+    session.create_table_as("s", "t__dbluigi_new", "SELECT 2 AS id")
+    session.swap("s", "t__dbluigi_new", "t", [])
+    assert rows(session, "SELECT tens FROM s.m") == [(20,)]
+    assert index_names(session, "s", "m") == {"m_tens"}
+
+
+@pytest.mark.postgres
+def test_pg_swap_refuses_to_drop_other_dependents(pg_session: Session) -> None:
+    session = pg_session
+    session.execute("CREATE TABLE s.t (id BIGINT PRIMARY KEY)")
+    session.execute("CREATE TABLE s.child (id BIGINT REFERENCES s.t (id))")
+    session.create_table_as("s", "t__dbluigi_new", "SELECT 2 AS id")
+    with pytest.raises(Exception) as caught:
+        session.swap("s", "t__dbluigi_new", "t", [])
+    assert session.classify(caught.value) == "runtime"
+    assert session.relation_kind("s", "t__dbluigi_new") == "table"  # rolled back
+    assert session.relation_kind("s", "child") == "table"
+
+
+# -- bulk loads -------------------------------------------------------------------------------
+
+SEED_COLUMNS = (
+    Column("id", "bigint"),
+    Column("amount", "numeric"),
+    Column("ratio", "double"),
+    Column("day", "date"),
+    Column("at", "timestamp"),
+    Column("at_tz", "timestamptz"),
+    Column("flag", "boolean"),
+    Column("name", "text"),
+    Column("doc", "json"),
+)
+
+EXPECTED_TYPES = {
+    "postgresql": [
+        "bigint",
+        "numeric",
+        "double precision",
+        "date",
+        "timestamp without time zone",
+        "timestamp with time zone",
+        "boolean",
+        "text",
+        "jsonb",
+    ],
+    "duckdb": [
+        "BIGINT",
+        "DECIMAL(38,10)",
+        "DOUBLE",
+        "DATE",
+        "TIMESTAMP",
+        "TIMESTAMP WITH TIME ZONE",
+        "BOOLEAN",
+        "VARCHAR",
+        "JSON",
+    ],
+}
+
+# Portable rendering of the loaded values: timestamptz as epoch seconds, JSON as text.
+CONTENT_SQL = (
+    'SELECT id, amount, ratio, day, "at", CAST(extract(epoch FROM at_tz) AS DOUBLE PRECISION), '
+    "flag, name, CAST(doc AS TEXT) FROM s.seed ORDER BY id"
+)
+
+
+def column_types(session: Session, table: str) -> list[str]:
+    sql = (
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position"
+    )
+    return [row[0] for row in session.query(sql, ("s", table)).rows]
+
+
+def test_load_csv_types_and_nulls(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "seed.csv"
+    path.write_text(
+        "id,amount,ratio,day,at,at_tz,flag,name,doc\n"
+        '1,12.50,0.25,2024-02-29,2024-01-02 03:04:05,2024-01-02T03:04:05Z,true,"a, ""b""",'
+        '"{""k"": 1}"\n'
+        '2,,,,,,,"",\n'
+        "3,-7,1e3,1999-12-31,2024-01-02T03:04,2024-01-02 05:04:05+02:00,FALSE,plain,[]\n",
+        encoding="utf-8",
+    )
+    assert session.load_csv("s", "seed", path, SEED_COLUMNS) == 3
+    assert column_types(session, "seed") == EXPECTED_TYPES[session.target.name]
+    epoch = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC).timestamp()
+    assert rows(session, CONTENT_SQL) == [
+        (1, Decimal("12.5"), 0.25, dt.date(2024, 2, 29), dt.datetime(2024, 1, 2, 3, 4, 5),
+         epoch, True, 'a, "b"', '{"k": 1}'),
+        (2, None, None, None, None, None, None, None, None),
+        (3, Decimal("-7"), 1000.0, dt.date(1999, 12, 31), dt.datetime(2024, 1, 2, 3, 4),
+         epoch, False, "plain", "[]"),
+    ]  # fmt: skip
+
+
+def test_every_format_the_sniffer_accepts_loads(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "sniffed.csv"
+    path.write_text(
+        "n,d,x,day,ts,tz,flag\n"
+        "+5,.5,1e3,2024-02-29,2024-01-02 03:04,2024-01-02T03:04:05Z,TRUE\n"
+        "-0,5.,2.5E-3,2024-01-01,2024-01-02T03:04:05.123456,2024-01-02 03:04+05:30,false\n"
+        "9223372036854775807,-1.25,-1,,2024-01-02 03:04:05,2024-01-02 03:04:05-08,False\n",
+        encoding="utf-8",
+    )
+    table = sniff_csv(path)
+    assert [c.type for c in table.columns] == [
+        "bigint", "numeric", "double", "date", "timestamp", "timestamptz", "boolean",
+    ]  # fmt: skip
+    assert session.load_csv("s", "sniffed", path, table.columns) == table.rows == 3
+    loaded = rows(session, "SELECT n, d, flag, CAST(extract(epoch FROM tz) AS BIGINT) "
+                           "FROM s.sniffed ORDER BY n")  # fmt: skip
+
+    def epoch(text: str) -> int:
+        return int(dt.datetime.fromisoformat(text).timestamp())
+
+    assert loaded == [
+        (0, Decimal("5"), False, epoch("2024-01-02T03:04:00+05:30")),
+        (5, Decimal("0.5"), True, epoch("2024-01-02T03:04:05+00:00")),
+        (9223372036854775807, Decimal("-1.25"), False, epoch("2024-01-02T03:04:05-08:00")),
+    ]
+
+
+def test_yaml_seed_rows_load(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "lookup.yml"
+    path.write_text(
+        "- {code: 1, label: City, since: 2020-01-01, meta: {a: 1}, at: 2020-01-01 10:00:00Z}\n"
+        "- {code: 2, label: 'NO', ratio: 0.5}\n",
+        encoding="utf-8",
+    )
+    table, data = read_yaml_seed(path)
+    assert session.load_rows("s", "lookup", table.columns, data) == 2
+    loaded = rows(session, "SELECT code, label, since, CAST(meta AS TEXT), ratio "
+                           "FROM s.lookup ORDER BY code")  # fmt: skip
+    assert [row[:3] for row in loaded] == [(1, "City", dt.date(2020, 1, 1)), (2, "NO", None)]
+    assert loaded[0][3].replace(" ", "") == '{"a":1}' and loaded[1][4] == 0.5
+
+
+def test_load_csv_with_windows_line_endings(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "crlf.csv"
+    path.write_bytes(b'\xef\xbb\xbfid,name\r\n1,"two\r\nlines"\r\n2,\r\n')
+    columns = [Column("id", "bigint"), Column("name", "text")]
+    assert session.load_csv("s", "crlf", path, columns) == 2
+    assert rows(session, "SELECT id, name FROM s.crlf ORDER BY id") == [
+        (1, "two\r\nlines"),
+        (2, None),
+    ]
+
+
+def test_load_csv_bad_value_is_a_database_error(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("id\n1\nnot a number\n", encoding="utf-8")
+    with pytest.raises(Exception) as caught:
+        session.load_csv("s", "bad", path, [Column("id", "bigint")])
+    assert session.classify(caught.value) == "runtime"
+    assert session.relation_kind("s", "bad") is None  # create + load is atomic
+
+
+def test_load_rows(session: Session) -> None:
+    data = [
+        (1, Decimal("12.50"), 0.25, dt.date(2024, 2, 29), dt.datetime(2024, 1, 2, 3, 4, 5),
+         dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC), True, 'a, "b"\nline', {"k": 1}),
+        (2, None, None, None, None, None, None, "", None),
+        (3, Decimal("-7"), float("inf"), dt.date(1999, 12, 31), dt.datetime(2024, 1, 2, 3, 4),
+         dt.datetime(2024, 1, 2, 5, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2))), False,
+         None, [1, "two"]),
+    ]  # fmt: skip
+    assert session.load_rows("s", "seed", SEED_COLUMNS, iter(data)) == 3
+    assert column_types(session, "seed") == EXPECTED_TYPES[session.target.name]
+    epoch = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC).timestamp()
+    loaded = rows(session, CONTENT_SQL)
+    assert loaded[0][:8] == (1, Decimal("12.5"), 0.25, dt.date(2024, 2, 29),
+                             dt.datetime(2024, 1, 2, 3, 4, 5), epoch, True, 'a, "b"\nline')  # fmt: skip
+    assert loaded[1] == (2, None, None, None, None, None, None, "", None)  # "" is not NULL
+    assert loaded[2][2] == float("inf") and loaded[2][7] is None
+    docs = [row[0] for row in session.query(
+        "SELECT CAST(doc AS TEXT) FROM s.seed WHERE doc IS NOT NULL ORDER BY id").rows]  # fmt: skip
+    assert [d.replace(" ", "") for d in docs] == ['{"k":1}', '[1,"two"]']
+
+
+def test_load_rows_rejects_a_row_of_the_wrong_width(session: Session) -> None:
+    columns = [Column("id", "bigint"), Column("name", "text")]
+    with pytest.raises(ValueError, match="row 2 has 1 values, the table has 2 columns"):
+        session.load_rows("s", "ragged", columns, [(1, "a"), (2,)])
+    assert session.relation_kind("s", "ragged") is None
+
+
+def test_load_rows_passes_on_the_error_of_its_row_source(session: Session) -> None:
+    def source() -> Iterator[tuple[int]]:
+        yield (1,)
+        raise ConnectionError("source went away")
+
+    with pytest.raises(ConnectionError, match="source went away"):
+        session.load_rows("s", "broken", [Column("id", "bigint")], source())
+    assert session.relation_kind("s", "broken") is None
+
+
+def test_load_rows_many_rows_streams(session: Session) -> None:
+    data = ((i, f"name {i}") for i in range(2500))
+    columns = [Column("id", "bigint"), Column("name", "text")]
+    assert session.load_rows("s", "many", columns, data) == 2500
+    assert session.row_count("s", "many") == 2500
+    assert rows(session, "SELECT max(id) FROM s.many") == [(2499,)]
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def failure(session: Session, sql: str) -> BaseException:
+    with pytest.raises(Exception) as caught:
+        session.execute(sql)
+    return caught.value
+
+
+def test_classify(session: Session) -> None:
+    session.create_table_as("s", "t", "SELECT 1 AS x")
+    assert session.classify(failure(session, "SELEC 1")) == "syntax"
+    assert session.classify(failure(session, "SELECT * FROM s.missing")) == "syntax"
+    assert session.classify(failure(session, "SELECT nope FROM s.t")) == "syntax"
+    division = "SELECT 1 // 0" if session.target.name == "duckdb" else "SELECT 1 / 0"
+    assert session.classify(failure(session, division)) == "runtime"
+    task_error = TaskError("x", failure_class="check")
+    assert session.classify(task_error) == "check"
+
+
+@pytest.mark.postgres
+def test_classify_statement_timeout(pg_session: Session) -> None:
+    pg_session.execute("SET statement_timeout = 50")
+    assert pg_session.classify(failure(pg_session, "SELECT pg_sleep(2)")) == "timeout"
+
+
+def test_error_line(session: Session) -> None:
+    session.create_table_as("s", "t", "SELECT 1 AS x")
+    sql = "SELECT\n  x,\n  nope\nFROM s.t"
+    with pytest.raises(Exception) as caught:
+        session.create_table_as("s", "u", sql)
+    assert session.error_line(caught.value, sql) == 3
+    plain = "\n\nSELEC 2"
+    assert session.error_line(failure(session, plain), plain) == 3
+    division = "SELECT 1 // 0" if session.target.name == "duckdb" else "SELECT 1 / 0"
+    assert session.error_line(failure(session, division), division) is None
+
+
+def test_error_line_of_a_limited_query(session: Session) -> None:
+    session.create_table_as("s", "t", "SELECT 1 AS x")
+    # (DuckDB only locates binder errors in the select list, not in WHERE.)
+    sql = "-- check\nSELECT x,\n  nope\nFROM s.t"
+    with pytest.raises(Exception) as caught:
+        session.query(sql, limit=5)
+    assert session.classify(caught.value) == "syntax"
+    assert session.error_line(caught.value, sql) == 3
+
+
+@pytest.mark.postgres
+def test_try_lock_is_exclusive_across_sessions(pg_url: str, tmp_path: Path) -> None:
+    target = open_target(pg_url, project_dir=tmp_path)
+    first, second = target.connect(), target.connect()
+    try:
+        assert first.try_lock("dbluigi run")
+        assert not second.try_lock("dbluigi run")
+        assert second.try_lock("another key")
+        first.unlock("dbluigi run")
+        assert second.try_lock("dbluigi run")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_duckdb_lock_is_the_file(duckdb_url: str, tmp_path: Path) -> None:
+    session = open_target(duckdb_url, project_dir=tmp_path).connect()
+    assert session.try_lock("dbluigi run")
+    session.unlock("dbluigi run")
+    session.close()
+
+
+@pytest.mark.postgres
+def test_pg_sessions_identify_themselves(pg_session: Session) -> None:
+    name = pg_session.query("SELECT current_setting('application_name')").rows[0][0]
+    assert name == "dbluigi"

@@ -164,6 +164,11 @@ class PostgresTarget(Target):
                 "(or DBLUIGI_TARGET) names the right host, port, database and user",
             ) from None
         connection.autocommit = True
+        if connection.server_version >= 140000:
+            # A killed dbluigi must not leave its query running (and its locks held) on the
+            # server: have the backend notice a vanished client within a second.
+            with connection.cursor() as cursor:
+                cursor.execute("set client_connection_check_interval = 1000")
         return PostgresSession(self, connection)
 
 

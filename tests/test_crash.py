@@ -1,0 +1,132 @@
+"""Crash safety: SIGKILL at every point of a publish, and two builds at once.
+
+The published table is always the old one or the new one, never missing or partial,
+and the next build cleans up what was left and completes.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.buildkit import build_json, cli_process, query, ran
+from tests.test_build import write_project
+
+POINTS = [
+    ("after_build", 1),  # killed inside the transaction, before checks: old table stays
+    ("after_checks", 1),
+    ("before_commit", 1),  # swapped and recorded, but not committed: old table stays
+    ("after_commit", 2),  # committed: the new table is published
+]
+
+
+@pytest.mark.parametrize(("point", "expected"), POINTS, ids=[p for p, _ in POINTS])
+def test_sigkill_during_publish_leaves_old_or_new(tmp_path: Path, target_url: str, point: str, expected: int) -> None:
+    write_project(tmp_path, {
+        "base.sql": "-- check: rows > 0\n-- index: id\nselect 1 as id",
+        "reader.sql": "select id * 10 as ten from main.base",
+    })
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    (tmp_path / "base.sql").write_text("-- check: rows > 0\n-- index: id\nselect 2 as id")
+    process = cli_process("build", project=tmp_path, target=target_url, env={"DBLUIGI_CRASHPOINT": f"{point}:main.base"})
+    process.wait(timeout=120)
+    assert process.returncode == -signal.SIGKILL
+    assert query(target_url, tmp_path, "select id from main.base") == [(expected,)]
+
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, tmp_path, "select id from main.base") == [(2,)]
+    assert query(target_url, tmp_path, "select ten from main.reader") == [(20,)]
+    leftovers = query(
+        target_url, tmp_path,
+        "select table_name from information_schema.tables where table_name like %s",
+        ["%dbluigi_new%"],
+    )
+    assert leftovers == []
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0 and ran(payload) == set()
+
+
+@pytest.mark.postgres
+def test_sigkill_while_the_query_runs(tmp_path: Path, pg_url: str) -> None:
+    write_project(tmp_path, {"base.sql": "select 1 as id"})
+    assert build_json(project=tmp_path, target=pg_url)[0] == 0
+    (tmp_path / "base.sql").write_text("select 2 as id from (select pg_sleep(30)) as s")
+    process = cli_process("build", project=tmp_path, target=pg_url)
+    _wait_for_query(pg_url, tmp_path, "pg_sleep")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    _wait_until_gone(pg_url, tmp_path, "pg_sleep")  # the server notices the dead client within ~1 s
+    assert query(pg_url, tmp_path, "select id from main.base") == [(1,)]
+    (tmp_path / "base.sql").write_text("select 2 as id")
+    code, payload = build_json(project=tmp_path, target=pg_url)
+    assert code == 0, payload
+    assert query(pg_url, tmp_path, "select id from main.base") == [(2,)]
+
+
+@pytest.mark.postgres
+def test_second_build_on_postgres_is_refused_while_one_runs(tmp_path: Path, pg_url: str) -> None:
+    write_project(tmp_path, {"slow.sql": "select 1 as id from (select pg_sleep(4)) as s"})
+    first = cli_process("build", project=tmp_path, target=pg_url)
+    _wait_for_query(pg_url, tmp_path, "pg_sleep")
+    second = cli_process("build", project=tmp_path, target=pg_url)
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 2
+    assert "another dbluigi build is running" in err
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert query(pg_url, tmp_path, "select count(*) from dbluigi.task_runs where status = 'success'") == [(1,)]
+
+
+def test_duckdb_file_held_by_another_process(tmp_path: Path, duckdb_url: str) -> None:
+    write_project(tmp_path, {"a.sql": "select 1 as id"})
+    holder = cli_process("build", project=tmp_path, target=duckdb_url, env={"DBLUIGI_CRASHPOINT": ""})
+    holder.communicate(timeout=60)
+    import subprocess
+    import sys
+
+    path = duckdb_url.removeprefix("duckdb:///")
+    lock = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({path!r}); print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert lock.stdout is not None and lock.stdout.readline().strip() == "ready"
+        second = cli_process("build", project=tmp_path, target=duckdb_url)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 2
+        assert "another process" in err
+    finally:
+        lock.kill()
+        lock.wait()
+
+
+def _wait_for_query(url: str, project: Path, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = query(
+            url, project,
+            "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid()",
+            [f"%{text}%"],
+        )
+        if rows[0][0]:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no query with {text!r} started within {timeout}s")
+
+
+def _wait_until_gone(url: str, project: Path, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = query(
+            url, project,
+            "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid()",
+            [f"%{text}%"],
+        )
+        if not rows[0][0]:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the query with {text!r} was still running after {timeout}s")

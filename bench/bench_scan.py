@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dbluigi.project import load_project  # noqa: E402
+from dbluigi.project import load_project
 
 
 def generate(root: Path, count: int) -> None:
@@ -31,9 +31,14 @@ def generate(root: Path, count: int) -> None:
         folder = root / layer
         folder.mkdir(exist_ok=True)
         ups = sorted({rng.randrange(i) for _ in range(rng.randint(1, 3))}) if i else []
-        names = [f"{'staging' if u < count // 3 else ('reporting' if u < 2 * count // 3 else 'api')}.m{u}" for u in ups]
+        names = [
+            f"{'staging' if u < count // 3 else ('reporting' if u < 2 * count // 3 else 'api')}.m{u}"
+            for u in ups
+        ]
         source = names[0] if names else "raw.base"
-        joins = "\n".join(f"left join {n} as j{k} on j{k}.id = b.id" for k, n in enumerate(names[1:]))
+        joins = "\n".join(
+            f"left join {n} as j{k} on j{k}.id = b.id" for k, n in enumerate(names[1:])
+        )
         (folder / f"m{i}.sql").write_text(
             f"""-- description: model {i}
 -- tags: layer_{layer}
@@ -70,8 +75,8 @@ def main() -> None:
         cold = median_time(lambda: load_project(root, use_cache=False), args.repeat)
         load_project(root)  # fill the cache
         warm = median_time(lambda: load_project(root), args.repeat)
-        print(f"| models | cold scan (s) | warm scan (s) |")
-        print(f"|---|---|---|")
+        print("| models | cold scan (s) | warm scan (s) |")
+        print("|---|---|---|")
         print(f"| {args.models} | {cold:.3f} | {warm:.3f} |")
     finally:
         shutil.rmtree(root, ignore_errors=True)

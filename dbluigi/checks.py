@@ -74,13 +74,17 @@ def run_checks(session: Session, project: Project, target: CheckTarget) -> Check
     violations: list[Violation] = []
     for check in target.model.header.checks:
         violation = _header_check(session, project, target, check)
-        results.append(CheckResult(check.text, violation is None, violation.message if violation else ""))
+        results.append(
+            CheckResult(check.text, violation is None, violation.message if violation else "")
+        )
         if violation:
             violations.append(violation)
     for check_file in project.gated_checks(target.model.relation):
         runner = _check_sql if check_file.format == "sql" else _check_py
         for name, violation in runner(session, project, target, check_file):
-            results.append(CheckResult(name, violation is None, violation.message if violation else ""))
+            results.append(
+                CheckResult(name, violation is None, violation.message if violation else "")
+            )
             if violation:
                 violations.append(violation)
     return CheckOutcome(tuple(results), tuple(violations))
@@ -90,7 +94,9 @@ def _table(target: CheckTarget) -> exp.Table:
     return exp.to_table(f"{target.schema}.{target.name}")
 
 
-def _header_check(session: Session, project: Project, target: CheckTarget, check: HeaderCheck) -> Violation | None:
+def _header_check(
+    session: Session, project: Project, target: CheckTarget, check: HeaderCheck
+) -> Violation | None:
     dialect = project.dialect
     where = {"path": target.model.path, "line": check.line}
     if check.kind == "rows":
@@ -107,7 +113,11 @@ def _header_check(session: Session, project: Project, target: CheckTarget, check
         assert check.op is not None
         if _OPS[check.op](rows, bound):
             return None
-        return Violation(check.text, f"check '{check.text}' failed: {rows} rows, expected {check.op} {against}", **where)
+        return Violation(
+            check.text,
+            f"check '{check.text}' failed: {rows} rows, expected {check.op} {against}",
+            **where,
+        )
     columns = [exp.column(c) for c in check.columns]
     if check.kind == "unique":
         query = (
@@ -196,7 +206,9 @@ class CheckContext:
 def _check_py(
     session: Session, project: Project, target: CheckTarget, check: CheckFile
 ) -> list[tuple[str, Violation | None]]:
-    spec = importlib.util.spec_from_file_location(f"dbluigi_check_{abs(hash(check.path))}", project.root / check.path)
+    spec = importlib.util.spec_from_file_location(
+        f"dbluigi_check_{abs(hash(check.path))}", project.root / check.path
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     try:
@@ -226,6 +238,12 @@ def _check_py(
     return [
         (
             check.path,
-            Violation(check.path, f"check {check.path} reported violations", path=check.path, columns=("violation",), rows=rows[:SAMPLE_ROWS]),
+            Violation(
+                check.path,
+                f"check {check.path} reported violations",
+                path=check.path,
+                columns=("violation",),
+                rows=rows[:SAMPLE_ROWS],
+            ),
         )
     ]

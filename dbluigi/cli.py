@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from dbluigi import __version__
@@ -40,16 +47,30 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
-ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="The project folder.", envvar="DBLUIGI_PROJECT")]
-TargetOpt = Annotated[
-    str | None, typer.Option("--target", "-t", help="Target URL (default: DuckDB under .dbluigi/).", show_default=False)
+ProjectOpt = Annotated[
+    Path, typer.Option("--project", "-p", help="The project folder.", envvar="DBLUIGI_PROJECT")
 ]
-VarOpt = Annotated[list[str] | None, typer.Option("--var", help="A variable, NAME=VALUE; repeatable.")]
-SelectorArg = Annotated[list[str] | None, typer.Argument(help="Selectors: name, schema.name, name+, +name, tag:x, path:dir/.")]
-ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", "-x", help="Selectors to leave out.")]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target", "-t", help="Target URL (default: DuckDB under .dbluigi/).", show_default=False
+    ),
+]
+VarOpt = Annotated[
+    list[str] | None, typer.Option("--var", help="A variable, NAME=VALUE; repeatable.")
+]
+SelectorArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Selectors: name, schema.name, name+, +name, tag:x, path:dir/."),
+]
+ExcludeOpt = Annotated[
+    list[str] | None, typer.Option("--exclude", "-x", help="Selectors to leave out.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, help="Tasks run at once.")]
-FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop starting tasks after the first failure.")]
+FailFastOpt = Annotated[
+    bool, typer.Option("--fail-fast", help="Stop starting tasks after the first failure.")
+]
 
 
 def main() -> None:
@@ -106,7 +127,9 @@ def init(folder: Annotated[Path, typer.Argument(help="The folder to create.")]) 
 @app.command()
 def lineage(
     selectors: SelectorArg = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "text",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")
+    ] = "text",
     exclude: ExcludeOpt = None,
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
@@ -140,7 +163,13 @@ def plan(
     with _errors():
         proj = _load(project, target, var)
         tgt = open_target(proj.config.target_url, project_dir=proj.root)
-        session, _, decided = prepare(proj, tgt, RunOptions(command="plan", selectors=tuple(selectors or ()), exclude=tuple(exclude or ())))
+        session, _, decided = prepare(
+            proj,
+            tgt,
+            RunOptions(
+                command="plan", selectors=tuple(selectors or ()), exclude=tuple(exclude or ())
+            ),
+        )
         session.close()
     rows = _plan_rows(proj, decided)
     if as_json:
@@ -153,8 +182,18 @@ def plan(
         action = "[green]run[/]" if row["run"] else "[dim]skip[/]"
         if row["missing_parents"]:
             action = "[red]blocked[/]"
-        why = row["reason"] + (f" (missing: {', '.join(row['missing_parents'])})" if row["missing_parents"] else "")
-        table.add_row(str(i), row["model"], row["kind"], action, why, ", ".join(row["depends_on"]), "\n".join(row["checks"]))
+        why = row["reason"] + (
+            f" (missing: {', '.join(row['missing_parents'])})" if row["missing_parents"] else ""
+        )
+        table.add_row(
+            str(i),
+            row["model"],
+            row["kind"],
+            action,
+            why,
+            ", ".join(row["depends_on"]),
+            "\n".join(row["checks"]),
+        )
     console.print(table)
     to_run = sum(1 for r in rows if r["run"])
     console.print(f"{to_run} of {len(rows)} selected models would run")
@@ -167,7 +206,8 @@ def _plan_rows(proj: Project, decided: Plan) -> list[dict[str, Any]]:
         m = proj.models[model]
         checks = [c.text for c in m.header.checks]
         checks += [
-            c.path + (f" (from {c.owner})" if c.owner != c.gate else "") for c in proj.gated_checks(model)
+            c.path + (f" (from {c.owner})" if c.owner != c.gate else "")
+            for c in proj.gated_checks(model)
         ]
         rows.append(
             {
@@ -216,7 +256,9 @@ def _build(
             result = run_plan(proj, tgt, options, dispatch, on_event=on_event, on_plan=on_plan)
     elapsed = time.perf_counter() - started
     if as_json:
-        typer.echo(json.dumps(_result_json(result, tgt.display_url, elapsed), indent=2, default=str))
+        typer.echo(
+            json.dumps(_result_json(result, tgt.display_url, elapsed), indent=2, default=str)
+        )
     else:
         _print_summary(result, elapsed)
     raise typer.Exit(result.exit_code)
@@ -225,7 +267,7 @@ def _build(
 @contextmanager
 def _progress(quiet: bool) -> Iterator[tuple[Callable[[Plan], None], Callable[[str, str], None]]]:
     """A live display: done / total, what is running, elapsed."""
-    if quiet or not console.is_terminal and not os.environ.get("DBLUIGI_PROGRESS"):
+    if quiet or (not console.is_terminal and not os.environ.get("DBLUIGI_PROGRESS")):
         yield (lambda plan: None), _log_event if not quiet else (lambda m, e: None)
         return
     progress = Progress(
@@ -300,12 +342,21 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
         for r in ran:
             colour = {"success": "green", "failed": "red", "skipped": "yellow"}[r.status]
             status = r.status if not r.failure_class else f"{r.status} ({r.failure_class})"
-            table.add_row(r.model, r.kind, f"[{colour}]{status}[/]", r.reason, "" if r.rows is None else str(r.rows), f"{r.duration_s:.2f}")
+            table.add_row(
+                r.model,
+                r.kind,
+                f"[{colour}]{status}[/]",
+                r.reason,
+                "" if r.rows is None else str(r.rows),
+                f"{r.duration_s:.2f}",
+            )
         console.print(table)
     for r in result.results:
         if r.status == "failed" or (r.status == "skipped" and r.error):
             where = f"{r.path}:{r.line}" if r.path and r.line else (r.path or r.model)
-            err_console.print(f"[bold red]{r.failure_class} error[/] in {r.model} ({where}):\n{_escape(r.error or '')}\n")
+            err_console.print(
+                f"[bold red]{r.failure_class} error[/] in {r.model} ({where}):\n{_escape(r.error or '')}\n"
+            )
     up_to_date = len(result.results) - len(ran)
     failed = len([r for r in ran if r.status == "failed"])
     skipped = len([r for r in ran if r.status == "skipped"])
@@ -327,12 +378,16 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build what is stale in the selection (everything by default)."""
-    _build("build", selectors, exclude, project, target, var, workers, fail_fast, as_json, force=False)
+    _build(
+        "build", selectors, exclude, project, target, var, workers, fail_fast, as_json, force=False
+    )
 
 
 @app.command()
 def rebuild(
-    selectors: Annotated[list[str], typer.Argument(help="What to rebuild: name, name+ (and downstream), tag:x ...")],
+    selectors: Annotated[
+        list[str], typer.Argument(help="What to rebuild: name, name+ (and downstream), tag:x ...")
+    ],
     exclude: ExcludeOpt = None,
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
@@ -342,13 +397,20 @@ def rebuild(
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild the selection now, with new build ids (its downstream becomes stale)."""
-    _build("rebuild", selectors, exclude, project, target, var, workers, fail_fast, as_json, force=True)
+    _build(
+        "rebuild", selectors, exclude, project, target, var, workers, fail_fast, as_json, force=True
+    )
 
 
 @app.command()
 def history(
-    last: Annotated[int, typer.Option("--last", "-n", min=1, help="How many runs (or task attempts with --model).")] = 10,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="One model's task attempts.")] = None,
+    last: Annotated[
+        int,
+        typer.Option("--last", "-n", min=1, help="How many runs (or task attempts with --model)."),
+    ] = 10,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="One model's task attempts.")
+    ] = None,
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
     var: VarOpt = None,
@@ -375,7 +437,25 @@ def history(
         records = [r for r in records if r.run_id in wanted]
     if as_json:
         payload = {
-            "runs": [dict(zip(("run_id", "command", "selector", "started_at", "finished_at", "status", "version", "host"), r, strict=True)) for r in runs],
+            "runs": [
+                dict(
+                    zip(
+                        (
+                            "run_id",
+                            "command",
+                            "selector",
+                            "started_at",
+                            "finished_at",
+                            "status",
+                            "version",
+                            "host",
+                        ),
+                        r,
+                        strict=True,
+                    )
+                )
+                for r in runs
+            ],
             "tasks": [r.__dict__ | {"checks": [c.to_json() for c in r.checks]} for r in records],
         }
         typer.echo(json.dumps(payload, indent=2, default=str))
@@ -385,15 +465,31 @@ def history(
         for column in ("run", "command", "selector", "started", "finished", "status"):
             table.add_column(column)
         for r in runs:
-            table.add_row(str(r[0]), str(r[1]), str(r[2] or ""), str(r[3])[:19], str(r[4] or "")[:19], str(r[5]))
+            table.add_row(
+                str(r[0]),
+                str(r[1]),
+                str(r[2] or ""),
+                str(r[3])[:19],
+                str(r[4] or "")[:19],
+                str(r[5]),
+            )
         console.print(table)
-    table = Table(title="task attempts" + (f" of {relation}" if relation else ""), title_justify="left")
+    table = Table(
+        title="task attempts" + (f" of {relation}" if relation else ""), title_justify="left"
+    )
     for column in ("run", "model", "attempt", "status", "class", "why", "rows", "seconds", "error"):
         table.add_column(column)
     for t in records:
         table.add_row(
-            t.run_id, t.model, str(t.attempt), t.status, t.failure_class or "", t.reason or "",
-            "" if t.rows is None else str(t.rows), f"{t.duration_s:.2f}", (t.error or "").splitlines()[0][:80] if t.error else "",
+            t.run_id,
+            t.model,
+            str(t.attempt),
+            t.status,
+            t.failure_class or "",
+            t.reason or "",
+            "" if t.rows is None else str(t.rows),
+            f"{t.duration_s:.2f}",
+            (t.error or "").splitlines()[0][:80] if t.error else "",
         )
     console.print(table)
 
@@ -417,11 +513,19 @@ def check(
         results = check_published(proj, tgt, select(proj, selectors or (), exclude or ()))
     failed = [r for r in results if r.status != "success"]
     if as_json:
-        typer.echo(json.dumps({"results": [_task_json(r) for r in results], "exit_code": 1 if failed else 0}, indent=2, default=str))
+        typer.echo(
+            json.dumps(
+                {"results": [_task_json(r) for r in results], "exit_code": 1 if failed else 0},
+                indent=2,
+                default=str,
+            )
+        )
     else:
         for r in results:
             colour = "green" if r.status == "success" else "red"
-            console.print(f"[{colour}]{r.status:>8}[/] {r.model}" + (f" ({r.reason})" if r.reason else ""))
+            console.print(
+                f"[{colour}]{r.status:>8}[/] {r.model}" + (f" ({r.reason})" if r.reason else "")
+            )
             if r.error:
                 err_console.print(_escape(r.error))
         console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
@@ -429,7 +533,14 @@ def check(
 
 
 def _task_json(r: TaskResult) -> dict[str, Any]:
-    return {"model": r.model, "status": r.status, "failure_class": r.failure_class, "error": r.error, "file": r.path, "line": r.line}
+    return {
+        "model": r.model,
+        "status": r.status,
+        "failure_class": r.failure_class,
+        "error": r.error,
+        "file": r.path,
+        "line": r.line,
+    }
 
 
 if __name__ == "__main__":  # pragma: no cover

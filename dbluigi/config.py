@@ -22,7 +22,17 @@ from dbluigi.errors import ProjectError
 
 CONFIG_FILE = "dbluigi.toml"
 STATE_DIR = ".dbluigi"
-SEED_TYPES = ("bigint", "numeric", "double", "date", "timestamp", "timestamptz", "boolean", "text", "json")
+SEED_TYPES = (
+    "bigint",
+    "numeric",
+    "double",
+    "date",
+    "timestamp",
+    "timestamptz",
+    "boolean",
+    "text",
+    "json",
+)
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "project": ("name", "default_schema", "output"),
@@ -43,7 +53,9 @@ class Config:
     default_schema: str | None
     output: str = "exports"
     variables: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
-    seed_types: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    seed_types: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @property
     def dialect(self) -> str:
@@ -87,7 +99,9 @@ def parse_var_options(options: list[str] | None) -> dict[str, str]:
         key, sep, value = option.partition("=")
         key = key.strip()
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ProjectError(f"--var {option!r}: expected NAME=VALUE", hint="for example --var year=2020")
+            raise ProjectError(
+                f"--var {option!r}: expected NAME=VALUE", hint="for example --var year=2020"
+            )
         result[key] = value
     return result
 
@@ -115,8 +129,13 @@ def load_config(
     if url is not None:
         url = interpolate_env(str(url), where="the target URL")
     default_schema = project.get("default_schema")
-    if default_schema is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(default_schema)):
-        raise ProjectError(f"[project] default_schema {default_schema!r} is not a plain identifier", path=CONFIG_FILE)
+    if default_schema is not None and not re.fullmatch(
+        r"[A-Za-z_][A-Za-z0-9_]*", str(default_schema)
+    ):
+        raise ProjectError(
+            f"[project] default_schema {default_schema!r} is not a plain identifier",
+            path=CONFIG_FILE,
+        )
     merged_vars: dict[str, object] = dict(data.get("vars", {}))
     merged_vars.update(variables or {})
     return Config(
@@ -159,19 +178,22 @@ def _seed_types(seeds: Mapping[str, Any]) -> dict[str, Mapping[str, str]]:
         for key in settings:
             if key != "column_types":
                 raise ProjectError(
-                    f"unknown key {key!r} in [seeds.\"{relation}\"]",
+                    f'unknown key {key!r} in [seeds."{relation}"]',
                     path=CONFIG_FILE,
-                    hint="the only key is column_types = {column = \"type\"}",
+                    hint='the only key is column_types = {column = "type"}',
                 )
         types = settings.get("column_types", {})
         for column, type_name in types.items():
             if type_name not in SEED_TYPES:
                 raise ProjectError(
-                    f"[seeds.\"{relation}\"] column {column!r}: unknown type {type_name!r}",
+                    f'[seeds."{relation}"] column {column!r}: unknown type {type_name!r}',
                     path=CONFIG_FILE,
-                    hint=_did_you_mean(str(type_name), SEED_TYPES) or f"types: {', '.join(SEED_TYPES)}",
+                    hint=_did_you_mean(str(type_name), SEED_TYPES)
+                    or f"types: {', '.join(SEED_TYPES)}",
                 )
-        result[relation.lower()] = MappingProxyType({str(c).lower(): str(t) for c, t in types.items()})
+        result[relation.lower()] = MappingProxyType(
+            {str(c).lower(): str(t) for c, t in types.items()}
+        )
     return result
 
 
@@ -184,7 +206,9 @@ def _flatten_seed_tables(seeds: Mapping[str, Any]) -> list[tuple[str, Mapping[st
         if "column_types" in value or "." in key:
             found.append((key, value))
         else:
-            found.extend((f"{key}.{name}", inner) for name, inner in value.items() if isinstance(inner, dict))
+            found.extend(
+                (f"{key}.{name}", inner) for name, inner in value.items() if isinstance(inner, dict)
+            )
     return found
 
 

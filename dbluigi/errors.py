@@ -125,8 +125,10 @@ class TaskError(DbluigiError):
         self.line = line
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}: " if self.path and self.line else (
-            f"{self.path}: " if self.path else ""
+        where = (
+            f"{self.path}:{self.line}: "
+            if self.path and self.line
+            else (f"{self.path}: " if self.path else "")
         )
         text = f"{where}{self.message}"
         return text if not self.hint else f"{text}\n  hint: {self.hint}"

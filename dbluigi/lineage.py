@@ -38,7 +38,11 @@ def _check_lines(project: Project, node: str) -> list[str]:
     if model:
         lines += [c.text for c in model.header.checks]
     for check in project.gated_checks(node):
-        moved = f" (moved here from {check.owner}: it reads this model)" if check.gate != check.owner else ""
+        moved = (
+            f" (moved here from {check.owner}: it reads this model)"
+            if check.gate != check.owner
+            else ""
+        )
         lines.append(f"{check.path}{moved}")
     return lines
 
@@ -105,8 +109,10 @@ def _dot(project: Project, nodes: list[str], edges: list[Edge]) -> str:
         else:
             lines.append(f'  "{n}" [shape=cylinder, label="{n}\\nsource"];')
     for e in edges:
-        style = ', style=dashed, label="check"' if e.reason == "check" else (
-            f', label="{e.reason}"' if e.reason != "reads" else ""
+        style = (
+            ', style=dashed, label="check"'
+            if e.reason == "check"
+            else (f', label="{e.reason}"' if e.reason != "reads" else "")
         )
         lines.append(f'  "{e.parent}" -> "{e.child}" [reason="{e.reason}"{style}];')
     lines.append("}")
@@ -135,7 +141,16 @@ def lineage_json(project: Project, nodes: list[str], edges: list[Edge]) -> dict[
                 }
             )
         else:
-            out_nodes.append({"id": n, "relation": n, "kind": "source", "file": None, "tags": [], "checks": checks})
+            out_nodes.append(
+                {
+                    "id": n,
+                    "relation": n,
+                    "kind": "source",
+                    "file": None,
+                    "tags": [],
+                    "checks": checks,
+                }
+            )
     out_edges = [{"from": e.parent, "to": e.child, "reason": e.reason} for e in edges]
     return {"nodes": out_nodes, "edges": out_edges}
 

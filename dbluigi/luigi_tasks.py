@@ -37,9 +37,13 @@ class DbluigiModel(luigi.Task):
         run = _run()
         decisions = run.plan.decisions
         required: list[luigi.Task] = [
-            model_task(run, parent) for parent in run.project.model_parents(self.model) if parent in decisions
+            model_task(run, parent)
+            for parent in run.project.model_parents(self.model)
+            if parent in decisions
         ]
-        required += [MissingRelation(relation=name) for name in decisions[self.model].missing_parents]
+        required += [
+            MissingRelation(relation=name) for name in decisions[self.model].missing_parents
+        ]
         return required
 
     def complete(self) -> bool:

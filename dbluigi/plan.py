@@ -127,7 +127,9 @@ def make_plan(
         generation = (stored.generation if stored else 0) + (1 if run else 0)
         build_id = _hash(fingerprint, str(generation)) if run else stored.build_id  # type: ignore[union-attr]
         build_ids[relation] = build_id
-        decisions[relation] = Decision(relation, run, reason, fingerprint, content, build_id, generation, missing)
+        decisions[relation] = Decision(
+            relation, run, reason, fingerprint, content, build_id, generation, missing
+        )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
 

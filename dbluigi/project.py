@@ -22,7 +22,7 @@ from dbluigi.graph import Edge, Graph
 from dbluigi.headers import Header, parse_header
 from dbluigi.render import render
 from dbluigi.scan import ProjectFile, scan_files
-from dbluigi.sqlinfo import Statement, SqlInfo, TableRef
+from dbluigi.sqlinfo import SqlInfo, Statement, TableRef
 
 QUERY_KINDS = ("table", "view", "incremental", "dump")
 TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed")
@@ -222,7 +222,9 @@ class _Loader:
                 hint="save the file as UTF-8",
             ) from None
 
-    def _model(self, file: ProjectFile, companions: Mapping[str, ProjectFile]) -> tuple[Model, SqlInfo | None]:
+    def _model(
+        self, file: ProjectFile, companions: Mapping[str, ProjectFile]
+    ) -> tuple[Model, SqlInfo | None]:
         text = self._read(file) if file.format != "csv" else ""
         comment = "#" if file.format in ("python", "yaml") else "--"
         header = parse_header(text, file.path, comment=comment) if text else Header()
@@ -277,7 +279,9 @@ class _Loader:
         if not info.statements:
             raise ProjectError("check file holds no query", path=file.path)
         reads = names.resolve_all(info.reads, file.path)
-        return CheckFile(file.path, "sql", file.relation, file.relation, text, info.statements, reads)
+        return CheckFile(
+            file.path, "sql", file.relation, file.relation, text, info.statements, reads
+        )
 
     def _render(self, text: str, header: Header, path: str) -> str:
         runtime = _runtime_placeholders(header)
@@ -300,7 +304,9 @@ def _runtime_placeholders(header: Header) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _restore_placeholders(statements: tuple[Statement, ...], rendered: str) -> tuple[Statement, ...]:
+def _restore_placeholders(
+    statements: tuple[Statement, ...], rendered: str
+) -> tuple[Statement, ...]:
     """Statements as analyzed had runtime placeholders replaced; re-split the real text."""
     if "{{" not in rendered:
         return statements
@@ -332,7 +338,9 @@ def _validate_sql_kind(file: ProjectFile, header: Header, kind: str, info: SqlIn
     if kind in ("seed", "python"):
         raise ProjectError(f"kind {kind} does not fit a .sql file", path=file.path, line=line)
     if not info.statements:
-        raise ProjectError("file holds no SQL statement", path=file.path, hint="write a SELECT, or delete the file")
+        raise ProjectError(
+            "file holds no SQL statement", path=file.path, hint="write a SELECT, or delete the file"
+        )
     if kind in QUERY_KINDS and not info.is_query:
         found = ", ".join(s.kind.replace("_", " ") for s in info.statements[:3])
         raise ProjectError(
@@ -353,7 +361,11 @@ def _validate_header_for_kind(file: ProjectFile, header: Header, kind: str) -> N
             hint=f"put the rule in {file.path.rsplit('.', 1)[0]}.check.sql as a query returning violating rows",
         )
     if header.indexes and kind not in ("table", "incremental", "seed", "python"):
-        raise ProjectError(f"indexes need a table; this model is of kind {kind}", path=file.path, line=header.line_of("index"))
+        raise ProjectError(
+            f"indexes need a table; this model is of kind {kind}",
+            path=file.path,
+            line=header.line_of("index"),
+        )
     if kind == "incremental" and not header.unique_key:
         raise ProjectError(
             "an incremental model needs -- unique_key: to upsert its rows",
@@ -390,7 +402,9 @@ class _NameResolver:
             )
         return default
 
-    def resolve_all(self, refs: tuple[TableRef, ...] | list[TableRef], path: str) -> tuple[str, ...]:
+    def resolve_all(
+        self, refs: tuple[TableRef, ...] | list[TableRef], path: str
+    ) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.resolve(r, path) for r in refs))
 
 
@@ -399,7 +413,9 @@ def _to_ref(name: str) -> TableRef:
     return TableRef(schema or None, bare)
 
 
-def _assemble(root: Path, config: Config, models: dict[str, Model], checks: list[CheckFile]) -> Project:
+def _assemble(
+    root: Path, config: Config, models: dict[str, Model], checks: list[CheckFile]
+) -> Project:
     edges: set[Edge] = set()
     sources: set[str] = set()
     readers: dict[str, set[str]] = defaultdict(set)
@@ -426,7 +442,11 @@ def _assemble(root: Path, config: Config, models: dict[str, Model], checks: list
                 sources.add(relation)
                 edges.add(Edge(writer, relation, "writes"))
     # a model that both reads R and writes it is a writer of R, not a reader
-    edges = {e for e in edges if not (e.reason == "reads" and e.parent in writers and e.child in writers[e.parent])}
+    edges = {
+        e
+        for e in edges
+        if not (e.reason == "reads" and e.parent in writers and e.child in writers[e.parent])
+    }
 
     files = {m.relation: m.path for m in models.values()}
     nodes = tuple(sorted(set(models) | sources))

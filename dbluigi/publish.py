@@ -62,7 +62,9 @@ def publish(session: Session, request: BuildRequest) -> Published:
     except DbluigiError:
         raise
     except Exception as exc:  # an error the database raised outside a located statement
-        raise TaskError(str(exc).strip(), failure_class=session.classify(exc), path=request.model.path) from exc
+        raise TaskError(
+            str(exc).strip(), failure_class=session.classify(exc), path=request.model.path
+        ) from exc
 
 
 def crashpoint(point: str, model: str) -> None:
@@ -149,12 +151,18 @@ def _build_new(session: Session, project: Project, model: Model, new: str) -> in
 def _view(session: Session, request: BuildRequest) -> Published:
     model, project = request.model, request.project
     session.ensure_schema(model.schema)
-    previous = session.row_count(model.schema, model.name) if session.relation_kind(model.schema, model.name) else None
+    previous = (
+        session.row_count(model.schema, model.name)
+        if session.relation_kind(model.schema, model.name)
+        else None
+    )
     statement = model.statements[0]
     with session.transaction():
         with located(session, model.path, statement.line, statement.sql):
             session.replace_view(model.schema, model.name, statement.sql)
-        outcome = run_checks(session, project, CheckTarget(model, model.schema, model.name, previous))
+        outcome = run_checks(
+            session, project, CheckTarget(model, model.schema, model.name, previous)
+        )
         if not outcome.passed:
             raise _check_failed(outcome, outcome.violations[0], kept=None)  # rolls the view back
         rows = session.row_count(model.schema, model.name) if model.header.checks else None
@@ -198,7 +206,11 @@ def _check_failed(outcome: CheckOutcome, first: Violation, *, kept: str | None) 
     message = first.message
     if len(failed) > 1:
         message += f" (and {len(failed) - 1} more failed: {', '.join(failed[1:])})"
-    message += f"; the failed table is kept as {kept} for inspection" if kept else "; nothing was published"
+    message += (
+        f"; the failed table is kept as {kept} for inspection"
+        if kept
+        else "; nothing was published"
+    )
     return CheckFailed(
         message,
         check_sql=first.sql,

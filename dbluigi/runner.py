@@ -125,8 +125,13 @@ class Run:
             started, clock = now(), time.perf_counter()
             try:
                 if self.options.fail_fast and self._failed.is_set():
-                    raise TaskError("skipped: an earlier task failed and --fail-fast is on", failure_class="upstream")
-                published = publish(self.session(), BuildRequest(self.project, spec, decision, self.run_id))
+                    raise TaskError(
+                        "skipped: an earlier task failed and --fail-fast is on",
+                        failure_class="upstream",
+                    )
+                published = publish(
+                    self.session(), BuildRequest(self.project, spec, decision, self.run_id)
+                )
             except Exception as exc:
                 failure_class = getattr(exc, "failure_class", "runtime")
                 skipped = failure_class == "upstream"
@@ -252,11 +257,15 @@ def run_plan(
     notes: list[str] = []
     workers = options.workers
     if workers > 1 and not target.supports_concurrent_writers:
-        notes.append(f"{target.name} allows one writer process: ran with 1 worker instead of {workers}")
+        notes.append(
+            f"{target.name} allows one writer process: ran with 1 worker instead of {workers}"
+        )
         workers = 1
     options = RunOptions(**{**options.__dict__, "workers": workers})
     try:
-        state.start_run(run_id, options.command, " ".join(options.selectors), target.display_url, workers)
+        state.start_run(
+            run_id, options.command, " ".join(options.selectors), target.display_url, workers
+        )
         if on_plan is not None:
             on_plan(plan)
         run = Run(project, target, plan, run_id, options, session, on_event)
@@ -266,7 +275,9 @@ def run_plan(
             if plan.to_run:
                 dispatch(run)
             results = _results(project, plan, state.task_records(run_id), state, run_id)
-            status = "failed" if any(r.status in ("failed", "skipped") for r in results) else "success"
+            status = (
+                "failed" if any(r.status in ("failed", "skipped") for r in results) else "success"
+            )
         finally:
             run.stop_events(thread)
             state.finish_run(run_id, status)
@@ -302,8 +313,14 @@ def _results(
             else:
                 error = "skipped: the run stopped before it"
             record = TaskRecord(
-                run_id=run_id, model=model, status="skipped", started_at=now(), failure_class="upstream",
-                error=error, reason=decision.reason, fingerprint=decision.fingerprint,
+                run_id=run_id,
+                model=model,
+                status="skipped",
+                started_at=now(),
+                failure_class="upstream",
+                error=error,
+                reason=decision.reason,
+                fingerprint=decision.fingerprint,
             )
             skipped.append(record)
             bad.add(model)
@@ -337,7 +354,9 @@ def _error_text(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, CheckFailed) and exc.rows:
         header = " | ".join(exc.columns)
-        body = "\n".join(" | ".join("NULL" if v is None else str(v) for v in row) for row in exc.rows)
+        body = "\n".join(
+            " | ".join("NULL" if v is None else str(v) for v in row) for row in exc.rows
+        )
         sql = f"\ncheck SQL:\n{exc.check_sql}" if exc.check_sql else ""
         text += f"{sql}\nfirst violating rows:\n{header}\n{body}"
     return text
@@ -365,7 +384,9 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
                 status, cls, error, results_ = "failed", "check", f"{relation} is not built yet", ()
             else:
                 try:
-                    outcome = run_checks(session, project, CheckTarget(model, model.schema, model.name, None))
+                    outcome = run_checks(
+                        session, project, CheckTarget(model, model.schema, model.name, None)
+                    )
                 except TaskError as exc:
                     outcome, cls, error = None, exc.failure_class, str(exc)
                 if outcome is None:
@@ -374,18 +395,38 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
                     status, cls, error, results_ = "success", None, None, outcome.results
                 else:
                     v = outcome.violations[0]
-                    exc = CheckFailed(v.message, check_sql=v.sql, columns=v.columns, rows=v.rows, path=v.path, line=v.line)
-                    status, cls, error, results_ = "failed", "check", _error_text(exc), outcome.results
+                    exc = CheckFailed(
+                        v.message,
+                        check_sql=v.sql,
+                        columns=v.columns,
+                        rows=v.rows,
+                        path=v.path,
+                        line=v.line,
+                    )
+                    status, cls, error, results_ = (
+                        "failed",
+                        "check",
+                        _error_text(exc),
+                        outcome.results,
+                    )
             records.append(
                 TaskRecord(
-                    run_id=run_id, model=relation, status=status, started_at=started,
-                    duration_s=time.perf_counter() - clock, failure_class=cls, error=error,
-                    reason="check", checks=tuple(results_),
+                    run_id=run_id,
+                    model=relation,
+                    status=status,
+                    started_at=started,
+                    duration_s=time.perf_counter() - clock,
+                    failure_class=cls,
+                    error=error,
+                    reason="check",
+                    checks=tuple(results_),
                 )
             )
             results.append(TaskResult(relation, model.kind, status, "check", cls, error))
         state.record_tasks(records)
-        state.finish_run(run_id, "failed" if any(r.status != "success" for r in results) else "success")
+        state.finish_run(
+            run_id, "failed" if any(r.status != "success" for r in results) else "success"
+        )
     finally:
         session.close()
     return results

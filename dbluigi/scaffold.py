@@ -64,6 +64,8 @@ def init_project(folder: Path) -> list[Path]:
     for relative, content in STARTER.items():
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content.format(name=folder.resolve().name) if relative == "dbluigi.toml" else content)
+        path.write_text(
+            content.format(name=folder.resolve().name) if relative == "dbluigi.toml" else content
+        )
         written.append(path)
     return written

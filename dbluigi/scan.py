@@ -39,10 +39,15 @@ class ProjectFile:
         return self.relation.split(".", 1)[1]
 
 
-def scan_files(root: Path, *, default_schema: str, ignore: tuple[str, ...] = ()) -> list[ProjectFile]:
+def scan_files(
+    root: Path, *, default_schema: str, ignore: tuple[str, ...] = ()
+) -> list[ProjectFile]:
     """Every model, seed and companion file under ``root``, sorted by path."""
     if not root.is_dir():
-        raise ProjectError(f"project folder {root} does not exist", hint="pass --project DIR or run dbluigi init DIR")
+        raise ProjectError(
+            f"project folder {root} does not exist",
+            hint="pass --project DIR or run dbluigi init DIR",
+        )
     ignored = {part.strip("/") for part in ignore}
     found: list[ProjectFile] = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -95,7 +100,11 @@ def _reject_duplicates(files: list[ProjectFile]) -> None:
         key = (file.role, file.relation)
         if key in seen:
             first = seen[key]
-            what = "relation" if file.role == "model" else f"model's {file.role.replace('_', ' ')} file"
+            what = (
+                "relation"
+                if file.role == "model"
+                else f"model's {file.role.replace('_', ' ')} file"
+            )
             raise DuplicateRelationError(
                 f"{first.path} and {file.path} both map to {what} {file.relation}",
                 path=file.path,

@@ -14,7 +14,9 @@ from dbluigi.errors import SelectorError
 from dbluigi.project import Project
 
 
-def select(project: Project, selectors: Sequence[str] = (), exclude: Sequence[str] = ()) -> tuple[str, ...]:
+def select(
+    project: Project, selectors: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> tuple[str, ...]:
     """Models matched by the union of ``selectors`` (all when empty) minus ``exclude``, in run order."""
     chosen = set(project.models) if not selectors else _union(project, selectors)
     chosen -= _union(project, exclude)
@@ -30,7 +32,10 @@ def _union(project: Project, selectors: Iterable[str]) -> set[str]:
 
 def _one(project: Project, selector: str) -> set[str]:
     if not selector or selector in ("+", "++"):
-        raise SelectorError(f"empty selector {selector!r}", hint="for example: agency_reporting+, tag:nightly, path:staging/")
+        raise SelectorError(
+            f"empty selector {selector!r}",
+            hint="for example: agency_reporting+, tag:nightly, path:staging/",
+        )
     up = selector.startswith("+")
     down = selector.endswith("+")
     core = selector.strip("+")
@@ -55,16 +60,25 @@ def _by_tag(project: Project, tag: str, selector: str) -> set[str]:
     found = {m.relation for m in project.models.values() if tag in m.tags}
     if not found:
         tags = sorted({t for m in project.models.values() for t in m.tags})
-        raise SelectorError(f"selector {selector!r}: no model has tag {tag!r}", hint=_hint(tag, tags, "tags"))
+        raise SelectorError(
+            f"selector {selector!r}: no model has tag {tag!r}", hint=_hint(tag, tags, "tags")
+        )
     return found
 
 
 def _by_path(project: Project, prefix: str, selector: str) -> set[str]:
     prefix = prefix.lstrip("./")
-    found = {m.relation for m in project.models.values() if m.path == prefix or m.path.startswith(prefix)}
+    found = {
+        m.relation for m in project.models.values() if m.path == prefix or m.path.startswith(prefix)
+    }
     if not found:
-        folders = sorted({m.path.rsplit("/", 1)[0] + "/" for m in project.models.values() if "/" in m.path})
-        raise SelectorError(f"selector {selector!r}: no model file under {prefix!r}", hint=_hint(prefix, folders, "folders"))
+        folders = sorted(
+            {m.path.rsplit("/", 1)[0] + "/" for m in project.models.values() if "/" in m.path}
+        )
+        raise SelectorError(
+            f"selector {selector!r}: no model file under {prefix!r}",
+            hint=_hint(prefix, folders, "folders"),
+        )
     return found
 
 
@@ -83,7 +97,9 @@ def _resolve(project: Project, name: str, selector: str, *, nodes: Sequence[str]
             )
     candidates = sorted(set(nodes) | {n.split(".", 1)[1] for n in nodes})
     what = "source" if nodes is project.sources else "model"
-    raise SelectorError(f"selector {selector!r} matches no {what}", hint=_hint(name, candidates, f"{what}s"))
+    raise SelectorError(
+        f"selector {selector!r} matches no {what}", hint=_hint(name, candidates, f"{what}s")
+    )
 
 
 def _hint(word: str, choices: Sequence[str], what: str) -> str:

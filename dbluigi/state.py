@@ -116,7 +116,9 @@ class StateStore:
                 for statement in MIGRATIONS[version]:
                     s.execute(statement)
                 s.execute("delete from dbluigi.meta where key = %s", ["schema_version"])
-                s.execute("insert into dbluigi.meta values (%s, %s)", ["schema_version", str(version + 1)])
+                s.execute(
+                    "insert into dbluigi.meta values (%s, %s)", ["schema_version", str(version + 1)]
+                )
 
     def read_models(self) -> dict[str, ModelState]:
         """The whole models table, once per run."""
@@ -126,15 +128,29 @@ class StateStore:
         ).rows
         return {r[0]: ModelState(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6]) for r in rows}
 
-    def start_run(self, run_id: str, command: str, selector: str, target: str, workers: int) -> None:
+    def start_run(
+        self, run_id: str, command: str, selector: str, target: str, workers: int
+    ) -> None:
         self.session.execute(
             "insert into dbluigi.runs values (%s, %s, %s, %s, %s, null, %s, %s, %s, %s, %s)",
-            [run_id, command, selector, target, now(), "running", __version__, socket.gethostname(), os.getpid(), workers],
+            [
+                run_id,
+                command,
+                selector,
+                target,
+                now(),
+                "running",
+                __version__,
+                socket.gethostname(),
+                os.getpid(),
+                workers,
+            ],
         )
 
     def finish_run(self, run_id: str, status: str) -> None:
         self.session.execute(
-            "update dbluigi.runs set finished_at = %s, status = %s where run_id = %s", [now(), status, run_id]
+            "update dbluigi.runs set finished_at = %s, status = %s where run_id = %s",
+            [now(), status, run_id],
         )
 
     def save_model(
@@ -156,7 +172,18 @@ class StateStore:
         )
         self.session.execute(
             "insert into dbluigi.models values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [model, partition, kind, fingerprint, content_fp, build_id, generation, rows, now(), run_id],
+            [
+                model,
+                partition,
+                kind,
+                fingerprint,
+                content_fp,
+                build_id,
+                generation,
+                rows,
+                now(),
+                run_id,
+            ],
         )
 
     def forget_model(self, model: str) -> None:
@@ -169,9 +196,23 @@ class StateStore:
             "insert into dbluigi.task_runs values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 [
-                    r.run_id, r.model, r.partition, r.attempt, r.status, r.failure_class, r.error,
-                    r.path, r.line, r.reason, r.started_at, r.duration_s, r.rows, r.fingerprint,
-                    r.build_id, r.explain_cost, json.dumps([c.to_json() for c in r.checks]),
+                    r.run_id,
+                    r.model,
+                    r.partition,
+                    r.attempt,
+                    r.status,
+                    r.failure_class,
+                    r.error,
+                    r.path,
+                    r.line,
+                    r.reason,
+                    r.started_at,
+                    r.duration_s,
+                    r.rows,
+                    r.fingerprint,
+                    r.build_id,
+                    r.explain_cost,
+                    json.dumps([c.to_json() for c in r.checks]),
                 ]
                 for r in records
             ],
@@ -209,9 +250,25 @@ class StateStore:
 
 
 def _record(r: Sequence[Any]) -> TaskRecord:
-    checks = tuple(CheckResult(c["name"], c["passed"], c.get("detail", "")) for c in json.loads(r[16] or "[]"))
+    checks = tuple(
+        CheckResult(c["name"], c["passed"], c.get("detail", "")) for c in json.loads(r[16] or "[]")
+    )
     return TaskRecord(
-        run_id=r[0], model=r[1], status=r[2], started_at=r[3], duration_s=float(r[4] or 0), attempt=int(r[5] or 1),
-        partition=r[6] or "", failure_class=r[7], error=r[8], path=r[9], line=r[10], reason=r[11],
-        rows=r[12], fingerprint=r[13], build_id=r[14], explain_cost=r[15], checks=checks,
+        run_id=r[0],
+        model=r[1],
+        status=r[2],
+        started_at=r[3],
+        duration_s=float(r[4] or 0),
+        attempt=int(r[5] or 1),
+        partition=r[6] or "",
+        failure_class=r[7],
+        error=r[8],
+        path=r[9],
+        line=r[10],
+        reason=r[11],
+        rows=r[12],
+        fingerprint=r[13],
+        build_id=r[14],
+        explain_cost=r[15],
+        checks=checks,
     )

@@ -34,7 +34,9 @@ def cli(*args: str, project: Path, target: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def build_json(*args: str, project: Path, target: str, command: str = "build") -> tuple[int, dict[str, Any]]:
+def build_json(
+    *args: str, project: Path, target: str, command: str = "build"
+) -> tuple[int, dict[str, Any]]:
     code, output = cli(command, *args, "--json", project=project, target=target)
     return code, json.loads(output)
 
@@ -47,7 +49,9 @@ def ran(payload: dict[str, Any]) -> set[str]:
     return {r["model"] for r in payload["results"] if r["status"] != "up to date"}
 
 
-def query(target: str, project: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+def query(
+    target: str, project: Path, sql: str, params: list[Any] | None = None
+) -> list[tuple[Any, ...]]:
     session = open_target(target, project_dir=project).connect()
     try:
         return list(session.query(sql, params).rows)
@@ -55,7 +59,9 @@ def query(target: str, project: Path, sql: str, params: list[Any] | None = None)
         session.close()
 
 
-def cli_process(*args: str, project: Path, target: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def cli_process(
+    *args: str, project: Path, target: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """Run dbluigi in a separate process (for crashes and concurrency)."""
     return subprocess.Popen(
         [sys.executable, "-m", "dbluigi.cli", *args, "--project", str(project), "--target", target],

@@ -18,23 +18,35 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
     files["dbluigi.toml"] = MAIN + files.get("dbluigi.toml", "")
     return _write_project(root, files)
 
+
 EXAMPLE_MODELS = 12
 
 
-def test_example_builds_then_nothing_then_exactly_the_edited_closure(tmp_path: Path, target_url: str) -> None:
+def test_example_builds_then_nothing_then_exactly_the_edited_closure(
+    tmp_path: Path, target_url: str
+) -> None:
     project = copy_example(tmp_path)
     code, first = build_json(project=project, target=target_url)
     assert code == 0, first
     assert set(statuses(first).values()) == {"success"} and len(first["results"]) == EXAMPLE_MODELS
     assert {r["reason"] for r in first["results"]} == {"new"}
     # the patch ran: every county agency now carries "County" in its name
-    bad = query(target_url, project, "select count(*) from staging.agencies where agency_type_name = 'County' and agency_name not like '%County%'")
+    bad = query(
+        target_url,
+        project,
+        "select count(*) from staging.agencies where agency_type_name = 'County' and agency_name not like '%County%'",
+    )
     assert bad == [(0,)]
     assert query(target_url, project, "select count(*) from api.cde_agencies")[0][0] == 300
 
     code, second = build_json(project=project, target=target_url)
     assert code == 0 and ran(second) == set()
-    runs = query(target_url, project, "select count(*) from dbluigi.task_runs where run_id = %s", [second["run_id"]])
+    runs = query(
+        target_url,
+        project,
+        "select count(*) from dbluigi.task_runs where run_id = %s",
+        [second["run_id"]],
+    )
     assert runs == [(0,)]  # no model SQL ran at all
 
     sql = project / "reporting" / "agency_reporting.sql"
@@ -50,19 +62,29 @@ def test_example_builds_then_nothing_then_exactly_the_edited_closure(tmp_path: P
     }
 
 
-def test_rebuild_makes_downstream_stale_and_plus_rebuilds_it_now(tmp_path: Path, target_url: str) -> None:
+def test_rebuild_makes_downstream_stale_and_plus_rebuilds_it_now(
+    tmp_path: Path, target_url: str
+) -> None:
     project = copy_example(tmp_path)
     assert build_json(project=project, target=target_url)[0] == 0
-    code, rebuilt = build_json("agency_reporting", project=project, target=target_url, command="rebuild")
+    code, rebuilt = build_json(
+        "agency_reporting", project=project, target=target_url, command="rebuild"
+    )
     assert code == 0 and ran(rebuilt) == {"reporting.agency_reporting"}
     assert statuses(rebuilt)["reporting.agency_reporting"] == "success"
     code, plan_out = cli("plan", "--json", project=project, target=target_url)
     import json
 
     plan = {m["model"]: m for m in json.loads(plan_out)["models"]}
-    assert plan["api.cde_agencies"]["run"] and plan["api.cde_agencies"]["reason"] == "upstream rebuilt"
-    assert not plan["staging.agencies"]["run"] and plan["staging.agencies"]["reason"] == "up to date"
-    code, plus = build_json("agency_reporting+", project=project, target=target_url, command="rebuild")
+    assert (
+        plan["api.cde_agencies"]["run"] and plan["api.cde_agencies"]["reason"] == "upstream rebuilt"
+    )
+    assert (
+        not plan["staging.agencies"]["run"] and plan["staging.agencies"]["reason"] == "up to date"
+    )
+    code, plus = build_json(
+        "agency_reporting+", project=project, target=target_url, command="rebuild"
+    )
     assert code == 0
     assert ran(plus) == {"reporting.agency_reporting", "api.cde_agencies", "api.offense_annual"}
     assert {r["reason"] for r in plus["results"] if r["status"] != "up to date"} == {"forced"}
@@ -70,13 +92,18 @@ def test_rebuild_makes_downstream_stale_and_plus_rebuilds_it_now(tmp_path: Path,
     assert code == 0 and ran(after) == set()
 
 
-def test_failing_check_keeps_published_table_and_skips_downstream(tmp_path: Path, target_url: str) -> None:
-    write_project(tmp_path, {
-        "raw/people.csv": "id,name\n1,ann\n2,bob\n",
-        "staging/people.sql": "-- check: unique(id)\nselect id, name from raw.people",
-        "api/people.sql": "select * from staging.people",
-        "api/other.sql": "select 1 as x",
-    })
+def test_failing_check_keeps_published_table_and_skips_downstream(
+    tmp_path: Path, target_url: str
+) -> None:
+    write_project(
+        tmp_path,
+        {
+            "raw/people.csv": "id,name\n1,ann\n2,bob\n",
+            "staging/people.sql": "-- check: unique(id)\nselect id, name from raw.people",
+            "api/people.sql": "select * from staging.people",
+            "api/other.sql": "select 1 as x",
+        },
+    )
     assert build_json(project=tmp_path, target=target_url)[0] == 0
     (tmp_path / "raw" / "people.csv").write_text("id,name\n1,ann\n2,bob\n2,bobby\n")
     code, payload = build_json(project=tmp_path, target=target_url)
@@ -90,23 +117,37 @@ def test_failing_check_keeps_published_table_and_skips_downstream(tmp_path: Path
     assert results["api.people"]["status"] == "skipped"
     assert results["api.people"]["failure_class"] == "upstream"
     assert "staging.people failed" in results["api.people"]["error"]
-    assert sorted(query(target_url, tmp_path, "select id, name from staging.people")) == [(1, "ann"), (2, "bob")]
-    assert query(target_url, tmp_path, "select count(*) from staging.people__dbluigi_failed") == [(3,)]
+    assert sorted(query(target_url, tmp_path, "select id, name from staging.people")) == [
+        (1, "ann"),
+        (2, "bob"),
+    ]
+    assert query(target_url, tmp_path, "select count(*) from staging.people__dbluigi_failed") == [
+        (3,)
+    ]
     stored = query(
-        target_url, tmp_path,
+        target_url,
+        tmp_path,
         "select status, failure_class from dbluigi.task_runs where run_id = %s order by model",
         [payload["run_id"]],
     )
-    assert sorted(stored) == [("failed", "check"), ("skipped", "upstream"), ("success", None)] or sorted(stored) == [
-        ("failed", "check"), ("skipped", "upstream"),
+    assert sorted(stored) == [
+        ("failed", "check"),
+        ("skipped", "upstream"),
+        ("success", None),
+    ] or sorted(stored) == [
+        ("failed", "check"),
+        ("skipped", "upstream"),
     ]
 
 
 def test_check_file_violation_shows_sql_and_rows(tmp_path: Path, target_url: str) -> None:
-    write_project(tmp_path, {
-        "t.sql": "select 1 as id, -5 as amount union all select 2, 7",
-        "t.check.sql": "-- amounts are never negative\nselect id, amount from main.t where amount < 0",
-    })
+    write_project(
+        tmp_path,
+        {
+            "t.sql": "select 1 as id, -5 as amount union all select 2, 7",
+            "t.check.sql": "-- amounts are never negative\nselect id, amount from main.t where amount < 0",
+        },
+    )
     target_project = tmp_path
     code, payload = build_json(project=target_project, target=target_url)
     assert code == 1
@@ -118,11 +159,14 @@ def test_check_file_violation_shows_sql_and_rows(tmp_path: Path, target_url: str
 
 
 def test_sql_error_in_a_model_has_class_file_and_line(tmp_path: Path, target_url: str) -> None:
-    write_project(tmp_path, {
-        "good.sql": "select 1 as id",
-        "bad.sql": "-- description: refers to a column that does not exist\nselect id,\n  no_such_column\nfrom main.good",
-        "runtime.sql": "select cast('abc' as integer) as n",
-    })
+    write_project(
+        tmp_path,
+        {
+            "good.sql": "select 1 as id",
+            "bad.sql": "-- description: refers to a column that does not exist\nselect id,\n  no_such_column\nfrom main.good",
+            "runtime.sql": "select cast('abc' as integer) as n",
+        },
+    )
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
     results = {r["model"]: r for r in payload["results"]}
@@ -155,14 +199,21 @@ def test_missing_source_is_reported(tmp_path: Path, target_url: str) -> None:
 
 
 def test_independent_branches_carry_on_unless_fail_fast(tmp_path: Path, target_url: str) -> None:
-    write_project(tmp_path, {
-        "a_bad.sql": "select cast('x' as integer) as n",
-        "b_after_bad.sql": "select * from main.a_bad",
-        "c_fine.sql": "select 1 as n",
-    })
+    write_project(
+        tmp_path,
+        {
+            "a_bad.sql": "select cast('x' as integer) as n",
+            "b_after_bad.sql": "select * from main.a_bad",
+            "c_fine.sql": "select 1 as n",
+        },
+    )
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    assert statuses(payload) == {"main.a_bad": "failed", "main.b_after_bad": "skipped", "main.c_fine": "success"}
+    assert statuses(payload) == {
+        "main.a_bad": "failed",
+        "main.b_after_bad": "skipped",
+        "main.c_fine": "success",
+    }
     (tmp_path / "c_fine.sql").write_text("select 2 as n")
     code, payload = build_json("--fail-fast", project=tmp_path, target=target_url)
     assert code == 1
@@ -170,38 +221,55 @@ def test_independent_branches_carry_on_unless_fail_fast(tmp_path: Path, target_u
 
 
 def test_view_and_sql_kinds(tmp_path: Path, target_url: str) -> None:
-    write_project(tmp_path, {
-        "base.sql": "select 1 as id, 'open' as status union all select 2, 'open'",
-        "fixes/close_one.sql": "update main.base set status = 'closed' where id = 2",
-        "fixes/close_one.check.sql": "select * from main.base where status not in ('open', 'closed')",
-        "v_open.sql": "-- kind: view\n-- check: rows > 0\nselect * from main.base where status = 'open'",
-    })
+    write_project(
+        tmp_path,
+        {
+            "base.sql": "select 1 as id, 'open' as status union all select 2, 'open'",
+            "fixes/close_one.sql": "update main.base set status = 'closed' where id = 2",
+            "fixes/close_one.check.sql": "select * from main.base where status not in ('open', 'closed')",
+            "v_open.sql": "-- kind: view\n-- check: rows > 0\nselect * from main.base where status = 'open'",
+        },
+    )
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 0, payload
     assert query(target_url, tmp_path, "select id from main.v_open") == [(1,)]
     # a sql model whose check fails rolls its statements back
-    (tmp_path / "fixes" / "close_one.sql").write_text("update main.base set status = 'weird' where id = 1")
+    (tmp_path / "fixes" / "close_one.sql").write_text(
+        "update main.base set status = 'weird' where id = 1"
+    )
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
     assert statuses(payload)["fixes.close_one"] == "failed"
-    assert sorted(query(target_url, tmp_path, "select id, status from main.base")) == [(1, "open"), (2, "closed")]
+    assert sorted(query(target_url, tmp_path, "select id, status from main.base")) == [
+        (1, "open"),
+        (2, "closed"),
+    ]
 
 
 def test_views_over_a_swapped_table_stay_correct(tmp_path: Path, target_url: str) -> None:
-    write_project(tmp_path, {
-        "base.sql": "select 1 as id",
-        "v.sql": "-- kind: view\nselect id * 10 as ten from main.base",
-        "vv.sql": "-- kind: view\nselect ten + 1 as eleven from main.v",
-    })
+    write_project(
+        tmp_path,
+        {
+            "base.sql": "select 1 as id",
+            "v.sql": "-- kind: view\nselect id * 10 as ten from main.base",
+            "vv.sql": "-- kind: view\nselect ten + 1 as eleven from main.v",
+        },
+    )
     assert build_json(project=tmp_path, target=target_url)[0] == 0
     (tmp_path / "base.sql").write_text("select 2 as id")
-    code, payload = build_json(project=tmp_path, target=target_url)
+    code, _ = build_json(project=tmp_path, target=target_url)
     assert code == 0
     assert query(target_url, tmp_path, "select eleven from main.vv") == [(21,)]
 
 
 def test_history_and_check_commands(tmp_path: Path, target_url: str) -> None:
-    write_project(tmp_path, {"a.sql": "-- check: rows > 0\nselect 1 as id", "b.sql": "-- check: unique(id)\nselect * from main.a"})
+    write_project(
+        tmp_path,
+        {
+            "a.sql": "-- check: rows > 0\nselect 1 as id",
+            "b.sql": "-- check: unique(id)\nselect * from main.a",
+        },
+    )
     assert build_json(project=tmp_path, target=target_url)[0] == 0
     code, output = cli("history", "--last", "5", project=tmp_path, target=target_url)
     assert code == 0 and "main.a" in output and "success" in output
@@ -212,36 +280,57 @@ def test_history_and_check_commands(tmp_path: Path, target_url: str) -> None:
 
 
 def test_seed_types_and_bad_csv(tmp_path: Path, target_url: str) -> None:
-    write_project(tmp_path, {
-        "raw/things.csv": "id,price,day,flag,label\n1,1.50,2024-01-02,true,a\n2,,2024-02-03,false,\n",
-        "dbluigi.toml": '[seeds."raw.things"]\ncolumn_types = { label = "text", id = "bigint" }\n',
-    })
+    write_project(
+        tmp_path,
+        {
+            "raw/things.csv": "id,price,day,flag,label\n1,1.50,2024-01-02,true,a\n2,,2024-02-03,false,\n",
+            "dbluigi.toml": '[seeds."raw.things"]\ncolumn_types = { label = "text", id = "bigint" }\n',
+        },
+    )
     assert build_json(project=tmp_path, target=target_url)[0] == 0
-    rows = query(target_url, tmp_path, "select id, price, day, flag, label from raw.things order by id")
+    rows = query(
+        target_url, tmp_path, "select id, price, day, flag, label from raw.things order by id"
+    )
     assert [r[0] for r in rows] == [1, 2] and rows[1][1] is None and rows[1][4] is None
     assert str(rows[0][2]) == "2024-01-02" and rows[0][3] is True
-    (tmp_path / "raw" / "things.csv").write_text("id,price,day,flag,label\n1,2,2024-01-01,true,x\n3\n")
+    (tmp_path / "raw" / "things.csv").write_text(
+        "id,price,day,flag,label\n1,2,2024-01-01,true,x\n3\n"
+    )
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
     (result,) = payload["results"]
-    assert result["failure_class"] == "config" and result["file"] == "raw/things.csv" and result["line"] == 3
+    assert (
+        result["failure_class"] == "config"
+        and result["file"] == "raw/things.csv"
+        and result["line"] == 3
+    )
     assert "row has 1 values, header has 5" in result["error"]
 
 
 def test_retries_only_runtime_failures(tmp_path: Path, target_url: str) -> None:
-    write_project(tmp_path, {
-        "flaky.sql": "-- retries: 2\nselect cast('x' as integer) as n",
-        "broken.sql": "-- retries: 2\nselect nope from main.flaky",
-    })
+    write_project(
+        tmp_path,
+        {
+            "flaky.sql": "-- retries: 2\nselect cast('x' as integer) as n",
+            "broken.sql": "-- retries: 2\nselect nope from main.flaky",
+        },
+    )
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    attempts = query(target_url, tmp_path, "select model, count(*) from dbluigi.task_runs where run_id = %s group by model", [payload["run_id"]])
+    attempts = query(
+        target_url,
+        tmp_path,
+        "select model, count(*) from dbluigi.task_runs where run_id = %s group by model",
+        [payload["run_id"]],
+    )
     assert dict(attempts) == {"main.flaky": 3, "main.broken": 1}
 
 
 def test_unreachable_target_masks_password(tmp_path: Path) -> None:
     write_project(tmp_path, {"a.sql": "select 1 as id"})
-    code, output = cli("build", project=tmp_path, target="postgresql://etl:s3cret@127.0.0.1:1/nowhere")
+    code, output = cli(
+        "build", project=tmp_path, target="postgresql://etl:s3cret@127.0.0.1:1/nowhere"
+    )
     assert code == 2
     assert "s3cret" not in output and "***" in output
 

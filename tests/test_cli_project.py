@@ -18,11 +18,18 @@ def test_lineage_text_and_json_on_the_example() -> None:
     result = runner.invoke(app, ["lineage", "--project", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
     assert "staging.agencies [table]" in result.output
-    result = runner.invoke(app, ["lineage", "agency_reporting", "--project", str(EXAMPLE), "--format", "json"])
+    result = runner.invoke(
+        app, ["lineage", "agency_reporting", "--project", str(EXAMPLE), "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
     ids = {n["id"] for n in json.loads(result.output)["nodes"]}
     # a bare selector shows the whole lineage: upstream and downstream
-    assert {"staging.agencies", "reporting.agency_reporting", "api.cde_agencies", "raw.offense_monthly"} <= ids
+    assert {
+        "staging.agencies",
+        "reporting.agency_reporting",
+        "api.cde_agencies",
+        "raw.offense_monthly",
+    } <= ids
     assert "api.offender_age_histogram" not in ids
 
 

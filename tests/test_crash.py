@@ -24,14 +24,24 @@ POINTS = [
 
 
 @pytest.mark.parametrize(("point", "expected"), POINTS, ids=[p for p, _ in POINTS])
-def test_sigkill_during_publish_leaves_old_or_new(tmp_path: Path, target_url: str, point: str, expected: int) -> None:
-    write_project(tmp_path, {
-        "base.sql": "-- check: rows > 0\n-- index: id\nselect 1 as id",
-        "reader.sql": "select id * 10 as ten from main.base",
-    })
+def test_sigkill_during_publish_leaves_old_or_new(
+    tmp_path: Path, target_url: str, point: str, expected: int
+) -> None:
+    write_project(
+        tmp_path,
+        {
+            "base.sql": "-- check: rows > 0\n-- index: id\nselect 1 as id",
+            "reader.sql": "select id * 10 as ten from main.base",
+        },
+    )
     assert build_json(project=tmp_path, target=target_url)[0] == 0
     (tmp_path / "base.sql").write_text("-- check: rows > 0\n-- index: id\nselect 2 as id")
-    process = cli_process("build", project=tmp_path, target=target_url, env={"DBLUIGI_CRASHPOINT": f"{point}:main.base"})
+    process = cli_process(
+        "build",
+        project=tmp_path,
+        target=target_url,
+        env={"DBLUIGI_CRASHPOINT": f"{point}:main.base"},
+    )
     process.wait(timeout=120)
     assert process.returncode == -signal.SIGKILL
     assert query(target_url, tmp_path, "select id from main.base") == [(expected,)]
@@ -41,7 +51,8 @@ def test_sigkill_during_publish_leaves_old_or_new(tmp_path: Path, target_url: st
     assert query(target_url, tmp_path, "select id from main.base") == [(2,)]
     assert query(target_url, tmp_path, "select ten from main.reader") == [(20,)]
     leftovers = query(
-        target_url, tmp_path,
+        target_url,
+        tmp_path,
         "select table_name from information_schema.tables where table_name like %s",
         ["%dbluigi_new%"],
     )
@@ -78,20 +89,29 @@ def test_second_build_on_postgres_is_refused_while_one_runs(tmp_path: Path, pg_u
     assert "another dbluigi build is running" in err
     first.communicate(timeout=60)
     assert first.returncode == 0
-    assert query(pg_url, tmp_path, "select count(*) from dbluigi.task_runs where status = 'success'") == [(1,)]
+    assert query(
+        pg_url, tmp_path, "select count(*) from dbluigi.task_runs where status = 'success'"
+    ) == [(1,)]
 
 
 def test_duckdb_file_held_by_another_process(tmp_path: Path, duckdb_url: str) -> None:
     write_project(tmp_path, {"a.sql": "select 1 as id"})
-    holder = cli_process("build", project=tmp_path, target=duckdb_url, env={"DBLUIGI_CRASHPOINT": ""})
+    holder = cli_process(
+        "build", project=tmp_path, target=duckdb_url, env={"DBLUIGI_CRASHPOINT": ""}
+    )
     holder.communicate(timeout=60)
     import subprocess
     import sys
 
     path = duckdb_url.removeprefix("duckdb:///")
     lock = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({path!r}); print('ready', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({path!r}); print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert lock.stdout is not None and lock.stdout.readline().strip() == "ready"
@@ -108,7 +128,8 @@ def _wait_for_query(url: str, project: Path, text: str, timeout: float = 30) -> 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = query(
-            url, project,
+            url,
+            project,
             "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid()",
             [f"%{text}%"],
         )
@@ -122,7 +143,8 @@ def _wait_until_gone(url: str, project: Path, text: str, timeout: float = 30) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = query(
-            url, project,
+            url,
+            project,
             "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid()",
             [f"%{text}%"],
         )

@@ -19,7 +19,12 @@ def test_json_lists_nodes_and_edges_of_the_example() -> None:
     assert nodes["staging.agencies"]["kind"] == "table"
     assert nodes["staging.agencies"]["file"] == "staging/agencies.sql"
     assert nodes["staging.agencies"]["checks"] == [
-        {"file": "staging/agencies.check.sql", "owner": "staging.agencies", "gate": "staging.agencies", "format": "sql"}
+        {
+            "file": "staging/agencies.check.sql",
+            "owner": "staging.agencies",
+            "gate": "staging.agencies",
+            "format": "sql",
+        }
     ]
     assert nodes["api.cde_agencies"]["tags"] == ["api"]
     edges = {(e["from"], e["to"]) for e in data["edges"]}
@@ -28,11 +33,14 @@ def test_json_lists_nodes_and_edges_of_the_example() -> None:
 
 
 def test_text_mermaid_and_dot(tmp_path: Path) -> None:
-    write_project(tmp_path, {
-        "a.sql": "select * from raw.src",
-        "b.sql": "select * from main.a",
-        "a.check.sql": "select * from main.a a join main.b b using (id) where a.x <> b.x",
-    })
+    write_project(
+        tmp_path,
+        {
+            "a.sql": "select * from raw.src",
+            "b.sql": "select * from main.a",
+            "a.check.sql": "select * from main.a a join main.b b using (id) where a.x <> b.x",
+        },
+    )
     project = load_project(tmp_path, use_cache=False)
     text = render_lineage(project, fmt="text")
     assert text.splitlines()[0] == "raw.src [source]"

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from dbluigi.errors import CycleError, DuplicateRelationError, HeaderError, ProjectError, SqlParseError, VariableError
+from dbluigi.errors import (
+    CycleError,
+    DuplicateRelationError,
+    HeaderError,
+    ProjectError,
+    SqlParseError,
+    VariableError,
+)
 from dbluigi.project import load_project
 from tests.helpers import write_project
 
@@ -16,38 +23,63 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "project"
 def test_example_project_graph_is_what_its_sql_implies() -> None:
     project = load_project(EXAMPLE, use_cache=False)
     assert set(project.models) == {
-        "raw.states", "raw.cities", "raw.agency_types", "raw.agencies", "raw.agency_staffing",
-        "raw.offense_monthly", "raw.offender_ages", "staging.agencies", "reporting.agency_reporting",
-        "api.cde_agencies", "api.offense_annual", "api.offender_age_histogram",
+        "raw.states",
+        "raw.cities",
+        "raw.agency_types",
+        "raw.agencies",
+        "raw.agency_staffing",
+        "raw.offense_monthly",
+        "raw.offender_ages",
+        "staging.agencies",
+        "reporting.agency_reporting",
+        "api.cde_agencies",
+        "api.offense_annual",
+        "api.offender_age_histogram",
     }
     parents = {m: set(project.graph.parents(m)) for m in project.models}
-    assert parents["staging.agencies"] == {"raw.agencies", "raw.agency_types", "raw.cities", "raw.states"}
+    assert parents["staging.agencies"] == {
+        "raw.agencies",
+        "raw.agency_types",
+        "raw.cities",
+        "raw.states",
+    }
     assert parents["reporting.agency_reporting"] == {"raw.offense_monthly", "staging.agencies"}
-    assert parents["api.cde_agencies"] == {"raw.agency_staffing", "reporting.agency_reporting", "staging.agencies"}
+    assert parents["api.cde_agencies"] == {
+        "raw.agency_staffing",
+        "reporting.agency_reporting",
+        "staging.agencies",
+    }
     assert "staging.agencies" in parents["api.offender_age_histogram"]
     assert project.sources == ()
     order = project.order
-    assert order.index("staging.agencies") < order.index("reporting.agency_reporting") < order.index("api.cde_agencies")
+    assert (
+        order.index("staging.agencies")
+        < order.index("reporting.agency_reporting")
+        < order.index("api.cde_agencies")
+    )
     agencies = project.models["staging.agencies"]
     assert agencies.kind == "table" and agencies.patch is not None
     assert [c.gate for c in project.checks] == ["staging.agencies"]
     assert project.models["raw.agency_types"].kind == "seed"
-    assert [c.text for c in project.models["raw.agency_types"].header.checks][0] == "unique(agency_type_id)"
+    assert project.models["raw.agency_types"].header.checks[0].text == "unique(agency_type_id)"
 
 
 def test_relation_naming_and_kinds(tmp_path: Path) -> None:
-    write_project(tmp_path, {
-        "top.sql": "select 1 as a",
-        "staging/deep/nested.sql": "select * from top",
-        "raw/people.csv": "id,name\n1,ann\n",
-        "raw/codes.yaml": "- {code: a}\n",
-        "fixes/fix_people.sql": "update raw.people set name = 'x' where id = 1",
-        "views/v.sql": "-- kind: view\nselect * from raw.people",
-        ".hidden/ignored.sql": "select 1",
-        ".dbluigi/ignored.sql": "select 1",
-        "exports/ignored.csv": "a\n1\n",
-        "notes.txt": "not a model",
-    })
+    write_project(
+        tmp_path,
+        {
+            "top.sql": "select 1 as a",
+            "staging/deep/nested.sql": "select * from top",
+            "raw/people.csv": "id,name\n1,ann\n",
+            "raw/codes.yaml": "- {code: a}\n",
+            "fixes/fix_people.sql": "update raw.people set name = 'x' where id = 1",
+            "views/v.sql": "-- kind: view\nselect * from raw.people",
+            ".hidden/ignored.sql": "select 1",
+            ".dbluigi/ignored.sql": "select 1",
+            "exports/ignored.csv": "a\n1\n",
+            "notes.txt": "not a model",
+        },
+    )
     project = load_project(tmp_path, use_cache=False)
     kinds = {m: project.models[m].kind for m in project.models}
     assert kinds == {
@@ -70,15 +102,22 @@ def test_postgres_target_uses_public_schema(tmp_path: Path) -> None:
 
 
 def test_sql_model_writing_a_table_runs_between_producer_and_readers(tmp_path: Path) -> None:
-    write_project(tmp_path, {
-        "staging/orders.sql": "select 1 as id, 'x' as status",
-        "fixes/close_orders.sql": "update staging.orders set status = 'closed' where id in (select id from raw.closed)",
-        "reporting/summary.sql": "select status, count(*) as n from staging.orders group by status",
-        "fixes/add_index.sql": "create index orders_status on staging.orders (status)",
-    })
+    write_project(
+        tmp_path,
+        {
+            "staging/orders.sql": "select 1 as id, 'x' as status",
+            "fixes/close_orders.sql": "update staging.orders set status = 'closed' where id in (select id from raw.closed)",
+            "reporting/summary.sql": "select status, count(*) as n from staging.orders group by status",
+            "fixes/add_index.sql": "create index orders_status on staging.orders (status)",
+        },
+    )
     project = load_project(tmp_path, use_cache=False)
     order = project.order
-    assert order.index("staging.orders") < order.index("fixes.close_orders") < order.index("reporting.summary")
+    assert (
+        order.index("staging.orders")
+        < order.index("fixes.close_orders")
+        < order.index("reporting.summary")
+    )
     assert order.index("fixes.add_index") < order.index("reporting.summary")
     assert project.models["fixes.close_orders"].writes == ("staging.orders",)
     assert project.models["fixes.close_orders"].reads == ("raw.closed",)
@@ -86,20 +125,26 @@ def test_sql_model_writing_a_table_runs_between_producer_and_readers(tmp_path: P
 
 
 def test_sql_model_creating_a_table_feeds_its_readers(tmp_path: Path) -> None:
-    write_project(tmp_path, {
-        "setup/create_lookup.sql": "create table ref.lookup (id integer); insert into ref.lookup values (1)",
-        "use_lookup.sql": "select * from ref.lookup",
-    })
+    write_project(
+        tmp_path,
+        {
+            "setup/create_lookup.sql": "create table ref.lookup (id integer); insert into ref.lookup values (1)",
+            "use_lookup.sql": "select * from ref.lookup",
+        },
+    )
     project = load_project(tmp_path, use_cache=False)
     assert project.order == ("setup.create_lookup", "main.use_lookup")
     assert project.model_parents("main.use_lookup") == ("setup.create_lookup",)
 
 
 def test_cte_shadowing_and_depends_header(tmp_path: Path) -> None:
-    write_project(tmp_path, {
-        "orders.sql": "select 1 as id",
-        "recent.sql": "-- depends: audit.log\nwith orders as (select * from orders) select * from orders",
-    })
+    write_project(
+        tmp_path,
+        {
+            "orders.sql": "select 1 as id",
+            "recent.sql": "-- depends: audit.log\nwith orders as (select * from orders) select * from orders",
+        },
+    )
     project = load_project(tmp_path, use_cache=False)
     recent = project.models["main.recent"]
     assert recent.reads == ("main.orders",)
@@ -108,34 +153,50 @@ def test_cte_shadowing_and_depends_header(tmp_path: Path) -> None:
 
 
 def test_bare_name_resolves_to_unique_model_then_ambiguity_is_an_error(tmp_path: Path) -> None:
-    write_project(tmp_path, {"staging/agencies.sql": "select 1 as id", "report.sql": "select * from agencies"})
-    assert load_project(tmp_path, use_cache=False).models["main.report"].reads == ("staging.agencies",)
+    write_project(
+        tmp_path, {"staging/agencies.sql": "select 1 as id", "report.sql": "select * from agencies"}
+    )
+    assert load_project(tmp_path, use_cache=False).models["main.report"].reads == (
+        "staging.agencies",
+    )
     write_project(tmp_path, {"api/agencies.sql": "select 2 as id"})
-    with pytest.raises(ProjectError, match=r"ambiguous reference 'agencies': it could be api.agencies, staging.agencies") as err:
+    with pytest.raises(
+        ProjectError,
+        match=r"ambiguous reference 'agencies': it could be api.agencies, staging.agencies",
+    ) as err:
         load_project(tmp_path, use_cache=False)
     assert err.value.path == "report.sql"
 
 
 def test_check_reading_a_downstream_model_gates_the_last_one(tmp_path: Path) -> None:
-    write_project(tmp_path, {
-        "staging/agencies.sql": "select 1 as id",
-        "api/agencies.sql": "select * from staging.agencies",
-        "staging/agencies.check.sql": "select id from staging.agencies except select id from api.agencies",
-        "api/other.sql": "select 1 as x",
-        "api/other.check.sql": "select * from api.other where x < 0",
-    })
+    write_project(
+        tmp_path,
+        {
+            "staging/agencies.sql": "select 1 as id",
+            "api/agencies.sql": "select * from staging.agencies",
+            "staging/agencies.check.sql": "select id from staging.agencies except select id from api.agencies",
+            "api/other.sql": "select 1 as x",
+            "api/other.check.sql": "select * from api.other where x < 0",
+        },
+    )
     project = load_project(tmp_path, use_cache=False)
     gates = {c.path: c.gate for c in project.checks}
-    assert gates == {"staging/agencies.check.sql": "api.agencies", "api/other.check.sql": "api.other"}
+    assert gates == {
+        "staging/agencies.check.sql": "api.agencies",
+        "api/other.check.sql": "api.other",
+    }
     assert [c.path for c in project.gated_checks("api.agencies")] == ["staging/agencies.check.sql"]
 
 
 def test_check_reading_an_independent_model_orders_it_before_the_gate(tmp_path: Path) -> None:
-    write_project(tmp_path, {
-        "a.sql": "select 1 as id",
-        "b.sql": "select 1 as id",
-        "a.check.sql": "select id from main.a where id not in (select id from main.b)",
-    })
+    write_project(
+        tmp_path,
+        {
+            "a.sql": "select 1 as id",
+            "b.sql": "select 1 as id",
+            "a.check.sql": "select id from main.a where id not in (select id from main.b)",
+        },
+    )
     project = load_project(tmp_path, use_cache=False)
     (check,) = project.checks
     assert check.gate == "main.b"
@@ -143,10 +204,13 @@ def test_check_reading_an_independent_model_orders_it_before_the_gate(tmp_path: 
 
 
 def test_variables_render_and_undefined_is_an_error(tmp_path: Path) -> None:
-    write_project(tmp_path, {
-        "dbluigi.toml": "[vars]\nmin_year = 2015\n",
-        "a.sql": "select * from raw.x where year >= {{ min_year }} and kind = '{{ kind }}'",
-    })
+    write_project(
+        tmp_path,
+        {
+            "dbluigi.toml": "[vars]\nmin_year = 2015\n",
+            "a.sql": "select * from raw.x where year >= {{ min_year }} and kind = '{{ kind }}'",
+        },
+    )
     with pytest.raises(VariableError, match="undefined variable 'kind'") as err:
         load_project(tmp_path, use_cache=False)
     assert (err.value.path, err.value.line) == ("a.sql", 1)
@@ -155,7 +219,10 @@ def test_variables_render_and_undefined_is_an_error(tmp_path: Path) -> None:
 
 
 def test_partition_and_watermark_placeholders_stay_for_run_time(tmp_path: Path) -> None:
-    write_project(tmp_path, {"a.sql": "-- partition: year in 2010..2012\nselect * from raw.x where y = {{ year }}"})
+    write_project(
+        tmp_path,
+        {"a.sql": "-- partition: year in 2010..2012\nselect * from raw.x where y = {{ year }}"},
+    )
     model = load_project(tmp_path, use_cache=False).models["main.a"]
     assert "{{ year }}" in model.query
     assert model.reads == ("raw.x",)
@@ -166,12 +233,22 @@ def test_partition_and_watermark_placeholders_stay_for_run_time(tmp_path: Path) 
 
 def test_duplicate_relation_names_both_files(tmp_path: Path) -> None:
     write_project(tmp_path, {"raw/people.csv": "id\n1\n", "raw/people.sql": "select 1 as id"})
-    with pytest.raises(DuplicateRelationError, match=r"raw/people.csv and raw/people.sql both map to relation raw.people"):
+    with pytest.raises(
+        DuplicateRelationError,
+        match=r"raw/people.csv and raw/people.sql both map to relation raw.people",
+    ):
         load_project(tmp_path, use_cache=False)
 
 
 def test_cycle_reports_full_cycle_and_files(tmp_path: Path) -> None:
-    write_project(tmp_path, {"a.sql": "select * from main.c", "b.sql": "select * from main.a", "c.sql": "select * from main.b"})
+    write_project(
+        tmp_path,
+        {
+            "a.sql": "select * from main.c",
+            "b.sql": "select * from main.a",
+            "c.sql": "select * from main.b",
+        },
+    )
     with pytest.raises(CycleError) as err:
         load_project(tmp_path, use_cache=False)
     assert set(err.value.cycle) >= {"main.a", "main.b", "main.c"}
@@ -219,7 +296,10 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
 
 
 def test_check_file_holding_a_statement_that_is_not_a_query(tmp_path: Path) -> None:
-    write_project(tmp_path, {"a.sql": "select 1 as id", "a.check.sql": "select 1 where false;\ndelete from main.a"})
+    write_project(
+        tmp_path,
+        {"a.sql": "select 1 as id", "a.check.sql": "select 1 where false;\ndelete from main.a"},
+    )
     with pytest.raises(ProjectError, match="a check must be a query") as err:
         load_project(tmp_path, use_cache=False)
     assert (err.value.path, err.value.line) == ("a.check.sql", 2)

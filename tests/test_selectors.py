@@ -29,24 +29,42 @@ def test_name_and_qualified_name(project: Project) -> None:
 
 def test_downstream_upstream_and_both(project: Project) -> None:
     assert select(project, ["agency_reporting+"]) == (
-        "reporting.agency_reporting", "api.cde_agencies", "api.offense_annual",
+        "reporting.agency_reporting",
+        "api.cde_agencies",
+        "api.offense_annual",
     )
     up = select(project, ["+agency_reporting"])
     assert set(up) == {
-        "reporting.agency_reporting", "staging.agencies", "raw.offense_monthly",
-        "raw.agencies", "raw.agency_types", "raw.cities", "raw.states",
+        "reporting.agency_reporting",
+        "staging.agencies",
+        "raw.offense_monthly",
+        "raw.agencies",
+        "raw.agency_types",
+        "raw.cities",
+        "raw.states",
     }
-    assert set(select(project, ["+agency_reporting+"])) == set(up) | {"api.cde_agencies", "api.offense_annual"}
+    assert set(select(project, ["+agency_reporting+"])) == set(up) | {
+        "api.cde_agencies",
+        "api.offense_annual",
+    }
 
 
 def test_tag_path_source_union_and_exclude(project: Project) -> None:
-    assert set(select(project, ["tag:api"])) == {"api.cde_agencies", "api.offense_annual", "api.offender_age_histogram"}
+    assert set(select(project, ["tag:api"])) == {
+        "api.cde_agencies",
+        "api.offense_annual",
+        "api.offender_age_histogram",
+    }
     assert set(select(project, ["path:staging/"])) == {"staging.agencies"}
     assert set(select(project, ["path:api/", "staging.agencies"])) == {
-        "staging.agencies", "api.cde_agencies", "api.offense_annual", "api.offender_age_histogram",
+        "staging.agencies",
+        "api.cde_agencies",
+        "api.offense_annual",
+        "api.offender_age_histogram",
     }
     assert select(project, ["agency_reporting+"], exclude=["offense_annual"]) == (
-        "reporting.agency_reporting", "api.cde_agencies",
+        "reporting.agency_reporting",
+        "api.cde_agencies",
     )
 
 
@@ -77,5 +95,7 @@ def test_ambiguous_bare_name(tmp_path: Path) -> None:
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "agencies.sql").write_text("select 1 as id")
     project = load_project(tmp_path, use_cache=False)
-    with pytest.raises(SelectorError, match=r"ambiguous: it matches api.agencies, staging.agencies"):
+    with pytest.raises(
+        SelectorError, match=r"ambiguous: it matches api.agencies, staging.agencies"
+    ):
         select(project, ["agencies"])

@@ -169,32 +169,31 @@ def plan(
             RunOptions(
                 command="plan", selectors=tuple(selectors or ()), exclude=tuple(exclude or ())
             ),
+            lock=False,
         )
         session.close()
     rows = _plan_rows(proj, decided)
     if as_json:
         typer.echo(json.dumps({"target": tgt.display_url, "models": rows}, indent=2))
         return
-    table = Table(title=f"plan on {tgt.display_url}", title_justify="left")
-    for column in ("#", "model", "kind", "action", "why", "depends on", "checks"):
-        table.add_column(column)
+    console.print(f"plan on {tgt.display_url}", soft_wrap=True)
+    width = max((len(r["model"]) for r in rows), default=0)
     for i, row in enumerate(rows, 1):
-        action = "[green]run[/]" if row["run"] else "[dim]skip[/]"
+        action = "[green]run    [/]" if row["run"] else "[dim]skip   [/]"
+        why = row["reason"]
         if row["missing_parents"]:
             action = "[red]blocked[/]"
-        why = row["reason"] + (
-            f" (missing: {', '.join(row['missing_parents'])})" if row["missing_parents"] else ""
-        )
-        table.add_row(
-            str(i),
-            row["model"],
-            row["kind"],
-            action,
-            why,
-            ", ".join(row["depends_on"]),
-            "\n".join(row["checks"]),
-        )
-    console.print(table)
+            why += f" (missing: {', '.join(row['missing_parents'])})"
+        line = f"{i:>4}  {action}  {row['model']:<{width}}  {row['kind']:<6} {why}"
+        if row["depends_on"]:
+            line += f"  [dim]<- {', '.join(row['depends_on'])}[/]"
+        console.print(line, soft_wrap=True, highlight=False)
+        if row["checks"]:
+            console.print(
+                f"{'':>15}[dim]checks: {' · '.join(row['checks'])}[/]",
+                soft_wrap=True,
+                highlight=False,
+            )
     to_run = sum(1 for r in rows if r["run"])
     console.print(f"{to_run} of {len(rows)} selected models would run")
 

@@ -217,11 +217,13 @@ def prepare(
     project: Project,
     target: Target,
     options: RunOptions,
+    *,
+    lock: bool = True,
 ) -> tuple[Session, StateStore, Plan]:
-    """Connect, take the run lock, migrate state and decide the plan (one state read)."""
+    """Connect, take the run lock (unless only planning), migrate state and decide the plan."""
     session = target.connect()
     try:
-        if not session.try_lock(LOCK_KEY):
+        if lock and not session.try_lock(LOCK_KEY):
             raise TargetError(
                 f"another dbluigi build is running on {target.display_url}",
                 hint="wait for it to finish; `dbluigi history` shows the running run",

@@ -199,19 +199,10 @@ def test_qmark_translation() -> None:
     assert qmark("SELECT %s, '%%', %s") == "SELECT ?, '%', ?"
 
 
-def test_duckdb_timestamptz_without_pytz_is_a_clear_error(duckdb_url: str, tmp_path: Path) -> None:
-    try:
-        import pytz  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("pytz is installed: DuckDB returns TIMESTAMPTZ values")
+def test_duckdb_returns_timestamptz_values(duckdb_url: str, tmp_path: Path) -> None:
     session = open_target(duckdb_url, project_dir=tmp_path).connect()
-    with pytest.raises(TargetError, match="pytz"):
-        session.query("SELECT TIMESTAMPTZ '2024-01-01 10:00:00+00' AS at")
-    assert session.query("SELECT CAST(TIMESTAMPTZ '2024-01-01 10:00:00+00' AS DATE)").rows == (
-        (dt.date(2024, 1, 1),),
-    )
+    (value,) = session.query("SELECT TIMESTAMPTZ '2024-01-01 10:00:00+00' AS at").rows[0]
+    assert value.timestamp() == dt.datetime(2024, 1, 1, 10, tzinfo=dt.UTC).timestamp()
     session.close()
 
 

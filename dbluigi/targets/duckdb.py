@@ -139,15 +139,9 @@ class DuckDBSession(Session):
         if result.description is None:
             return QueryResult((), ())
         columns = tuple(d[0] for d in result.description)
-        try:
-            rows = result.fetchall() if limit is None else result.fetchmany(limit)
-        except duckdb.InvalidInputException as exc:
-            if "pytz" in str(exc):
-                raise TargetError(
-                    "DuckDB needs the pytz package to return TIMESTAMPTZ values to Python",
-                    hint="pip install pytz, or cast the column to text in the query",
-                ) from exc
-            raise
+        rows = (
+            result.fetchall() if limit is None else result.fetchmany(limit)
+        )  # TIMESTAMPTZ needs pytz
         return QueryResult(columns, tuple(tuple(row) for row in rows))
 
     # -- transactions ---------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""More of the build engine: check.py, previous-relative checks, plan reasons, check
+command failures, ${ENV} targets, the starter project, history as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.buildkit import build_json, cli, query, ran, statuses
+from tests.test_build import write_project
+
+
+def test_check_py_gates_the_swap(tmp_path: Path, target_url: str) -> None:
+    write_project(
+        tmp_path,
+        {
+            "t.sql": "select 1 as id, 10 as amount",
+            "t.check.py": """
+            def check(ctx):
+                rows = ctx.query(f"select id, amount from {ctx.table} where amount > 100")
+                return [f"id {r[0]} has amount {r[1]}" for r in rows]
+            """,
+        },
+    )
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    (tmp_path / "t.sql").write_text("select 1 as id, 500 as amount")
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1
+    (result,) = payload["results"]
+    assert result["failure_class"] == "check" and result["file"] == "t.check.py"
+    assert "id 1 has amount 500" in result["error"]
+    assert query(target_url, tmp_path, "select amount from main.t") == [(10,)]
+
+
+def test_rows_relative_to_previous(tmp_path: Path, target_url: str) -> None:
+    rows = " union all ".join(f"select {i} as id" for i in range(10))
+    write_project(tmp_path, {"t.sql": f"-- check: rows >= 0.9 * previous\n{rows}"})
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    fewer = " union all ".join(f"select {i} as id" for i in range(9))
+    (tmp_path / "t.sql").write_text(f"-- check: rows >= 0.9 * previous\n{fewer}")
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload  # 9 >= 0.9 * 10
+    much_fewer = " union all ".join(f"select {i} as id" for i in range(5))
+    (tmp_path / "t.sql").write_text(f"-- check: rows >= 0.9 * previous\n{much_fewer}")
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1
+    error = payload["results"][0]["error"]
+    assert "5 rows, expected >= 8.1 (0.9 x 9 previous rows)" in error
+    assert query(target_url, tmp_path, "select count(*) from main.t") == [(9,)]
+
+
+def test_plan_says_relation_missing_and_builds_it_back(tmp_path: Path, target_url: str) -> None:
+    write_project(tmp_path, {"a.sql": "select 1 as id", "b.sql": "select * from main.a"})
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    from dbluigi.targets import open_target
+
+    session = open_target(target_url, project_dir=tmp_path).connect()
+    session.drop_relation("main", "b")
+    session.close()
+    code, output = cli("plan", "--json", project=tmp_path, target=target_url)
+    assert code == 0
+    reasons = {m["model"]: (m["run"], m["reason"]) for m in json.loads(output)["models"]}
+    assert reasons == {"main.a": (False, "up to date"), "main.b": (True, "relation missing")}
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0 and ran(payload) == {"main.b"}
+
+
+def test_check_command_reports_violations_of_published_tables(
+    tmp_path: Path, target_url: str
+) -> None:
+    write_project(
+        tmp_path,
+        {
+            "raw/src.csv": "id\n1\n2\n",
+            "t.sql": "select id from raw.src",
+            "t.check.sql": "select id from main.t where id > 5",
+        },
+    )
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    from dbluigi.targets import open_target
+
+    session = open_target(target_url, project_dir=tmp_path).connect()
+    session.execute("insert into main.t values (7)")  # someone wrote into the published table
+    session.close()
+    code, output = cli("check", "t", "--json", project=tmp_path, target=target_url)
+    assert code == 1
+    (result,) = json.loads(output)["results"]
+    assert result["status"] == "failed" and result["failure_class"] == "check"
+    assert "7" in result["error"]
+
+
+def test_target_from_toml_with_env_interpolation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbluigi.cli import app
+    from tests.buildkit import runner
+
+    write_project(
+        tmp_path,
+        {
+            "dbluigi.toml": '[target]\nurl = "duckdb:///${DBLUIGI_TEST_DIR}/t.duckdb"\n',
+            "a.sql": "select 1 as id",
+        },
+    )
+    monkeypatch.setenv("DBLUIGI_TEST_DIR", str(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere").mkdir()
+    result = runner.invoke(app, ["build", "--project", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "elsewhere" / "t.duckdb").exists()
+    monkeypatch.delenv("DBLUIGI_TEST_DIR")
+    result = runner.invoke(app, ["build", "--project", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "environment variable DBLUIGI_TEST_DIR is not set" in result.output
+
+
+def test_starter_project_builds(tmp_path: Path, target_url: str) -> None:
+    from dbluigi.scaffold import init_project
+
+    folder = tmp_path / "starter"
+    init_project(folder)
+    code, payload = build_json(project=folder, target=target_url)
+    assert code == 0, payload
+    assert set(statuses(payload).values()) == {"success"}
+    assert query(target_url, folder, "select count(*) from staging.customers") == [(4,)]
+
+
+def test_history_json_lists_attempts(tmp_path: Path, duckdb_url: str) -> None:
+    write_project(tmp_path, {"a.sql": "select 1 as id"})
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    code, output = cli("history", "--json", project=tmp_path, target=duckdb_url)
+    assert code == 0
+    data = json.loads(output)
+    assert data["runs"][0]["run_id"] == payload["run_id"] and data["runs"][0]["status"] == "success"
+    assert [(t["model"], t["status"], t["reason"]) for t in data["tasks"]] == [
+        ("main.a", "success", "new")
+    ]
+
+
+def test_plan_does_not_wait_for_a_running_build(tmp_path: Path, pg_url: str) -> None:
+    from dbluigi.runner import LOCK_KEY
+    from dbluigi.targets import open_target
+
+    write_project(tmp_path, {"a.sql": "select 1 as id"})
+    holder = open_target(pg_url, project_dir=tmp_path).connect()
+    assert holder.try_lock(LOCK_KEY)
+    try:
+        code, output = cli("plan", project=tmp_path, target=pg_url)
+        assert code == 0 and "main.a" in output
+        code, output = cli("build", project=tmp_path, target=pg_url)
+        assert code == 2 and "another dbluigi build is running" in output
+    finally:
+        holder.close()

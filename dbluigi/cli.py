@@ -163,7 +163,7 @@ def plan(
     with _errors():
         proj = _load(project, target, var)
         tgt = open_target(proj.config.target_url, project_dir=proj.root)
-        session, _, decided = prepare(
+        prepared = prepare(
             proj,
             tgt,
             RunOptions(
@@ -171,7 +171,8 @@ def plan(
             ),
             lock=False,
         )
-        session.close()
+        prepared.session.close()
+        decided = prepared.plan
     rows = _plan_rows(proj, decided)
     if as_json:
         typer.echo(json.dumps({"target": tgt.display_url, "models": rows}, indent=2))
@@ -311,6 +312,8 @@ def _result_json(result: RunResult, target: str, elapsed: float) -> dict[str, An
         "exit_code": result.exit_code,
         "elapsed_s": round(elapsed, 3),
         "notes": list(result.notes),
+        "artifact": str(result.artifact) if result.artifact else None,
+        "slow_tasks": [s.to_json() for s in result.slow],
         "results": [
             {
                 "model": r.model,
@@ -360,9 +363,17 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
     failed = len([r for r in ran if r.status == "failed"])
     skipped = len([r for r in ran if r.status == "skipped"])
     built = len([r for r in ran if r.status == "success"])
+    for slow in result.slow:
+        console.print(f"[yellow]slow:[/] {slow.describe()}", soft_wrap=True, highlight=False)
     console.print(
         f"built {built}, failed {failed}, skipped {skipped}, up to date {up_to_date} in {elapsed:.1f}s"
     )
+    _print_artifact(result)
+
+
+def _print_artifact(result: RunResult) -> None:
+    if result.artifact is not None:
+        console.print(f"run artifact: {result.artifact}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -410,12 +421,19 @@ def history(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="One model's task attempts.")
     ] = None,
+    slow: Annotated[
+        bool,
+        typer.Option("--slow", help="The slowest models (--last of them) and those that got slower."),
+    ] = False,
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
     var: VarOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recent runs and task attempts from the audit tables."""
+    if slow:
+        _slow_history(last, project, target, var, as_json)
+        return
     from dbluigi.state import StateStore
     from dbluigi.targets import open_target
 
@@ -476,7 +494,8 @@ def history(
     table = Table(
         title="task attempts" + (f" of {relation}" if relation else ""), title_justify="left"
     )
-    for column in ("run", "model", "attempt", "status", "class", "why", "rows", "seconds", "error"):
+    columns = ("run", "model", "attempt", "status", "class", "why", "rows", "seconds", "cost")
+    for column in (*columns, "error"):
         table.add_column(column)
     for t in records:
         table.add_row(
@@ -488,9 +507,61 @@ def history(
             t.reason or "",
             "" if t.rows is None else str(t.rows),
             f"{t.duration_s:.2f}",
+            "" if t.explain_cost is None else f"{t.explain_cost:.6g}",
             (t.error or "").splitlines()[0][:80] if t.error else "",
         )
     console.print(table)
+
+
+def _slow_history(
+    last: int, project: Path, target: str | None, var: list[str] | None, as_json: bool
+) -> None:
+    """`history --slow`: median and last duration of each model's recent successful builds."""
+    from dbluigi.audit import RECENT_BUILDS, SLOWER_FACTOR, model_speeds
+    from dbluigi.state import StateStore
+    from dbluigi.targets import open_target
+
+    with _errors():
+        proj = _load(project, target, var)
+        tgt = open_target(proj.config.target_url, project_dir=proj.root)
+        session = tgt.connect()
+        try:
+            StateStore(session).ensure()
+            speeds = model_speeds(session)
+        finally:
+            session.close()
+    slower = [s for s in speeds if s.got_slower]
+    if as_json:
+        payload = {
+            "slowest": [s.to_json() for s in speeds[:last]],
+            "got_slower": [s.to_json() for s in slower],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    table = Table(
+        title=f"slowest models (their last {RECENT_BUILDS} successful builds)", title_justify="left"
+    )
+    for column in ("model", "builds", "median s", "last s", "last vs before"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for s in speeds[:last]:
+        change = s.change
+        table.add_row(
+            s.model,
+            str(s.builds),
+            f"{s.median_s:.2f}",
+            f"{s.last_s:.2f}",
+            "" if change is None else f"{change:.1f}x",
+        )
+    console.print(table)
+    if not slower:
+        console.print(f"no model got slower (last build over {SLOWER_FACTOR:g}x its median before)")
+    for s in slower:
+        console.print(
+            f"[yellow]got slower:[/] {s.model}: last build {s.last_s:.2f}s, "
+            f"{s.change or 0:.1f}x its median of {s.earlier_median_s or 0:.2f}s before",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @app.command()
@@ -509,12 +580,18 @@ def check(
     with _errors():
         proj = _load(project, target, var)
         tgt = open_target(proj.config.target_url, project_dir=proj.root)
-        results = check_published(proj, tgt, select(proj, selectors or (), exclude or ()))
+        run = check_published(proj, tgt, select(proj, selectors or (), exclude or ()))
+    results = run.results
     failed = [r for r in results if r.status != "success"]
     if as_json:
         typer.echo(
             json.dumps(
-                {"results": [_task_json(r) for r in results], "exit_code": 1 if failed else 0},
+                {
+                    "run_id": run.run_id,
+                    "results": [_task_json(r) for r in results],
+                    "exit_code": 1 if failed else 0,
+                    "artifact": str(run.artifact) if run.artifact else None,
+                },
                 indent=2,
                 default=str,
             )
@@ -528,6 +605,7 @@ def check(
             if r.error:
                 err_console.print(_escape(r.error))
         console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        _print_artifact(run)
     raise typer.Exit(1 if failed else 0)
 
 

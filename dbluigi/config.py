@@ -2,13 +2,16 @@
 
 Everything a run needs to know besides the SQL files: the target URL (from
 ``--target``, ``DBLUIGI_TARGET``, or ``[target] url`` in that order), the
-default schema, variables and per-seed column types. ``${ENV}`` references in
+default schema, the guards every model gets unless its header says otherwise
+(``timeout``, ``max_cost``), variables, per-seed column types, and the
+thresholds of the slow-task report (``[audit]``). ``${ENV}`` references in
 the target URL are filled from the environment so secrets stay out of the file.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -19,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dbluigi.errors import ProjectError
+from dbluigi.headers import parse_duration
 
 CONFIG_FILE = "dbluigi.toml"
 STATE_DIR = ".dbluigi"
@@ -35,8 +39,9 @@ SEED_TYPES = (
 )
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "project": ("name", "default_schema", "output"),
+    "project": ("name", "default_schema", "output", "timeout", "max_cost"),
     "target": ("url",),
+    "audit": ("slow_factor", "slow_seconds"),
     "vars": (),
     "seeds": (),
 }
@@ -56,6 +61,10 @@ class Config:
     seed_types: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    timeout: float | None = None  # seconds; a model's ``-- timeout:`` wins
+    max_cost: float | None = None  # a table or view model's ``-- max_cost:`` wins
+    slow_factor: float | None = None  # None: dbluigi.audit.SLOW_FACTOR
+    slow_seconds: float | None = None  # None: dbluigi.audit.SLOW_SECONDS
 
     @property
     def dialect(self) -> str:
@@ -115,9 +124,11 @@ def load_config(
     """Read ``dbluigi.toml`` (optional) under ``root`` and apply the command-line overrides."""
     path = root / CONFIG_FILE
     data: dict[str, Any] = {}
+    text = ""
     if path.exists():
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             line = _toml_error_line(exc)
             raise ProjectError(f"invalid TOML: {exc}", path=CONFIG_FILE, line=line) from exc
@@ -136,6 +147,7 @@ def load_config(
             f"[project] default_schema {default_schema!r} is not a plain identifier",
             path=CONFIG_FILE,
         )
+    audit = data.get("audit", {})
     merged_vars: dict[str, object] = dict(data.get("vars", {}))
     merged_vars.update(variables or {})
     return Config(
@@ -146,7 +158,78 @@ def load_config(
         output=str(project.get("output", "exports")),
         variables=MappingProxyType(merged_vars),
         seed_types=MappingProxyType(_seed_types(data.get("seeds", {}))),
+        timeout=_timeout(project.get("timeout"), text),
+        max_cost=_positive(project, "project", "max_cost", text, "max_cost = 1e7"),
+        slow_factor=_positive(audit, "audit", "slow_factor", text, "slow_factor = 3"),
+        slow_seconds=_positive(
+            audit, "audit", "slow_seconds", text, "slow_seconds = 5", allow_zero=True
+        ),
     )
+
+
+def _timeout(value: Any, text: str) -> float | None:
+    """``[project] timeout``: a duration ("10m", "1h30m") or a number of seconds."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError(f"bad duration {value!r}")
+        if isinstance(value, int | float):
+            if value <= 0:
+                raise ValueError(f"bad duration {value!r}: must be more than zero")
+            return float(value)
+        return parse_duration(str(value))
+    except ValueError as exc:
+        raise ProjectError(
+            f"[project] timeout: {exc}",
+            path=CONFIG_FILE,
+            line=_key_line(text, "project", "timeout"),
+            hint='use a duration such as timeout = "10m", "1h30m" or 45 (seconds)',
+        ) from None
+
+
+def _positive(
+    section: Mapping[str, Any],
+    name: str,
+    key: str,
+    text: str,
+    example: str,
+    *,
+    allow_zero: bool = False,
+) -> float | None:
+    """A number (or a numeric string such as "1e7") above zero (or zero, when allowed)."""
+    value = section.get(key)
+    if value is None:
+        return None
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.replace("_", ""))
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        expected = "a number 0 or more" if allow_zero else "a positive number"
+        raise ProjectError(
+            f"[{name}] {key} = {value!r}: expected {expected}",
+            path=CONFIG_FILE,
+            line=_key_line(text, name, key),
+            hint=f"for example {example}",
+        )
+    return number
+
+
+def _key_line(text: str, section: str, key: str) -> int | None:
+    """The line of ``key = ...`` in ``[section]`` of the TOML text, for error messages."""
+    current = None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped.startswith("[") and not stripped.startswith("[["):
+            current = stripped.strip("[]").strip()
+        elif current == section and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    return None
 
 
 def _validate_keys(data: Mapping[str, Any]) -> None:

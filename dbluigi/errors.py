@@ -109,6 +109,8 @@ class TargetError(DbluigiError):
 class TaskError(DbluigiError):
     """A task failed; ``failure_class`` is one of FAILURE_CLASSES."""
 
+    explain_cost: float | None = None  # the query's estimated cost, when it was EXPLAINed
+
     def __init__(
         self,
         message: str,

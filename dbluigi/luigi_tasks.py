@@ -4,18 +4,39 @@ This is the only module that imports luigi. A task's identity is its model and
 fingerprint, so every worker of a run (or of a central scheduler) names the same
 task the same way. ``complete()`` is answered from the plan decided once at the
 start of the run, never by querying the database per task.
+
+Stock luigi costs more than the SQL of a large project, so local runs plug two
+things into luigi's own extension points (``worker_scheduler_factory``):
+
+- ``FastScheduler``: luigi's scheduler with ``get_work`` and ``count_pending`` made
+  incremental. The stock ones scan every pending task (and its upstream) each time
+  a worker asks for work, which is quadratic in the number of tasks; this one keeps
+  a priority queue of tasks that became runnable. Everything else (``add_task``,
+  statuses, resources, priorities) is luigi's.
+- ``ThreadWorker``: luigi's worker running tasks in threads of this process instead
+  of forking a process per task, so ``--workers N`` reuses N database sessions.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import queue
+import threading
+from collections import defaultdict
+from typing import Any
 
 import luigi
 import luigi.configuration
+import luigi.interface
+import luigi.scheduler
+import luigi.worker
+from luigi.scheduler import DONE, PENDING, RUNNING
 
 from dbluigi.runner import Run
 
-_RUN: Run | None = None  # the run being dispatched; forked workers inherit it
+_RUN: Run | None = None  # the run being dispatched
 
 
 def _run() -> Run:
@@ -34,17 +55,7 @@ class DbluigiModel(luigi.Task):
         return _run().project.models[self.model].header.priority
 
     def requires(self) -> list[luigi.Task]:
-        run = _run()
-        decisions = run.plan.decisions
-        required: list[luigi.Task] = [
-            model_task(run, parent)
-            for parent in run.project.model_parents(self.model)
-            if parent in decisions
-        ]
-        required += [
-            MissingRelation(relation=name) for name in decisions[self.model].missing_parents
-        ]
-        return required
+        return _graph().requirements[self.model]
 
     def complete(self) -> bool:
         return _run().is_complete(self.model)
@@ -62,29 +73,244 @@ class MissingRelation(luigi.ExternalTask):
         return False
 
 
-def model_task(run: Run, model: str) -> DbluigiModel:
-    return DbluigiModel(model=model, fingerprint=run.plan.decisions[model].fingerprint)
+class DbluigiRun(luigi.WrapperTask):
+    """The root of a run: requires every selected model, so luigi walks the graph once."""
+
+    run_id: str = luigi.Parameter()  # type: ignore[assignment]
+
+    def requires(self) -> list[luigi.Task]:
+        return list(_graph().tasks.values())
+
+
+class _TaskGraph:
+    """Every task object of the run, made once (luigi's own instance cache is slow)."""
+
+    def __init__(self, run: Run) -> None:
+        decisions = run.plan.decisions
+        self.tasks = {
+            m: DbluigiModel(model=m, fingerprint=decisions[m].fingerprint)
+            for m in run.plan.selected
+        }
+        self.requirements: dict[str, list[luigi.Task]] = {}
+        for model in run.plan.selected:
+            required: list[luigi.Task] = [
+                self.tasks[parent]
+                for parent in run.project.model_parents(model)
+                if parent in decisions
+            ]
+            required += [
+                MissingRelation(relation=name) for name in decisions[model].missing_parents
+            ]
+            self.requirements[model] = required
+
+
+_GRAPH: _TaskGraph | None = None
+
+
+def _graph() -> _TaskGraph:
+    assert _GRAPH is not None, "dbluigi tasks only run inside dispatch()"
+    return _GRAPH
+
+
+class FastScheduler(luigi.scheduler.Scheduler):
+    """luigi's local scheduler with incremental ``get_work`` and ``count_pending``.
+
+    Tasks that may have become runnable (newly added as pending, or a dependency just
+    finished) go on a heap ordered like luigi's own ranking (priority, then age);
+    ``get_work`` pops until it finds one that is schedulable and fits the resources.
+    """
+
+    def __init__(self, order: dict[str, int] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("prune_on_get_work", False)
+        kwargs.setdefault("record_task_history", False)
+        super().__init__(**kwargs)
+        self._order = order or {}  # task id -> run-order position, to break priority ties
+        self._candidates: list[tuple[float, float, int, str]] = []
+        self._dependents: dict[str, set[str]] = defaultdict(set)
+        self._sequence = itertools.count()
+        self._lock = threading.RLock()
+
+    def add_task(self, task_id: str | None = None, **kwargs: Any) -> None:  # type: ignore[override]
+        with self._lock:
+            super().add_task(task_id=task_id, **kwargs)
+            task = self._state.get_task(task_id)
+            if task is None:
+                return
+            for dep in task.deps or ():
+                self._dependents[dep].add(task.id)
+            if task.status == PENDING:
+                self._offer(task)
+            elif task.status == DONE:
+                for child in self._dependents.get(task.id, ()):
+                    child_task = self._state.get_task(child)
+                    if child_task is not None and child_task.status == PENDING:
+                        self._offer(child_task)
+
+    def _offer(self, task: Any) -> None:
+        rank = self._order.get(task.id, len(self._order))
+        heapq.heappush(self._candidates, (-task.priority, rank, next(self._sequence), task.id))
+
+    def count_pending(self, worker: str) -> dict[str, Any]:  # type: ignore[override]
+        state = self._state.get_worker(worker)
+        pending = self._state.get_active_task_count_for_status(PENDING)
+        running = [
+            {"task_id": task.id, "worker": str(state)}
+            for task in self._state.get_active_tasks_by_status(RUNNING)
+        ]
+        return {
+            "n_pending_tasks": pending,
+            "n_unique_pending": pending,
+            "n_pending_last_scheduled": pending,
+            "worker_state": state.state,
+            "running_tasks": running,
+        }
+
+    def get_work(  # type: ignore[override]
+        self,
+        host: str | None = None,
+        assistant: bool = False,
+        current_tasks: list[str] | None = None,
+        worker: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        with self._lock:
+            assert worker is not None
+            worker_state = self._update_worker(
+                worker, worker_reference={"host": host}, get_work=True
+            )
+            reply = self.count_pending(worker)
+            reply["task_id"] = None
+            if not worker_state.enabled or self._paused:
+                return reply
+            best = None
+            if current_tasks is not None:  # a task handed out but never started: hand it out again
+                claimed = set(current_tasks)
+                for task in self._state.get_active_tasks_by_status(RUNNING):
+                    if task.worker_running == worker and task.id not in claimed:
+                        best = task
+            deferred = []
+            used = self._used_resources()
+            while best is None and self._candidates:
+                entry = heapq.heappop(self._candidates)
+                task = self._state.get_task(entry[3])
+                if task is None or not self._schedulable(task) or worker not in task.workers:
+                    continue  # offered again when its last dependency finishes
+                if not self._has_resources(task.resources, used):
+                    deferred.append(entry)
+                    continue
+                best = task
+            for entry in deferred:
+                heapq.heappush(self._candidates, entry)
+            if best is None:
+                return reply
+            self.update_metrics_task_started(best)
+            self._state.set_status(best, RUNNING, self._config)
+            best.worker_running = worker
+            best.resources_running = best.resources.copy()
+            best.time_running = luigi.scheduler.time.time()
+            reply.update(
+                task_id=best.id,
+                task_family=best.family,
+                task_module=getattr(best, "module", None),
+                task_params=best.params,
+            )
+            reply["running_tasks"] = self.count_pending(worker)["running_tasks"]
+            return reply
+
+
+class _ThreadTaskProcess(luigi.worker.ContextManagedTaskProcess):
+    """luigi's TaskProcess, started as a thread of this process instead of a fork."""
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self.run, name=f"dbluigi-{self.task.task_id}", daemon=True
+        )
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def exitcode(self) -> int | None:  # type: ignore[override]
+        return None  # a thread reports through the result queue; it cannot die silently
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def terminate(self) -> None:
+        """Threads cannot be killed; a timed-out task is stopped by its database timeout."""
+
+
+class _ResultQueue(queue.SimpleQueue):  # type: ignore[type-arg]
+    """What luigi's worker needs of its result queue, without pickling or feeder threads."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        return super().get(block, timeout)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ThreadWorker(luigi.worker.Worker):
+    """luigi's worker, running up to ``worker_processes`` tasks as threads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._task_result_queue = _ResultQueue()  # type: ignore[assignment]
+
+    def _create_task_process(self, task: luigi.Task) -> luigi.worker.TaskProcess:
+        process = super()._create_task_process(task)
+        if self.worker_processes > 1:
+            process.__class__ = _ThreadTaskProcess
+            process.use_multiprocessing = True  # luigi then calls start() instead of run()
+        return process
+
+
+class _Factory:
+    """The ``worker_scheduler_factory`` luigi.build accepts."""
+
+    def __init__(self, graph: _TaskGraph) -> None:
+        self.graph = graph
+
+    def create_local_scheduler(self) -> FastScheduler:
+        order = {task.task_id: i for i, task in enumerate(self.graph.tasks.values())}
+        return FastScheduler(order=order)
+
+    def create_remote_scheduler(self, url: str) -> Any:
+        import luigi.rpc
+
+        return luigi.rpc.RemoteScheduler(url)
+
+    def create_worker(
+        self, scheduler: Any, worker_processes: int, assistant: bool = False
+    ) -> ThreadWorker:
+        return ThreadWorker(
+            scheduler=scheduler, worker_processes=worker_processes, assistant=assistant
+        )
 
 
 def dispatch(run: Run) -> None:
-    """Run the plan's models with luigi's local scheduler and ``run.options.workers`` workers."""
-    global _RUN
+    """Run the plan's models with luigi: local scheduler, ``run.options.workers`` threads."""
+    global _RUN, _GRAPH
     config = luigi.configuration.get_config()
-    # complete() answers from the plan; a finished parent in another worker process
-    # is known to the scheduler, not to this process's plan, so don't re-ask at run time.
+    # complete() answers from the plan; a parent finished in another worker thread is
+    # known to the scheduler, so luigi need not re-ask before running a task.
     config.set("worker", "check_unfulfilled_deps", "false")
-    # dbluigi reports outcomes itself; luigi's own log lines would only repeat them
+    # dbluigi reports outcomes itself; luigi's own log lines would only repeat them.
     config.set("core", "no_configure_logging", "true")
+    config.set("core", "autoload_range", "false")
     logging.getLogger("luigi-interface").setLevel(logging.CRITICAL)
     logging.getLogger("luigi").setLevel(logging.CRITICAL)
     _RUN = run
     try:
-        tasks = [model_task(run, m) for m in run.plan.selected]
+        _GRAPH = _TaskGraph(run)
         luigi.build(
-            tasks,
+            [DbluigiRun(run_id=run.run_id)],
+            worker_scheduler_factory=_Factory(_GRAPH),
             local_scheduler=True,
             workers=run.options.workers,
             detailed_summary=False,
         )
     finally:
         _RUN = None
+        _GRAPH = None

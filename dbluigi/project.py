@@ -366,6 +366,13 @@ def _validate_header_for_kind(file: ProjectFile, header: Header, kind: str) -> N
             path=file.path,
             line=header.line_of("index"),
         )
+    if header.max_cost is not None and kind not in QUERY_KINDS:
+        raise ProjectError(
+            f"max_cost bounds the estimated cost of a query, and this model is of kind {kind}",
+            path=file.path,
+            line=header.line_of("max_cost"),
+            hint=f"max_cost goes with kinds {', '.join(QUERY_KINDS)}; -- timeout: works for every kind",
+        )
     if kind == "incremental" and not header.unique_key:
         raise ProjectError(
             "an incremental model needs -- unique_key: to upsert its rows",

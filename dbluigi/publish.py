@@ -7,6 +7,10 @@
 - ``view``: replace the view, check it and record it in one transaction.
 - ``sql``: run the statements, the checks and the record in one transaction.
 
+Before anything runs, a table or view model's query is EXPLAINed where the target
+estimates cost (its ``max_cost`` enforced, its cost recorded); the transaction runs
+under the model's timeout (see ``dbluigi.guards``).
+
 Every database error becomes a TaskError with a failure class and the file and
 line of the statement that failed.
 """
@@ -15,17 +19,20 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
+from dbluigi import guards
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, ProjectError, TaskError
 from dbluigi.plan import Decision
 from dbluigi.project import Model, Project
 from dbluigi.seeds import read_yaml_seed, sniff_csv
 from dbluigi.sqlinfo import TableRef, replace_relations
-from dbluigi.state import CheckResult, StateStore
+from dbluigi.state import CheckResult, StateStore, TaskRecord, now
 from dbluigi.targets.base import Session
 
 NEW_SUFFIX = "__dbluigi_new"
@@ -45,6 +52,14 @@ class BuildRequest:
     model: Model
     decision: Decision
     run_id: str
+    relations: frozenset[str] = frozenset()  # what existed when the run started
+    started_at: datetime | None = None
+    clock: float = 0.0  # time.perf_counter() at the start of the attempt
+    attempt: int = 1
+    explain_cost: float | None = None  # set by publish() before the strategy runs
+
+    def existed(self, schema: str, name: str) -> bool:
+        return f"{schema}.{name}" in self.relations
 
 
 def publish(session: Session, request: BuildRequest) -> Published:
@@ -57,14 +72,46 @@ def publish(session: Session, request: BuildRequest) -> Published:
             path=request.model.path,
             line=request.model.header.line_of("kind"),
         )
+    cost: float | None = None
     try:
-        return strategy(session, request)
+        cost = _estimate_cost(session, request)
+        return strategy(session, replace(request, explain_cost=cost))
+    except TaskError as exc:
+        if cost is not None:
+            exc.explain_cost = cost
+        raise
     except DbluigiError:
         raise
     except Exception as exc:  # an error the database raised outside a located statement
-        raise TaskError(
+        error = TaskError(
             str(exc).strip(), failure_class=session.classify(exc), path=request.model.path
-        ) from exc
+        )
+        error.explain_cost = cost
+        raise error from exc
+
+
+def _estimate_cost(session: Session, request: BuildRequest) -> float | None:
+    """EXPLAIN a table or view model's query before anything runs; enforce its max_cost."""
+    model, project = request.model, request.project
+    if model.kind not in guards.COST_KINDS:
+        return None
+    statement = model.statements[0]
+    if guards.max_cost_of(project, model) is None:
+        try:  # only recorded: a query that cannot be planned fails in the build, located
+            return session.explain_cost(statement.sql)
+        except Exception:
+            return None
+    with located(session, model.path, statement.line, statement.sql):
+        cost = session.explain_cost(statement.sql)
+    guards.enforce_cost(project, model, cost)
+    return cost
+
+
+@contextmanager
+def _transaction(session: Session, request: BuildRequest) -> Iterator[None]:
+    """The model's one transaction, under its timeout (the guard must be inside it)."""
+    with session.transaction(), guards.timeout(session, request.project, request.model):
+        yield
 
 
 def crashpoint(point: str, model: str) -> None:
@@ -94,11 +141,11 @@ def _table(session: Session, request: BuildRequest) -> Published:
     model, project = request.model, request.project
     schema, name = model.schema, model.name
     new, failed = name + NEW_SUFFIX, name + FAILED_SUFFIX
-    session.ensure_schema(schema)
-    session.drop_relation(schema, new)  # a crashed run may have left it
-    previous = session.row_count(schema, name) if session.relation_kind(schema, name) else None
+    if request.existed(schema, new) or request.attempt > 1:
+        session.drop_relation(schema, new)  # a crashed run may have left it
+    previous = _previous_rows(session, request)
     violation: Violation | None = None
-    with session.transaction():
+    with _transaction(session, request):
         rows = _build_new(session, project, model, new)
         session.prepare_indexes(schema, new, model.header.indexes)
         crashpoint("after_build", model.relation)
@@ -116,7 +163,7 @@ def _table(session: Session, request: BuildRequest) -> Published:
         if outcome.passed:
             with located(session, model.path, 1, ""):
                 session.swap(schema, new, name, model.header.indexes)
-            _record(session, request, rows)
+            _record(session, request, rows, outcome.results)
             crashpoint("before_commit", model.relation)
         else:
             session.rename(schema, new, failed)
@@ -150,14 +197,9 @@ def _build_new(session: Session, project: Project, model: Model, new: str) -> in
 
 def _view(session: Session, request: BuildRequest) -> Published:
     model, project = request.model, request.project
-    session.ensure_schema(model.schema)
-    previous = (
-        session.row_count(model.schema, model.name)
-        if session.relation_kind(model.schema, model.name)
-        else None
-    )
+    previous = _previous_rows(session, request)
     statement = model.statements[0]
-    with session.transaction():
+    with _transaction(session, request):
         with located(session, model.path, statement.line, statement.sql):
             session.replace_view(model.schema, model.name, statement.sql)
         outcome = run_checks(
@@ -166,16 +208,14 @@ def _view(session: Session, request: BuildRequest) -> Published:
         if not outcome.passed:
             raise _check_failed(outcome, outcome.violations[0], kept=None)  # rolls the view back
         rows = session.row_count(model.schema, model.name) if model.header.checks else None
-        _record(session, request, rows)
+        _record(session, request, rows, outcome.results)
     return Published(rows, outcome.results)
 
 
 def _sql(session: Session, request: BuildRequest) -> Published:
     model, project = request.model, request.project
-    for schema in {w.split(".", 1)[0] for w in model.writes}:
-        session.ensure_schema(schema)
     affected = 0
-    with session.transaction():
+    with _transaction(session, request):
         for statement in model.statements:
             with located(session, model.path, statement.line, statement.sql):
                 count = session.execute(statement.sql)
@@ -183,22 +223,44 @@ def _sql(session: Session, request: BuildRequest) -> Published:
         outcome = run_checks(session, project, CheckTarget(model, model.schema, model.name, None))
         if not outcome.passed:
             raise _check_failed(outcome, outcome.violations[0], kept=None)  # rolls everything back
-        _record(session, request, affected)
+        _record(session, request, affected, outcome.results)
     return Published(affected, outcome.results)
 
 
-def _record(session: Session, request: BuildRequest, rows: int | None) -> None:
+def _record(
+    session: Session, request: BuildRequest, rows: int | None, checks: tuple[CheckResult, ...]
+) -> None:
+    """Record the build and its successful attempt in the publishing transaction."""
     d = request.decision
-    StateStore(session).save_model(
-        model=request.model.relation,
+    StateStore(session).record_success(
+        TaskRecord(
+            run_id=request.run_id,
+            model=request.model.relation,
+            status="success",
+            started_at=request.started_at or now(),
+            duration_s=time.perf_counter() - request.clock if request.clock else 0.0,
+            attempt=request.attempt,
+            reason=d.reason,
+            rows=rows,
+            fingerprint=d.fingerprint,
+            build_id=d.build_id,
+            explain_cost=request.explain_cost,
+            checks=checks,
+        ),
         kind=request.model.kind,
-        fingerprint=d.fingerprint,
         content_fp=d.content_fp,
-        build_id=d.build_id,
         generation=d.generation,
-        rows=rows,
-        run_id=request.run_id,
     )
+
+
+def _previous_rows(session: Session, request: BuildRequest) -> int | None:
+    """Rows of the published relation, counted only when a header check compares with them."""
+    model = request.model
+    if not any(c.factor is not None for c in model.header.checks):
+        return None
+    if not request.existed(model.schema, model.name):
+        return None
+    return session.row_count(model.schema, model.name)
 
 
 def _check_failed(outcome: CheckOutcome, first: Violation, *, kept: str | None) -> CheckFailed:

@@ -10,17 +10,20 @@ forked workers or on other machines.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+from dbluigi.artifact import write_run_artifact
+from dbluigi.audit import SlowTask, slow_tasks
 from dbluigi.errors import CheckFailed, DbluigiError, TargetError, TaskError
-from dbluigi.plan import Decision, Plan, make_plan
+from dbluigi.guards import ensure_supported
+from dbluigi.plan import Plan, make_plan
 from dbluigi.project import Project
 from dbluigi.publish import BuildRequest, publish
 from dbluigi.selectors import select
@@ -66,6 +69,8 @@ class RunResult:
     run_id: str
     results: tuple[TaskResult, ...]
     notes: tuple[str, ...] = field(default=())
+    slow: tuple[SlowTask, ...] = ()  # much slower than their history (dbluigi.audit)
+    artifact: Path | None = None  # the run's JSON artifact (dbluigi.artifact)
 
     @property
     def failed(self) -> tuple[TaskResult, ...]:
@@ -77,7 +82,11 @@ class RunResult:
 
 
 class Run:
-    """The shared context of one run; its ``execute`` is what a task runs."""
+    """The shared context of one run; its ``execute`` is what a task runs.
+
+    Worker threads lease database sessions from a pool, so ``--workers N`` opens at
+    most N sessions for the whole run, whatever the number of models.
+    """
 
     def __init__(
         self,
@@ -87,6 +96,7 @@ class Run:
         run_id: str,
         options: RunOptions,
         session: Session,
+        relations: frozenset[str] = frozenset(),
         on_event: EventCallback | None = None,
     ) -> None:
         self.project = project
@@ -94,123 +104,114 @@ class Run:
         self.plan = plan
         self.run_id = run_id
         self.options = options
+        self.relations = relations  # "schema.name" of every relation when the run started
         self.on_event = on_event
-        self._main_pid = os.getpid()
-        self._sessions: dict[int, Session] = {os.getpid(): session}
+        self._pool: list[Session] = [session]
+        self._opened: list[Session] = []
+        self._lock = threading.Lock()
         self._done: set[str] = set()
-        ctx = multiprocessing.get_context("fork") if options.workers > 1 else None
-        self._failed = ctx.Event() if ctx else threading.Event()
-        self._events: Any = ctx.SimpleQueue() if ctx else None
+        self._failed = threading.Event()
 
-    def session(self) -> Session:
-        """This process's session: workers forked by luigi open their own."""
-        pid = os.getpid()
-        if pid not in self._sessions:
-            self._sessions[pid] = self.target.connect()
-        return self._sessions[pid]
+    @contextmanager
+    def lease(self) -> Iterator[Session]:
+        """A session of this run for one task; returned to the pool afterwards."""
+        with self._lock:
+            session = self._pool.pop() if self._pool else None
+        if session is None:
+            session = self.target.connect()
+            with self._lock:
+                self._opened.append(session)
+        try:
+            yield session
+        finally:
+            with self._lock:
+                self._pool.append(session)
 
-    def decision(self, model: str) -> Decision:
-        return self.plan.decisions[model]
+    def close(self) -> None:
+        """Close the sessions opened for worker threads (not the run's own)."""
+        for session in self._opened:
+            session.close()
+        self._opened.clear()
 
     def is_complete(self, model: str) -> bool:
         return model in self._done or not self.plan.decisions[model].run
 
     def execute(self, model: str) -> None:
-        """Build one model with its retries, recording every attempt; raises TaskError on failure."""
+        """Build one model with its retries, recording every attempt; raises on failure.
+
+        A successful attempt is recorded by ``publish``, in the transaction that
+        publishes the model; failed attempts are recorded here.
+        """
         decision = self.plan.decisions[model]
         spec = self.project.models[model]
         attempts = 1 + spec.header.retries
         self._emit(model, "start")
         for attempt in range(1, attempts + 1):
             started, clock = now(), time.perf_counter()
-            try:
-                if self.options.fail_fast and self._failed.is_set():
-                    raise TaskError(
-                        "skipped: an earlier task failed and --fail-fast is on",
-                        failure_class="upstream",
+            with self.lease() as session:
+                try:
+                    if self.options.fail_fast and self._failed.is_set():
+                        raise TaskError(
+                            "skipped: an earlier task failed and --fail-fast is on",
+                            failure_class="upstream",
+                        )
+                    request = BuildRequest(
+                        self.project,
+                        spec,
+                        decision,
+                        self.run_id,
+                        self.relations,
+                        started,
+                        clock,
+                        attempt,
                     )
-                published = publish(
-                    self.session(), BuildRequest(self.project, spec, decision, self.run_id)
-                )
-            except Exception as exc:
-                failure_class = getattr(exc, "failure_class", "runtime")
-                skipped = failure_class == "upstream"
-                record = TaskRecord(
-                    run_id=self.run_id,
-                    model=model,
-                    status="skipped" if skipped else "failed",
-                    started_at=started,
-                    duration_s=time.perf_counter() - clock,
-                    attempt=attempt,
-                    failure_class=failure_class,
-                    error=_error_text(exc),
-                    path=getattr(exc, "path", None) or spec.path,
-                    line=getattr(exc, "line", None),
-                    reason=decision.reason,
-                    fingerprint=decision.fingerprint,
-                    checks=tuple(getattr(exc, "results", ())),
-                )
-                self._record(record)
-                if failure_class == "runtime" and attempt < attempts:
-                    time.sleep(RETRY_DELAY_S * attempt)
-                    continue
-                self._failed.set()
-                self._emit(model, "skipped" if skipped else "failed")
-                raise
-            self._record(
-                TaskRecord(
-                    run_id=self.run_id,
-                    model=model,
-                    status="success",
-                    started_at=started,
-                    duration_s=time.perf_counter() - clock,
-                    attempt=attempt,
-                    reason=decision.reason,
-                    rows=published.rows,
-                    fingerprint=decision.fingerprint,
-                    build_id=decision.build_id,
-                    checks=published.checks,
-                )
-            )
+                    publish(session, request)
+                except Exception as exc:
+                    failure_class = getattr(exc, "failure_class", "runtime")
+                    skipped = failure_class == "upstream"
+                    record = TaskRecord(
+                        run_id=self.run_id,
+                        model=model,
+                        status="skipped" if skipped else "failed",
+                        started_at=started,
+                        duration_s=time.perf_counter() - clock,
+                        attempt=attempt,
+                        failure_class=failure_class,
+                        error=_error_text(exc),
+                        path=getattr(exc, "path", None) or spec.path,
+                        line=getattr(exc, "line", None),
+                        reason=decision.reason,
+                        fingerprint=decision.fingerprint,
+                        checks=tuple(getattr(exc, "results", ())),
+                        explain_cost=getattr(exc, "explain_cost", None),
+                    )
+                    StateStore(session).record_tasks([record])
+                    if failure_class == "runtime" and attempt < attempts:
+                        time.sleep(RETRY_DELAY_S * attempt)
+                        continue
+                    self._failed.set()
+                    self._emit(model, "skipped" if skipped else "failed")
+                    raise
             self._done.add(model)
             self._emit(model, "success")
             return
 
-    def _record(self, record: TaskRecord) -> None:
-        StateStore(self.session()).record_tasks([record])
-
     def _emit(self, model: str, event: str) -> None:
-        if self.on_event is None:
-            return
-        if os.getpid() == self._main_pid or self._events is None:
+        if self.on_event is not None:
             self.on_event(model, event)
-        else:
-            self._events.put((model, event))
-
-    def pump_events(self) -> threading.Thread | None:
-        """Forward events from forked workers to ``on_event`` until ``stop_events``."""
-        if self._events is None or self.on_event is None:
-            return None
-        callback, events = self.on_event, self._events
-
-        def loop() -> None:
-            while True:
-                item = events.get()
-                if item is None:
-                    return
-                callback(*item)
-
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        return thread
-
-    def stop_events(self, thread: threading.Thread | None) -> None:
-        if thread is not None:
-            self._events.put(None)
-            thread.join(timeout=5)
 
 
 Dispatch = Callable[[Run], None]
+
+
+@dataclass
+class Prepared:
+    """A connected, locked run with its plan, before anything is built."""
+
+    session: Session
+    state: StateStore
+    plan: Plan
+    relations: frozenset[str]  # "schema.name" of every relation that exists now
 
 
 def prepare(
@@ -219,8 +220,11 @@ def prepare(
     options: RunOptions,
     *,
     lock: bool = True,
-) -> tuple[Session, StateStore, Plan]:
-    """Connect, take the run lock (unless only planning), migrate state and decide the plan."""
+) -> Prepared:
+    """Connect, take the run lock (unless only planning), migrate state and decide the plan.
+
+    The state and the catalog are read once here, for the whole run."""
+    ensure_supported(project, target)  # a guard the target cannot enforce: before connecting
     session = target.connect()
     try:
         if lock and not session.try_lock(LOCK_KEY):
@@ -231,17 +235,18 @@ def prepare(
         state = StateStore(session)
         state.ensure()
         selected = select(project, options.selectors, options.exclude)
+        relations = session.relations()
         plan = make_plan(
             project,
             selected,
             state.read_models(),
-            session.relations(),
+            relations,
             forced=selected if options.force else (),
         )
     except BaseException:
         session.close()
         raise
-    return session, state, plan
+    return Prepared(session, state, plan, frozenset(f"{s}.{n}" for s, n in relations))
 
 
 def run_plan(
@@ -254,7 +259,8 @@ def run_plan(
     on_plan: Callable[[Plan], None] | None = None,
 ) -> RunResult:
     """Execute a build: everything stale in the selection, through ``dispatch``."""
-    session, state, plan = prepare(project, target, options)
+    prepared = prepare(project, target, options)
+    session, state, plan = prepared.session, prepared.state, prepared.plan
     run_id = new_run_id()
     notes: list[str] = []
     workers = options.workers
@@ -263,30 +269,43 @@ def run_plan(
             f"{target.name} allows one writer process: ran with 1 worker instead of {workers}"
         )
         workers = 1
-    options = RunOptions(**{**options.__dict__, "workers": workers})
+    options = replace(options, workers=workers)
     try:
         state.start_run(
             run_id, options.command, " ".join(options.selectors), target.display_url, workers
         )
         if on_plan is not None:
             on_plan(plan)
-        run = Run(project, target, plan, run_id, options, session, on_event)
-        thread = run.pump_events()
+        run = Run(project, target, plan, run_id, options, session, prepared.relations, on_event)
         status = "error"
         try:
             if plan.to_run:
+                _ensure_schemas(session, project, plan)
                 dispatch(run)
             results = _results(project, plan, state.task_records(run_id), state, run_id)
             status = (
                 "failed" if any(r.status in ("failed", "skipped") for r in results) else "success"
             )
         finally:
-            run.stop_events(thread)
+            run.close()
             state.finish_run(run_id, status)
+        slow = slow_tasks(session, project.config, run_id, results)
+        artifact = write_run_artifact(session, project, run_id, results, slow=slow, notes=notes)
     finally:
         session.unlock(LOCK_KEY)
         session.close()
-    return RunResult(run_id, tuple(results), tuple(notes))
+    return RunResult(run_id, tuple(results), tuple(notes), slow, artifact)
+
+
+def _ensure_schemas(session: Session, project: Project, plan: Plan) -> None:
+    """Create the schemas the models to run publish into, once per run."""
+    schemas: set[str] = set()
+    for relation in plan.to_run:
+        model = project.models[relation]
+        schemas.add(model.schema)
+        schemas.update(w.split(".", 1)[0] for w in model.writes)
+    for schema in sorted(schemas):
+        session.ensure_schema(schema)
 
 
 def _results(
@@ -364,7 +383,7 @@ def _error_text(exc: BaseException) -> str:
     return text
 
 
-def check_published(project: Project, target: Target, selected: Sequence[str]) -> list[TaskResult]:
+def check_published(project: Project, target: Target, selected: Sequence[str]) -> RunResult:
     """Run each selected model's checks against what is published now; record them as a run."""
     from dbluigi.checks import CheckTarget, run_checks
 
@@ -429,6 +448,8 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
         state.finish_run(
             run_id, "failed" if any(r.status != "success" for r in results) else "success"
         )
+        notes: list[str] = []
+        artifact = write_run_artifact(session, project, run_id, results, notes=notes)
     finally:
         session.close()
-    return results
+    return RunResult(run_id, tuple(results), tuple(notes), artifact=artifact)

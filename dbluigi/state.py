@@ -153,70 +153,41 @@ class StateStore:
             [now(), status, run_id],
         )
 
-    def save_model(
-        self,
-        *,
-        model: str,
-        kind: str,
-        fingerprint: str,
-        content_fp: str,
-        build_id: str,
-        generation: int,
-        rows: int | None,
-        run_id: str,
-        partition: str = "",
+    def record_success(
+        self, record: TaskRecord, *, kind: str, content_fp: str, generation: int
     ) -> None:
-        """Record a successful build; call inside the publishing transaction."""
-        self.session.execute(
-            "delete from dbluigi.models where model = %s and partition_key = %s", [model, partition]
-        )
-        self.session.execute(
-            "insert into dbluigi.models values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                model,
-                partition,
-                kind,
-                fingerprint,
-                content_fp,
-                build_id,
-                generation,
-                rows,
-                now(),
-                run_id,
-            ],
-        )
+        """Record a successful build and its attempt; call inside the publishing transaction.
 
-    def forget_model(self, model: str) -> None:
-        self.session.execute("delete from dbluigi.models where model = %s", [model])
+        One round trip: the models upsert and the task_runs row travel together."""
+        self.session.execute_batch(
+            [
+                (
+                    "insert into dbluigi.models values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "on conflict (model, partition_key) do update set kind = excluded.kind, "
+                    "fingerprint = excluded.fingerprint, content_fp = excluded.content_fp, "
+                    "build_id = excluded.build_id, generation = excluded.generation, "
+                    "rows_affected = excluded.rows_affected, built_at = excluded.built_at, "
+                    "run_id = excluded.run_id",
+                    [
+                        record.model,
+                        record.partition,
+                        kind,
+                        record.fingerprint,
+                        content_fp,
+                        record.build_id,
+                        generation,
+                        record.rows,
+                        now(),
+                        record.run_id,
+                    ],
+                ),
+                (_INSERT_TASK_RUN, _task_run_values(record)),
+            ]
+        )
 
     def record_tasks(self, records: Sequence[TaskRecord]) -> None:
-        if not records:
-            return
-        self.session.executemany(
-            "insert into dbluigi.task_runs values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                [
-                    r.run_id,
-                    r.model,
-                    r.partition,
-                    r.attempt,
-                    r.status,
-                    r.failure_class,
-                    r.error,
-                    r.path,
-                    r.line,
-                    r.reason,
-                    r.started_at,
-                    r.duration_s,
-                    r.rows,
-                    r.fingerprint,
-                    r.build_id,
-                    r.explain_cost,
-                    json.dumps([c.to_json() for c in r.checks]),
-                ]
-                for r in records
-            ],
-        )
+        if records:
+            self.session.executemany(_INSERT_TASK_RUN, [_task_run_values(r) for r in records])
 
     def task_records(self, run_id: str) -> list[TaskRecord]:
         rows = self.session.query(
@@ -247,6 +218,34 @@ class StateStore:
             [*params, last],
         ).rows
         return [_record(r) for r in rows]
+
+
+_INSERT_TASK_RUN = (
+    "insert into dbluigi.task_runs values "
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def _task_run_values(r: TaskRecord) -> list[Any]:
+    return [
+        r.run_id,
+        r.model,
+        r.partition,
+        r.attempt,
+        r.status,
+        r.failure_class,
+        r.error,
+        r.path,
+        r.line,
+        r.reason,
+        r.started_at,
+        r.duration_s,
+        r.rows,
+        r.fingerprint,
+        r.build_id,
+        r.explain_cost,
+        json.dumps([c.to_json() for c in r.checks]),
+    ]
 
 
 def _record(r: Sequence[Any]) -> TaskRecord:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -162,6 +163,14 @@ def strip_statement_end(sql: str) -> str:
     return sql.rstrip().rstrip(";").rstrip()
 
 
+@dataclass
+class Deadline:
+    """What ``Session.statement_timeout`` yields: whether the time ran out."""
+
+    seconds: float
+    expired: bool = False
+
+
 class Target(ABC):
     """A database dbluigi builds into; ``connect()`` opens a ``Session``."""
 
@@ -171,6 +180,8 @@ class Target(ABC):
     """The sqlglot dialect: ``"duckdb"`` or ``"postgres"``."""
     supports_concurrent_writers: ClassVar[bool]
     """False for DuckDB (one writer process per file), True for PostgreSQL."""
+    estimates_cost: ClassVar[bool] = False
+    """True when ``Session.explain_cost`` gives a planner estimate (PostgreSQL)."""
 
     @property
     @abstractmethod
@@ -200,6 +211,11 @@ class Session(ABC):
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
         """Run a statement; returns its row count, or -1 when the database gives none."""
+
+    def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any] | None]]) -> None:
+        """Run several statements in order; a target with network round trips sends them as one."""
+        for sql, params in statements:
+            self.execute(sql, params)
 
     @abstractmethod
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -484,6 +500,53 @@ class Session(ABC):
                     hint=f"change or drop {view.schema}.{view.name}, or keep the columns it "
                     "reads; the published relation was left as it was",
                 ) from exc
+
+    # -- guards -------------------------------------------------------------------------
+
+    def explain_cost(self, sql: str) -> float | None:
+        """The planner's estimated total cost of a query, without running it.
+
+        None when the engine has no estimate (``Target.estimates_cost`` is False).
+        """
+        return None
+
+    @contextmanager
+    def statement_timeout(self, seconds: float) -> Iterator[Deadline]:
+        """Stop the statements run in this block once ``seconds`` have passed in all.
+
+        Call it inside ``transaction()``. A timer interrupts the statement running
+        when the time is up (and the engine may bound each statement too, as
+        PostgreSQL's ``statement_timeout`` does); the interrupted statement raises an
+        error that ``classify`` calls ``timeout``. An interrupt that lands between
+        statements is lost, so callers check ``Deadline.expired`` when the block ends.
+        """
+        deadline = Deadline(seconds)
+        lock = threading.Lock()
+        active = [True]
+
+        def expire() -> None:
+            with lock:  # never interrupt a statement after the block has ended
+                if active[0]:
+                    deadline.expired = True
+                    self._interrupt()
+
+        self._limit_statements(seconds)
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield deadline
+        finally:
+            with lock:
+                active[0] = False
+            timer.cancel()
+
+    def _limit_statements(self, seconds: float) -> None:
+        """Have the server stop any one statement of the open transaction after ``seconds``."""
+
+    @abstractmethod
+    def _interrupt(self) -> None:
+        """Interrupt the statement running on this session; called from another thread."""
 
     # -- errors -------------------------------------------------------------------------
 

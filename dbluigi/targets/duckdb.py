@@ -293,6 +293,12 @@ class DuckDBSession(Session):
             self._record_error(exc, statement)
             raise
 
+    # -- guards ---------------------------------------------------------------------
+
+    def _interrupt(self) -> None:
+        # The running statement raises InterruptException; an idle connection ignores it.
+        self._connection.interrupt()
+
     # -- errors, locks --------------------------------------------------------------
 
     def classify(self, exc: BaseException) -> str:

@@ -120,6 +120,39 @@ JOIN pg_catalog.pg_namespace AS n ON n.oid = t.relnamespace
 WHERE n.nspname = %s AND t.relname = %s
 """
 
+# What a swap needs to know, in one round trip: the old relation's kind, whether any
+# view reads it (then the general path captures and recreates them), and the indexes
+# of the new table.
+_SWAP_INFO_SQL = """
+SELECT
+    (SELECT c.relkind FROM pg_catalog.pg_class AS c
+     JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+     WHERE n.nspname = %s AND c.relname = %s),
+    EXISTS (
+        SELECT 1 FROM pg_catalog.pg_class AS c
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+        JOIN pg_catalog.pg_depend AS d
+          ON d.refobjid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+         AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+        JOIN pg_catalog.pg_rewrite AS r ON r.oid = d.objid AND r.ev_class <> c.oid
+        WHERE n.nspname = %s AND c.relname = %s),
+    ARRAY(
+        SELECT pg_catalog.json_build_array(i.relname, x.indisunique, ARRAY(
+            SELECT a.attname
+            FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+            LEFT JOIN pg_catalog.pg_attribute AS a
+              ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+            ORDER BY k.ord))::text
+        FROM pg_catalog.pg_index AS x
+        JOIN pg_catalog.pg_class AS i ON i.oid = x.indexrelid
+        JOIN pg_catalog.pg_class AS t ON t.oid = x.indrelid
+        JOIN pg_catalog.pg_namespace AS n ON n.oid = t.relnamespace
+        WHERE n.nspname = %s AND t.relname = %s),
+    (SELECT c.relkind FROM pg_catalog.pg_class AS c
+     JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+     WHERE n.nspname = %s AND c.relname = %s)
+"""
+
 _QUERY_STARTS = {TokenType.SELECT, TokenType.WITH, TokenType.VALUES, TokenType.L_PAREN}
 
 
@@ -132,6 +165,7 @@ class PostgresTarget(Target):
     name: ClassVar[str] = "postgresql"
     dialect: ClassVar[str] = "postgres"
     supports_concurrent_writers: ClassVar[bool] = True
+    estimates_cost: ClassVar[bool] = True
 
     @property
     def display_url(self) -> str:
@@ -200,6 +234,16 @@ class PostgresSession(Session):
         with self._connection.cursor() as cursor:
             self._run(cursor, sql, params)
             return cursor.rowcount
+
+    def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any] | None]]) -> None:
+        """One round trip: psycopg2 binds the parameters client-side, so the statements
+        can travel as one string."""
+        with self._connection.cursor() as cursor:
+            parts = [
+                (cursor.mogrify(sql, tuple(params)) if params is not None else sql.encode())
+                for sql, params in statements
+            ]
+            self._run(cursor, b";\n".join(parts).decode(), None)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self._connection.cursor() as cursor:
@@ -278,6 +322,44 @@ class PostgresSession(Session):
         """Create the indexes now, named after ``name`` (the new table); ``swap`` renames
         them after the published name once the old table and its indexes are gone."""
         self._create_indexes(schema, name, indexes, skip_existing=False)
+
+    def swap(self, schema: str, new_name: str, name: str, indexes: Sequence[IndexLike]) -> None:
+        """As ``Session.swap``; when no view reads the old relation (the usual case) it
+        takes one catalog query and one batch of DDL instead of a round trip per step."""
+        params = (schema, name, schema, name, schema, new_name, schema, new_name)
+        old_kind, has_readers, index_rows, new_kind = self.query(_SWAP_INFO_SQL, params).rows[0]
+        if new_kind is None or has_readers:
+            super().swap(schema, new_name, name, indexes)
+            return
+        statements: list[str] = []
+        if old_kind is not None:
+            kind = "VIEW" if _RELKINDS[old_kind] == "view" else "TABLE"
+            drop = exp.Drop(tables=[table_expr(schema, name)], kind=kind, materialized=old_kind == "m")
+            statements.append(self._sql(drop))
+        rename = exp.Alter(
+            this=table_expr(schema, new_name),
+            kind="TABLE",
+            actions=[exp.AlterRename(this=exp.Table(this=ident(name)))],
+        )
+        statements.append(self._sql(rename))
+        present = set()
+        for index, unique, columns in (json.loads(row) for row in index_rows):
+            columns = tuple(columns)
+            if None in columns or index != index_name(new_name, columns, unique=unique):
+                continue  # not one of ours
+            wanted = index_name(name, columns, unique=unique)
+            present.add(wanted)
+            alter = exp.Alter(
+                this=table_expr(schema, index),
+                kind="INDEX",
+                actions=[exp.AlterRename(this=exp.Table(this=ident(wanted)))],
+            )
+            statements.append(self._sql(alter))
+        with self._atomic():
+            self.execute_batch([(sql, None) for sql in statements])
+            missing = [i for i in indexes if index_name(name, i.columns, unique=i.unique) not in present]
+            if missing:
+                self._create_indexes(schema, name, missing, skip_existing=False)
 
     def _rename_relation(self, schema: str, name: str, new_name: str, kind: str) -> None:
         # Index names are schema-wide in PostgreSQL and do not follow a table rename.
@@ -373,6 +455,26 @@ class PostgresSession(Session):
             self.create_table(schema, name, columns)
             stream = _CsvRows(rows, len(columns))
             return self._copy(self._copy_sql(schema, name, columns, header=False), stream)
+
+    # -- guards -----------------------------------------------------------------------
+
+    def explain_cost(self, sql: str) -> float | None:
+        """``EXPLAIN (FORMAT JSON)``: the top plan node's total cost; nothing runs."""
+        rows = self.query(f"EXPLAIN (FORMAT JSON)\n{strip_statement_end(sql)}\n").rows
+        plan = rows[0][0]
+        if isinstance(plan, str):  # json, unless a type caster has been changed
+            plan = json.loads(plan)
+        return float(plan[0]["Plan"]["Total Cost"])
+
+    def _limit_statements(self, seconds: float) -> None:
+        # SET LOCAL: the server enforces it and it ends with the transaction.
+        milliseconds = str(max(1, math.ceil(seconds * 1000)))
+        self.query("SELECT pg_catalog.set_config('statement_timeout', %s, true)", (milliseconds,))
+
+    def _interrupt(self) -> None:
+        # A cancel request: the running statement fails with 57014 (query_canceled);
+        # an idle backend ignores it.
+        self._connection.cancel()
 
     # -- errors, locks ------------------------------------------------------------------
 

@@ -1,0 +1,205 @@
+"""The run artifact: one JSON file per run, under ``<project>/.dbluigi/runs/``.
+
+Written at the end of every ``build``, ``rebuild`` and ``check`` run as
+``<run_id>.json`` and copied to ``latest.json``, each atomically (written to a
+temporary file in the same folder, then renamed), so a reader never sees half a
+file. It is built from the audit tables (``dbluigi.runs`` and ``dbluigi.task_runs``),
+so it says what ``dbluigi history`` says, and from the run's results (models that
+were up to date, slow tasks, notes).
+
+``ARTIFACT_VERSION`` is the ``schema_version`` field: it changes when a field is
+renamed, removed or changes meaning; fields may be added without a change. The
+README documents every field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dbluigi import __version__
+from dbluigi.config import STATE_DIR
+from dbluigi.errors import FAILURE_CLASSES
+from dbluigi.state import StateStore, TaskRecord
+from dbluigi.targets.base import Session
+
+if TYPE_CHECKING:
+    from dbluigi.audit import SlowTask
+    from dbluigi.project import Project
+    from dbluigi.runner import TaskResult
+
+ARTIFACT_VERSION = 1
+RUNS_DIR = "runs"
+LATEST = "latest.json"
+
+_RUN_SQL = (
+    "select run_id, command, selector, target, started_at, finished_at, status, version, "
+    "hostname, pid, workers from dbluigi.runs where run_id = %s"
+)
+_RUN_FIELDS = (
+    "run_id",
+    "command",
+    "selector",
+    "target",
+    "started_at",
+    "finished_at",
+    "status",
+    "dbluigi_version",
+    "hostname",
+    "pid",
+    "workers",
+)
+
+
+def runs_folder(project_root: Path) -> Path:
+    """Where run artifacts go: ``<project>/.dbluigi/runs``."""
+    return project_root / STATE_DIR / RUNS_DIR
+
+
+def build_artifact(
+    run: dict[str, Any],
+    records: Sequence[TaskRecord],
+    results: Sequence[TaskResult],
+    *,
+    slow: Sequence[SlowTask] = (),
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The artifact as a JSON-ready dict: the run, then one entry per task that ran."""
+    kinds = {r.model: r.kind for r in results}
+    attempts: dict[str, list[TaskRecord]] = {}
+    for record in records:  # oldest first, so the last attempt of a model is its outcome
+        attempts.setdefault(record.model, []).append(record)
+    tasks = [_task(kinds.get(model), tries) for model, tries in attempts.items()]
+    counts = {status: 0 for status in ("success", "failed", "skipped")}
+    classes: dict[str, int] = {}
+    for task in tasks:
+        counts[task["status"]] = counts.get(task["status"], 0) + 1
+        if task["failure_class"]:
+            classes[task["failure_class"]] = classes.get(task["failure_class"], 0) + 1
+    up_to_date = [r.model for r in results if r.status == "up to date"]
+    started, finished = run.get("started_at"), run.get("finished_at")
+    return {
+        "schema_version": ARTIFACT_VERSION,
+        "run_id": run["run_id"],
+        "command": run.get("command"),
+        "selector": run.get("selector") or "",
+        "target": run.get("target"),
+        "status": run.get("status"),
+        "exit_code": 1 if counts["failed"] or counts["skipped"] else 0,
+        "started_at": _timestamp(started),
+        "finished_at": _timestamp(finished),
+        "duration_s": _seconds(started, finished),
+        "dbluigi_version": run.get("dbluigi_version") or __version__,
+        "hostname": run.get("hostname"),
+        "pid": run.get("pid"),
+        "workers": run.get("workers"),
+        "counts": {**counts, "up_to_date": len(up_to_date)},
+        "failure_classes": {c: classes[c] for c in FAILURE_CLASSES if c in classes},
+        "tasks": tasks,
+        "up_to_date": up_to_date,
+        "slow_tasks": [s.to_json() for s in slow],
+        "notes": list(notes),
+    }
+
+
+def write_artifact(folder: Path, payload: dict[str, Any]) -> Path:
+    """Write ``<run_id>.json`` and ``latest.json`` atomically; returns the run's file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=2, default=str) + "\n"
+    path = folder / f"{payload['run_id']}.json"
+    _write_atomically(path, text)
+    _write_atomically(folder / LATEST, text)
+    return path
+
+
+def write_run_artifact(
+    session: Session,
+    project: Project,
+    run_id: str,
+    results: Sequence[TaskResult],
+    *,
+    slow: Sequence[SlowTask] = (),
+    notes: list[str],
+) -> Path | None:
+    """Read run ``run_id`` back from the audit tables and write its artifact.
+
+    Call after the run is finished. A file that cannot be written does not fail the
+    run: the reason is added to ``notes`` and None returned.
+    """
+    rows = session.query(_RUN_SQL, [run_id]).rows
+    run = dict(zip(_RUN_FIELDS, rows[0], strict=True)) if rows else {"run_id": run_id}
+    records = StateStore(session).task_records(run_id)
+    payload = build_artifact(run, records, results, slow=slow, notes=notes)
+    try:
+        return write_artifact(runs_folder(project.root), payload)
+    except OSError as exc:
+        notes.append(f"could not write the run artifact under {runs_folder(project.root)}: {exc}")
+        return None
+
+
+def _task(kind: str | None, tries: Sequence[TaskRecord]) -> dict[str, Any]:
+    last = tries[-1]
+    return {
+        "model": last.model,
+        "kind": kind,
+        "partition": last.partition or None,
+        "status": last.status,
+        "reason": last.reason,
+        "failure_class": last.failure_class,
+        "error": last.error,
+        "file": last.path,
+        "line": last.line,
+        "started_at": _timestamp(last.started_at),
+        "duration_s": round(last.duration_s, 4),
+        "rows": last.rows,
+        "fingerprint": last.fingerprint,
+        "build_id": last.build_id,
+        "explain_cost": last.explain_cost,
+        "checks": [c.to_json() for c in last.checks],
+        "attempts": [
+            {
+                "attempt": t.attempt,
+                "status": t.status,
+                "failure_class": t.failure_class,
+                "error": t.error,
+                "started_at": _timestamp(t.started_at),
+                "duration_s": round(t.duration_s, 4),
+            }
+            for t in tries
+        ],
+    }
+
+
+def _timestamp(value: Any) -> str | None:
+    """ISO 8601 in UTC with a Z: the audit tables store naive UTC timestamps."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            return value.isoformat()
+        return value.isoformat(timespec="microseconds") + "Z"
+    return str(value)
+
+
+def _seconds(started: Any, finished: Any) -> float | None:
+    if isinstance(started, datetime) and isinstance(finished, datetime):
+        return round((finished - started).total_seconds(), 4)
+    return None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -22,7 +22,7 @@ from dbluigi.headers import HeaderCheck
 from dbluigi.project import CheckFile, Model, Project
 from dbluigi.sqlinfo import TableRef, replace_relations
 from dbluigi.state import CheckResult
-from dbluigi.targets.base import Session
+from dbluigi.targets.base import Session, table_expr
 
 SAMPLE_ROWS = 5
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -91,7 +91,7 @@ def run_checks(session: Session, project: Project, target: CheckTarget) -> Check
 
 
 def _table(target: CheckTarget) -> exp.Table:
-    return exp.to_table(f"{target.schema}.{target.name}")
+    return table_expr(target.schema, target.name)
 
 
 def _header_check(
@@ -145,15 +145,18 @@ def _header_check(
     )
 
 
-def _rewrite(project: Project, target: CheckTarget, sql: str) -> str:
-    """Point references to the gated model at the relation being checked."""
-    model = target.model
-    if target.name == model.name:
+def retarget(project: Project, model: Model, sql: str, name: str) -> str:
+    """Point references to ``model`` in ``sql`` at ``model.schema.name`` (its new table).
+
+    Both ``schema.model`` and a bare ``model`` are pointed there, when a bare name
+    resolves to this model (default schema first, then a unique model name)."""
+    if name == model.name:
         return sql
-    new = TableRef(target.schema, target.name)
+    new = TableRef(model.schema, name)
     mapping = {TableRef(model.schema, model.name): new}
-    bare_owner = [m for m in project.models if m.split(".", 1)[1] == model.name]
-    if model.schema == project.config.schema or bare_owner == [model.relation]:
+    default = f"{project.config.schema}.{model.name}"
+    same_name = [m for m in project.models if m.split(".", 1)[1] == model.name]
+    if default == model.relation or (default not in project.models and same_name == [model.relation]):
         mapping[TableRef(None, model.name)] = new
     return replace_relations(sql, mapping, dialect=project.dialect)
 
@@ -163,7 +166,7 @@ def _check_sql(
 ) -> list[tuple[str, Violation | None]]:
     out: list[tuple[str, Violation | None]] = []
     for statement in check.statements:
-        sql = _rewrite(project, target, statement.sql)
+        sql = retarget(project, target.model, statement.sql, target.name)
         name = f"{check.path}:{statement.line}"
         try:
             result = session.query(sql, limit=SAMPLE_ROWS)

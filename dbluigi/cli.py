@@ -356,9 +356,10 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
     for r in result.results:
         if r.status == "failed" or (r.status == "skipped" and r.error):
             where = f"{r.path}:{r.line}" if r.path and r.line else (r.path or r.model)
-            err_console.print(
-                f"[bold red]{r.failure_class} error[/] in {r.model} ({where}):\n{_escape(r.error or '')}\n"
-            )
+            text = r.error or ""
+            if not text.startswith(where):
+                text = f"{where}: {text}"
+            err_console.print(f"[bold red]{r.failure_class} error[/] in {r.model}:\n{_escape(text)}\n")
     up_to_date = len(result.results) - len(ran)
     failed = len([r for r in ran if r.status == "failed"])
     skipped = len([r for r in ran if r.status == "skipped"])
@@ -423,7 +424,9 @@ def history(
     ] = None,
     slow: Annotated[
         bool,
-        typer.Option("--slow", help="The slowest models (--last of them) and those that got slower."),
+        typer.Option(
+            "--slow", help="The slowest models (--last of them) and those that got slower."
+        ),
     ] = False,
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,

@@ -209,7 +209,12 @@ def _positive(
             number = float(value.replace("_", ""))
         except ValueError:
             number = None
-    if number is None or not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+    if (
+        number is None
+        or not math.isfinite(number)
+        or number < 0
+        or (number == 0 and not allow_zero)
+    ):
         expected = "a number 0 or more" if allow_zero else "a positive number"
         raise ProjectError(
             f"[{name}] {key} = {value!r}: expected {expected}",

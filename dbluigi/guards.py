@@ -99,7 +99,7 @@ def timeout(session: Session, project: Project, model: Model) -> Iterator[None]:
         try:
             yield
         except Exception as exc:
-            failure_class = session.classify(exc)
+            failure_class = getattr(exc, "failure_class", None) or session.classify(exc)
             if failure_class == "timeout" or (
                 deadline.expired and failure_class in _RUNTIME_CLASSES
             ):

@@ -73,6 +73,7 @@ def content_fingerprint(project: Project, model: Model) -> str:
         h.update(b"\0")
     if model.format == "csv":
         h.update(_file_hash(project.root / model.path).encode())
+    if model.kind == "seed":
         types = project.config.seed_types.get(model.relation, {})
         h.update(repr(sorted(types.items())).encode())
     if model.patch is not None:
@@ -105,7 +106,7 @@ def make_plan(
         content = content_fingerprint(project, model)
         upstream = [(p, build_ids.get(p) or "") for p in parents]
         fingerprint = _hash(content, *(f"{p}={b}" for p, b in upstream))
-        missing = tuple(p for p in parents if p not in selected_set and build_ids.get(p) is None)
+        missing = tuple(p for p in parents if p not in selected_set and not _available(project, p, state, existing))
         missing += tuple(
             s
             for s in sorted(project.graph.parents(relation))
@@ -132,6 +133,14 @@ def make_plan(
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
+
+
+def _available(project: Project, relation: str, state: Mapping[str, ModelState], existing: set[str]) -> bool:
+    """Whether an unselected parent can be read: its relation exists (or, for a model
+    that publishes none, it was built once)."""
+    if project.models[relation].publishes_relation:
+        return relation in existing
+    return relation in state
 
 
 def _hash(*parts: str) -> str:

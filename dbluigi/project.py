@@ -22,7 +22,7 @@ from dbluigi.graph import Edge, Graph
 from dbluigi.headers import Header, parse_header
 from dbluigi.render import render
 from dbluigi.scan import ProjectFile, scan_files
-from dbluigi.sqlinfo import SqlInfo, Statement, TableRef
+from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
 
 QUERY_KINDS = ("table", "view", "incremental", "dump")
 TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed")
@@ -37,6 +37,7 @@ class Patch:
     path: str
     text: str
     statements: tuple[Statement, ...]
+    refs: tuple[TableRef, ...] = ()  # what it reads, as written (resolved into the model's reads)
 
 
 @dataclass(frozen=True)
@@ -190,12 +191,19 @@ class _Loader:
 
         models: dict[str, Model] = {}
         for relation, (model, info) in raw.items():
-            reads = names.resolve_all(info.reads if info else (), model.path)
+            refs = info.reads if info else ()
+            patch_refs = model.patch.refs if model.patch else ()
+            reads = names.resolve_all((*refs, *patch_refs), model.path)
             writes = names.resolve_all(info.writes if info else (), model.path)
             depends = tuple(names.resolve(_to_ref(d), model.path) for d in model.header.depends)
             own = {relation}
             models[relation] = replace(
                 model,
+                statements=self._qualify(model.statements, names, (*refs, *(info.writes if info else ())), model.path),
+                patch=model.patch and replace(
+                    model.patch,
+                    statements=self._qualify(model.patch.statements, names, patch_refs, model.patch.path),
+                ),
                 reads=tuple(r for r in reads if r not in own and r not in writes),
                 writes=tuple(w for w in writes if w not in own),
                 depends=tuple(d for d in dict.fromkeys(depends) if d not in own),
@@ -249,7 +257,7 @@ class _Loader:
                 )
             patch_text = self._render(self._read(patch_file), Header(), patch_file.path)
             patch_info = self._analyze(patch_text, Header(), patch_file.path)
-            patch = Patch(patch_file.path, patch_text, patch_info.statements)
+            patch = Patch(patch_file.path, patch_text, patch_info.statements, patch_info.reads)
         model = Model(
             relation=file.relation,
             path=file.path,
@@ -279,8 +287,30 @@ class _Loader:
         if not info.statements:
             raise ProjectError("check file holds no query", path=file.path)
         reads = names.resolve_all(info.reads, file.path)
-        return CheckFile(
-            file.path, "sql", file.relation, file.relation, text, info.statements, reads
+        statements = self._qualify(info.statements, names, info.reads, file.path)
+        return CheckFile(file.path, "sql", file.relation, file.relation, text, statements, reads)
+
+    def _qualify(
+        self,
+        statements: tuple[Statement, ...],
+        names: _NameResolver,
+        refs: tuple[TableRef, ...] | list[TableRef],
+        path: str,
+    ) -> tuple[Statement, ...]:
+        """Qualify bare names that resolve to a model outside the default schema.
+
+        The graph resolves ``from agencies`` to the only model named agencies; the
+        database would look in the default schema, so the SQL says it explicitly."""
+        mapping = {
+            ref: TableRef(*names.resolve(ref, path).split(".", 1))
+            for ref in refs
+            if ref.schema is None and names.resolve(ref, path).split(".", 1)[0] != names.default_schema
+            and names.resolve(ref, path) in names.models
+        }
+        if not mapping:
+            return statements
+        return tuple(
+            replace(st, sql=replace_relations(st.sql, mapping, dialect=self.dialect)) for st in statements
         )
 
     def _render(self, text: str, header: Header, path: str) -> str:

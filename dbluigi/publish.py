@@ -26,12 +26,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from dbluigi import guards
-from dbluigi.checks import CheckOutcome, CheckTarget, Violation, run_checks
+from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, ProjectError, TaskError
 from dbluigi.plan import Decision
 from dbluigi.project import Model, Project
 from dbluigi.seeds import read_yaml_seed, sniff_csv
-from dbluigi.sqlinfo import TableRef, replace_relations
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now
 from dbluigi.targets.base import Session
 
@@ -150,11 +149,8 @@ def _table(session: Session, request: BuildRequest) -> Published:
         session.prepare_indexes(schema, new, model.header.indexes)
         crashpoint("after_build", model.relation)
         if model.patch is not None:
-            mapping = {TableRef(schema, name): TableRef(schema, new)}
-            if schema == project.config.schema:
-                mapping[TableRef(None, name)] = TableRef(schema, new)
             for statement in model.patch.statements:
-                sql = replace_relations(statement.sql, mapping, dialect=project.dialect)
+                sql = retarget(project, model, statement.sql, new)
                 with located(session, model.patch.path, statement.line, sql):
                     session.execute(sql)
             rows = session.row_count(schema, new)
@@ -162,7 +158,9 @@ def _table(session: Session, request: BuildRequest) -> Published:
         crashpoint("after_checks", model.relation)
         if outcome.passed:
             with located(session, model.path, 1, ""):
-                session.swap(schema, new, name, model.header.indexes)
+                session.swap(schema, new, name, model.header.indexes, _view_models(project))
+                if request.existed(schema, failed):
+                    session.drop_relation(schema, failed)  # a success supersedes the kept failure
             _record(session, request, rows, outcome.results)
             crashpoint("before_commit", model.relation)
         else:
@@ -201,7 +199,7 @@ def _view(session: Session, request: BuildRequest) -> Published:
     statement = model.statements[0]
     with _transaction(session, request):
         with located(session, model.path, statement.line, statement.sql):
-            session.replace_view(model.schema, model.name, statement.sql)
+            session.replace_view(model.schema, model.name, statement.sql, _view_models(project))
         outcome = run_checks(
             session, project, CheckTarget(model, model.schema, model.name, previous)
         )
@@ -251,6 +249,11 @@ def _record(
         content_fp=d.content_fp,
         generation=d.generation,
     )
+
+
+def _view_models(project: Project) -> dict[tuple[str, str], str]:
+    """The current query of every view model, to recreate views that read a swapped table."""
+    return {(m.schema, m.name): m.query for m in project.models.values() if m.kind == "view"}
 
 
 def _previous_rows(session: Session, request: BuildRequest) -> int | None:

@@ -336,6 +336,7 @@ def _results(
             record = TaskRecord(
                 run_id=run_id,
                 model=model,
+                path=project.models[model].path,
                 status="skipped",
                 started_at=now(),
                 failure_class="upstream",

@@ -213,6 +213,8 @@ def replace_relations(sql: str, mapping: dict[TableRef, TableRef], *, dialect: s
             ]
             for original, ref in targets:
                 _point_at(original, mapping[ref], d)
+            if targets:
+                _unqualify_columns(tree, {(r.schema, r.name) for _, r in targets if r.schema})
         out.append(tree.sql(dialect=d))
     return ";\n".join(out)
 
@@ -438,6 +440,15 @@ def _point_at(table: exp.Table, ref: TableRef, d: Dialect) -> None:
     table.set("this", _identifier(ref.name, d, old_name))
     if not table.alias and _accepts_alias(table) and old_name.name != ref.name:
         table.set("alias", exp.TableAlias(this=old_name.copy()))
+
+
+def _unqualify_columns(tree: exp.Expr, moved: set[tuple[str | None, str]]) -> None:
+    """``schema.table.column`` of a moved table becomes ``table.column``: the moved table
+    keeps its old name as alias, and an alias cannot be schema-qualified."""
+    for column in tree.find_all(exp.Column):
+        if column.args.get("db") is not None and (column.db.lower(), column.table.lower()) in moved:
+            column.set("db", None)
+            column.set("catalog", None)
 
 
 def _identifier(name: str, d: Dialect, like: exp.Expr | None) -> exp.Identifier:

@@ -342,6 +342,10 @@ def test_password_never_reaches_the_audit_tables(tmp_path: Path, pg_url: str) ->
     assert build_json(project=tmp_path, target=url)[0] == 0
     targets = query(pg_url, tmp_path, "select target from dbluigi.runs")
     assert targets and all("hunter2" not in t[0] for t in targets)
+    for command in ("build", "plan", "history"):
+        code, output = cli(command, project=tmp_path, target=url)
+        assert code == 0
+        assert "hunter2" not in output
 
 
 @pytest.mark.postgres
@@ -350,7 +354,34 @@ def test_two_workers_on_postgres(tmp_path: Path, pg_url: str) -> None:
     code, payload = build_json("--workers", "2", project=project, target=pg_url)
     assert code == 0, payload
     assert set(statuses(payload).values()) == {"success"}
-    assert query(pg_url, project, "select count(distinct pid) from dbluigi.runs") == [(1,)]
+    # two independent models that each hold their session for a moment run side by side,
+    # each in its own session
+    write_project(
+        tmp_path / "wide",
+        {
+            f"w{i}.sql": "select pg_backend_pid() as pid from (select pg_sleep(0.3)) as s"
+            for i in range(4)
+        },
+    )
+    code, payload = build_json("--workers", "2", project=tmp_path / "wide", target=pg_url)
+    assert code == 0, payload
+    pids = query(
+        pg_url,
+        project,
+        "select pid from main.w0 union select pid from main.w1 union "
+        "select pid from main.w2 union select pid from main.w3",
+    )
+    assert len(pids) == 2  # a pool of two sessions, reused
+
+
+def test_human_summary_and_errors(tmp_path: Path, target_url: str) -> None:
+    write_project(tmp_path, {"ok.sql": "select 1 as id", "bad.sql": "select nope from main.ok"})
+    code, output = cli("build", project=tmp_path, target=target_url)
+    assert code == 1
+    assert "built 1, failed 1, skipped 0, up to date 0" in output
+    assert "syntax error in main.bad:" in output and "bad.sql:" in output
+    code, output = cli("build", project=tmp_path, target=target_url)
+    assert "up to date 1" in output
 
 
 def test_duckdb_with_workers_runs_one_and_says_so(tmp_path: Path, duckdb_url: str) -> None:

@@ -152,3 +152,77 @@ def test_plan_does_not_wait_for_a_running_build(tmp_path: Path, pg_url: str) -> 
         assert code == 2 and "another dbluigi build is running" in output
     finally:
         holder.close()
+
+
+def test_view_model_edited_with_the_table_it_reads(tmp_path: Path, target_url: str) -> None:
+    write_project(
+        tmp_path,
+        {
+            "s/t.sql": "select 1 as id, 'a' as c",
+            "s/v.sql": "-- kind: view\nselect id, c from s.t",
+        },
+    )
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    (tmp_path / "s" / "t.sql").write_text("select 1 as id, 'b' as d")
+    (tmp_path / "s" / "v.sql").write_text("-- kind: view\nselect id, d from s.t")
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, tmp_path, "select id, d from s.v") == [(1, "b")]
+
+
+def test_bare_name_of_a_model_in_another_schema_runs(tmp_path: Path, target_url: str) -> None:
+    write_project(
+        tmp_path,
+        {
+            "s/base.sql": "select 1 as id",
+            "r/reader.sql": "select id from base",
+            "r/reader.check.sql": "select * from base where id < 0",
+        },
+    )
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, tmp_path, "select id from r.reader") == [(1,)]
+
+
+def test_tables_a_patch_reads_are_dependencies(tmp_path: Path, target_url: str) -> None:
+    write_project(
+        tmp_path,
+        {
+            "s/a.sql": "select 1 as id, cast('broken' as varchar) as name",
+            "s/a.patch.sql": "update s.a set name = c.name from z.corr as c where c.id = s.a.id",
+            "z/corr.csv": "id,name\n1,fixed\n",
+        },
+    )
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, tmp_path, "select name from s.a") == [("fixed",)]
+    (tmp_path / "z" / "corr.csv").write_text("id,name\n1,refixed\n")
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0 and ran(payload) == {"z.corr", "s.a"}
+    assert query(target_url, tmp_path, "select name from s.a") == [("refixed",)]
+
+
+def test_yaml_seed_type_override_makes_it_stale(tmp_path: Path, duckdb_url: str) -> None:
+    write_project(tmp_path, {"raw/k.yml": "- {code: 1}\n- {code: 2}\n"})
+    assert build_json(project=tmp_path, target=duckdb_url)[0] == 0
+    (tmp_path / "dbluigi.toml").write_text(
+        '[project]\ndefault_schema = "main"\n[seeds."raw.k"]\ncolumn_types = { code = "text" }\n'
+    )
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    assert code == 0 and ran(payload) == {"raw.k"}
+    assert query(duckdb_url, tmp_path, "select code from raw.k order by code") == [("1",), ("2",)]
+
+
+def test_unselected_parent_whose_table_exists_is_not_missing(
+    tmp_path: Path, target_url: str
+) -> None:
+    write_project(tmp_path, {"a.sql": "select 1 as id", "b.sql": "select * from main.a"})
+    from dbluigi.targets import open_target
+
+    session = open_target(target_url, project_dir=tmp_path).connect()
+    session.ensure_schema("main")
+    session.execute("create table main.a as select 7 as id")  # built by someone else
+    session.close()
+    code, payload = build_json("b", project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, tmp_path, "select id from main.b") == [(7,)]

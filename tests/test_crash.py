@@ -130,7 +130,8 @@ def _wait_for_query(url: str, project: Path, text: str, timeout: float = 30) -> 
         rows = query(
             url,
             project,
-            "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid()",
+            "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid() "
+            "and datname = current_database()",
             [f"%{text}%"],
         )
         if rows[0][0]:
@@ -145,7 +146,8 @@ def _wait_until_gone(url: str, project: Path, text: str, timeout: float = 30) ->
         rows = query(
             url,
             project,
-            "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid()",
+            "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid() "
+            "and datname = current_database()",
             [f"%{text}%"],
         )
         if not rows[0][0]:

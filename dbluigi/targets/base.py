@@ -18,7 +18,7 @@ import hashlib
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,7 +433,14 @@ class Session(ABC):
 
     # -- publishing -----------------------------------------------------------------
 
-    def swap(self, schema: str, new_name: str, name: str, indexes: Sequence[IndexLike]) -> None:
+    def swap(
+        self,
+        schema: str,
+        new_name: str,
+        name: str,
+        indexes: Sequence[IndexLike],
+        views: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
         """Replace ``schema.name`` by the table ``schema.new_name``, atomically.
 
         Runs inside the caller's transaction. The old relation may be missing (first
@@ -441,6 +448,9 @@ class Session(ABC):
         and views of those views, are recreated on the new table; their grants, owner,
         comments and options are not carried over. Indexes end up named after
         ``name``; any of ``indexes`` missing on the new table is created here.
+        ``views`` maps (schema, name) of views the caller defines to their current
+        query: such a view is recreated from it rather than from its old definition,
+        so a view edited together with the table it reads follows the new columns.
         """
         with self._atomic():
             if self.relation_kind(schema, new_name) != "table":
@@ -454,9 +464,15 @@ class Session(ABC):
             self.drop_relation(schema, name)
             self._rename_relation(schema, new_name, name, "table")
             self._create_indexes(schema, name, indexes, skip_existing=True)
-            self._restore_dependents(dependents, f"{schema}.{name}")
+            self._restore_dependents(dependents, f"{schema}.{name}", views or {})
 
-    def replace_view(self, schema: str, name: str, query_sql: str) -> None:
+    def replace_view(
+        self,
+        schema: str,
+        name: str,
+        query_sql: str,
+        views: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
         """Create or replace the view ``schema.name`` (replacing a table of that name too).
 
         Runs inside the caller's transaction. The view is dropped and created, so its
@@ -468,7 +484,7 @@ class Session(ABC):
             self.drop_relation(schema, name)
             target = self._sql(table_expr(schema, name))
             self.execute(f"CREATE VIEW {target} AS\n{strip_statement_end(query_sql)}\n")
-            self._restore_dependents(dependents, f"{schema}.{name}")
+            self._restore_dependents(dependents, f"{schema}.{name}", views or {})
 
     def _drop_dependents(self, dependents: Sequence[DependentView]) -> None:
         # Readers first; without CASCADE, so anything else that depends on the old
@@ -481,12 +497,19 @@ class Session(ABC):
             )
             self.execute(self._sql(drop))
 
-    def _restore_dependents(self, dependents: Sequence[DependentView], replaced: str) -> None:
+    def _restore_dependents(
+        self,
+        dependents: Sequence[DependentView],
+        replaced: str,
+        views: Mapping[tuple[str, str], str],
+    ) -> None:
         for view in dependents:
             target = self._sql(table_expr(view.schema, view.name))
             kind = "MATERIALIZED VIEW" if view.materialized else "VIEW"
+            current = views.get((view.schema, view.name))
+            definition = strip_statement_end(current) if current and not view.materialized else view.definition
             try:
-                self.execute(f"CREATE {kind} {target} AS\n{view.definition}\n")
+                self.execute(f"CREATE {kind} {target} AS\n{definition}\n")
                 for statement in view.extra_sql:
                     self.execute(statement)
             except Exception as exc:
@@ -541,6 +564,7 @@ class Session(ABC):
                 active[0] = False
             timer.cancel()
 
+    @abstractmethod
     def _limit_statements(self, seconds: float) -> None:
         """Have the server stop any one statement of the open transaction after ``seconds``."""
 

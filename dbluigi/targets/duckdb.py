@@ -295,6 +295,9 @@ class DuckDBSession(Session):
 
     # -- guards ---------------------------------------------------------------------
 
+    def _limit_statements(self, seconds: float) -> None:
+        """Nothing: DuckDB has no statement timeout setting; the timer alone stops it."""
+
     def _interrupt(self) -> None:
         # The running statement raises InterruptException; an idle connection ignores it.
         self._connection.interrupt()

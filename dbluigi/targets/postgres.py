@@ -15,7 +15,7 @@ import decimal
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Mapping, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -323,13 +323,20 @@ class PostgresSession(Session):
         them after the published name once the old table and its indexes are gone."""
         self._create_indexes(schema, name, indexes, skip_existing=False)
 
-    def swap(self, schema: str, new_name: str, name: str, indexes: Sequence[IndexLike]) -> None:
+    def swap(
+        self,
+        schema: str,
+        new_name: str,
+        name: str,
+        indexes: Sequence[IndexLike],
+        views: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
         """As ``Session.swap``; when no view reads the old relation (the usual case) it
         takes one catalog query and one batch of DDL instead of a round trip per step."""
         params = (schema, name, schema, name, schema, new_name, schema, new_name)
         old_kind, has_readers, index_rows, new_kind = self.query(_SWAP_INFO_SQL, params).rows[0]
         if new_kind is None or has_readers:
-            super().swap(schema, new_name, name, indexes)
+            super().swap(schema, new_name, name, indexes, views)
             return
         statements: list[str] = []
         if old_kind is not None:
@@ -479,11 +486,12 @@ class PostgresSession(Session):
     # -- errors, locks ------------------------------------------------------------------
 
     def classify(self, exc: BaseException) -> str:
-        """SQLSTATE class 42 is ``syntax``, 57014 (query_canceled) ``timeout``."""
+        """SQLSTATE class 42 (but 42501, insufficient privilege) is ``syntax``, 57014
+        (query_canceled) ``timeout``."""
         if isinstance(exc, TaskError):
             return exc.failure_class
         code = getattr(exc, "pgcode", None) or ""
-        if code.startswith("42"):
+        if code.startswith("42") and code != "42501":  # 42501: permission denied is runtime
             return "syntax"
         if code == "57014":
             return "timeout"

@@ -26,7 +26,9 @@ def layered(root: Path, count: int, *, layers: int = 10, seed: int = 7) -> list[
         else:
             ups = sorted(rng.sample(previous, k=min(len(previous), rng.randint(1, 3))))
             first = ups[0]
-            joins = "".join(f"\nleft join {SCHEMA}.{u} as u{k} on u{k}.id = a.id" for k, u in enumerate(ups[1:]))
+            joins = "".join(
+                f"\nleft join {SCHEMA}.{u} as u{k} on u{k}.id = a.id" for k, u in enumerate(ups[1:])
+            )
             sql = f"select a.id, a.v from {SCHEMA}.{first} as a{joins}"
         (folder / f"{name}.sql").write_text(sql + "\n")
         models.append((name, sql))

@@ -156,7 +156,9 @@ def retarget(project: Project, model: Model, sql: str, name: str) -> str:
     mapping = {TableRef(model.schema, model.name): new}
     default = f"{project.config.schema}.{model.name}"
     same_name = [m for m in project.models if m.split(".", 1)[1] == model.name]
-    if default == model.relation or (default not in project.models and same_name == [model.relation]):
+    if default == model.relation or (
+        default not in project.models and same_name == [model.relation]
+    ):
         mapping[TableRef(None, model.name)] = new
     return replace_relations(sql, mapping, dialect=project.dialect)
 

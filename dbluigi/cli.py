@@ -359,7 +359,9 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
             text = r.error or ""
             if not text.startswith(where):
                 text = f"{where}: {text}"
-            err_console.print(f"[bold red]{r.failure_class} error[/] in {r.model}:\n{_escape(text)}\n")
+            err_console.print(
+                f"[bold red]{r.failure_class} error[/] in {r.model}:\n{_escape(text)}\n"
+            )
     up_to_date = len(result.results) - len(ran)
     failed = len([r for r in ran if r.status == "failed"])
     skipped = len([r for r in ran if r.status == "skipped"])

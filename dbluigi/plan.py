@@ -106,7 +106,11 @@ def make_plan(
         content = content_fingerprint(project, model)
         upstream = [(p, build_ids.get(p) or "") for p in parents]
         fingerprint = _hash(content, *(f"{p}={b}" for p, b in upstream))
-        missing = tuple(p for p in parents if p not in selected_set and not _available(project, p, state, existing))
+        missing = tuple(
+            p
+            for p in parents
+            if p not in selected_set and not _available(project, p, state, existing)
+        )
         missing += tuple(
             s
             for s in sorted(project.graph.parents(relation))
@@ -135,7 +139,9 @@ def make_plan(
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
 
 
-def _available(project: Project, relation: str, state: Mapping[str, ModelState], existing: set[str]) -> bool:
+def _available(
+    project: Project, relation: str, state: Mapping[str, ModelState], existing: set[str]
+) -> bool:
     """Whether an unselected parent can be read: its relation exists (or, for a model
     that publishes none, it was built once)."""
     if project.models[relation].publishes_relation:

@@ -118,6 +118,11 @@ class Project:
             grouped[check.gate].append(check)
         return {k: tuple(v) for k, v in grouped.items()}
 
+    @cached_property
+    def view_queries(self) -> Mapping[tuple[str, str], str]:
+        """The query of every view model, by (schema, name)."""
+        return {(m.schema, m.name): m.query for m in self.models.values() if m.kind == "view"}
+
     def gated_checks(self, relation: str) -> tuple[CheckFile, ...]:
         return self.checks_by_gate.get(relation, ())
 
@@ -199,10 +204,15 @@ class _Loader:
             own = {relation}
             models[relation] = replace(
                 model,
-                statements=self._qualify(model.statements, names, (*refs, *(info.writes if info else ())), model.path),
-                patch=model.patch and replace(
+                statements=self._qualify(
+                    model.statements, names, (*refs, *(info.writes if info else ())), model.path
+                ),
+                patch=model.patch
+                and replace(
                     model.patch,
-                    statements=self._qualify(model.patch.statements, names, patch_refs, model.patch.path),
+                    statements=self._qualify(
+                        model.patch.statements, names, patch_refs, model.patch.path
+                    ),
                 ),
                 reads=tuple(r for r in reads if r not in own and r not in writes),
                 writes=tuple(w for w in writes if w not in own),
@@ -304,13 +314,15 @@ class _Loader:
         mapping = {
             ref: TableRef(*names.resolve(ref, path).split(".", 1))
             for ref in refs
-            if ref.schema is None and names.resolve(ref, path).split(".", 1)[0] != names.default_schema
+            if ref.schema is None
+            and names.resolve(ref, path).split(".", 1)[0] != names.default_schema
             and names.resolve(ref, path) in names.models
         }
         if not mapping:
             return statements
         return tuple(
-            replace(st, sql=replace_relations(st.sql, mapping, dialect=self.dialect)) for st in statements
+            replace(st, sql=replace_relations(st.sql, mapping, dialect=self.dialect))
+            for st in statements
         )
 
     def _render(self, text: str, header: Header, path: str) -> str:

@@ -32,7 +32,7 @@ from dbluigi.plan import Decision
 from dbluigi.project import Model, Project
 from dbluigi.seeds import read_yaml_seed, sniff_csv
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now
-from dbluigi.targets.base import Session
+from dbluigi.targets.base import Catalog, Session, SwapHint
 
 NEW_SUFFIX = "__dbluigi_new"
 FAILED_SUFFIX = "__dbluigi_failed"
@@ -51,14 +51,21 @@ class BuildRequest:
     model: Model
     decision: Decision
     run_id: str
-    relations: frozenset[str] = frozenset()  # what existed when the run started
+    catalog: Catalog  # what existed when the run started
     started_at: datetime | None = None
     clock: float = 0.0  # time.perf_counter() at the start of the attempt
     attempt: int = 1
     explain_cost: float | None = None  # set by publish() before the strategy runs
 
     def existed(self, schema: str, name: str) -> bool:
-        return f"{schema}.{name}" in self.relations
+        return f"{schema}.{name}" in self.catalog.kinds
+
+    def swap_hint(self) -> SwapHint | None:
+        """What the run's catalog says of the relation a first attempt replaces."""
+        if self.attempt > 1:
+            return None  # an earlier attempt may have changed things; let the target look
+        relation = self.model.relation
+        return SwapHint(self.catalog.kinds.get(relation), relation in self.catalog.viewed)
 
 
 def publish(session: Session, request: BuildRequest) -> Published:
@@ -158,7 +165,14 @@ def _table(session: Session, request: BuildRequest) -> Published:
         crashpoint("after_checks", model.relation)
         if outcome.passed:
             with located(session, model.path, 1, ""):
-                session.swap(schema, new, name, model.header.indexes, _view_models(project))
+                session.swap(
+                    schema,
+                    new,
+                    name,
+                    model.header.indexes,
+                    project.view_queries,
+                    request.swap_hint(),
+                )
                 if request.existed(schema, failed):
                     session.drop_relation(schema, failed)  # a success supersedes the kept failure
             _record(session, request, rows, outcome.results)
@@ -199,7 +213,7 @@ def _view(session: Session, request: BuildRequest) -> Published:
     statement = model.statements[0]
     with _transaction(session, request):
         with located(session, model.path, statement.line, statement.sql):
-            session.replace_view(model.schema, model.name, statement.sql, _view_models(project))
+            session.replace_view(model.schema, model.name, statement.sql, project.view_queries)
         outcome = run_checks(
             session, project, CheckTarget(model, model.schema, model.name, previous)
         )
@@ -249,11 +263,6 @@ def _record(
         content_fp=d.content_fp,
         generation=d.generation,
     )
-
-
-def _view_models(project: Project) -> dict[tuple[str, str], str]:
-    """The current query of every view model, to recreate views that read a swapped table."""
-    return {(m.schema, m.name): m.query for m in project.models.values() if m.kind == "view"}
 
 
 def _previous_rows(session: Session, request: BuildRequest) -> int | None:

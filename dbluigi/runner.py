@@ -28,7 +28,7 @@ from dbluigi.project import Project
 from dbluigi.publish import BuildRequest, publish
 from dbluigi.selectors import select
 from dbluigi.state import StateStore, TaskRecord, new_run_id, now
-from dbluigi.targets.base import Session, Target
+from dbluigi.targets.base import Catalog, Session, Target
 
 LOCK_KEY = "dbluigi.build"
 RETRY_DELAY_S = 1.0
@@ -96,7 +96,7 @@ class Run:
         run_id: str,
         options: RunOptions,
         session: Session,
-        relations: frozenset[str] = frozenset(),
+        catalog: Catalog | None = None,
         on_event: EventCallback | None = None,
     ) -> None:
         self.project = project
@@ -104,7 +104,7 @@ class Run:
         self.plan = plan
         self.run_id = run_id
         self.options = options
-        self.relations = relations  # "schema.name" of every relation when the run started
+        self.catalog = catalog or Catalog({})  # what existed when the run started
         self.on_event = on_event
         self._pool: list[Session] = [session]
         self._opened: list[Session] = []
@@ -160,7 +160,7 @@ class Run:
                         spec,
                         decision,
                         self.run_id,
-                        self.relations,
+                        self.catalog,
                         started,
                         clock,
                         attempt,
@@ -211,7 +211,7 @@ class Prepared:
     session: Session
     state: StateStore
     plan: Plan
-    relations: frozenset[str]  # "schema.name" of every relation that exists now
+    catalog: Catalog  # every relation that exists now
 
 
 def prepare(
@@ -235,7 +235,8 @@ def prepare(
         state = StateStore(session)
         state.ensure()
         selected = select(project, options.selectors, options.exclude)
-        relations = session.relations()
+        catalog = session.catalog()
+        relations = {tuple(name.split(".", 1)) for name in catalog.kinds}
         plan = make_plan(
             project,
             selected,
@@ -246,7 +247,7 @@ def prepare(
     except BaseException:
         session.close()
         raise
-    return Prepared(session, state, plan, frozenset(f"{s}.{n}" for s, n in relations))
+    return Prepared(session, state, plan, catalog)
 
 
 def run_plan(
@@ -276,7 +277,7 @@ def run_plan(
         )
         if on_plan is not None:
             on_plan(plan)
-        run = Run(project, target, plan, run_id, options, session, prepared.relations, on_event)
+        run = Run(project, target, plan, run_id, options, session, prepared.catalog, on_event)
         status = "error"
         try:
             if plan.to_run:

@@ -70,6 +70,22 @@ class Column:
             )
 
 
+@dataclass(frozen=True)
+class Catalog:
+    """What exists in the target, read once per run."""
+
+    kinds: Mapping[str, str]  # "schema.name" -> "table" | "view"
+    viewed: frozenset[str] = frozenset()  # relations some view reads (PostgreSQL binds those)
+
+
+@dataclass(frozen=True)
+class SwapHint:
+    """What the caller knows about the relation a swap replaces, from the run's catalog."""
+
+    old_kind: str | None  # "table", "view", or None when there was none
+    read_by_views: bool
+
+
 @runtime_checkable
 class IndexLike(Protocol):
     """What a target needs from an ``-- index:`` header (``headers.IndexSpec``)."""
@@ -230,6 +246,11 @@ class Session(ABC):
     @abstractmethod
     def relations(self, schema: str | None = None) -> set[tuple[str, str]]:
         """Every ``(schema, name)`` table and view, optionally of one schema."""
+
+    def catalog(self) -> Catalog:
+        """Every relation with its kind, and which ones views read, in one look."""
+        kinds = {f"{s}.{n}": self.relation_kind(s, n) or "table" for s, n in self.relations()}
+        return Catalog(kinds)
 
     @abstractmethod
     def relation_kind(self, schema: str, name: str) -> str | None:
@@ -440,6 +461,7 @@ class Session(ABC):
         name: str,
         indexes: Sequence[IndexLike],
         views: Mapping[tuple[str, str], str] | None = None,
+        hint: SwapHint | None = None,
     ) -> None:
         """Replace ``schema.name`` by the table ``schema.new_name``, atomically.
 
@@ -507,7 +529,11 @@ class Session(ABC):
             target = self._sql(table_expr(view.schema, view.name))
             kind = "MATERIALIZED VIEW" if view.materialized else "VIEW"
             current = views.get((view.schema, view.name))
-            definition = strip_statement_end(current) if current and not view.materialized else view.definition
+            definition = (
+                strip_statement_end(current)
+                if current and not view.materialized
+                else view.definition
+            )
             try:
                 self.execute(f"CREATE {kind} {target} AS\n{definition}\n")
                 for statement in view.extra_sql:

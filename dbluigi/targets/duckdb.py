@@ -23,6 +23,7 @@ from sqlglot import exp
 
 from dbluigi.errors import TargetError, TaskError
 from dbluigi.targets.base import (
+    Catalog,
     Column,
     IndexLike,
     QueryResult,
@@ -164,6 +165,10 @@ class DuckDBSession(Session):
         return {
             (row[0], row[1]) for row in self._relation_rows() if schema is None or row[0] == schema
         }
+
+    def catalog(self) -> Catalog:
+        # DuckDB binds views by name, so which relations views read does not matter.
+        return Catalog({f"{row[0]}.{row[1]}": row[2] for row in self._relation_rows()})
 
     def relation_kind(self, schema: str, name: str) -> str | None:
         sql = f"SELECT * FROM ({_RELATIONS_SQL}) WHERE schema_name = %s AND table_name = %s"

@@ -15,7 +15,7 @@ import decimal
 import io
 import json
 import math
-from collections.abc import Mapping, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,11 +30,13 @@ from sqlglot.tokens import TokenType
 
 from dbluigi.errors import TargetError, TaskError
 from dbluigi.targets.base import (
+    Catalog,
     Column,
     DependentView,
     IndexLike,
     QueryResult,
     Session,
+    SwapHint,
     Target,
     ident,
     index_name,
@@ -60,6 +62,20 @@ _CURSOR_NAME = "dbluigi_query"
 
 _RELATIONS_SQL = """
 SELECT n.nspname, c.relname, c.relkind
+FROM pg_catalog.pg_class AS c
+JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+  AND n.nspname NOT LIKE 'pg\\_temp\\_%%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'
+"""
+
+# Every relation with its kind, and whether a view reads it.
+_CATALOG_SQL = """
+SELECT n.nspname, c.relname, c.relkind, EXISTS (
+    SELECT 1 FROM pg_catalog.pg_depend AS d
+    JOIN pg_catalog.pg_rewrite AS r ON r.oid = d.objid
+    WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = c.oid
+      AND d.classid = 'pg_catalog.pg_rewrite'::regclass AND r.ev_class <> c.oid)
 FROM pg_catalog.pg_class AS c
 JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm')
@@ -300,6 +316,13 @@ class PostgresSession(Session):
             rows = self.query(_RELATIONS_SQL + " AND n.nspname = %s", (schema,)).rows
         return {(row[0], row[1]) for row in rows}
 
+    def catalog(self) -> Catalog:
+        rows = self.query(_CATALOG_SQL, ()).rows
+        return Catalog(
+            {f"{r[0]}.{r[1]}": _RELKINDS[r[2]] for r in rows},
+            frozenset(f"{r[0]}.{r[1]}" for r in rows if r[3]),
+        )
+
     def relation_kind(self, schema: str, name: str) -> str | None:
         rows = self.query(
             _RELATIONS_SQL + " AND n.nspname = %s AND c.relname = %s", (schema, name)
@@ -330,9 +353,17 @@ class PostgresSession(Session):
         name: str,
         indexes: Sequence[IndexLike],
         views: Mapping[tuple[str, str], str] | None = None,
+        hint: SwapHint | None = None,
     ) -> None:
         """As ``Session.swap``; when no view reads the old relation (the usual case) it
-        takes one catalog query and one batch of DDL instead of a round trip per step."""
+        is one batch of DDL: with a ``hint`` from the run's catalog, no catalog query at
+        all (a view created since is caught by a savepoint and handled the general way);
+        without one, one catalog query first."""
+        if hint is not None and not hint.read_by_views:
+            if self._swap_known(schema, new_name, name, indexes, hint):
+                return
+            super().swap(schema, new_name, name, indexes, views)
+            return
         params = (schema, name, schema, name, schema, new_name, schema, new_name)
         old_kind, has_readers, index_rows, new_kind = self.query(_SWAP_INFO_SQL, params).rows[0]
         if new_kind is None or has_readers:
@@ -341,7 +372,9 @@ class PostgresSession(Session):
         statements: list[str] = []
         if old_kind is not None:
             kind = "VIEW" if _RELKINDS[old_kind] == "view" else "TABLE"
-            drop = exp.Drop(tables=[table_expr(schema, name)], kind=kind, materialized=old_kind == "m")
+            drop = exp.Drop(
+                tables=[table_expr(schema, name)], kind=kind, materialized=old_kind == "m"
+            )
             statements.append(self._sql(drop))
         rename = exp.Alter(
             this=table_expr(schema, new_name),
@@ -364,9 +397,51 @@ class PostgresSession(Session):
             statements.append(self._sql(alter))
         with self._atomic():
             self.execute_batch([(sql, None) for sql in statements])
-            missing = [i for i in indexes if index_name(name, i.columns, unique=i.unique) not in present]
+            missing = [
+                i for i in indexes if index_name(name, i.columns, unique=i.unique) not in present
+            ]
             if missing:
                 self._create_indexes(schema, name, missing, skip_existing=False)
+
+    def _swap_known(
+        self, schema: str, new_name: str, name: str, indexes: Sequence[IndexLike], hint: SwapHint
+    ) -> bool:
+        """Swap from what the run's catalog says; False (rolled back to a savepoint) when
+        the catalog no longer holds, e.g. a view now reads the old table."""
+        statements = ["SAVEPOINT dbluigi_swap"]
+        if hint.old_kind is not None:
+            kind = "VIEW" if hint.old_kind == "view" else "TABLE"
+            statements.append(
+                self._sql(exp.Drop(tables=[table_expr(schema, name)], kind=kind, exists=True))
+            )
+        rename = exp.Alter(
+            this=table_expr(schema, new_name),
+            kind="TABLE",
+            actions=[exp.AlterRename(this=exp.Table(this=ident(name)))],
+        )
+        statements.append(self._sql(rename))
+        for spec in indexes:  # prepare_indexes named them after the new table
+            alter = exp.Alter(
+                this=table_expr(schema, index_name(new_name, spec.columns, unique=spec.unique)),
+                kind="INDEX",
+                actions=[
+                    exp.AlterRename(
+                        this=exp.Table(
+                            this=ident(index_name(name, spec.columns, unique=spec.unique))
+                        )
+                    )
+                ],
+            )
+            statements.append(self._sql(alter))
+        statements.append("RELEASE SAVEPOINT dbluigi_swap")
+        with self._atomic():
+            try:
+                self.execute_batch([(sql, None) for sql in statements])
+            except psycopg2.Error:
+                self.execute("ROLLBACK TO SAVEPOINT dbluigi_swap")
+                self._failed_in_transaction = False
+                return False
+        return True
 
     def _rename_relation(self, schema: str, name: str, new_name: str, kind: str) -> None:
         # Index names are schema-wide in PostgreSQL and do not follow a table rename.

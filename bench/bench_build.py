@@ -1,0 +1,337 @@
+"""Build benchmark: dbluigi's own overhead next to the physical limit, on PostgreSQL.
+
+    python bench/bench_build.py [--models 1000] [--large 10000] [--seed-rows 1000000]
+                                [--pg postgresql://root@127.0.0.1:5432/test] [--skip-large]
+
+Every case generates its project deterministically (bench/genproject.py), runs the
+baseline and dbluigi side by side in the same run, and prints a Markdown table:
+
+- fresh build of N layered trivial models vs the same build-aside + swap statements
+  in one `psql -f` session (the physical limit), with 1 and 4 workers;
+- the same at 10x the models (linearity) with dbluigi's peak memory;
+- a no-op build (everything up to date), process start included;
+- an edit to one model: only its downstream closure runs;
+- --workers 2 vs 1 on a wide DAG of CPU-bound models;
+- a 1M-row CSV seed vs `psql \\copy` of the same file.
+Each database is created for the case and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from genproject import SCHEMA, layered, wide
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Postgres:
+    def __init__(self, admin_url: str) -> None:
+        self.admin = make_url(admin_url)
+
+    def psql(self, database: str, *args: str, quiet: bool = True) -> None:
+        url = self.admin.set(database=database).render_as_string(hide_password=False)
+        cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, *args]
+        subprocess.run(
+            cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if quiet else None
+        )
+
+    def fresh(self, name: str) -> str:
+        self.psql(
+            self.admin.database,
+            "-c",
+            f'drop database if exists "{name}"',
+            "-c",
+            f'create database "{name}"',
+        )
+        return self.admin.set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, name: str) -> None:
+        self.psql(self.admin.database, "-c", f'drop database if exists "{name}" with (force)')
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    elapsed = time.perf_counter() - start
+    if done.returncode not in (0,):
+        raise SystemExit(
+            f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
+    return elapsed, done.stdout
+
+
+def dbluigi(project: Path, target: str, *args: str) -> tuple[float, dict]:
+    elapsed, out = timed(
+        [
+            sys.executable,
+            "-m",
+            "dbluigi.cli",
+            "build",
+            "--project",
+            str(project),
+            "--target",
+            target,
+            "--json",
+            *args,
+        ]
+    )
+    return elapsed, json.loads(out)
+
+
+def peak_rss_mb_of(cmd: list[str]) -> tuple[float, float]:
+    """Run a command; its wall time and peak resident memory (children's max RSS)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    elapsed, _ = timed(cmd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(after, before) / 1024
+
+
+def baseline_script(models: list[tuple[str, str]], path: Path) -> None:
+    lines = ["set client_min_messages = warning;", f"create schema if not exists {SCHEMA};"]
+    for name, sql in models:
+        lines += [
+            "begin;",
+            f"drop table if exists {SCHEMA}.{name}__new;",
+            f"create table {SCHEMA}.{name}__new as {sql};",
+            f"drop table if exists {SCHEMA}.{name};",
+            f"alter table {SCHEMA}.{name}__new rename to {name};",
+            "commit;",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def case_fresh(
+    pg: Postgres,
+    work: Path,
+    count: int,
+    workers: tuple[int, ...],
+    rows: list[list[str]],
+    memory: bool = False,
+) -> float:
+    project = work / f"layered{count}"
+    models = layered(project, count)
+    script = work / f"baseline{count}.sql"
+    baseline_script(models, script)
+    db = f"bench_psql_{count}"
+    pg.fresh(db)
+    physical, _ = timed(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            pg.admin.set(database=db).render_as_string(hide_password=False),
+            "-f",
+            str(script),
+        ]
+    )
+    pg.drop(db)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dbluigi.cli",
+            "lineage",
+            "--project",
+            str(project),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        check=True,
+    )  # warm the parse cache
+    first = None
+    for w in workers:
+        db = f"bench_dbluigi_{count}_{w}"
+        target = pg.fresh(db)
+        cmd = [
+            sys.executable,
+            "-m",
+            "dbluigi.cli",
+            "build",
+            "--project",
+            str(project),
+            "--target",
+            target,
+            "--json",
+            "--workers",
+            str(w),
+        ]
+        elapsed, peak = peak_rss_mb_of(cmd)
+        pg.drop(db)
+        first = first or elapsed
+        per_model = (elapsed - physical) / count * 1000
+        note = f"peak memory {peak:.0f} MB" if memory else ""
+        rows.append(
+            [
+                f"fresh build, {count} models, {w} worker(s)",
+                f"{physical:.2f}",
+                f"{elapsed:.2f}",
+                f"{elapsed / physical:.2f}x",
+                f"{per_model:.2f} ms/model over psql {note}".strip(),
+            ]
+        )
+    return first or 0.0
+
+
+def case_noop_and_edit(pg: Postgres, work: Path, count: int, rows: list[list[str]]) -> None:
+    project = work / f"layered{count}"
+    db = f"bench_noop_{count}"
+    target = pg.fresh(db)
+    dbluigi(project, target)
+    noop, payload = dbluigi(project, target)
+    assert all(r["status"] == "up to date" for r in payload["results"]), "no-op build ran something"
+    rows.append(
+        [
+            f"no-op build, {count} models up to date (process start included)",
+            "",
+            f"{noop:.2f}",
+            "",
+            "goal: at most 1 s",
+        ]
+    )
+    # edit one model a third of the way down: only its downstream closure may run
+    victim = sorted((project / SCHEMA).glob("*.sql"))[count // 3]
+    victim.write_text(victim.read_text() + "-- edited\n")
+    edit, payload = dbluigi(project, target)
+    ran = [r for r in payload["results"] if r["status"] != "up to date"]
+    closure_sql = sum(r["duration_s"] for r in ran)
+    rows.append(
+        [
+            f"edit one model: {len(ran)} of {count} rebuilt (its downstream closure)",
+            f"{closure_sql:.2f} (tasks) + {noop:.2f} (no-op)",
+            f"{edit:.2f}",
+            f"{edit / (closure_sql + noop):.2f}x",
+            "vs closure time + no-op cost",
+        ]
+    )
+    pg.drop(db)
+
+
+def case_workers(pg: Postgres, work: Path, rows: list[list[str]]) -> None:
+    project = work / "wide"
+    wide(project, width=16, rows=1_500_000)
+    times = {}
+    for w in (1, 2):
+        db = f"bench_wide_{w}"
+        target = pg.fresh(db)
+        times[w], _ = dbluigi(project, target, "--workers", str(w))
+        pg.drop(db)
+    rows.append(
+        [
+            "wide DAG (16 CPU-bound models), --workers 1 vs 2",
+            f"{times[1]:.2f}",
+            f"{times[2]:.2f}",
+            f"{times[2] / times[1]:.2f}x",
+            "goal: 2 workers faster",
+        ]
+    )
+
+
+def case_seed(pg: Postgres, work: Path, count: int, rows: list[list[str]]) -> None:
+    project = work / "seed"
+    (project / "raw").mkdir(parents=True)
+    path = project / "raw" / "events.csv"
+    rng = random.Random(1)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "agency_id", "amount", "day", "label"])
+        for i in range(count):
+            writer.writerow(
+                [
+                    i,
+                    rng.randrange(1000),
+                    f"{rng.random() * 1000:.2f}",
+                    f"2024-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}",
+                    f"l{rng.randrange(50)}",
+                ]
+            )
+    db = "bench_seed_psql"
+    url = pg.fresh(db)
+    pg.psql(
+        db,
+        "-c",
+        "create table events (id bigint, agency_id bigint, amount numeric, day date, label text)",
+    )
+    copy, _ = timed(
+        [
+            "psql",
+            "-X",
+            "-q",
+            url,
+            "-c",
+            f"\\copy events from '{path}' with (format csv, header true)",
+        ]
+    )
+    pg.drop(db)
+    db = "bench_seed_dbluigi"
+    target = pg.fresh(db)
+    ours, _ = dbluigi(project, target)
+    pg.drop(db)
+    rows.append(
+        [
+            f"CSV seed, {count:,} rows",
+            f"{copy:.2f}",
+            f"{ours:.2f}",
+            f"{ours / copy:.2f}x",
+            "vs psql \\copy into a typed table; goal 1.05x",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", type=int, default=1000)
+    parser.add_argument("--large", type=int, default=10000)
+    parser.add_argument("--seed-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--pg", default=os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+    )
+    parser.add_argument("--skip-large", action="store_true")
+    args = parser.parse_args()
+    pg = Postgres(args.pg)
+    work = Path(tempfile.mkdtemp(prefix="dbluigi-bench-"))
+    rows: list[list[str]] = []
+    try:
+        small = case_fresh(pg, work, args.models, (1, 4), rows)
+        if not args.skip_large:
+            large = case_fresh(pg, work, args.large, (4,), rows, memory=True)
+            rows.append(
+                [
+                    f"linearity: {args.large} vs {args.models} models",
+                    "",
+                    "",
+                    f"{large / small:.1f}x",
+                    "goal: at most 12x",
+                ]
+            )
+        case_noop_and_edit(pg, work, args.models, rows)
+        case_workers(pg, work, rows)
+        case_seed(pg, work, args.seed_rows, rows)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("| case | baseline (s) | dbluigi (s) | ratio | note |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -25,6 +25,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -122,27 +123,25 @@ def case_fresh(
     count: int,
     workers: tuple[int, ...],
     rows: list[list[str]],
+    *,
+    repeat: int = 1,
     memory: bool = False,
-) -> float:
+) -> dict[int, float]:
+    """Medians of ``repeat`` runs of the psql script and of dbluigi per worker count."""
     project = work / f"layered{count}"
     models = layered(project, count)
     script = work / f"baseline{count}.sql"
     baseline_script(models, script)
-    db = f"bench_psql_{count}"
-    pg.fresh(db)
-    physical, _ = timed(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            pg.admin.set(database=db).render_as_string(hide_password=False),
-            "-f",
-            str(script),
-        ]
-    )
-    pg.drop(db)
+    physical_runs = []
+    for _ in range(repeat):
+        db = f"bench_psql_{count}"
+        url = pg.fresh(db)
+        physical_runs.append(
+            timed(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", str(script)])[0]
+        )
+        pg.drop(db)
+    physical = statistics.median(physical_runs)
+    # warm the parse cache, as any earlier command on the project would have
     subprocess.run(
         [
             sys.executable,
@@ -156,39 +155,33 @@ def case_fresh(
         ],
         capture_output=True,
         check=True,
-    )  # warm the parse cache
-    first = None
+    )
+    result = {}
     for w in workers:
-        db = f"bench_dbluigi_{count}_{w}"
-        target = pg.fresh(db)
-        cmd = [
-            sys.executable,
-            "-m",
-            "dbluigi.cli",
-            "build",
-            "--project",
-            str(project),
-            "--target",
-            target,
-            "--json",
-            "--workers",
-            str(w),
-        ]
-        elapsed, peak = peak_rss_mb_of(cmd)
-        pg.drop(db)
-        first = first or elapsed
+        runs, peaks = [], []
+        for _ in range(repeat):
+            db = f"bench_dbluigi_{count}_{w}"
+            target = pg.fresh(db)
+            cmd = [sys.executable, "-m", "dbluigi.cli", "build", "--project", str(project)]
+            cmd += ["--target", target, "--json", "--workers", str(w)]
+            elapsed, peak = peak_rss_mb_of(cmd)
+            pg.drop(db)
+            runs.append(elapsed)
+            peaks.append(peak)
+        elapsed = statistics.median(runs)
+        result[w] = elapsed
         per_model = (elapsed - physical) / count * 1000
-        note = f"peak memory {peak:.0f} MB" if memory else ""
+        note = f"; peak memory {max(peaks):.0f} MB" if memory else ""
         rows.append(
             [
                 f"fresh build, {count} models, {w} worker(s)",
                 f"{physical:.2f}",
                 f"{elapsed:.2f}",
                 f"{elapsed / physical:.2f}x",
-                f"{per_model:.2f} ms/model over psql {note}".strip(),
+                f"{per_model:+.2f} ms/model vs psql{note}",
             ]
         )
-    return first or 0.0
+    return result
 
 
 def case_noop_and_edit(pg: Postgres, work: Path, count: int, rows: list[list[str]]) -> None:
@@ -305,22 +298,19 @@ def main() -> None:
         "--pg", default=os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
     )
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the fresh-build cases")
     args = parser.parse_args()
     pg = Postgres(args.pg)
     work = Path(tempfile.mkdtemp(prefix="dbluigi-bench-"))
     rows: list[list[str]] = []
     try:
-        small = case_fresh(pg, work, args.models, (1, 4), rows)
+        small = case_fresh(pg, work, args.models, (1, 4), rows, repeat=args.repeat)
         if not args.skip_large:
             large = case_fresh(pg, work, args.large, (4,), rows, memory=True)
+            ratio = large[4] / small[4]
+            name = f"linearity: {args.large} vs {args.models} models, 4 workers"
             rows.append(
-                [
-                    f"linearity: {args.large} vs {args.models} models",
-                    "",
-                    "",
-                    f"{large / small:.1f}x",
-                    "goal: at most 12x",
-                ]
+                [name, f"{small[4]:.2f}", f"{large[4]:.2f}", f"{ratio:.1f}x", "goal: at most 12x"]
             )
         case_noop_and_edit(pg, work, args.models, rows)
         case_workers(pg, work, rows)

@@ -236,7 +236,6 @@ def _build(
     as_json: bool,
     force: bool,
 ) -> None:
-    from dbluigi.luigi_tasks import dispatch
     from dbluigi.runner import RunOptions, run_plan
     from dbluigi.targets import open_target
 
@@ -253,7 +252,7 @@ def _build(
         proj = _load(project, target, var)
         tgt = open_target(proj.config.target_url, project_dir=proj.root)
         with _progress(as_json) as (on_plan, on_event):
-            result = run_plan(proj, tgt, options, dispatch, on_event=on_event, on_plan=on_plan)
+            result = run_plan(proj, tgt, options, _dispatch, on_event=on_event, on_plan=on_plan)
     elapsed = time.perf_counter() - started
     if as_json:
         typer.echo(
@@ -262,6 +261,13 @@ def _build(
     else:
         _print_summary(result, elapsed)
     raise typer.Exit(result.exit_code)
+
+
+def _dispatch(run: Any) -> None:
+    """luigi is imported only when something is to be built (it costs 0.15 s to import)."""
+    from dbluigi.luigi_tasks import dispatch
+
+    dispatch(run)
 
 
 @contextmanager

@@ -23,20 +23,11 @@ from typing import Any
 
 from dbluigi.errors import ProjectError
 from dbluigi.headers import parse_duration
+from dbluigi.targets.base import PORTABLE_TYPES
 
 CONFIG_FILE = "dbluigi.toml"
 STATE_DIR = ".dbluigi"
-SEED_TYPES = (
-    "bigint",
-    "numeric",
-    "double",
-    "date",
-    "timestamp",
-    "timestamptz",
-    "boolean",
-    "text",
-    "json",
-)
+SEED_TYPES = PORTABLE_TYPES  # what a seed column may be declared as
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "project": ("name", "default_schema", "output", "timeout", "max_cost"),

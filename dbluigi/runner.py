@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from dbluigi.artifact import write_run_artifact
 from dbluigi.audit import SlowTask, slow_tasks
@@ -59,9 +58,6 @@ class TaskResult:
     duration_s: float = 0.0
     rows: int | None = None
     attempts: int = 0
-    check_sql: str | None = None
-    violation_columns: tuple[str, ...] = ()
-    violation_rows: tuple[tuple[Any, ...], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,96 @@
+"""The luigi adapter's optimizations keep luigi's behaviour: priorities, run order,
+failures and their downstream, resources, and thread workers sharing sessions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import luigi
+import luigi.scheduler
+
+from dbluigi.luigi_tasks import FastScheduler
+from tests.buildkit import build_json, query
+from tests.test_build import write_project
+
+
+def _started_order(target: str, project: Path, run_id: str) -> list[str]:
+    rows = query(
+        target,
+        project,
+        "select model from dbluigi.task_runs where run_id = %s order by started_at",
+        [run_id],
+    )
+    return [r[0] for r in rows]
+
+
+def test_priority_header_runs_first_then_run_order(tmp_path: Path, duckdb_url: str) -> None:
+    write_project(
+        tmp_path,
+        {
+            "a.sql": "select 1 as id",
+            "b.sql": "select 1 as id",
+            "c.sql": "-- priority: 10\nselect 1 as id",
+            "d.sql": "select * from main.a",
+        },
+    )
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    assert code == 0, payload
+    assert _started_order(duckdb_url, tmp_path, payload["run_id"]) == [
+        "main.c",
+        "main.a",
+        "main.b",
+        "main.d",
+    ]
+
+
+def _scheduler_with(
+    tasks: dict[str, list[str]], priorities: dict[str, int] | None = None
+) -> FastScheduler:
+    scheduler = FastScheduler(order={t: i for i, t in enumerate(tasks)})
+    for task_id, deps in tasks.items():
+        scheduler.add_task(
+            worker="w",
+            task_id=task_id,
+            deps=deps,
+            priority=(priorities or {}).get(task_id, 0),
+            status=luigi.scheduler.PENDING,
+        )
+    return scheduler
+
+
+def test_fast_scheduler_hands_out_runnable_tasks_in_rank_order() -> None:
+    scheduler = _scheduler_with({"a": [], "b": ["a"], "c": [], "d": ["b", "c"]}, {"c": 5})
+    assert scheduler.get_work(worker="w")["task_id"] == "c"  # priority first
+    assert scheduler.get_work(worker="w")["task_id"] == "a"
+    assert scheduler.get_work(worker="w")["task_id"] is None  # b waits for a, d for b and c
+    scheduler.add_task(worker="w", task_id="a", status=luigi.scheduler.DONE)
+    assert scheduler.get_work(worker="w")["task_id"] == "b"
+    scheduler.add_task(worker="w", task_id="c", status=luigi.scheduler.DONE)
+    scheduler.add_task(worker="w", task_id="b", status=luigi.scheduler.FAILED)
+    reply = scheduler.get_work(worker="w")
+    assert reply["task_id"] is None  # d never runs after b failed
+    assert reply["n_pending_tasks"] == 1
+
+
+def test_fast_scheduler_respects_resources() -> None:
+    scheduler = FastScheduler(resources={"db": 1})
+    for task_id in ("x", "y"):
+        scheduler.add_task(
+            worker="w", task_id=task_id, resources={"db": 1}, status=luigi.scheduler.PENDING
+        )
+    first = scheduler.get_work(worker="w")["task_id"]
+    assert first in ("x", "y")
+    assert (
+        scheduler.get_work(worker="w", current_tasks=[first])["task_id"] is None
+    )  # the resource is taken
+    scheduler.add_task(worker="w", task_id=first, status=luigi.scheduler.DONE)
+    assert (
+        scheduler.get_work(worker="w", current_tasks=[])["task_id"] == ({"x", "y"} - {first}).pop()
+    )
+
+
+def test_fast_scheduler_rehands_a_task_the_worker_lost() -> None:
+    scheduler = _scheduler_with({"a": []})
+    assert scheduler.get_work(worker="w")["task_id"] == "a"
+    # the worker says it runs nothing: the RUNNING task is handed out again, as stock luigi does
+    assert scheduler.get_work(worker="w", current_tasks=[])["task_id"] == "a"

@@ -125,22 +125,15 @@ def test_duckdb_file_held_by_another_process(tmp_path: Path, duckdb_url: str) ->
 
 
 def _wait_for_query(url: str, project: Path, text: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = query(
-            url,
-            project,
-            "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid() "
-            "and datname = current_database()",
-            [f"%{text}%"],
-        )
-        if rows[0][0]:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"no query with {text!r} started within {timeout}s")
+    _wait(url, project, text, running=True, timeout=timeout)
 
 
 def _wait_until_gone(url: str, project: Path, text: str, timeout: float = 30) -> None:
+    _wait(url, project, text, running=False, timeout=timeout)
+
+
+def _wait(url: str, project: Path, text: str, *, running: bool, timeout: float) -> None:
+    """Until a query containing ``text`` runs (or no longer runs) in this test's database."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = query(
@@ -150,7 +143,8 @@ def _wait_until_gone(url: str, project: Path, text: str, timeout: float = 30) ->
             "and datname = current_database()",
             [f"%{text}%"],
         )
-        if not rows[0][0]:
+        if bool(rows[0][0]) == running:
             return
         time.sleep(0.1)
-    raise AssertionError(f"the query with {text!r} was still running after {timeout}s")
+    state = "started" if running else "finished"
+    raise AssertionError(f"no query with {text!r} {state} within {timeout}s")

@@ -260,6 +260,8 @@ def run_plan(
     session, state, plan = prepared.session, prepared.state, prepared.plan
     run_id = new_run_id()
     notes: list[str] = []
+    if state.close_interrupted_runs() > 0:
+        notes.append("an earlier build was interrupted; its run is now marked 'interrupted'")
     workers = options.workers
     if workers > 1 and not target.supports_concurrent_writers:
         notes.append(

@@ -147,6 +147,13 @@ class StateStore:
             ],
         )
 
+    def close_interrupted_runs(self) -> int:
+        """Mark runs left ``running`` by a killed build as ``interrupted``; call holding the
+        run lock, when no other build can be running."""
+        return self.session.execute(
+            "update dbluigi.runs set status = %s where status = %s", ["interrupted", "running"]
+        )
+
     def finish_run(self, run_id: str, status: str) -> None:
         self.session.execute(
             "update dbluigi.runs set finished_at = %s, status = %s where run_id = %s",

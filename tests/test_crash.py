@@ -48,6 +48,11 @@ def test_sigkill_during_publish_leaves_old_or_new(
 
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 0, payload
+    assert any("interrupted" in note for note in payload["notes"])
+    statuses = query(
+        target_url, tmp_path, "select status, count(*) from dbluigi.runs group by status"
+    )
+    assert dict(statuses) == {"success": 2, "interrupted": 1}
     assert query(target_url, tmp_path, "select id from main.base") == [(2,)]
     assert query(target_url, tmp_path, "select ten from main.reader") == [(20,)]
     leftovers = query(

@@ -196,21 +196,99 @@ def _decoded_lines(path: Path, stream: Any) -> Iterator[str]:
 
 # Values that certainly keep a column at its type, checked before the full rules: a
 # column of a million ids or dates is typed at C regex speed.
-_FAST_FITS = {
-    "bigint": re.compile(r"-?(?:0|[1-9][0-9]{0,17})").fullmatch,
-    "numeric": re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,9})?").fullmatch,
-    "date": re.compile(r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])").fullmatch,
+_FAST_FITS_SQL = {
+    "bigint": r"-?(0|[1-9][0-9]{0,17})",
+    "numeric": r"-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,9})?",
+    "date": r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])",
 }
+_FAST_FITS = {kind: re.compile(pattern).fullmatch for kind, pattern in _FAST_FITS_SQL.items()}
 
 
-def sniff_csv(path: Path, *, overrides: Mapping[str, str] = {}) -> SeedTable:
-    """Type each column of a CSV file in one streaming pass (see the module docstring)."""
+VECTORIZED_FROM_BYTES = 4 << 20  # files this large are typed by DuckDB first
+
+# Anything that is not text matches this (numbers, booleans, dates and timestamps); a value
+# that does not is text, and so is its column.
+_MAYBE_TYPED = (
+    r"[+-]?[0-9]*\.?[0-9]*([eE][+-]?[0-9]+)?|[tT][rR][uU][eE]|[fF][aA][lL][sS][eE]|[0-9]{4}-.*"
+)
+
+
+def sniff_csv(
+    path: Path, *, overrides: Mapping[str, str] = {}, vectorized_from: int = VECTORIZED_FROM_BYTES
+) -> SeedTable:
+    """Type each column of a CSV file (see the module docstring).
+
+    Large files are typed by DuckDB's vectorized CSV reader where the answer is certain
+    (a column of fast-fitting integers, decimals or dates, or one holding a value that can
+    only be text); anything else, any override, and any malformed file go through the
+    one-pass Python reader, which is the reference and says where a file is wrong."""
     path = Path(path)
+    if not overrides and path.stat().st_size >= vectorized_from:
+        table = _sniff_vectorized(path)
+        if table is not None:
+            return table
     try:
         return _sniff_csv(path, overrides, path.open(encoding="utf-8-sig", newline=""))
     except UnicodeDecodeError:
         with path.open("rb") as stream:  # again, line by line, to say where
             return _sniff_csv(path, overrides, _decoded_lines(path, stream))
+
+
+def _sniff_vectorized(path: Path) -> SeedTable | None:
+    """Column types from one DuckDB aggregate over the file, or None when not certain."""
+    import duckdb
+
+    with path.open(encoding="utf-8", newline="") as f:
+        try:
+            header = next(csv.reader(f), None)
+        except (csv.Error, UnicodeDecodeError):
+            return None
+    if not header or len(set(h.lower() for h in header)) != len(header) or not all(header):
+        return None
+    with path.open("rb") as f:
+        data = f.read()
+    if b"\n\n" in data or b"\n\r\n" in data or data.startswith(b"\xef\xbb\xbf"):
+        return None  # blank lines (DuckDB skips them) and BOMs: the reference pass decides
+    columns = ", ".join(f"{_quote(h)}: 'VARCHAR'" for h in header)
+    checks = []
+    for h in header:
+        c = _quote(h)
+        checks += [
+            f"count({c})",
+            f"bool_and(regexp_full_match({c}, '{_FAST_FITS_SQL['bigint']}'))",
+            f"bool_and(regexp_full_match({c}, '{_FAST_FITS_SQL['numeric']}'))",
+            f"bool_and(regexp_full_match({c}, '{_FAST_FITS_SQL['date']}'))",
+            f"bool_or(NOT regexp_full_match({c}, '{_MAYBE_TYPED}'))",
+        ]
+    sql = (
+        f"SELECT count(*), {', '.join(checks)} FROM read_csv(?, header = true, auto_detect = false, "
+        f"columns = {{{columns}}}, delim = ',', quote = '\"', escape = '\"', nullstr = '', "
+        "strict_mode = true, encoding = 'utf-8')"
+    )
+    try:
+        with duckdb.connect() as con:
+            row = con.execute(sql, [str(path)]).fetchone()
+    except duckdb.Error:
+        return None
+    assert row is not None
+    types = []
+    for i in range(len(header)):
+        present, bigint, numeric, date, text = row[1 + 5 * i : 6 + 5 * i]
+        if not present or text:
+            types.append("text")
+        elif bigint:
+            types.append("bigint")
+        elif numeric:
+            types.append("numeric")
+        elif date:
+            types.append("date")
+        else:
+            return None
+    return SeedTable(tuple(Column(h, t) for h, t in zip(header, types, strict=True)), int(row[0]))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 _BATCH = 8192

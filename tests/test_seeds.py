@@ -285,3 +285,34 @@ def test_yaml_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="not UTF-8") as caught:
         read_yaml_seed(path)
     assert caught.value.line == 2
+
+
+# -- the vectorized (DuckDB) typing of large files agrees with the reference pass ------------
+
+VECTORIZED_CASES = {
+    "ints_decimals_dates_text": 'id,amount,day,label,empty\n1,1.50,2024-01-02,a,\n-7,3,2023-12-28,"b, c",\n',
+    "quoted_newline": 'id,note\n1,"two\nlines"\n2,x\n',
+    "leading_zeros": "code,n\n007,1\n010,2\n",
+    "mixed_needing_reference": "v\n1\n1e5\n2024-02-30\ntrue\n",
+    "timestamps": "t\n2024-01-01 10:00\n2024-01-02T11:30:00\n",
+}
+
+
+@pytest.mark.parametrize("content", VECTORIZED_CASES.values(), ids=VECTORIZED_CASES.keys())
+def test_vectorized_typing_agrees_with_the_reference(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "seed.csv"
+    path.write_text(content)
+    reference = sniff_csv(path, vectorized_from=1 << 40)
+    assert sniff_csv(path, vectorized_from=0) == reference
+
+
+def test_vectorized_typing_falls_back_for_malformed_files(tmp_path: Path) -> None:
+    path = tmp_path / "seed.csv"
+    path.write_text("a,b\n1,2\n3\n")
+    with pytest.raises(ProjectError, match="row has 1 values, header has 2") as err:
+        sniff_csv(path, vectorized_from=0)
+    assert err.value.line == 3
+    path.write_text("a,b\n1,2\n\n3,4\n")
+    with pytest.raises(ProjectError, match="row has 0 values") as err:
+        sniff_csv(path, vectorized_from=0)
+    assert err.value.line == 3

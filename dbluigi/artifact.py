@@ -82,6 +82,10 @@ def build_artifact(
         if task["failure_class"]:
             classes[task["failure_class"]] = classes.get(task["failure_class"], 0) + 1
     up_to_date = [r.model for r in results if r.status == "up to date"]
+    # with a shared scheduler or concurrent builds: models another worker built or still builds
+    other_workers = [
+        r.model for r in results if r.status == "elsewhere" or r.reason == "built by another worker"
+    ]
     started, finished = run.get("started_at"), run.get("finished_at")
     return {
         "schema_version": ARTIFACT_VERSION,
@@ -102,6 +106,7 @@ def build_artifact(
         "failure_classes": {c: classes[c] for c in FAILURE_CLASSES if c in classes},
         "tasks": tasks,
         "up_to_date": up_to_date,
+        "other_workers": other_workers,
         "slow_tasks": [s.to_json() for s in slow],
         "notes": list(notes),
     }

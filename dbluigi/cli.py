@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -70,6 +71,18 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, help="Tasks run at once.")]
 FailFastOpt = Annotated[
     bool, typer.Option("--fail-fast", help="Stop starting tasks after the first failure.")
+]
+FullRefreshOpt = Annotated[
+    bool,
+    typer.Option("--full-refresh", help="Rebuild selected incremental models from scratch."),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler-url",
+        help="A luigid central scheduler (http://host:8082) shared with workers on other machines.",
+        show_default=False,
+    ),
 ]
 
 
@@ -169,7 +182,6 @@ def plan(
             RunOptions(
                 command="plan", selectors=tuple(selectors or ()), exclude=tuple(exclude or ())
             ),
-            lock=False,
         )
         prepared.session.close()
         decided = prepared.plan
@@ -235,21 +247,25 @@ def _build(
     fail_fast: bool,
     as_json: bool,
     force: bool,
+    scheduler_url: str | None = None,
+    full_refresh: bool = False,
 ) -> None:
     from dbluigi.runner import RunOptions, run_plan
     from dbluigi.targets import open_target
 
-    options = RunOptions(
-        command=command,
-        selectors=tuple(selectors or ()),
-        exclude=tuple(exclude or ()),
-        workers=workers,
-        fail_fast=fail_fast,
-        force=force,
-    )
     started = time.perf_counter()
     with _errors():
         proj = _load(project, target, var)
+        options = RunOptions(
+            command=command,
+            selectors=tuple(selectors or ()),
+            exclude=tuple(exclude or ()),
+            workers=workers,
+            fail_fast=fail_fast,
+            force=force,
+            full_refresh=full_refresh,
+            scheduler_url=_scheduler(scheduler_url or proj.config.scheduler_url),
+        )
         tgt = open_target(proj.config.target_url, project_dir=proj.root)
         with _progress(as_json) as (on_plan, on_event):
             result = run_plan(proj, tgt, options, _dispatch, on_event=on_event, on_plan=on_plan)
@@ -261,6 +277,15 @@ def _build(
     else:
         _print_summary(result, elapsed)
     raise typer.Exit(result.exit_code)
+
+
+def _scheduler(url: str | None) -> str | None:
+    if url is not None and not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", url):
+        raise SelectorError(
+            f"--scheduler-url {url!r} is not an http(s) URL of a luigid scheduler",
+            hint="for example --scheduler-url http://scheduler-host:8082",
+        )
+    return url
 
 
 def _dispatch(run: Any) -> None:
@@ -348,7 +373,9 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
         for column in ("model", "kind", "status", "why", "rows", "seconds"):
             table.add_column(column, justify="right" if column in ("rows", "seconds") else "left")
         for r in ran:
-            colour = {"success": "green", "failed": "red", "skipped": "yellow"}[r.status]
+            colour = {"success": "green", "failed": "red", "skipped": "yellow"}.get(
+                r.status, "cyan"
+            )
             status = r.status if not r.failure_class else f"{r.status} ({r.failure_class})"
             table.add_row(
                 r.model,
@@ -372,10 +399,13 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
     failed = len([r for r in ran if r.status == "failed"])
     skipped = len([r for r in ran if r.status == "skipped"])
     built = len([r for r in ran if r.status == "success"])
+    elsewhere = len([r for r in ran if r.status == "elsewhere"])
     for slow in result.slow:
         console.print(f"[yellow]slow:[/] {slow.describe()}", soft_wrap=True, highlight=False)
+    others = f", left to other workers {elsewhere}" if elsewhere else ""
     console.print(
-        f"built {built}, failed {failed}, skipped {skipped}, up to date {up_to_date} in {elapsed:.1f}s"
+        f"built {built}, failed {failed}, skipped {skipped}, up to date {up_to_date}{others} "
+        f"in {elapsed:.1f}s"
     )
     _print_artifact(result)
 
@@ -395,10 +425,23 @@ def build(
     workers: WorkersOpt = 1,
     fail_fast: FailFastOpt = False,
     as_json: JsonOpt = False,
+    scheduler_url: SchedulerOpt = None,
+    full_refresh: FullRefreshOpt = False,
 ) -> None:
     """Build what is stale in the selection (everything by default)."""
     _build(
-        "build", selectors, exclude, project, target, var, workers, fail_fast, as_json, force=False
+        "build",
+        selectors,
+        exclude,
+        project,
+        target,
+        var,
+        workers,
+        fail_fast,
+        as_json,
+        force=False,
+        scheduler_url=scheduler_url,
+        full_refresh=full_refresh,
     )
 
 
@@ -414,10 +457,23 @@ def rebuild(
     workers: WorkersOpt = 1,
     fail_fast: FailFastOpt = False,
     as_json: JsonOpt = False,
+    scheduler_url: SchedulerOpt = None,
+    full_refresh: FullRefreshOpt = False,
 ) -> None:
     """Rebuild the selection now, with new build ids (its downstream becomes stale)."""
     _build(
-        "rebuild", selectors, exclude, project, target, var, workers, fail_fast, as_json, force=True
+        "rebuild",
+        selectors,
+        exclude,
+        project,
+        target,
+        var,
+        workers,
+        fail_fast,
+        as_json,
+        force=True,
+        scheduler_url=scheduler_url,
+        full_refresh=full_refresh,
     )
 
 

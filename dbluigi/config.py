@@ -4,8 +4,10 @@ Everything a run needs to know besides the SQL files: the target URL (from
 ``--target``, ``DBLUIGI_TARGET``, or ``[target] url`` in that order), the
 default schema, the guards every model gets unless its header says otherwise
 (``timeout``, ``max_cost``), variables, per-seed column types, and the
-thresholds of the slow-task report (``[audit]``). ``${ENV}`` references in
-the target URL are filled from the environment so secrets stay out of the file.
+thresholds of the slow-task report (``[audit]``), and the tables copied from
+source databases (``[sources]``, parsed by ``dbluigi.source_config``). ``${ENV}``
+references in the target and source URLs are filled from the environment so secrets
+stay out of the file.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from dbluigi.errors import ProjectError
 from dbluigi.headers import parse_duration
+from dbluigi.source_config import SourceTable, parse_sources
 from dbluigi.targets.base import PORTABLE_TYPES
 
 CONFIG_FILE = "dbluigi.toml"
@@ -33,8 +36,10 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "project": ("name", "default_schema", "output", "timeout", "max_cost"),
     "target": ("url",),
     "audit": ("slow_factor", "slow_seconds"),
+    "scheduler": ("url",),
     "vars": (),
     "seeds": (),
+    "sources": (),  # validated by dbluigi.source_config
 }
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -56,6 +61,10 @@ class Config:
     max_cost: float | None = None  # a table or view model's ``-- max_cost:`` wins
     slow_factor: float | None = None  # None: dbluigi.audit.SLOW_FACTOR
     slow_seconds: float | None = None  # None: dbluigi.audit.SLOW_SECONDS
+    scheduler_url: str | None = None  # a luigid central scheduler (``[scheduler] url``)
+    source_tables: Mapping[str, SourceTable] = field(  # [sources.NAME] tables, by relation
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @property
     def dialect(self) -> str:
@@ -155,7 +164,23 @@ def load_config(
         slow_seconds=_positive(
             audit, "audit", "slow_seconds", text, "slow_seconds = 5", allow_zero=True
         ),
+        scheduler_url=_scheduler_url(data.get("scheduler", {}).get("url")),
+        source_tables=MappingProxyType(parse_sources(data.get("sources", {}), text)),
     )
+
+
+def _scheduler_url(value: Any) -> str | None:
+    """``[scheduler] url``: where luigid listens, e.g. http://scheduler-host:8082."""
+    if value is None:
+        return None
+    url = interpolate_env(str(value), where="[scheduler] url")
+    if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", url):
+        raise ProjectError(
+            f"[scheduler] url {url!r} is not an http(s) URL of a luigid scheduler",
+            path=CONFIG_FILE,
+            hint='for example url = "http://scheduler-host:8082"',
+        )
+    return url
 
 
 def _timeout(value: Any, text: str) -> float | None:

@@ -3,10 +3,10 @@
 - ``timeout`` (``-- timeout: 10m``, default ``[project] timeout``): for every kind.
   The model's transaction is interrupted when the time is up, so nothing is
   published, and the task fails with class ``timeout``.
-- ``max_cost`` (``-- max_cost: 1e7``, default ``[project] max_cost``): for table and
-  view models on a target that estimates cost (PostgreSQL). The query is
-  EXPLAINed before anything runs; above the bound the task fails with class
-  ``guard``. The estimate is recorded for every such model, bounded or not, so
+- ``max_cost`` (``-- max_cost: 1e7``, default ``[project] max_cost``): for the query
+  kinds (table, view, incremental, dump) on a target that estimates cost
+  (PostgreSQL). The query is EXPLAINed before anything runs; above the bound the
+  task fails with class ``guard``. The estimate is recorded for every such model, bounded or not, so
   bounds can be chosen from history.
 
 What differs between engines sits behind ``Session.statement_timeout``,
@@ -25,8 +25,8 @@ from dbluigi.errors import ProjectError, TaskError
 from dbluigi.project import Model, Project
 from dbluigi.targets.base import Session, Target
 
-COST_KINDS = ("table", "view")
-"""Kinds whose one query is EXPLAINed before it runs (seeds and ``sql`` are not)."""
+COST_KINDS = ("table", "view", "incremental", "dump")
+"""Kinds whose one query is EXPLAINed before it runs (seeds, ``sql`` and ``python`` are not)."""
 
 _RUNTIME_CLASSES = ("runtime", "timeout")
 

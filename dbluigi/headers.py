@@ -95,7 +95,7 @@ _HINTS = {
     "watermark": "name one column, e.g. watermark: updated_at",
     "partition": "use NAME in 2010..2020, NAME in (2019, 2020), NAME in ('a', 'b') "
     "or NAME in (select ...)",
-    "path": "give a path, e.g. path: exports/agencies.csv",
+    "path": "give a file inside the output folder, e.g. path: api/agencies.csv",
     "timeout": _DURATION_HINT,
     "max_cost": "use a positive number, e.g. max_cost: 1e7 or 10_000_000",
     "priority": "use a whole number, e.g. priority: 10 or priority: -1",

@@ -54,6 +54,10 @@ class DbluigiModel(luigi.Task):
     def priority(self) -> int:  # type: ignore[override]
         return _run().project.models[self.model].header.priority
 
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        return {_run().target.resource: 1}
+
     def requires(self) -> list[luigi.Task]:
         return _graph().requirements[self.model]
 
@@ -274,7 +278,14 @@ class _Factory:
 
     def create_local_scheduler(self) -> FastScheduler:
         order = {task.task_id: i for i, task in enumerate(self.graph.tasks.values())}
-        return FastScheduler(order=order)
+        scheduler = FastScheduler(order=order)
+        # without a [resources] limit for the target, its tasks are capped by --workers alone
+        # (luigi's default for an unlisted resource would be one task at a time)
+        run = _run()
+        limits = dict(scheduler._resources or {})
+        limits.setdefault(run.target.resource, run.options.workers)
+        scheduler._resources = limits
+        return scheduler
 
     def create_remote_scheduler(self, url: str) -> Any:
         import luigi.rpc
@@ -304,12 +315,17 @@ def dispatch(run: Run) -> None:
     _RUN = run
     try:
         _GRAPH = _TaskGraph(run)
+        where: dict[str, Any] = {"local_scheduler": True}
+        if run.options.scheduler_url:
+            # workers of other processes and machines share luigid's view of the graph;
+            # a task's identity (model, fingerprint) is the same in every one of them
+            where = {"local_scheduler": False, "scheduler_url": run.options.scheduler_url}
         luigi.build(
             [DbluigiRun(run_id=run.run_id)],
             worker_scheduler_factory=_Factory(_GRAPH),
-            local_scheduler=True,
             workers=run.options.workers,
             detailed_summary=False,
+            **where,
         )
     finally:
         _RUN = None

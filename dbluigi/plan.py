@@ -1,8 +1,8 @@
 """What a build would do, and why: fingerprints against the stored state.
 
 Pure: it takes the project, the selection, the state read once at the start
-of the run and the relations that exist, and decides for each selected model
-whether it runs and why. A model's fingerprint hashes its own definition
+of the run and the relations that exist (for a dump: whether its file exists),
+and decides for each selected model whether it runs and why. A model's fingerprint hashes its own definition
 (rendered SQL with its header, patch and check files, seed contents) and the
 build ids of the models upstream of it, so an edit or a rebuild upstream makes
 it stale. Build ids of models that will run are derived here too, from their
@@ -17,6 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from dbluigi.exports import dump_file
 from dbluigi.project import Model, Project
 
 FINGERPRINT_VERSION = "1"
@@ -26,7 +27,9 @@ NEW = "new"
 CHANGED = "definition changed"
 UPSTREAM = "upstream rebuilt"
 MISSING = "relation missing"
+OUTPUT_MISSING = "output missing"
 FORCED = "forced"
+FULL_REFRESH = "full refresh"
 UP_TO_DATE = "up to date"
 
 
@@ -53,6 +56,7 @@ class Decision:
     build_id: str  # the build id after this run (the new one when it runs)
     generation: int
     missing_parents: tuple[str, ...] = ()  # unselected parents never built, and absent sources
+    full_refresh: bool = False  # an incremental model rebuilt from scratch (--full-refresh)
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ def make_plan(
     relations: Collection[tuple[str, str]],
     *,
     forced: Collection[str] = (),
+    full_refresh: Collection[str] = (),
 ) -> Plan:
     """Decide, in run order, which selected models run and why."""
     existing = {f"{s}.{n}" for s, n in relations}
@@ -116,12 +121,17 @@ def make_plan(
             for s in sorted(project.graph.parents(relation))
             if s not in project.models and s not in existing and not project.graph.parents(s)
         )
-        if relation in forced:
+        refresh = relation in full_refresh and model.kind == "incremental"
+        if refresh and stored is not None:
+            reason = FULL_REFRESH
+        elif relation in forced:
             reason = FORCED
         elif stored is None:
             reason = NEW
         elif model.publishes_relation and relation not in existing:
             reason = MISSING
+        elif model.kind == "dump" and not dump_file(project.config, model).exists():
+            reason = OUTPUT_MISSING
         elif stored.content_fp != content:
             reason = CHANGED
         elif stored.fingerprint != fingerprint:
@@ -133,7 +143,7 @@ def make_plan(
         build_id = _hash(fingerprint, str(generation)) if run else stored.build_id  # type: ignore[union-attr]
         build_ids[relation] = build_id
         decisions[relation] = Decision(
-            relation, run, reason, fingerprint, content, build_id, generation, missing
+            relation, run, reason, fingerprint, content, build_id, generation, missing, refresh
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)

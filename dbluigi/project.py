@@ -16,16 +16,17 @@ from functools import cached_property
 from pathlib import Path
 
 from dbluigi.cache import SqlInfoCache
-from dbluigi.config import STATE_DIR, Config, load_config
-from dbluigi.errors import ProjectError
+from dbluigi.config import CONFIG_FILE, STATE_DIR, Config, load_config
+from dbluigi.errors import DuplicateRelationError, ProjectError
+from dbluigi.exports import check_dump_paths
 from dbluigi.graph import Edge, Graph
-from dbluigi.headers import Header, parse_header
+from dbluigi.headers import Header, IndexSpec, parse_header
 from dbluigi.render import render
 from dbluigi.scan import ProjectFile, scan_files
 from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
 
 QUERY_KINDS = ("table", "view", "incremental", "dump")
-TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed")
+TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed", "python")
 PATCH_KINDS = ("table", "incremental", "seed")
 _INFERENCE_VALUE = "NULL"  # what runtime placeholders read as while inferring dependencies
 
@@ -84,7 +85,7 @@ class Model:
     @property
     def publishes_relation(self) -> bool:
         """Whether the model's own relation is a table or view it publishes."""
-        return self.kind in ("table", "view", "incremental", "seed", "python")
+        return self.kind in ("table", "view", "incremental", "seed", "python", "extract")
 
     @property
     def query(self) -> str:
@@ -157,6 +158,7 @@ def load_project(
     cache = SqlInfoCache(root / STATE_DIR / "cache", enabled=use_cache)
     loader = _Loader(root, config, cache)
     project = loader.load(files)
+    check_dump_paths(project)
     cache.save()
     return project
 
@@ -170,7 +172,8 @@ class _Loader:
 
     def load(self, files: list[ProjectFile]) -> Project:
         model_files = [f for f in files if f.role == "model"]
-        if not model_files:
+        extracts = _extract_models(self.config)
+        if not model_files and not extracts:
             raise ProjectError(
                 f"no models found in {self.root}",
                 hint="add .sql models or .csv/.yml seeds, or run dbluigi init DIR for a starter project",
@@ -180,8 +183,24 @@ class _Loader:
             if f.role != "model":
                 companions[f.relation][f.role] = f
         by_relation = {f.relation: f for f in model_files}
+        for relation, extract in extracts.items():
+            if relation in by_relation:
+                raise DuplicateRelationError(
+                    f"{by_relation[relation].path} and the source table declared in "
+                    f"{CONFIG_FILE} both map to relation {relation}",
+                    path=CONFIG_FILE,
+                    line=extract.header.line_of("kind"),
+                    hint="remove one of them, or give the source another schema = ...",
+                )
+            if "patch" in companions.get(relation, {}):
+                raise ProjectError(
+                    f"{relation} is copied from a source database, and a patch applies to "
+                    "models built from files",
+                    path=companions[relation]["patch"].path,
+                    hint=f"correct the data in a model that reads {relation}",
+                )
         for relation, roles in companions.items():
-            if relation not in by_relation:
+            if relation not in by_relation and relation not in extracts:
                 orphan = next(iter(roles.values()))
                 raise ProjectError(
                     f"no model {relation} for this {orphan.role.replace('_', ' ')} file",
@@ -192,6 +211,7 @@ class _Loader:
         raw: dict[str, tuple[Model, SqlInfo | None]] = {}
         for f in model_files:
             raw[f.relation] = self._model(f, companions.get(f.relation, {}))
+        raw.update((relation, (model, None)) for relation, model in extracts.items())
         names = _NameResolver(self.config.schema, raw)
 
         models: dict[str, Model] = {}
@@ -337,6 +357,29 @@ class _Loader:
         return self.cache.analyze(text, dialect=self.dialect, path=path)
 
 
+def _extract_models(config: Config) -> dict[str, Model]:
+    """One ``extract`` model per table of ``[sources]`` (``dbluigi.source_config``): it
+    lives at the table's line of dbluigi.toml, and its text is its definition."""
+    models = {}
+    for relation, table in config.source_tables.items():
+        key = (IndexSpec(table.unique_key, unique=True),) if table.unique_key else ()
+        header = Header(
+            unique_key=table.unique_key,
+            watermark=table.watermark,
+            indexes=key,  # the unique index an upsert needs
+            lines=(("kind", table.line),) if table.line else (),
+        )
+        models[relation] = Model(
+            relation=relation,
+            path=CONFIG_FILE,
+            format="toml",
+            kind="extract",
+            header=header,
+            text=table.definition(),
+        )
+    return models
+
+
 def _runtime_placeholders(header: Header) -> tuple[str, ...]:
     names = []
     if header.partition is not None:
@@ -421,6 +464,13 @@ def _validate_header_for_kind(file: ProjectFile, header: Header, kind: str) -> N
             path=file.path,
             line=header.line_of("kind"),
             hint="add a line such as -- unique_key: id",
+        )
+    if header.path is not None and kind != "dump":
+        raise ProjectError(
+            f"path names the file a dump writes, and this model is of kind {kind}",
+            path=file.path,
+            line=header.line_of("path"),
+            hint="add -- kind: dump to write the query's result as CSV, or remove the path",
         )
 
 

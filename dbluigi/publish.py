@@ -6,6 +6,8 @@
   and leaves the published table exactly as it was.
 - ``view``: replace the view, check it and record it in one transaction.
 - ``sql``: run the statements, the checks and the record in one transaction.
+- ``python``: a ``table`` whose new table the model's ``run(ctx)`` creates (``pystep``).
+- ``incremental`` and ``dump``: in ``dbluigi.incremental`` and ``dbluigi.dump``.
 
 Before anything runs, a table or view model's query is EXPLAINed where the target
 estimates cost (its ``max_cost`` enforced, its cost recorded); the transaction runs
@@ -25,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from dbluigi import guards
+from dbluigi import guards, pystep
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, ProjectError, TaskError
 from dbluigi.plan import Decision
@@ -70,7 +72,11 @@ class BuildRequest:
 
 def publish(session: Session, request: BuildRequest) -> Published:
     """Build, check and publish one model; raises TaskError (or CheckFailed) on failure."""
-    strategy = {"table": _table, "seed": _table, "view": _view, "sql": _sql}.get(request.model.kind)
+    from dbluigi import dump, incremental  # they build on this module's protocol
+
+    strategies = {"table": _table, "seed": _table, "python": _table, "view": _view, "sql": _sql}
+    strategies |= {"incremental": incremental.publish_incremental, "dump": dump.publish_dump}
+    strategy = strategies.get(request.model.kind)
     if strategy is None:
         raise TaskError(
             f"kind {request.model.kind} cannot be built by this version of dbluigi yet",
@@ -80,6 +86,7 @@ def publish(session: Session, request: BuildRequest) -> Published:
         )
     cost: float | None = None
     try:
+        request = incremental.render_watermark(session, request)  # before EXPLAIN
         cost = _estimate_cost(session, request)
         return strategy(session, replace(request, explain_cost=cost))
     except TaskError as exc:
@@ -113,10 +120,35 @@ def _estimate_cost(session: Session, request: BuildRequest) -> float | None:
     return cost
 
 
+class AlreadyBuilt(DbluigiError):
+    """Another worker or build published this build of the model, or a newer one."""
+
+    def __init__(self, model: str, *, same: bool, generation: int) -> None:
+        what = "this build" if same else f"a newer build (generation {generation})"
+        super().__init__(f"{model}: another worker or build published {what}")
+        self.same = same
+
+
 @contextmanager
 def _transaction(session: Session, request: BuildRequest) -> Iterator[None]:
-    """The model's one transaction, under its timeout (the guard must be inside it)."""
+    """The model's one transaction, under its timeout (the guard must be inside it).
+
+    Where several builds can share the target, the transaction first takes the
+    model's lock, then reads its published build: a build someone else published
+    meanwhile (this one, or a newer generation) is never built again or overwritten."""
     with session.transaction(), guards.timeout(session, request.project, request.model):
+        if session.target.supports_concurrent_writers:
+            session.lock_in_transaction(f"dbluigi.model:{request.model.relation}")
+            stored = StateStore(session).model_state(request.model.relation)
+            decision = request.decision
+            if stored is not None and (
+                stored[0] == decision.build_id or stored[1] >= decision.generation
+            ):
+                raise AlreadyBuilt(
+                    request.model.relation,
+                    same=stored[0] == decision.build_id,
+                    generation=stored[1],
+                )
         yield
 
 
@@ -177,6 +209,8 @@ def _table(session: Session, request: BuildRequest) -> Published:
                     session.drop_relation(schema, failed)  # a success supersedes the kept failure
             _record(session, request, rows, outcome.results)
             crashpoint("before_commit", model.relation)
+        elif model.kind == "python":  # roll back what the step changed besides its table
+            raise _check_failed(outcome, outcome.violations[0], kept=None)
         else:
             session.rename(schema, new, failed)
             violation = outcome.violations[0]
@@ -187,6 +221,8 @@ def _table(session: Session, request: BuildRequest) -> Published:
 
 
 def _build_new(session: Session, project: Project, model: Model, new: str) -> int:
+    if model.kind == "python":
+        return pystep.run_step(session, project, model, new)
     if model.kind == "table":
         statement = model.statements[0]
         with located(session, model.path, statement.line, statement.sql):

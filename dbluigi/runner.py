@@ -16,20 +16,21 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from dbluigi.artifact import write_run_artifact
 from dbluigi.audit import SlowTask, slow_tasks
-from dbluigi.errors import CheckFailed, DbluigiError, TargetError, TaskError
+from dbluigi.errors import CheckFailed, DbluigiError, TaskError
 from dbluigi.guards import ensure_supported
 from dbluigi.plan import Plan, make_plan
 from dbluigi.project import Project
-from dbluigi.publish import BuildRequest, publish
+from dbluigi.publish import AlreadyBuilt, BuildRequest, publish
 from dbluigi.selectors import select
 from dbluigi.state import StateStore, TaskRecord, new_run_id, now
 from dbluigi.targets.base import Catalog, Session, Target
 
-LOCK_KEY = "dbluigi.build"
+RUN_LOCK = "dbluigi.run:{run_id}"  # held by a running build's own session, to tell it is alive
 RETRY_DELAY_S = 1.0
 
 EventCallback = Callable[[str, str], None]  # (model, "start" | "success" | "failed" | "skipped")
@@ -43,13 +44,15 @@ class RunOptions:
     workers: int = 1
     fail_fast: bool = False
     force: bool = False  # rebuild: every selected model runs, with a new build id
+    full_refresh: bool = False  # selected incremental models are rebuilt from scratch
+    scheduler_url: str | None = None  # a luigid central scheduler shared with other workers
 
 
 @dataclass(frozen=True)
 class TaskResult:
     model: str
     kind: str
-    status: str  # "success" | "failed" | "skipped" | "up to date"
+    status: str  # "success" | "failed" | "skipped" | "up to date" | "elsewhere" (another worker's)
     reason: str
     failure_class: str | None = None
     error: str | None = None
@@ -162,6 +165,15 @@ class Run:
                         attempt,
                     )
                     publish(session, request)
+                except AlreadyBuilt as done:
+                    StateStore(session).record_tasks([self._elsewhere(model, done, started, clock)])
+                    if not done.same:
+                        self._failed.set()
+                        self._emit(model, "skipped")
+                        raise
+                    self._done.add(model)
+                    self._emit(model, "success")
+                    return
                 except Exception as exc:
                     failure_class = getattr(exc, "failure_class", "runtime")
                     skipped = failure_class == "upstream"
@@ -192,6 +204,25 @@ class Run:
             self._emit(model, "success")
             return
 
+    def _elsewhere(
+        self, model: str, done: AlreadyBuilt, started: datetime, clock: float
+    ) -> TaskRecord:
+        """The record of an attempt that found its work done, or superseded, by another build."""
+        decision = self.plan.decisions[model]
+        return TaskRecord(
+            run_id=self.run_id,
+            model=model,
+            status="success" if done.same else "skipped",
+            started_at=started,
+            duration_s=time.perf_counter() - clock,
+            failure_class=None if done.same else "upstream",
+            error=None if done.same else f"superseded: {done}; rebuild to publish this version",
+            path=self.project.models[model].path,
+            reason="built by another worker" if done.same else decision.reason,
+            fingerprint=decision.fingerprint,
+            build_id=decision.build_id if done.same else None,
+        )
+
     def _emit(self, model: str, event: str) -> None:
         if self.on_event is not None:
             self.on_event(model, event)
@@ -210,24 +241,15 @@ class Prepared:
     catalog: Catalog  # every relation that exists now
 
 
-def prepare(
-    project: Project,
-    target: Target,
-    options: RunOptions,
-    *,
-    lock: bool = True,
-) -> Prepared:
-    """Connect, take the run lock (unless only planning), migrate state and decide the plan.
+def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
+    """Connect, migrate state and decide the plan.
 
-    The state and the catalog are read once here, for the whole run."""
+    The state and the catalog are read once here, for the whole run. Several builds
+    may run at once on one target (workers of a luigid scheduler, or independent
+    builds): each model is built under its own lock (see publish.py)."""
     ensure_supported(project, target)  # a guard the target cannot enforce: before connecting
     session = target.connect()
     try:
-        if lock and not session.try_lock(LOCK_KEY):
-            raise TargetError(
-                f"another dbluigi build is running on {target.display_url}",
-                hint="wait for it to finish; `dbluigi history` shows the running run",
-            )
         state = StateStore(session)
         state.ensure()
         selected = select(project, options.selectors, options.exclude)
@@ -239,6 +261,7 @@ def prepare(
             state.read_models(),
             relations,
             forced=selected if options.force else (),
+            full_refresh=selected if options.full_refresh else (),
         )
     except BaseException:
         session.close()
@@ -260,7 +283,8 @@ def run_plan(
     session, state, plan = prepared.session, prepared.state, prepared.plan
     run_id = new_run_id()
     notes: list[str] = []
-    if state.close_interrupted_runs() > 0:
+    session.try_lock(RUN_LOCK.format(run_id=run_id))
+    if _close_interrupted_runs(session, state):
         notes.append("an earlier build was interrupted; its run is now marked 'interrupted'")
     workers = options.workers
     if workers > 1 and not target.supports_concurrent_writers:
@@ -269,6 +293,11 @@ def run_plan(
         )
         workers = 1
     options = replace(options, workers=workers)
+    if options.scheduler_url:
+        notes.append(
+            f"luigid runs as many tasks at once on this target as its [resources] "
+            f"{target.resource} allows (1 when unset)"
+        )
     try:
         state.start_run(
             run_id, options.command, " ".join(options.selectors), target.display_url, workers
@@ -281,7 +310,14 @@ def run_plan(
             if plan.to_run:
                 _ensure_schemas(session, project, plan)
                 dispatch(run)
-            results = _results(project, plan, state.task_records(run_id), state, run_id)
+            results = _results(
+                project,
+                plan,
+                state.task_records(run_id),
+                state,
+                run_id,
+                shared=options.scheduler_url is not None,
+            )
             status = (
                 "failed" if any(r.status in ("failed", "skipped") for r in results) else "success"
             )
@@ -291,32 +327,60 @@ def run_plan(
         slow = slow_tasks(session, project.config, run_id, results)
         artifact = write_run_artifact(session, project, run_id, results, slow=slow, notes=notes)
     finally:
-        session.unlock(LOCK_KEY)
+        session.unlock(RUN_LOCK.format(run_id=run_id))
         session.close()
     return RunResult(run_id, tuple(results), tuple(notes), slow, artifact)
 
 
+def _close_interrupted_runs(session: Session, state: StateStore) -> bool:
+    """Mark runs left ``running`` whose build is gone (nobody holds their lock)."""
+    closed = False
+    for other in state.running_runs():
+        key = RUN_LOCK.format(run_id=other)
+        if session.try_lock(key):
+            state.mark_interrupted(other)
+            session.unlock(key)
+            closed = True
+    return closed
+
+
 def _ensure_schemas(session: Session, project: Project, plan: Plan) -> None:
-    """Create the schemas the models to run publish into, once per run."""
+    """Create the schemas the models to run publish into, once per run (builds starting
+    together take turns: CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent one)."""
     schemas: set[str] = set()
     for relation in plan.to_run:
         model = project.models[relation]
         schemas.add(model.schema)
         schemas.update(w.split(".", 1)[0] for w in model.writes)
-    for schema in sorted(schemas):
-        session.ensure_schema(schema)
+    with session.transaction():
+        session.lock_in_transaction("dbluigi.schemas")
+        for schema in sorted(schemas):
+            session.ensure_schema(schema)
 
 
 def _results(
-    project: Project, plan: Plan, records: Sequence[TaskRecord], state: StateStore, run_id: str
+    project: Project,
+    plan: Plan,
+    records: Sequence[TaskRecord],
+    state: StateStore,
+    run_id: str,
+    *,
+    shared: bool = False,
 ) -> list[TaskResult]:
-    """One result per selected model; models that never started are recorded as skipped."""
+    """One result per selected model.
+
+    A model this run did not build may have been built by another worker or build
+    (its stored build id is the one planned here): a success. With a shared scheduler,
+    one still unbuilt and not blocked by a failure here is left to the other workers.
+    Otherwise it never started, and is recorded as skipped."""
     last: dict[str, TaskRecord] = {}
     attempts: dict[str, int] = {}
     for record in records:
         last[record.model] = record
         attempts[record.model] = attempts.get(record.model, 0) + 1
     bad: set[str] = {m for m, r in last.items() if r.status != "success"}
+    unbuilt = [m for m in plan.to_run if m not in last]
+    stored = state.read_models() if unbuilt else {}
     skipped: list[TaskRecord] = []
     results: list[TaskResult] = []
     for model in plan.selected:
@@ -324,6 +388,13 @@ def _results(
         kind = project.models[model].kind
         record = last.get(model)
         if record is None and decision.run:
+            now_built = stored.get(model)
+            if now_built is not None and now_built.build_id == decision.build_id:
+                results.append(TaskResult(model, kind, "success", "built by another worker"))
+                continue
+            if shared and not any(p in bad for p in project.model_parents(model)):
+                results.append(TaskResult(model, kind, "elsewhere", "left to another worker"))
+                continue
             blockers = [p for p in project.model_parents(model) if p in bad]
             if blockers:
                 error = f"skipped: upstream {', '.join(blockers)} failed"

@@ -97,28 +97,60 @@ class StateStore:
         self.session = session
 
     def ensure(self) -> None:
-        """Create or migrate the state tables to SCHEMA_VERSION."""
-        s = self.session
-        s.ensure_schema(SCHEMA)
-        current = 0
-        if s.relation_kind(SCHEMA, "meta") is not None:
-            rows = s.query("select value from dbluigi.meta where key = %s", ["schema_version"]).rows
-            current = int(rows[0][0]) if rows else 0
-        if current > SCHEMA_VERSION:
-            from dbluigi.errors import TargetError
+        """Create or migrate the state tables to SCHEMA_VERSION.
 
-            raise TargetError(
-                f"the dbluigi state in this target is version {current}, newer than this dbluigi knows ({SCHEMA_VERSION})",
-                hint="upgrade dbluigi",
-            )
-        for version in range(current, SCHEMA_VERSION):
-            with s.transaction():
+        Several builds may start at once on a new target: the migration runs in one
+        transaction under a lock, and re-reads the version once it holds it."""
+        if self._version() == SCHEMA_VERSION:
+            return
+        s = self.session
+        with s.transaction():
+            s.lock_in_transaction("dbluigi.migrate")
+            s.ensure_schema(SCHEMA)
+            current = self._version()
+            if current > SCHEMA_VERSION:
+                from dbluigi.errors import TargetError
+
+                raise TargetError(
+                    f"the dbluigi state in this target is version {current}, newer than this "
+                    f"dbluigi knows ({SCHEMA_VERSION})",
+                    hint="upgrade dbluigi",
+                )
+            for version in range(current, SCHEMA_VERSION):
                 for statement in MIGRATIONS[version]:
                     s.execute(statement)
-                s.execute("delete from dbluigi.meta where key = %s", ["schema_version"])
-                s.execute(
-                    "insert into dbluigi.meta values (%s, %s)", ["schema_version", str(version + 1)]
-                )
+            s.execute("delete from dbluigi.meta where key = %s", ["schema_version"])
+            s.execute(
+                "insert into dbluigi.meta values (%s, %s)", ["schema_version", str(SCHEMA_VERSION)]
+            )
+
+    def _version(self) -> int:
+        if self.session.relation_kind(SCHEMA, "meta") is None:
+            return 0
+        rows = self.session.query(
+            "select value from dbluigi.meta where key = %s", ["schema_version"]
+        ).rows
+        return int(rows[0][0]) if rows else 0
+
+    def model_state(self, model: str, partition: str = "") -> tuple[str, int] | None:
+        """(build_id, generation) of the model's published build, read inside its lock."""
+        rows = self.session.query(
+            "select build_id, generation from dbluigi.models where model = %s and partition_key = %s",
+            [model, partition],
+        ).rows
+        return (rows[0][0], int(rows[0][1])) if rows else None
+
+    def running_runs(self) -> list[str]:
+        rows = self.session.query(
+            "select run_id from dbluigi.runs where status = %s", ["running"]
+        ).rows
+        return [r[0] for r in rows]
+
+    def mark_interrupted(self, run_id: str) -> None:
+        self.session.execute(
+            "update dbluigi.runs set status = %s where run_id = %s and status = %s",
+            ["interrupted", run_id, "running"],
+        )
 
     def read_models(self) -> dict[str, ModelState]:
         """The whole models table, once per run."""
@@ -145,13 +177,6 @@ class StateStore:
                 os.getpid(),
                 workers,
             ],
-        )
-
-    def close_interrupted_runs(self) -> int:
-        """Mark runs left ``running`` by a killed build as ``interrupted``; call holding the
-        run lock, when no other build can be running."""
-        return self.session.execute(
-            "update dbluigi.runs set status = %s where status = %s", ["interrupted", "running"]
         )
 
     def finish_run(self, run_id: str, status: str) -> None:

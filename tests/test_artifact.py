@@ -14,6 +14,7 @@ from tests.helpers import write_project
 
 RUN_KEYS = {
     "schema_version",
+    "other_workers",
     "run_id",
     "command",
     "selector",

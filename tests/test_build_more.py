@@ -138,22 +138,6 @@ def test_history_json_lists_attempts(tmp_path: Path, duckdb_url: str) -> None:
     ]
 
 
-def test_plan_does_not_wait_for_a_running_build(tmp_path: Path, pg_url: str) -> None:
-    from dbluigi.runner import LOCK_KEY
-    from dbluigi.targets import open_target
-
-    write_project(tmp_path, {"a.sql": "select 1 as id"})
-    holder = open_target(pg_url, project_dir=tmp_path).connect()
-    assert holder.try_lock(LOCK_KEY)
-    try:
-        code, output = cli("plan", project=tmp_path, target=pg_url)
-        assert code == 0 and "main.a" in output
-        code, output = cli("build", project=tmp_path, target=pg_url)
-        assert code == 2 and "another dbluigi build is running" in output
-    finally:
-        holder.close()
-
-
 def test_view_model_edited_with_the_table_it_reads(tmp_path: Path, target_url: str) -> None:
     write_project(
         tmp_path,

@@ -6,13 +6,14 @@ and the next build cleans up what was left and completes.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.buildkit import build_json, cli_process, query, ran
+from tests.buildkit import build_json, cli_process, copy_example, query, ran
 from tests.test_build import write_project
 
 POINTS = [
@@ -84,19 +85,54 @@ def test_sigkill_while_the_query_runs(tmp_path: Path, pg_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_second_build_on_postgres_is_refused_while_one_runs(tmp_path: Path, pg_url: str) -> None:
-    write_project(tmp_path, {"slow.sql": "select 1 as id from (select pg_sleep(4)) as s"})
-    first = cli_process("build", project=tmp_path, target=pg_url)
-    _wait_for_query(pg_url, tmp_path, "pg_sleep")
-    second = cli_process("build", project=tmp_path, target=pg_url)
-    _, err = second.communicate(timeout=60)
-    assert second.returncode == 2
-    assert "another dbluigi build is running" in err
-    first.communicate(timeout=60)
-    assert first.returncode == 0
-    assert query(
-        pg_url, tmp_path, "select count(*) from dbluigi.task_runs where status = 'success'"
-    ) == [(1,)]
+def test_two_builds_at_once_build_each_model_once(tmp_path: Path, pg_url: str) -> None:
+    project = copy_example(tmp_path)
+    builds = [cli_process("build", "--json", project=project, target=pg_url) for _ in range(2)]
+    outputs = [json.loads(b.communicate(timeout=300)[0]) for b in builds]
+    assert [b.returncode for b in builds] == [0, 0], outputs
+    built = query(
+        pg_url,
+        project,
+        "select model, started_at, duration_s from dbluigi.task_runs "
+        "where status = 'success' and reason <> 'built by another worker' order by model",
+    )
+    models = [row[0] for row in built]
+    assert len(models) == 12 and len(set(models)) == 12  # every model built exactly once
+    # whatever one build left to the other is reported as built by it, never twice
+    for payload in outputs:
+        assert {r["status"] for r in payload["results"]} == {"success"}
+    assert query(pg_url, project, "select count(*) from dbluigi.models") == [(12,)]
+    code, payload = build_json(project=project, target=pg_url)
+    assert code == 0 and ran(payload) == set()
+
+
+@pytest.mark.postgres
+def test_a_build_never_publishes_over_a_newer_build(tmp_path: Path, pg_url: str) -> None:
+    from dbluigi.project import load_project
+    from dbluigi.publish import BuildRequest, publish
+    from dbluigi.runner import RunOptions, prepare
+    from dbluigi.targets import open_target
+
+    write_project(tmp_path, {"a.sql": "select 1 as id"})
+    project = load_project(tmp_path, target=pg_url)
+    target = open_target(pg_url, project_dir=tmp_path)
+    stale = prepare(project, target, RunOptions())  # planned before the other build ran
+    assert build_json("a", project=tmp_path, target=pg_url, command="rebuild")[0] == 0
+    assert build_json("a", project=tmp_path, target=pg_url, command="rebuild")[0] == 0
+    session = stale.session
+    session.ensure_schema("main")
+    decision = stale.plan.decisions["main.a"]
+    from dbluigi.publish import AlreadyBuilt
+
+    with pytest.raises(AlreadyBuilt) as err:
+        publish(
+            session,
+            BuildRequest(project, project.models["main.a"], decision, "stale", stale.catalog),
+        )
+    assert not err.value.same
+    session.close()
+    generations = query(pg_url, tmp_path, "select generation from dbluigi.models")
+    assert generations == [(2,)]
 
 
 def test_duckdb_file_held_by_another_process(tmp_path: Path, duckdb_url: str) -> None:

@@ -39,7 +39,10 @@ PORTABLE_TYPES = (
     "text",
     "json",
 )
-"""Column types a seed, a load or a ``Column`` may use; each target maps them to its own."""
+"""Column types a seed, a load or a ``Column`` may use; each target maps them to its own.
+A ``Column`` may also be ``numeric(p,s)``: a decimal of that precision and scale."""
+
+_NUMERIC_RE = re.compile(r"numeric\(\s*(\d+)\s*,\s*(\d+)\s*\)")
 
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes.
 MAX_IDENTIFIER_BYTES = 63
@@ -63,11 +66,20 @@ class Column:
     type: str
 
     def __post_init__(self) -> None:
-        if self.type not in PORTABLE_TYPES:
+        if self.type not in PORTABLE_TYPES and numeric_precision(self.type) is None:
             raise ValueError(
                 f"column {self.name!r}: unknown type {self.type!r}; "
-                f"use one of {', '.join(PORTABLE_TYPES)}"
+                f"use one of {', '.join(PORTABLE_TYPES)} or numeric(p,s)"
             )
+
+
+def numeric_precision(type_name: str) -> tuple[int, int] | None:
+    """(precision, scale) of a ``numeric(p,s)`` type (1 <= p, 0 <= s <= p), else None."""
+    match = _NUMERIC_RE.fullmatch(type_name.strip().lower())
+    if match is None:
+        return None
+    precision, scale = int(match.group(1)), int(match.group(2))
+    return (precision, scale) if 1 <= precision and scale <= precision else None
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,14 @@ class IndexLike(Protocol):
 
     @property
     def unique(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class _KeyIndex:
+    """The unique index an upsert's ``ON CONFLICT`` needs on the key columns."""
+
+    columns: tuple[str, ...]
+    unique: bool = True
 
 
 @dataclass(frozen=True)
@@ -198,6 +218,8 @@ class Target(ABC):
     """False for DuckDB (one writer process per file), True for PostgreSQL."""
     estimates_cost: ClassVar[bool] = False
     """True when ``Session.explain_cost`` gives a planner estimate (PostgreSQL)."""
+    max_numeric_precision: ClassVar[int] = 1000
+    """The most digits a ``numeric(p,s)`` column may have here (DuckDB: 38)."""
 
     @property
     @abstractmethod
@@ -207,6 +229,17 @@ class Target(ABC):
     @abstractmethod
     def connect(self) -> Session:
         """A new session; connection problems raise ``TargetError`` with the masked URL."""
+
+    @property
+    def resource(self) -> str:
+        """The luigi resource every task on this target holds while it runs, so luigi's
+        ``[resources]`` can cap concurrent queries on it across all workers, e.g.
+        ``dbluigi_127_0_0_1_5432_warehouse`` (host, port and database, as an identifier)."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.display_url)
+        parts = [str(p) for p in (url.host, url.port, url.database) if p]
+        return "dbluigi_" + re.sub(r"[^A-Za-z0-9]+", "_", "_".join(parts)).strip("_").lower()
 
 
 class Session(ABC):
@@ -270,6 +303,14 @@ class Session(ABC):
     ) -> int:
         """Create the table and bulk-insert rows of Python values; returns the row count."""
 
+    def load_csv_stream(
+        self, schema: str, name: str, columns: Sequence[Column], path: Path
+    ) -> int:
+        """Create the table and bulk-load headerless CSV read from ``path`` as it is written
+        (typically a named pipe another thread writes; see ``dbluigi.extract``). An unquoted
+        empty field is NULL, a quoted one (``""``) an empty string. Returns the row count."""
+        raise NotImplementedError(f"the {self.target.name} target cannot load a CSV stream")
+
     @abstractmethod
     def classify(self, exc: BaseException) -> str:
         """The failure class (``syntax``, ``timeout`` or ``runtime``) of a database error."""
@@ -281,6 +322,13 @@ class Session(ABC):
     @abstractmethod
     def unlock(self, key: str) -> None:
         """Release a lock taken with ``try_lock``."""
+
+    def lock_in_transaction(self, key: str) -> None:
+        """Wait for the lock ``key`` and hold it until the open transaction ends.
+
+        Serializes work on one model (or one migration) across processes and machines
+        sharing the target; a target with one writer process needs nothing."""
+        return None
 
     @abstractmethod
     def close(self) -> None:
@@ -401,7 +449,7 @@ class Session(ABC):
         if not columns:
             raise ValueError(f"{schema}.{name}: a table needs at least one column")
         definitions = [
-            exp.ColumnDef(this=ident(column.name), kind=self._data_type(column.type))
+            exp.ColumnDef(this=ident(column.name), kind=self._column_type(column))
             for column in columns
         ]
         create = exp.Create(
@@ -410,10 +458,74 @@ class Session(ABC):
         )
         self.execute(self._sql(create))
 
+    def _column_type(self, column: Column) -> exp.DataType:
+        """The engine's type of a column: a portable type, or ``numeric(p,s)``."""
+        params = numeric_precision(column.type)
+        if params is None:
+            return self._data_type(column.type)
+        precision, scale = params
+        if precision > self.target.max_numeric_precision:
+            raise ValueError(
+                f"column {column.name!r} is {column.type}, and {self.target.name} decimals "
+                f"hold at most {self.target.max_numeric_precision} digits"
+            )
+        return exp.DataType.build(f"DECIMAL({precision}, {scale})", dialect=self.target.dialect)
+
     def row_count(self, schema: str, name: str) -> int:
         """SELECT count(*) of a relation."""
         select = exp.select(exp.func("count", exp.Star())).from_(table_expr(schema, name))
         return int(self.query(self._sql(select)).rows[0][0])
+
+    def columns(self, schema: str, name: str) -> tuple[str, ...]:
+        """The column names of a relation, in order."""
+        select = exp.select(exp.Star()).from_(table_expr(schema, name)).limit(0)
+        return self.query(self._sql(select)).columns
+
+    # -- incremental models and dumps ---------------------------------------------------
+
+    def ensure_indexes(self, schema: str, name: str, indexes: Sequence[IndexLike]) -> None:
+        """Create those of ``indexes`` a published table does not have yet."""
+        self._create_indexes(schema, name, indexes, skip_existing=True)
+
+    def upsert(self, schema: str, name: str, from_name: str, unique_key: Sequence[str]) -> int:
+        """Insert the rows of ``from_name`` into ``name``, replacing the rows with the same key.
+
+        Runs inside the caller's transaction: ``INSERT ... ON CONFLICT (key) DO UPDATE``
+        (PostgreSQL and DuckDB read it alike), after creating the unique index on the key
+        that the conflict needs when the table lacks it. The columns are those of
+        ``from_name``; returns the number of rows inserted or updated."""
+        with self._atomic():
+            self.ensure_indexes(schema, name, [_KeyIndex(tuple(unique_key))])
+            columns = self.columns(schema, from_name)
+            keys = {k.lower() for k in unique_key}
+            others = [c for c in columns if c.lower() not in keys]
+            conflict = exp.OnConflict(
+                conflict_keys=[exp.Ordered(this=exp.column(ident(k))) for k in unique_key],
+                action=exp.var("DO UPDATE" if others else "DO NOTHING"),
+                expressions=[
+                    exp.EQ(
+                        this=exp.column(ident(c)),
+                        expression=exp.column(ident(c), table=exp.to_identifier("excluded")),
+                    )
+                    for c in others
+                ],
+            )
+            insert = exp.Insert(
+                this=exp.Schema(
+                    this=table_expr(schema, name), expressions=[ident(c) for c in columns]
+                ),
+                expression=exp.select(*(exp.column(ident(c)) for c in columns)).from_(
+                    table_expr(schema, from_name)
+                ),
+                conflict=conflict,
+            )
+            count = self.execute(self._sql(insert))
+            return count if count >= 0 else self.row_count(schema, from_name)
+
+    def copy_out_csv(self, query_sql: str, path: Path) -> int:
+        """Stream a query's rows to a CSV file at ``path`` (header row, NULL as an empty
+        field), never holding them all in memory; returns the number of rows."""
+        raise NotImplementedError(f"the {self.target.name} target cannot write CSV dumps")
 
     def rename(self, schema: str, name: str, new_name: str) -> None:
         """Rename a table or view, dropping whatever holds ``new_name`` first.

@@ -31,6 +31,7 @@ from dbluigi.targets.base import (
     Target,
     ident,
     index_name,
+    strip_statement_end,
     table_expr,
 )
 
@@ -74,6 +75,7 @@ class DuckDBTarget(Target):
     name: ClassVar[str] = "duckdb"
     dialect: ClassVar[str] = "duckdb"
     supports_concurrent_writers: ClassVar[bool] = False
+    max_numeric_precision: ClassVar[int] = 38
 
     @property
     def display_url(self) -> str:
@@ -214,17 +216,44 @@ class DuckDBSession(Session):
     def load_csv(self, schema: str, name: str, path: Path, columns: Sequence[Column]) -> int:
         """CREATE TABLE, then INSERT ... SELECT FROM read_csv with the given types and
         no auto-detection; an empty field, quoted or not, is NULL."""
+        insert = self._read_csv_insert(schema, name, columns, {"header": exp.true()})
+        with self._atomic():
+            self.create_table(schema, name, columns)
+            return self._run(self._sql(insert), [str(path)]).rowcount
+
+    def load_csv_stream(
+        self, schema: str, name: str, columns: Sequence[Column], path: Path
+    ) -> int:
+        """CREATE TABLE, then INSERT ... SELECT FROM read_csv reading ``path`` (a named pipe
+        is read as it is written); a quoted empty field is an empty string, not NULL."""
+        options = {
+            "header": exp.false(),
+            "allow_quoted_nulls": exp.false(),
+            "max_line_size": exp.Literal.number(1 << 30),  # a row may hold a large document
+        }
+        insert = self._read_csv_insert(schema, name, columns, options)
+        with self._atomic():
+            self.create_table(schema, name, columns)
+            return self._run(self._sql(insert), [str(path)]).rowcount
+
+    def _read_csv_insert(
+        self,
+        schema: str,
+        name: str,
+        columns: Sequence[Column],
+        extra: dict[str, exp.Expression],
+    ) -> exp.Insert:
+        """INSERT INTO schema.name SELECT * FROM read_csv(?, <typed columns, options>)."""
         types = exp.Struct(
             expressions=[
                 exp.PropertyEQ(
                     this=ident(column.name),
-                    expression=exp.Literal.string(self._sql(self._data_type(column.type))),
+                    expression=exp.Literal.string(self._sql(self._column_type(column))),
                 )
                 for column in columns
             ]
         )
         options = {
-            "header": exp.true(),
             "columns": types,
             "nullstr": exp.Literal.string(""),
             "auto_detect": exp.false(),
@@ -232,6 +261,7 @@ class DuckDBSession(Session):
             "quote": exp.Literal.string('"'),
             "escape": exp.Literal.string('"'),
             "encoding": exp.Literal.string("utf-8"),
+            **extra,
         }
         reader = exp.ReadCSV(
             this=exp.Placeholder(),
@@ -239,15 +269,12 @@ class DuckDBSession(Session):
                 exp.EQ(this=exp.column(key), expression=value) for key, value in options.items()
             ],
         )
-        insert = exp.Insert(
+        return exp.Insert(
             this=exp.Schema(
                 this=table_expr(schema, name), expressions=[ident(c.name) for c in columns]
             ),
             expression=exp.select(exp.Star()).from_(exp.Table(this=reader)),
         )
-        with self._atomic():
-            self.create_table(schema, name, columns)
-            return self._run(self._sql(insert), [str(path)]).rowcount
 
     def load_rows(
         self, schema: str, name: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]
@@ -297,6 +324,13 @@ class DuckDBSession(Session):
         except duckdb.Error as exc:
             self._record_error(exc, statement)
             raise
+
+    def copy_out_csv(self, query_sql: str, path: Path) -> int:
+        """``COPY (query) TO 'file' (FORMAT csv, HEADER)``: DuckDB streams it to the file."""
+        file = exp.Literal.string(str(path)).sql(dialect="duckdb")
+        sql = f"COPY (\n{strip_statement_end(query_sql)}\n) TO {file} (FORMAT csv, HEADER)"
+        row = self._run(sql, None).fetchone()
+        return int(row[0]) if row else 0
 
     # -- guards ---------------------------------------------------------------------
 

@@ -538,6 +538,22 @@ class PostgresSession(Session):
             stream = _CsvRows(rows, len(columns))
             return self._copy(self._copy_sql(schema, name, columns, header=False), stream)
 
+    def load_csv_stream(
+        self, schema: str, name: str, columns: Sequence[Column], path: Path
+    ) -> int:
+        """CREATE TABLE, then COPY ... FROM STDIN (FORMAT csv) reading ``path`` as it is
+        written (a named pipe); ``""`` stays an empty string, an unquoted empty field is NULL."""
+        with self._atomic():
+            self.create_table(schema, name, columns)
+            with path.open("rb") as stream:
+                return self._copy(self._copy_sql(schema, name, columns, header=False), stream)
+
+    def copy_out_csv(self, query_sql: str, path: Path) -> int:
+        """``COPY (query) TO STDOUT (FORMAT csv, HEADER)``, written to the file as it comes."""
+        sql = f"COPY (\n{strip_statement_end(query_sql)}\n) TO STDOUT WITH (FORMAT csv, HEADER)"
+        with path.open("wb") as stream:
+            return self._copy(sql, stream)
+
     # -- guards -----------------------------------------------------------------------
 
     def explain_cost(self, sql: str) -> float | None:
@@ -583,6 +599,10 @@ class PostgresSession(Session):
 
     def unlock(self, key: str) -> None:
         self.query("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+    def lock_in_transaction(self, key: str) -> None:
+        """pg_advisory_xact_lock(hashtext(key)): released by COMMIT or ROLLBACK."""
+        self.query("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
 
     def close(self) -> None:
         if not self._connection.closed:

@@ -1,0 +1,39 @@
+"""The ``dump`` kind: write a query's result as CSV under the project's output folder.
+
+::
+
+    -- kind: dump
+    -- path: api/agencies.csv      (optional; default <model name>.csv)
+    select * from api.cde_agencies
+
+In the model's one transaction: the checks of its ``.check.sql`` run first, then
+the target streams the rows into a hidden temporary file next to the destination
+(``Session.copy_out_csv``: COPY TO STDOUT on PostgreSQL, COPY TO on DuckDB; memory
+does not grow with rows), the build is recorded, and the file is renamed into place
+before the commit. A failure leaves the previous file as it was; a crash between the
+rename and the commit only makes the next build write the file again. Which file
+a dump writes, and why it must stay in the output folder: ``dbluigi.exports``.
+"""
+
+from __future__ import annotations
+
+from dbluigi.checks import CheckTarget, run_checks
+from dbluigi.exports import atomic_file, dump_file
+from dbluigi.publish import BuildRequest, Published, _check_failed, _record, _transaction, located
+from dbluigi.targets.base import Session
+
+
+def publish_dump(session: Session, request: BuildRequest) -> Published:
+    """Check, write aside, record and rename into place; returns the rows written."""
+    model, project = request.model, request.project
+    path = dump_file(project.config, model)
+    statement = model.statements[0]
+    with _transaction(session, request):
+        outcome = run_checks(session, project, CheckTarget(model, model.schema, model.name, None))
+        if not outcome.passed:
+            raise _check_failed(outcome, outcome.violations[0], kept=None)
+        with atomic_file(path) as temp:
+            with located(session, model.path, statement.line, statement.sql):
+                rows = session.copy_out_csv(statement.sql, temp)
+            _record(session, request, rows, outcome.results)
+    return Published(rows, outcome.results)

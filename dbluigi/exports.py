@@ -1,0 +1,82 @@
+"""Where ``dump`` models write: the output folder, the file of each dump, atomic files.
+
+A dump writes ``<output>/<model name>.csv``, or the file its ``-- path:`` names,
+relative to the output folder (``[project] output``, ``exports`` by default, relative
+to the project). A path that leaves the output folder, or two dumps writing the same
+file, is a project error naming the file and line. Files are written under a hidden
+temporary name next to their final place and renamed into it, so a reader sees the
+old file or the new one, never a part.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dbluigi.errors import ProjectError
+
+if TYPE_CHECKING:
+    from dbluigi.config import Config
+    from dbluigi.project import Model, Project
+
+
+def output_folder(config: Config) -> Path:
+    """The project's output folder, absolute."""
+    return (config.root / config.output).resolve()
+
+
+def dump_file(config: Config, model: Model) -> Path:
+    """The file a dump model writes; a path outside the output folder is a ProjectError."""
+    folder = output_folder(config)
+    written = model.header.path
+    if written is None:
+        return folder / f"{model.name}.csv"
+    path = (folder / written).resolve()
+    if path == folder or not path.is_relative_to(folder):
+        raise ProjectError(
+            f"path {written!r} leaves the output folder {config.output}/ (it names {path})",
+            path=model.path,
+            line=model.header.line_of("path"),
+            hint=f"name a file inside {config.output}/, relative to it, e.g. "
+            f"-- path: {model.name}.csv; [project] output in dbluigi.toml moves the folder",
+        )
+    return path
+
+
+def check_dump_paths(project: Project) -> None:
+    """Every dump writes inside the output folder, and no two dumps write the same file."""
+    seen: dict[Path, Model] = {}
+    for model in project.models.values():
+        if model.kind != "dump":
+            continue
+        path = dump_file(project.config, model)
+        first = seen.setdefault(path, model)
+        if first is not model:
+            raise ProjectError(
+                f"{first.path} and {model.path} both write {path}",
+                path=model.path,
+                line=model.header.line_of("path"),
+                hint="give one of them another -- path:",
+            )
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on a clean exit it replaces ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        yield temp
+        with temp.open("rb") as written:  # on disk before it is visible under its name
+            os.fsync(written.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with suppress(OSError):
+            temp.unlink()
+        raise

@@ -1,0 +1,299 @@
+"""The ``incremental`` kind: upsert the query's rows into the published table by key.
+
+::
+
+    -- kind: incremental
+    -- unique_key: order_id
+    -- watermark: updated_at
+    select * from raw.orders
+    where {{ watermark }} is null or updated_at >= {{ watermark }}
+
+``{{ watermark }}`` is filled before anything runs (so EXPLAIN, the build and the
+error lines all see the same SQL) with a SQL literal of the highest ``watermark``
+value in the published table (``CAST('2024-05-01 12:00:00' AS TIMESTAMP)``, ``42``,
+``'abc'``), or ``NULL`` on a first build, a ``--full-refresh`` or when the table is
+empty: the query decides what NULL means, and the idiom above reads everything.
+
+- First build, or ``--full-refresh``: built like a ``table`` (aside, indexed, patched,
+  checked, swapped), with a unique index on the key.
+- Later builds, in one transaction: the query's rows go into ``<name>__dbluigi_new``,
+  the patch corrects them, then they are upserted into the published table
+  (``Session.upsert``); the checks run on the merged table, and a failed check rolls
+  everything back, leaving the published table as it was.
+
+An upsert never deletes: rows deleted in the source stay in the table. Carry a
+soft-delete flag (``is_deleted``) through the query so the update marks them, or
+rebuild from scratch with ``--full-refresh`` to drop hard-deleted rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+from dataclasses import replace
+from typing import Any
+
+from sqlglot import exp
+
+from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_checks
+from dbluigi.errors import TaskError
+from dbluigi.headers import IndexSpec
+from dbluigi.project import Model
+from dbluigi.publish import (
+    FAILED_SUFFIX,
+    NEW_SUFFIX,
+    BuildRequest,
+    Published,
+    _check_failed,
+    _previous_rows,
+    _record,
+    _transaction,
+    crashpoint,
+    located,
+)
+from dbluigi.state import CheckResult
+from dbluigi.targets.base import Session, table_expr
+
+_WATERMARK = re.compile(r"\{\{\s*watermark\s*\}\}")
+SAMPLE_ROWS = 5
+
+
+def render_watermark(session: Session, request: BuildRequest) -> BuildRequest:
+    """The request with ``{{ watermark }}`` in an incremental model's query filled in."""
+    model = request.model
+    if model.kind != "incremental":
+        return request
+    statement = model.statements[0]
+    if not _WATERMARK.search(statement.sql):
+        return request
+    if model.header.watermark is None:
+        raise TaskError(
+            "the query uses {{ watermark }} but the model has no -- watermark: header",
+            failure_class="config",
+            path=model.path,
+            line=statement.line,
+            hint="name the column that grows with new rows, e.g. -- watermark: updated_at",
+        )
+    value = None
+    if not _full_build(session, request):
+        # Read before the model's transaction: a value older than the latest only
+        # re-reads rows, which the upsert makes harmless.
+        column = _require_published_column(session, model, model.header.watermark)
+        select = exp.select(exp.func("max", exp.column(column, quoted=True))).from_(
+            table_expr(model.schema, model.name)
+        )
+        value = session.query(select.sql(dialect=request.project.dialect)).rows[0][0]
+    sql = _WATERMARK.sub(lambda _: sql_literal(value, request.project.dialect), statement.sql)
+    rendered = replace(model, statements=(replace(statement, sql=sql),))
+    return replace(request, model=rendered)
+
+
+def sql_literal(value: Any, dialect: str) -> str:
+    """A SQL literal of a value read back from the target; NULL for None."""
+    literal: exp.Expression
+    if value is None:
+        literal = exp.null()
+    elif isinstance(value, bool):
+        literal = exp.Boolean(this=value)
+    elif isinstance(value, (int, float, decimal.Decimal)):
+        literal = exp.Literal.number(value)
+    elif isinstance(value, dt.datetime):
+        type_ = "timestamptz" if value.tzinfo is not None else "timestamp"
+        literal = exp.cast(exp.Literal.string(value.isoformat(sep=" ")), type_)
+    elif isinstance(value, dt.date):
+        literal = exp.cast(exp.Literal.string(value.isoformat()), "date")
+    else:
+        literal = exp.Literal.string(str(value))
+    return literal.sql(dialect=dialect)
+
+
+def publish_incremental(session: Session, request: BuildRequest) -> Published:
+    """Build an incremental model: in full the first time, by upsert afterwards."""
+    if _full_build(session, request):
+        return _full(session, request)
+    return _upsert(session, request)
+
+
+def _full_build(session: Session, request: BuildRequest) -> bool:
+    if request.decision.full_refresh:
+        return True
+    model = request.model
+    if request.attempt > 1:  # an earlier attempt may have changed things
+        return session.relation_kind(model.schema, model.name) != "table"
+    return request.catalog.kinds.get(model.relation) != "table"
+
+
+def _indexes(model: Model) -> tuple[IndexSpec, ...]:
+    """The header's indexes and the unique index on the key that the upsert needs."""
+    key = IndexSpec(model.header.unique_key, unique=True)
+    if any(i.unique and i.columns == key.columns for i in model.header.indexes):
+        return model.header.indexes
+    return (*model.header.indexes, key)
+
+
+def _full(session: Session, request: BuildRequest) -> Published:
+    model, project = request.model, request.project
+    schema, name = model.schema, model.name
+    new, failed = name + NEW_SUFFIX, name + FAILED_SUFFIX
+    if request.existed(schema, new) or request.attempt > 1:
+        session.drop_relation(schema, new)  # a crashed run may have left it
+    previous = _previous_rows(session, request)
+    indexes = _indexes(model)
+    violation: Violation | None = None
+    with _transaction(session, request):
+        rows = _build_rows(session, request, new)
+        outcome = _key_outcome(session, request, new)
+        if outcome.passed:
+            session.prepare_indexes(schema, new, indexes)
+            outcome = run_checks(session, project, CheckTarget(model, schema, new, previous))
+        crashpoint("after_checks", model.relation)
+        if outcome.passed:
+            with located(session, model.path, 1, ""):
+                session.swap(schema, new, name, indexes, project.view_queries, request.swap_hint())
+                if request.existed(schema, failed):
+                    session.drop_relation(schema, failed)
+            _record(session, request, rows, outcome.results)
+        else:
+            session.rename(schema, new, failed)
+            violation = outcome.violations[0]
+    if violation is not None:
+        raise _check_failed(outcome, violation, kept=f"{schema}.{failed}")
+    return Published(rows, outcome.results)
+
+
+def _upsert(session: Session, request: BuildRequest) -> Published:
+    model, project = request.model, request.project
+    schema, name = model.schema, model.name
+    new = name + NEW_SUFFIX
+    if request.existed(schema, new) or request.attempt > 1:
+        session.drop_relation(schema, new)
+    previous = _previous_rows(session, request)
+    with _transaction(session, request):
+        published = session.columns(schema, name)
+        _build_rows(session, request, new)
+        _require_same_columns(model, published, session.columns(schema, new))
+        keys = _key_outcome(session, request, new)
+        if not keys.passed:
+            raise _check_failed(keys, keys.violations[0], kept=None)
+        with located(session, model.path, model.header.line_of("unique_key") or 1, ""):
+            session.ensure_indexes(schema, name, model.header.indexes)
+            rows = session.upsert(schema, name, new, model.header.unique_key)
+            session.drop_relation(schema, new)
+        crashpoint("after_build", model.relation)
+        outcome = run_checks(session, project, CheckTarget(model, schema, name, previous))
+        if not outcome.passed:  # rolls the upsert back: the published table is as it was
+            raise _check_failed(outcome, outcome.violations[0], kept=None)
+        _record(session, request, rows, outcome.results)
+        crashpoint("before_commit", model.relation)
+    return Published(rows, outcome.results)
+
+
+def _build_rows(session: Session, request: BuildRequest, new: str) -> int:
+    """The query's rows into ``new``, its columns validated, the patch applied."""
+    model, project = request.model, request.project
+    statement = model.statements[0]
+    with located(session, model.path, statement.line, statement.sql):
+        rows = session.create_table_as(model.schema, new, statement.sql)
+    columns = session.columns(model.schema, new)
+    for key in ("unique_key", "watermark"):
+        wanted = model.header.unique_key if key == "unique_key" else (model.header.watermark,)
+        for column in wanted:
+            if column is not None and _find(column, columns) is None:
+                raise TaskError(
+                    f"{key} column {column!r} is not a column of the model's query "
+                    f"(its columns: {', '.join(columns)})",
+                    failure_class="config",
+                    path=model.path,
+                    line=model.header.line_of(key),
+                    hint=f"select {column} in the query, or name one of its columns in -- {key}:",
+                )
+    if model.patch is not None:
+        for patch in model.patch.statements:
+            sql = retarget(project, model, patch.sql, new)
+            with located(session, model.patch.path, patch.line, sql):
+                session.execute(sql)
+        rows = session.row_count(model.schema, new)
+    return rows
+
+
+def _key_outcome(session: Session, request: BuildRequest, new: str) -> CheckOutcome:
+    """One row per key, and no NULL in it: what an upsert needs of the new rows."""
+    model, dialect = request.model, request.project.dialect
+    key = [exp.column(c, quoted=True) for c in model.header.unique_key]
+    table = table_expr(model.schema, new)
+    duplicates = (
+        exp.select(*key, exp.Count(this=exp.Star()).as_("rows"))
+        .from_(table)
+        .group_by(*(k.copy() for k in key))
+        .having(exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
+    )
+    nulls = (
+        exp.select(*(k.copy() for k in key))
+        .from_(table.copy())
+        .where(exp.or_(*(exp.Is(this=k.copy(), expression=exp.Null()) for k in key)))
+    )
+    name = f"unique_key({', '.join(model.header.unique_key)})"
+    for what, query in (("several rows with the same key", duplicates), ("a NULL key", nulls)):
+        sql = query.sql(dialect=dialect)
+        result = session.query(sql, limit=SAMPLE_ROWS)
+        if result.rows:
+            message = f"the query returned {what}; an incremental model needs one row per {name}"
+            violation = Violation(
+                name,
+                message,
+                path=model.path,
+                line=model.header.line_of("unique_key"),
+                sql=sql,
+                columns=result.columns,
+                rows=result.rows,
+            )
+            return CheckOutcome((CheckResult(name, False, message),), (violation,))
+    return CheckOutcome((CheckResult(name, True),))
+
+
+def _require_published_column(session: Session, model: Model, column: str) -> str:
+    """The published table's spelling of ``column``; a config error when it has none."""
+    columns = session.columns(model.schema, model.name)
+    found = _find(column, columns)
+    if found is None:
+        raise TaskError(
+            f"watermark column {column!r} is not a column of the published "
+            f"{model.relation} (its columns: {', '.join(columns)})",
+            failure_class="config",
+            path=model.path,
+            line=model.header.line_of("watermark"),
+            hint="name one of its columns in -- watermark:, or rebuild it with --full-refresh",
+        )
+    return found
+
+
+def _require_same_columns(model: Model, published: tuple[str, ...], built: tuple[str, ...]) -> None:
+    if {c.lower() for c in published} == {c.lower() for c in built}:
+        return
+    added = [c for c in built if _find(c, published) is None]
+    gone = [c for c in published if _find(c, built) is None]
+    change = "; ".join(
+        part
+        for part in (
+            f"new: {', '.join(added)}" if added else "",
+            f"missing: {', '.join(gone)}" if gone else "",
+        )
+        if part
+    )
+    raise TaskError(
+        f"the query's columns differ from the published {model.relation} ({change}); "
+        "new rows cannot be upserted into it",
+        failure_class="config",
+        path=model.path,
+        line=model.statements[0].line,
+        hint="rebuild it from scratch: dbluigi build --full-refresh " + model.relation,
+    )
+
+
+def _find(column: str, columns: tuple[str, ...]) -> str | None:
+    """``column`` among ``columns``: exactly, else ignoring case (unquoted names fold)."""
+    if column in columns:
+        return column
+    folded = [c for c in columns if c.lower() == column.lower()]
+    return folded[0] if len(folded) == 1 else None

@@ -1,0 +1,488 @@
+"""``[sources.NAME]`` in dbluigi.toml: tables copied from another database into the target.
+
+::
+
+    [sources.shop]
+    url = "${SHOP_URL}"                   # postgresql://... or mysql+pymysql://... (MariaDB)
+    schema = "shop"                       # the target schema; default: the source's name
+    tables = ["customers", "products"]    # short form: full copies
+
+    [sources.crm]
+    url = "postgresql://reader:${CRM_PASSWORD}@crm-db/crm"
+
+    [sources.crm.tables.accounts]         # long form: one section per table
+    mode = "incremental"                  # or "full" (the default)
+    watermark = "updated_at"
+    unique_key = "id"                     # or ["region", "id"]
+    where = "not is_test"                 # a condition in the source's SQL
+    columns = ["id", "name", "updated_at"]
+    column_types = { notes = "text" }     # read a column as this type
+    version_query = "select count(*), max(updated_at) from accounts"
+
+A table key may name a schema of the source database (``"sales.orders"``); it is
+published as ``<schema>.<table>`` in the target. Each declared table becomes one
+``extract`` model of the project (see ``dbluigi.project``).
+
+Pure: parsing and validation, no connection. Every error names dbluigi.toml, the
+line and the option.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from dbluigi.errors import ProjectError
+from dbluigi.targets.base import PORTABLE_TYPES, numeric_precision
+
+CONFIG_FILE = "dbluigi.toml"
+STATE_SCHEMA = "dbluigi"
+MODES = ("full", "incremental")
+SCHEMES = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "postgresql+psycopg2": "postgresql",
+    "mysql": "mariadb",
+    "mysql+pymysql": "mariadb",
+    "mariadb": "mariadb",
+    "mariadb+pymysql": "mariadb",
+}
+DIALECTS = {"postgresql": "postgres", "mariadb": "mysql"}  # sqlglot's name for each engine
+
+_SOURCE_KEYS = ("url", "schema", "tables")
+_TABLE_KEYS = (
+    "mode",
+    "watermark",
+    "unique_key",
+    "where",
+    "columns",
+    "column_types",
+    "version_query",
+)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_SECTION_RE = re.compile(r"\s*\[([^\[\]]+)\]\s*(?:#.*)?$")
+_KEY_RE = re.compile(r"\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)\s*=")
+_KEY_PART_RE = re.compile(r"\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)\s*(?:\.|$)")
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """One table of a source database, as declared; it becomes an ``extract`` model."""
+
+    source: str  # NAME of [sources.NAME]
+    engine: str  # "postgresql" | "mariadb"
+    url: str = field(repr=False)  # with secrets filled in: never show it, see display_url
+    display_url: str  # the URL with its password masked
+    table: str  # as named in the source: "orders" or "sales.orders"
+    schema: str  # target schema
+    name: str  # target table
+    mode: str = "full"
+    watermark: str | None = None
+    unique_key: tuple[str, ...] = ()
+    where: str | None = None
+    columns: tuple[str, ...] = ()  # empty: every column
+    column_types: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    version_query: str | None = None
+    line: int | None = None  # of its section (or of ``tables =``) in dbluigi.toml
+
+    @property
+    def relation(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def selector(self) -> str:
+        """How ``source:`` selects it: ``NAME.table``."""
+        return f"{self.source}.{self.name}"
+
+    @property
+    def dialect(self) -> str:
+        return DIALECTS[self.engine]
+
+    def definition(self) -> str:
+        """What defines the copy, for its fingerprint: no password, and no version query
+        (its result is what counts, so editing it is not a change of definition)."""
+        return json.dumps(
+            {
+                "source": self.source,
+                "url": self.display_url,
+                "table": self.table,
+                "mode": self.mode,
+                "watermark": self.watermark,
+                "unique_key": list(self.unique_key),
+                "where": self.where,
+                "columns": list(self.columns),
+                "column_types": dict(sorted(self.column_types.items())),
+            },
+            sort_keys=True,
+        )
+
+
+def parse_sources(sources: Any, text: str) -> dict[str, SourceTable]:
+    """The ``[sources]`` section as {relation: SourceTable}; raises ProjectError."""
+    from dbluigi.config import interpolate_env
+    from dbluigi.targets import mask_url
+
+    lines = _TomlLines(text)
+    if not isinstance(sources, dict):
+        raise ProjectError("[sources] must be a table", path=CONFIG_FILE)
+    found: dict[str, SourceTable] = {}
+    for source, settings in sources.items():
+        where = ("sources", source)
+        if not _IDENT.fullmatch(source):
+            raise _error(f"[sources.{source}]: the name must be a plain identifier", lines, where)
+        if not isinstance(settings, dict):
+            raise _error(f"[sources] {source} must be a table", lines, ("sources",), source)
+        _known_keys(settings, _SOURCE_KEYS, f"[sources.{source}]", lines, where)
+        if "url" not in settings:
+            raise _error(
+                f"[sources.{source}] has no url",
+                lines,
+                where,
+                hint='add url = "${SOURCE_URL}" (postgresql://... or mysql+pymysql://...)',
+            )
+        raw_url = _string(settings["url"], f"[sources.{source}] url", lines, where, "url")
+        try:
+            url = interpolate_env(raw_url, where=f"[sources.{source}] url")
+        except ProjectError as exc:
+            raise _error(exc.message, lines, where, "url", hint=exc.hint) from None
+        engine = _engine(url, source, lines, where)
+        schema = str(settings.get("schema", source)).lower()
+        if not _IDENT.fullmatch(schema) or schema == STATE_SCHEMA:
+            raise _error(
+                f"[sources.{source}] schema {schema!r} "
+                + ("holds dbluigi's state" if schema == STATE_SCHEMA else "is not an identifier"),
+                lines,
+                where,
+                "schema",
+                hint="name another target schema, e.g. schema = " + json.dumps(source),
+            )
+        common = {
+            "source": source,
+            "engine": engine,
+            "url": url,
+            "display_url": mask_url(url),
+            "schema": schema,
+        }
+        tables = settings.get("tables")
+        if tables is None:
+            raise _error(
+                f"[sources.{source}] declares no tables",
+                lines,
+                where,
+                hint='add tables = ["a", "b"], or a [sources.NAME.tables.TABLE] section',
+            )
+        if isinstance(tables, list):
+            line = lines.key(where, "tables")
+            for table in tables:
+                if not isinstance(table, str):
+                    raise _error(
+                        f"[sources.{source}] tables: expected table names, got {table!r}",
+                        lines,
+                        where,
+                        "tables",
+                    )
+                _add(found, _table(table, {}, common, lines, line), lines)
+        elif isinstance(tables, dict):
+            for table, options in tables.items():
+                section = (*where, "tables", table)
+                if not isinstance(options, dict):
+                    raise _error(
+                        f"[sources.{source}.tables] {table} must be a table",
+                        lines,
+                        (*where, "tables"),
+                        table,
+                    )
+                _known_keys(options, _TABLE_KEYS, _section_name(section), lines, section)
+                _add(found, _table(table, options, common, lines, lines.section(section)), lines)
+        else:
+            raise _error(
+                f"[sources.{source}] tables must be a list of names or a table per name",
+                lines,
+                where,
+                "tables",
+            )
+    return found
+
+
+def _table(
+    table: str,
+    options: Mapping[str, Any],
+    common: Mapping[str, Any],
+    lines: _TomlLines,
+    line: int | None,
+) -> SourceTable:
+    source = common["source"]
+    section = ("sources", source, "tables", table)
+    label = _section_name(section)
+    parts = table.split(".")
+    if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
+        raise ProjectError(
+            f"{label}: {table!r} is not a table name (table or schema.table)",
+            path=CONFIG_FILE,
+            line=line,
+        )
+
+    def where_of(key: str) -> int | None:
+        return lines.key(section, key) or line
+
+    def fail(message: str, key: str, hint: str | None = None) -> ProjectError:
+        return ProjectError(f"{label} {message}", path=CONFIG_FILE, line=where_of(key), hint=hint)
+
+    mode = options.get("mode", "full")
+    if mode not in MODES:
+        close = difflib.get_close_matches(str(mode), MODES, n=1)
+        raise fail(
+            f"mode = {mode!r}: expected {' or '.join(json.dumps(m) for m in MODES)}",
+            "mode",
+            hint=f'did you mean "{close[0]}"?' if close else None,
+        )
+    watermark = options.get("watermark")
+    if watermark is not None:
+        watermark = _column_name(watermark, "watermark", fail)
+    unique_key = _column_list(options.get("unique_key", ()), "unique_key", fail)
+    if mode == "incremental":
+        for key, value in (("watermark", watermark), ("unique_key", unique_key)):
+            if not value:
+                raise fail(
+                    f'is mode = "incremental" and needs {key}',
+                    "mode",
+                    hint='e.g. watermark = "updated_at" and unique_key = "id"',
+                )
+    else:
+        for key, value in (("watermark", watermark), ("unique_key", unique_key)):
+            if value:
+                raise fail(
+                    f'{key}: only an incremental copy uses it, and this one is mode = "{mode}"',
+                    key,
+                    hint='add mode = "incremental", or remove ' + key,
+                )
+    dialect = DIALECTS[common["engine"]]
+    condition = options.get("where")
+    if condition is not None:
+        condition = _string(condition, f"{label} where", lines, section, "where")
+        try:
+            exp.maybe_parse(condition, into=exp.Condition, dialect=dialect)
+        except (SqlglotError, ValueError) as exc:
+            raise fail(
+                f"where = {condition!r} is not one condition in {dialect} SQL: {_first(exc)}",
+                "where",
+                hint="write what follows WHERE, e.g. where = \"status <> 'test'\"",
+            ) from None
+    columns = _column_list(options.get("columns", ()), "columns", fail)
+    lowered = [c.lower() for c in columns]
+    for key, needed in (("watermark", [watermark] if watermark else []), ("unique_key", unique_key)):
+        for column in needed:
+            if columns and column.lower() not in lowered:
+                raise fail(
+                    f"{key} {column!r} is not among columns",
+                    "columns",
+                    hint=f"add {column} to columns",
+                )
+    types = options.get("column_types", {})
+    if not isinstance(types, dict):
+        raise fail("column_types must be a table of column = type", "column_types")
+    for column, type_name in types.items():
+        if (
+            not isinstance(type_name, str)
+            or type_name not in PORTABLE_TYPES
+            and numeric_precision(type_name) is None
+        ):
+            close = difflib.get_close_matches(str(type_name), PORTABLE_TYPES, n=1)
+            raise fail(
+                f"column_types: column {column!r} has unknown type {type_name!r}",
+                "column_types",
+                hint=(f'did you mean "{close[0]}"? ' if close else "")
+                + f"types: {', '.join(PORTABLE_TYPES)}, numeric(p,s)",
+            )
+    version_query = options.get("version_query")
+    if version_query is not None:
+        version_query = _string(version_query, f"{label} version_query", lines, section, "version_query")
+        _require_one_query(version_query, dialect, fail)
+    return SourceTable(
+        table=table,
+        name=parts[-1].lower(),
+        mode=mode,
+        watermark=watermark,
+        unique_key=unique_key,
+        where=condition,
+        columns=columns,
+        column_types=MappingProxyType({str(k).lower(): str(v) for k, v in types.items()}),
+        version_query=version_query,
+        line=line,
+        **common,
+    )
+
+
+def _require_one_query(sql: str, dialect: str, fail: Any) -> None:
+    """A version query runs on the read-only source session: one SELECT, nothing else."""
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    except SqlglotError as exc:
+        raise fail(
+            f"version_query does not parse as {dialect} SQL: {_first(exc)}", "version_query"
+        ) from None
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        raise fail(
+            "version_query must be one query (SELECT ...) whose result changes when the "
+            "table is reloaded",
+            "version_query",
+            hint='e.g. version_query = "select count(*), max(updated_at) from orders"',
+        )
+
+
+def _engine(url: str, source: str, lines: _TomlLines, where: tuple[str, ...]) -> str:
+    from dbluigi.targets import mask_url
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    engine = SCHEMES.get(scheme)
+    if engine is None:
+        raise _error(
+            f"[sources.{source}] url {mask_url(url)!r} is not a database dbluigi reads from",
+            lines,
+            where,
+            "url",
+            hint="use postgresql://user:password@host:5432/db or "
+            "mysql+pymysql://user:password@host:3306/db (MariaDB, MySQL)",
+        )
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url)
+    except Exception as exc:
+        raise _error(
+            f"[sources.{source}] url {mask_url(url)!r} is not a valid URL ({_first(exc)})",
+            lines,
+            where,
+            "url",
+        ) from None
+    return engine
+
+
+def _add(found: dict[str, SourceTable], table: SourceTable, lines: _TomlLines) -> None:
+    other = found.get(table.relation)
+    if other is not None:
+        raise ProjectError(
+            f"[sources.{table.source}] {table.table} and [sources.{other.source}] "
+            f"{other.table} both copy into {table.relation}",
+            path=CONFIG_FILE,
+            line=table.line,
+            hint="give one of the sources another schema = ...",
+        )
+    found[table.relation] = table
+
+
+def _column_name(value: Any, key: str, fail: Any) -> str:
+    if not isinstance(value, str) or not _IDENT.fullmatch(value):
+        raise fail(f"{key} = {value!r}: expected a column name", key)
+    return value
+
+
+def _column_list(value: Any, key: str, fail: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise fail(f"{key} = {value!r}: expected a column name or a list of them", key)
+    return tuple(dict.fromkeys(_column_name(item, key, fail) for item in items))
+
+
+def _string(value: Any, label: str, lines: _TomlLines, section: tuple[str, ...], key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _error(f"{label} must be a non-empty string", lines, section, key)
+    return value
+
+
+def _known_keys(
+    settings: Mapping[str, Any],
+    allowed: tuple[str, ...],
+    label: str,
+    lines: _TomlLines,
+    section: tuple[str, ...],
+) -> None:
+    for key in settings:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            raise _error(
+                f"unknown key {key!r} in {label}",
+                lines,
+                section,
+                key,
+                hint=f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}",
+            )
+
+
+def _error(
+    message: str,
+    lines: _TomlLines,
+    section: tuple[str, ...],
+    key: str | None = None,
+    *,
+    hint: str | None = None,
+) -> ProjectError:
+    line = (lines.key(section, key) if key else None) or lines.section(section)
+    return ProjectError(message, path=CONFIG_FILE, line=line, hint=hint)
+
+
+def _section_name(section: tuple[str, ...]) -> str:
+    return "[" + ".".join(p if _IDENT.fullmatch(p) else json.dumps(p) for p in section) + "]"
+
+
+def _first(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200]
+
+
+class _TomlLines:
+    """Where sections and keys sit in the TOML text, for error messages.
+
+    Only what dbluigi.toml needs: ``[a.b."c.d"]`` headers and ``key =`` lines (a key
+    nested in an inline table is found at its parent's line)."""
+
+    def __init__(self, text: str) -> None:
+        self.sections: dict[tuple[str, ...], int] = {}
+        self.keys: dict[tuple[tuple[str, ...], str], int] = {}
+        current: tuple[str, ...] = ()
+        for number, line in enumerate(text.splitlines(), 1):
+            header = _SECTION_RE.match(line)
+            if header:
+                current = _split_key(header.group(1))
+                self.sections.setdefault(current, number)
+                continue
+            key = _KEY_RE.match(line)
+            if key:
+                self.keys.setdefault((current, _unquote(key.group(1))), number)
+
+    def section(self, section: tuple[str, ...]) -> int | None:
+        """The line of ``[section]``, or of the nearest enclosing one that is written."""
+        for end in range(len(section), 0, -1):
+            if section[:end] in self.sections:
+                return self.sections[section[:end]]
+            if end > 1 and (section[: end - 1], section[end - 1]) in self.keys:
+                return self.keys[(section[: end - 1], section[end - 1])]
+        return None
+
+    def key(self, section: tuple[str, ...], key: str) -> int | None:
+        return self.keys.get((section, key))
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = []
+    position = 0
+    while position < len(text):
+        match = _KEY_PART_RE.match(text, position)
+        if match is None:
+            break
+        parts.append(_unquote(match.group(1)))
+        position = match.end()
+    return tuple(parts)
+
+
+def _unquote(part: str) -> str:
+    return part[1:-1] if part[:1] in ('"', "'") else part

@@ -1,0 +1,2 @@
+-- description: the staging schema itself
+create schema if not exists {{ schema }};

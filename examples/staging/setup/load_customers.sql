@@ -1,0 +1,3 @@
+-- description: loads incoming customers through the stored procedure
+-- depends: setup.procedures, setup.create_customers, setup.fill_lookups, incoming.customers
+call {{ schema }}.load_customers();

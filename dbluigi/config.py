@@ -26,6 +26,7 @@ from typing import Any
 from dbluigi.errors import ProjectError
 from dbluigi.headers import parse_duration
 from dbluigi.source_config import SourceTable, parse_sources
+from dbluigi.targets import sql_dialect
 from dbluigi.targets.base import PORTABLE_TYPES
 
 CONFIG_FILE = "dbluigi.toml"
@@ -69,21 +70,13 @@ class Config:
     @property
     def dialect(self) -> str:
         """The sqlglot dialect files are read in: the target's."""
-        return dialect_of(self.target_url)
+        return sql_dialect(self.target_url)[0]
 
     @property
     def schema(self) -> str:
-        """The schema of top-level files and of unqualified references."""
-        if self.default_schema:
-            return self.default_schema
-        return "public" if self.dialect == "postgres" else "main"
-
-
-def dialect_of(url: str | None) -> str:
-    """The sqlglot dialect of a target URL (DuckDB when none is given)."""
-    if url and url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres"):
-        return "postgres"
-    return "duckdb"
+        """The schema of top-level files and of unqualified references (the target's
+        default unless ``[project] default_schema`` says otherwise)."""
+        return self.default_schema or sql_dialect(self.target_url)[1]
 
 
 def interpolate_env(value: str, *, where: str) -> str:

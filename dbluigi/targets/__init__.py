@@ -41,6 +41,15 @@ _ACCEPTED = (
 )
 
 
+def sql_dialect(url: str | None) -> tuple[str, str]:
+    """(sqlglot dialect, default schema) of the target a URL names, without opening it:
+    what the project is read in before any connection exists."""
+    scheme = url.split("://", 1)[0].lower() if url and "://" in url else ""
+    if scheme in _POSTGRES_SCHEMES:
+        return "postgres", "public"
+    return "duckdb", "main"
+
+
 def open_target(url: str | None, *, project_dir: Path) -> Target:
     """The target a ``--target`` URL (or ``DBLUIGI_TARGET``) names; nothing is opened yet."""
     if url is None or url.strip() == "duckdb":

@@ -9,6 +9,7 @@ checks, and the dependency graph in a deterministic order.
 from __future__ import annotations
 
 import difflib
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,7 @@ from dbluigi.errors import DuplicateRelationError, ProjectError
 from dbluigi.exports import check_dump_paths
 from dbluigi.graph import Edge, Graph
 from dbluigi.headers import Header, IndexSpec, parse_header
-from dbluigi.render import render
+from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
 from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
 
@@ -341,8 +342,7 @@ class _Loader:
         if not mapping:
             return statements
         return tuple(
-            replace(st, sql=replace_relations(st.sql, mapping, dialect=self.dialect))
-            for st in statements
+            replace(st, sql=_requalify(st.sql, mapping, self.dialect)) for st in statements
         )
 
     def _render(self, text: str, header: Header, path: str) -> str:
@@ -387,6 +387,22 @@ def _runtime_placeholders(header: Header) -> tuple[str, ...]:
     if header.watermark is not None or header.kind == "incremental":
         names.append("watermark")
     return tuple(names)
+
+
+def _requalify(sql: str, mapping: Mapping[TableRef, TableRef], dialect: str) -> str:
+    """``replace_relations`` on SQL that may hold runtime ``{{ name }}`` placeholders,
+    which cross sqlglot as plain identifiers and come back as they were written."""
+    hidden: dict[str, str] = {}
+
+    def hide(match: re.Match[str]) -> str:
+        token = f"__dbluigi_placeholder_{len(hidden)}__"
+        hidden[token] = match.group(0)
+        return token
+
+    result = replace_relations(PLACEHOLDER.sub(hide, sql), mapping, dialect=dialect)
+    for token, placeholder in hidden.items():
+        result = result.replace(token, placeholder)
+    return result
 
 
 def _restore_placeholders(

@@ -11,6 +11,7 @@ import pytest
 import sqlglot
 
 from dbluigi.incremental import sql_literal
+from dbluigi.project import load_project
 from tests.buildkit import build_json, cli, query, ran
 from tests.test_build import write_project
 
@@ -306,3 +307,15 @@ def _exists(target: str, project: Path, name: str) -> bool:
         return session.relation_kind("store", name) is not None
     finally:
         session.close()
+
+
+def test_a_bare_name_is_qualified_and_the_watermark_kept(tmp_path: Path, target_url: str) -> None:
+    """``from orders`` means raw.orders; qualifying it keeps the runtime placeholder."""
+    store = STORE.replace("from raw.orders", "from orders")
+    project = write_project(tmp_path, {"raw/orders.csv": FIRST, "store/recent.sql": store})
+    sql = load_project(project).models["store.recent"].query
+    assert sql.count("{{ watermark }}") == 2 and "raw.orders" in sql
+    assert build_json(project=project, target=target_url)[0] == 0
+    (project / "raw/orders.csv").write_text(FIRST + "4,40,2024-01-04 10:00:00,false\n")
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0 and task(payload, "store.recent")["rows"] == 2

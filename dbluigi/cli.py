@@ -249,6 +249,7 @@ def _build(
     force: bool,
     scheduler_url: str | None = None,
     full_refresh: bool = False,
+    partitions: list[str] | None = None,
 ) -> None:
     from dbluigi.runner import RunOptions, run_plan
     from dbluigi.targets import open_target
@@ -265,6 +266,7 @@ def _build(
             force=force,
             full_refresh=full_refresh,
             scheduler_url=_scheduler(scheduler_url or proj.config.scheduler_url),
+            partitions=tuple(partitions or ()),
         )
         tgt = open_target(proj.config.target_url, project_dir=proj.root)
         with _progress(as_json) as (on_plan, on_event):
@@ -348,6 +350,7 @@ def _result_json(result: RunResult, target: str, elapsed: float) -> dict[str, An
         "results": [
             {
                 "model": r.model,
+                "partition": r.partition,
                 "kind": r.kind,
                 "status": r.status,
                 "reason": r.reason,
@@ -378,7 +381,7 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
             )
             status = r.status if not r.failure_class else f"{r.status} ({r.failure_class})"
             table.add_row(
-                r.model,
+                r.model if r.partition is None else f"{r.model} [{r.partition}]",
                 r.kind,
                 f"[{colour}]{status}[/]",
                 r.reason,
@@ -459,6 +462,14 @@ def rebuild(
     as_json: JsonOpt = False,
     scheduler_url: SchedulerOpt = None,
     full_refresh: FullRefreshOpt = False,
+    partition: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--partition",
+            help="Only this value of a partitioned model (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Rebuild the selection now, with new build ids (its downstream becomes stale)."""
     _build(
@@ -474,6 +485,7 @@ def rebuild(
         force=True,
         scheduler_url=scheduler_url,
         full_refresh=full_refresh,
+        partitions=partition,
     )
 
 

@@ -25,6 +25,7 @@ import logging
 import queue
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import luigi
@@ -64,8 +65,40 @@ class DbluigiModel(luigi.Task):
     def complete(self) -> bool:
         return _run().is_complete(self.model)
 
+    def run(self) -> Iterator[list[luigi.Task]]:
+        run = _run()
+        if run.plan.decisions[self.model].partitions_deferred:
+            # values read once the upstream is built: the partitions are dynamic dependencies
+            yield [
+                DbluigiPartition(model=self.model, partition=p.value, fingerprint=p.fingerprint)
+                for p in run.resolve_partitions(self.model)
+            ]
+        run.execute(self.model)
+
+
+class DbluigiPartition(luigi.Task):
+    """One value of a partitioned model; the model's task gathers them all, as a wrapper."""
+
+    model: str = luigi.Parameter()  # type: ignore[assignment]
+    partition: str = luigi.Parameter()  # type: ignore[assignment]
+    fingerprint: str = luigi.Parameter()  # type: ignore[assignment]
+
+    @property
+    def priority(self) -> int:  # type: ignore[override]
+        return _run().project.models[self.model].header.priority
+
+    @property
+    def resources(self) -> dict[str, int]:  # type: ignore[override]
+        return {_run().target.resource: 1}
+
+    def requires(self) -> list[luigi.Task]:
+        return _graph().parent_requirements[self.model]
+
+    def complete(self) -> bool:
+        return _run().is_complete(self.model, self.partition)
+
     def run(self) -> None:
-        _run().execute(self.model)
+        _run().execute(self.model, self.partition)
 
 
 class MissingRelation(luigi.ExternalTask):
@@ -96,6 +129,7 @@ class _TaskGraph:
             for m in run.plan.selected
         }
         self.requirements: dict[str, list[luigi.Task]] = {}
+        self.parent_requirements: dict[str, list[luigi.Task]] = {}
         for model in run.plan.selected:
             required: list[luigi.Task] = [
                 self.tasks[parent]
@@ -105,7 +139,12 @@ class _TaskGraph:
             required += [
                 MissingRelation(relation=name) for name in decisions[model].missing_parents
             ]
-            self.requirements[model] = required
+            self.parent_requirements[model] = required
+            partitions = [
+                DbluigiPartition(model=model, partition=p.value, fingerprint=p.fingerprint)
+                for p in decisions[model].partitions
+            ]
+            self.requirements[model] = required + partitions
 
 
 _GRAPH: _TaskGraph | None = None

@@ -13,7 +13,7 @@ reading the same state) agrees on them without talking to each other.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,10 @@ MISSING = "relation missing"
 OUTPUT_MISSING = "output missing"
 FORCED = "forced"
 FULL_REFRESH = "full refresh"
+SOURCE_CHANGED = "source changed"  # a source table's version query answers differently
+SOURCE_UNREADABLE = "source version unreadable"  # its version query failed: run, and see
 UP_TO_DATE = "up to date"
+PARTITIONS = "partitions rebuilt"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,21 @@ class Decision:
     generation: int
     missing_parents: tuple[str, ...] = ()  # unselected parents never built, and absent sources
     full_refresh: bool = False  # an incremental model rebuilt from scratch (--full-refresh)
+    partitions: tuple[PartitionDecision, ...] = ()  # a partitioned model's values, in order
+    partitions_deferred: bool = False  # its values come from a query on tables this run builds
+
+
+@dataclass(frozen=True)
+class PartitionDecision:
+    """One value of a partitioned model: its own task, state row and fingerprint."""
+
+    value: str
+    run: bool
+    reason: str
+    fingerprint: str
+    content_fp: str
+    build_id: str
+    generation: int
 
 
 @dataclass(frozen=True)
@@ -95,8 +113,16 @@ def make_plan(
     *,
     forced: Collection[str] = (),
     full_refresh: Collection[str] = (),
+    source_versions: Mapping[str, str | None] | None = None,
+    partition_values: Mapping[str, tuple[str, ...]] | None = None,
+    partition_state: Mapping[tuple[str, str], ModelState] | None = None,
+    forced_partitions: Collection[str] = (),
 ) -> Plan:
-    """Decide, in run order, which selected models run and why."""
+    """Decide, in run order, which selected models run and why.
+
+    ``source_versions`` holds, for the source tables that have one, what their version
+    query answered this run (None: it failed); it is part of their fingerprint."""
+    versions = source_versions or {}
     existing = {f"{s}.{n}" for s, n in relations}
     selected_set = set(selected)
     build_ids: dict[str, str | None] = {}
@@ -110,7 +136,12 @@ def make_plan(
             continue
         content = content_fingerprint(project, model)
         upstream = [(p, build_ids.get(p) or "") for p in parents]
-        fingerprint = _hash(content, *(f"{p}={b}" for p, b in upstream))
+        version = versions.get(relation)
+        fingerprint = _hash(
+            content,
+            *(f"{p}={b}" for p, b in upstream),
+            *((f"source version={version}",) if version is not None else ()),
+        )
         missing = tuple(
             p
             for p in parents
@@ -121,7 +152,26 @@ def make_plan(
             for s in sorted(project.graph.parents(relation))
             if s not in project.models and s not in existing and not project.graph.parents(s)
         )
-        refresh = relation in full_refresh and model.kind == "incremental"
+        values = (partition_values or {}).get(relation)
+        spec = model.header.partition
+        # values from a query over tables this run rebuilds are known only once they are
+        deferred = spec is not None and (
+            values is None
+            or (spec.query is not None and any(decisions[p].run for p in parents if p in decisions))
+        )
+        parts = partition_decisions(
+            model,
+            () if deferred else values or (),
+            content,
+            fingerprint,
+            partition_state or {},
+            existing,
+            forced=relation in forced,
+            only=forced_partitions,
+        )
+        stored_values = {v for (m, v) in (partition_state or {}) if m == relation}
+        values_changed = not deferred and values is not None and stored_values != set(values)
+        refresh = relation in full_refresh and model.kind in ("incremental", "extract")
         if refresh and stored is not None:
             reason = FULL_REFRESH
         elif relation in forced:
@@ -134,8 +184,12 @@ def make_plan(
             reason = OUTPUT_MISSING
         elif stored.content_fp != content:
             reason = CHANGED
+        elif relation in versions and version is None:
+            reason = SOURCE_UNREADABLE
         elif stored.fingerprint != fingerprint:
-            reason = UPSTREAM
+            reason = SOURCE_CHANGED if relation in versions else UPSTREAM
+        elif any(p.run for p in parts) or values_changed or deferred:
+            reason = PARTITIONS
         else:
             reason = UP_TO_DATE
         run = reason != UP_TO_DATE
@@ -143,10 +197,60 @@ def make_plan(
         build_id = _hash(fingerprint, str(generation)) if run else stored.build_id  # type: ignore[union-attr]
         build_ids[relation] = build_id
         decisions[relation] = Decision(
-            relation, run, reason, fingerprint, content, build_id, generation, missing, refresh
+            relation,
+            run,
+            reason,
+            fingerprint,
+            content,
+            build_id,
+            generation,
+            missing,
+            refresh,
+            parts,
+            deferred,
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
+
+
+def partition_decisions(
+    model: Model,
+    values: Sequence[str],
+    content: str,
+    model_fingerprint: str,
+    state: Mapping[tuple[str, str], ModelState],
+    existing: Collection[str],
+    *,
+    forced: bool,
+    only: Collection[str] = (),
+) -> tuple[PartitionDecision, ...]:
+    """Each value's decision: its fingerprint is the model's (definition and upstream build
+    ids) and the value, so a new value leaves the others alone and an edit redoes them all."""
+    from dbluigi.partitions import partition_table
+
+    decisions = []
+    for value in values:
+        fingerprint = _hash(model_fingerprint, f"partition={value}")
+        stored = state.get((model.relation, value))
+        if forced and (not only or value in only):
+            reason = FORCED
+        elif stored is None:
+            reason = NEW
+        elif f"{model.schema}.{partition_table(model.name, value)}" not in existing:
+            reason = MISSING
+        elif stored.content_fp != content:
+            reason = CHANGED
+        elif stored.fingerprint != fingerprint:
+            reason = UPSTREAM
+        else:
+            reason = UP_TO_DATE
+        run = reason != UP_TO_DATE
+        generation = (stored.generation if stored else 0) + (1 if run else 0)
+        build_id = _hash(fingerprint, str(generation)) if run else stored.build_id  # type: ignore[union-attr]
+        decisions.append(
+            PartitionDecision(value, run, reason, fingerprint, content, build_id, generation)
+        )
+    return tuple(decisions)
 
 
 def _available(

@@ -8,6 +8,7 @@
 - ``sql``: run the statements, the checks and the record in one transaction.
 - ``python``: a ``table`` whose new table the model's ``run(ctx)`` creates (``pystep``).
 - ``incremental`` and ``dump``: in ``dbluigi.incremental`` and ``dbluigi.dump``.
+- ``extract``: a table copied from a source database, in ``dbluigi.extract``.
 
 Before anything runs, a table or view model's query is EXPLAINed where the target
 estimates cost (its ``max_cost`` enforced, its cost recorded); the transaction runs
@@ -27,10 +28,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from dbluigi import guards, pystep
+from dbluigi import guards, partitions, pystep
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, ProjectError, TaskError
-from dbluigi.plan import Decision
+from dbluigi.plan import Decision, PartitionDecision
 from dbluigi.project import Model, Project
 from dbluigi.seeds import read_yaml_seed, sniff_csv
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now
@@ -58,6 +59,12 @@ class BuildRequest:
     clock: float = 0.0  # time.perf_counter() at the start of the attempt
     attempt: int = 1
     explain_cost: float | None = None  # set by publish() before the strategy runs
+    partition: PartitionDecision | None = None  # one value of a partitioned model
+
+    @property
+    def built(self) -> Decision | PartitionDecision:
+        """What this request builds: the model, or one of its partitions."""
+        return self.partition or self.decision
 
     def existed(self, schema: str, name: str) -> bool:
         return f"{schema}.{name}" in self.catalog.kinds
@@ -72,11 +79,14 @@ class BuildRequest:
 
 def publish(session: Session, request: BuildRequest) -> Published:
     """Build, check and publish one model; raises TaskError (or CheckFailed) on failure."""
-    from dbluigi import dump, incremental  # they build on this module's protocol
+    from dbluigi import dump, extract, incremental  # they build on this module's protocol
 
     strategies = {"table": _table, "seed": _table, "python": _table, "view": _view, "sql": _sql}
     strategies |= {"incremental": incremental.publish_incremental, "dump": dump.publish_dump}
+    strategies |= {"extract": extract.publish_extract}
     strategy = strategies.get(request.model.kind)
+    if request.partition is not None:
+        strategy = _partition
     if strategy is None:
         raise TaskError(
             f"kind {request.model.kind} cannot be built by this version of dbluigi yet",
@@ -109,13 +119,18 @@ def _estimate_cost(session: Session, request: BuildRequest) -> float | None:
     if model.kind not in guards.COST_KINDS:
         return None
     statement = model.statements[0]
+    sql = statement.sql
+    if model.header.partition is not None:
+        if request.partition is None:
+            return None  # gathering the partitions: each partition was EXPLAINed
+        sql = partitions.partition_sql(model, request.partition.value)
     if guards.max_cost_of(project, model) is None:
         try:  # only recorded: a query that cannot be planned fails in the build, located
-            return session.explain_cost(statement.sql)
+            return session.explain_cost(sql)
         except Exception:
             return None
-    with located(session, model.path, statement.line, statement.sql):
-        cost = session.explain_cost(statement.sql)
+    with located(session, model.path, statement.line, sql):
+        cost = session.explain_cost(sql)
     guards.enforce_cost(project, model, cost)
     return cost
 
@@ -138,15 +153,16 @@ def _transaction(session: Session, request: BuildRequest) -> Iterator[None]:
     meanwhile (this one, or a newer generation) is never built again or overwritten."""
     with session.transaction(), guards.timeout(session, request.project, request.model):
         if session.target.supports_concurrent_writers:
-            session.lock_in_transaction(f"dbluigi.model:{request.model.relation}")
-            stored = StateStore(session).model_state(request.model.relation)
-            decision = request.decision
+            key = request.partition.value if request.partition else ""
+            session.lock_in_transaction(f"dbluigi.model:{request.model.relation}[{key}]")
+            stored = StateStore(session).model_state(request.model.relation, key)
+            built = request.built
             if stored is not None and (
-                stored[0] == decision.build_id or stored[1] >= decision.generation
+                stored[0] == built.build_id or stored[1] >= built.generation
             ):
                 raise AlreadyBuilt(
-                    request.model.relation,
-                    same=stored[0] == decision.build_id,
+                    request.model.relation + (f"[{key}]" if key else ""),
+                    same=stored[0] == built.build_id,
                     generation=stored[1],
                 )
         yield
@@ -184,7 +200,7 @@ def _table(session: Session, request: BuildRequest) -> Published:
     previous = _previous_rows(session, request)
     violation: Violation | None = None
     with _transaction(session, request):
-        rows = _build_new(session, project, model, new)
+        rows = _build_new(session, project, model, new, request)
         session.prepare_indexes(schema, new, model.header.indexes)
         crashpoint("after_build", model.relation)
         if model.patch is not None:
@@ -220,9 +236,35 @@ def _table(session: Session, request: BuildRequest) -> Published:
     return Published(rows, outcome.results)
 
 
-def _build_new(session: Session, project: Project, model: Model, new: str) -> int:
+def _partition(session: Session, request: BuildRequest) -> Published:
+    """One value of a partitioned model: its rows into its own table, and its state row."""
+    model, part = request.model, request.partition
+    assert part is not None
+    statement = model.statements[0]
+    with _transaction(session, request):
+        sql = partitions.partition_sql(model, part.value)
+        with located(session, model.path, statement.line, sql):
+            rows = partitions.build_partition(session, model, part.value)
+        _record(session, request, rows, ())
+    return Published(rows, ())
+
+
+def _build_new(
+    session: Session, project: Project, model: Model, new: str, request: BuildRequest | None = None
+) -> int:
+    if request is not None and request.decision.partitions:  # gather the partitions' tables
+        values = [p.value for p in request.decision.partitions]
+        partitions.drop_stale_partitions(session, model, values, request.catalog.kinds)
+        with located(session, model.path, 1, ""):
+            return session.create_table_as(
+                model.schema, new, partitions.gather_sql(model, values, project.dialect)
+            )
     if model.kind == "python":
         return pystep.run_step(session, project, model, new)
+    if model.kind == "extract":
+        from dbluigi import extract
+
+        return extract.load_new(session, project, model, new)
     if model.kind == "table":
         statement = model.statements[0]
         with located(session, model.path, statement.line, statement.sql):
@@ -279,11 +321,12 @@ def _record(
     session: Session, request: BuildRequest, rows: int | None, checks: tuple[CheckResult, ...]
 ) -> None:
     """Record the build and its successful attempt in the publishing transaction."""
-    d = request.decision
+    d = request.built
     StateStore(session).record_success(
         TaskRecord(
             run_id=request.run_id,
             model=request.model.relation,
+            partition=request.partition.value if request.partition else "",
             status="success",
             started_at=request.started_at or now(),
             duration_s=time.perf_counter() - request.clock if request.clock else 0.0,

@@ -13,17 +13,20 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from dbluigi import partitions
 from dbluigi.artifact import write_run_artifact
 from dbluigi.audit import SlowTask, slow_tasks
-from dbluigi.errors import CheckFailed, DbluigiError, TaskError
+from dbluigi.errors import CheckFailed, DbluigiError, SelectorError, TaskError
+from dbluigi.extract import read_versions
 from dbluigi.guards import ensure_supported
-from dbluigi.plan import Plan, make_plan
+from dbluigi.partitions import partition_values
+from dbluigi.plan import PartitionDecision, Plan, make_plan, partition_decisions
 from dbluigi.project import Project
 from dbluigi.publish import AlreadyBuilt, BuildRequest, publish
 from dbluigi.selectors import select
@@ -46,6 +49,7 @@ class RunOptions:
     force: bool = False  # rebuild: every selected model runs, with a new build id
     full_refresh: bool = False  # selected incremental models are rebuilt from scratch
     scheduler_url: str | None = None  # a luigid central scheduler shared with other workers
+    partitions: tuple[str, ...] = ()  # rebuild --partition: only these values of partitioned models
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class TaskResult:
     duration_s: float = 0.0
     rows: int | None = None
     attempts: int = 0
+    partition: str | None = None  # one value of a partitioned model
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,8 @@ class Run:
         self._pool: list[Session] = [session]
         self._opened: list[Session] = []
         self._lock = threading.Lock()
-        self._done: set[str] = set()
+        self._done: set[tuple[str, str | None]] = set()
+        self._partitions: dict[str, tuple[PartitionDecision, ...]] = {}  # resolved during the run
         self._failed = threading.Event()
 
     @contextmanager
@@ -132,19 +138,94 @@ class Run:
             session.close()
         self._opened.clear()
 
-    def is_complete(self, model: str) -> bool:
-        return model in self._done or not self.plan.decisions[model].run
+    def is_complete(self, model: str, partition: str | None = None) -> bool:
+        if (model, partition) in self._done:
+            return True
+        if partition is None:
+            return not self.plan.decisions[model].run
+        return not next(p for p in self.partitions_of(model) if p.value == partition).run
 
-    def execute(self, model: str) -> None:
-        """Build one model with its retries, recording every attempt; raises on failure.
+    def partitions_of(self, model: str) -> tuple[PartitionDecision, ...]:
+        return self._partitions.get(model, self.plan.decisions[model].partitions)
+
+    def resolve_partitions(self, model: str) -> tuple[PartitionDecision, ...]:
+        """A partitioned model's values and decisions; values that come from a query on
+        tables this run builds are read now, once its upstream is built."""
+        decision = self.plan.decisions[model]
+        if not decision.partitions_deferred or model in self._partitions:
+            return self.partitions_of(model)
+        spec = self.project.models[model]
+        started, clock = now(), time.perf_counter()
+        with self.lease() as session:
+            try:
+                values = partitions.evaluate(session, self.project, model)
+                state = StateStore(session).read_partitions()
+                existing = session.catalog().kinds
+            except Exception as exc:
+                StateStore(session).record_tasks(
+                    [self._failure(model, None, exc, started, clock, 1)]
+                )
+                self._failed.set()
+                raise
+        self._partitions[model] = partition_decisions(
+            spec,
+            values,
+            decision.content_fp,
+            decision.fingerprint,
+            state,
+            existing,
+            forced=self.options.force,
+            only=self.options.partitions,
+        )
+        return self._partitions[model]
+
+    def _failure(
+        self,
+        model: str,
+        partition: str | None,
+        exc: Exception,
+        started: datetime,
+        clock: float,
+        attempt: int,
+    ) -> TaskRecord:
+        decision = self.plan.decisions[model]
+        part = (
+            next(p for p in self.partitions_of(model) if p.value == partition)
+            if partition
+            else None
+        )
+        failure_class = getattr(exc, "failure_class", "runtime")
+        return TaskRecord(
+            run_id=self.run_id,
+            model=model,
+            partition=partition or "",
+            status="skipped" if failure_class == "upstream" else "failed",
+            started_at=started,
+            duration_s=time.perf_counter() - clock,
+            attempt=attempt,
+            failure_class=failure_class,
+            error=_error_text(exc),
+            path=getattr(exc, "path", None) or self.project.models[model].path,
+            line=getattr(exc, "line", None),
+            reason=(part or decision).reason,
+            fingerprint=(part or decision).fingerprint,
+            checks=tuple(getattr(exc, "results", ())),
+            explain_cost=getattr(exc, "explain_cost", None),
+        )
+
+    def execute(self, model: str, partition: str | None = None) -> None:
+        """Build one model (or one partition of it) with its retries, recording every
+        attempt; raises on failure.
 
         A successful attempt is recorded by ``publish``, in the transaction that
         publishes the model; failed attempts are recorded here.
         """
-        decision = self.plan.decisions[model]
+        decision = replace(self.plan.decisions[model], partitions=self.partitions_of(model))
+        part = next(p for p in decision.partitions if p.value == partition) if partition else None
         spec = self.project.models[model]
         attempts = 1 + spec.header.retries
-        self._emit(model, "start")
+        name = model if partition is None else f"{model}[{partition}]"
+        self._emit(name, "start")
         for attempt in range(1, attempts + 1):
             started, clock = now(), time.perf_counter()
             with self.lease() as session:
@@ -163,64 +244,62 @@ class Run:
                         started,
                         clock,
                         attempt,
+                        partition=part,
                     )
                     publish(session, request)
                 except AlreadyBuilt as done:
-                    StateStore(session).record_tasks([self._elsewhere(model, done, started, clock)])
+                    record = self._elsewhere(model, done, started, clock, partition)
+                    StateStore(session).record_tasks([record])
                     if not done.same:
                         self._failed.set()
-                        self._emit(model, "skipped")
+                        self._emit(name, "skipped")
                         raise
-                    self._done.add(model)
-                    self._emit(model, "success")
+                    self._done.add((model, partition))
+                    self._emit(name, "success")
                     return
                 except Exception as exc:
                     failure_class = getattr(exc, "failure_class", "runtime")
                     skipped = failure_class == "upstream"
-                    record = TaskRecord(
-                        run_id=self.run_id,
-                        model=model,
-                        status="skipped" if skipped else "failed",
-                        started_at=started,
-                        duration_s=time.perf_counter() - clock,
-                        attempt=attempt,
-                        failure_class=failure_class,
-                        error=_error_text(exc),
-                        path=getattr(exc, "path", None) or spec.path,
-                        line=getattr(exc, "line", None),
-                        reason=decision.reason,
-                        fingerprint=decision.fingerprint,
-                        checks=tuple(getattr(exc, "results", ())),
-                        explain_cost=getattr(exc, "explain_cost", None),
-                    )
+                    record = self._failure(model, partition, exc, started, clock, attempt)
                     StateStore(session).record_tasks([record])
                     if failure_class == "runtime" and attempt < attempts:
                         time.sleep(RETRY_DELAY_S * attempt)
                         continue
                     self._failed.set()
-                    self._emit(model, "skipped" if skipped else "failed")
+                    self._emit(name, "skipped" if skipped else "failed")
                     raise
-            self._done.add(model)
-            self._emit(model, "success")
+            self._done.add((model, partition))
+            self._emit(name, "success")
             return
 
     def _elsewhere(
-        self, model: str, done: AlreadyBuilt, started: datetime, clock: float
+        self,
+        model: str,
+        done: AlreadyBuilt,
+        started: datetime,
+        clock: float,
+        partition: str | None = None,
     ) -> TaskRecord:
         """The record of an attempt that found its work done, or superseded, by another build."""
         decision = self.plan.decisions[model]
+        part = (
+            next(p for p in self.partitions_of(model) if p.value == partition)
+            if partition
+            else None
+        )
         return TaskRecord(
             run_id=self.run_id,
             model=model,
+            partition=partition or "",
             status="success" if done.same else "skipped",
             started_at=started,
             duration_s=time.perf_counter() - clock,
             failure_class=None if done.same else "upstream",
             error=None if done.same else f"superseded: {done}; rebuild to publish this version",
             path=self.project.models[model].path,
-            reason="built by another worker" if done.same else decision.reason,
-            fingerprint=decision.fingerprint,
-            build_id=decision.build_id if done.same else None,
+            reason="built by another worker" if done.same else (part or decision).reason,
+            fingerprint=(part or decision).fingerprint,
+            build_id=(part or decision).build_id if done.same else None,
         )
 
     def _emit(self, model: str, event: str) -> None:
@@ -244,7 +323,8 @@ class Prepared:
 def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
     """Connect, migrate state and decide the plan.
 
-    The state and the catalog are read once here, for the whole run. Several builds
+    The state, the catalog and the version queries of source tables are read once
+    here, for the whole run. Several builds
     may run at once on one target (workers of a luigid scheduler, or independent
     builds): each model is built under its own lock (see publish.py)."""
     ensure_supported(project, target)  # a guard the target cannot enforce: before connecting
@@ -255,6 +335,8 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
         selected = select(project, options.selectors, options.exclude)
         catalog = session.catalog()
         relations = {tuple(name.split(".", 1)) for name in catalog.kinds}
+        values = partition_values(session, project, selected)
+        _check_partition_option(options, values)
         plan = make_plan(
             project,
             selected,
@@ -262,11 +344,31 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
             relations,
             forced=selected if options.force else (),
             full_refresh=selected if options.full_refresh else (),
+            source_versions=read_versions(project, selected),
+            partition_values=values,
+            partition_state=state.read_partitions() if values else {},
+            forced_partitions=options.partitions,
         )
     except BaseException:
         session.close()
         raise
     return Prepared(session, state, plan, catalog)
+
+
+def _check_partition_option(options: RunOptions, values: Mapping[str, tuple[str, ...]]) -> None:
+    """``rebuild X --partition V``: V must be a value of a selected partitioned model."""
+    if not options.partitions:
+        return
+    if not values:
+        raise SelectorError("--partition: none of the selected models is partitioned")
+    known = {v for vs in values.values() for v in vs}
+    unknown = [v for v in options.partitions if v not in known]
+    if unknown:
+        shown = ", ".join(sorted(known)[:10])
+        raise SelectorError(
+            f"--partition {', '.join(unknown)}: no selected model has that partition value",
+            hint=f"values: {shown}",
+        )
 
 
 def run_plan(
@@ -375,10 +477,18 @@ def _results(
     Otherwise it never started, and is recorded as skipped."""
     last: dict[str, TaskRecord] = {}
     attempts: dict[str, int] = {}
+    parts: dict[str, list[TaskRecord]] = {}  # the last attempt of each partition that ran
     for record in records:
+        if record.partition:
+            runs = parts.setdefault(record.model, [])
+            runs[:] = [r for r in runs if r.partition != record.partition] + [record]
+            continue
         last[record.model] = record
         attempts[record.model] = attempts.get(record.model, 0) + 1
     bad: set[str] = {m for m, r in last.items() if r.status != "success"}
+    failed_parts = {
+        m: [r.partition for r in rs if r.status != "success"] for m, rs in parts.items()
+    }
     unbuilt = [m for m in plan.to_run if m not in last]
     stored = state.read_models() if unbuilt else {}
     skipped: list[TaskRecord] = []
@@ -387,16 +497,20 @@ def _results(
         decision = plan.decisions[model]
         kind = project.models[model].kind
         record = last.get(model)
+        results += [_result(project, kind, r, 1) for r in parts.get(model, ())]
         if record is None and decision.run:
             now_built = stored.get(model)
             if now_built is not None and now_built.build_id == decision.build_id:
                 results.append(TaskResult(model, kind, "success", "built by another worker"))
                 continue
-            if shared and not any(p in bad for p in project.model_parents(model)):
+            blocked = failed_parts.get(model) or any(p in bad for p in project.model_parents(model))
+            if shared and not blocked:
                 results.append(TaskResult(model, kind, "elsewhere", "left to another worker"))
                 continue
             blockers = [p for p in project.model_parents(model) if p in bad]
-            if blockers:
+            if failed_parts.get(model):
+                error = f"skipped: partition {', '.join(failed_parts[model])} failed"
+            elif blockers:
                 error = f"skipped: upstream {', '.join(blockers)} failed"
             elif decision.missing_parents:
                 missing = ", ".join(decision.missing_parents)
@@ -427,6 +541,7 @@ def _results(
 def _result(project: Project, kind: str, r: TaskRecord, attempts: int) -> TaskResult:
     return TaskResult(
         model=r.model,
+        partition=r.partition or None,
         kind=kind,
         status=r.status,
         reason=r.reason or "",

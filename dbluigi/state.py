@@ -160,6 +160,16 @@ class StateStore:
         ).rows
         return {r[0]: ModelState(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6]) for r in rows}
 
+    def read_partitions(self) -> dict[tuple[str, str], ModelState]:
+        """The last build of every partition of partitioned models, once per run."""
+        rows = self.session.query(
+            "select model, partition_key, fingerprint, content_fp, build_id, generation, "
+            "rows_affected, built_at from dbluigi.models where partition_key <> ''"
+        ).rows
+        return {
+            (r[0], r[1]): ModelState(r[0], r[2], r[3], r[4], int(r[5]), r[6], r[7]) for r in rows
+        }
+
     def start_run(
         self, run_id: str, command: str, selector: str, target: str, workers: int
     ) -> None:

@@ -71,10 +71,10 @@ def build_artifact(
 ) -> dict[str, Any]:
     """The artifact as a JSON-ready dict: the run, then one entry per task that ran."""
     kinds = {r.model: r.kind for r in results}
-    attempts: dict[str, list[TaskRecord]] = {}
-    for record in records:  # oldest first, so the last attempt of a model is its outcome
-        attempts.setdefault(record.model, []).append(record)
-    tasks = [_task(kinds.get(model), tries) for model, tries in attempts.items()]
+    attempts: dict[tuple[str, str], list[TaskRecord]] = {}
+    for record in records:  # oldest first, so the last attempt of a task is its outcome
+        attempts.setdefault((record.model, record.partition), []).append(record)
+    tasks = [_task(kinds.get(key[0]), tries) for key, tries in attempts.items()]
     counts = {status: 0 for status in ("success", "failed", "skipped")}
     classes: dict[str, int] = {}
     for task in tasks:

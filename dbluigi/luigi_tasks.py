@@ -50,6 +50,9 @@ class DbluigiModel(luigi.Task):
 
     model: str = luigi.Parameter()  # type: ignore[assignment]
     fingerprint: str = luigi.Parameter()  # type: ignore[assignment]
+    # the planned build id (derived from the fingerprint and the build generation): a
+    # rebuild is a new task for luigid, and every worker reading the same state agrees on it
+    build_id: str = luigi.Parameter()  # type: ignore[assignment]
 
     @property
     def priority(self) -> int:  # type: ignore[override]
@@ -70,7 +73,12 @@ class DbluigiModel(luigi.Task):
         if run.plan.decisions[self.model].partitions_deferred:
             # values read once the upstream is built: the partitions are dynamic dependencies
             yield [
-                DbluigiPartition(model=self.model, partition=p.value, fingerprint=p.fingerprint)
+                DbluigiPartition(
+                    model=self.model,
+                    partition=p.value,
+                    fingerprint=p.fingerprint,
+                    build_id=p.build_id,
+                )
                 for p in run.resolve_partitions(self.model)
             ]
         run.execute(self.model)
@@ -82,6 +90,7 @@ class DbluigiPartition(luigi.Task):
     model: str = luigi.Parameter()  # type: ignore[assignment]
     partition: str = luigi.Parameter()  # type: ignore[assignment]
     fingerprint: str = luigi.Parameter()  # type: ignore[assignment]
+    build_id: str = luigi.Parameter()  # type: ignore[assignment]
 
     @property
     def priority(self) -> int:  # type: ignore[override]
@@ -125,7 +134,9 @@ class _TaskGraph:
     def __init__(self, run: Run) -> None:
         decisions = run.plan.decisions
         self.tasks = {
-            m: DbluigiModel(model=m, fingerprint=decisions[m].fingerprint)
+            m: DbluigiModel(
+                model=m, fingerprint=decisions[m].fingerprint, build_id=decisions[m].build_id
+            )
             for m in run.plan.selected
         }
         self.requirements: dict[str, list[luigi.Task]] = {}
@@ -141,7 +152,9 @@ class _TaskGraph:
             ]
             self.parent_requirements[model] = required
             partitions = [
-                DbluigiPartition(model=model, partition=p.value, fingerprint=p.fingerprint)
+                DbluigiPartition(
+                    model=model, partition=p.value, fingerprint=p.fingerprint, build_id=p.build_id
+                )
                 for p in decisions[model].partitions
             ]
             self.requirements[model] = required + partitions
@@ -357,8 +370,12 @@ def dispatch(run: Run) -> None:
         where: dict[str, Any] = {"local_scheduler": True}
         if run.options.scheduler_url:
             # workers of other processes and machines share luigid's view of the graph;
-            # a task's identity (model, fingerprint) is the same in every one of them
+            # a task's identity (model, fingerprint, build id) is the same in every one.
+            # A worker waits while others still build what it could take on next, and
+            # leaves after half a minute with nothing to do (a failure elsewhere).
             where = {"local_scheduler": False, "scheduler_url": run.options.scheduler_url}
+            config.set("worker", "keep_alive", "true")
+            config.set("worker", "max_keep_alive_idle_duration", "30 s")
         luigi.build(
             [DbluigiRun(run_id=run.run_id)],
             worker_scheduler_factory=_Factory(_GRAPH),

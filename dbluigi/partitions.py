@@ -20,6 +20,7 @@ from sqlglot import exp
 from dbluigi.errors import ProjectError
 from dbluigi.project import Model, Project
 from dbluigi.render import render
+from dbluigi.state import StateStore
 from dbluigi.targets.base import Session, table_expr
 
 PARTITION_INFIX = "__dbluigi_p_"
@@ -125,3 +126,4 @@ def drop_stale_partitions(
     for relation in kinds:
         if relation.startswith(prefix) and relation.split(".", 1)[1] not in keep:
             session.drop_relation(model.schema, relation.split(".", 1)[1])
+    StateStore(session).forget_partitions(model.relation, keep=values)

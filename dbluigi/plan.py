@@ -62,6 +62,7 @@ class Decision:
     full_refresh: bool = False  # an incremental model rebuilt from scratch (--full-refresh)
     partitions: tuple[PartitionDecision, ...] = ()  # a partitioned model's values, in order
     partitions_deferred: bool = False  # its values come from a query on tables this run builds
+    partition_basis: str = ""  # what a partition's fingerprint hashes besides its value
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ def content_fingerprint(project: Project, model: Model) -> str:
     if model.kind == "seed":
         types = project.config.seed_types.get(model.relation, {})
         h.update(repr(sorted(types.items())).encode())
+    if model.kind == "python":  # a step reads ctx.variables at run time
+        h.update(repr(sorted((k, str(v)) for k, v in project.config.variables.items())).encode())
     if model.patch is not None:
         h.update(model.patch.text.encode())
     for check in project.gated_checks(model.relation):
@@ -159,11 +162,12 @@ def make_plan(
             values is None
             or (spec.query is not None and any(decisions[p].run for p in parents if p in decisions))
         )
+        basis = _partition_basis(project, model, upstream)
         parts = partition_decisions(
             model,
             () if deferred else values or (),
-            content,
-            fingerprint,
+            partition_query_fp(model) if spec is not None else content,
+            basis,
             partition_state or {},
             existing,
             forced=relation in forced,
@@ -208,9 +212,39 @@ def make_plan(
             refresh,
             parts,
             deferred,
+            basis,
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
+
+
+def partition_query_fp(model: Model) -> str:
+    """What "definition changed" means for a partition: its query, without the header
+    comments (where the value list and the checks live)."""
+    return _hash(_body(model.query))
+
+
+def _body(sql: str) -> str:
+    lines = sql.splitlines()
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+def _partition_basis(project: Project, model: Model, upstream: list[tuple[str, str]]) -> str:
+    """A partition depends on the query (variables rendered), the partition variable and the
+    upstream build ids; not on the value list, checks or patch, which only the gathered
+    table depends on: adding a year builds that year alone."""
+    spec = model.header.partition
+    if spec is None:
+        return ""
+    return _hash(
+        FINGERPRINT_VERSION,
+        project.dialect,
+        _body(model.query),
+        spec.name,
+        *(f"{p}={b}" for p, b in upstream),
+    )
 
 
 def partition_decisions(

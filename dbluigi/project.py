@@ -273,6 +273,12 @@ class _Loader:
         if file.format == "sql":
             text = self._render(text, header, file.path)
             info = self._analyze(text, header, file.path)
+            if header.partition is not None and header.partition.query is not None:
+                # the tables a partition query reads are dependencies too
+                values_info = self._analyze(header.partition.query, Header(), file.path)
+                info = replace(
+                    info, reads=tuple(sorted({*info.reads, *values_info.reads}, key=str))
+                )
             statements = _restore_placeholders(info.statements, text)
             kind = header.kind or ("table" if info.is_query else "sql")
             _validate_sql_kind(file, header, kind, info)

@@ -151,7 +151,8 @@ def _transaction(session: Session, request: BuildRequest) -> Iterator[None]:
     Where several builds can share the target, the transaction first takes the
     model's lock, then reads its published build: a build someone else published
     meanwhile (this one, or a newer generation) is never built again or overwritten."""
-    with session.transaction(), guards.timeout(session, request.project, request.model):
+    with session.transaction():
+        # the lock first: waiting for another build of this model is not running past a timeout
         if session.target.supports_concurrent_writers:
             key = request.partition.value if request.partition else ""
             session.lock_in_transaction(f"dbluigi.model:{request.model.relation}[{key}]")
@@ -165,7 +166,8 @@ def _transaction(session: Session, request: BuildRequest) -> Iterator[None]:
                     same=stored[0] == built.build_id,
                     generation=stored[1],
                 )
-        yield
+        with guards.timeout(session, request.project, request.model):
+            yield
 
 
 def crashpoint(point: str, model: str) -> None:
@@ -375,6 +377,9 @@ def _check_failed(outcome: CheckOutcome, first: Violation, *, kept: str | None) 
     )
 
 
-def _first_lines(text: str, limit: int = 6) -> str:
+def _first_lines(text: str, limit: int = 6, width: int = 500) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(lines[:limit])
+    # a CSV error quotes the offending row, which may be megabytes long
+    return "\n".join(
+        line if len(line) <= width else line[:width] + " ..." for line in lines[:limit]
+    )

@@ -26,7 +26,7 @@ from dbluigi.errors import CheckFailed, DbluigiError, SelectorError, TaskError
 from dbluigi.extract import read_versions
 from dbluigi.guards import ensure_supported
 from dbluigi.partitions import partition_values
-from dbluigi.plan import PartitionDecision, Plan, make_plan, partition_decisions
+from dbluigi.plan import PartitionDecision, Plan, make_plan, partition_decisions, partition_query_fp
 from dbluigi.project import Project
 from dbluigi.publish import AlreadyBuilt, BuildRequest, publish
 from dbluigi.selectors import select
@@ -170,8 +170,8 @@ class Run:
         self._partitions[model] = partition_decisions(
             spec,
             values,
-            decision.content_fp,
-            decision.fingerprint,
+            partition_query_fp(spec),
+            decision.partition_basis,
             state,
             existing,
             forced=self.options.force,
@@ -580,6 +580,7 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
     try:
         state = StateStore(session)
         state.ensure()
+        session.try_lock(RUN_LOCK.format(run_id=run_id))  # alive: not "interrupted" to others
         state.start_run(run_id, "check", " ".join(selected), target.display_url, 1)
         for relation in selected:
             model = project.models[relation]

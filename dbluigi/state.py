@@ -170,6 +170,15 @@ class StateStore:
             (r[0], r[1]): ModelState(r[0], r[2], r[3], r[4], int(r[5]), r[6], r[7]) for r in rows
         }
 
+    def forget_partitions(self, model: str, *, keep: Sequence[str]) -> None:
+        """Delete the state rows of a model's partition values no longer listed."""
+        placeholders = ", ".join(["%s"] * len(keep)) or "''"
+        self.session.execute(
+            "delete from dbluigi.models where model = %s and partition_key <> '' "
+            f"and partition_key not in ({placeholders})",
+            [model, *keep],
+        )
+
     def start_run(
         self, run_id: str, command: str, selector: str, target: str, workers: int
     ) -> None:

@@ -210,3 +210,16 @@ def test_unselected_parent_whose_table_exists_is_not_missing(
     code, payload = build_json("b", project=tmp_path, target=target_url)
     assert code == 0, payload
     assert query(target_url, tmp_path, "select id from main.b") == [(7,)]
+
+
+def test_python_step_is_stale_when_a_variable_changes(tmp_path: Path, duckdb_url: str) -> None:
+    write_project(
+        tmp_path,
+        {
+            "v.py": "def run(ctx):\n    ctx.execute(f\"create table {ctx.table} as select '{ctx.variables['x']}' as x\")\n",
+        },
+    )
+    assert build_json("--var", "x=1", project=tmp_path, target=duckdb_url)[0] == 0
+    code, payload = build_json("--var", "x=2", project=tmp_path, target=duckdb_url)
+    assert code == 0 and ran(payload) == {"main.v"}
+    assert query(duckdb_url, tmp_path, "select x from main.v") == [("2",)]

@@ -148,3 +148,29 @@ def test_bad_scheduler_url_is_an_error(tmp_path: Path) -> None:
     write_project(tmp_path, {"a.sql": "select 1 as id"})
     code, output = cli("build", "--scheduler-url", "luigid:8082", project=tmp_path, target="duckdb")
     assert code == 2 and "--scheduler-url 'luigid:8082' is not an http(s) URL" in output
+
+
+def test_rebuild_through_luigid_runs_again_and_toml_names_the_scheduler(
+    tmp_path: Path, pg_url: str, luigid: str
+) -> None:
+    write_project(
+        tmp_path,
+        {
+            "dbluigi.toml": f'[scheduler]\nurl = "{luigid}"\n',
+            "a.sql": "select 1 as id",
+            "b.sql": "select * from main.a",
+        },
+    )
+    code, payload = build_json(project=tmp_path, target=pg_url)  # the scheduler from dbluigi.toml
+    assert code == 0, payload
+    assert any("luigid" in note for note in payload["notes"])
+    code, payload = build_json("a+", project=tmp_path, target=pg_url, command="rebuild")
+    assert code == 0, payload
+    assert {r["model"]: r["status"] for r in payload["results"]} == {
+        "main.a": "success",
+        "main.b": "success",
+    }
+    generations = query(
+        pg_url, tmp_path, "select model, generation from dbluigi.models order by model"
+    )
+    assert generations == [("main.a", 2), ("main.b", 2)]

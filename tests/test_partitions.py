@@ -181,3 +181,45 @@ def test_partitions_run_in_parallel_workers(tmp_path: Path, pg_url: str) -> None
     code, payload = build_json("--workers", "2", project=tmp_path, target=pg_url)
     assert code == 0, payload
     assert query(pg_url, tmp_path, "select count(distinct pid) from main.t") == [(2,)]
+
+
+def test_adding_a_value_builds_that_value_alone_and_shrinking_forgets_the_rest(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    body = "-- check: rows > 0\nselect cast({{ year }} as integer) as year"
+    write_project(tmp_path, {"t.sql": f"-- partition: year in 2015..2016\n{body}"})
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    assert code == 0
+    (tmp_path / "t.sql").write_text(f"-- partition: year in 2015..2017\n{body}")
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    assert code == 0
+    assert _runs(duckdb_url, tmp_path, payload["run_id"]) == [("", "success"), ("2017", "success")]
+    (tmp_path / "t.sql").write_text(f"-- partition: year in 2016..2017\n{body}")
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    assert code == 0
+    assert _runs(duckdb_url, tmp_path, payload["run_id"]) == [("", "success")]
+    assert query(duckdb_url, tmp_path, "select year from main.t order by 1") == [(2016,), (2017,)]
+    keys = query(
+        duckdb_url,
+        tmp_path,
+        "select partition_key from dbluigi.models where model = 'main.t' order by 1",
+    )
+    assert [k[0] for k in keys] == ["", "2016", "2017"]
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    assert code == 0 and all(r["status"] == "up to date" for r in payload["results"])
+
+
+def test_tables_a_partition_query_reads_are_dependencies(tmp_path: Path, target_url: str) -> None:
+    write_project(
+        tmp_path,
+        {
+            "zz/years.csv": "y\n2020\n2021\n",
+            "t.sql": "-- partition: year in (select y from zz.years)\nselect cast({{ year }} as integer) as year",
+        },
+    )
+    from dbluigi.project import load_project
+
+    assert "zz.years" in load_project(tmp_path, target=target_url).graph.parents("main.t")
+    code, payload = build_json("--workers", "4", project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, tmp_path, "select year from main.t order by 1") == [(2020,), (2021,)]

@@ -374,8 +374,9 @@ def dispatch(run: Run) -> None:
             # A worker waits while others still build what it could take on next, and
             # leaves after half a minute with nothing to do (a failure elsewhere).
             where = {"local_scheduler": False, "scheduler_url": run.options.scheduler_url}
-            config.set("worker", "keep_alive", "true")
-            config.set("worker", "max_keep_alive_idle_duration", "30 s")
+        # set for every run: luigi's configuration outlives a run in this process
+        config.set("worker", "keep_alive", "true" if run.options.scheduler_url else "false")
+        config.set("worker", "max_keep_alive_idle_duration", "30 s")
         luigi.build(
             [DbluigiRun(run_id=run.run_id)],
             worker_scheduler_factory=_Factory(_GRAPH),

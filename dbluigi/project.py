@@ -368,10 +368,11 @@ def _extract_models(config: Config) -> dict[str, Model]:
     lives at the table's line of dbluigi.toml, and its text is its definition."""
     models = {}
     for relation, table in config.source_tables.items():
-        key = (IndexSpec(table.unique_key, unique=True),) if table.unique_key else ()
+        unique_key = tuple(k.lower() for k in table.unique_key)  # the target's column names
+        key = (IndexSpec(unique_key, unique=True),) if unique_key else ()
         header = Header(
-            unique_key=table.unique_key,
-            watermark=table.watermark,
+            unique_key=unique_key,
+            watermark=table.watermark.lower() if table.watermark else None,
             indexes=key,  # the unique index an upsert needs
             lines=(("kind", table.line),) if table.line else (),
         )

@@ -1,8 +1,9 @@
 """Selectors: which models a command acts on.
 
 ``name``, ``schema.name``, ``name+`` (and downstream), ``+name`` (and upstream),
-``+name+``, ``tag:x``, ``path:dir/``, ``source:x``; several at once are a union,
-``--exclude`` takes the same forms away. The result is in run order.
+``+name+``, ``tag:x``, ``path:dir/``, ``source:x`` (``source:NAME.table``: the task
+copying a table of ``[sources.NAME]``); several at once are a union, ``--exclude``
+takes the same forms away. The result is in run order.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _one(project: Project, selector: str) -> set[str]:
     elif core.startswith("path:"):
         base = _by_path(project, core[5:], selector)
     elif core.startswith("source:"):
-        base = {_resolve(project, core[7:], selector, nodes=project.sources)}
+        base = _by_source(project, core[7:], selector)
     else:
         base = {_resolve(project, core, selector, nodes=tuple(project.models))}
     nodes = set(base)
@@ -64,6 +65,27 @@ def _by_tag(project: Project, tag: str, selector: str) -> set[str]:
             f"selector {selector!r}: no model has tag {tag!r}", hint=_hint(tag, tags, "tags")
         )
     return found
+
+
+def _by_source(project: Project, name: str, selector: str) -> set[str]:
+    """``source:NAME.table`` (or its relation) selects the task copying that table from
+    the source database ``[sources.NAME]``, ``source:NAME`` all of them; any other name
+    is a source relation, a table no model produces."""
+    name = name.lower()
+    tables = project.config.source_tables.values()
+    found = {t.relation for t in tables if name in (t.selector, t.source, t.relation)}
+    if found:
+        return found
+    if not tables:
+        return {_resolve(project, name, selector, nodes=project.sources)}
+    try:
+        return {_resolve(project, name, selector, nodes=project.sources)}
+    except SelectorError:
+        choices = sorted({*project.sources, *(t.selector for t in tables)})
+        raise SelectorError(
+            f"selector {selector!r} matches no source table",
+            hint=_hint(name, choices, "source tables"),
+        ) from None
 
 
 def _by_path(project: Project, prefix: str, selector: str) -> set[str]:

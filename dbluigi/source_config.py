@@ -279,7 +279,10 @@ def _table(
             ) from None
     columns = _column_list(options.get("columns", ()), "columns", fail)
     lowered = [c.lower() for c in columns]
-    for key, needed in (("watermark", [watermark] if watermark else []), ("unique_key", unique_key)):
+    for key, needed in (
+        ("watermark", [watermark] if watermark else []),
+        ("unique_key", unique_key),
+    ):
         for column in needed:
             if columns and column.lower() not in lowered:
                 raise fail(
@@ -291,10 +294,8 @@ def _table(
     if not isinstance(types, dict):
         raise fail("column_types must be a table of column = type", "column_types")
     for column, type_name in types.items():
-        if (
-            not isinstance(type_name, str)
-            or type_name not in PORTABLE_TYPES
-            and numeric_precision(type_name) is None
+        if not isinstance(type_name, str) or (
+            type_name not in PORTABLE_TYPES and numeric_precision(type_name) is None
         ):
             close = difflib.get_close_matches(str(type_name), PORTABLE_TYPES, n=1)
             raise fail(
@@ -305,7 +306,9 @@ def _table(
             )
     version_query = options.get("version_query")
     if version_query is not None:
-        version_query = _string(version_query, f"{label} version_query", lines, section, "version_query")
+        version_query = _string(
+            version_query, f"{label} version_query", lines, section, "version_query"
+        )
         _require_one_query(version_query, dialect, fail)
     return SourceTable(
         table=table,
@@ -414,7 +417,9 @@ def _known_keys(
                 lines,
                 section,
                 key,
-                hint=f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(allowed)}",
+                hint=f"did you mean {close[0]!r}?"
+                if close
+                else f"known keys: {', '.join(allowed)}",
             )
 
 

@@ -6,6 +6,11 @@
   if ``CI=true`` and is skipped otherwise.
 - ``duckdb_url``: a DuckDB file under the test's ``tmp_path``.
 - ``target_url``: both of the above, parametrized with ids ``duckdb`` and ``postgres``.
+- ``pg_source_url``: another new PostgreSQL database, for a source.
+- ``mariadb_url``: a new MariaDB database per test (dropped afterwards), as a
+  ``mysql+pymysql://`` URL, for sources. MariaDB is looked for at
+  ``DBLUIGI_TEST_MARIADB`` (default ``mysql+pymysql://root@127.0.0.1:3306/test``);
+  unreachable, the test fails if ``CI=true`` and is skipped otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from sqlglot import exp
 from dbluigi.targets import mask_url
 
 PG_ADMIN_URL = os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+MARIADB_ADMIN_URL = os.environ.get(
+    "DBLUIGI_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test"
+)
 
 
 def _pg_admin() -> psycopg2.extensions.connection:
@@ -43,6 +51,16 @@ def _pg_admin() -> psycopg2.extensions.connection:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test; dropped (sessions and all) afterwards."""
+    yield from _fresh_pg_database()
+
+
+@pytest.fixture
+def pg_source_url() -> Iterator[str]:
+    """Another fresh PostgreSQL database, for a source (``pg_url`` is the target's)."""
+    yield from _fresh_pg_database()
+
+
+def _fresh_pg_database() -> Iterator[str]:
     admin = _pg_admin()
     name = f"dbluigi_t_{secrets.token_hex(6)}"
     database = exp.to_identifier(name, quoted=True)
@@ -78,3 +96,36 @@ def target_url(request: pytest.FixtureRequest) -> str:
     """Each target in turn: a DuckDB file, then a fresh PostgreSQL database."""
     fixture = "duckdb_url" if request.param == "duckdb" else "pg_url"
     return request.getfixturevalue(fixture)
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A fresh MariaDB database for this test; dropped afterwards."""
+    import pymysql
+
+    admin_url = make_url(MARIADB_ADMIN_URL)
+    try:
+        admin = pymysql.connect(
+            host=admin_url.host,
+            port=admin_url.port or 3306,
+            user=admin_url.username,
+            password=admin_url.password or "",
+            connect_timeout=5,
+            autocommit=True,
+        )
+    except pymysql.Error as exc:
+        reason = f"MariaDB is not reachable at {mask_url(MARIADB_ADMIN_URL)}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    name = f"dbluigi_t_{secrets.token_hex(6)}"
+    database = exp.to_identifier(name, quoted=True)
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(exp.Create(this=database, kind="DATABASE").sql(dialect="mysql"))
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.cursor() as cursor:
+            drop = exp.Drop(tables=[exp.Table(this=database)], kind="DATABASE", exists=True)
+            cursor.execute(drop.sql(dialect="mysql"))
+        admin.close()

@@ -79,7 +79,7 @@ def numeric_precision(type_name: str) -> tuple[int, int] | None:
     if match is None:
         return None
     precision, scale = int(match.group(1)), int(match.group(2))
-    return (precision, scale) if 1 <= precision and scale <= precision else None
+    return (precision, scale) if precision >= 1 and scale <= precision else None
 
 
 @dataclass(frozen=True)
@@ -303,9 +303,7 @@ class Session(ABC):
     ) -> int:
         """Create the table and bulk-insert rows of Python values; returns the row count."""
 
-    def load_csv_stream(
-        self, schema: str, name: str, columns: Sequence[Column], path: Path
-    ) -> int:
+    def load_csv_stream(self, schema: str, name: str, columns: Sequence[Column], path: Path) -> int:
         """Create the table and bulk-load headerless CSV read from ``path`` as it is written
         (typically a named pipe another thread writes; see ``dbluigi.extract``). An unquoted
         empty field is NULL, a quoted one (``""``) an empty string. Returns the row count."""

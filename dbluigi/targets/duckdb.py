@@ -50,7 +50,11 @@ _TYPES = {
 
 _PLACEHOLDER = re.compile(r"%[s%]")
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
+_LONG_ROW = re.compile(r"CSV Error on Line: (\d+).*Maximum line size .*Actual Size:\s*(\d+)", re.S)
 _BATCH_ROWS = 500
+# The longest row load_csv_stream reads. Its reader's buffer is sized from it (16x by
+# default), and larger bounds cost DuckDB much more memory when it checkpoints the table.
+STREAM_LINE_BYTES = 8 << 20
 
 _RELATIONS_SQL = """
 SELECT schema_name, table_name, 'table' FROM duckdb_tables()
@@ -221,20 +225,30 @@ class DuckDBSession(Session):
             self.create_table(schema, name, columns)
             return self._run(self._sql(insert), [str(path)]).rowcount
 
-    def load_csv_stream(
-        self, schema: str, name: str, columns: Sequence[Column], path: Path
-    ) -> int:
+    def load_csv_stream(self, schema: str, name: str, columns: Sequence[Column], path: Path) -> int:
         """CREATE TABLE, then INSERT ... SELECT FROM read_csv reading ``path`` (a named pipe
         is read as it is written); a quoted empty field is an empty string, not NULL."""
         options = {
             "header": exp.false(),
             "allow_quoted_nulls": exp.false(),
-            "max_line_size": exp.Literal.number(1 << 30),  # a row may hold a large document
+            "max_line_size": exp.Literal.number(STREAM_LINE_BYTES),  # 2 MiB by default
+            "buffer_size": exp.Literal.number(2 * STREAM_LINE_BYTES),
         }
         insert = self._read_csv_insert(schema, name, columns, options)
         with self._atomic():
             self.create_table(schema, name, columns)
-            return self._run(self._sql(insert), [str(path)]).rowcount
+            try:
+                return self._run(self._sql(insert), [str(path)]).rowcount
+            except duckdb.InvalidInputException as exc:
+                long_row = _LONG_ROW.search(str(exc))
+                if long_row is None:
+                    raise
+                raise TaskError(
+                    f"row {long_row.group(1)} is {int(long_row.group(2)):,} bytes long as CSV, "
+                    f"more than the {STREAM_LINE_BYTES:,} bytes the DuckDB target reads as one row",
+                    failure_class="runtime",
+                    hint="leave the large column out (columns = [...]) or load into PostgreSQL",
+                ) from None
 
     def _read_csv_insert(
         self,

@@ -538,9 +538,7 @@ class PostgresSession(Session):
             stream = _CsvRows(rows, len(columns))
             return self._copy(self._copy_sql(schema, name, columns, header=False), stream)
 
-    def load_csv_stream(
-        self, schema: str, name: str, columns: Sequence[Column], path: Path
-    ) -> int:
+    def load_csv_stream(self, schema: str, name: str, columns: Sequence[Column], path: Path) -> int:
         """CREATE TABLE, then COPY ... FROM STDIN (FORMAT csv) reading ``path`` as it is
         written (a named pipe); ``""`` stays an empty string, an unquoted empty field is NULL."""
         with self._atomic():

@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 from dbluigi import sources
 from dbluigi.checks import CheckTarget, run_checks
 from dbluigi.errors import TaskError
+from dbluigi.incremental import column_change
 from dbluigi.plan import CHANGED, FORCED, FULL_REFRESH, MISSING, NEW
 from dbluigi.project import Model, Project
 from dbluigi.publish import (
@@ -195,18 +196,9 @@ def _highest_watermark(session: Session, model: Model, table: SourceTable) -> An
 def _require_same_columns(
     table: SourceTable, published: tuple[str, ...], loaded: tuple[str, ...]
 ) -> None:
-    added = [c for c in loaded if c not in published]
-    gone = [c for c in published if c not in loaded]
-    if not added and not gone:
+    change = column_change(published, loaded)
+    if change is None:
         return
-    change = "; ".join(
-        part
-        for part in (
-            f"new: {', '.join(added)}" if added else "",
-            f"gone: {', '.join(gone)}" if gone else "",
-        )
-        if part
-    )
     raise TaskError(
         f"the columns of {table.table} in source {table.source} changed since "
         f"{table.relation} was copied ({change}); new rows cannot be upserted into it",

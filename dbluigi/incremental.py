@@ -268,19 +268,24 @@ def _require_published_column(session: Session, model: Model, column: str) -> st
     return found
 
 
-def _require_same_columns(model: Model, published: tuple[str, ...], built: tuple[str, ...]) -> None:
+def column_change(published: tuple[str, ...], built: tuple[str, ...]) -> str | None:
+    """How a table's columns changed ("new: a; missing: b"), or None when they did not
+    (unquoted names fold, so case alone is no change)."""
     if {c.lower() for c in published} == {c.lower() for c in built}:
-        return
+        return None
     added = [c for c in built if _find(c, published) is None]
     gone = [c for c in published if _find(c, built) is None]
-    change = "; ".join(
-        part
-        for part in (
-            f"new: {', '.join(added)}" if added else "",
-            f"missing: {', '.join(gone)}" if gone else "",
-        )
-        if part
+    parts = (
+        f"new: {', '.join(added)}" if added else "",
+        f"missing: {', '.join(gone)}" if gone else "",
     )
+    return "; ".join(part for part in parts if part)
+
+
+def _require_same_columns(model: Model, published: tuple[str, ...], built: tuple[str, ...]) -> None:
+    change = column_change(published, built)
+    if change is None:
+        return
     raise TaskError(
         f"the query's columns differ from the published {model.relation} ({change}); "
         "new rows cannot be upserted into it",

@@ -45,8 +45,8 @@ def _run() -> Run:
     return _RUN
 
 
-class DbluigiModel(luigi.Task):
-    """Build one model: build aside, check, swap (see dbluigi.publish)."""
+class _BuildTask(luigi.Task):
+    """What every dbluigi task is known by, and what it holds while it runs."""
 
     model: str = luigi.Parameter()  # type: ignore[assignment]
     fingerprint: str = luigi.Parameter()  # type: ignore[assignment]
@@ -61,6 +61,10 @@ class DbluigiModel(luigi.Task):
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
         return {_run().target.resource: 1}
+
+
+class DbluigiModel(_BuildTask):
+    """Build one model: build aside, check, swap (see dbluigi.publish)."""
 
     def requires(self) -> list[luigi.Task]:
         return _graph().requirements[self.model]
@@ -84,21 +88,10 @@ class DbluigiModel(luigi.Task):
         run.execute(self.model)
 
 
-class DbluigiPartition(luigi.Task):
+class DbluigiPartition(_BuildTask):
     """One value of a partitioned model; the model's task gathers them all, as a wrapper."""
 
-    model: str = luigi.Parameter()  # type: ignore[assignment]
     partition: str = luigi.Parameter()  # type: ignore[assignment]
-    fingerprint: str = luigi.Parameter()  # type: ignore[assignment]
-    build_id: str = luigi.Parameter()  # type: ignore[assignment]
-
-    @property
-    def priority(self) -> int:  # type: ignore[override]
-        return _run().project.models[self.model].header.priority
-
-    @property
-    def resources(self) -> dict[str, int]:  # type: ignore[override]
-        return {_run().target.resource: 1}
 
     def requires(self) -> list[luigi.Task]:
         return _graph().parent_requirements[self.model]

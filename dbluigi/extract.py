@@ -42,15 +42,14 @@ from dbluigi.incremental import column_change
 from dbluigi.plan import CHANGED, FORCED, FULL_REFRESH, MISSING, NEW
 from dbluigi.project import Model, Project
 from dbluigi.publish import (
-    NEW_SUFFIX,
     BuildRequest,
     Published,
     _check_failed,
-    _previous_rows,
     _record,
     _table,
     _transaction,
     located,
+    prepare_aside,
 )
 from dbluigi.source_config import SourceTable
 from dbluigi.targets.base import Column, Session, table_expr
@@ -153,10 +152,7 @@ def _full_copy(session: Session, request: BuildRequest) -> bool:
 def _upsert(session: Session, request: BuildRequest, table: SourceTable) -> Published:
     model, project = request.model, request.project
     schema, name = model.schema, model.name
-    new = name + NEW_SUFFIX
-    if request.existed(schema, new) or request.attempt > 1:
-        session.drop_relation(schema, new)  # a crashed run may have left it
-    previous = _previous_rows(session, request)
+    new, previous = prepare_aside(session, request)
     since = _highest_watermark(session, model, table)
     with _transaction(session, request):
         published = session.columns(schema, name)

@@ -42,15 +42,14 @@ from dbluigi.headers import IndexSpec
 from dbluigi.project import Model
 from dbluigi.publish import (
     FAILED_SUFFIX,
-    NEW_SUFFIX,
     BuildRequest,
     Published,
     _check_failed,
-    _previous_rows,
     _record,
     _transaction,
     crashpoint,
     located,
+    prepare_aside,
 )
 from dbluigi.state import CheckResult
 from dbluigi.targets.base import Session, table_expr
@@ -135,10 +134,8 @@ def _indexes(model: Model) -> tuple[IndexSpec, ...]:
 def _full(session: Session, request: BuildRequest) -> Published:
     model, project = request.model, request.project
     schema, name = model.schema, model.name
-    new, failed = name + NEW_SUFFIX, name + FAILED_SUFFIX
-    if request.existed(schema, new) or request.attempt > 1:
-        session.drop_relation(schema, new)  # a crashed run may have left it
-    previous = _previous_rows(session, request)
+    failed = name + FAILED_SUFFIX
+    new, previous = prepare_aside(session, request)
     indexes = _indexes(model)
     violation: Violation | None = None
     with _transaction(session, request):
@@ -165,10 +162,7 @@ def _full(session: Session, request: BuildRequest) -> Published:
 def _upsert(session: Session, request: BuildRequest) -> Published:
     model, project = request.model, request.project
     schema, name = model.schema, model.name
-    new = name + NEW_SUFFIX
-    if request.existed(schema, new) or request.attempt > 1:
-        session.drop_relation(schema, new)
-    previous = _previous_rows(session, request)
+    new, previous = prepare_aside(session, request)
     with _transaction(session, request):
         published = session.columns(schema, name)
         _build_rows(session, request, new)

@@ -193,13 +193,21 @@ def located(session: Session, path: str, line: int, sql: str) -> Iterator[None]:
         ) from exc
 
 
+def prepare_aside(session: Session, request: BuildRequest) -> tuple[str, int | None]:
+    """The name of the model's new table, dropped first if a crashed run (or an earlier
+    attempt) left it, and the published relation's rows when a check compares with them."""
+    model = request.model
+    new = model.name + NEW_SUFFIX
+    if request.existed(model.schema, new) or request.attempt > 1:
+        session.drop_relation(model.schema, new)
+    return new, _previous_rows(session, request)
+
+
 def _table(session: Session, request: BuildRequest) -> Published:
     model, project = request.model, request.project
     schema, name = model.schema, model.name
-    new, failed = name + NEW_SUFFIX, name + FAILED_SUFFIX
-    if request.existed(schema, new) or request.attempt > 1:
-        session.drop_relation(schema, new)  # a crashed run may have left it
-    previous = _previous_rows(session, request)
+    failed = name + FAILED_SUFFIX
+    new, previous = prepare_aside(session, request)
     violation: Violation | None = None
     with _transaction(session, request):
         rows = _build_new(session, project, model, new, request)

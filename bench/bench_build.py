@@ -2,6 +2,7 @@
 
     python bench/bench_build.py [--models 1000] [--large 10000] [--seed-rows 1000000]
                                 [--pg postgresql://root@127.0.0.1:5432/test] [--skip-large]
+                                [--repeat 3] [--only fresh|noop|workers|seed ...]
 
 Every case generates its project deterministically (bench/genproject.py), runs the
 baseline and dbluigi side by side in the same run, and prints a Markdown table:
@@ -186,6 +187,8 @@ def case_fresh(
 
 def case_noop_and_edit(pg: Postgres, work: Path, count: int, rows: list[list[str]]) -> None:
     project = work / f"layered{count}"
+    if not project.exists():  # run alone (--only noop)
+        layered(project, count)
     db = f"bench_noop_{count}"
     target = pg.fresh(db)
     dbluigi(project, target)
@@ -238,7 +241,11 @@ def case_workers(pg: Postgres, work: Path, rows: list[list[str]]) -> None:
     )
 
 
-def case_seed(pg: Postgres, work: Path, count: int, rows: list[list[str]]) -> None:
+def case_seed(
+    pg: Postgres, work: Path, count: int, rows: list[list[str]], *, repeat: int = 1
+) -> None:
+    """``psql \\copy`` of a CSV into a table typed by hand vs ``dbluigi build`` of a project
+    holding only that seed: medians of ``repeat`` runs, end to end and dbluigi's task time."""
     project = work / "seed"
     (project / "raw").mkdir(parents=True)
     path = project / "raw" / "events.csv"
@@ -256,37 +263,46 @@ def case_seed(pg: Postgres, work: Path, count: int, rows: list[list[str]]) -> No
                     f"l{rng.randrange(50)}",
                 ]
             )
-    db = "bench_seed_psql"
-    url = pg.fresh(db)
-    pg.psql(
-        db,
-        "-c",
-        "create table events (id bigint, agency_id bigint, amount numeric, day date, label text)",
-    )
-    copy, _ = timed(
-        [
-            "psql",
-            "-X",
-            "-q",
-            url,
+    copies, ours, tasks = [], [], []
+    for _ in range(repeat):
+        db = "bench_seed_psql"
+        url = pg.fresh(db)
+        pg.psql(
+            db,
             "-c",
-            f"\\copy events from '{path}' with (format csv, header true)",
-        ]
-    )
-    pg.drop(db)
-    db = "bench_seed_dbluigi"
-    target = pg.fresh(db)
-    ours, _ = dbluigi(project, target)
-    pg.drop(db)
+            "create table events (id bigint, agency_id bigint, amount numeric, day date, label text)",
+        )
+        copy, _ = timed(
+            [
+                "psql",
+                "-X",
+                "-q",
+                url,
+                "-c",
+                f"\\copy events from '{path}' with (format csv, header true)",
+            ]
+        )
+        copies.append(copy)
+        pg.drop(db)
+        db = "bench_seed_dbluigi"
+        target = pg.fresh(db)
+        elapsed, payload = dbluigi(project, target)
+        ours.append(elapsed)
+        tasks.append(sum(r["duration_s"] for r in payload["results"]))
+        pg.drop(db)
+    copy, elapsed, task = (statistics.median(x) for x in (copies, ours, tasks))
     rows.append(
         [
-            f"CSV seed, {count:,} rows",
+            f"CSV seed, {count:,} rows (median of {repeat})",
             f"{copy:.2f}",
-            f"{ours:.2f}",
-            f"{ours / copy:.2f}x",
+            f"{elapsed:.2f} (task {task:.2f})",
+            f"{elapsed / copy:.2f}x (task {task / copy:.2f}x)",
             "vs psql \\copy into a typed table; goal 1.05x",
         ]
     )
+
+
+CASES = ("fresh", "noop", "workers", "seed")
 
 
 def main() -> None:
@@ -298,23 +314,37 @@ def main() -> None:
         "--pg", default=os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
     )
     parser.add_argument("--skip-large", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of the fresh-build cases")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each timed case")
+    parser.add_argument(
+        "--only", choices=CASES, action="append", help="run only these cases (repeatable)"
+    )
     args = parser.parse_args()
+    only = set(args.only or CASES)
     pg = Postgres(args.pg)
     work = Path(tempfile.mkdtemp(prefix="dbluigi-bench-"))
     rows: list[list[str]] = []
     try:
-        small = case_fresh(pg, work, args.models, (1, 4), rows, repeat=args.repeat)
-        if not args.skip_large:
-            large = case_fresh(pg, work, args.large, (4,), rows, memory=True)
-            ratio = large[4] / small[4]
-            name = f"linearity: {args.large} vs {args.models} models, 4 workers"
-            rows.append(
-                [name, f"{small[4]:.2f}", f"{large[4]:.2f}", f"{ratio:.1f}x", "goal: at most 12x"]
-            )
-        case_noop_and_edit(pg, work, args.models, rows)
-        case_workers(pg, work, rows)
-        case_seed(pg, work, args.seed_rows, rows)
+        if "fresh" in only:
+            small = case_fresh(pg, work, args.models, (1, 4), rows, repeat=args.repeat)
+            if not args.skip_large:
+                large = case_fresh(pg, work, args.large, (4,), rows, memory=True)
+                ratio = large[4] / small[4]
+                name = f"linearity: {args.large} vs {args.models} models, 4 workers"
+                rows.append(
+                    [
+                        name,
+                        f"{small[4]:.2f}",
+                        f"{large[4]:.2f}",
+                        f"{ratio:.1f}x",
+                        "goal: at most 12x",
+                    ]
+                )
+        if "noop" in only:
+            case_noop_and_edit(pg, work, args.models, rows)
+        if "workers" in only:
+            case_workers(pg, work, rows)
+        if "seed" in only:
+            case_seed(pg, work, args.seed_rows, rows, repeat=args.repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("| case | baseline (s) | dbluigi (s) | ratio | note |")

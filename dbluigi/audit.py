@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dbluigi.config import Config
+from dbluigi.state import StateStore
 from dbluigi.targets.base import Session
 
 if TYPE_CHECKING:
@@ -36,18 +37,6 @@ SLOWER_FACTOR = 1.5
 the median of the builds before it ..."""
 SLOWER_SECONDS = 1.0
 """... and at least this many seconds more."""
-
-_RECENT_SQL = """
-SELECT model, duration_s FROM (
-    SELECT t.model, t.duration_s,
-           row_number() OVER (PARTITION BY t.model ORDER BY t.started_at DESC) AS n
-    FROM dbluigi.task_runs AS t
-    JOIN dbluigi.runs AS r ON r.run_id = t.run_id
-    WHERE t.status = 'success' AND r.command <> 'check' AND t.run_id <> %s{models}
-) AS recent
-WHERE n <= %s
-ORDER BY model, n
-"""
 
 
 @dataclass(frozen=True)
@@ -145,19 +134,7 @@ def recent_durations(
     limit: int = RECENT_BUILDS,
 ) -> dict[str, list[float]]:
     """Each model's latest successful build durations, newest first."""
-    params: list[object] = [exclude_run]
-    where = ""
-    if models is not None:
-        if not models:
-            return {}
-        where = " AND t.model IN (" + ", ".join(["%s"] * len(models)) + ")"
-        params.extend(models)
-    params.append(limit)
-    rows = session.query(_RECENT_SQL.format(models=where), params).rows
-    found: dict[str, list[float]] = {}
-    for model, duration in rows:
-        found.setdefault(model, []).append(float(duration or 0.0))
-    return found
+    return StateStore(session).recent_durations(limit=limit, models=models, exclude_run=exclude_run)
 
 
 def slow_tasks(

@@ -29,16 +29,26 @@ class SqlInfoCache:
         self.hits = 0
         self.misses = 0
 
-    def analyze(self, text: str, *, dialect: str, path: str) -> SqlInfo:
-        """``analyze_sql`` with the result remembered by the text's hash."""
-        key = hashlib.sha1(f"{__version__}\0{dialect}\0{text}".encode()).hexdigest()
+    def analyze(
+        self,
+        text: str,
+        *,
+        dialect: str,
+        path: str,
+        as_written: bool = False,
+        hint: str | None = None,
+    ) -> SqlInfo:
+        """``analyze_sql`` with the result remembered by the text's hash (errors are not
+        remembered, so ``hint`` is no part of the key)."""
+        mode = "\0as written" if as_written else ""
+        key = hashlib.sha1(f"{__version__}\0{dialect}{mode}\0{text}".encode()).hexdigest()
         data = self._used.get(key) or self._old.get(key)
         if data is not None:
             self.hits += 1
             self._used[key] = data
             return SqlInfo.from_json(data)
         self.misses += 1
-        info = analyze_sql(text, dialect=dialect, path=path)
+        info = analyze_sql(text, dialect=dialect, path=path, as_written=as_written, hint=hint)
         self._used[key] = info.to_json()
         return info
 

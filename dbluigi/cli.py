@@ -68,7 +68,16 @@ ExcludeOpt = Annotated[
     list[str] | None, typer.Option("--exclude", "-x", help="Selectors to leave out.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, help="Tasks run at once.")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        "-w",
+        min=1,
+        help="Tasks run at once (default: [target] workers in dbluigi.toml, else 1).",
+        show_default=False,
+    ),
+]
 FailFastOpt = Annotated[
     bool, typer.Option("--fail-fast", help="Stop starting tasks after the first failure.")
 ]
@@ -123,7 +132,10 @@ def _escape(text: str) -> str:
 def _load(project_dir: Path, target: str | None, var: list[str] | None) -> Project:
     from dbluigi.config import parse_var_options
 
-    return load_project(project_dir, target=target, variables=parse_var_options(var))
+    project = load_project(project_dir, target=target, variables=parse_var_options(var))
+    for warning in project.warnings:
+        err_console.print(f"[yellow]warning:[/] {_escape(str(warning))}", highlight=False)
+    return project
 
 
 @app.command()
@@ -243,7 +255,7 @@ def _build(
     project: Path,
     target: str | None,
     var: list[str] | None,
-    workers: int,
+    workers: int | None,
     fail_fast: bool,
     as_json: bool,
     force: bool,
@@ -261,7 +273,7 @@ def _build(
             command=command,
             selectors=tuple(selectors or ()),
             exclude=tuple(exclude or ()),
-            workers=workers,
+            workers=workers or proj.config.workers,
             fail_fast=fail_fast,
             force=force,
             full_refresh=full_refresh,
@@ -273,9 +285,9 @@ def _build(
             result = run_plan(proj, tgt, options, _dispatch, on_event=on_event, on_plan=on_plan)
     elapsed = time.perf_counter() - started
     if as_json:
-        typer.echo(
-            json.dumps(_result_json(result, tgt.display_url, elapsed), indent=2, default=str)
-        )
+        from dbluigi.artifact import json_text
+
+        typer.echo(json_text(_result_json(result, tgt.display_url, elapsed)), nl=False)
     else:
         _print_summary(result, elapsed)
     raise typer.Exit(result.exit_code)
@@ -425,7 +437,7 @@ def build(
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
     var: VarOpt = None,
-    workers: WorkersOpt = 1,
+    workers: WorkersOpt = None,
     fail_fast: FailFastOpt = False,
     as_json: JsonOpt = False,
     scheduler_url: SchedulerOpt = None,
@@ -457,7 +469,7 @@ def rebuild(
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
     var: VarOpt = None,
-    workers: WorkersOpt = 1,
+    workers: WorkersOpt = None,
     fail_fast: FailFastOpt = False,
     as_json: JsonOpt = False,
     scheduler_url: SchedulerOpt = None,

@@ -35,7 +35,7 @@ SEED_TYPES = PORTABLE_TYPES  # what a seed column may be declared as
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "project": ("name", "default_schema", "output", "timeout", "max_cost"),
-    "target": ("url",),
+    "target": ("url", "workers"),
     "audit": ("slow_factor", "slow_seconds"),
     "scheduler": ("url",),
     "vars": (),
@@ -63,6 +63,7 @@ class Config:
     slow_factor: float | None = None  # None: dbluigi.audit.SLOW_FACTOR
     slow_seconds: float | None = None  # None: dbluigi.audit.SLOW_SECONDS
     scheduler_url: str | None = None  # a luigid central scheduler (``[scheduler] url``)
+    workers: int = 1  # tasks run at once (``[target] workers``); ``--workers`` wins
     source_tables: Mapping[str, SourceTable] = field(  # [sources.NAME] tables, by relation
         default_factory=lambda: MappingProxyType({})
     )
@@ -158,6 +159,7 @@ def load_config(
             audit, "audit", "slow_seconds", text, "slow_seconds = 5", allow_zero=True
         ),
         scheduler_url=_scheduler_url(data.get("scheduler", {}).get("url")),
+        workers=_workers(data.get("target", {}).get("workers"), text),
         source_tables=MappingProxyType(parse_sources(data.get("sources", {}), text)),
     )
 
@@ -174,6 +176,20 @@ def _scheduler_url(value: Any) -> str | None:
             hint='for example url = "http://scheduler-host:8082"',
         )
     return url
+
+
+def _workers(value: Any, text: str) -> int:
+    """``[target] workers``: how many models are built at once on the target (default 1)."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ProjectError(
+            f"[target] workers = {value!r}: expected a whole number, 1 or more",
+            path=CONFIG_FILE,
+            line=_key_line(text, "target", "workers"),
+            hint="for example workers = 4 (--workers on the command line wins)",
+        )
+    return value
 
 
 def _timeout(value: Any, text: str) -> float | None:

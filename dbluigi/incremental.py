@@ -20,6 +20,9 @@ empty: the query decides what NULL means, and the idiom above reads everything.
   the patch corrects them, then they are upserted into the published table
   (``Session.upsert``); the checks run on the merged table, and a failed check rolls
   everything back, leaving the published table as it was.
+- A query whose columns changed, or a ``unique_key`` that changed (the published table
+  is still unique on the old key), is a ``config`` failure asking for ``--full-refresh``:
+  rows upserted under one key cannot be reconciled with another.
 
 An upsert never deletes: rows deleted in the source stay in the table. Carry a
 soft-delete flag (``is_deleted``) through the query so the update marks them, or
@@ -139,7 +142,7 @@ def _full(session: Session, request: BuildRequest) -> Published:
     indexes = _indexes(model)
     violation: Violation | None = None
     with _transaction(session, request):
-        rows = _build_rows(session, request, new)
+        rows, _ = _build_rows(session, request, new)
         outcome = _key_outcome(session, request, new)
         if outcome.passed:
             session.prepare_indexes(schema, new, indexes)
@@ -164,15 +167,16 @@ def _upsert(session: Session, request: BuildRequest) -> Published:
     schema, name = model.schema, model.name
     new, previous = prepare_aside(session, request)
     with _transaction(session, request):
+        _require_same_key(model, session.unique_keys(schema, name))
         published = session.columns(schema, name)
-        _build_rows(session, request, new)
-        _require_same_columns(model, published, session.columns(schema, new))
+        _, columns = _build_rows(session, request, new)
+        _require_same_columns(model, published, columns)
         keys = _key_outcome(session, request, new)
         if not keys.passed:
             raise _check_failed(keys, keys.violations[0], kept=None)
         with located(session, model.path, model.header.line_of("unique_key") or 1, ""):
             session.ensure_indexes(schema, name, model.header.indexes)
-            rows = session.upsert(schema, name, new, model.header.unique_key)
+            rows = session.upsert(schema, name, new, model.header.unique_key, columns)
             session.drop_relation(schema, new)
         crashpoint("after_build", model.relation)
         outcome = run_checks(session, project, CheckTarget(model, schema, name, previous))
@@ -183,8 +187,9 @@ def _upsert(session: Session, request: BuildRequest) -> Published:
     return Published(rows, outcome.results)
 
 
-def _build_rows(session: Session, request: BuildRequest, new: str) -> int:
-    """The query's rows into ``new``, its columns validated, the patch applied."""
+def _build_rows(session: Session, request: BuildRequest, new: str) -> tuple[int, tuple[str, ...]]:
+    """The query's rows into ``new``, its columns validated, the patch applied; returns
+    the number of rows and the columns of ``new``."""
     model, project = request.model, request.project
     statement = model.statements[0]
     with located(session, model.path, statement.line, statement.sql):
@@ -208,7 +213,8 @@ def _build_rows(session: Session, request: BuildRequest, new: str) -> int:
             with located(session, model.patch.path, patch.line, sql):
                 session.execute(sql)
         rows = session.row_count(model.schema, new)
-    return rows
+        columns = session.columns(model.schema, new)  # a patch may alter the table
+    return rows, columns
 
 
 def _key_outcome(session: Session, request: BuildRequest, new: str) -> CheckOutcome:
@@ -274,6 +280,31 @@ def column_change(published: tuple[str, ...], built: tuple[str, ...]) -> str | N
         f"missing: {', '.join(gone)}" if gone else "",
     )
     return "; ".join(part for part in parts if part)
+
+
+def _require_same_key(model: Model, published_keys: list[tuple[str, ...]]) -> None:
+    """Refuse to upsert into a table dbluigi made unique on columns the model no longer
+    declares (its unique_key changed, or a unique -- index: went): that index would turn
+    rows that are new under the model's key into duplicate-key errors, or keep rows that
+    duplicate one another under it."""
+    declared = {_folded(spec.columns) for spec in _indexes(model) if spec.unique}
+    stale = [key for key in published_keys if _folded(key) not in declared]
+    if not stale:
+        return
+    raise TaskError(
+        f"the published {model.relation} is unique on ({', '.join(stale[0])}), which the "
+        f"model no longer declares (its unique_key: {', '.join(model.header.unique_key)}); "
+        "rows cannot be upserted under a changed key",
+        failure_class="config",
+        path=model.path,
+        line=model.header.line_of("unique_key"),
+        hint="rebuild it from scratch: dbluigi build --full-refresh " + model.relation,
+    )
+
+
+def _folded(columns: tuple[str, ...]) -> frozenset[str]:
+    """A key as a set of folded names: neither the order nor the case of its columns counts."""
+    return frozenset(c.lower() for c in columns)
 
 
 def _require_same_columns(model: Model, published: tuple[str, ...], built: tuple[str, ...]) -> None:

@@ -45,7 +45,27 @@ def _run() -> Run:
     return _RUN
 
 
-class _BuildTask(luigi.Task):
+class _FixedParams:
+    """luigi recomputes a task class's parameters with ``dir()`` each time it asks, several
+    times per task; a dbluigi task class's parameters never change, nor do a task's."""
+
+    @classmethod
+    def get_params(cls) -> list[tuple[str, luigi.Parameter]]:
+        params = cls.__dict__.get("_dbluigi_params")
+        if params is None:
+            params = super().get_params()  # type: ignore[misc]
+            cls._dbluigi_params = params  # type: ignore[attr-defined]
+        return list(params)
+
+    def to_str_params(self, only_significant: bool = False, only_public: bool = False) -> dict:
+        memo = self.__dict__.setdefault("_dbluigi_str_params", {})
+        key = (only_significant, only_public)
+        if key not in memo:
+            memo[key] = super().to_str_params(only_significant, only_public)  # type: ignore[misc]
+        return dict(memo[key])
+
+
+class _BuildTask(_FixedParams, luigi.Task):
     """What every dbluigi task is known by, and what it holds while it runs."""
 
     model: str = luigi.Parameter()  # type: ignore[assignment]
@@ -103,7 +123,7 @@ class DbluigiPartition(_BuildTask):
         _run().execute(self.model, self.partition)
 
 
-class MissingRelation(luigi.ExternalTask):
+class MissingRelation(_FixedParams, luigi.ExternalTask):
     """A parent that is neither selected nor built, or a source that does not exist."""
 
     relation: str = luigi.Parameter()  # type: ignore[assignment]
@@ -112,7 +132,7 @@ class MissingRelation(luigi.ExternalTask):
         return False
 
 
-class DbluigiRun(luigi.WrapperTask):
+class DbluigiRun(_FixedParams, luigi.WrapperTask):
     """The root of a run: requires every selected model, so luigi walks the graph once."""
 
     run_id: str = luigi.Parameter()  # type: ignore[assignment]
@@ -178,6 +198,15 @@ class FastScheduler(luigi.scheduler.Scheduler):
         self._dependents: dict[str, set[str]] = defaultdict(set)
         self._sequence = itertools.count()
         self._lock = threading.RLock()
+        # add_task makes a task object for the task and each dependency before looking
+        # them up (to setdefault them); a task already known is returned instead
+        make = self._make_task
+
+        def make_unless_known(task_id: str, **kwargs: Any) -> Any:
+            known = self._state.get_task(task_id)
+            return known if known is not None else make(task_id=task_id, **kwargs)
+
+        self._make_task = make_unless_known
 
     def add_task(self, task_id: str | None = None, **kwargs: Any) -> None:  # type: ignore[override]
         with self._lock:

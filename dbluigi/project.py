@@ -95,6 +95,18 @@ class Model:
 
 
 @dataclass(frozen=True)
+class ProjectWarning:
+    """Something a command should tell the user about a file that still loads."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
 class Project:
     root: Path
     config: Config
@@ -124,6 +136,23 @@ class Project:
     def view_queries(self) -> Mapping[tuple[str, str], str]:
         """The query of every view model, by (schema, name)."""
         return {(m.schema, m.name): m.query for m in self.models.values() if m.kind == "view"}
+
+    @cached_property
+    def warnings(self) -> tuple[ProjectWarning, ...]:
+        """Statements that run as written because sqlglot cannot parse them, by file."""
+        found = [
+            ProjectWarning(
+                m.path,
+                st.unparsed.line,
+                f"sqlglot cannot parse this statement ({st.unparsed.reason}); it runs as "
+                "written: dbluigi infers no dependencies from it (only -- depends: counts) "
+                "and does not qualify its bare table names",
+            )
+            for m in self.models.values()
+            for st in m.statements
+            if st.unparsed is not None
+        ]
+        return tuple(sorted(found, key=lambda w: (w.path, w.line)))
 
     def gated_checks(self, relation: str) -> tuple[CheckFile, ...]:
         return self.checks_by_gate.get(relation, ())
@@ -272,10 +301,14 @@ class _Loader:
         statements: tuple[Statement, ...] = ()
         if file.format == "sql":
             text = self._render(text, header, file.path)
-            info = self._analyze(text, header, file.path)
+            # with its dependencies declared, SQL sqlglot cannot parse runs as written
+            as_written = bool(header.depends)
+            info = self._analyze(text, header, file.path, as_written=as_written)
             if header.partition is not None and header.partition.query is not None:
                 # the tables a partition query reads are dependencies too
-                values_info = self._analyze(header.partition.query, Header(), file.path)
+                values_info = self._analyze(
+                    header.partition.query, Header(), file.path, as_written=as_written
+                )
                 info = replace(
                     info, reads=tuple(sorted({*info.reads, *values_info.reads}, key=str))
                 )
@@ -293,7 +326,7 @@ class _Loader:
                     hint=f"patches go with kinds {', '.join(PATCH_KINDS)}",
                 )
             patch_text = self._render(self._read(patch_file), Header(), patch_file.path)
-            patch_info = self._analyze(patch_text, Header(), patch_file.path)
+            patch_info = self._analyze_companion(patch_text, patch_file.path)
             patch = Patch(patch_file.path, patch_text, patch_info.statements, patch_info.reads)
         model = Model(
             relation=file.relation,
@@ -312,7 +345,7 @@ class _Loader:
         if file.format == "python":
             return CheckFile(file.path, "python", file.relation, file.relation, text)
         text = self._render(text, Header(), file.path)
-        info = self._analyze(text, Header(), file.path)
+        info = self._analyze_companion(text, file.path)
         for statement in info.statements:
             if statement.kind != "query":
                 raise ProjectError(
@@ -348,7 +381,8 @@ class _Loader:
         if not mapping:
             return statements
         return tuple(
-            replace(st, sql=_requalify(st.sql, mapping, self.dialect)) for st in statements
+            st if st.unparsed else replace(st, sql=_requalify(st.sql, mapping, self.dialect))
+            for st in statements
         )
 
     def _render(self, text: str, header: Header, path: str) -> str:
@@ -356,11 +390,30 @@ class _Loader:
         variables = {**self.config.variables, **{n: "{{ " + n + " }}" for n in runtime}}
         return render(text, variables, path=path)
 
-    def _analyze(self, text: str, header: Header, path: str) -> SqlInfo:
+    def _analyze(
+        self,
+        text: str,
+        header: Header,
+        path: str,
+        *,
+        as_written: bool = False,
+        hint: str | None = None,
+    ) -> SqlInfo:
         runtime = _runtime_placeholders(header)
         if runtime:
             text = render(text, dict.fromkeys(runtime, _INFERENCE_VALUE), path=path)
-        return self.cache.analyze(text, dialect=self.dialect, path=path)
+        return self.cache.analyze(
+            text, dialect=self.dialect, path=path, as_written=as_written, hint=hint
+        )
+
+    def _analyze_companion(self, text: str, path: str) -> SqlInfo:
+        """A check or patch file, which must parse: it is rewritten to read the new table."""
+        hint = (
+            f"check and patch files are rewritten with sqlglot (dialect {self.dialect}) to "
+            "read the new table, so they must be SQL it reads; SQL it cannot read goes in a "
+            "model with a -- depends: header, which runs as written"
+        )
+        return self._analyze(text, Header(), path, hint=hint)
 
 
 def _extract_models(config: Config) -> dict[str, Model]:
@@ -424,7 +477,7 @@ def _restore_placeholders(
         start = st.line - 1
         end = statements[i + 1].line - 1 if i + 1 < len(statements) else len(lines)
         chunk = "".join(lines[start:end]).strip().rstrip(";").strip()
-        result.append(Statement(chunk, st.line, st.kind))
+        result.append(replace(st, sql=chunk))
     return tuple(result)
 
 
@@ -449,7 +502,9 @@ def _validate_sql_kind(file: ProjectFile, header: Header, kind: str, info: SqlIn
         raise ProjectError(
             "file holds no SQL statement", path=file.path, hint="write a SELECT, or delete the file"
         )
-    if kind in QUERY_KINDS and not info.is_query:
+    # a statement run as written is what the header (or its first word) says it is
+    as_written = len(info.statements) == 1 and info.statements[0].unparsed is not None
+    if kind in QUERY_KINDS and not info.is_query and not as_written:
         found = ", ".join(s.kind.replace("_", " ") for s in info.statements[:3])
         raise ProjectError(
             f"kind {kind} needs exactly one query (SELECT ...); found {len(info.statements)} statement(s): {found}",

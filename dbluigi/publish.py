@@ -33,7 +33,7 @@ from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_c
 from dbluigi.errors import CheckFailed, DbluigiError, ProjectError, TaskError
 from dbluigi.plan import Decision, PartitionDecision
 from dbluigi.project import Model, Project
-from dbluigi.seeds import read_yaml_seed, sniff_csv
+from dbluigi.seeds import guess_csv, read_yaml_seed, sniff_csv
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now
 from dbluigi.targets.base import Catalog, Session, SwapHint
 
@@ -59,6 +59,8 @@ class BuildRequest:
     clock: float = 0.0  # time.perf_counter() at the start of the attempt
     attempt: int = 1
     explain_cost: float | None = None  # set by publish() before the strategy runs
+    # no bound to check first: the build statement itself is EXPLAINed (one statement less)
+    explain_with_build: bool = False
     partition: PartitionDecision | None = None  # one value of a partitioned model
 
     @property
@@ -97,9 +99,14 @@ def publish(session: Session, request: BuildRequest) -> Published:
     cost: float | None = None
     try:
         request = incremental.render_watermark(session, request)  # before EXPLAIN
-        cost = _estimate_cost(session, request)
+        if _explained_with_build(session, request):
+            request = replace(request, explain_with_build=True)
+        else:
+            cost = _estimate_cost(session, request)
         return strategy(session, replace(request, explain_cost=cost))
     except TaskError as exc:
+        if cost is None and request.explain_with_build:  # the build never reported it
+            cost = _cost_after_failure(session, request)
         if cost is not None:
             exc.explain_cost = cost
         raise
@@ -135,6 +142,26 @@ def _estimate_cost(session: Session, request: BuildRequest) -> float | None:
     return cost
 
 
+def _explained_with_build(session: Session, request: BuildRequest) -> bool:
+    """A table model with no cost bound: its estimate comes with its CREATE TABLE AS
+    (``Session.create_table_as_explained``) instead of a separate EXPLAIN first."""
+    model = request.model
+    return (
+        model.kind == "table"
+        and session.target.estimates_cost
+        and model.header.partition is None
+        and guards.max_cost_of(request.project, model) is None
+    )
+
+
+def _cost_after_failure(session: Session, request: BuildRequest) -> float | None:
+    """The estimate of a query whose build failed, so history shows it all the same."""
+    try:
+        return session.explain_cost(request.model.statements[0].sql)
+    except Exception:
+        return None
+
+
 class AlreadyBuilt(DbluigiError):
     """Another worker or build published this build of the model, or a newer one."""
 
@@ -155,7 +182,8 @@ def _transaction(session: Session, request: BuildRequest) -> Iterator[None]:
         # the lock first: waiting for another build of this model is not running past a timeout
         if session.target.supports_concurrent_writers:
             key = request.partition.value if request.partition else ""
-            session.lock_in_transaction(f"dbluigi.model:{request.model.relation}[{key}]")
+            lock = f"dbluigi.model:{request.model.relation}[{key}]"
+            session.lock_in_transaction(lock, deferred=True)  # with the read: one round trip
             stored = StateStore(session).model_state(request.model.relation, key)
             built = request.built
             if stored is not None and (
@@ -210,7 +238,13 @@ def _table(session: Session, request: BuildRequest) -> Published:
     new, previous = prepare_aside(session, request)
     violation: Violation | None = None
     with _transaction(session, request):
-        rows = _build_new(session, project, model, new, request)
+        if request.explain_with_build:
+            statement = model.statements[0]
+            with located(session, model.path, statement.line, statement.sql):
+                rows, cost = session.create_table_as_explained(schema, new, statement.sql)
+            request = replace(request, explain_cost=cost)
+        else:
+            rows = _build_new(session, project, model, new, request)
         session.prepare_indexes(schema, new, model.header.indexes)
         crashpoint("after_build", model.relation)
         if model.patch is not None:
@@ -283,6 +317,16 @@ def _build_new(
     overrides = project.config.seed_types.get(model.relation, {})
     try:
         if model.format == "csv":
+            guess = guess_csv(path, overrides=overrides)
+            if guess is not None:  # a large file: typed while it loads, where the target can
+                with located(session, model.path, 1, ""):
+                    return session.load_csv_typing(
+                        model.schema,
+                        new,
+                        path,
+                        guess.columns,
+                        lambda: sniff_csv(path, guess=guess).columns,
+                    )
             table = sniff_csv(path, overrides=overrides)
         else:
             table, rows = read_yaml_seed(path, overrides=overrides)

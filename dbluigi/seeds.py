@@ -1,9 +1,12 @@
 """Seeds: what a CSV or YAML file holds, typed, before a target loads it.
 
-Pure Python, no database. ``sniff_csv`` reads a CSV once, streaming, and gives each
-column the narrowest portable type that every non-empty value fits; the target then
-bulk-loads the file itself with exactly those types (no auto-detection on either
-side). ``read_yaml_seed`` reads a YAML list of mappings and returns its rows with
+No target database. ``sniff_csv`` gives each column the narrowest portable type that
+every non-empty value fits; the target then bulk-loads the file itself with exactly
+those types (no auto-detection on either side). The reference is a one-pass Python
+reader; a large file is typed by an in-memory DuckDB aggregate where that is certain to
+give the same answer. ``guess_csv`` predicts a large file's types from its head and tail,
+so that a target can start loading it while ``sniff_csv`` checks the prediction against
+every value. ``read_yaml_seed`` reads a YAML list of mappings and returns its rows with
 values already shaped for their column types.
 
 Typing rules, shared by both: ``bigint`` (within int64) < ``numeric`` < ``double``,
@@ -23,6 +26,7 @@ import csv
 import datetime as dt
 import decimal
 import difflib
+import io
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -205,6 +209,7 @@ _FAST_FITS = {kind: re.compile(pattern).fullmatch for kind, pattern in _FAST_FIT
 
 
 VECTORIZED_FROM_BYTES = 4 << 20  # files this large are typed by DuckDB first
+SAMPLE_BYTES = 1 << 18  # the head (and the tail) of a large file that predict its types
 
 # Anything that is not text matches this (numbers, booleans, dates and timestamps); a value
 # that does not is text, and so is its column.
@@ -212,19 +217,103 @@ _MAYBE_TYPED = (
     r"[+-]?[0-9]*\.?[0-9]*([eE][+-]?[0-9]+)?|[tT][rR][uU][eE]|[fF][aA][lL][sS][eE]|[0-9]{4}-.*"
 )
 
+# What DuckDB checks of a column, by what is known of it already:
+_FULL = "full"  # nothing: every check that can settle its type
+_SKIP = ""  # nothing asked of it
+# ...or its type in the head of the file, which every value may be checked to fit (the
+# column then has that type); "text" needs no check, since every mix with text is text.
+_CONFIRMS = {
+    kind: f"regexp_full_match(%s, '{pattern}')" for kind, pattern in _FAST_FITS_SQL.items()
+} | {"boolean": "lower(%s) IN ('true', 'false')"}
+
+
+@dataclass(frozen=True)
+class SeedGuess:
+    """Column types of a large CSV file predicted from its head and tail, to start loading
+    it with while ``sniff_csv(path, guess=...)`` works out the real ones."""
+
+    columns: tuple[Column, ...]  # the predicted types
+    head: tuple[str | None, ...]  # each column's type in the head (None: empty there)
+    stamp: tuple[int, int]  # the file's size and modification time when it was read
+
+
+def guess_csv(
+    path: Path, *, overrides: Mapping[str, str] = {}, vectorized_from: int = VECTORIZED_FROM_BYTES
+) -> SeedGuess | None:
+    """Predict the column types of a file large enough to be typed by DuckDB (see
+    ``sniff_csv``) from its first and last ``SAMPLE_BYTES``: what the head holds, widened
+    by what the tail holds (a guess only: the tail is read from a line break, which may
+    fall inside a quoted value). None when there is nothing to predict from: a small file,
+    overrides (every value is checked against them), or a head that is not plain CSV."""
+    path = Path(path)
+    stat = path.stat()
+    size = stat.st_size
+    if overrides or size < vectorized_from:
+        return None
+    with path.open("rb") as f:
+        head = f.read(SAMPLE_BYTES)
+        f.seek(max(len(head), size - SAMPLE_BYTES))
+        tail = f.read()
+    whole = len(head) < SAMPLE_BYTES
+    records = _sample(head if whole else head[: head.rfind(b"\n") + 1], "utf-8-sig")
+    if not records:
+        return None
+    header, body = records[0], records[1:] if whole else records[1:-1]  # the last: cut short?
+    try:
+        _check_names(path, header, 1, "column")
+        head_types = _sample_types(path, header, body)
+    except ProjectError:
+        return None  # the reference pass says what is wrong, and where
+    try:
+        tail_types = _sample_types(path, header, _sample(tail[tail.find(b"\n") + 1 :]) or [])
+    except ProjectError:  # the first line break fell inside a quoted value
+        tail_types = [None] * len(header)
+    predicted = [
+        _join(h, t) if h is not None and t is not None else h or t or "text"
+        for h, t in zip(head_types, tail_types, strict=True)
+    ]
+    return SeedGuess(
+        tuple(Column(name, kind) for name, kind in zip(header, predicted, strict=True)),
+        tuple(head_types),
+        (size, stat.st_mtime_ns),
+    )
+
+
+def _sample(data: bytes, encoding: str = "utf-8") -> list[list[str]] | None:
+    """The CSV records of a piece of a file, or None when it does not decode or parse."""
+    try:
+        return list(csv.reader(io.StringIO(data.decode(encoding), newline="")))
+    except (UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _sample_types(path: Path, header: list[str], records: list[list[str]]) -> list[str | None]:
+    found: list[str | None] = [None] * len(header)
+    _sniff_batch(path, header, {}, found, records, [0] * len(records))
+    return found
+
 
 def sniff_csv(
-    path: Path, *, overrides: Mapping[str, str] = {}, vectorized_from: int = VECTORIZED_FROM_BYTES
+    path: Path,
+    *,
+    overrides: Mapping[str, str] = {},
+    vectorized_from: int = VECTORIZED_FROM_BYTES,
+    guess: SeedGuess | None = None,
 ) -> SeedTable:
     """Type each column of a CSV file (see the module docstring).
 
-    Large files are typed by DuckDB's vectorized CSV reader where the answer is certain
-    (a column of fast-fitting integers, decimals or dates, or one holding a value that can
-    only be text); anything else, any override, and any malformed file go through the
-    one-pass Python reader, which is the reference and says where a file is wrong."""
+    Large files are typed by DuckDB's vectorized CSV reader where the answer is certain:
+    one aggregate checks that every value fits the type the head of the file has (a
+    column empty there, or predicted wider by the tail, gets every check that can settle
+    its type: all fast-fitting integers, decimals or dates, or a value that can only be
+    text). Anything else, any override, and any malformed file go through the one-pass
+    Python reader, which is the reference and says where a file is wrong. ``guess``: the
+    prediction ``guess_csv`` made, if the caller has it already."""
     path = Path(path)
     if not overrides and path.stat().st_size >= vectorized_from:
-        table = _sniff_vectorized(path)
+        if guess is None:
+            guess = guess_csv(path, vectorized_from=vectorized_from)
+        table = _sniff_vectorized(path, guess)
         if table is not None:
             return table
     try:
@@ -234,57 +323,219 @@ def sniff_csv(
             return _sniff_csv(path, overrides, _decoded_lines(path, stream))
 
 
-def _sniff_vectorized(path: Path) -> SeedTable | None:
-    """Column types from one DuckDB aggregate over the file, or None when not certain."""
-    import duckdb
+def _sniff_vectorized(path: Path, guess: SeedGuess | None) -> SeedTable | None:
+    """Column types from DuckDB aggregates over the file, or None when not certain."""
+    plain = _plain_header(path)
+    if plain is None:
+        return None
+    header = plain.header
+    names = [column.name for column in guess.columns] if guess else None
+    if guess is None or names != header or guess.stamp != _stamp(path):  # changed since?
+        plans = [_FULL] * len(header)
+    else:
+        plans = [
+            _plan(known, column.type)
+            for known, column in zip(guess.head, guess.columns, strict=True)
+        ]
+    typed = _vectorized(path, plain, plans)
+    if typed is None:
+        return None
+    rows, types = typed
+    unsettled = [i for i, kind in enumerate(types) if kind is None]
+    if any(plans[i] == _FULL for i in unsettled):
+        return None
+    if unsettled:  # a value the head did not predict: type those columns in full
+        again = _vectorized(
+            path, plain, [_FULL if i in unsettled else _SKIP for i in range(len(header))]
+        )
+        if again is None or any(again[1][i] is None for i in unsettled):
+            return None
+        for i in unsettled:
+            types[i] = again[1][i]
+    return SeedTable(
+        tuple(Column(h, t or "text") for h, t in zip(header, types, strict=True)), rows
+    )
 
-    with path.open(encoding="utf-8", newline="") as f:
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _plan(known: str | None, predicted: str) -> str:
+    """What to ask of a column whose head has type ``known`` and that will load as
+    ``predicted``: a check that it keeps the head's type, unless the tail said otherwise."""
+    if known is None or known != predicted:
+        return _FULL
+    return known if known in _CONFIRMS or known == "text" else _FULL
+
+
+# DuckDB drops spaces between a quote and the delimiter or line end ("5" for ` "5"`),
+# where the reference pass keeps them (` "5"` is text): see _spaced_quote.
+_QUOTE_SPACED = re.compile(rb'" +(?:[,\r\n]|\Z)')
+_ESCAPED_QUOTE_AND_WORD = re.compile(rb'""[^", \t\r\n]')
+# Read with one more column than the header names and no value read as NULL, a row with
+# too few values has a NULL last column (DuckDB pads it) and one with too many a non-NULL
+# extra column (DuckDB's strict mode lets a row end with extra empty values). DuckDB's
+# parallel reader cannot pad rows around a quoted line break; where no line ends with a
+# comma, no row can have extra empty values, and the file is read unpadded.
+_EXTRA = "__dbluigi_extra"
+_NEVER = "\x01"  # the null string: no value is it (a file holding the byte is not read)
+
+
+@dataclass(frozen=True)
+class _Plain:
+    header: list[str]
+    records: int | None  # counted as lines where no quote can make a record span lines
+
+
+def _plain_header(path: Path) -> _Plain | None:
+    """The header of a file DuckDB reads exactly as the reference pass does, else None:
+    valid distinct names, UTF-8 throughout (DuckDB checks only the columns a query
+    reads), no NUL or \x01 bytes, no blank lines (DuckDB skips them: a file without
+    quotes has as many records as lines, one with quotes is searched for them) and no
+    spaces around a quoted value."""
+    with path.open(encoding="utf-8-sig", newline="") as f:
         try:
             header = next(csv.reader(f), None)
         except (csv.Error, UnicodeDecodeError):
             return None
-    if not header or len(set(h.lower() for h in header)) != len(header) or not all(header):
+    names = {h.lower() for h in header or ()}
+    if not header or len(names) != len(header) or not all(header) or _EXTRA in names:
         return None
-    with path.open("rb") as f:
-        data = f.read()
-    if b"\n\n" in data or b"\n\r\n" in data or data.startswith(b"\xef\xbb\xbf"):
-        return None  # blank lines (DuckDB skips them) and BOMs: the reference pass decides
-    columns = ", ".join(f"{_quote(h)}: 'VARCHAR'" for h in header)
-    checks = []
-    for h in header:
-        c = _quote(h)
-        checks += [
-            f"count({c})",
-            f"bool_and(regexp_full_match({c}, '{_FAST_FITS_SQL['bigint']}'))",
-            f"bool_and(regexp_full_match({c}, '{_FAST_FITS_SQL['numeric']}'))",
-            f"bool_and(regexp_full_match({c}, '{_FAST_FITS_SQL['date']}'))",
-            f"bool_or(NOT regexp_full_match({c}, '{_MAYBE_TYPED}'))",
-        ]
-    sql = (
-        f"SELECT count(*), {', '.join(checks)} FROM read_csv(?, header = true, auto_detect = false, "
-        f"columns = {{{columns}}}, delim = ',', quote = '\"', escape = '\"', nullstr = '', "
-        "strict_mode = true, encoding = 'utf-8')"
-    )
-    try:
-        with duckdb.connect() as con:
-            row = con.execute(sql, [str(path)]).fetchone()
-    except duckdb.Error:
-        return None
-    assert row is not None
-    types = []
-    for i in range(len(header)):
-        present, bigint, numeric, date, text = row[1 + 5 * i : 6 + 5 * i]
-        if not present or text:
-            types.append("text")
-        elif bigint:
-            types.append("bigint")
-        elif numeric:
-            types.append("numeric")
-        elif date:
-            types.append("date")
-        else:
+    quoted, breaks, end = False, 0, b""
+    for block in _blocks(path):
+        if b"\0" in block or b"\x01" in block:
             return None
-    return SeedTable(tuple(Column(h, t) for h, t in zip(header, types, strict=True)), int(row[0]))
+        if not block.isascii():
+            try:
+                block.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        quoted = quoted or b'"' in block
+        breaks += block.count(b"\n")
+        end = block[-1:]
+    if not quoted:
+        return _Plain(header, breaks - 1 if end == b"\n" else breaks)
+    end = b""
+    for block in _blocks(path):
+        if b"\n\n" in block or b"\n\r\n" in block or (end == b"\n" and block[:1] in b"\r\n"):
+            return None
+        if _spaced_quote(block) or _QUOTE_SPACED.search(block):
+            return None
+        end = block[-1:]
+    return _Plain(header, None)
+
+
+def _spaced_quote(block: bytes) -> bool:
+    """Whether spaces open a value before a quote in these whole lines. Not such: spaces
+    before an escaped quote and a letter, as in a quoted ``He said, ""hi""`` (where a
+    value does start so, DuckDB's strict mode stops at it, or keeps the spaces)."""
+    at = block.find(b' "')
+    while at >= 0:
+        start = at
+        while start > 0 and block[start - 1] == 32:
+            start -= 1
+        opens = block[start - 1 : start] in (b"", b",", b"\r", b"\n")  # a value's start
+        if opens and not _ESCAPED_QUOTE_AND_WORD.match(block, at + 1):
+            return True
+        at = block.find(b' "', at + 2)
+    return False
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The file in blocks of whole lines: no pattern within a line spans two blocks."""
+    with path.open("rb") as f:
+        while block := f.read(1 << 22):
+            yield block + f.readline()
+
+
+def _comma_ends_a_line(path: Path) -> bool:
+    """Whether a row may end with extra empty values (a search of the whole file)."""
+    end = b""
+    for block in _blocks(path):
+        if b",\n" in block or b",\r\n" in block:
+            return True
+        end = block[-1:]
+    return end == b","
+
+
+def _vectorized(
+    path: Path, plain: _Plain, plans: Sequence[str]
+) -> tuple[int, list[str | None]] | None:
+    """One DuckDB aggregate over the file: its rows, and each column's type where the
+    checks its plan asks for settle it (else None); None when DuckDB cannot read it, or
+    when a row has more or fewer values than the header."""
+    import duckdb
+
+    header = plain.header
+    checks = []
+    for h, plan in zip(header, plans, strict=True):
+        v = f"NULLIF({_quote(h)}, '')"
+        if plan == _FULL:
+            checks += [
+                f"count({v})",
+                f"bool_and(regexp_full_match({v}, '{_FAST_FITS_SQL['bigint']}'))",
+                f"bool_and(regexp_full_match({v}, '{_FAST_FITS_SQL['numeric']}'))",
+                f"bool_and(regexp_full_match({v}, '{_FAST_FITS_SQL['date']}'))",
+                f"bool_or(NOT regexp_full_match({v}, '{_MAYBE_TYPED}'))",
+            ]
+        elif plan in _CONFIRMS:
+            checks.append(f"bool_and({_CONFIRMS[plan] % v})")
+
+    def query(checks: list[str], *, padded: bool, parallel: bool = True) -> str:
+        names = [*header, _EXTRA] if padded else header
+        columns = ", ".join(f"{_quote(h)}: 'VARCHAR'" for h in names)
+        shape = [f"bool_or({_quote(header[-1])} IS NULL)", f"count({_quote(_EXTRA)})"]
+        return (
+            f"SELECT {', '.join(['count(*)', *(shape if padded else ['false', '0']), *checks])} "
+            f"FROM read_csv(?, header = true, auto_detect = false, columns = {{{columns}}}, "
+            f"delim = ',', quote = '\"', escape = '\"', nullstr = '{_NEVER}', "
+            f"null_padding = {str(padded).lower()}, parallel = {str(parallel).lower()}, "
+            "strict_mode = true, encoding = 'utf-8')"
+        )
+
+    with duckdb.connect() as con:
+        try:
+            row = con.execute(query(checks, padded=True), [str(path)]).fetchone()
+        except duckdb.Error as exc:
+            if "null_padding" not in str(exc):
+                return None
+            # A quoted line break. Unpadded, the parallel reader also stops at a row with
+            # too few values or an unterminated quote; the serial one, padded, tells rows
+            # with extra empty values (but passes an unterminated quote at the very end).
+            try:
+                row = con.execute(query(checks, padded=False), [str(path)]).fetchone()
+                if row is not None and _comma_ends_a_line(path):
+                    sql = query([], padded=True, parallel=False)
+                    shape = con.execute(sql, [str(path)]).fetchone()
+                    if shape is None or shape[1] or shape[2] or shape[0] != row[0]:
+                        return None
+            except duckdb.Error:
+                return None
+    assert row is not None
+    if row[1] or row[2] or plain.records not in (None, row[0]):
+        return None  # a row of the wrong width, or a blank line: the reference pass says where
+    results = iter(row[3:])
+    types: list[str | None] = []
+    for plan in plans:
+        if plan == _FULL:
+            present, bigint, numeric, date, text = (next(results) for _ in range(5))
+            if not present or text:
+                types.append("text")
+            elif bigint:
+                types.append("bigint")
+            elif numeric:
+                types.append("numeric")
+            elif date:
+                types.append("date")
+            else:
+                types.append(None)
+        elif plan in _CONFIRMS:
+            types.append(plan if next(results) is True else None)
+        else:
+            types.append("text" if plan == "text" else None)
+    return int(row[0]), types
 
 
 def _quote(name: str) -> str:

@@ -8,6 +8,11 @@ statements with their kinds and lines, and the tables the file reads and writes,
 named the way the database resolves them (unquoted names folded per dialect, the
 catalog part dropped).
 
+With ``as_written=True`` (a model whose header lists its dependencies), a statement
+sqlglot cannot parse does not fail the file: it is kept as written, marked
+``Statement.unparsed``, with a kind guessed from its first words, and nothing is
+inferred from it.
+
 ``replace_relations`` rewrites table references in SQL, e.g. to point a patch or a
 check at the freshly built ``<name>__dbluigi_new`` table.
 """
@@ -79,8 +84,16 @@ _TOKEN_REPR = re.compile(r"<Token token_type: [\w.]+, text: (.*?), line: .*?>")
 _TOKENIZER_MISSING = re.compile(r"Missing (.+) from \d+:(\d+)")
 _HINT = (
     "dbluigi reads SQL with sqlglot (dialect {dialect}); if this is valid SQL for your "
-    "database, declare its dependencies with -- depends: and set -- kind: sql"
+    "database, declare what the file depends on in a -- depends: header and dbluigi runs "
+    "it as written, inferring nothing from it"
 )
+_TOKEN_HINT = (
+    "dbluigi splits files into statements with sqlglot's tokenizer (dialect {dialect}); "
+    "look for an unclosed quote, comment or $$ body"
+)
+# A statement sqlglot cannot parse that starts with one of these is taken for a query.
+_QUERY_STARTS = {TokenType.SELECT, TokenType.WITH, TokenType.VALUES, TokenType.L_PAREN}
+_DML = {TokenType.INSERT, TokenType.UPDATE, TokenType.DELETE, TokenType.MERGE}
 
 
 @dataclass(frozen=True, order=True)
@@ -99,12 +112,21 @@ class TableRef:
 
 
 @dataclass(frozen=True)
+class Unparsed:
+    """Why sqlglot could not read a statement that runs as written, and where."""
+
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Statement:
     """One statement of a file: its original text, first line and kind."""
 
     sql: str
     line: int
     kind: str
+    unparsed: Unparsed | None = None  # set when it runs as written, unread by sqlglot
 
 
 @dataclass(frozen=True)
@@ -121,8 +143,14 @@ class SqlInfo:
         return len(self.statements) == 1 and self.statements[0].kind == "query"
 
     def to_json(self) -> dict[str, Any]:
+        statements = []
+        for s in self.statements:
+            statement: dict[str, Any] = {"sql": s.sql, "line": s.line, "kind": s.kind}
+            if s.unparsed is not None:
+                statement["unparsed"] = [s.unparsed.line, s.unparsed.reason]
+            statements.append(statement)
         return {
-            "statements": [{"sql": s.sql, "line": s.line, "kind": s.kind} for s in self.statements],
+            "statements": statements,
             "reads": [[r.schema, r.name] for r in self.reads],
             "writes": [[w.schema, w.name] for w in self.writes],
         }
@@ -130,15 +158,37 @@ class SqlInfo:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SqlInfo:
         return cls(
-            statements=tuple(Statement(s["sql"], s["line"], s["kind"]) for s in data["statements"]),
+            statements=tuple(
+                Statement(
+                    s["sql"],
+                    s["line"],
+                    s["kind"],
+                    Unparsed(*s["unparsed"]) if s.get("unparsed") else None,
+                )
+                for s in data["statements"]
+            ),
             reads=tuple(TableRef(schema, name) for schema, name in data["reads"]),
             writes=tuple(TableRef(schema, name) for schema, name in data["writes"]),
         )
 
 
-def analyze_sql(text: str, *, dialect: str, path: str, line_offset: int = 0) -> SqlInfo:
-    """Split, parse and analyze a file's SQL; raises SqlParseError naming the file line."""
+def analyze_sql(
+    text: str,
+    *,
+    dialect: str,
+    path: str,
+    line_offset: int = 0,
+    as_written: bool = False,
+    hint: str | None = None,
+) -> SqlInfo:
+    """Split, parse and analyze a file's SQL; raises SqlParseError naming the file line.
+
+    ``as_written``: a statement sqlglot cannot parse or analyze is kept as an unparsed
+    statement instead (the file's dependencies are declared); a statement that cannot
+    be split off (an unclosed quote) is an error all the same. ``hint`` replaces the
+    error's advice for a statement that does not parse (declare ``-- depends:``)."""
     d = _dialect(dialect)
+    hint = hint or _HINT.format(dialect=dialect)
     parser = d.parser()
     statements: list[Statement] = []
     reads: set[TableRef] = set()
@@ -150,21 +200,26 @@ def analyze_sql(text: str, *, dialect: str, path: str, line_offset: int = 0) -> 
         try:
             tree = parser.parse(chunk.tokens, text)[0]
         except ParseError as e:
-            raise _parse_error(e, dialect, path, line_offset, chunk.line) from None
+            error = _parse_error(e, hint, path, line_offset, chunk.line)
+            if not as_written:
+                raise error from None
+            statements.append(_unparsed(chunk, error.line or chunk.line, _describe(e)))
+            continue
         kind = _kind(tree) if tree is not None else "other"
-        statements.append(Statement(chunk.sql, chunk.line, kind))
         if tree is None or _opaque(tree, kind):
+            statements.append(Statement(chunk.sql, chunk.line, kind))
             continue
         _normalize_names(tree, d)
         try:
             read_nodes, write_nodes = _relations(tree, kind)
         except SqlglotError as e:
-            raise SqlParseError(
-                f"cannot analyze SQL: {e}",
-                path=path,
-                line=chunk.line,
-                hint=_HINT.format(dialect=dialect),
-            ) from None
+            if not as_written:
+                raise SqlParseError(
+                    f"cannot analyze SQL: {e}", path=path, line=chunk.line, hint=hint
+                ) from None
+            statements.append(_unparsed(chunk, chunk.line, f"cannot analyze it: {e}"))
+            continue
+        statements.append(Statement(chunk.sql, chunk.line, kind))
         own_writes = {_ref(t) for t in write_nodes} - temporary
         if kind in ("create_table", "create_view"):
             if _is_temporary(tree):
@@ -224,6 +279,22 @@ class _Chunk:
     sql: str
     line: int
     tokens: list[Token]
+
+
+def _unparsed(chunk: _Chunk, line: int, reason: str) -> Statement:
+    """A statement kept as written, its kind guessed from its first word."""
+    first = chunk.tokens[0].token_type
+    kind = "query" if first in _QUERY_STARTS else "other"
+    if first is TokenType.WITH:  # WITH ... INSERT / UPDATE / DELETE / MERGE changes a table
+        depth = 0
+        for token in chunk.tokens:
+            depth += (token.token_type is TokenType.L_PAREN) - (
+                token.token_type is TokenType.R_PAREN
+            )
+            if depth == 0 and token.token_type in _DML:
+                kind = "other"
+                break
+    return Statement(chunk.sql, chunk.line, kind, Unparsed(line, reason))
 
 
 @functools.cache
@@ -467,7 +538,7 @@ def _accepts_alias(table: exp.Table) -> bool:
 
 
 def _parse_error(
-    e: ParseError, dialect: str, path: str, line_offset: int, statement_line: int
+    e: ParseError, hint: str, path: str, line_offset: int, statement_line: int
 ) -> SqlParseError:
     error = e.errors[0] if e.errors else {}
     # Tokens carry lines counted in the whole text, so only the offset is added.
@@ -477,7 +548,7 @@ def _parse_error(
         f"cannot parse SQL: {_describe(e)}",
         path=path,
         line=line,
-        hint=_HINT.format(dialect=dialect),
+        hint=hint,
     )
 
 
@@ -511,4 +582,4 @@ def _token_error(
         if not isinstance(e.__cause__, IndexError):
             message = f"cannot parse SQL: {e.__cause__ or e}"
     line = text.count("\n", 0, offset) + 1 + line_offset
-    return SqlParseError(message, path=path, line=line, hint=_HINT.format(dialect=dialect))
+    return SqlParseError(message, path=path, line=line, hint=_TOKEN_HINT.format(dialect=dialect))

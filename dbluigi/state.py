@@ -18,7 +18,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from dbluigi import __version__
 from dbluigi.plan import ModelState
@@ -79,6 +79,35 @@ class TaskRecord:
     build_id: str | None = None
     explain_cost: float | None = None
     checks: tuple[CheckResult, ...] = field(default=())
+
+
+class RunSummary(NamedTuple):
+    """One invocation as ``dbluigi history`` lists it (a row of ``runs``)."""
+
+    run_id: str
+    command: str
+    selector: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    version: str | None
+    hostname: str | None
+
+
+class RunRecord(NamedTuple):
+    """One invocation, every column of its ``runs`` row."""
+
+    run_id: str
+    command: str
+    selector: str | None
+    target: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    version: str | None
+    hostname: str | None
+    pid: int | None
+    workers: int | None
 
 
 def new_run_id() -> str:
@@ -209,8 +238,9 @@ class StateStore:
     ) -> None:
         """Record a successful build and its attempt; call inside the publishing transaction.
 
-        One round trip: the models upsert and the task_runs row travel together."""
-        self.session.execute_batch(
+        No round trip of its own: the models upsert and the task_runs row travel with the
+        COMMIT (``Session.defer``), and fail the commit if they fail."""
+        self.session.defer(
             [
                 (
                     "insert into dbluigi.models values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
@@ -249,14 +279,43 @@ class StateStore:
         ).rows
         return [_record(r) for r in rows]
 
-    def runs(self, last: int) -> list[tuple[Any, ...]]:
-        return list(
-            self.session.query(
-                "select run_id, command, selector, started_at, finished_at, status, version, hostname "
-                "from dbluigi.runs order by started_at desc limit %s",
-                [last],
-            ).rows
-        )
+    def runs(self, last: int) -> list[RunSummary]:
+        """The ``last`` invocations, newest first."""
+        rows = self.session.query(
+            "select run_id, command, selector, started_at, finished_at, status, version, hostname "
+            "from dbluigi.runs order by started_at desc limit %s",
+            [last],
+        ).rows
+        return [RunSummary(*r) for r in rows]
+
+    def run(self, run_id: str) -> RunRecord | None:
+        """One invocation's ``runs`` row; None when there is none."""
+        rows = self.session.query(
+            "select run_id, command, selector, target, started_at, finished_at, status, version, "
+            "hostname, pid, workers from dbluigi.runs where run_id = %s",
+            [run_id],
+        ).rows
+        return RunRecord(*rows[0]) if rows else None
+
+    def recent_durations(
+        self, *, limit: int, models: Sequence[str] | None = None, exclude_run: str = ""
+    ) -> dict[str, list[float]]:
+        """Each model's latest ``limit`` successful build durations, newest first.
+
+        Builds only: attempts of ``check`` runs and of run ``exclude_run`` do not count."""
+        params: list[object] = [exclude_run]
+        where = ""
+        if models is not None:
+            if not models:
+                return {}
+            where = " and t.model in (" + ", ".join(["%s"] * len(models)) + ")"
+            params.extend(models)
+        params.append(limit)
+        rows = self.session.query(_RECENT_DURATIONS.format(models=where), params).rows
+        found: dict[str, list[float]] = {}
+        for model, duration in rows:
+            found.setdefault(model, []).append(float(duration or 0.0))
+        return found
 
     def history(self, *, last: int, model: str | None = None) -> list[TaskRecord]:
         where, params = "", []
@@ -270,6 +329,18 @@ class StateStore:
         ).rows
         return [_record(r) for r in rows]
 
+
+_RECENT_DURATIONS = """
+select model, duration_s from (
+    select t.model, t.duration_s,
+           row_number() over (partition by t.model order by t.started_at desc) as n
+    from dbluigi.task_runs as t
+    join dbluigi.runs as r on r.run_id = t.run_id
+    where t.status = 'success' and r.command <> 'check' and t.run_id <> %s{models}
+) as recent
+where n <= %s
+order by model, n
+"""
 
 _INSERT_TASK_RUN = (
     "insert into dbluigi.task_runs values "

@@ -37,8 +37,12 @@ def cli(*args: str, project: Path, target: str) -> tuple[int, str]:
 def build_json(
     *args: str, project: Path, target: str, command: str = "build"
 ) -> tuple[int, dict[str, Any]]:
-    code, output = cli(command, *args, "--json", project=project, target=target)
-    return code, json.loads(output)
+    """Run a command with ``--json``; returns (exit code, what it printed on stdout)."""
+    arguments = [command, *args, "--json", "--project", str(project), "--target", target]
+    result = runner.invoke(app, arguments)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, json.loads(result.stdout)  # warnings go to stderr
 
 
 def statuses(payload: dict[str, Any]) -> dict[str, str]:

@@ -180,3 +180,22 @@ def test_build_artifact_groups_attempts_under_their_task() -> None:
     ]
     assert b["kind"] == "view" and b["failure_class"] == "upstream"
     assert artifact["up_to_date"] == ["main.c"] and artifact["notes"] == ["a note"]
+
+
+def test_json_text_round_trips_with_one_task_a_line() -> None:
+    from datetime import datetime
+
+    from dbluigi.artifact import json_text
+
+    payload = {
+        "run_id": "r1",
+        "started_at": datetime(2026, 1, 2, 3, 4, 5),
+        "tasks": [{"model": "main.a", "checks": [{"name": "rows > 0"}]}, {"model": 'm."b"'}],
+        "notes": [],
+        "counts": {"success": 2},
+    }
+    text = json_text(payload)
+    assert json.loads(text) == {**payload, "started_at": "2026-01-02 03:04:05"}
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[-1] == "}"
+    assert sum(1 for line in lines if '"model"' in line) == 2  # one line per task

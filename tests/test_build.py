@@ -374,6 +374,40 @@ def test_two_workers_on_postgres(tmp_path: Path, pg_url: str) -> None:
     assert len(pids) == 2  # a pool of two sessions, reused
 
 
+@pytest.mark.postgres
+def test_target_workers_from_dbluigi_toml_and_the_option_wins(tmp_path: Path, pg_url: str) -> None:
+    files = {
+        f"w{i}.sql": "select pg_backend_pid() as pid from (select pg_sleep(0.3)) as s"
+        for i in range(6)
+    }
+    write_project(tmp_path, {**files, "dbluigi.toml": "[target]\nworkers = 3\n"})
+    sessions = " union ".join(f"select pid from main.w{i}" for i in range(6))
+    code, payload = build_json(project=tmp_path, target=pg_url)
+    assert code == 0, payload
+    assert len(query(pg_url, tmp_path, sessions)) == 3  # three sessions at once
+    everything = [f"w{i}" for i in range(6)]
+    code, payload = build_json(
+        *everything, "--workers", "1", project=tmp_path, target=pg_url, command="rebuild"
+    )
+    assert code == 0, payload
+    assert len(query(pg_url, tmp_path, sessions)) == 1
+
+
+def test_target_workers_is_validated(tmp_path: Path) -> None:
+    from dbluigi.config import load_config
+    from dbluigi.errors import ProjectError
+
+    for bad in ("0", '"4"', "2.5", "true"):
+        (tmp_path / "dbluigi.toml").write_text(f'[target]\nurl = "duckdb:///x"\nworkers = {bad}\n')
+        with pytest.raises(ProjectError, match=r"\[target\] workers") as caught:
+            load_config(tmp_path)
+        assert caught.value.path == "dbluigi.toml" and caught.value.line == 3
+    (tmp_path / "dbluigi.toml").write_text("[target]\nworkers = 4\n")
+    assert load_config(tmp_path).workers == 4
+    (tmp_path / "dbluigi.toml").write_text("")
+    assert load_config(tmp_path).workers == 1
+
+
 def test_human_summary_and_errors(tmp_path: Path, target_url: str) -> None:
     write_project(tmp_path, {"ok.sql": "select 1 as id", "bad.sql": "select nope from main.ok"})
     code, output = cli("build", project=tmp_path, target=target_url)

@@ -223,3 +223,52 @@ def test_python_step_is_stale_when_a_variable_changes(tmp_path: Path, duckdb_url
     code, payload = build_json("--var", "x=2", project=tmp_path, target=duckdb_url)
     assert code == 0 and ran(payload) == {"main.v"}
     assert query(duckdb_url, tmp_path, "select x from main.v") == [("2",)]
+
+
+@pytest.mark.postgres
+def test_sql_sqlglot_cannot_parse_runs_as_written(tmp_path: Path, pg_url: str) -> None:
+    """PostgreSQL's ORDER BY ... USING is beyond sqlglot: with -- depends: the models run
+    as written, EXPLAIN and the checks work on them, and every command warns."""
+    write_project(
+        tmp_path,
+        {
+            "raw/items.csv": "id\n2\n1\n3\n",
+            "reporting/sorted.sql": (
+                "-- depends: raw.items\n-- check: unique(id)\n-- max_cost: 1e6\n"
+                "select id\nfrom raw.items\norder by id using >\n"
+            ),
+            "reporting/fix.sql": (
+                "-- kind: sql\n-- depends: reporting.sorted\n"
+                "delete from reporting.sorted where id = 2;\n"
+                "insert into reporting.sorted\n"
+                "select id + 10 from reporting.sorted order by id using <\n"
+            ),
+        },
+    )
+    code, output = cli("plan", project=tmp_path, target=pg_url)
+    assert code == 0, output
+    assert "warning: reporting/sorted.sql:6: sqlglot cannot parse this statement" in output
+    assert "warning: reporting/fix.sql:5: sqlglot cannot parse this statement" in output
+    assert "<- raw.items" in output  # the declared dependency
+
+    code, payload = build_json(project=tmp_path, target=pg_url)
+    assert code == 0, payload
+    assert query(pg_url, tmp_path, "select id from reporting.sorted order by id") == [
+        (1,),
+        (3,),
+        (11,),
+        (13,),
+    ]
+    costs = query(
+        pg_url,
+        tmp_path,
+        "select explain_cost from dbluigi.task_runs where model = 'reporting.sorted'",
+    )
+    assert costs[0][0] is not None and costs[0][0] > 0
+
+    (tmp_path / "reporting/sorted.sql").write_text(
+        "-- depends: raw.items\n-- check: rows > 5\nselect id\nfrom raw.items\norder by id using >\n"
+    )
+    code, payload = build_json(project=tmp_path, target=pg_url)
+    (result,) = [r for r in payload["results"] if r["model"] == "reporting.sorted"]
+    assert code == 1 and result["failure_class"] == "check"

@@ -356,3 +356,39 @@ def test_runtime_retries_are_recorded_per_attempt_on_postgres(tmp_path: Path, pg
     results = {r["model"]: r for r in payload["results"]}
     assert results["main.flaky"]["status"] == "success" and results["main.flaky"]["attempts"] == 3
     assert statuses(payload)["main.make_seq"] == "success"
+
+
+@pytest.mark.postgres
+def test_unbounded_table_models_record_their_estimate_from_the_build_itself(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Without a max_cost the estimate comes with the CREATE TABLE AS (one statement
+    less); it is the same estimate EXPLAIN gives, and failed builds still record it."""
+    queries = {
+        "many.sql": "select g as n, g % 7 as k from generate_series(1, 25000) as g",
+        "grouped.sql": "select k, count(*) as c from main.many group by k",
+        "limited.sql": "select n from main.many order by n desc limit 10",
+        "broken.sql": "select cast('abc' || n as integer) as n from main.many",
+        "checked.sql": "-- check: rows > 0\nselect n from main.many where n < 0",
+    }
+    write_project(tmp_path, queries)
+    code, payload = build_json(project=tmp_path, target=pg_url)
+    assert code == 1
+    runs = {
+        model: (rows, cost, status)
+        for model, rows, cost, status in query(
+            pg_url,
+            tmp_path,
+            "select model, rows_affected, explain_cost, status from dbluigi.task_runs "
+            "where run_id = %s",
+            [payload["run_id"]],
+        )
+    }
+    assert runs["main.many"][0] == 25000
+    assert runs["main.grouped"][0] == 7 and runs["main.limited"][0] == 10
+    assert runs["main.broken"][2] == "failed" and runs["main.checked"][2] == "failed"
+    for model, sql in queries.items():
+        body = sql.split("\n", 1)[-1] if sql.startswith("--") else sql
+        ((plan,),) = query(pg_url, tmp_path, "explain (format json) " + body.replace("%", "%%"), [])
+        expected = plan[0]["Plan"]["Total Cost"]
+        assert runs[f"main.{model[:-4]}"][1] == pytest.approx(expected), model

@@ -201,6 +201,50 @@ def test_changed_columns_need_a_full_refresh(tmp_path: Path, target_url: str) ->
     assert query(target_url, project, "select max(doubled) from store.orders") == [(60,)]
 
 
+def test_a_changed_unique_key_needs_a_full_refresh(tmp_path: Path, target_url: str) -> None:
+    """The published table is still unique on the old key: upserting under the new one
+    would fail on it (or keep rows duplicating each other), so the build asks for a
+    full refresh, as for changed columns."""
+    project = orders_project(tmp_path)
+    assert build_json(project=project, target=target_url)[0] == 0
+    versions = STORE.replace("(order_id)", "(order_id, updated_at)").replace(
+        "-- unique_key: order_id", "-- unique_key: order_id, updated_at"
+    )
+    (project / "store/orders.sql").write_text(versions)
+    (project / "raw/orders.csv").write_text(FIRST + "1,12,2024-01-06 10:00:00,false\n")
+    code, payload = build_json(project=project, target=target_url)
+    result = task(payload, "store.orders")
+    assert code == 1 and result["failure_class"] == "config", payload
+    assert (result["file"], result["line"]) == ("store/orders.sql", 2)
+    assert (
+        "the published store.orders is unique on (order_id), which the model no longer "
+        "declares (its unique_key: order_id, updated_at)"
+    ) in result["error"]
+    assert "dbluigi build --full-refresh store.orders" in result["error"]
+    assert store_rows(target_url, project) == [(1, 10, False), (2, 20, False), (3, 30, False)]
+
+    code, payload = build_json("--full-refresh", project=project, target=target_url)
+    assert code == 0, payload
+    assert _indexes(target_url, project) == {
+        "orders__order_id_updated_at_uidx",
+        "orders__updated_at_idx",
+    }
+    # incremental again, under the new key: a new version of order 1 is a new row
+    with (project / "raw/orders.csv").open("a") as csv:
+        csv.write("1,13,2024-01-07 10:00:00,false\n")
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0 and task(payload, "store.orders")["rows"] == 2, payload
+    amounts = "select cast(amount as integer) from store.orders where order_id = 1 order by 1"
+    assert query(target_url, project, amounts) == [(10,), (12,), (13,)]
+
+    # the same key with its columns in another order is no change
+    (project / "store/orders.sql").write_text(
+        versions.replace("order_id, updated_at\n", "updated_at, order_id\n")
+    )
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0 and task(payload, "store.orders")["status"] == "success", payload
+
+
 def test_a_query_without_the_watermark_header(tmp_path: Path, target_url: str) -> None:
     project = orders_project(tmp_path, STORE.replace("-- watermark: updated_at\n", ""))
     code, payload = build_json(project=project, target=target_url)

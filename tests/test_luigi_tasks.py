@@ -94,3 +94,43 @@ def test_fast_scheduler_rehands_a_task_the_worker_lost() -> None:
     assert scheduler.get_work(worker="w")["task_id"] == "a"
     # the worker says it runs nothing: the RUNNING task is handed out again, as stock luigi does
     assert scheduler.get_work(worker="w", current_tasks=[])["task_id"] == "a"
+
+
+def test_cached_parameters_give_the_task_ids_and_params_stock_luigi_gives() -> None:
+    from dbluigi.luigi_tasks import DbluigiModel, DbluigiPartition, MissingRelation
+
+    class StockModel(luigi.Task):  # the same parameters, without the caches
+        model = luigi.Parameter()
+        fingerprint = luigi.Parameter()
+        build_id = luigi.Parameter()
+
+    ours = DbluigiModel(model="main.a", fingerprint="f1", build_id="b1")
+    stock = StockModel(model="main.a", fingerprint="f1", build_id="b1")
+    assert ours.get_params() == DbluigiModel.get_params()
+    assert [name for name, _ in ours.get_params()] == [name for name, _ in stock.get_params()]
+    assert ours.to_str_params() == stock.to_str_params()
+    assert ours.to_str_params(only_significant=True) == stock.to_str_params(only_significant=True)
+    assert ours.task_id.split("_", 1)[1] == stock.task_id.split("_", 1)[1]
+    ours.to_str_params()["model"] = "changed"  # a caller's copy, not the cache
+    assert ours.to_str_params()["model"] == "main.a"
+    other = DbluigiModel(model="main.b", fingerprint="f1", build_id="b1")
+    assert other.to_str_params()["model"] == "main.b" and other.task_id != ours.task_id
+    part = DbluigiPartition(model="main.a", fingerprint="f", build_id="b", partition="2024")
+    assert [n for n, _ in part.get_params()] == ["model", "fingerprint", "build_id", "partition"]
+    assert MissingRelation(relation="x.y").to_str_params() == {"relation": "x.y"}
+
+
+def test_fast_scheduler_reuses_the_task_a_dependency_already_named() -> None:
+    scheduler = FastScheduler()
+    scheduler.add_task(worker="w", task_id="child", deps=["parent"], status="PENDING")
+    stub = scheduler._state.get_task("parent")
+    assert stub is not None and stub.status == "UNKNOWN"
+    scheduler.add_task(
+        worker="w", task_id="parent", status="PENDING", family="F", params={"a": "1"}
+    )
+    task = scheduler._state.get_task("parent")
+    assert task is stub and task.status == "PENDING" and task.family == "F"
+    assert task.params == {"a": "1"}
+    scheduler.add_task(worker="w", task_id="parent", status="DONE")
+    reply = scheduler.get_work(worker="w")
+    assert reply["task_id"] == "child"

@@ -345,3 +345,62 @@ def test_warm_scan_uses_the_cache(tmp_path: Path) -> None:
         cache.analyze_sql = original  # type: ignore[assignment]
     assert calls == []
     assert project.models["main.m3"].reads == ("raw.t3",)
+
+
+PG = "postgresql://root@127.0.0.1/test"  # only its dialect is used: nothing connects
+SORTED = "-- depends: staging.items\nselect id\nfrom items\norder by id using <\n"
+
+
+def test_sql_sqlglot_cannot_parse_runs_as_written_with_declared_dependencies(
+    tmp_path: Path,
+) -> None:
+    write_project(
+        tmp_path,
+        {
+            "staging/items.sql": "select 1 as id",
+            "reporting/sorted.sql": SORTED,
+            "reporting/fix.sql": (
+                "-- kind: sql\n-- depends: reporting.sorted\n"
+                "update items set id = id;\n"
+                "insert into reporting.sorted select id from items order by id using <\n"
+            ),
+        },
+    )
+    for use_cache in (True, True):  # a cold scan, then a warm one from the cache
+        project = load_project(tmp_path, target=PG, use_cache=use_cache)
+        sorted_, fix = project.models["reporting.sorted"], project.models["reporting.fix"]
+        assert (sorted_.kind, sorted_.reads, sorted_.depends) == ("table", (), ("staging.items",))
+        # run as written: the bare name is left to the database, unlike in a parsed statement
+        assert sorted_.query.endswith("select id\nfrom items\norder by id using <")
+        assert "staging.items" in fix.statements[0].sql and fix.writes == ("staging.items",)
+        assert fix.statements[1].sql.startswith("insert into reporting.sorted select id from items")
+        assert set(project.graph.parents("reporting.sorted")) == {"staging.items"}
+        assert [(w.path, w.line) for w in project.warnings] == [
+            ("reporting/fix.sql", 4),
+            ("reporting/sorted.sql", 4),
+        ]
+        assert str(project.warnings[1]).startswith(
+            "reporting/sorted.sql:4: sqlglot cannot parse this statement (Invalid expression"
+        )
+        assert "it runs as written" in project.warnings[1].message
+
+
+def test_sql_sqlglot_cannot_parse_without_depends_is_an_error(tmp_path: Path) -> None:
+    write_project(tmp_path, {"sorted.sql": SORTED.replace("-- depends: staging.items\n", "")})
+    with pytest.raises(SqlParseError) as err:
+        load_project(tmp_path, target=PG, use_cache=False)
+    assert (err.value.path, err.value.line) == ("sorted.sql", 3)
+    assert "-- depends:" in str(err.value.hint)
+    assert "runs it as written" in str(err.value.hint)
+
+    write_project(
+        tmp_path,
+        {
+            "sorted.sql": "select 1 as id",
+            "sorted.check.sql": "-- depends: main.sorted\nselect id from sorted order by id using <",
+        },
+    )
+    with pytest.raises(SqlParseError) as err:
+        load_project(tmp_path, target=PG, use_cache=False)
+    assert err.value.path == "sorted.check.sql"
+    assert "check and patch files are rewritten with sqlglot" in str(err.value.hint)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dbluigi.errors import ProjectError
-from dbluigi.seeds import SeedTable, read_yaml_seed, sniff_csv
+from dbluigi.seeds import (
+    SAMPLE_BYTES,
+    SeedTable,
+    guess_csv,
+    read_yaml_seed,
+    sniff_csv,
+)
 from dbluigi.targets import Column
 
 
@@ -295,15 +304,60 @@ VECTORIZED_CASES = {
     "leading_zeros": "code,n\n007,1\n010,2\n",
     "mixed_needing_reference": "v\n1\n1e5\n2024-02-30\ntrue\n",
     "timestamps": "t\n2024-01-01 10:00\n2024-01-02T11:30:00\n",
+    # where DuckDB's reader and Python's csv part ways, the reference pass decides:
+    "trailing_empty_values": "a,b\n1,2,\n3,4,,\n",
+    "empty_last_values": "a,b\n1,\n3,4\n",
+    "spaces_around_quotes": 'a,b\n1, "5"\n2,"5" \n',
+    "spaces_before_an_empty_quoted_value": 'a,b\n1, ""\n2,3\n',
+    "escaped_quote_after_a_comma": 'n,note\n1,"He said, ""hi"" to me"\n2,x\n',
+    "unterminated_quote_at_the_end": 'a,b\n1,2\n"3',
+    "unterminated_quote_after_a_quoted_line_break": 'a,b\n1,"x\ny"\n2,"3\n',
+    "quoted_line_break_and_an_empty_last_value": 'a,b\n1,"x\ny"\n2,\n',
+    "quoted_line_break_and_extra_empty_values": 'a,b\n1,"x\ny"\n2,,\n',
+    "quoted_line_break_and_a_short_row": 'a,b\n1,"x\ny"\n2\n',
+    "control_byte_as_a_value": "a,b\n1,\x01\n",
+    "nul_byte": "a,b\n1,x\x00y\n",
 }
 
 
 @pytest.mark.parametrize("content", VECTORIZED_CASES.values(), ids=VECTORIZED_CASES.keys())
 def test_vectorized_typing_agrees_with_the_reference(tmp_path: Path, content: str) -> None:
     path = tmp_path / "seed.csv"
-    path.write_text(content)
-    reference = sniff_csv(path, vectorized_from=1 << 40)
-    assert sniff_csv(path, vectorized_from=0) == reference
+    path.write_text(content, newline="")
+    assert outcome(path, vectorized_from=0) == outcome(path, vectorized_from=1 << 40)
+
+
+def outcome(path: Path, **options: Any) -> SeedTable | tuple[str, int | None]:
+    """The typed table, or the error's message and line."""
+    try:
+        return sniff_csv(path, **options)
+    except ProjectError as exc:
+        return exc.message, exc.line
+
+
+def test_vectorized_typing_reads_every_column_as_utf8(tmp_path: Path) -> None:
+    path = write(tmp_path, "seed.csv", b"a,b\n1,x\n2,\xe9\n")  # b: never checked, still read
+    with pytest.raises(ProjectError, match="not UTF-8") as caught:
+        sniff_csv(path, vectorized_from=0)
+    assert caught.value.line == 3
+
+
+def test_vectorized_typing_agrees_with_the_reference_on_generated_files(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    values = ["1", "007", "-5", "+5", "1.5", ".5", "1e5", "true", "FALSE", "yes", "2024-01-02",
+              "2024-02-30", "2024-01-02 03:04", "abc", "", '""', '"x,y"', '"a\nb"', ' "5"',
+              '"5" ', 'x"y', "9223372036854775808", "1.12345678901", " 5", '"1"']  # fmt: skip
+    path = tmp_path / "seed.csv"
+    for _ in range(150):
+        width = rng.randrange(1, 4)
+        lines = [",".join(f"c{i}" for i in range(width))]
+        for _ in range(rng.randrange(0, 10)):
+            count = width if rng.random() < 0.9 else rng.choice([width - 1, width + 1])
+            lines.append(",".join(rng.choice(values) for _ in range(count)))
+        newline = rng.choice(["\n", "\r\n"])
+        path.write_text(newline.join(lines) + newline * (rng.random() < 0.8), newline="")
+        expected = outcome(path, vectorized_from=1 << 40)
+        assert outcome(path, vectorized_from=0) == expected, path.read_bytes()
 
 
 def test_vectorized_typing_falls_back_for_malformed_files(tmp_path: Path) -> None:
@@ -316,3 +370,164 @@ def test_vectorized_typing_falls_back_for_malformed_files(tmp_path: Path) -> Non
     with pytest.raises(ProjectError, match="row has 0 values") as err:
         sniff_csv(path, vectorized_from=0)
     assert err.value.line == 3
+
+
+# -- large files: types guessed from the head and tail, then checked in full ----------------
+
+SURPRISES = {  # a value in the middle of the file that the head and tail do not predict
+    "late_decimal_in_int": ("code", "2.5", "numeric"),
+    "late_leading_zero": ("code", "007", "text"),
+    "late_text_in_decimal": ("amount", "n/a", "text"),
+    "late_non_date": ("day", "2024-02-30", "text"),
+    "late_yes_in_boolean": ("flag", "yes", "text"),
+    "late_exponent_in_int": ("code", "1e5", "double"),
+    "late_bigint_beyond_fast_check": ("code", "9223372036854775807", "bigint"),
+    "late_integer_beyond_int64": ("code", "9223372036854775808", "numeric"),
+    "late_timestamp_in_date": ("day", "2024-01-02 03:04", "timestamp"),
+    "sparse_integer": ("sparse", "5", "bigint"),
+    "sparse_date": ("sparse", "2024-01-31", "date"),
+    "sparse_decimal": ("sparse", "1.25", "numeric"),
+    "sparse_boolean": ("sparse", "TRUE", "boolean"),
+    "sparse_text": ("sparse", "x", "text"),
+    "no_surprise": ("label", "l1", "text"),
+}
+BIG_COLUMNS = ("id", "amount", "day", "flag", "code", "sparse", "label")
+
+
+def big_csv(
+    path: Path,
+    rows: int,
+    surprise: tuple[str, str] | None = None,
+    *,
+    newline: str = "\n",
+    bom: bool = False,
+    quoted_newline: bool = False,
+) -> Path:
+    """A CSV of ``rows`` regular rows; ``surprise`` (column, value) replaces one value in
+    the middle, far from the head and the tail that predict the types."""
+    lines = [",".join(BIG_COLUMNS)]
+    for i in range(rows):
+        row = {
+            "id": str(i),
+            "amount": f"{i % 1000}.{i % 100:02d}",
+            "day": f"2024-{i % 12 + 1:02d}-{i % 28 + 1:02d}",
+            "flag": "true" if i % 2 else "false",
+            "code": str(i % 500 + 1),
+            "sparse": "",
+            "label": f'"line one{newline}line two"'
+            if quoted_newline and i % 7 == 0
+            else f"l{i % 50}",
+        }
+        if surprise is not None and i == rows // 2:
+            row[surprise[0]] = surprise[1]
+        lines.append(",".join(row[c] for c in BIG_COLUMNS))
+    data = (newline.join(lines) + newline).encode()
+    path.write_bytes(b"\xef\xbb\xbf" + data if bom else data)
+    return path
+
+
+def reference(path: Path) -> SeedTable:
+    """The one-pass Python reader's answer, whatever the file's size."""
+    return sniff_csv(path, vectorized_from=1 << 40)
+
+
+@pytest.mark.parametrize("surprise", SURPRISES.values(), ids=SURPRISES.keys())
+def test_a_surprise_the_samples_miss_is_typed_as_the_reference_types_it(
+    tmp_path: Path, surprise: tuple[str, str, str]
+) -> None:
+    column, value, expected = surprise
+    path = big_csv(tmp_path / "big.csv", 25_000, (column, value))
+    assert path.stat().st_size > 3 * SAMPLE_BYTES
+    guess = guess_csv(path, vectorized_from=0)
+    assert guess is not None
+    expected_table = reference(path)
+    assert types(expected_table)[column] == expected
+    at = path.read_bytes().index(f"\n{25_000 // 2},".encode())
+    assert SAMPLE_BYTES < at < path.stat().st_size - SAMPLE_BYTES  # the samples miss it
+    assert sniff_csv(path, vectorized_from=0, guess=guess) == expected_table
+    assert sniff_csv(path, vectorized_from=0) == expected_table
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"bom": True},
+        {"newline": "\r\n"},
+        {"quoted_newline": True},
+        {"bom": True, "newline": "\r\n"},
+    ],
+    ids=["bom", "crlf", "quoted_newlines", "bom_crlf"],
+)
+def test_large_files_of_every_shape_are_typed_as_the_reference_types_them(
+    tmp_path: Path, shape: dict[str, Any]
+) -> None:
+    for surprise in (None, ("code", "2.5"), ("sparse", "7")):
+        path = big_csv(tmp_path / "big.csv", 25_000, surprise, **shape)
+        expected = reference(path)
+        assert expected.columns[0].name == "id"  # the BOM is not part of the name
+        assert sniff_csv(path, vectorized_from=0) == expected
+        guess = guess_csv(path, vectorized_from=0)
+        assert guess is not None and sniff_csv(path, vectorized_from=0, guess=guess) == expected
+
+
+def test_the_tail_widens_the_guess(tmp_path: Path) -> None:
+    path = big_csv(tmp_path / "big.csv", 25_000)
+    with path.open("a") as f:
+        f.write("25000,1.5,2024-01-01 10:00,true,3.25,,l0\n")
+    guess = guess_csv(path, vectorized_from=0)
+    assert guess is not None
+    assert types(SeedTable(guess.columns, 0)) == {
+        "id": "bigint",
+        "amount": "numeric",
+        "day": "timestamp",
+        "flag": "boolean",
+        "code": "numeric",
+        "sparse": "text",
+        "label": "text",
+    }
+    assert guess.head[4] == "bigint" and guess.head[5] is None
+    assert sniff_csv(path, vectorized_from=0, guess=guess) == reference(path)
+
+
+def test_no_guess_for_small_files_overrides_or_a_malformed_head(tmp_path: Path) -> None:
+    path = big_csv(tmp_path / "big.csv", 25_000)
+    assert guess_csv(path) is None  # under VECTORIZED_FROM_BYTES
+    assert guess_csv(path, vectorized_from=0, overrides={"code": "text"}) is None
+    assert guess_csv(write(tmp_path, "ragged.csv", "a,b\n1,2\n3\n4,5\n"), vectorized_from=0) is None
+    assert guess_csv(write(tmp_path, "dup.csv", "a,A\n1,2\n"), vectorized_from=0) is None
+    assert guess_csv(write(tmp_path, "latin1.csv", b"a\n\xe9\n"), vectorized_from=0) is None
+
+
+def test_a_guess_for_another_header_is_ignored(tmp_path: Path) -> None:
+    path = big_csv(tmp_path / "big.csv", 25_000, ("code", "2.5"))
+    guess = guess_csv(path, vectorized_from=0)
+    assert guess is not None
+    other = replace(guess, columns=tuple(Column(c.name.upper(), c.type) for c in guess.columns))
+    assert sniff_csv(path, vectorized_from=0, guess=other) == reference(path)
+
+
+def test_a_guess_for_an_earlier_version_of_the_file_is_ignored(tmp_path: Path) -> None:
+    path = big_csv(tmp_path / "big.csv", 25_000)
+    guess = guess_csv(path, vectorized_from=0)
+    assert guess is not None and guess.head[6] == "text"
+    header, rows = path.read_text().split("\n", 1)
+    path.write_text(header + "\n" + rows.replace(",l", ",1"))  # the labels are numbers now
+    assert types(sniff_csv(path, vectorized_from=0, guess=guess))["label"] == "bigint"
+    assert sniff_csv(path, vectorized_from=0, guess=guess) == reference(path)
+
+
+def test_errors_in_a_large_file_name_its_line(tmp_path: Path) -> None:
+    path = big_csv(tmp_path / "big.csv", 25_000, ("code", "1,2"))  # one value too many
+    guess = guess_csv(path, vectorized_from=0)
+    assert guess is not None  # the head is fine
+    with pytest.raises(ProjectError, match="row has 8 values, header has 7") as caught:
+        sniff_csv(path, vectorized_from=0, guess=guess)
+    assert caught.value.line == 12_502  # the header, then row 12,500 counted from 0
+    path = big_csv(tmp_path / "big.csv", 25_000, ("label", "a\0b"))  # DuckDB is not asked
+    assert sniff_csv(path, vectorized_from=0) == reference(path)
+    path = big_csv(tmp_path / "big.csv", 25_000)
+    with path.open("ab") as f:
+        f.write(b"1,2,2024-01-01,true,3,,\xe9\n")
+    with pytest.raises(ProjectError, match="not UTF-8") as caught:
+        sniff_csv(path, vectorized_from=0)
+    assert caught.value.line == 25_002

@@ -12,6 +12,7 @@ from dbluigi.sqlinfo import (
     SqlInfo,
     Statement,
     TableRef,
+    Unparsed,
     analyze_sql,
     replace_relations,
     split_statements,
@@ -471,6 +472,43 @@ def test_unclosed_string_points_at_its_opening_line() -> None:
     assert caught.value.message == "cannot parse SQL: ' opened here is never closed"
     with pytest.raises(SqlParseError):
         split_statements("select $$ never closed", dialect="postgres", path="f.sql")
+
+
+# --- SQL sqlglot cannot parse, run as written ----------------------------------------------
+
+UNPARSABLE = (
+    "-- depends: raw.items\n"
+    "update raw.items set n = 0;\n"
+    "select id\nfrom raw.items\norder by id using <;\n"
+    "with w as (select 1) insert into raw.log select * from w order by 1 using <\n"
+)
+
+
+def test_a_statement_sqlglot_cannot_parse_is_kept_as_written() -> None:
+    info = analyze(UNPARSABLE, as_written=True)
+    update, query, insert = info.statements
+    assert update == Statement("-- depends: raw.items\nupdate raw.items set n = 0", 1, "update")
+    assert query == Statement(
+        "select id\nfrom raw.items\norder by id using <",
+        3,
+        "query",  # guessed from its first word
+        Unparsed(5, "Invalid expression / Unexpected token near 'using'"),
+    )
+    assert insert.kind == "other" and insert.unparsed is not None  # WITH ... INSERT
+    # nothing is inferred from the unparsed statements: raw.items and raw.log go unread
+    assert (info.reads, info.writes) == ((), (TableRef("raw", "items"),))
+    assert SqlInfo.from_json(json.loads(json.dumps(info.to_json()))) == info
+
+
+def test_without_as_written_the_statement_is_an_error_that_says_how_to_run_it() -> None:
+    with pytest.raises(SqlParseError) as caught:
+        analyze(UNPARSABLE)
+    assert caught.value.line == 5
+    assert "-- depends:" in str(caught.value) and "runs it as written" in str(caught.value)
+    # a statement that cannot even be split off stays an error
+    with pytest.raises(SqlParseError, match="never closed") as caught:
+        analyze("select 1;\nselect 'abc\nfrom t", as_written=True)
+    assert "unclosed quote" in str(caught.value.hint)
 
 
 # --- replace_relations --------------------------------------------------------------------

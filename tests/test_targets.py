@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -113,6 +114,17 @@ def test_mask_url() -> None:
     assert mask_url("postgresql://ada@db/x") == "postgresql://ada@db/x"
     assert mask_url("not a url") == "not a url"
     assert mask_url("postgresql://ada:pw@db:port/x") == "postgresql://ada:***@db:port/x"
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb"])
+def test_quote_name_writes_what_sqlglot_writes(dialect: str) -> None:
+    from sqlglot import exp
+
+    from dbluigi.targets.base import quote_name, table_expr
+
+    for schema, name in [("a", "b"), ('we"ird', "x y"), ("Ünï", "ça-va"), ("s", 'q""'), ("S", "T")]:
+        assert quote_name(schema, name) == table_expr(schema, name).sql(dialect=dialect)
+        assert quote_name(name) == exp.to_identifier(name, quoted=True).sql(dialect=dialect)
 
 
 def test_index_names_stay_within_postgres_limits() -> None:
@@ -238,6 +250,106 @@ def test_transactions_do_not_nest(session: Session) -> None:
             session.transaction().__enter__()
         session.execute("CREATE TABLE s.t (x BIGINT)")
     assert session.relation_kind("s", "t") == "table"
+
+
+def test_deferred_statements_travel_with_the_commit(session: Session) -> None:
+    session.execute("CREATE TABLE s.t (x BIGINT)")
+    with session.transaction():
+        session.defer([("INSERT INTO s.t VALUES (%s)", (1,)), ("INSERT INTO s.t VALUES (2)", None)])
+    assert rows(session, "SELECT x FROM s.t ORDER BY x") == [(1,), (2,)]
+    with pytest.raises(RuntimeError, match="boom"), session.transaction():
+        session.defer([("INSERT INTO s.t VALUES (3)", None)])
+        raise RuntimeError("boom")
+    assert session.row_count("s", "t") == 2
+    with session.transaction():  # deferred, then read by the next statement of the transaction
+        session.defer([("INSERT INTO s.t VALUES (4)", None)])
+        assert rows(session, "SELECT max(x) FROM s.t") == [(4,)]
+    assert session.row_count("s", "t") == 3
+
+
+def test_a_deferred_statement_that_fails_fails_the_commit_and_rolls_back(session: Session) -> None:
+    with pytest.raises(Exception, match="missing"), session.transaction():
+        session.execute("CREATE TABLE s.gone (x BIGINT)")
+        session.defer([("INSERT INTO s.missing VALUES (1)", None)])
+    assert session.relation_kind("s", "gone") is None
+    with session.transaction():  # the session is usable: nothing was left open or aborted
+        session.execute("CREATE TABLE s.kept (x BIGINT)")
+    assert session.relation_kind("s", "kept") == "table"
+
+
+class _CountingCursor:
+    """A psycopg2 cursor factory counting the statements sent to the server."""
+
+    sent: list[str] = []
+
+    @classmethod
+    def factory(cls) -> type:
+        import psycopg2.extensions
+
+        class Cursor(psycopg2.extensions.cursor):
+            def execute(self, query, vars=None):  # type: ignore[no-untyped-def]
+                cls.sent.append(query if isinstance(query, str) else query.decode())
+                return super().execute(query, vars)
+
+        return Cursor
+
+
+def test_pg_begin_lock_and_state_writes_cost_no_round_trip_of_their_own(
+    pg_session: Session,
+) -> None:
+    pg_session.execute("CREATE TABLE s.t (x BIGINT)")
+    _CountingCursor.sent = []
+    pg_session._connection.cursor_factory = _CountingCursor.factory()  # type: ignore[attr-defined]
+    with pg_session.transaction():  # BEGIN and the lock travel with the read
+        pg_session.lock_in_transaction("dbluigi.model:s.t[]", deferred=True)
+        assert rows(pg_session, "SELECT count(*) FROM s.t") == [(0,)]
+        pg_session.defer([("INSERT INTO s.t VALUES (1)", None)])
+    assert len(_CountingCursor.sent) == 2, _CountingCursor.sent
+    assert _CountingCursor.sent[0].startswith("BEGIN;\nSELECT pg_advisory_xact_lock(")
+    assert _CountingCursor.sent[1].endswith("INSERT INTO s.t VALUES (1);\nCOMMIT")
+    _CountingCursor.sent = []
+    with pg_session.transaction():  # nothing ran: nothing is sent
+        pass
+    assert _CountingCursor.sent == []
+    assert pg_session.row_count("s", "t") == 1
+
+
+def test_pg_errors_are_located_when_begin_travels_with_the_statement(pg_session: Session) -> None:
+    sql = "SELECT 1 AS a,\n  2 AS b,\n  no_such_column AS c"
+    with pytest.raises(Exception) as caught, pg_session.transaction():
+        pg_session.create_table_as("s", "t", sql)
+    assert pg_session.error_line(caught.value, sql) == 3
+
+
+def test_pg_a_deferred_lock_is_held_before_the_next_statement_reads(
+    pg_url: str, tmp_path: Path
+) -> None:
+    import threading
+
+    target = open_target(pg_url, project_dir=tmp_path)
+    first, second = target.connect(), target.connect()
+    first.ensure_schema("s")
+    first.execute("CREATE TABLE s.t (x BIGINT)")
+    seen: list[object] = []
+    try:
+        with first.transaction():
+            first.lock_in_transaction("dbluigi.model:s.t[]")
+
+            def reader() -> None:
+                with second.transaction():
+                    second.lock_in_transaction("dbluigi.model:s.t[]", deferred=True)
+                    seen.extend(rows(second, "SELECT count(*) FROM s.t"))
+
+            thread = threading.Thread(target=reader)
+            thread.start()
+            thread.join(0.5)
+            assert thread.is_alive(), "the reader should wait for the lock"
+            first.execute("INSERT INTO s.t VALUES (1)")
+        thread.join(10)
+        assert seen == [(1,)]  # its snapshot was taken after the lock was granted
+    finally:
+        first.close()
+        second.close()
 
 
 # -- catalog ----------------------------------------------------------------------------------
@@ -652,6 +764,15 @@ def test_error_line_of_a_limited_query(session: Session) -> None:
     assert session.error_line(caught.value, sql) == 3
 
 
+def test_unique_keys_are_the_unique_indexes_dbluigi_made(session: Session) -> None:
+    session.create_table_as("s", "t", "SELECT 1 AS a, 2 AS b, 'x' AS c")
+    session.ensure_indexes("s", "t", [Index(("a", "b"), unique=True), Index(("c",))])
+    session.execute("CREATE UNIQUE INDEX handmade ON s.t (c)")
+    session.execute("CREATE UNIQUE INDEX t__c_uidx ON s.t (lower(c))")  # an expression
+    assert session.unique_keys("s", "t") == [("a", "b")]
+    assert session.unique_keys("s", "missing") == []
+
+
 @pytest.mark.postgres
 def test_try_lock_is_exclusive_across_sessions(pg_url: str, tmp_path: Path) -> None:
     target = open_target(pg_url, project_dir=tmp_path)
@@ -662,6 +783,42 @@ def test_try_lock_is_exclusive_across_sessions(pg_url: str, tmp_path: Path) -> N
         assert second.try_lock("another key")
         first.unlock("dbluigi run")
         assert second.try_lock("dbluigi run")
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.postgres
+def test_locks_are_keyed_by_a_64_bit_hash(pg_url: str, tmp_path: Path) -> None:
+    """Names whose 32-bit hashtext collides lock independently, and every lock, session
+    or transaction scoped, is the one another session takes as hashtextextended(name, 0)."""
+    target = open_target(pg_url, project_dir=tmp_path)
+    first, second = target.connect(), target.connect()
+    try:
+        a, b = second.query(
+            "SELECT min(name), max(name) FROM ("
+            "SELECT 'dbluigi.run:' || g AS name FROM generate_series(1, 300000) AS g"
+            ") AS names GROUP BY hashtext(name) HAVING count(*) > 1 LIMIT 1"
+        ).rows[0]
+        assert first.try_lock(a)
+        assert second.try_lock(b)  # hashtext(a) = hashtext(b): they would exclude each other
+        assert not second.try_lock(a)
+        second.unlock(b)
+
+        def taken_by_other(name: str) -> bool:
+            sql = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+            if second.query(sql, (name,)).rows[0][0]:
+                second.query("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+                return False
+            return True
+
+        assert taken_by_other(a)
+        first.unlock(a)
+        assert not taken_by_other(a)
+        with first.transaction():
+            first.lock_in_transaction(b)
+            assert taken_by_other(b) and not taken_by_other(a)
+        assert not taken_by_other(b)
     finally:
         first.close()
         second.close()
@@ -678,3 +835,39 @@ def test_duckdb_lock_is_the_file(duckdb_url: str, tmp_path: Path) -> None:
 def test_pg_sessions_identify_themselves(pg_session: Session) -> None:
     name = pg_session.query("SELECT current_setting('application_name')").rows[0][0]
     assert name == "dbluigi"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1 AS x WHERE false",
+        "SELECT g AS x FROM generate_series(1, 100000) AS g",
+        "SELECT g % 10 AS x, count(*) AS c FROM generate_series(1, 1000) AS g GROUP BY 1",
+        "SELECT 1 AS x UNION ALL SELECT 2 UNION ALL SELECT 3",
+        "SELECT g AS x FROM generate_series(1, 1000) AS g ORDER BY g LIMIT 7",
+    ],
+)
+def test_pg_create_table_as_explained_counts_rows_like_create_table_as(
+    pg_session: Session, sql: str
+) -> None:
+    rows, cost = pg_session.create_table_as_explained("s", "explained", sql)
+    assert rows == pg_session.create_table_as("s", "plain", sql)
+    assert rows == pg_session.row_count("s", "explained")
+    assert cost == pg_session.explain_cost(sql)
+
+
+def test_pg_create_table_as_explained_with_a_parallel_plan(pg_session: Session) -> None:
+    pg_session.execute("CREATE TABLE s.big AS SELECT g AS x FROM generate_series(1, 200000) AS g")
+    pg_session.execute("ANALYZE s.big")
+    with pg_session.transaction():  # a parallel scan: rows come from several processes
+        for setting in (
+            "parallel_setup_cost",
+            "parallel_tuple_cost",
+            "min_parallel_table_scan_size",
+        ):
+            pg_session.query("SELECT set_config(%s, '0', true)", (setting,))
+        sql = "SELECT x FROM s.big WHERE x % 3 = 0"
+        plan = pg_session.query(f"EXPLAIN (FORMAT JSON) {sql}").rows[0][0]
+        assert "Gather" in json.dumps(plan)
+        rows, _ = pg_session.create_table_as_explained("s", "third", sql)
+    assert rows == 66666 == pg_session.row_count("s", "third")

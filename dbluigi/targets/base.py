@@ -14,11 +14,12 @@ database verbatim, so its meaning never depends on a sqlglot round trip.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,13 @@ def table_expr(schema: str, name: str) -> exp.Table:
     )
 
 
+def quote_name(*parts: str) -> str:
+    """``"schema"."name"``: quoted as PostgreSQL and DuckDB both write identifiers (what
+    sqlglot generates for ``table_expr``, without building and generating a tree; the
+    statements every model runs are written with it)."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
+
+
 def ident(name: str) -> exp.Identifier:
     """A quoted identifier."""
     return exp.to_identifier(name, quoted=True)
@@ -230,7 +238,7 @@ class Target(ABC):
     def connect(self) -> Session:
         """A new session; connection problems raise ``TargetError`` with the masked URL."""
 
-    @property
+    @functools.cached_property
     def resource(self) -> str:
         """The luigi resource every task on this target holds while it runs, so luigi's
         ``[resources]`` can cap concurrent queries on it across all workers, e.g.
@@ -266,6 +274,15 @@ class Session(ABC):
         for sql, params in statements:
             self.execute(sql, params)
 
+    def defer(self, statements: Sequence[tuple[str, Sequence[Any] | None]]) -> None:
+        """Statements whose results nobody reads, inside the open transaction.
+
+        A target with network round trips sends them ahead of the next statement (or
+        with the COMMIT), so they cost no round trip of their own; an error they raise
+        surfaces there and aborts the transaction as usual. In-process targets run them
+        now."""
+        self.execute_batch(statements)
+
     @abstractmethod
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement once per row of parameters."""
@@ -297,6 +314,20 @@ class Session(ABC):
     def load_csv(self, schema: str, name: str, path: Path, columns: Sequence[Column]) -> int:
         """Create the table and bulk-load a CSV file (header skipped, empty = NULL)."""
 
+    def load_csv_typing(
+        self,
+        schema: str,
+        name: str,
+        path: Path,
+        guess: Sequence[Column],
+        typing: Callable[[], Sequence[Column]],
+    ) -> int:
+        """``load_csv`` with the column types ``typing()`` works out (it may raise), given a
+        ``guess`` of them. A target that can undo a load inside the open transaction loads
+        with the guess while ``typing`` runs in another thread, and loads again when the
+        types turn out otherwise; this one types first, then loads."""
+        return self.load_csv(schema, name, path, typing())
+
     @abstractmethod
     def load_rows(
         self, schema: str, name: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]
@@ -321,11 +352,13 @@ class Session(ABC):
     def unlock(self, key: str) -> None:
         """Release a lock taken with ``try_lock``."""
 
-    def lock_in_transaction(self, key: str) -> None:
+    def lock_in_transaction(self, key: str, *, deferred: bool = False) -> None:
         """Wait for the lock ``key`` and hold it until the open transaction ends.
 
         Serializes work on one model (or one migration) across processes and machines
-        sharing the target; a target with one writer process needs nothing."""
+        sharing the target; a target with one writer process needs nothing. ``deferred``:
+        the lock travels with the next statement (see ``defer``), which is the first one
+        that runs under it."""
         return None
 
     @abstractmethod
@@ -339,6 +372,12 @@ class Session(ABC):
     @abstractmethod
     def _index_names(self, schema: str, name: str) -> set[str]:
         """Names of the indexes on a table."""
+
+    @abstractmethod
+    def _indexes(
+        self, schema: str, name: str
+    ) -> Sequence[tuple[str, bool, tuple[str | None, ...]]]:
+        """(name, unique, columns) of each index on a table; None for an expression."""
 
     @abstractmethod
     def _rename_relation(self, schema: str, name: str, new_name: str, kind: str) -> None:
@@ -398,7 +437,12 @@ class Session(ABC):
                 failure_class="runtime",
                 hint="an error inside the transaction was caught and ignored; let it propagate",
             )
-        self._commit()
+        try:
+            self._commit()  # deferred statements travel with it, and may fail there
+        except BaseException:
+            with suppress(Exception):  # leave the session usable for the next transaction
+                self._rollback()
+            raise
 
     def _transaction_aborted(self) -> bool:
         return self._failed_in_transaction
@@ -438,9 +482,16 @@ class Session(ABC):
 
     def create_table_as(self, schema: str, name: str, query_sql: str) -> int:
         """CREATE TABLE schema.name AS <query_sql>; returns the new table's row count."""
-        target = self._sql(table_expr(schema, name))
+        target = quote_name(schema, name)
         count = self.execute(f"CREATE TABLE {target} AS\n{strip_statement_end(query_sql)}\n")
         return count if count >= 0 else self.row_count(schema, name)
+
+    def create_table_as_explained(
+        self, schema: str, name: str, query_sql: str
+    ) -> tuple[int, float | None]:
+        """``create_table_as``, and the query's estimated cost where the target gives one
+        (as ``explain_cost`` would, taken from the same statement)."""
+        return self.create_table_as(schema, name, query_sql), None
 
     def create_table(self, schema: str, name: str, columns: Sequence[Column]) -> None:
         """CREATE TABLE with portable column types."""
@@ -485,16 +536,39 @@ class Session(ABC):
         """Create those of ``indexes`` a published table does not have yet."""
         self._create_indexes(schema, name, indexes, skip_existing=True)
 
-    def upsert(self, schema: str, name: str, from_name: str, unique_key: Sequence[str]) -> int:
+    def unique_keys(self, schema: str, name: str) -> list[tuple[str, ...]]:
+        """The columns of each unique index dbluigi created on a table (named by
+        ``index_name``; hand-made and expression indexes are left out)."""
+        keys = []
+        for index, unique, columns in self._indexes(schema, name):
+            names = tuple(c for c in columns if c is not None)
+            if (
+                unique
+                and len(names) == len(columns)
+                and index == index_name(name, names, unique=True)
+            ):
+                keys.append(names)
+        return keys
+
+    def upsert(
+        self,
+        schema: str,
+        name: str,
+        from_name: str,
+        unique_key: Sequence[str],
+        columns: Sequence[str] | None = None,
+    ) -> int:
         """Insert the rows of ``from_name`` into ``name``, replacing the rows with the same key.
 
         Runs inside the caller's transaction: ``INSERT ... ON CONFLICT (key) DO UPDATE``
         (PostgreSQL and DuckDB read it alike), after creating the unique index on the key
         that the conflict needs when the table lacks it. The columns are those of
-        ``from_name``; returns the number of rows inserted or updated."""
+        ``from_name`` (``columns``, when the caller has read them); returns the number of
+        rows inserted or updated."""
         with self._atomic():
             self.ensure_indexes(schema, name, [_KeyIndex(tuple(unique_key))])
-            columns = self.columns(schema, from_name)
+            if columns is None:
+                columns = self.columns(schema, from_name)
             keys = {k.lower() for k in unique_key}
             others = [c for c in columns if c.lower() not in keys]
             conflict = exp.OnConflict(

@@ -194,6 +194,17 @@ class DuckDBSession(Session):
     def _index_names(self, schema: str, name: str) -> set[str]:
         return {index for index, _ in self._index_sql(schema, name)}
 
+    def _indexes(self, schema: str, name: str) -> list[tuple[str, bool, tuple[str | None, ...]]]:
+        result = []
+        for index, create_sql in self._index_sql(schema, name):
+            create = sqlglot.parse_one(create_sql, read="duckdb")
+            ordered = create.this.args["params"].args.get("columns") or []
+            columns = tuple(
+                o.this.name if isinstance(o.this, exp.Column) else None for o in ordered
+            )
+            result.append((index, bool(create.args.get("unique")), columns))
+        return result
+
     # -- publishing -----------------------------------------------------------------
 
     def prepare_indexes(self, schema: str, name: str, indexes: Sequence[IndexLike]) -> None:

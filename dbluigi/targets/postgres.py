@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,6 +42,7 @@ from dbluigi.targets.base import (
     Target,
     ident,
     index_name,
+    quote_name,
     strip_statement_end,
     table_expr,
 )
@@ -59,6 +62,10 @@ _TYPES = {
 _RELKINDS = {"r": "table", "p": "table", "f": "table", "v": "view", "m": "view"}
 
 _CURSOR_NAME = "dbluigi_query"
+# Every advisory lock (run, model, migration, schemas) is keyed by this 64-bit hash of
+# its name (PostgreSQL 11+): with 32-bit hashtext, two of some 77,000 names collide
+# even odds, and a collision makes unrelated builds wait on each other.
+ADVISORY_KEY_SQL = "hashtextextended(%s, 0)"
 
 _RELATIONS_SQL = """
 SELECT n.nspname, c.relname, c.relkind
@@ -183,7 +190,7 @@ class PostgresTarget(Target):
     supports_concurrent_writers: ClassVar[bool] = True
     estimates_cost: ClassVar[bool] = True
 
-    @property
+    @functools.cached_property
     def display_url(self) -> str:
         from dbluigi.targets import mask_url
 
@@ -230,6 +237,9 @@ class PostgresSession(Session):
     def __init__(self, target: PostgresTarget, connection: psycopg2.extensions.connection) -> None:
         super().__init__(target)
         self._connection = connection
+        # statements nobody reads the result of (BEGIN, a lock, state writes), sent ahead
+        # of the next one: psycopg2 binds parameters client-side, so they join as text
+        self._pending: list[bytes] = []
 
     # -- statements -------------------------------------------------------------------
 
@@ -237,7 +247,11 @@ class PostgresSession(Session):
         self, cursor: psycopg2.extensions.cursor, sql: str, params: Sequence[Any] | None
     ) -> None:
         try:
-            if params is None:
+            if self._pending:
+                bound = cursor.mogrify(sql, tuple(params)) if params is not None else sql.encode()
+                batch, self._pending = b";\n".join([*self._pending, bound]), []
+                cursor.execute(batch)
+            elif params is None:
                 cursor.execute(sql)
             else:
                 cursor.execute(sql, tuple(params))
@@ -245,6 +259,27 @@ class PostgresSession(Session):
             sent = cursor.query.decode("utf-8", "replace") if cursor.query else sql
             self._record_error(exc, sent)
             raise
+
+    def defer(self, statements: Sequence[tuple[str, Sequence[Any] | None]]) -> None:
+        if not self._in_transaction:
+            self.execute_batch(statements)
+            return
+        with self._connection.cursor() as cursor:
+            self._pending += [
+                cursor.mogrify(sql, tuple(params)) if params is not None else sql.encode()
+                for sql, params in statements
+            ]
+
+    def _flush(self) -> None:
+        """Send what is deferred now, before a statement that cannot carry it (COPY)."""
+        if self._pending:
+            with self._connection.cursor() as cursor:
+                batch, self._pending = b";\n".join(self._pending), []
+                try:
+                    cursor.execute(batch)
+                except psycopg2.Error as exc:
+                    self._record_error(exc, batch.decode("utf-8", "replace"))
+                    raise
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
         with self._connection.cursor() as cursor:
@@ -262,6 +297,7 @@ class PostgresSession(Session):
             self._run(cursor, b";\n".join(parts).decode(), None)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._flush()
         with self._connection.cursor() as cursor:
             try:
                 psycopg2.extras.execute_batch(cursor, sql, rows, page_size=1000)
@@ -295,13 +331,19 @@ class PostgresSession(Session):
     # -- transactions ---------------------------------------------------------------
 
     def _begin(self) -> None:
-        self.execute("BEGIN")
+        self._pending = [b"BEGIN"]  # travels with the transaction's first statement
 
     def _commit(self) -> None:
+        if self._pending == [b"BEGIN"]:  # nothing ran: nothing to send
+            self._pending = []
+            return
         self.execute("COMMIT")
 
     def _rollback(self) -> None:
-        self.execute("ROLLBACK")
+        unsent = self._pending[:1] == [b"BEGIN"]
+        self._pending = []
+        if not unsent:  # the server never saw the transaction otherwise
+            self.execute("ROLLBACK")
 
     def _transaction_aborted(self) -> bool:
         status = self._connection.get_transaction_status()
@@ -411,28 +453,14 @@ class PostgresSession(Session):
         statements = ["SAVEPOINT dbluigi_swap"]
         if hint.old_kind is not None:
             kind = "VIEW" if hint.old_kind == "view" else "TABLE"
-            statements.append(
-                self._sql(exp.Drop(tables=[table_expr(schema, name)], kind=kind, exists=True))
-            )
-        rename = exp.Alter(
-            this=table_expr(schema, new_name),
-            kind="TABLE",
-            actions=[exp.AlterRename(this=exp.Table(this=ident(name)))],
+            statements.append(f"DROP {kind} IF EXISTS {quote_name(schema, name)}")
+        statements.append(
+            f"ALTER TABLE {quote_name(schema, new_name)} RENAME TO {quote_name(name)}"
         )
-        statements.append(self._sql(rename))
         for spec in indexes:  # prepare_indexes named them after the new table
-            alter = exp.Alter(
-                this=table_expr(schema, index_name(new_name, spec.columns, unique=spec.unique)),
-                kind="INDEX",
-                actions=[
-                    exp.AlterRename(
-                        this=exp.Table(
-                            this=ident(index_name(name, spec.columns, unique=spec.unique))
-                        )
-                    )
-                ],
-            )
-            statements.append(self._sql(alter))
+            index = quote_name(schema, index_name(new_name, spec.columns, unique=spec.unique))
+            wanted = quote_name(index_name(name, spec.columns, unique=spec.unique))
+            statements.append(f"ALTER INDEX {index} RENAME TO {wanted}")
         statements.append("RELEASE SAVEPOINT dbluigi_swap")
         with self._atomic():
             try:
@@ -487,6 +515,7 @@ class PostgresSession(Session):
     # -- bulk loads ---------------------------------------------------------------------
 
     def _copy(self, sql: str, stream: Any) -> int:
+        self._flush()
         with self._connection.cursor() as cursor:
             try:
                 cursor.copy_expert(sql, stream, size=1 << 16)
@@ -528,6 +557,41 @@ class PostgresSession(Session):
             with path.open("rb") as stream:
                 return self._copy(self._copy_sql(schema, name, columns, header=True), stream)
 
+    def load_csv_typing(
+        self,
+        schema: str,
+        name: str,
+        path: Path,
+        guess: Sequence[Column],
+        typing: Callable[[], Sequence[Column]],
+    ) -> int:
+        """COPY with the guessed types, after a savepoint, while ``typing`` runs in a thread
+        (the server parses the COPY; psycopg2 and DuckDB let go of the GIL); rolled back to
+        the savepoint and loaded again when the types turn out otherwise. A COPY that
+        succeeds proves nothing of the types: PostgreSQL takes ``007`` as a bigint, ``1e5``
+        as a numeric and ``yes`` as a boolean, so only ``typing`` decides."""
+        guess = tuple(guess)
+        with self._atomic():
+            with ThreadPoolExecutor(1, thread_name_prefix="dbluigi-typing") as pool:
+                typed = pool.submit(typing)
+                self.defer([("SAVEPOINT dbluigi_load", None)])  # travels with CREATE TABLE
+                failure: psycopg2.Error | None = None
+                rows = 0
+                try:
+                    rows = self.load_csv(schema, name, path, guess)
+                except psycopg2.Error as exc:
+                    if self.classify(exc) == "timeout" or self._connection.closed:
+                        raise
+                    failure = exc  # maybe a value the guess did not expect
+                columns = tuple(typed.result())
+            if columns == guess:
+                if failure is not None:  # the same load again would fail the same way
+                    raise failure
+                return rows
+            self.execute("ROLLBACK TO SAVEPOINT dbluigi_load")
+            self._failed_in_transaction = False
+            return self.load_csv(schema, name, path, columns)
+
     def load_rows(
         self, schema: str, name: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]
     ) -> int:
@@ -553,6 +617,22 @@ class PostgresSession(Session):
             return self._copy(sql, stream)
 
     # -- guards -----------------------------------------------------------------------
+
+    def create_table_as_explained(
+        self, schema: str, name: str, query_sql: str
+    ) -> tuple[int, float | None]:
+        """``EXPLAIN (ANALYZE, TIMING OFF) CREATE TABLE ... AS``: the table is created as
+        by ``create_table_as``, and the plan gives the estimate and the rows inserted (row
+        counting only, no clock reads per row)."""
+        sql = (
+            "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY OFF, FORMAT JSON)\n"
+            f"CREATE TABLE {quote_name(schema, name)} AS\n{strip_statement_end(query_sql)}\n"
+        )
+        plan = self.query(sql).rows[0][0]
+        if isinstance(plan, str):  # json, unless a type caster has been changed
+            plan = json.loads(plan)
+        top = plan[0]["Plan"]
+        return round(top["Actual Rows"] * top["Actual Loops"]), float(top["Total Cost"])
 
     def explain_cost(self, sql: str) -> float | None:
         """``EXPLAIN (FORMAT JSON)``: the top plan node's total cost; nothing runs."""
@@ -592,15 +672,22 @@ class PostgresSession(Session):
         return int(position) if position else None
 
     def try_lock(self, key: str) -> bool:
-        """pg_try_advisory_lock(hashtext(key)), held by this session until ``unlock``."""
-        return bool(self.query("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).rows[0][0])
+        """pg_try_advisory_lock on ``key``'s 64-bit hash, held by this session until ``unlock``."""
+        sql = f"SELECT pg_try_advisory_lock({ADVISORY_KEY_SQL})"
+        return bool(self.query(sql, (key,)).rows[0][0])
 
     def unlock(self, key: str) -> None:
-        self.query("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+        self.query(f"SELECT pg_advisory_unlock({ADVISORY_KEY_SQL})", (key,))
 
-    def lock_in_transaction(self, key: str) -> None:
-        """pg_advisory_xact_lock(hashtext(key)): released by COMMIT or ROLLBACK."""
-        self.query("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+    def lock_in_transaction(self, key: str, *, deferred: bool = False) -> None:
+        """pg_advisory_xact_lock on ``key``'s 64-bit hash: released by COMMIT or ROLLBACK.
+        Deferred, it is sent ahead of the next statement: a separate statement, so that
+        one reads with a snapshot taken after the lock was granted."""
+        sql = f"SELECT pg_advisory_xact_lock({ADVISORY_KEY_SQL})"
+        if deferred:
+            self.defer([(sql, (key,))])
+        else:
+            self.query(sql, (key,))
 
     def close(self) -> None:
         if not self._connection.closed:

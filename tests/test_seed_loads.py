@@ -1,0 +1,263 @@
+"""Loading a CSV seed while it is typed: ``Session.load_csv_typing`` on both targets, and
+builds of seeds large enough to be loaded with guessed types (``seeds.guess_csv``).
+
+Whatever the guess, the table ends with the types the reference pass gives, the file's
+rows, and errors that name the file and line; a failure publishes nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from dbluigi.errors import ProjectError
+from dbluigi.seeds import VECTORIZED_FROM_BYTES, guess_csv, sniff_csv
+from dbluigi.targets import Column, Session, open_target
+from tests.buildkit import build_json, cli_process, query
+
+TARGET_TYPES = {  # information_schema.columns.data_type of each portable type
+    "postgresql": {"bigint": "bigint", "numeric": "numeric", "date": "date", "text": "text",
+                   "boolean": "boolean", "double": "double precision"},
+    "duckdb": {"bigint": "BIGINT", "numeric": "DECIMAL(38,10)", "date": "DATE", "text": "VARCHAR",
+               "boolean": "BOOLEAN", "double": "DOUBLE"},
+}  # fmt: skip
+
+COLUMNS_SQL = (
+    "SELECT column_name, data_type FROM information_schema.columns "
+    "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position"
+)
+
+
+@pytest.fixture
+def session(target_url: str, tmp_path: Path) -> Iterator[Session]:
+    session = open_target(target_url, project_dir=tmp_path).connect()
+    session.ensure_schema("s")
+    yield session
+    session.close()
+
+
+def loaded_types(session: Session, schema: str, table: str) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in session.query(COLUMNS_SQL, (schema, table)).rows]
+
+
+def expected_types(target: str, columns: Sequence[Column]) -> list[tuple[str, str]]:
+    return [(c.name, TARGET_TYPES[target][c.type]) for c in columns]
+
+
+# -- Session.load_csv_typing ------------------------------------------------------------------
+
+CODES = "id,code\n1,12\n2,007\n3,\n"
+
+
+def test_a_right_guess_is_kept(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "seed.csv"
+    path.write_text("id,code\n1,12\n2,7\n")
+    columns = (Column("id", "bigint"), Column("code", "bigint"))
+    with session.transaction():
+        assert session.load_csv_typing("s", "t", path, columns, lambda: columns) == 2
+    assert loaded_types(session, "s", "t") == expected_types(session.target.name, columns)
+    assert list(session.query("SELECT id, code FROM s.t ORDER BY id").rows) == [(1, 12), (2, 7)]
+
+
+def test_a_guess_the_database_takes_but_typing_rejects_is_loaded_again(
+    session: Session, tmp_path: Path
+) -> None:
+    path = tmp_path / "seed.csv"
+    path.write_text(CODES)  # PostgreSQL reads 007 into a bigint as 7
+    guess = (Column("id", "bigint"), Column("code", "bigint"))
+    typed = (Column("id", "bigint"), Column("code", "text"))
+    with session.transaction():
+        assert session.load_csv_typing("s", "t", path, guess, lambda: typed) == 3
+    assert loaded_types(session, "s", "t") == expected_types(session.target.name, typed)
+    rows = session.query("SELECT id, code FROM s.t ORDER BY id").rows
+    assert list(rows) == [(1, "12"), (2, "007"), (3, None)]
+
+
+def test_a_guess_that_fails_to_load_is_loaded_again(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "seed.csv"
+    path.write_text("id,code\n1,12\n2,n/a\n")
+    guess = (Column("id", "bigint"), Column("code", "numeric"))
+    typed = (Column("id", "bigint"), Column("code", "text"))
+    with session.transaction():
+        assert session.load_csv_typing("s", "t", path, guess, lambda: typed) == 2
+        session.execute("CREATE TABLE s.after_the_load AS SELECT 1 AS ok")  # still usable
+    assert loaded_types(session, "s", "t") == expected_types(session.target.name, typed)
+    assert list(session.query("SELECT code FROM s.t ORDER BY id").rows) == [("12",), ("n/a",)]
+
+
+def test_without_a_transaction(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "seed.csv"
+    path.write_text(CODES)
+    guess = (Column("id", "bigint"), Column("code", "bigint"))
+    typed = (Column("id", "bigint"), Column("code", "text"))
+    assert session.load_csv_typing("s", "t", path, guess, lambda: typed) == 3
+    assert session.query("SELECT code FROM s.t WHERE id = 2").rows == (("007",),)
+
+
+def test_what_typing_raises_is_raised_and_nothing_is_left(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "seed.csv"
+    path.write_text(CODES)
+
+    def typing() -> Sequence[Column]:
+        raise ProjectError("row has 3 values, header has 2", path="seed.csv", line=7)
+
+    guess = (Column("id", "bigint"), Column("code", "text"))
+    with pytest.raises(ProjectError) as caught, session.transaction():
+        session.load_csv_typing("s", "t", path, guess, typing)
+    assert caught.value.line == 7
+    assert session.relation_kind("s", "t") is None
+
+
+def test_a_load_that_fails_with_the_typed_columns_raises_the_database_error(
+    session: Session, tmp_path: Path
+) -> None:
+    path = tmp_path / "seed.csv"
+    path.write_text("id\n1\nx\n")
+    columns = (Column("id", "bigint"),)
+    with pytest.raises(Exception) as caught, session.transaction():
+        session.load_csv_typing("s", "t", path, columns, lambda: columns)
+    assert session.classify(caught.value) == "runtime"
+    assert session.relation_kind("s", "t") is None
+
+
+# -- builds of large seeds ----------------------------------------------------------------------
+
+BIG_HEADER = "id,amount,day,flag,code,sparse,label"
+ROWS = 120_000  # about 4.6 MB: loaded with guessed types
+
+
+def big_seed(path: Path, surprises: dict[int, dict[str, str]] | None = None, **shape: bool) -> Path:
+    """A seed past ``VECTORIZED_FROM_BYTES``; ``surprises`` replace values of some rows,
+    by row number, in the middle of the file, where neither sample looks."""
+    newline = "\r\n" if shape.get("crlf") else "\n"
+    lines = [BIG_HEADER]
+    for i in range(ROWS):
+        row = {
+            "id": str(i),
+            "amount": f"{i % 1000}.{i % 100:02d}",
+            "day": f"2024-{i % 12 + 1:02d}-{i % 28 + 1:02d}",
+            "flag": "true" if i % 2 else "false",
+            "code": str(i % 500 + 1),
+            "sparse": "",
+            "label": '"two\nlines, quoted"' if shape.get("quoted") and i % 9 == 0 else f"l{i % 50}",
+        }
+        row.update((surprises or {}).get(i, {}))
+        lines.append(",".join(row.values()))
+    data = (newline.join(lines) + newline).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((b"\xef\xbb\xbf" if shape.get("bom") else b"") + data)
+    assert path.stat().st_size > VECTORIZED_FROM_BYTES
+    return path
+
+
+MIDDLE = ROWS // 2
+CASES = {
+    # PostgreSQL's COPY takes 007 into the guessed bigint, and the guessed text column
+    # takes anything: only the typing pass says they are text and bigint
+    "guess_loads_but_is_wrong": {MIDDLE: {"code": "007"}, MIDDLE + 1: {"sparse": "5"}},
+    # n/a breaks the COPY into the guessed numeric column
+    "guess_fails_to_load": {MIDDLE: {"amount": "n/a"}, MIDDLE + 2: {"day": "2024-02-30"}},
+    "late_decimal_and_exponent": {MIDDLE: {"code": "2.5"}, MIDDLE + 3: {"amount": "1e5"}},
+    "no_surprise": {},
+}
+
+
+@pytest.mark.parametrize("surprises", CASES.values(), ids=CASES.keys())
+def test_a_large_seed_loads_with_the_reference_types(
+    tmp_path: Path, target_url: str, surprises: dict[int, dict[str, str]]
+) -> None:
+    path = big_seed(tmp_path / "raw" / "events.csv", surprises)
+    reference = sniff_csv(path, vectorized_from=1 << 40)
+    guess = guess_csv(path)
+    assert guess is not None
+    assert (guess.columns != reference.columns) == bool(surprises)
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert payload["results"][0]["rows"] == ROWS
+    name = "postgresql" if target_url.startswith("postgresql") else "duckdb"
+    loaded = query(target_url, tmp_path, COLUMNS_SQL, ["raw", "events"])
+    assert loaded == expected_types(name, reference.columns)
+    types = {c.name: c.type for c in reference.columns}
+    for row, values in surprises.items():
+        for column, value in values.items():
+            if types[column] in ("text", "bigint"):  # read back as written
+                sql = f"SELECT CAST({column} AS TEXT) FROM raw.events WHERE id = %s"
+                assert query(target_url, tmp_path, sql, [row]) == [(value,)]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [{"bom": True, "crlf": True}, {"quoted": True}],
+    ids=["bom_crlf", "quoted_line_breaks"],
+)
+def test_large_seeds_of_every_shape(
+    tmp_path: Path, target_url: str, shape: dict[str, bool]
+) -> None:
+    path = big_seed(tmp_path / "raw" / "events.csv", {MIDDLE: {"code": "2.5"}}, **shape)
+    reference = sniff_csv(path, vectorized_from=1 << 40)
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    name = "postgresql" if target_url.startswith("postgresql") else "duckdb"
+    assert query(target_url, tmp_path, COLUMNS_SQL, ["raw", "events"]) == expected_types(
+        name, reference.columns
+    )
+    code_, label = query(
+        target_url, tmp_path, "SELECT code, label FROM raw.events WHERE id = %s", [MIDDLE]
+    )[0]
+    assert code_ == Decimal("2.5")
+    if shape.get("quoted"):
+        (label,) = query(target_url, tmp_path, "SELECT label FROM raw.events WHERE id = 0")[0]
+        assert label == "two\nlines, quoted"  # the CRLF of the file is not part of a value
+
+
+def test_an_error_in_a_large_seed_names_its_line_and_publishes_nothing(
+    tmp_path: Path, target_url: str
+) -> None:
+    path = big_seed(tmp_path / "raw" / "events.csv")
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    big_seed(path, {MIDDLE: {"label": "l1,extra"}, MIDDLE + 1: {"code": "007"}})
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1
+    (result,) = payload["results"]
+    assert result["failure_class"] == "config" and result["file"] == "raw/events.csv"
+    assert result["line"] == MIDDLE + 2  # the header is line 1, row 0 line 2
+    assert "row has 8 values, header has 7" in result["error"]
+    assert query(target_url, tmp_path, "SELECT count(*), max(code) FROM raw.events") == [
+        (ROWS, 500)
+    ]
+
+
+def test_a_large_seed_past_its_timeout_publishes_nothing(tmp_path: Path, target_url: str) -> None:
+    path = big_seed(tmp_path / "raw" / "events.csv")
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    big_seed(path, {MIDDLE: {"code": "007"}})
+    (tmp_path / "dbluigi.toml").write_text('[project]\ntimeout = "30ms"\n')
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1
+    assert payload["results"][0]["failure_class"] == "timeout", payload
+    assert query(target_url, tmp_path, "SELECT max(code) FROM raw.events") == [(500,)]
+
+
+@pytest.mark.postgres
+def test_sigkill_after_a_second_load_leaves_the_published_seed(tmp_path: Path, pg_url: str) -> None:
+    path = big_seed(tmp_path / "raw" / "events.csv")
+    assert build_json(project=tmp_path, target=pg_url)[0] == 0
+    big_seed(path, {MIDDLE: {"code": "007"}})  # guessed bigint, loaded again as text
+    process = cli_process(
+        "build",
+        project=tmp_path,
+        target=pg_url,
+        env={"DBLUIGI_CRASHPOINT": "after_build:raw.events"},
+    )
+    process.wait(timeout=120)
+    assert process.returncode == -signal.SIGKILL
+    assert query(pg_url, tmp_path, "SELECT max(code) FROM raw.events") == [(500,)]
+    code, payload = build_json(project=tmp_path, target=pg_url)
+    assert code == 0, payload
+    assert query(pg_url, tmp_path, "SELECT code FROM raw.events WHERE id = %s", [MIDDLE]) == [
+        ("007",)
+    ]

@@ -1,0 +1,75 @@
+"""The state store on both targets: runs read back as named records, and the history of
+successful builds that the slow-task audit reads."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from dbluigi import __version__
+from dbluigi.state import StateStore, TaskRecord
+from dbluigi.targets import open_target
+
+
+@pytest.fixture
+def store(target_url: str, tmp_path: Path) -> Iterator[StateStore]:
+    session = open_target(target_url, project_dir=tmp_path).connect()
+    store = StateStore(session)
+    store.ensure()
+    yield store
+    session.close()
+
+
+def test_runs_read_back_as_records(store: StateStore) -> None:
+    store.start_run("r1", "build", "a+", "postgresql://etl:***@db/warehouse", 4)
+    store.finish_run("r1", "success")
+    store.start_run("r2", "check", "", "duckdb:///t.duckdb", 1)
+
+    runs = store.runs(5)
+    assert [r.run_id for r in runs] == ["r2", "r1"]
+    done, running = runs[1], runs[0]
+    assert (done.command, done.selector, done.status) == ("build", "a+", "success")
+    assert (done.version, done.hostname) == (__version__, socket.gethostname())
+    assert done.finished_at is not None and done.finished_at >= done.started_at
+    assert running.status == "running" and running.finished_at is None
+    assert tuple(done)[:3] == ("r1", "build", "a+")  # still the row, in column order
+    assert store.runs(1) == [running]
+
+    record = store.run("r1")
+    assert record is not None
+    assert record.target == "postgresql://etl:***@db/warehouse"
+    assert (record.pid, record.workers, record.status) == (os.getpid(), 4, "success")
+    assert record.started_at == done.started_at
+    assert store.run("r9") is None
+
+
+def test_recent_durations_are_successful_builds_newest_first(store: StateStore) -> None:
+    start = datetime(2024, 5, 1, 12, 0)
+    runs = {"b1": "build", "b2": "rebuild", "c3": "check", "b4": "build", "b5": "build"}
+    for run_id, command in runs.items():
+        store.start_run(run_id, command, "", "t", 1)
+    attempts = [
+        ("b1", "a", "success", 1.0),
+        ("b1", "b", "success", 10.0),
+        ("b2", "a", "failed", 99.0),  # a failed attempt is no build
+        ("b2", "a", "success", 2.0),
+        ("c3", "a", "success", 0.1),  # check runs do not count
+        ("b4", "a", "success", 4.0),
+        ("b5", "a", "success", 5.0),
+    ]
+    store.record_tasks(
+        [
+            TaskRecord(run_id, model, status, start + timedelta(minutes=i), duration)
+            for i, (run_id, model, status, duration) in enumerate(attempts)
+        ]
+    )
+
+    assert store.recent_durations(limit=10) == {"a": [5.0, 4.0, 2.0, 1.0], "b": [10.0]}
+    assert store.recent_durations(limit=2, exclude_run="b5") == {"a": [4.0, 2.0], "b": [10.0]}
+    assert store.recent_durations(limit=10, models=["b"]) == {"b": [10.0]}
+    assert store.recent_durations(limit=10, models=[]) == {}

@@ -118,6 +118,36 @@ def baseline_script(models: list[tuple[str, str]], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def protocol_script(models: list[tuple[str, str]], path: Path) -> None:
+    """The statements dbluigi sends per model on PostgreSQL, in one psql session: what the
+    database does for dbluigi (lock, state read and writes, EXPLAIN with the build,
+    savepoint), without dbluigi's Python. Between the two baselines lies the cost of the
+    protocol; above the second, dbluigi's own process."""
+    from dbluigi.state import MIGRATIONS
+
+    lines = ["set client_min_messages = warning;", f"create schema if not exists {SCHEMA};"]
+    lines += ["create schema if not exists dbluigi;", *(f"{m};" for m in MIGRATIONS[0])]
+    for name, sql in models:
+        relation, new = f'"{SCHEMA}"."{name}"', f'"{SCHEMA}"."{name}__dbluigi_new"'
+        lines += [
+            "BEGIN;",
+            f"SELECT pg_advisory_xact_lock(hashtextextended('dbluigi.model:{SCHEMA}.{name}[]', 0));",
+            f"select build_id, generation from dbluigi.models where model = '{SCHEMA}.{name}' "
+            "and partition_key = '';",
+            "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY OFF, FORMAT JSON)",
+            f"CREATE TABLE {new} AS {sql};",
+            f"SAVEPOINT dbluigi_swap; DROP TABLE IF EXISTS {relation}; "
+            f'ALTER TABLE {new} RENAME TO "{name}"; RELEASE SAVEPOINT dbluigi_swap;',
+            f"insert into dbluigi.models values ('{SCHEMA}.{name}', '', 'table', 'f', 'c', 'b', "
+            "1, 1, now(), 'r') on conflict (model, partition_key) do update set "
+            "build_id = excluded.build_id, generation = excluded.generation;",
+            f"insert into dbluigi.task_runs values ('r', '{SCHEMA}.{name}', '', 1, 'success', "
+            "null, null, 'p', 1, 'new', now(), 0.001, 1, 'f', 'b', 1.0, '[]');",
+            "COMMIT;",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def case_fresh(
     pg: Postgres,
     work: Path,
@@ -128,57 +158,67 @@ def case_fresh(
     repeat: int = 1,
     memory: bool = False,
 ) -> dict[int, float]:
-    """Medians of ``repeat`` runs of the psql script and of dbluigi per worker count."""
+    """``repeat`` rounds, each running the psql script, the protocol script and dbluigi per
+    worker count one after the other: the disk's speed drifts over minutes on a shared
+    machine, so ratios are taken within a round, and their median reported."""
     project = work / f"layered{count}"
     models = layered(project, count)
-    script = work / f"baseline{count}.sql"
+    script, protocol = work / f"baseline{count}.sql", work / f"protocol{count}.sql"
     baseline_script(models, script)
-    physical_runs = []
-    for _ in range(repeat):
-        db = f"bench_psql_{count}"
-        url = pg.fresh(db)
-        physical_runs.append(
-            timed(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", str(script)])[0]
-        )
-        pg.drop(db)
-    physical = statistics.median(physical_runs)
+    protocol_script(models, protocol)
     # warm the parse cache, as any earlier command on the project would have
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dbluigi.cli",
-            "lineage",
-            "--project",
-            str(project),
-            "--format",
-            "json",
-        ],
+        [sys.executable, "-m", "dbluigi.cli", "lineage", "--project", str(project)],
         capture_output=True,
         check=True,
     )
-    result = {}
-    for w in workers:
-        runs, peaks = [], []
-        for _ in range(repeat):
+
+    def psql_file(path: Path) -> float:
+        url = pg.fresh(f"bench_psql_{count}")
+        try:
+            return timed(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", str(path)])[0]
+        finally:
+            pg.drop(f"bench_psql_{count}")
+
+    physical, statements = [], []
+    runs: dict[int, list[float]] = {w: [] for w in workers}
+    ratios: dict[int, list[float]] = {w: [] for w in workers}
+    peaks: list[float] = []
+    for _ in range(repeat):
+        physical.append(psql_file(script))
+        statements.append(psql_file(protocol))
+        for w in workers:
             db = f"bench_dbluigi_{count}_{w}"
             target = pg.fresh(db)
             cmd = [sys.executable, "-m", "dbluigi.cli", "build", "--project", str(project)]
             cmd += ["--target", target, "--json", "--workers", str(w)]
             elapsed, peak = peak_rss_mb_of(cmd)
             pg.drop(db)
-            runs.append(elapsed)
+            runs[w].append(elapsed)
+            ratios[w].append(elapsed / physical[-1])
             peaks.append(peak)
-        elapsed = statistics.median(runs)
+    base = statistics.median(physical)
+    rows.append(
+        [
+            f"the same statements dbluigi sends, {count} models, in one psql session",
+            f"{base:.2f}",
+            f"{statistics.median(statements):.2f}",
+            f"{statistics.median(a / b for a, b in zip(statements, physical, strict=True)):.2f}x",
+            "the database's part of the protocol (locks, state, EXPLAIN), no Python",
+        ]
+    )
+    result = {}
+    for w in workers:
+        elapsed = statistics.median(runs[w])
         result[w] = elapsed
-        per_model = (elapsed - physical) / count * 1000
+        per_model = (elapsed - base) / count * 1000
         note = f"; peak memory {max(peaks):.0f} MB" if memory else ""
         rows.append(
             [
                 f"fresh build, {count} models, {w} worker(s)",
-                f"{physical:.2f}",
+                f"{base:.2f}",
                 f"{elapsed:.2f}",
-                f"{elapsed / physical:.2f}x",
+                f"{statistics.median(ratios[w]):.2f}x",
                 f"{per_model:+.2f} ms/model vs psql{note}",
             ]
         )
@@ -325,7 +365,7 @@ def main() -> None:
     rows: list[list[str]] = []
     try:
         if "fresh" in only:
-            small = case_fresh(pg, work, args.models, (1, 4), rows, repeat=args.repeat)
+            small = case_fresh(pg, work, args.models, (1, 2, 4), rows, repeat=args.repeat)
             if not args.skip_large:
                 large = case_fresh(pg, work, args.large, (4,), rows, memory=True)
                 ratio = large[4] / small[4]

@@ -296,24 +296,67 @@ class FastScheduler(luigi.scheduler.Scheduler):
             return reply
 
 
+class _ThreadPool:
+    """``size`` daemon threads that run the tasks handed to them, made as they are first
+    needed. (A new thread per task made luigi's worker loop wait for each thread to
+    start, which with busy threads holding the GIL cost milliseconds per task.) Daemon
+    threads, so a task stuck in the database never keeps the process from exiting."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._jobs: queue.SimpleQueue[tuple[Any, threading.Event] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job: Any) -> threading.Event:
+        """Run ``job()`` on a thread of the pool; the event is set when it has returned."""
+        done = threading.Event()
+        with self._lock:
+            if self._idle == 0 and len(self._threads) < self._size:
+                thread = threading.Thread(
+                    target=self._serve, name=f"dbluigi-worker-{len(self._threads) + 1}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._idle -= 1
+        self._jobs.put((job, done))
+        return done
+
+    def _serve(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, done = item
+            try:
+                job()
+            finally:
+                with self._lock:
+                    self._idle += 1
+                done.set()
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        self._threads.clear()
+
+
 class _ThreadTaskProcess(luigi.worker.ContextManagedTaskProcess):
-    """luigi's TaskProcess, started as a thread of this process instead of a fork."""
+    """luigi's TaskProcess, run on a thread of the worker's pool instead of a fork."""
+
+    pool: _ThreadPool
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.run, name=f"dbluigi-{self.task.task_id}", daemon=True
-        )
-        self._thread.start()
+        self._done = self.pool.submit(self.run)
 
     def is_alive(self) -> bool:
-        return self._thread.is_alive()
+        return not self._done.is_set()
 
     @property
     def exitcode(self) -> int | None:  # type: ignore[override]
         return None  # a thread reports through the result queue; it cannot die silently
 
     def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+        self._done.wait(timeout)
 
     def terminate(self) -> None:
         """Threads cannot be killed; a timed-out task is stopped by its database timeout."""
@@ -335,13 +378,21 @@ class ThreadWorker(luigi.worker.Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._task_result_queue = _ResultQueue()  # type: ignore[assignment]
+        self._pool = _ThreadPool(self.worker_processes)
 
     def _create_task_process(self, task: luigi.Task) -> luigi.worker.TaskProcess:
         process = super()._create_task_process(task)
         if self.worker_processes > 1:
             process.__class__ = _ThreadTaskProcess
+            process.pool = self._pool  # type: ignore[attr-defined]
             process.use_multiprocessing = True  # luigi then calls start() instead of run()
         return process
+
+    def __exit__(self, *exc: Any) -> bool:
+        try:
+            return super().__exit__(*exc)  # type: ignore[no-any-return]
+        finally:
+            self._pool.shutdown()
 
 
 class _Factory:

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -344,10 +345,16 @@ def _progress(quiet: bool) -> Iterator[tuple[Callable[[Plan], None], Callable[[s
         yield on_plan, on_event
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def _log_event(model: str, event: str) -> None:
+    """One plain line per finished task, for logs (not a terminal: no colours to render;
+    rich's markup rendering cost more per line than building a trivial model)."""
     if event != "start":
-        colour = {"success": "green", "failed": "red", "skipped": "yellow"}.get(event, "white")
-        console.print(f"[{colour}]{event:>7}[/] {model}")
+        with _LOG_LOCK:
+            console.file.write(f"{event:>7} {model}\n")
+            console.file.flush()
 
 
 def _result_json(result: RunResult, target: str, elapsed: float) -> dict[str, Any]:
@@ -383,11 +390,17 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     ran = [r for r in result.results if r.status != "up to date"]
-    if ran:
+    shown = _summary_rows(ran)
+    if shown:
         table = Table(title=f"run {result.run_id}", title_justify="left")
         for column in ("model", "kind", "status", "why", "rows", "seconds"):
             table.add_column(column, justify="right" if column in ("rows", "seconds") else "left")
-        for r in ran:
+        if len(shown) < len(ran):
+            table.caption = (
+                f"{len(ran) - len(shown)} more successful tasks: "
+                "the run artifact and `dbluigi history` list them all"
+            )
+        for r in shown:
             colour = {"success": "green", "failed": "red", "skipped": "yellow"}.get(
                 r.status, "cyan"
             )
@@ -423,6 +436,20 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
         f"in {elapsed:.1f}s"
     )
     _print_artifact(result)
+
+
+SUMMARY_ROWS = 40
+
+
+def _summary_rows(ran: list[TaskResult]) -> list[TaskResult]:
+    """Every task when few ran; else every one that did not succeed and the slowest
+    successes, in run order (a table of thousands of rows helps nobody)."""
+    if len(ran) <= SUMMARY_ROWS:
+        return ran
+    successes = [r for r in ran if r.status == "success"]
+    slowest = sorted(successes, key=lambda r: r.duration_s, reverse=True)[: SUMMARY_ROWS // 2]
+    keep = {id(r) for r in slowest} | {id(r) for r in ran if r.status != "success"}
+    return [r for r in ran if id(r) in keep]
 
 
 def _print_artifact(result: RunResult) -> None:

@@ -418,6 +418,22 @@ def test_human_summary_and_errors(tmp_path: Path, target_url: str) -> None:
     assert "up to date 1" in output
 
 
+def test_human_summary_of_a_large_run_lists_failures_and_the_slowest(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    files = {f"m{i:02d}.sql": f"select {i} as id" for i in range(60)}
+    files["bad.sql"] = "select nope from main.m00"
+    write_project(tmp_path, files)
+    code, output = cli("build", project=tmp_path, target=duckdb_url)
+    assert code == 1
+    assert "built 60, failed 1, skipped 0, up to date 0" in output
+    table_rows = [line for line in output.splitlines() if "│" in line and "main." in line]
+    assert len(table_rows) == 21  # the failure and the 20 slowest successes
+    assert any("main.bad" in line and "failed" in line for line in table_rows)
+    assert "40 more successful tasks" in output
+    assert sum(1 for line in output.splitlines() if line.startswith("success main.")) == 60
+
+
 def test_duckdb_with_workers_runs_one_and_says_so(tmp_path: Path, duckdb_url: str) -> None:
     write_project(tmp_path, {"a.sql": "select 1 as id"})
     code, payload = build_json("--workers", "4", project=tmp_path, target=duckdb_url)

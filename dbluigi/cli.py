@@ -397,7 +397,7 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
             table.add_column(column, justify="right" if column in ("rows", "seconds") else "left")
         if len(shown) < len(ran):
             table.caption = (
-                f"{len(ran) - len(shown)} more successful tasks: "
+                f"{len(ran) - len(shown)} more tasks: "
                 "the run artifact and `dbluigi history` list them all"
             )
         for r in shown:
@@ -442,13 +442,15 @@ SUMMARY_ROWS = 40
 
 
 def _summary_rows(ran: list[TaskResult]) -> list[TaskResult]:
-    """Every task when few ran; else every one that did not succeed and the slowest
+    """Every task when few ran; else the failures, the first skipped ones and the slowest
     successes, in run order (a table of thousands of rows helps nobody)."""
     if len(ran) <= SUMMARY_ROWS:
         return ran
     successes = [r for r in ran if r.status == "success"]
     slowest = sorted(successes, key=lambda r: r.duration_s, reverse=True)[: SUMMARY_ROWS // 2]
-    keep = {id(r) for r in slowest} | {id(r) for r in ran if r.status != "success"}
+    skipped = [r for r in ran if r.status == "skipped"][: SUMMARY_ROWS // 4]
+    others = [r for r in ran if r.status not in ("success", "skipped")]
+    keep = {id(r) for r in (*slowest, *skipped, *others)}
     return [r for r in ran if id(r) in keep]
 
 

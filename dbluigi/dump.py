@@ -36,4 +36,5 @@ def publish_dump(session: Session, request: BuildRequest) -> Published:
             with located(session, model.path, statement.line, statement.sql):
                 rows = session.copy_out_csv(statement.sql, temp)
             _record(session, request, rows, outcome.results)
+            session.flush()  # the state writes run before the file is renamed into place
     return Published(rows, outcome.results)

@@ -297,13 +297,14 @@ class FastScheduler(luigi.scheduler.Scheduler):
 
 
 class _ThreadPool:
-    """``size`` daemon threads that run the tasks handed to them, made as they are first
-    needed. (A new thread per task made luigi's worker loop wait for each thread to
-    start, which with busy threads holding the GIL cost milliseconds per task.) Daemon
-    threads, so a task stuck in the database never keeps the process from exiting."""
+    """Daemon threads that run the tasks handed to them, made when none is idle: as many
+    as luigi runs at once (``--workers``), plus any still busy with a task luigi gave up
+    on (its ``[worker] timeout``). A new thread per task made luigi's worker loop wait for
+    each thread to start, which with busy threads holding the GIL cost milliseconds per
+    task. Daemon threads, so a task stuck in the database never keeps the process from
+    exiting."""
 
-    def __init__(self, size: int) -> None:
-        self._size = size
+    def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[tuple[Any, threading.Event] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._idle = 0
@@ -313,7 +314,7 @@ class _ThreadPool:
         """Run ``job()`` on a thread of the pool; the event is set when it has returned."""
         done = threading.Event()
         with self._lock:
-            if self._idle == 0 and len(self._threads) < self._size:
+            if self._idle <= 0:
                 thread = threading.Thread(
                     target=self._serve, name=f"dbluigi-worker-{len(self._threads) + 1}", daemon=True
                 )
@@ -378,7 +379,7 @@ class ThreadWorker(luigi.worker.Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._task_result_queue = _ResultQueue()  # type: ignore[assignment]
-        self._pool = _ThreadPool(self.worker_processes)
+        self._pool = _ThreadPool()
 
     def _create_task_process(self, task: luigi.Task) -> luigi.worker.TaskProcess:
         process = super()._create_task_process(task)

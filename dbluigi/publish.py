@@ -105,8 +105,8 @@ def publish(session: Session, request: BuildRequest) -> Published:
             cost = _estimate_cost(session, request)
         return strategy(session, replace(request, explain_cost=cost))
     except TaskError as exc:
-        if cost is None and request.explain_with_build:  # the build never reported it
-            cost = _cost_after_failure(session, request)
+        if exc.explain_cost is None and request.explain_with_build:  # the build never reported it
+            cost = _cost_after_failure(session, request, exc)
         if cost is not None:
             exc.explain_cost = cost
         raise
@@ -154,10 +154,17 @@ def _explained_with_build(session: Session, request: BuildRequest) -> bool:
     )
 
 
-def _cost_after_failure(session: Session, request: BuildRequest) -> float | None:
-    """The estimate of a query whose build failed, so history shows it all the same."""
+COST_AFTER_FAILURE_S = 5.0  # an EXPLAIN after a failure never waits longer than this
+
+
+def _cost_after_failure(session: Session, request: BuildRequest, exc: TaskError) -> float | None:
+    """The estimate of a query whose build failed, so history shows it all the same: not
+    after a timeout (planning may wait on the locks the build waited on), and bounded."""
+    if exc.failure_class == "timeout":
+        return None
     try:
-        return session.explain_cost(request.model.statements[0].sql)
+        with session.transaction(), session.statement_timeout(COST_AFTER_FAILURE_S):
+            return session.explain_cost(request.model.statements[0].sql)
     except Exception:
         return None
 
@@ -232,17 +239,33 @@ def prepare_aside(session: Session, request: BuildRequest) -> tuple[str, int | N
 
 
 def _table(session: Session, request: BuildRequest) -> Published:
+    new, previous = prepare_aside(session, request)
+    estimate: list[float | None] = [request.explain_cost]  # what the build's EXPLAIN gave
+    try:
+        return _table_aside(session, request, new, previous, estimate)
+    except TaskError as exc:
+        if exc.explain_cost is None:  # a failed check or swap: the estimate is known
+            exc.explain_cost = estimate[0]
+        raise
+
+
+def _table_aside(
+    session: Session,
+    request: BuildRequest,
+    new: str,
+    previous: int | None,
+    estimate: list[float | None],
+) -> Published:
     model, project = request.model, request.project
     schema, name = model.schema, model.name
     failed = name + FAILED_SUFFIX
-    new, previous = prepare_aside(session, request)
     violation: Violation | None = None
     with _transaction(session, request):
         if request.explain_with_build:
             statement = model.statements[0]
             with located(session, model.path, statement.line, statement.sql):
-                rows, cost = session.create_table_as_explained(schema, new, statement.sql)
-            request = replace(request, explain_cost=cost)
+                rows, estimate[0] = session.create_table_as_explained(schema, new, statement.sql)
+            request = replace(request, explain_cost=estimate[0])
         else:
             rows = _build_new(session, project, model, new, request)
         session.prepare_indexes(schema, new, model.header.indexes)

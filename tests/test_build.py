@@ -430,8 +430,22 @@ def test_human_summary_of_a_large_run_lists_failures_and_the_slowest(
     table_rows = [line for line in output.splitlines() if "│" in line and "main." in line]
     assert len(table_rows) == 21  # the failure and the 20 slowest successes
     assert any("main.bad" in line and "failed" in line for line in table_rows)
-    assert "40 more successful tasks" in output
+    assert "40 more tasks" in output
     assert sum(1 for line in output.splitlines() if line.startswith("success main.")) == 60
+
+
+def test_human_summary_when_a_root_fails_lists_the_first_skipped_only(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    files = {f"m{i:02d}.sql": "select id from main.root" for i in range(60)}
+    files["root.sql"] = "select nope as id"
+    write_project(tmp_path, files)
+    code, output = cli("build", project=tmp_path, target=duckdb_url)
+    assert code == 1
+    assert "built 0, failed 1, skipped 60" in output
+    table_rows = [line for line in output.splitlines() if "│" in line and "main." in line]
+    assert len(table_rows) == 11  # the failure and the first ten skipped
+    assert "50 more tasks" in output
 
 
 def test_duckdb_with_workers_runs_one_and_says_so(tmp_path: Path, duckdb_url: str) -> None:

@@ -102,7 +102,8 @@ def test_two_workers_share_a_luigid_scheduler(tmp_path: Path, pg_url: str, luigi
         (12,)
     ]  # graph complete
     statuses = {r["status"] for p in payloads for r in p["results"]}
-    assert statuses <= {"success", "elsewhere"}
+    # a worker that plans after the other published some models finds them up to date
+    assert statuses <= {"success", "elsewhere", "up to date"}
     done = _luigid_tasks(luigid, "DONE")
     model_tasks = {t["params"]["model"] for t in done.values() if t["name"] == "DbluigiModel"}
     assert model_tasks == set(

@@ -134,3 +134,23 @@ def test_fast_scheduler_reuses_the_task_a_dependency_already_named() -> None:
     scheduler.add_task(worker="w", task_id="parent", status="DONE")
     reply = scheduler.get_work(worker="w")
     assert reply["task_id"] == "child"
+
+
+def test_thread_pool_reuses_idle_threads_and_grows_past_a_stuck_one() -> None:
+    import threading
+
+    from dbluigi.luigi_tasks import _ThreadPool
+
+    pool = _ThreadPool()
+    names: list[str] = []
+    try:
+        for _ in range(5):  # one at a time: one thread does them all
+            assert pool.submit(lambda: names.append(threading.current_thread().name)).wait(5)
+        assert len(set(names)) == 1 and names[0].startswith("dbluigi-worker")
+        stuck = threading.Event()
+        pool.submit(stuck.wait)  # a task luigi gave up on keeps its thread
+        ran = pool.submit(lambda: names.append(threading.current_thread().name))
+        assert ran.wait(5), "a job waited behind a stuck thread"
+        stuck.set()
+    finally:
+        pool.shutdown()

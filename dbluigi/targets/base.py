@@ -352,6 +352,11 @@ class Session(ABC):
     def unlock(self, key: str) -> None:
         """Release a lock taken with ``try_lock``."""
 
+    def flush(self) -> None:
+        """Send what ``defer`` holds now, so its errors surface here (before something
+        outside the database, such as a file rename, depends on it)."""
+        return None
+
     def lock_in_transaction(self, key: str, *, deferred: bool = False) -> None:
         """Wait for the lock ``key`` and hold it until the open transaction ends.
 

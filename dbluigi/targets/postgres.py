@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -246,6 +247,7 @@ class PostgresSession(Session):
     def _run(
         self, cursor: psycopg2.extensions.cursor, sql: str, params: Sequence[Any] | None
     ) -> None:
+        began = self._pending[:1] == [b"BEGIN"]
         try:
             if self._pending:
                 bound = cursor.mogrify(sql, tuple(params)) if params is not None else sql.encode()
@@ -258,6 +260,12 @@ class PostgresSession(Session):
         except psycopg2.Error as exc:
             sent = cursor.query.decode("utf-8", "replace") if cursor.query else sql
             self._record_error(exc, sent)
+            idle = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+            if began and self._connection.get_transaction_status() == idle:
+                # the server could not parse the batch, so the BEGIN ahead of it never ran:
+                # open the transaction now, or what follows would commit statement by statement
+                with suppress(psycopg2.Error):
+                    cursor.execute("BEGIN")
             raise
 
     def defer(self, statements: Sequence[tuple[str, Sequence[Any] | None]]) -> None:
@@ -269,6 +277,9 @@ class PostgresSession(Session):
                 cursor.mogrify(sql, tuple(params)) if params is not None else sql.encode()
                 for sql, params in statements
             ]
+
+    def flush(self) -> None:
+        self._flush()
 
     def _flush(self) -> None:
         """Send what is deferred now, before a statement that cannot carry it (COPY)."""
@@ -346,8 +357,13 @@ class PostgresSession(Session):
             self.execute("ROLLBACK")
 
     def _transaction_aborted(self) -> bool:
+        # the flag as well: a statement the server could not parse fails its whole batch,
+        # so a BEGIN sent ahead of it never ran and the connection is idle, not aborted
         status = self._connection.get_transaction_status()
-        return status == psycopg2.extensions.TRANSACTION_STATUS_INERROR
+        return (
+            status == psycopg2.extensions.TRANSACTION_STATUS_INERROR
+            or super()._transaction_aborted()
+        )
 
     # -- catalog ----------------------------------------------------------------------
 
@@ -572,7 +588,8 @@ class PostgresSession(Session):
         as a numeric and ``yes`` as a boolean, so only ``typing`` decides."""
         guess = tuple(guess)
         with self._atomic():
-            with ThreadPoolExecutor(1, thread_name_prefix="dbluigi-typing") as pool:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="dbluigi-typing")
+            try:
                 typed = pool.submit(typing)
                 self.defer([("SAVEPOINT dbluigi_load", None)])  # travels with CREATE TABLE
                 failure: psycopg2.Error | None = None
@@ -581,9 +598,11 @@ class PostgresSession(Session):
                     rows = self.load_csv(schema, name, path, guess)
                 except psycopg2.Error as exc:
                     if self.classify(exc) == "timeout" or self._connection.closed:
-                        raise
+                        raise  # without waiting for the typing: the task is over
                     failure = exc  # maybe a value the guess did not expect
                 columns = tuple(typed.result())
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
             if columns == guess:
                 if failure is not None:  # the same load again would fail the same way
                     raise failure
@@ -625,7 +644,7 @@ class PostgresSession(Session):
         by ``create_table_as``, and the plan gives the estimate and the rows inserted (row
         counting only, no clock reads per row)."""
         sql = (
-            "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY OFF, FORMAT JSON)\n"
+            "EXPLAIN (ANALYZE, TIMING OFF, BUFFERS OFF, SUMMARY OFF, FORMAT JSON)\n"
             f"CREATE TABLE {quote_name(schema, name)} AS\n{strip_statement_end(query_sql)}\n"
         )
         plan = self.query(sql).rows[0][0]

@@ -72,12 +72,11 @@ def open_target(url: str | None, *, project_dir: Path) -> Target:
         return DuckDBTarget(path if path.is_absolute() else project_dir / path)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme in _POSTGRES_SCHEMES:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+        from dbluigi.urls import parse_url
 
         try:
-            make_url(url)
-        except (ArgumentError, ValueError) as exc:
+            parse_url(url)
+        except ValueError as exc:
             raise TargetError(
                 f"--target {mask_url(url)}: not a valid PostgreSQL URL ({exc})",
                 hint=f"use {_ACCEPTED}",
@@ -93,14 +92,7 @@ def open_target(url: str | None, *, project_dir: Path) -> Target:
 
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ``***``; never raises."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        # A second pass catches an unencoded "@" in the password, which the parser
-        # reads as part of the host.
-        return _mask_by_hand(make_url(url).render_as_string(hide_password=True))
-    except Exception:
-        return _mask_by_hand(str(url))
+    return _mask_by_hand(str(url))
 
 
 def _mask_by_hand(url: str) -> str:

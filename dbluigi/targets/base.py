@@ -243,9 +243,9 @@ class Target(ABC):
         """The luigi resource every task on this target holds while it runs, so luigi's
         ``[resources]`` can cap concurrent queries on it across all workers, e.g.
         ``dbluigi_127_0_0_1_5432_warehouse`` (host, port and database, as an identifier)."""
-        from sqlalchemy.engine import make_url
+        from dbluigi.urls import parse_url
 
-        url = make_url(self.display_url)
+        url = parse_url(self.display_url)
         parts = [str(p) for p in (url.host, url.port, url.database) if p]
         return "dbluigi_" + re.sub(r"[^A-Za-z0-9]+", "_", "_".join(parts)).strip("_").lower()
 

@@ -27,7 +27,6 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 import sqlglot
-from sqlalchemy.engine import make_url
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
@@ -47,6 +46,7 @@ from dbluigi.targets.base import (
     strip_statement_end,
     table_expr,
 )
+from dbluigi.urls import parse_url, with_scheme
 
 _TYPES = {
     "bigint": "BIGINT",
@@ -202,10 +202,10 @@ class PostgresTarget(Target):
 
     def connect(self) -> PostgresSession:
         """Open a session (``application_name=dbluigi``, UTF-8, autocommit)."""
-        parsed = make_url(self.url)
+        parsed = parse_url(self.url)
         dsn = self.url
         if "+" in parsed.drivername:  # SQLAlchemy spelling; libpq wants plain postgresql://
-            dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            dsn = with_scheme(self.url, "postgresql")
         options: dict[str, Any] = {"application_name": "dbluigi", "client_encoding": "UTF8"}
         if "connect_timeout" not in parsed.query:
             options["connect_timeout"] = 10

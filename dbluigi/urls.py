@@ -1,0 +1,76 @@
+"""Target URLs, read as SQLAlchemy reads them, without importing SQLAlchemy.
+
+``driver[+dbapi]://user:password@host:port/database?key=value``: user and password are
+percent-decoded (the database too), an IPv6 host is written in brackets, the database is
+everything after the first ``/`` (``duckdb:////abs/path`` gives ``/abs/path``). Every command reads the
+target URL, and importing SQLAlchemy for it cost 0.13 s of each one; source URLs, read
+only when a project has sources, still go through SQLAlchemy, and tests hold the two
+readings equal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote
+
+_URL = re.compile(
+    r"""
+    (?P<drivername>[\w+]+)://
+    (?:(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@)?
+    (?:
+        (?:\[(?P<ipv6host>[^/?]+)\]|(?P<ipv4host>[^/:?]+))?
+        (?::(?P<port>[^/?]*))?
+    )?
+    (?:/(?P<database>[^?]*))?
+    (?:\?(?P<query>.*))?
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    drivername: str
+    username: str | None
+    password: str | None
+    host: str | None
+    port: int | None
+    database: str | None
+    query: Mapping[str, str | tuple[str, ...]]
+
+
+def parse_url(url: str) -> DatabaseURL:
+    """The parts of ``url``; ValueError when it is not a database URL."""
+    match = _URL.fullmatch(url.strip())
+    if match is None:
+        raise ValueError(f"could not parse a database URL from {url!r}")
+    parts = match.groupdict()
+    port = parts["port"]
+    if port:
+        try:
+            number = int(port)
+        except ValueError:
+            raise ValueError(f"the port {port!r} is not a number") from None
+    query: dict[str, str | tuple[str, ...]] = {}
+    for key, value in parse_qsl(parts["query"] or ""):
+        present = query.get(key)
+        if present is None:
+            query[key] = value
+        else:
+            query[key] = (*(present if isinstance(present, tuple) else (present,)), value)
+    return DatabaseURL(
+        drivername=parts["drivername"],
+        username=unquote(parts["username"]) if parts["username"] is not None else None,
+        password=unquote(parts["password"]) if parts["password"] is not None else None,
+        host=parts["ipv6host"] or parts["ipv4host"],
+        port=number if port else None,
+        database=unquote(parts["database"]) if parts["database"] is not None else None,
+        query=query,
+    )
+
+
+def with_scheme(url: str, scheme: str) -> str:
+    """``url`` with another ``driver[+dbapi]`` part, the rest as written."""
+    return scheme + url.strip()[url.strip().index("://") :]

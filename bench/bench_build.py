@@ -375,6 +375,7 @@ def main() -> None:
         "--pg", default=os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
     )
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--large-repeat", type=int, default=1, help="rounds of the large case")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each timed case")
     parser.add_argument(
         "--only", choices=CASES, action="append", help="run only these cases (repeatable)"
@@ -388,7 +389,9 @@ def main() -> None:
         if "fresh" in only:
             small = case_fresh(pg, work, args.models, WORKER_COUNTS, rows, repeat=args.repeat)
             if not args.skip_large:
-                large = case_fresh(pg, work, args.large, (4,), rows, memory=True)
+                large = case_fresh(
+                    pg, work, args.large, (4,), rows, repeat=args.large_repeat, memory=True
+                )
                 ratio = large[4] / small[4]
                 name = f"linearity: {args.large} vs {args.models} models, 4 workers"
                 rows.append(

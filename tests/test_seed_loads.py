@@ -18,6 +18,7 @@ from dbluigi.errors import ProjectError
 from dbluigi.seeds import VECTORIZED_FROM_BYTES, guess_csv, sniff_csv
 from dbluigi.targets import Column, Session, open_target
 from tests.buildkit import build_json, cli_process, query
+from tests.helpers import write_big_csv
 
 TARGET_TYPES = {  # information_schema.columns.data_type of each portable type
     "postgresql": {"bigint": "bigint", "numeric": "numeric", "date": "date", "text": "text",
@@ -126,30 +127,20 @@ def test_a_load_that_fails_with_the_typed_columns_raises_the_database_error(
 
 # -- builds of large seeds ----------------------------------------------------------------------
 
-BIG_HEADER = "id,amount,day,flag,code,sparse,label"
 ROWS = 120_000  # about 4.6 MB: loaded with guessed types
 
 
 def big_seed(path: Path, surprises: dict[int, dict[str, str]] | None = None, **shape: bool) -> Path:
     """A seed past ``VECTORIZED_FROM_BYTES``; ``surprises`` replace values of some rows,
     by row number, in the middle of the file, where neither sample looks."""
-    newline = "\r\n" if shape.get("crlf") else "\n"
-    lines = [BIG_HEADER]
-    for i in range(ROWS):
-        row = {
-            "id": str(i),
-            "amount": f"{i % 1000}.{i % 100:02d}",
-            "day": f"2024-{i % 12 + 1:02d}-{i % 28 + 1:02d}",
-            "flag": "true" if i % 2 else "false",
-            "code": str(i % 500 + 1),
-            "sparse": "",
-            "label": '"two\nlines, quoted"' if shape.get("quoted") and i % 9 == 0 else f"l{i % 50}",
-        }
-        row.update((surprises or {}).get(i, {}))
-        lines.append(",".join(row.values()))
-    data = (newline.join(lines) + newline).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes((b"\xef\xbb\xbf" if shape.get("bom") else b"") + data)
+    write_big_csv(
+        path,
+        ROWS,
+        surprises,
+        newline="\r\n" if shape.get("crlf") else "\n",
+        bom=bool(shape.get("bom")),
+        quoted="two\nlines, quoted" if shape.get("quoted") else None,
+    )
     assert path.stat().st_size > VECTORIZED_FROM_BYTES
     return path
 

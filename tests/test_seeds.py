@@ -20,6 +20,7 @@ from dbluigi.seeds import (
     sniff_csv,
 )
 from dbluigi.targets import Column
+from tests.helpers import write_big_csv
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -391,7 +392,6 @@ SURPRISES = {  # a value in the middle of the file that the head and tail do not
     "sparse_text": ("sparse", "x", "text"),
     "no_surprise": ("label", "l1", "text"),
 }
-BIG_COLUMNS = ("id", "amount", "day", "flag", "code", "sparse", "label")
 
 
 def big_csv(
@@ -405,25 +405,14 @@ def big_csv(
 ) -> Path:
     """A CSV of ``rows`` regular rows; ``surprise`` (column, value) replaces one value in
     the middle, far from the head and the tail that predict the types."""
-    lines = [",".join(BIG_COLUMNS)]
-    for i in range(rows):
-        row = {
-            "id": str(i),
-            "amount": f"{i % 1000}.{i % 100:02d}",
-            "day": f"2024-{i % 12 + 1:02d}-{i % 28 + 1:02d}",
-            "flag": "true" if i % 2 else "false",
-            "code": str(i % 500 + 1),
-            "sparse": "",
-            "label": f'"line one{newline}line two"'
-            if quoted_newline and i % 7 == 0
-            else f"l{i % 50}",
-        }
-        if surprise is not None and i == rows // 2:
-            row[surprise[0]] = surprise[1]
-        lines.append(",".join(row[c] for c in BIG_COLUMNS))
-    data = (newline.join(lines) + newline).encode()
-    path.write_bytes(b"\xef\xbb\xbf" + data if bom else data)
-    return path
+    return write_big_csv(
+        path,
+        rows,
+        {rows // 2: dict([surprise])} if surprise is not None else None,
+        newline=newline,
+        bom=bom,
+        quoted=f"line one{newline}line two" if quoted_newline else None,
+    )
 
 
 def reference(path: Path) -> SeedTable:

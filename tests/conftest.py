@@ -6,6 +6,7 @@
   if ``CI=true`` and is skipped otherwise.
 - ``duckdb_url``: a DuckDB file under the test's ``tmp_path``.
 - ``target_url``: both of the above, parametrized with ids ``duckdb`` and ``postgres``.
+- ``session``: a connected session on each target in turn, with a schema ``s``.
 - ``pg_source_url``: another new PostgreSQL database, for a source.
 - ``mariadb_url``: a new MariaDB database per test (dropped afterwards), as a
   ``mysql+pymysql://`` URL, for sources. MariaDB is looked for at
@@ -25,7 +26,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlglot import exp
 
-from dbluigi.targets import mask_url
+from dbluigi.targets import Session, mask_url, open_target
 
 PG_ADMIN_URL = os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 MARIADB_ADMIN_URL = os.environ.get(
@@ -96,6 +97,15 @@ def target_url(request: pytest.FixtureRequest) -> str:
     """Each target in turn: a DuckDB file, then a fresh PostgreSQL database."""
     fixture = "duckdb_url" if request.param == "duckdb" else "pg_url"
     return request.getfixturevalue(fixture)
+
+
+@pytest.fixture
+def session(target_url: str, tmp_path: Path) -> Iterator[Session]:
+    """A session on each target in turn, with a schema ``s`` to work in."""
+    session = open_target(target_url, project_dir=tmp_path).connect()
+    session.ensure_schema("s")
+    yield session
+    session.close()
 
 
 @pytest.fixture

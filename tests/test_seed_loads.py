@@ -8,7 +8,7 @@ rows, and errors that name the file and line; a failure publishes nothing.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import pytest
 
 from dbluigi.errors import ProjectError
 from dbluigi.seeds import VECTORIZED_FROM_BYTES, guess_csv, sniff_csv
-from dbluigi.targets import Column, Session, open_target
+from dbluigi.targets import Column, Session
 from tests.buildkit import build_json, cli_process, query
 from tests.helpers import write_big_csv
 
@@ -31,14 +31,6 @@ COLUMNS_SQL = (
     "SELECT column_name, data_type FROM information_schema.columns "
     "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position"
 )
-
-
-@pytest.fixture
-def session(target_url: str, tmp_path: Path) -> Iterator[Session]:
-    session = open_target(target_url, project_dir=tmp_path).connect()
-    session.ensure_schema("s")
-    yield session
-    session.close()
 
 
 def loaded_types(session: Session, schema: str, table: str) -> list[tuple[str, str]]:

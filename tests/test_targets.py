@@ -27,14 +27,6 @@ class Index:
 
 
 @pytest.fixture
-def session(target_url: str, tmp_path: Path) -> Iterator[Session]:
-    session = open_target(target_url, project_dir=tmp_path).connect()
-    session.ensure_schema("s")
-    yield session
-    session.close()
-
-
-@pytest.fixture
 def pg_session(pg_url: str, tmp_path: Path) -> Iterator[Session]:
     session = open_target(pg_url, project_dir=tmp_path).connect()
     session.ensure_schema("s")

@@ -239,33 +239,17 @@ def prepare_aside(session: Session, request: BuildRequest) -> tuple[str, int | N
 
 
 def _table(session: Session, request: BuildRequest) -> Published:
-    new, previous = prepare_aside(session, request)
-    estimate: list[float | None] = [request.explain_cost]  # what the build's EXPLAIN gave
-    try:
-        return _table_aside(session, request, new, previous, estimate)
-    except TaskError as exc:
-        if exc.explain_cost is None:  # a failed check or swap: the estimate is known
-            exc.explain_cost = estimate[0]
-        raise
-
-
-def _table_aside(
-    session: Session,
-    request: BuildRequest,
-    new: str,
-    previous: int | None,
-    estimate: list[float | None],
-) -> Published:
     model, project = request.model, request.project
     schema, name = model.schema, model.name
     failed = name + FAILED_SUFFIX
+    new, previous = prepare_aside(session, request)
     violation: Violation | None = None
     with _transaction(session, request):
-        if request.explain_with_build:
+        if request.explain_with_build:  # a failure is EXPLAINed afterwards (publish)
             statement = model.statements[0]
             with located(session, model.path, statement.line, statement.sql):
-                rows, estimate[0] = session.create_table_as_explained(schema, new, statement.sql)
-            request = replace(request, explain_cost=estimate[0])
+                rows, cost = session.create_table_as_explained(schema, new, statement.sql)
+            request = replace(request, explain_cost=cost)
         else:
             rows = _build_new(session, project, model, new, request)
         session.prepare_indexes(schema, new, model.header.indexes)

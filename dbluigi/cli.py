@@ -570,28 +570,12 @@ def history(
         finally:
             session.close()
     if relation is None:
-        wanted = {r[0] for r in runs}
+        wanted = {r.run_id for r in runs}
         records = [r for r in records if r.run_id in wanted]
     if as_json:
         payload = {
             "runs": [
-                dict(
-                    zip(
-                        (
-                            "run_id",
-                            "command",
-                            "selector",
-                            "started_at",
-                            "finished_at",
-                            "status",
-                            "version",
-                            "host",
-                        ),
-                        r,
-                        strict=True,
-                    )
-                )
-                for r in runs
+                {"host" if k == "hostname" else k: v for k, v in r._asdict().items()} for r in runs
             ],
             "tasks": [r.__dict__ | {"checks": [c.to_json() for c in r.checks]} for r in records],
         }
@@ -603,12 +587,12 @@ def history(
             table.add_column(column)
         for r in runs:
             table.add_row(
-                str(r[0]),
-                str(r[1]),
-                str(r[2] or ""),
-                str(r[3])[:19],
-                str(r[4] or "")[:19],
-                str(r[5]),
+                r.run_id,
+                r.command,
+                r.selector or "",
+                str(r.started_at)[:19],
+                str(r.finished_at or "")[:19],
+                r.status,
             )
         console.print(table)
     table = Table(

@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from dbluigi.errors import ProjectError
-from dbluigi.targets.base import PORTABLE_TYPES, Column
+from dbluigi.targets.base import PORTABLE_TYPES, Column, quote_name
 
 OVERRIDE_OPTION = "column_types"
 
@@ -471,7 +471,7 @@ def _vectorized(
     header = plain.header
     checks = []
     for h, plan in zip(header, plans, strict=True):
-        v = f"NULLIF({_quote(h)}, '')"
+        v = f"NULLIF({quote_name(h)}, '')"
         if plan == _FULL:
             checks += [
                 f"count({v})",
@@ -485,8 +485,8 @@ def _vectorized(
 
     def query(checks: list[str], *, padded: bool, parallel: bool = True) -> str:
         names = [*header, _EXTRA] if padded else header
-        columns = ", ".join(f"{_quote(h)}: 'VARCHAR'" for h in names)
-        shape = [f"bool_or({_quote(header[-1])} IS NULL)", f"count({_quote(_EXTRA)})"]
+        columns = ", ".join(f"{quote_name(h)}: 'VARCHAR'" for h in names)
+        shape = [f"bool_or({quote_name(header[-1])} IS NULL)", f"count({quote_name(_EXTRA)})"]
         return (
             f"SELECT {', '.join(['count(*)', *(shape if padded else ['false', '0']), *checks])} "
             f"FROM read_csv(?, header = true, auto_detect = false, columns = {{{columns}}}, "
@@ -536,10 +536,6 @@ def _vectorized(
         else:
             types.append("text" if plan == "text" else None)
     return int(row[0]), types
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 _BATCH = 8192

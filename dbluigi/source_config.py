@@ -356,11 +356,11 @@ def _engine(url: str, source: str, lines: _TomlLines, where: tuple[str, ...]) ->
             hint="use postgresql://user:password@host:5432/db or "
             "mysql+pymysql://user:password@host:3306/db (MariaDB, MySQL)",
         )
-    from sqlalchemy.engine import make_url
+    from dbluigi.urls import parse_url
 
     try:
-        make_url(url)
-    except Exception as exc:
+        parse_url(url)
+    except ValueError as exc:
         raise _error(
             f"[sources.{source}] url {mask_url(url)!r} is not a valid URL ({_first(exc)})",
             lines,

@@ -50,6 +50,7 @@ from sqlglot import exp
 from dbluigi.errors import TaskError
 from dbluigi.source_config import CONFIG_FILE, SourceTable
 from dbluigi.targets.base import QueryResult
+from dbluigi.urls import parse_url, with_scheme
 
 FETCH_ROWS = 10_000  # rows per fetch from an unbuffered MariaDB cursor
 COPY_CHUNK = 1 << 16
@@ -320,13 +321,12 @@ class PostgresSource(SourceConnection):
 
     def __init__(self, table: SourceTable) -> None:
         import psycopg2
-        from sqlalchemy.engine import make_url
 
         super().__init__(table)
-        parsed = make_url(table.url)
+        parsed = parse_url(table.url)
         dsn = table.url
         if "+" in parsed.drivername:  # SQLAlchemy spelling; libpq wants postgresql://
-            dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+            dsn = with_scheme(table.url, "postgresql")
         options: dict[str, Any] = {"application_name": "dbluigi-source", "options": _PG_SESSION}
         if "connect_timeout" not in parsed.query:
             options["connect_timeout"] = 10
@@ -472,10 +472,9 @@ class MariaDBSource(SourceConnection):
 
     def __init__(self, table: SourceTable) -> None:
         import pymysql
-        from sqlalchemy.engine import make_url
 
         super().__init__(table)
-        parsed = make_url(table.url)
+        parsed = parse_url(table.url)
         query = dict(parsed.query)
         options: dict[str, Any] = {
             "host": parsed.host or "localhost",

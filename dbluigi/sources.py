@@ -50,7 +50,7 @@ from sqlglot import exp
 from dbluigi.errors import TaskError
 from dbluigi.source_config import CONFIG_FILE, SourceTable
 from dbluigi.targets.base import QueryResult
-from dbluigi.urls import parse_url, with_scheme
+from dbluigi.urls import libpq_dsn, parse_url
 
 FETCH_ROWS = 10_000  # rows per fetch from an unbuffered MariaDB cursor
 COPY_CHUNK = 1 << 16
@@ -323,13 +323,13 @@ class PostgresSource(SourceConnection):
         import psycopg2
 
         super().__init__(table)
-        parsed = parse_url(table.url)
-        dsn = table.url
-        if "+" in parsed.drivername:  # SQLAlchemy spelling; libpq wants postgresql://
-            dsn = with_scheme(table.url, "postgresql")
-        options: dict[str, Any] = {"application_name": "dbluigi-source", "options": _PG_SESSION}
-        if "connect_timeout" not in parsed.query:
-            options["connect_timeout"] = 10
+        dsn, timeout = libpq_dsn(table.url)
+        parsed = parse_url(table.url)  # its password, to keep it out of messages
+        options: dict[str, Any] = {
+            "application_name": "dbluigi-source",
+            "options": _PG_SESSION,
+            **timeout,
+        }
         try:
             self._connection = psycopg2.connect(dsn, **options)
         except psycopg2.Error as exc:

@@ -70,6 +70,12 @@ def parse_url(url: str) -> DatabaseURL:
     )
 
 
-def with_scheme(url: str, scheme: str) -> str:
-    """``url`` with another ``driver[+dbapi]`` part, the rest as written."""
-    return scheme + url.strip()[url.strip().index("://") :]
+def libpq_dsn(url: str, *, connect_timeout: int = 10) -> tuple[str, dict[str, int]]:
+    """What psycopg2.connect takes for a PostgreSQL URL: the URL with a plain
+    ``postgresql://`` scheme (libpq knows no ``+psycopg2``), and a connect timeout
+    unless the URL sets one."""
+    parsed = parse_url(url)
+    url = url.strip()
+    dsn = "postgresql" + url[url.index("://") :] if "+" in parsed.drivername else url
+    timeout = {} if "connect_timeout" in parsed.query else {"connect_timeout": connect_timeout}
+    return dsn, timeout

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from dbluigi.urls import parse_url, with_scheme
+from dbluigi.urls import libpq_dsn, parse_url
 
 URLS = [
     "postgresql://root@127.0.0.1:5432/test",
@@ -48,6 +48,13 @@ def test_parse_url_refuses_what_sqlalchemy_refuses(url: str) -> None:
         parse_url(url)
 
 
-def test_with_scheme_keeps_the_rest_as_written() -> None:
+def test_libpq_dsn_keeps_the_rest_as_written() -> None:
     url = "postgresql+psycopg2://u:p%40ss@h:5432/db?sslmode=require"
-    assert with_scheme(url, "postgresql") == "postgresql://u:p%40ss@h:5432/db?sslmode=require"
+    assert libpq_dsn(url) == (
+        "postgresql://u:p%40ss@h:5432/db?sslmode=require",
+        {"connect_timeout": 10},
+    )
+    assert libpq_dsn("postgres://h/db?connect_timeout=3") == (
+        "postgres://h/db?connect_timeout=3",
+        {},
+    )

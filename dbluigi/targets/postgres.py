@@ -46,7 +46,7 @@ from dbluigi.targets.base import (
     strip_statement_end,
     table_expr,
 )
-from dbluigi.urls import parse_url, with_scheme
+from dbluigi.urls import libpq_dsn, parse_url
 
 _TYPES = {
     "bigint": "BIGINT",
@@ -202,13 +202,13 @@ class PostgresTarget(Target):
 
     def connect(self) -> PostgresSession:
         """Open a session (``application_name=dbluigi``, UTF-8, autocommit)."""
-        parsed = parse_url(self.url)
-        dsn = self.url
-        if "+" in parsed.drivername:  # SQLAlchemy spelling; libpq wants plain postgresql://
-            dsn = with_scheme(self.url, "postgresql")
-        options: dict[str, Any] = {"application_name": "dbluigi", "client_encoding": "UTF8"}
-        if "connect_timeout" not in parsed.query:
-            options["connect_timeout"] = 10
+        dsn, timeout = libpq_dsn(self.url)
+        parsed = parse_url(self.url)  # its secrets, to keep them out of messages
+        options: dict[str, Any] = {
+            "application_name": "dbluigi",
+            "client_encoding": "UTF8",
+            **timeout,
+        }
         try:
             connection = psycopg2.connect(dsn, **options)
         except psycopg2.Error as exc:

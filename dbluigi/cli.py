@@ -229,11 +229,7 @@ def _plan_rows(proj: Project, decided: Plan) -> list[dict[str, Any]]:
     for model in decided.selected:
         d = decided.decisions[model]
         m = proj.models[model]
-        checks = [c.text for c in m.header.checks]
-        checks += [
-            c.path + (f" (from {c.owner})" if c.owner != c.gate else "")
-            for c in proj.gated_checks(model)
-        ]
+        checks = proj.check_notes(model)
         rows.append(
             {
                 "model": model,
@@ -242,6 +238,7 @@ def _plan_rows(proj: Project, decided: Plan) -> list[dict[str, Any]]:
                 "run": d.run,
                 "reason": d.reason,
                 "depends_on": sorted(proj.graph.parents(model)),
+                "waits_for": sorted(proj.graph.waits_for(model)),
                 "missing_parents": list(d.missing_parents),
                 "checks": checks,
             }

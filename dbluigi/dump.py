@@ -29,7 +29,11 @@ def publish_dump(session: Session, request: BuildRequest) -> Published:
     path = dump_file(project.config, model)
     statement = model.statements[0]
     with _transaction(session, request):
-        outcome = run_checks(session, project, CheckTarget(model, model.schema, model.name, None))
+        outcome = run_checks(
+            session,
+            project,
+            CheckTarget(model, model.schema, model.name, None, request.unavailable),
+        )
         if not outcome.passed:
             raise _check_failed(outcome, outcome.violations[0], kept=None)
         with atomic_file(path) as temp:

@@ -161,7 +161,9 @@ def _upsert(session: Session, request: BuildRequest, table: SourceTable) -> Publ
         with located(session, model.path, table.line or 1, ""):
             session.upsert(schema, name, new, [k.lower() for k in table.unique_key])
             session.drop_relation(schema, new)
-        outcome = run_checks(session, project, CheckTarget(model, schema, name, previous))
+        outcome = run_checks(
+            session, project, CheckTarget(model, schema, name, previous, request.unavailable)
+        )
         if not outcome.passed:  # rolls the upsert back: the published table is as it was
             raise _check_failed(outcome, outcome.violations[0], kept=None)
         _record(session, request, rows, outcome.results)

@@ -2,6 +2,13 @@
 
 Plain data with a deterministic topological order (ties broken by name), so
 ``plan``, ``lineage`` and the build agree run after run.
+
+Most edges are dependencies: the child reads what the parent built, so a failed
+parent skips the child and a rebuilt parent makes it stale. An edge of reason
+``waits`` only orders: a check query of the child reads the parent as it is
+published, so the child runs after the parent settles, whatever its outcome.
+``parents``, ``children``, ``upstream`` and ``downstream`` follow dependencies
+only; ``order`` honours both.
 """
 
 from __future__ import annotations
@@ -20,7 +27,15 @@ class Edge:
 
     parent: str
     child: str
-    reason: str  # "reads" | "depends" | "writes" | "check"
+    reason: str  # "reads" | "depends" | "writes" | "waits"
+
+    @property
+    def orders_only(self) -> bool:
+        """An ordering edge (a check reads the parent): no dependency, no staleness."""
+        return self.reason == WAITS
+
+
+WAITS = "waits"
 
 
 @dataclass(frozen=True)
@@ -33,15 +48,25 @@ class Graph:
     def _parents(self) -> dict[str, set[str]]:
         parents: dict[str, set[str]] = {n: set() for n in self.nodes}
         for edge in self.edges:
-            parents[edge.child].add(edge.parent)
+            if not edge.orders_only:
+                parents[edge.child].add(edge.parent)
         return parents
 
     @cached_property
     def _children(self) -> dict[str, set[str]]:
         children: dict[str, set[str]] = {n: set() for n in self.nodes}
         for edge in self.edges:
-            children[edge.parent].add(edge.child)
+            if not edge.orders_only:
+                children[edge.parent].add(edge.child)
         return children
+
+    @cached_property
+    def _waits(self) -> dict[str, set[str]]:
+        waits: dict[str, set[str]] = {n: set() for n in self.nodes}
+        for edge in self.edges:
+            if edge.orders_only:
+                waits[edge.child].add(edge.parent)
+        return waits
 
     def parents(self, node: str) -> frozenset[str]:
         return frozenset(self._parents[node])
@@ -49,11 +74,15 @@ class Graph:
     def children(self, node: str) -> frozenset[str]:
         return frozenset(self._children[node])
 
+    def waits_for(self, node: str) -> frozenset[str]:
+        """Nodes ``node`` runs after without depending on them (``waits`` edges)."""
+        return frozenset(self._waits[node])
+
     @cached_property
     def order(self) -> tuple[str, ...]:
         """Topological order, ties by name; raises CycleError with the full cycle."""
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter(
-            {n: self._parents[n] for n in self.nodes}
+            {n: self._parents[n] | self._waits[n] for n in self.nodes}
         )
         try:
             sorter.prepare()
@@ -78,6 +107,18 @@ class Graph:
     def downstream(self, nodes: Iterable[str]) -> set[str]:
         """Every descendant of ``nodes`` (not including them)."""
         return _closure(nodes, self._children)
+
+    def waited_by(self, node: str) -> frozenset[str]:
+        """Nodes that wait for ``node`` (``waits`` edges)."""
+        return frozenset(self._waited_by[node])
+
+    @cached_property
+    def _waited_by(self) -> dict[str, set[str]]:
+        waited: dict[str, set[str]] = {n: set() for n in self.nodes}
+        for child, parents in self._waits.items():
+            for parent in parents:
+                waited[parent].add(child)
+        return waited
 
     def edges_between(self, parent: str, child: str) -> list[Edge]:
         return [e for e in self.edges if e.parent == parent and e.child == child]

@@ -146,7 +146,9 @@ def _full(session: Session, request: BuildRequest) -> Published:
         outcome = _key_outcome(session, request, new)
         if outcome.passed:
             session.prepare_indexes(schema, new, indexes)
-            outcome = run_checks(session, project, CheckTarget(model, schema, new, previous))
+            outcome = run_checks(
+                session, project, CheckTarget(model, schema, new, previous, request.unavailable)
+            )
         crashpoint("after_checks", model.relation)
         if outcome.passed:
             with located(session, model.path, 1, ""):
@@ -179,7 +181,9 @@ def _upsert(session: Session, request: BuildRequest) -> Published:
             rows = session.upsert(schema, name, new, model.header.unique_key, columns)
             session.drop_relation(schema, new)
         crashpoint("after_build", model.relation)
-        outcome = run_checks(session, project, CheckTarget(model, schema, name, previous))
+        outcome = run_checks(
+            session, project, CheckTarget(model, schema, name, previous, request.unavailable)
+        )
         if not outcome.passed:  # rolls the upsert back: the published table is as it was
             raise _check_failed(outcome, outcome.violations[0], kept=None)
         _record(session, request, rows, outcome.results)

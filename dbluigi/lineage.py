@@ -33,24 +33,15 @@ def _label(project: Project, node: str) -> str:
 
 
 def _check_lines(project: Project, node: str) -> list[str]:
-    lines = []
-    model = project.models.get(node)
-    if model:
-        lines += [c.text for c in model.header.checks]
-    for check in project.gated_checks(node):
-        moved = (
-            f" (moved here from {check.owner}: it reads this model)"
-            if check.gate != check.owner
-            else ""
-        )
-        lines.append(f"{check.path}{moved}")
-    return lines
+    return project.check_notes(node)
 
 
 def _text(project: Project, nodes: list[str], edges: list[Edge]) -> str:
     children: dict[str, list[str]] = {n: [] for n in nodes}
     has_parent: set[str] = set()
     for e in edges:
+        if e.orders_only:
+            continue  # shown with the checks that wait
         if e.child not in children[e.parent]:
             children[e.parent].append(e.child)
         has_parent.add(e.child)
@@ -94,7 +85,7 @@ def _mermaid(project: Project, nodes: list[str], edges: list[Edge]) -> str:
         else:
             lines.append(f'    {_mermaid_id(n)}[("{n}")]')
     for e in edges:
-        arrow = "-.->" if e.reason == "check" else "-->"
+        arrow = "-.->" if e.orders_only else "-->"
         label = "" if e.reason == "reads" else f"|{e.reason}|"
         lines.append(f"    {_mermaid_id(e.parent)} {arrow}{label} {_mermaid_id(e.child)}")
     return "\n".join(lines)
@@ -110,8 +101,8 @@ def _dot(project: Project, nodes: list[str], edges: list[Edge]) -> str:
             lines.append(f'  "{n}" [shape=cylinder, label="{n}\\nsource"];')
     for e in edges:
         style = (
-            ', style=dashed, label="check"'
-            if e.reason == "check"
+            ', style=dashed, label="check waits"'
+            if e.orders_only
             else (f', label="{e.reason}"' if e.reason != "reads" else "")
         )
         lines.append(f'  "{e.parent}" -> "{e.child}" [reason="{e.reason}"{style}];')
@@ -124,7 +115,14 @@ def lineage_json(project: Project, nodes: list[str], edges: list[Edge]) -> dict[
     for n in nodes:
         model = project.models.get(n)
         checks = [
-            {"file": c.path, "owner": c.owner, "gate": c.gate, "format": c.format}
+            {
+                "file": c.path,
+                "line": c.line,
+                "owner": c.owner,
+                "gate": c.gate,
+                "waits": list(c.waits),
+                "format": c.format,
+            }
             for c in project.gated_checks(n)
         ]
         if model:

@@ -26,6 +26,7 @@ import queue
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import luigi
@@ -94,18 +95,20 @@ class DbluigiModel(_BuildTask):
 
     def run(self) -> Iterator[list[luigi.Task]]:
         run = _run()
-        if run.plan.decisions[self.model].partitions_deferred:
-            # values read once the upstream is built: the partitions are dynamic dependencies
-            yield [
-                DbluigiPartition(
-                    model=self.model,
-                    partition=p.value,
-                    fingerprint=p.fingerprint,
-                    build_id=p.build_id,
-                )
-                for p in run.resolve_partitions(self.model)
-            ]
-        run.execute(self.model)
+        with _releasing_waiters(self.model):
+            if run.plan.decisions[self.model].partitions_deferred:
+                # values read once the upstream is built: the partitions are dynamic dependencies
+                partitions = run.resolve_partitions(self.model)
+                yield [
+                    DbluigiPartition(
+                        model=self.model,
+                        partition=p.value,
+                        fingerprint=p.fingerprint,
+                        build_id=p.build_id,
+                    )
+                    for p in partitions
+                ]
+            run.execute(self.model)
 
 
 class DbluigiPartition(_BuildTask):
@@ -120,7 +123,46 @@ class DbluigiPartition(_BuildTask):
         return _run().is_complete(self.model, self.partition)
 
     def run(self) -> None:
-        _run().execute(self.model, self.partition)
+        with _releasing_waiters(self.model):
+            _run().execute(self.model, self.partition)
+
+
+class DbluigiSettled(_FixedParams, luigi.Task):
+    """Done once ``model`` is done with in this run, built or failed: what a model waits
+    for when one of its check queries reads ``model`` without depending on it.
+
+    luigi knows only dependencies, which a failure blocks; so when ``model`` (or what it
+    depends on) fails, the worker that saw the failure marks this task done itself."""
+
+    model: str = luigi.Parameter()  # type: ignore[assignment]
+    build_id: str = luigi.Parameter()  # type: ignore[assignment]
+
+    def requires(self) -> list[luigi.Task]:
+        return [_graph().tasks[self.model]]
+
+    def complete(self) -> bool:
+        return _run().is_settled(self.model)
+
+    def run(self) -> None:
+        """Nothing to do: the model it stands for has been built."""
+
+
+@contextmanager
+def _releasing_waiters(model: str) -> Iterator[None]:
+    """Run a model's task; when it fails, tell the scheduler that the models it keeps
+    from being built are settled, so the models whose checks wait for them can run."""
+    try:
+        yield
+    except Exception:
+        graph, worker = _graph(), _WORKER
+        if worker is not None:
+            for blocked in _run().blocked_by(model):
+                settled = graph.settled.get(blocked)
+                if settled is not None:
+                    worker._scheduler.add_task(
+                        task_id=settled.task_id, status=DONE, worker=worker._id
+                    )
+        raise
 
 
 class MissingRelation(_FixedParams, luigi.ExternalTask):
@@ -154,6 +196,16 @@ class _TaskGraph:
         }
         self.requirements: dict[str, list[luigi.Task]] = {}
         self.parent_requirements: dict[str, list[luigi.Task]] = {}
+        # ordering without dependency: models read by check queries of models in the run
+        waited = {w for m in run.plan.selected for w in run.project.graph.waits_for(m)}
+        self.settled = {
+            w: DbluigiSettled(model=w, build_id=decisions[w].build_id)
+            for w in sorted(waited)
+            if w in decisions
+        }
+        for model in run.plan.selected:
+            if decisions[model].missing_parents:  # never built by this run
+                run.settle_badly(run.blocked_by(model))
         for model in run.plan.selected:
             required: list[luigi.Task] = [
                 self.tasks[parent]
@@ -164,6 +216,11 @@ class _TaskGraph:
                 MissingRelation(relation=name) for name in decisions[model].missing_parents
             ]
             self.parent_requirements[model] = required
+            required = required + [
+                self.settled[w]
+                for w in sorted(run.project.graph.waits_for(model))
+                if w in self.settled
+            ]
             partitions = [
                 DbluigiPartition(
                     model=model, partition=p.value, fingerprint=p.fingerprint, build_id=p.build_id
@@ -174,6 +231,7 @@ class _TaskGraph:
 
 
 _GRAPH: _TaskGraph | None = None
+_WORKER: luigi.worker.Worker | None = None  # the worker of this process, to talk to its scheduler
 
 
 def _graph() -> _TaskGraph:
@@ -421,14 +479,16 @@ class _Factory:
     def create_worker(
         self, scheduler: Any, worker_processes: int, assistant: bool = False
     ) -> ThreadWorker:
-        return ThreadWorker(
+        global _WORKER
+        _WORKER = ThreadWorker(
             scheduler=scheduler, worker_processes=worker_processes, assistant=assistant
         )
+        return _WORKER
 
 
 def dispatch(run: Run) -> None:
     """Run the plan's models with luigi: local scheduler, ``run.options.workers`` threads."""
-    global _RUN, _GRAPH
+    global _RUN, _GRAPH, _WORKER
     config = luigi.configuration.get_config()
     # complete() answers from the plan; a parent finished in another worker thread is
     # known to the scheduler, so luigi need not re-ask before running a task.
@@ -461,3 +521,4 @@ def dispatch(run: Run) -> None:
     finally:
         _RUN = None
         _GRAPH = None
+        _WORKER = None

@@ -103,8 +103,14 @@ def content_fingerprint(project: Project, model: Model) -> str:
         h.update(repr(sorted((k, str(v)) for k, v in project.config.variables.items())).encode())
     if model.patch is not None:
         h.update(model.patch.text.encode())
+    hashed: set[str] = set()
     for check in project.gated_checks(model.relation):
-        h.update(check.path.encode() + b"\0" + check.text.encode())
+        if check.whole:  # the file gates this model alone: hash it once, as written
+            if check.path not in hashed:
+                hashed.add(check.path)
+                h.update(check.path.encode() + b"\0" + check.text.encode())
+        else:  # its queries gate several models: each hashes its own
+            h.update(f"{check.name}\0{check.statements[0].sql}".encode())
     return h.hexdigest()[:32]
 
 

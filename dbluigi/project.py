@@ -20,7 +20,7 @@ from dbluigi.cache import SqlInfoCache
 from dbluigi.config import CONFIG_FILE, STATE_DIR, Config, load_config
 from dbluigi.errors import DuplicateRelationError, ProjectError
 from dbluigi.exports import check_dump_paths
-from dbluigi.graph import Edge, Graph
+from dbluigi.graph import WAITS, Edge, Graph
 from dbluigi.headers import Header, IndexSpec, parse_header
 from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
@@ -44,15 +44,45 @@ class Patch:
 
 @dataclass(frozen=True)
 class CheckFile:
-    """A ``.check.sql`` or ``.check.py``; it gates ``gate``, which is ``owner`` unless it reads a later model."""
+    """One query of a ``.check.sql`` (or a whole ``.check.py``), placed in the graph.
+
+    It belongs to ``owner`` and gates ``gate``'s swap: the owner's, unless the query
+    reads a model downstream of the owner, which it then gates (the owner is published
+    by then). Models it reads that are neither upstream of the gate nor the gate itself
+    are ``waits``: the gate runs after them when they are in the run (ordering only), and
+    the query is not run when one of them is not available (failed, skipped, never built).
+    """
 
     path: str
     format: str  # "sql" | "python"
     owner: str
     gate: str
-    text: str
-    statements: tuple[Statement, ...] = ()
+    text: str  # the whole file, rendered
+    statements: tuple[Statement, ...] = ()  # the one query of a .check.sql
     reads: tuple[str, ...] = ()
+    waits: tuple[str, ...] = ()
+    whole: bool = True  # every query of the file gates the same model
+
+    @property
+    def line(self) -> int | None:
+        return self.statements[0].line if self.statements else None
+
+    @property
+    def name(self) -> str:
+        """How results and messages call it: ``path:line`` of a query, or the file."""
+        return f"{self.path}:{self.line}" if self.line is not None else self.path
+
+    @property
+    def moved(self) -> bool:
+        return self.gate != self.owner
+
+    def describe(self) -> str:
+        """The check's name and, when it runs elsewhere than at its owner, why."""
+        if self.moved:
+            return (
+                f"{self.name} (a check of {self.owner}, run at {self.gate}: it reads {self.gate})"
+            )
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -155,7 +185,28 @@ class Project:
         return tuple(sorted(found, key=lambda w: (w.path, w.line)))
 
     def gated_checks(self, relation: str) -> tuple[CheckFile, ...]:
+        """The check queries (and ``.check.py`` files) that gate ``relation``'s swap."""
         return self.checks_by_gate.get(relation, ())
+
+    def check_notes(self, relation: str) -> list[str]:
+        """How ``relation``'s checks gate swaps, in words, for ``plan`` and ``lineage``:
+        its header checks, the check queries gating its swap (and what they wait for),
+        and its own check queries that gate another model's swap."""
+        model = self.models.get(relation)
+        notes = [c.text for c in model.header.checks] if model else []
+        for check in self.gated_checks(relation):
+            note = check.describe()
+            if check.waits:
+                note += f", reads {', '.join(check.waits)} as published (waits for it)"
+            notes.append(note)
+        for check in self.checks:
+            if check.owner == relation and check.moved:
+                notes.append(f"{check.name} gates {check.gate}'s swap (it reads {check.gate})")
+        return notes
+
+    def check_waits(self, relation: str) -> tuple[str, ...]:
+        """Models the checks gating ``relation`` read without depending on them."""
+        return tuple(dict.fromkeys(w for c in self.gated_checks(relation) for w in c.waits))
 
     def model_parents(self, relation: str) -> tuple[str, ...]:
         """Models (not sources) that must be built before ``relation``, through sources too."""
@@ -270,10 +321,11 @@ class _Loader:
             )
 
         checks = [
-            self._check(file, names)
+            query
             for relation in sorted(companions)
             for role, file in sorted(companions[relation].items())
             if role in ("check_sql", "check_py")
+            for query in self._checks(file, names)
         ]
         return _assemble(self.root, self.config, models, checks)
 
@@ -340,10 +392,11 @@ class _Loader:
         )
         return model, info
 
-    def _check(self, file: ProjectFile, names: _NameResolver) -> CheckFile:
+    def _checks(self, file: ProjectFile, names: _NameResolver) -> list[CheckFile]:
+        """A check file, one ``CheckFile`` per query (each is placed on its own)."""
         text = self._read(file)
         if file.format == "python":
-            return CheckFile(file.path, "python", file.relation, file.relation, text)
+            return [CheckFile(file.path, "python", file.relation, file.relation, text)]
         text = self._render(text, Header(), file.path)
         info = self._analyze_companion(text, file.path)
         for statement in info.statements:
@@ -356,9 +409,27 @@ class _Loader:
                 )
         if not info.statements:
             raise ProjectError("check file holds no query", path=file.path)
-        reads = names.resolve_all(info.reads, file.path)
-        statements = self._qualify(info.statements, names, info.reads, file.path)
-        return CheckFile(file.path, "sql", file.relation, file.relation, text, statements, reads)
+        names.resolve_all(info.reads, file.path)  # an ambiguous name is an error of the file
+        queries = []
+        for statement in info.statements:
+            refs = (
+                info.reads
+                if len(info.statements) == 1
+                else self._analyze_companion(statement.sql, file.path).reads
+            )
+            (qualified,) = self._qualify((statement,), names, refs, file.path)
+            queries.append(
+                CheckFile(
+                    file.path,
+                    "sql",
+                    file.relation,
+                    file.relation,
+                    text,
+                    (qualified,),
+                    names.resolve_all(refs, file.path),
+                )
+            )
+        return queries
 
     def _qualify(
         self,
@@ -630,17 +701,12 @@ def _assemble(
     graph = Graph(nodes, tuple(sorted(edges)), files)
     graph.order  # noqa: B018 - raises CycleError before checks are placed
 
-    placed: list[CheckFile] = []
-    for check in checks:
-        read_models = [r for r in check.reads if r in models]
-        for r in check.reads:
-            if r not in models:
-                sources.add(r)
-        gate = max([check.owner, *read_models], key=graph.position.__getitem__)
-        for r in [check.owner, *check.reads]:
-            if r != gate:
-                edges.add(Edge(r, gate, "check"))
-        placed.append(replace(check, gate=gate))
+    placed = _place_checks(graph, models, checks)
+    for check in placed:
+        sources.update(r for r in check.reads if r not in models)
+    waits = [(w, c.gate) for c in placed for w in c.waits]
+    if waits:
+        edges.update(_ordering_edges(graph, waits))
     if placed:
         nodes = tuple(sorted(set(models) | sources))
         graph = Graph(nodes, tuple(sorted(edges)), files)
@@ -654,6 +720,63 @@ def _assemble(
         graph=graph,
         readers_of={k: tuple(sorted(v)) for k, v in readers.items()},
     )
+
+
+def _place_checks(
+    graph: Graph, models: Mapping[str, Model], checks: list[CheckFile]
+) -> list[CheckFile]:
+    """Give each check query its gate and the models it waits for (see ``CheckFile``).
+
+    A query that reads models downstream of its owner gates the one of them that all
+    the others feed (or the last in run order when none does); the owner and its
+    upstream are published before it runs either way."""
+    position = graph.position
+    placed = []
+    for check in checks:
+        read = [r for r in check.reads if r in models and r != check.owner]
+        later = graph.downstream([check.owner]).intersection(read)
+        gate = check.owner
+        if later:
+            gate = max(later, key=position.__getitem__)
+            for candidate in sorted(later, key=position.__getitem__, reverse=True):
+                if later - {candidate} <= graph.upstream([candidate]):
+                    gate = candidate
+                    break
+        before = graph.upstream([gate])
+        waits = tuple(r for r in read if r != gate and r not in before)
+        placed.append(replace(check, gate=gate, waits=waits))
+    gates: dict[str, set[str]] = defaultdict(set)
+    for check in placed:
+        gates[check.path].add(check.gate)
+    return [replace(c, whole=len(gates[c.path]) == 1) for c in placed]
+
+
+def _ordering_edges(graph: Graph, waits: list[tuple[str, str]]) -> set[Edge]:
+    """``waits`` edges for (model, gate) pairs, in order, leaving out any that would
+    close a cycle: that gate runs without waiting, and its query runs only when the
+    model it reads is available by then (see ``CheckFile``)."""
+    added: dict[str, set[str]] = defaultdict(set)  # parent -> gates waiting for it
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, stack = {start}, [start]
+        while stack:
+            node = stack.pop()
+            if node == goal:
+                return True
+            for nxt in (*graph.children(node), *graph.waited_by(node), *added[node]):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return False
+
+    edges = set()
+    for parent, gate in waits:
+        if parent in added and gate in added[parent]:
+            continue
+        if not reaches(gate, parent):
+            added[parent].add(gate)
+            edges.add(Edge(parent, gate, WAITS))
+    return edges
 
 
 def _close(word: str, choices: Mapping[str, object]) -> str | None:

@@ -62,6 +62,8 @@ class BuildRequest:
     # no bound to check first: the build statement itself is EXPLAINed (one statement less)
     explain_with_build: bool = False
     partition: PartitionDecision | None = None  # one value of a partitioned model
+    # models its check queries read (without depending on them) that are not available
+    unavailable: frozenset[str] = frozenset()
 
     @property
     def built(self) -> Decision | PartitionDecision:
@@ -260,7 +262,9 @@ def _table(session: Session, request: BuildRequest) -> Published:
                 with located(session, model.patch.path, statement.line, sql):
                     session.execute(sql)
             rows = session.row_count(schema, new)
-        outcome = run_checks(session, project, CheckTarget(model, schema, new, previous))
+        outcome = run_checks(
+            session, project, CheckTarget(model, schema, new, previous, request.unavailable)
+        )
         crashpoint("after_checks", model.relation)
         if outcome.passed:
             with located(session, model.path, 1, ""):
@@ -354,7 +358,9 @@ def _view(session: Session, request: BuildRequest) -> Published:
         with located(session, model.path, statement.line, statement.sql):
             session.replace_view(model.schema, model.name, statement.sql, project.view_queries)
         outcome = run_checks(
-            session, project, CheckTarget(model, model.schema, model.name, previous)
+            session,
+            project,
+            CheckTarget(model, model.schema, model.name, previous, request.unavailable),
         )
         if not outcome.passed:
             raise _check_failed(outcome, outcome.violations[0], kept=None)  # rolls the view back
@@ -371,7 +377,11 @@ def _sql(session: Session, request: BuildRequest) -> Published:
             with located(session, model.path, statement.line, statement.sql):
                 count = session.execute(statement.sql)
             affected += max(count, 0)
-        outcome = run_checks(session, project, CheckTarget(model, model.schema, model.name, None))
+        outcome = run_checks(
+            session,
+            project,
+            CheckTarget(model, model.schema, model.name, None, request.unavailable),
+        )
         if not outcome.passed:
             raise _check_failed(outcome, outcome.violations[0], kept=None)  # rolls everything back
         _record(session, request, affected, outcome.results)

@@ -27,7 +27,7 @@ from dbluigi.extract import read_versions
 from dbluigi.guards import ensure_supported
 from dbluigi.partitions import partition_values
 from dbluigi.plan import PartitionDecision, Plan, make_plan, partition_decisions, partition_query_fp
-from dbluigi.project import Project
+from dbluigi.project import Model, Project
 from dbluigi.publish import AlreadyBuilt, BuildRequest, publish
 from dbluigi.selectors import select
 from dbluigi.state import StateStore, TaskRecord, new_run_id, now
@@ -116,6 +116,7 @@ class Run:
         self._done: set[tuple[str, str | None]] = set()
         self._partitions: dict[str, tuple[PartitionDecision, ...]] = {}  # resolved during the run
         self._failed = threading.Event()
+        self._settled_badly: set[str] = set()  # models that failed or were skipped in this run
 
     @contextmanager
     def lease(self) -> Iterator[Session]:
@@ -145,6 +146,39 @@ class Run:
             return not self.plan.decisions[model].run
         return not next(p for p in self.partitions_of(model) if p.value == partition).run
 
+    def is_settled(self, model: str) -> bool:
+        """Whether ``model`` is done with in this run, built or not (what a check that
+        reads it without depending on it waits for)."""
+        decision = self.plan.decisions.get(model)
+        return (
+            decision is None
+            or not decision.run
+            or (model, None) in self._done
+            or model in self._settled_badly
+        )
+
+    def settle_badly(self, models: Sequence[str]) -> None:
+        """``models`` will not be built by this run (one failed, or a parent did)."""
+        with self._lock:
+            self._settled_badly.update(models)
+
+    def unavailable(self, model: str, session: Session) -> frozenset[str]:
+        """The models that ``model``'s check queries read without depending on them and
+        that are not available now: failed or skipped in this run, or never built."""
+        missing = set()
+        for other in self.project.check_waits(model):
+            decision = self.plan.decisions.get(other)
+            if other in self._settled_badly:
+                missing.add(other)
+            elif decision is not None and decision.run and (other, None) not in self._done:
+                # built by another worker of a shared scheduler, or not (yet) at all
+                state = StateStore(session).model_state(other)
+                if state is None or state[0] != decision.build_id:
+                    missing.add(other)
+            elif not _exists(session, self.project.models[other]):
+                missing.add(other)
+        return frozenset(missing)
+
     def partitions_of(self, model: str) -> tuple[PartitionDecision, ...]:
         return self._partitions.get(model, self.plan.decisions[model].partitions)
 
@@ -166,6 +200,7 @@ class Run:
                     [self._failure(model, None, exc, started, clock, 1)]
                 )
                 self._failed.set()
+                self.settle_badly(self.blocked_by(model))
                 raise
         self._partitions[model] = partition_decisions(
             spec,
@@ -245,6 +280,7 @@ class Run:
                         clock,
                         attempt,
                         partition=part,
+                        unavailable=self.unavailable(model, session),
                     )
                     publish(session, request)
                 except AlreadyBuilt as done:
@@ -252,6 +288,7 @@ class Run:
                     StateStore(session).record_tasks([record])
                     if not done.same:
                         self._failed.set()
+                        self.settle_badly(self.blocked_by(model))
                         self._emit(name, "skipped")
                         raise
                     self._done.add((model, partition))
@@ -266,11 +303,18 @@ class Run:
                         time.sleep(RETRY_DELAY_S * attempt)
                         continue
                     self._failed.set()
+                    self.settle_badly(self.blocked_by(model))
                     self._emit(name, "skipped" if skipped else "failed")
                     raise
             self._done.add((model, partition))
             self._emit(name, "success")
             return
+
+    def blocked_by(self, model: str) -> list[str]:
+        """``model`` and what this run would build downstream of it: none of them will be
+        built now that it failed."""
+        downstream = self.project.graph.downstream([model])
+        return [model, *(m for m in self.plan.to_run if m in downstream)]
 
     def _elsewhere(
         self,
@@ -569,6 +613,13 @@ def _error_text(exc: BaseException) -> str:
     return text
 
 
+def _exists(session: Session, model: Model) -> bool:
+    """Whether what ``model`` publishes is there to read."""
+    if not model.publishes_relation:
+        return True
+    return session.relation_kind(model.schema, model.name) is not None
+
+
 def check_published(project: Project, target: Target, selected: Sequence[str]) -> RunResult:
     """Run each selected model's checks against what is published now; record them as a run."""
     from dbluigi.checks import CheckTarget, run_checks
@@ -592,8 +643,15 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
                 status, cls, error, results_ = "failed", "check", f"{relation} is not built yet", ()
             else:
                 try:
+                    unavailable = frozenset(
+                        w
+                        for w in project.check_waits(relation)
+                        if not _exists(session, project.models[w])
+                    )
                     outcome = run_checks(
-                        session, project, CheckTarget(model, model.schema, model.name, None)
+                        session,
+                        project,
+                        CheckTarget(model, model.schema, model.name, None, unavailable),
                     )
                 except TaskError as exc:
                     outcome, cls, error = None, exc.failure_class, str(exc)

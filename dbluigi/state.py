@@ -53,9 +53,19 @@ class CheckResult:
     name: str  # the header expression or the check file (with statement line)
     passed: bool
     detail: str = ""
+    status: str = ""  # "passed" | "failed" | "not run" (reads a model that is not available)
+    owner: str = ""  # the model whose check it is, when it runs at another model's swap
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            object.__setattr__(self, "status", "passed" if self.passed else "failed")
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+        data = {"name": self.name, "passed": self.passed, "detail": self.detail}
+        data["status"] = self.status
+        if self.owner:
+            data["owner"] = self.owner
+        return data
 
 
 @dataclass(frozen=True)
@@ -372,7 +382,10 @@ def _task_run_values(r: TaskRecord) -> list[Any]:
 
 def _record(r: Sequence[Any]) -> TaskRecord:
     checks = tuple(
-        CheckResult(c["name"], c["passed"], c.get("detail", "")) for c in json.loads(r[16] or "[]")
+        CheckResult(
+            c["name"], c["passed"], c.get("detail", ""), c.get("status", ""), c.get("owner", "")
+        )
+        for c in json.loads(r[16] or "[]")
     )
     return TaskRecord(
         run_id=r[0],

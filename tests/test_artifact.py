@@ -92,8 +92,8 @@ def test_every_build_writes_its_artifact_and_latest(tmp_path: Path, target_url: 
     assert people["rows"] == 2 and people["file"] is None and people["error"] is None
     assert people["fingerprint"] and people["build_id"] and people["reason"] == "new"
     assert people["checks"] == [
-        {"name": "rows > 0", "passed": True, "detail": ""},
-        {"name": "unique(id)", "passed": True, "detail": ""},
+        {"name": "rows > 0", "passed": True, "detail": "", "status": "passed"},
+        {"name": "unique(id)", "passed": True, "detail": "", "status": "passed"},
     ]
     assert [set(a) for a in people["attempts"]] == [ATTEMPT_KEYS]
     broken = tasks["main.broken"]

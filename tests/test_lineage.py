@@ -21,10 +21,13 @@ def test_json_lists_nodes_and_edges_of_the_example() -> None:
     assert nodes["staging.agencies"]["checks"] == [
         {
             "file": "staging/agencies.check.sql",
+            "line": line,
             "owner": "staging.agencies",
             "gate": "staging.agencies",
+            "waits": [],
             "format": "sql",
         }
+        for line in (1, 7)
     ]
     assert nodes["api.cde_agencies"]["tags"] == ["api"]
     edges = {(e["from"], e["to"]) for e in data["edges"]}
@@ -45,7 +48,8 @@ def test_text_mermaid_and_dot(tmp_path: Path) -> None:
     text = render_lineage(project, fmt="text")
     assert text.splitlines()[0] == "raw.src [source]"
     assert "└── main.a [table]" in text
-    assert "a.check.sql (moved here from main.a: it reads this model)" in text
+    assert "checks: a.check.sql:1 gates main.b's swap (it reads main.b)" in text
+    assert "checks: a.check.sql:1 (a check of main.a, run at main.b: it reads main.b)" in text
     mermaid = render_lineage(project, fmt="mermaid")
     assert mermaid.startswith("flowchart LR")
     assert "n_main_a --> n_main_b" in mermaid

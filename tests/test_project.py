@@ -59,7 +59,9 @@ def test_example_project_graph_is_what_its_sql_implies() -> None:
     )
     agencies = project.models["staging.agencies"]
     assert agencies.kind == "table" and agencies.patch is not None
-    assert [c.gate for c in project.checks] == ["staging.agencies"]
+    assert {(c.path, c.gate) for c in project.checks} == {
+        ("staging/agencies.check.sql", "staging.agencies")
+    }
     assert project.models["raw.agency_types"].kind == "seed"
     assert project.models["raw.agency_types"].header.checks[0].text == "unique(agency_type_id)"
 
@@ -188,7 +190,7 @@ def test_check_reading_a_downstream_model_gates_the_last_one(tmp_path: Path) -> 
     assert [c.path for c in project.gated_checks("api.agencies")] == ["staging/agencies.check.sql"]
 
 
-def test_check_reading_an_independent_model_orders_it_before_the_gate(tmp_path: Path) -> None:
+def test_check_reading_an_independent_model_gates_its_owner_after_it(tmp_path: Path) -> None:
     write_project(
         tmp_path,
         {
@@ -199,8 +201,11 @@ def test_check_reading_an_independent_model_orders_it_before_the_gate(tmp_path: 
     )
     project = load_project(tmp_path, use_cache=False)
     (check,) = project.checks
-    assert check.gate == "main.b"
-    assert "main.a" in project.graph.parents("main.b")
+    assert (check.gate, check.waits) == ("main.a", ("main.b",))
+    # ordering only: a runs after b, but b is no dependency of a (nor a of b)
+    assert project.graph.waits_for("main.a") == {"main.b"}
+    assert not project.graph.parents("main.a") and not project.graph.parents("main.b")
+    assert project.order == ("main.b", "main.a")
 
 
 def test_variables_render_and_undefined_is_an_error(tmp_path: Path) -> None:

@@ -175,3 +175,32 @@ def test_rebuild_through_luigid_runs_again_and_toml_names_the_scheduler(
         pg_url, tmp_path, "select model, generation from dbluigi.models order by model"
     )
     assert generations == [("main.a", 2), ("main.b", 2)]
+
+
+def test_check_wait_is_released_through_luigid_when_the_model_read_fails(
+    tmp_path: Path, pg_url: str, luigid: str
+) -> None:
+    """A check of z reads b, which z does not depend on; b's upstream fails. luigid knows
+    only dependencies, so the worker that saw the failure marks z's wait done itself."""
+    write_project(
+        tmp_path,
+        {
+            "dbluigi.toml": f'[scheduler]\nurl = "{luigid}"\n',
+            "m/src.csv": "id\n1\n1\n",
+            "m/a.sql": "-- check: unique(id)\nselect id from src",
+            "m/b.sql": "select id from a",
+            "m/y.sql": "select distinct id from src",
+            "m/z.sql": "select id from y",
+            "m/z.check.sql": "select z.id from z left join b on b.id = z.id where false",
+        },
+    )
+    code, payload = build_json(project=tmp_path, target=pg_url)
+    assert code == 1, payload
+    assert {r["model"]: r["status"] for r in payload["results"]} == {
+        "m.src": "success",
+        "m.a": "failed",
+        "m.b": "skipped",
+        "m.y": "success",
+        "m.z": "success",
+    }
+    assert query(pg_url, tmp_path, "select id from m.z") == [(1,)]

@@ -34,7 +34,8 @@ from dbluigi.state import StateStore, TaskRecord, new_run_id, now
 from dbluigi.targets.base import Catalog, Session, Target
 
 RUN_LOCK = "dbluigi.run:{run_id}"  # held by a running build's own session, to tell it is alive
-RETRY_DELAY_S = 1.0
+RETRY_DELAY_S = 1.0  # before attempt n + 1: n times this
+_sleep = time.sleep  # the wait between attempts (tests record it instead of waiting)
 
 EventCallback = Callable[[str, str], None]  # (model, "start" | "success" | "failed" | "skipped")
 
@@ -300,7 +301,7 @@ class Run:
                     record = self._failure(model, partition, exc, started, clock, attempt)
                     StateStore(session).record_tasks([record])
                     if failure_class == "runtime" and attempt < attempts:
-                        time.sleep(RETRY_DELAY_S * attempt)
+                        _sleep(RETRY_DELAY_S * attempt)
                         continue
                     self._failed.set()
                     self.settle_badly(self.blocked_by(model))

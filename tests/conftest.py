@@ -139,3 +139,11 @@ def mariadb_url() -> Iterator[str]:
             drop = exp.Drop(tables=[exp.Table(this=database)], kind="DATABASE", exists=True)
             cursor.execute(drop.sql(dialect="mysql"))
         admin.close()
+
+
+@pytest.fixture(autouse=True)
+def retry_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits between retried attempts, recorded instead of slept."""
+    waits: list[float] = []
+    monkeypatch.setattr("dbluigi.runner._sleep", waits.append)
+    return waits

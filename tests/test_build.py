@@ -307,7 +307,9 @@ def test_seed_types_and_bad_csv(tmp_path: Path, target_url: str) -> None:
     assert "row has 1 values, header has 5" in result["error"]
 
 
-def test_retries_only_runtime_failures(tmp_path: Path, target_url: str) -> None:
+def test_retries_only_runtime_failures(
+    tmp_path: Path, target_url: str, retry_waits: list[float]
+) -> None:
     write_project(
         tmp_path,
         {
@@ -324,6 +326,7 @@ def test_retries_only_runtime_failures(tmp_path: Path, target_url: str) -> None:
         [payload["run_id"]],
     )
     assert dict(attempts) == {"main.flaky": 3, "main.broken": 1}
+    assert retry_waits == [1.0, 2.0]  # a longer wait before each new attempt
 
 
 def test_unreachable_target_masks_password(tmp_path: Path) -> None:

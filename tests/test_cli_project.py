@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dbluigi.cli import app
 from tests.helpers import write_project
+
+pytestmark = pytest.mark.unit
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).resolve().parent.parent / "project"

@@ -20,6 +20,8 @@ from dbluigi.headers import (
     parse_header,
 )
 
+pytestmark = pytest.mark.unit
+
 PATH = "staging/agencies.sql"
 
 

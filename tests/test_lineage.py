@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from dbluigi.lineage import render_lineage
 from dbluigi.project import load_project
 from tests.helpers import write_project
+
+pytestmark = pytest.mark.unit
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "project"
 

@@ -17,6 +17,8 @@ from dbluigi.errors import (
 from dbluigi.project import load_project
 from tests.helpers import write_project
 
+pytestmark = pytest.mark.unit
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "project"
 
 

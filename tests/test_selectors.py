@@ -10,6 +10,8 @@ from dbluigi.errors import SelectorError
 from dbluigi.project import Project, load_project
 from dbluigi.selectors import select
 
+pytestmark = pytest.mark.unit
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "project"
 
 

@@ -20,6 +20,8 @@ from dbluigi.project import load_project
 from dbluigi.selectors import select
 from tests.helpers import write_project
 
+pytestmark = pytest.mark.unit
+
 URL = "mysql+pymysql://reader:s3cret@db.example:3306/shop"
 
 SHOP = f"""

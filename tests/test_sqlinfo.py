@@ -18,6 +18,8 @@ from dbluigi.sqlinfo import (
     split_statements,
 )
 
+pytestmark = pytest.mark.unit
+
 DIALECTS = ("postgres", "duckdb")
 
 

@@ -8,6 +8,8 @@ from sqlalchemy.exc import ArgumentError
 
 from dbluigi.urls import libpq_dsn, parse_url
 
+pytestmark = pytest.mark.unit
+
 URLS = [
     "postgresql://root@127.0.0.1:5432/test",
     "postgresql+psycopg2://etl:s3cret@db.example.com/warehouse",

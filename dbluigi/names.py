@@ -103,8 +103,8 @@ def ensure_names_fit(project: Project, target: Target) -> None:
             size = len(part.encode())
             if limit is not None and size > limit:
                 raise ProjectError(
-                    f"the {what} {part!r} of {model.relation} is {size} bytes long, and "
-                    f"{target.name} keeps only {limit} bytes of a name",
+                    f"the {what} {part!r} is {size} bytes long, and {target.name} keeps "
+                    f"only {limit} bytes of a name",
                     path=model.path,
                     hint=f"shorten the {'folder' if what == 'schema' else 'file'} name to at "
                     f"most {limit} bytes (non-ASCII characters take 2 to 4 bytes each)",

@@ -242,3 +242,76 @@ def test_a_schema_duckdb_keeps_for_itself_is_a_config_error(
         return
     assert code == 2
     assert "system/settings.sql" in output and "schema 'system' is one of duckdb's own" in output
+
+
+# -- end to end: long, non-ASCII names on both targets -----------------------------------------
+
+SCHEMA = "数é" + "s" * 58  # 60 characters, 63 bytes
+MODEL = "ÿ" + "m" * 58 + "é"  # 60 characters, 62 bytes
+READER = "报" + "r" * 60  # 61 characters, 63 bytes
+PARTITIONED = "ÿ" + "p" * 58 + "数"  # 60 characters, 63 bytes
+REGIONS = (
+    "Île-de-France et ses départements: Paris, Essonne, Hauts-de-Seine, Yvelines",
+    "北京市东城区西城区朝阳区丰台区石景山区海淀区门头沟区房山区通州区顺义区昌平区大兴区怀柔区平谷区密云区延庆区",
+)
+
+
+def _model_sql(rows: str) -> str:
+    return f"-- check: unique(id)\nselect * from (values {rows}) as v(id, label)\n"
+
+
+def test_long_non_ascii_names_build_fail_a_check_and_publish(
+    tmp_path: Path, target_url: str
+) -> None:
+    table = f'"{SCHEMA}"."{MODEL}"'
+    regions = ", ".join(f"'{r}'" for r in REGIONS)
+    files = {
+        f"{SCHEMA}/{MODEL}.sql": _model_sql("(1, 'a'), (2, 'c')"),
+        f"{SCHEMA}/{MODEL}.check.sql": f"select id from {table} where label = 'b'\n",
+        f"{SCHEMA}/{READER}.sql": f"select count(*) as n from {table}\n",
+        f"{SCHEMA}/{PARTITIONED}.sql": (
+            f"-- partition: region in ({regions})\n-- check: unique(region)\n"
+            "select '{{ region }}' as region, 1 as id\n"
+        ),
+    }
+    write_project(tmp_path, files)
+    limit = _limit(target_url, tmp_path)
+    rows = f"select id, label from {table} order by id"
+
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, tmp_path, rows) == [(1, "a"), (2, "c")]
+    assert query(target_url, tmp_path, f'select n from "{SCHEMA}"."{READER}"') == [(2,)]
+    regions_sql = f'select region from "{SCHEMA}"."{PARTITIONED}" order by region'
+    assert [r[0] for r in query(target_url, tmp_path, regions_sql)] == sorted(REGIONS)
+    kept = set(partition_name(PARTITIONED, r, limit) for r in REGIONS)
+    assert _internal_tables(target_url, tmp_path, SCHEMA) == kept  # the partitions' cache
+
+    # both checks fail: the header's unique(id) and the .check.sql
+    write_project(tmp_path, {f"{SCHEMA}/{MODEL}.sql": _model_sql("(1, 'a'), (1, 'b')")})
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1
+    results = {r["model"]: r for r in payload["results"] if r["partition"] is None}
+    failed = results[f"{SCHEMA}.{MODEL}"]
+    assert failed["status"] == "failed" and failed["failure_class"] == "check"
+    assert "unique(id)" in failed["error"] and "1 more failed" in failed["error"]
+    failed_table = failed_name(MODEL, limit)
+    assert f"kept as {SCHEMA}.{failed_table}" in failed["error"]
+    assert len(failed_table.encode()) <= (limit or 1000)
+    assert query(
+        target_url, tmp_path, f'select id, label from "{SCHEMA}"."{failed_table}" order by label'
+    ) == [(1, "a"), (1, "b")]
+    assert query(target_url, tmp_path, rows) == [(1, "a"), (2, "c")]  # as it was
+    assert results[f"{SCHEMA}.{READER}"]["failure_class"] == "upstream"
+    assert _internal_tables(target_url, tmp_path, SCHEMA) == kept | {failed_table}
+
+    # fixed: published, the failed table dropped, the reader rebuilt
+    write_project(tmp_path, {f"{SCHEMA}/{MODEL}.sql": _model_sql("(1, 'a'), (3, 'c')")})
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, tmp_path, rows) == [(1, "a"), (3, "c")]
+    assert query(target_url, tmp_path, f'select n from "{SCHEMA}"."{READER}"') == [(2,)]
+    assert _internal_tables(target_url, tmp_path, SCHEMA) == kept
+
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0 and {r["status"] for r in payload["results"]} == {"up to date"}

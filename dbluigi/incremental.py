@@ -39,12 +39,12 @@ from typing import Any
 
 from sqlglot import exp
 
+from dbluigi import names
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_checks
 from dbluigi.errors import TaskError
 from dbluigi.headers import IndexSpec
 from dbluigi.project import Model
 from dbluigi.publish import (
-    FAILED_SUFFIX,
     BuildRequest,
     Published,
     _check_failed,
@@ -137,7 +137,7 @@ def _indexes(model: Model) -> tuple[IndexSpec, ...]:
 def _full(session: Session, request: BuildRequest) -> Published:
     model, project = request.model, request.project
     schema, name = model.schema, model.name
-    failed = name + FAILED_SUFFIX
+    failed = names.failed_name(name, session.target.max_identifier_bytes)
     new, previous = prepare_aside(session, request)
     indexes = _indexes(model)
     violation: Violation | None = None

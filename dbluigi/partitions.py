@@ -11,12 +11,11 @@ the failed and missing values; an edit to the model redoes them all.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping, Sequence
 
 from sqlglot import exp
 
+from dbluigi import names
 from dbluigi.errors import ProjectError
 from dbluigi.project import Model, Project
 from dbluigi.render import render
@@ -27,12 +26,10 @@ PARTITION_INFIX = "__dbluigi_p_"
 PARTITION_KINDS = ("table",)
 
 
-def partition_table(name: str, value: str) -> str:
-    """The table holding one partition's rows: readable when the value allows it."""
-    safe = re.sub(r"[^A-Za-z0-9_]", "_", value)
-    if safe != value or len(name) + len(PARTITION_INFIX) + len(safe) > 60:
-        safe = hashlib.sha1(value.encode()).hexdigest()[:12]
-    return f"{name}{PARTITION_INFIX}{safe}"
+def partition_table(model: Model, value: str, limit: int | None) -> str:
+    """The table holding one partition's rows (``names.partition_name``), fitted into
+    the target's identifier limit."""
+    return names.partition_name(model.name, value, limit)
 
 
 def partition_values(
@@ -100,15 +97,15 @@ def partition_sql(model: Model, value: str) -> str:
 
 def build_partition(session: Session, model: Model, value: str) -> int:
     """Build one partition's table, replacing an earlier one; call inside a transaction."""
-    table = partition_table(model.name, value)
+    table = partition_table(model, value, session.target.max_identifier_bytes)
     session.drop_relation(model.schema, table)
     return session.create_table_as(model.schema, table, partition_sql(model, value))
 
 
-def gather_sql(model: Model, values: Sequence[str], dialect: str) -> str:
+def gather_sql(model: Model, values: Sequence[str], dialect: str, limit: int | None) -> str:
     """SELECT * FROM every partition table, UNION ALL, in value order."""
     selects = [
-        exp.select(exp.Star()).from_(table_expr(model.schema, partition_table(model.name, v)))
+        exp.select(exp.Star()).from_(table_expr(model.schema, partition_table(model, v, limit)))
         for v in values
     ]
     query: exp.Query = selects[0]
@@ -120,10 +117,15 @@ def gather_sql(model: Model, values: Sequence[str], dialect: str) -> str:
 def drop_stale_partitions(
     session: Session, model: Model, values: Sequence[str], kinds: Mapping[str, str]
 ) -> None:
-    """Drop the partition tables of values no longer listed (a value range shrank)."""
-    keep = {partition_table(model.name, v) for v in values}
+    """Drop the partition tables of values no longer listed (a value range shrank): those
+    of the values the state knows, and any other table named ``<name>__dbluigi_p_...``
+    (a long name's partition tables are hashed, so only the state finds them)."""
+    limit = session.target.max_identifier_bytes
+    keep = {partition_table(model, v, limit) for v in values}
+    state = StateStore(session)
+    known = {partition_table(model, v, limit) for v in state.partition_keys(model.relation)}
     prefix = f"{model.schema}.{model.name}{PARTITION_INFIX}"
-    for relation in kinds:
-        if relation.startswith(prefix) and relation.split(".", 1)[1] not in keep:
-            session.drop_relation(model.schema, relation.split(".", 1)[1])
-    StateStore(session).forget_partitions(model.relation, keep=values)
+    stale = {r.split(".", 1)[1] for r in kinds if r.startswith(prefix)} | known
+    for table in sorted(stale - keep):
+        session.drop_relation(model.schema, table)
+    state.forget_partitions(model.relation, keep=values)

@@ -126,11 +126,14 @@ def make_plan(
     partition_values: Mapping[str, tuple[str, ...]] | None = None,
     partition_state: Mapping[tuple[str, str], ModelState] | None = None,
     forced_partitions: Collection[str] = (),
+    max_identifier_bytes: int | None = None,
 ) -> Plan:
     """Decide, in run order, which selected models run and why.
 
     ``source_versions`` holds, for the source tables that have one, what their version
-    query answered this run (None: it failed); it is part of their fingerprint."""
+    query answered this run (None: it failed); it is part of their fingerprint.
+    ``max_identifier_bytes`` is the target's (``Target.max_identifier_bytes``), which
+    the names of partition tables are fitted into."""
     versions = source_versions or {}
     existing = {f"{s}.{n}" for s, n in relations}
     selected_set = set(selected)
@@ -178,6 +181,7 @@ def make_plan(
             existing,
             forced=relation in forced,
             only=forced_partitions,
+            max_identifier_bytes=max_identifier_bytes,
         )
         stored_values = {v for (m, v) in (partition_state or {}) if m == relation}
         values_changed = not deferred and values is not None and stored_values != set(values)
@@ -263,6 +267,7 @@ def partition_decisions(
     *,
     forced: bool,
     only: Collection[str] = (),
+    max_identifier_bytes: int | None,
 ) -> tuple[PartitionDecision, ...]:
     """Each value's decision: its fingerprint is the model's (definition and upstream build
     ids) and the value, so a new value leaves the others alone and an edit redoes them all."""
@@ -276,7 +281,9 @@ def partition_decisions(
             reason = FORCED
         elif stored is None:
             reason = NEW
-        elif f"{model.schema}.{partition_table(model.name, value)}" not in existing:
+        elif (
+            f"{model.schema}.{partition_table(model, value, max_identifier_bytes)}" not in existing
+        ):
             reason = MISSING
         elif stored.content_fp != content:
             reason = CHANGED

@@ -22,6 +22,7 @@ from dbluigi.errors import DuplicateRelationError, ProjectError
 from dbluigi.exports import check_dump_paths
 from dbluigi.graph import WAITS, Edge, Graph
 from dbluigi.headers import Header, IndexSpec, parse_header
+from dbluigi.names import RESERVED, STATE_SCHEMA, reserved_name
 from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
 from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
@@ -289,6 +290,11 @@ class _Loader:
                     hint=_close(relation, by_relation) or "name it after the model it belongs to",
                 )
 
+        for f in model_files:
+            _refuse_reserved(f.relation, f.path, None)
+        for relation, extract in extracts.items():
+            _refuse_reserved(relation, extract.path, extract.header.line_of("kind"))
+
         raw: dict[str, tuple[Model, SqlInfo | None]] = {}
         for f in model_files:
             raw[f.relation] = self._model(f, companions.get(f.relation, {}))
@@ -301,6 +307,8 @@ class _Loader:
             patch_refs = model.patch.refs if model.patch else ()
             reads = names.resolve_all((*refs, *patch_refs), model.path)
             writes = names.resolve_all(info.writes if info else (), model.path)
+            for written in writes:
+                _refuse_reserved(written, model.path, None, written=True)
             depends = tuple(names.resolve(_to_ref(d), model.path) for d in model.header.depends)
             own = {relation}
             models[relation] = replace(
@@ -485,6 +493,28 @@ class _Loader:
             "model with a -- depends: header, which runs as written"
         )
         return self._analyze(text, Header(), path, hint=hint)
+
+
+def _refuse_reserved(relation: str, path: str, line: int | None, *, written: bool = False) -> None:
+    """A model may not take (or write) a name dbluigi gives its own tables (``dbluigi.names``)."""
+    schema, _, name = relation.partition(".")
+    why = reserved_name(schema, name)
+    if why is not None:
+        in_state = schema == STATE_SCHEMA
+        raise ProjectError(
+            f"a model may not write {relation}: {why}"
+            if written
+            else f"{relation} cannot be a model: {why}",
+            path=path,
+            line=line,
+            hint=(
+                "write to a table of your own"
+                if written
+                else "move it to another folder (or set [project] schema in dbluigi.toml)"
+                if in_state
+                else f"rename it so that it does not contain {RESERVED}"
+            ),
+        )
 
 
 def _extract_models(config: Config) -> dict[str, Model]:

@@ -3,7 +3,8 @@
 - ``table`` and ``seed``: build ``<name>__dbluigi_new``, create indexes, apply the
   patch, run the checks, then swap it in and record the build, all in one
   transaction. A failed check keeps the new table as ``<name>__dbluigi_failed``
-  and leaves the published table exactly as it was.
+  and leaves the published table exactly as it was. (Both names are fitted into the
+  target's identifier limit by ``dbluigi.names``.)
 - ``view``: replace the view, check it and record it in one transaction.
 - ``sql``: run the statements, the checks and the record in one transaction.
 - ``python``: a ``table`` whose new table the model's ``run(ctx)`` creates (``pystep``).
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from dbluigi import guards, partitions, pystep
+from dbluigi import guards, names, partitions, pystep
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, ProjectError, TaskError
 from dbluigi.plan import Decision, PartitionDecision
@@ -37,8 +38,6 @@ from dbluigi.seeds import guess_csv, read_yaml_seed, sniff_csv
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now
 from dbluigi.targets.base import Catalog, Session, SwapHint
 
-NEW_SUFFIX = "__dbluigi_new"
-FAILED_SUFFIX = "__dbluigi_failed"
 CRASHPOINT_ENV = "DBLUIGI_CRASHPOINT"  # test hook: "<point>:<model>" kills the process there
 
 
@@ -234,7 +233,7 @@ def prepare_aside(session: Session, request: BuildRequest) -> tuple[str, int | N
     """The name of the model's new table, dropped first if a crashed run (or an earlier
     attempt) left it, and the published relation's rows when a check compares with them."""
     model = request.model
-    new = model.name + NEW_SUFFIX
+    new = names.aside_name(model.name, session.target.max_identifier_bytes)
     if request.existed(model.schema, new) or request.attempt > 1:
         session.drop_relation(model.schema, new)
     return new, _previous_rows(session, request)
@@ -243,7 +242,7 @@ def prepare_aside(session: Session, request: BuildRequest) -> tuple[str, int | N
 def _table(session: Session, request: BuildRequest) -> Published:
     model, project = request.model, request.project
     schema, name = model.schema, model.name
-    failed = name + FAILED_SUFFIX
+    failed = names.failed_name(name, session.target.max_identifier_bytes)
     new, previous = prepare_aside(session, request)
     violation: Violation | None = None
     with _transaction(session, request):
@@ -312,7 +311,11 @@ def _build_new(
         partitions.drop_stale_partitions(session, model, values, request.catalog.kinds)
         with located(session, model.path, 1, ""):
             return session.create_table_as(
-                model.schema, new, partitions.gather_sql(model, values, project.dialect)
+                model.schema,
+                new,
+                partitions.gather_sql(
+                    model, values, project.dialect, session.target.max_identifier_bytes
+                ),
             )
     if model.kind == "python":
         return pystep.run_step(session, project, model, new)

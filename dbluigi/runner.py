@@ -25,6 +25,7 @@ from dbluigi.audit import SlowTask, slow_tasks
 from dbluigi.errors import CheckFailed, DbluigiError, SelectorError, TaskError
 from dbluigi.extract import read_versions
 from dbluigi.guards import ensure_supported
+from dbluigi.names import ensure_names_fit
 from dbluigi.partitions import partition_values
 from dbluigi.plan import PartitionDecision, Plan, make_plan, partition_decisions, partition_query_fp
 from dbluigi.project import Model, Project
@@ -212,6 +213,7 @@ class Run:
             existing,
             forced=self.options.force,
             only=self.options.partitions,
+            max_identifier_bytes=self.target.max_identifier_bytes,
         )
         return self._partitions[model]
 
@@ -373,6 +375,7 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
     may run at once on one target (workers of a luigid scheduler, or independent
     builds): each model is built under its own lock (see publish.py)."""
     ensure_supported(project, target)  # a guard the target cannot enforce: before connecting
+    ensure_names_fit(project, target)
     session = target.connect()
     try:
         state = StateStore(session)
@@ -393,6 +396,7 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
             partition_values=values,
             partition_state=state.read_partitions() if values else {},
             forced_partitions=options.partitions,
+            max_identifier_bytes=target.max_identifier_bytes,
         )
     except BaseException:
         session.close()

@@ -21,10 +21,11 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from dbluigi import __version__
+from dbluigi.names import STATE_SCHEMA
 from dbluigi.plan import ModelState
 from dbluigi.targets.base import Session
 
-SCHEMA = "dbluigi"
+SCHEMA = STATE_SCHEMA
 SCHEMA_VERSION = 1
 
 # Each entry migrates from the previous version; never edit a released one, append.
@@ -208,6 +209,14 @@ class StateStore:
         return {
             (r[0], r[1]): ModelState(r[0], r[2], r[3], r[4], int(r[5]), r[6], r[7]) for r in rows
         }
+
+    def partition_keys(self, model: str) -> list[str]:
+        """The partition values of a model that have a state row."""
+        rows = self.session.query(
+            "select partition_key from dbluigi.models where model = %s and partition_key <> ''",
+            [model],
+        ).rows
+        return [r[0] for r in rows]
 
     def forget_partitions(self, model: str, *, keep: Sequence[str]) -> None:
         """Delete the state rows of a model's partition values no longer listed."""

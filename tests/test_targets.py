@@ -120,10 +120,10 @@ def test_quote_name_writes_what_sqlglot_writes(dialect: str) -> None:
 
 
 def test_index_names_stay_within_postgres_limits() -> None:
-    assert index_name("t", ("a", "b"), unique=False) == "t__a_b_idx"
-    assert index_name("t", ("a",), unique=True) == "t__a_uidx"
-    long_a = index_name("x" * 60, ("a",), unique=False)
-    long_b = index_name("x" * 60, ("b",), unique=False)
+    assert index_name("t", ("a", "b"), unique=False, limit=63) == "t__a_b_idx"
+    assert index_name("t", ("a",), unique=True, limit=63) == "t__a_uidx"
+    long_a = index_name("x" * 60, ("a",), unique=False, limit=63)
+    long_b = index_name("x" * 60, ("b",), unique=False, limit=63)
     assert len(long_a.encode()) <= 63 and long_a.endswith("_idx")
     assert long_a != long_b
 

@@ -20,7 +20,8 @@ import re
 from pathlib import Path
 
 from dbluigi.errors import TargetError
-from dbluigi.targets.base import Column, IndexLike, QueryResult, Session, Target, index_name
+from dbluigi.names import index_name
+from dbluigi.targets.base import Column, IndexLike, QueryResult, Session, Target
 
 __all__ = [
     "Column",

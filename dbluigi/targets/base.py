@@ -15,7 +15,6 @@ database verbatim, so its meaning never depends on a sqlglot round trip.
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -28,6 +27,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from sqlglot import exp
 
 from dbluigi.errors import TaskError
+from dbluigi.names import index_name
 
 PORTABLE_TYPES = (
     "bigint",
@@ -44,9 +44,6 @@ PORTABLE_TYPES = (
 A ``Column`` may also be ``numeric(p,s)``: a decimal of that precision and scale."""
 
 _NUMERIC_RE = re.compile(r"numeric\(\s*(\d+)\s*,\s*(\d+)\s*\)")
-
-# PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes.
-MAX_IDENTIFIER_BYTES = 63
 
 _LINE_RE = re.compile(r"^LINE (\d+):", re.MULTILINE)
 
@@ -127,18 +124,6 @@ class DependentView:
     materialized: bool
     definition: str
     extra_sql: tuple[str, ...] = ()  # e.g. the indexes of a materialized view
-
-
-def index_name(table: str, columns: Sequence[str], *, unique: bool) -> str:
-    """``<table>__<col1>_<col2>_idx`` (``_uidx`` when unique), hashed down to 63 bytes."""
-    suffix = "uidx" if unique else "idx"
-    name = f"{table}__{'_'.join(columns)}_{suffix}"
-    if len(name.encode()) <= MAX_IDENTIFIER_BYTES:
-        return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-    room = MAX_IDENTIFIER_BYTES - len(digest) - len(suffix) - 2
-    head = name.encode()[:room].decode(errors="ignore")
-    return f"{head}_{digest}_{suffix}"
 
 
 def table_expr(schema: str, name: str) -> exp.Table:
@@ -228,6 +213,11 @@ class Target(ABC):
     """True when ``Session.explain_cost`` gives a planner estimate (PostgreSQL)."""
     max_numeric_precision: ClassVar[int] = 1000
     """The most digits a ``numeric(p,s)`` column may have here (DuckDB: 38)."""
+    max_identifier_bytes: ClassVar[int | None]
+    """The longest name the database keeps whole, in bytes of UTF-8 (PostgreSQL: 63);
+    None when it has no limit. Every name dbluigi derives fits it (``dbluigi.names``)."""
+    reserved_schemas: ClassVar[frozenset[str]] = frozenset()
+    """Schema names a two-part name cannot reach here (DuckDB's own catalogs)."""
 
     @property
     @abstractmethod
@@ -373,6 +363,10 @@ class Session(ABC):
     @abstractmethod
     def _data_type(self, portable: str) -> exp.DataType:
         """The engine's type for a portable type name."""
+
+    def _index_name(self, table: str, columns: Sequence[str], *, unique: bool) -> str:
+        """The name dbluigi gives an index of ``table`` on this target (``names.index_name``)."""
+        return index_name(table, columns, unique=unique, limit=self.target.max_identifier_bytes)
 
     @abstractmethod
     def _index_names(self, schema: str, name: str) -> set[str]:
@@ -550,7 +544,7 @@ class Session(ABC):
             if (
                 unique
                 and len(names) == len(columns)
-                and index == index_name(name, names, unique=True)
+                and index == self._index_name(name, names, unique=True)
             ):
                 keys.append(names)
         return keys
@@ -625,7 +619,7 @@ class Session(ABC):
     ) -> None:
         existing = self._index_names(schema, name) if skip_existing else set()
         for spec in indexes:
-            index = index_name(name, spec.columns, unique=spec.unique)
+            index = self._index_name(name, spec.columns, unique=spec.unique)
             if index in existing:
                 continue
             create = exp.Create(

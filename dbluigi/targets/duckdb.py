@@ -9,6 +9,7 @@ its readers without recreating them. A table with an index cannot be renamed, so
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +23,7 @@ import sqlglot
 from sqlglot import exp
 
 from dbluigi.errors import TargetError, TaskError
+from dbluigi.names import index_name
 from dbluigi.targets.base import (
     Catalog,
     Column,
@@ -30,7 +32,6 @@ from dbluigi.targets.base import (
     Session,
     Target,
     ident,
-    index_name,
     strip_statement_end,
     table_expr,
 )
@@ -48,6 +49,8 @@ _TYPES = {
     "json": "JSON",
 }
 
+CATALOG = "dbluigi_target"
+"""The name the target file is attached under (DuckDB would name it after the file)."""
 _PLACEHOLDER = re.compile(r"%[s%]")
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
 _LONG_ROW = re.compile(r"CSV Error on Line: (\d+).*Maximum line size .*Actual Size:\s*(\d+)", re.S)
@@ -80,31 +83,65 @@ class DuckDBTarget(Target):
     dialect: ClassVar[str] = "duckdb"
     supports_concurrent_writers: ClassVar[bool] = False
     max_numeric_precision: ClassVar[int] = 38
+    max_identifier_bytes: ClassVar[int | None] = None
+    reserved_schemas: ClassVar[frozenset[str]] = frozenset({"system", "temp", CATALOG})
 
     @property
     def display_url(self) -> str:
         return f"duckdb:///{self.path}"
 
     def connect(self) -> DuckDBSession:
-        """Open the file (created if missing); a file held by another process is a
-        ``TargetError`` naming that process."""
+        """Open the file (created if missing) as the catalog ``CATALOG``; a file held by
+        another process is a ``TargetError`` naming that process.
+
+        DuckDB names a database after its file, so a file called like a schema
+        (``raw.duckdb`` next to a ``raw/`` folder, or ``dbluigi.duckdb``) would make
+        two-part names ambiguous. The file is therefore attached under a fixed name to
+        an in-memory database of its own, whose default ``memory`` catalog is then
+        detached; sessions of one process share that database, as they share a file
+        opened directly."""
         try:
-            connection = duckdb.connect(str(self.path))
+            connection = duckdb.connect(_instance_name(self.path))
         except duckdb.Error as exc:
-            message = str(exc)
-            if "lock" in message.lower():
-                pid = _LOCK_PID.search(message)
-                holder = f" (PID {pid.group(1)})" if pid else ""
-                raise TargetError(
-                    f"the DuckDB target {self.display_url} is held by another process{holder}; "
-                    "a DuckDB file can be written by one process at a time",
-                    hint="wait for the other dbluigi/duckdb process or point --target elsewhere",
-                ) from None
-            raise TargetError(
-                f"cannot open the DuckDB target {self.display_url}: {message.splitlines()[0]}",
-                hint="check that its folder exists and is writable, or point --target elsewhere",
-            ) from None
+            raise self._open_error(exc) from None
+        try:
+            for statement in _attach_statements(self.path):
+                connection.execute(statement.sql(dialect="duckdb"))
+        except duckdb.Error as exc:
+            connection.close()
+            raise self._open_error(exc) from None
         return DuckDBSession(self, connection)
+
+    def _open_error(self, exc: duckdb.Error) -> TargetError:
+        message = str(exc)
+        if "lock" in message.lower():
+            pid = _LOCK_PID.search(message)
+            holder = f" (PID {pid.group(1)})" if pid else ""
+            return TargetError(
+                f"the DuckDB target {self.display_url} is held by another process{holder}; "
+                "a DuckDB file can be written by one process at a time",
+                hint="wait for the other dbluigi/duckdb process or point --target elsewhere",
+            )
+        return TargetError(
+            f"cannot open the DuckDB target {self.display_url}: {message.splitlines()[0]}",
+            hint="check that its folder exists and is writable, or point --target elsewhere",
+        )
+
+
+def _attach_statements(path: Path) -> list[exp.Expression]:
+    """ATTACH the file as ``CATALOG`` (once per process), USE it, DETACH ``memory``."""
+    catalog = ident(CATALOG)
+    return [
+        exp.Attach(this=exp.alias_(exp.Literal.string(str(path)), catalog), exists=True),
+        exp.Use(this=exp.Table(this=catalog.copy())),
+        exp.Detach(this=exp.var("memory"), exists=True),
+    ]
+
+
+def _instance_name(path: Path) -> str:
+    """The in-memory database the file is attached to: one per file in a process."""
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    return f":memory:dbluigi_{key}"
 
 
 class DuckDBSession(Session):
@@ -224,7 +261,13 @@ class DuckDBSession(Session):
         )
         self.execute(self._sql(rename))
         for _, create_sql in indexes:
-            self.execute(self._sql(_retarget_index(create_sql, schema, name, new_name)))
+            self.execute(
+                self._sql(
+                    _retarget_index(
+                        create_sql, schema, name, new_name, self.target.max_identifier_bytes
+                    )
+                )
+            )
 
     # -- bulk loads -----------------------------------------------------------------
 
@@ -397,13 +440,18 @@ def _batches(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence
         yield batch
 
 
-def _retarget_index(create_sql: str, schema: str, table: str, new_table: str) -> exp.Expression:
+def _retarget_index(
+    create_sql: str, schema: str, table: str, new_table: str, limit: int | None
+) -> exp.Expression:
     """An index's CREATE statement pointed at ``new_table`` (renamed if dbluigi named it)."""
     create = sqlglot.parse_one(create_sql, read="duckdb")
     index = create.this
     columns = tuple(ordered.this.name for ordered in index.args["params"].args.get("columns") or [])
     unique = bool(create.args.get("unique"))
-    if index.this.name == index_name(table, columns, unique=unique):
-        index.set("this", ident(index_name(new_table, columns, unique=unique)))
+    if index.this.name == index_name(table, columns, unique=unique, limit=limit):
+        index.set(
+            "this",
+            ident(index_name(new_table, columns, unique=unique, limit=limit)),
+        )
     index.set("table", table_expr(schema, new_table))
     return create

@@ -41,7 +41,6 @@ from dbluigi.targets.base import (
     SwapHint,
     Target,
     ident,
-    index_name,
     quote_name,
     strip_statement_end,
     table_expr,
@@ -190,6 +189,7 @@ class PostgresTarget(Target):
     dialect: ClassVar[str] = "postgres"
     supports_concurrent_writers: ClassVar[bool] = True
     estimates_cost: ClassVar[bool] = True
+    max_identifier_bytes: ClassVar[int | None] = 63  # NAMEDATALEN - 1: longer names are cut
 
     @functools.cached_property
     def display_url(self) -> str:
@@ -443,9 +443,9 @@ class PostgresSession(Session):
         present = set()
         for index, unique, columns in (json.loads(row) for row in index_rows):
             columns = tuple(columns)
-            if None in columns or index != index_name(new_name, columns, unique=unique):
+            if None in columns or index != self._index_name(new_name, columns, unique=unique):
                 continue  # not one of ours
-            wanted = index_name(name, columns, unique=unique)
+            wanted = self._index_name(name, columns, unique=unique)
             present.add(wanted)
             alter = exp.Alter(
                 this=table_expr(schema, index),
@@ -456,7 +456,9 @@ class PostgresSession(Session):
         with self._atomic():
             self.execute_batch([(sql, None) for sql in statements])
             missing = [
-                i for i in indexes if index_name(name, i.columns, unique=i.unique) not in present
+                i
+                for i in indexes
+                if self._index_name(name, i.columns, unique=i.unique) not in present
             ]
             if missing:
                 self._create_indexes(schema, name, missing, skip_existing=False)
@@ -474,8 +476,8 @@ class PostgresSession(Session):
             f"ALTER TABLE {quote_name(schema, new_name)} RENAME TO {quote_name(name)}"
         )
         for spec in indexes:  # prepare_indexes named them after the new table
-            index = quote_name(schema, index_name(new_name, spec.columns, unique=spec.unique))
-            wanted = quote_name(index_name(name, spec.columns, unique=spec.unique))
+            index = quote_name(schema, self._index_name(new_name, spec.columns, unique=spec.unique))
+            wanted = quote_name(self._index_name(name, spec.columns, unique=spec.unique))
             statements.append(f"ALTER INDEX {index} RENAME TO {wanted}")
         statements.append("RELEASE SAVEPOINT dbluigi_swap")
         with self._atomic():
@@ -497,9 +499,9 @@ class PostgresSession(Session):
         )
         self.execute(self._sql(rename))
         for index, unique, columns in indexes:
-            if None in columns or index != index_name(name, columns, unique=unique):
+            if None in columns or index != self._index_name(name, columns, unique=unique):
                 continue  # not one of ours (an expression index, a hand-made one)
-            wanted = index_name(new_name, columns, unique=unique)
+            wanted = self._index_name(new_name, columns, unique=unique)
             alter = exp.Alter(
                 this=table_expr(schema, index),
                 kind="INDEX",

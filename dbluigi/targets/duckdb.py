@@ -50,6 +50,12 @@ _TYPES = {
 
 _PLACEHOLDER = re.compile(r"%[s%]")
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
+_LOCKED = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
+# what DuckDB says of a file that is not a database, or a database whose blocks are damaged
+_CORRUPT = re.compile(
+    r"not a valid DuckDB database file|corrupt database file|checksum .*does not match",
+    re.IGNORECASE,
+)
 _LONG_ROW = re.compile(r"CSV Error on Line: (\d+).*Maximum line size .*Actual Size:\s*(\d+)", re.S)
 _BATCH_ROWS = 500
 # The longest row load_csv_stream reads. Its reader's buffer is sized from it (16x by
@@ -87,12 +93,19 @@ class DuckDBTarget(Target):
 
     def connect(self) -> DuckDBSession:
         """Open the file (created if missing); a file held by another process is a
-        ``TargetError`` naming that process."""
+        ``TargetError`` naming that process, a damaged one a ``TargetError`` naming the file."""
         try:
             connection = duckdb.connect(str(self.path))
         except duckdb.Error as exc:
             message = str(exc)
-            if "lock" in message.lower():
+            if _CORRUPT.search(message):
+                raise TargetError(
+                    f"the DuckDB target file {self.path} is corrupt (not a readable DuckDB "
+                    f"database): {message.splitlines()[0]}",
+                    hint=f"move {self.path} aside (keep it for inspection) and build again: "
+                    "dbluigi creates a new file and rebuilds every model into it",
+                ) from None
+            if _LOCKED.search(message):
                 pid = _LOCK_PID.search(message)
                 holder = f" (PID {pid.group(1)})" if pid else ""
                 raise TargetError(

@@ -1,0 +1,165 @@
+"""Damage and lost connections: a clear error and a recorded run, never a traceback.
+
+A lost target connection, a damaged state schema, a corrupt DuckDB file, a dump's
+temporary file left by a killed process, an unbounded partition range, variables that
+add statements: each is reported with what is wrong and what to do, and the next build
+works.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.buildkit import build_json, cli, cli_process
+from tests.test_build import write_project
+
+# --- a corrupt DuckDB file ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["whole", "block"])
+def test_a_corrupt_duckdb_file_is_reported_as_corrupt(
+    tmp_path: Path, duckdb_url: str, damage: str
+) -> None:
+    write_project(tmp_path, {"a.sql": "select 1 as id"})
+    assert build_json(project=tmp_path, target=duckdb_url)[0] == 0
+    path = Path(duckdb_url.removeprefix("duckdb:///"))
+    data = bytearray(path.read_bytes())
+    if damage == "whole":
+        data = bytearray(os.urandom(len(data)))
+    else:
+        data[4096:12288] = os.urandom(8192)  # the header blocks and the first data block
+    path.write_bytes(bytes(data))
+    code, output = cli("build", project=tmp_path, target=duckdb_url)
+    assert code == 2, output
+    assert "corrupt" in output and str(path) in output
+    assert "another process" not in output
+    assert "move" in output and "aside" in output
+    assert "Traceback" not in output
+
+
+# --- a dump's temporary file left by a killed process ----------------------------------------
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_dump_removes_temporary_files_of_dead_processes_only(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    write_project(
+        tmp_path,
+        {"items.sql": "select 1 as id", "items_csv.sql": "-- kind: dump\nselect * from main.items"},
+    )
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    dead = exports / f".items_csv.csv.{_dead_pid()}-0badc0de.tmp"
+    dead.write_text("half a file")
+    alive = exports / f".items_csv.csv.{os.getppid()}-0a11ce00.tmp"  # a live process's
+    alive.write_text("being written")
+    other = exports / f".other.csv.{_dead_pid()}-0badc0de.tmp"  # not this dump's file
+    other.write_text("someone else's")
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    assert code == 0, payload
+    assert not dead.exists()
+    assert alive.exists() and other.exists()
+    assert (exports / "items_csv.csv").read_text().splitlines() == ["id", "1"]
+
+
+@pytest.mark.postgres
+def test_sigkill_during_a_dump_leaves_no_temporary_file_after_the_next_build(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from tests.test_crash import _wait_for_query
+
+    write_project(
+        tmp_path,
+        {
+            "items.sql": "select 1 as id",
+            "items_csv.sql": "-- kind: dump\n"
+            "select id, pg_sleep(30) as slept from main.items cross join generate_series(1, 2)",
+        },
+    )
+    process = cli_process("build", project=tmp_path, target=pg_url)
+    _wait_for_query(pg_url, tmp_path, "pg_sleep(30)")
+    exports = tmp_path / "exports"
+    deadline = time.monotonic() + 10
+    while not list(exports.glob(".items_csv.csv.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert list(exports.glob(".items_csv.csv.*.tmp")), "the killed dump left its temporary file"
+    (tmp_path / "items_csv.sql").write_text("-- kind: dump\nselect id from main.items")
+    code, payload = build_json(project=tmp_path, target=pg_url)
+    assert code == 0, payload
+    assert [p.name for p in exports.iterdir()] == ["items_csv.csv"]
+
+
+# --- a partition range too large -----------------------------------------------------------------
+
+
+def test_a_huge_partition_range_is_a_project_error_without_listing_it(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    import tracemalloc
+
+    write_project(
+        tmp_path,
+        {
+            "big.sql": "-- check: rows > 0\n-- partition: n in 1..100000000\nselect {{ n }} as n",
+        },
+    )
+    tracemalloc.start()
+    try:
+        code, output = cli("plan", project=tmp_path, target=duckdb_url)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 2, output
+    assert "big.sql:2" in output and "too many partitions" in output
+    assert "100000000 values" in output and "10000" in output
+    assert "max_partitions" in output
+    assert peak < 200 << 20  # the range was never listed
+
+
+def test_max_partitions_is_configurable_and_bounds_partition_queries(
+    tmp_path: Path, target_url: str
+) -> None:
+    write_project(
+        tmp_path,
+        {
+            "dbluigi.toml": "max_partitions = 3\n",
+            "few.sql": "-- partition: n in 1..3\nselect {{ n }} as n",
+            "many.sql": "-- partition: n in 1..4\nselect {{ n }} as n",
+        },
+    )
+    code, output = cli("build", "few", project=tmp_path, target=target_url)
+    assert code == 0, output
+    code, output = cli("build", "many", project=tmp_path, target=target_url)
+    assert code == 2 and "many.sql:1" in output and "at most 3" in output
+    (tmp_path / "many.sql").write_text(
+        "-- partition: n in (select n from main.few)\nselect {{ n }} as n"
+    )
+    code, output = cli("build", "many", project=tmp_path, target=target_url)
+    assert code == 0, output
+    (tmp_path / "many.sql").write_text(
+        "-- partition: n in (select n from main.few union all select 9)\nselect {{ n }} as n"
+    )
+    code, output = cli("build", "many", project=tmp_path, target=target_url)
+    assert code == 2, output
+    assert "many.sql:1" in output and "more than 3 rows" in output
+
+
+def test_max_partitions_must_be_a_whole_number(tmp_path: Path, duckdb_url: str) -> None:
+    write_project(tmp_path, {"a.sql": "select 1 as id", "dbluigi.toml": "max_partitions = 0\n"})
+    code, output = cli("plan", project=tmp_path, target=duckdb_url)
+    assert code == 2 and "max_partitions" in output and "dbluigi.toml" in output

@@ -11,7 +11,7 @@ a failed task exits 1.
     │   ├── SqlParseError     sqlglot cannot parse a file (class ``syntax``)
     │   ├── DuplicateRelationError
     │   ├── CycleError
-    │   └── VariableError     an undefined ``{{ variable }}``
+    │   └── VariableError     an undefined ``{{ variable }}``, or one adding a statement
     ├── SelectorError         a selector matches nothing or is ambiguous
     ├── TargetError           the target database is unreachable, locked or refuses
     └── TaskError             a task failed while running; carries its failure class
@@ -95,7 +95,19 @@ class CycleError(ProjectError):
 
 
 class VariableError(ProjectError):
-    """A ``{{ name }}`` placeholder has no value."""
+    """A ``{{ name }}`` placeholder has no value, or a value that adds a statement."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+        variable: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path, line=line, hint=hint)
+        self.variable = variable  # the variable's name
 
 
 class SelectorError(DbluigiError):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.buildkit import build_json, cli, cli_process
+from tests.buildkit import build_json, cli, cli_process, query
 from tests.test_build import write_project
 
 # --- a corrupt DuckDB file ---------------------------------------------------------------------
@@ -163,3 +163,92 @@ def test_max_partitions_must_be_a_whole_number(tmp_path: Path, duckdb_url: str) 
     write_project(tmp_path, {"a.sql": "select 1 as id", "dbluigi.toml": "max_partitions = 0\n"})
     code, output = cli("plan", project=tmp_path, target=duckdb_url)
     assert code == 2 and "max_partitions" in output and "dbluigi.toml" in output
+
+
+# --- a header check on a column the model lacks -------------------------------------------------
+
+
+def test_a_header_check_on_a_missing_column_names_the_line_and_the_model(
+    tmp_path: Path, target_url: str
+) -> None:
+    write_project(
+        tmp_path,
+        {
+            "staging/x.sql": "-- description: x\n-- index: id\n-- check: not_null(nope)\n"
+            "select 1 as id",
+            "staging/y.sql": "-- check: unique(id, Missing)\nselect 1 as id",
+        },
+    )
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1
+    results = {r["model"]: r for r in payload["results"]}
+    x, y = results["staging.x"], results["staging.y"]
+    assert (x["status"], x["failure_class"], x["file"], x["line"]) == (
+        "failed",
+        "config",
+        "staging/x.sql",
+        3,
+    )
+    assert x["error"].startswith(
+        "staging/x.sql:3: check not_null(nope): column nope does not exist in staging.x"
+    )
+    assert "dbluigi_new" not in x["error"]
+    assert (y["failure_class"], y["line"]) == ("config", 1)
+    assert "column Missing does not exist in staging.y" in y["error"]
+    code, output = cli("build", project=tmp_path, target=target_url)
+    assert "staging/x.sql:3: check not_null(nope): column nope does not exist" in output
+    assert query(
+        target_url,
+        tmp_path,
+        "select failure_class, line from dbluigi.task_runs where model = %s",
+        ["staging.x"],
+    ) == [("config", 3), ("config", 3)]
+
+
+# --- variables are SQL text within a statement ---------------------------------------------------
+
+
+def test_a_variable_may_not_add_a_statement(tmp_path: Path, target_url: str) -> None:
+    write_project(
+        tmp_path,
+        {
+            "other/t.sql": "select 1 as id",
+            "a.sql": "-- depends: other.t\nselect 1 as id\nwhere {{ cond }}",
+            "b.sql": "select '{{ text }}' as t",
+        },
+    )
+    assert (
+        cli("build", "--var", "cond=1 = 1", "--var", "text=x", project=tmp_path, target=target_url)[
+            0
+        ]
+        == 0
+    )
+    code, output = cli(
+        "build",
+        "--var",
+        "cond=1 = 1; drop table other.t",
+        "--var",
+        "text=a; b",  # inside a string: fine
+        project=tmp_path,
+        target=target_url,
+    )
+    assert code == 2, output
+    assert "a.sql:3" in output and "'cond'" in output and "statement" in output
+    assert "SQL text" in output
+    assert query(target_url, tmp_path, "select id from other.t") == [(1,)]
+    code, output = cli(
+        "build", "--var", "cond=1 = 1", "--var", "text=a; b", project=tmp_path, target=target_url
+    )
+    assert code == 0, output
+    assert query(target_url, tmp_path, "select t from main.b") == [("a; b",)]
+    code, output = cli(
+        "build",
+        "--var",
+        "cond=1 = 1",
+        "--var",
+        "text=x'; drop table other.t; --",
+        project=tmp_path,
+        target=target_url,
+    )
+    assert code == 2 and "b.sql:1" in output and "'text'" in output
+    assert query(target_url, tmp_path, "select id from other.t") == [(1,)]

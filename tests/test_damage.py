@@ -252,3 +252,38 @@ def test_a_variable_may_not_add_a_statement(tmp_path: Path, target_url: str) -> 
     )
     assert code == 2 and "b.sql:1" in output and "'text'" in output
     assert query(target_url, tmp_path, "select id from other.t") == [(1,)]
+
+
+# --- history and check need no variables ---------------------------------------------------------
+
+
+def test_history_and_check_work_without_the_variables_of_the_build(
+    tmp_path: Path, target_url: str
+) -> None:
+    write_project(
+        tmp_path,
+        {
+            "raw/t.sql": "select 1 as id, 2020 as year",
+            "a.sql": "-- check: not_null(id)\nselect id from {{ schema }}.t where year = {{ year }}",
+            "b.sql": "select id from main.a",
+            "b.check.sql": "select * from main.b where id > {{ bound }}",
+        },
+    )
+    variables = ["--var", "schema=raw", "--var", "year=2020", "--var", "bound=5"]
+    assert cli("build", *variables, project=tmp_path, target=target_url)[0] == 0
+    code, output = cli("history", project=tmp_path, target=target_url)
+    assert code == 0, output
+    assert "main.a" in output and "success" in output
+    code, output = cli("history", "--model", "a", project=tmp_path, target=target_url)
+    assert code == 0 and "main.a" in output, output
+    code, output = cli("history", "--slow", project=tmp_path, target=target_url)
+    assert code == 0, output
+    code, output = cli("check", "a", project=tmp_path, target=target_url)
+    assert code == 0, output
+    assert "success" in output and "main.a" in output
+    code, output = cli("check", project=tmp_path, target=target_url)
+    assert code == 2, output
+    assert "b.check.sql:1" in output and "'bound'" in output and "--var bound=" in output
+    code, output = cli("check", "--var", "bound=5", project=tmp_path, target=target_url)
+    assert code == 0, output
+    assert "2 passed, 0 failed" in output

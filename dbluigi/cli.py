@@ -791,6 +791,51 @@ def check(
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command()
+def debug(
+    repair_state: Annotated[
+        bool,
+        typer.Option(
+            "--repair-state",
+            help="Recreate missing state tables and columns and forget unusable model rows "
+            "(those models rebuild); published tables are never touched.",
+        ),
+    ] = False,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+) -> None:
+    """Check the connection to the target and the dbluigi state schema in it."""
+    from dbluigi.config import load_config
+    from dbluigi.errors import REPAIR_HINT
+    from dbluigi.state import SCHEMA_VERSION, StateStore
+    from dbluigi.targets import open_target
+
+    with _errors():
+        config = load_config(project, target=target)
+        tgt = open_target(config.target_url, project_dir=project)
+        console.print(f"target: {tgt.display_url}", soft_wrap=True, highlight=False)
+        session = tgt.connect()
+        try:
+            console.print("connection: ok")
+            store = StateStore(session)
+            problems = store.diagnose()
+            repaired: list[str] = []
+            if problems and repair_state:
+                repaired = store.repair()
+                problems = store.diagnose()
+        finally:
+            session.close()
+    for action in repaired:
+        console.print(f"[green]repaired:[/] {action}", soft_wrap=True, highlight=False)
+    if problems:
+        for problem in problems:
+            err_console.print(f"[bold red]state:[/] {_escape(problem)}", highlight=False)
+        if not repair_state:
+            err_console.print(f"  hint: {REPAIR_HINT.removeprefix('run ')}", highlight=False)
+        raise typer.Exit(2)
+    console.print(f"state: ok (schema dbluigi, version {SCHEMA_VERSION})")
+
+
 def _task_json(r: TaskResult) -> dict[str, Any]:
     return {
         "model": r.model,

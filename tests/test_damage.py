@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.buildkit import build_json, cli, cli_process, query
+from tests.buildkit import build_json, cli, cli_process, query, ran
 from tests.test_build import write_project
 
 # --- a corrupt DuckDB file ---------------------------------------------------------------------
@@ -287,3 +287,80 @@ def test_history_and_check_work_without_the_variables_of_the_build(
     code, output = cli("check", "--var", "bound=5", project=tmp_path, target=target_url)
     assert code == 0, output
     assert "2 passed, 0 failed" in output
+
+
+# --- a damaged state schema ----------------------------------------------------------------------
+
+DAMAGE = {
+    "runs dropped": ["drop table dbluigi.runs"],
+    "task_runs dropped": ["drop table dbluigi.task_runs"],
+    "models dropped": ["drop table dbluigi.models"],
+    "column dropped": ["alter table dbluigi.task_runs drop column checks"],
+    "models column dropped": ["alter table dbluigi.models drop column generation"],
+    "models nulled": ["update dbluigi.models set build_id = null, generation = null"],
+}
+
+
+def _damage(target: str, project: Path, statements: list[str]) -> None:
+    from dbluigi.targets import open_target
+
+    session = open_target(target, project_dir=project).connect()
+    try:
+        for statement in statements:
+            session.execute(statement)
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE), ids=[d.replace(" ", "_") for d in DAMAGE])
+def test_a_damaged_state_schema_is_a_clear_error_and_debug_repairs_it(
+    tmp_path: Path, target_url: str, damage: str
+) -> None:
+    write_project(tmp_path, {"a.sql": "select 1 as id", "b.sql": "select id + 1 as id from main.a"})
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    _damage(target_url, tmp_path, DAMAGE[damage])
+    commands = [["build"], ["plan"], ["rebuild", "a"]]
+    if damage != "models nulled":  # those read no models rows
+        commands += [["history"], ["check"]]
+    for command in commands:
+        code, output = cli(*command, project=tmp_path, target=target_url)
+        assert code == 2, (command, output)
+        assert "state" in output and "damaged" in output, (command, output)
+        assert "dbluigi debug --repair-state" in output, (command, output)
+        assert "Traceback" not in output
+    assert query(target_url, tmp_path, "select id from main.b") == [(2,)]  # never dropped
+
+    code, output = cli("debug", project=tmp_path, target=target_url)
+    assert code == 2 and "connection: ok" in output and "--repair-state" in output, output
+    code, output = cli("debug", "--repair-state", project=tmp_path, target=target_url)
+    assert code == 0, output
+    assert "repaired:" in output and "state: ok" in output
+    assert query(target_url, tmp_path, "select id from main.b") == [(2,)]
+    code, output = cli("debug", project=tmp_path, target=target_url)
+    assert code == 0 and "state: ok" in output, output
+
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    forgotten = "models" in damage
+    assert ran(payload) == ({"main.a", "main.b"} if forgotten else set())
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0 and ran(payload) == set()
+
+
+def test_debug_on_a_fresh_target_and_a_state_folder_that_is_a_file(
+    tmp_path: Path, target_url: str
+) -> None:
+    write_project(tmp_path, {"a.sql": "select 1 as id"})
+    code, output = cli("debug", project=tmp_path, target=target_url)
+    assert code == 0 and "connection: ok" in output and "state: ok" in output, output
+    state_dir = tmp_path / ".dbluigi"
+    if state_dir.exists():
+        import shutil
+
+        shutil.rmtree(state_dir)
+    state_dir.write_text("not a folder")
+    for command in ("build", "debug", "history", "plan"):
+        code, output = cli(command, project=tmp_path, target=target_url)
+        assert code == 2, (command, output)
+        assert ".dbluigi is a file" in output and "move the file" in output
+        assert "Traceback" not in output

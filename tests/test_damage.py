@@ -364,3 +364,85 @@ def test_debug_on_a_fresh_target_and_a_state_folder_that_is_a_file(
         assert code == 2, (command, output)
         assert ".dbluigi is a file" in output and "move the file" in output
         assert "Traceback" not in output
+
+
+# --- the PostgreSQL target connection lost mid-build ---------------------------------------------
+
+
+def _terminate_dbluigi_backends(url: str, project: Path) -> int:
+    """pg_terminate_backend of every dbluigi session on this test's database."""
+    rows = query(
+        url,
+        project,
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+        "where datname = current_database() and pid <> pg_backend_pid() "
+        "and application_name = 'dbluigi' and backend_type = 'client backend'",
+    )
+    return int(rows[0][0])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_lost_target_connection_fails_the_task_and_closes_the_run(
+    tmp_path: Path, pg_url: str, workers: str
+) -> None:
+    from tests.test_crash import _wait_for_query
+
+    write_project(
+        tmp_path,
+        {
+            "a.sql": "select 1 as id",
+            "slow.sql": "select id + 1 as id from main.a cross join (select pg_sleep(5)) as s",
+            "after.sql": "select id from main.slow",
+        },
+    )
+    process = cli_process("build", "--json", "--workers", workers, project=tmp_path, target=pg_url)
+    _wait_for_query(pg_url, tmp_path, "pg_sleep(5)")
+    assert _terminate_dbluigi_backends(pg_url, tmp_path) >= 1
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, (out, err)
+    assert "Traceback" not in err and "InterfaceError" not in err, err
+    import json
+
+    payload = json.loads(out)
+    results = {r["model"]: r for r in payload["results"]}
+    slow = results["main.slow"]
+    assert (slow["status"], slow["failure_class"]) == ("failed", "runtime")
+    assert "connection to the target lost" in slow["error"]
+    assert results["main.after"]["status"] == "skipped"
+    assert payload["artifact"] and Path(payload["artifact"]).exists()
+    artifact = json.loads(Path(payload["artifact"]).read_text())
+    assert artifact["status"] == "failed"
+    assert {t["model"]: t["failure_class"] for t in artifact["tasks"]}["main.slow"] == "runtime"
+    assert query(pg_url, tmp_path, "select status from dbluigi.runs") == [("failed",)]
+    rows = query(
+        pg_url,
+        tmp_path,
+        "select status, failure_class from dbluigi.task_runs where model = 'main.slow'",
+    )
+    assert rows == [("failed", "runtime")]
+
+    code, again = build_json(project=tmp_path, target=pg_url)
+    assert code == 0, again
+    assert {r["model"] for r in again["results"] if r["status"] == "success"} == {
+        "main.slow",
+        "main.after",
+    }
+    assert query(pg_url, tmp_path, "select id from main.after") == [(2,)]
+
+
+@pytest.mark.postgres
+def test_a_lost_target_connection_without_json_prints_a_clear_message(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from tests.test_crash import _wait_for_query
+
+    write_project(tmp_path, {"slow.sql": "select 1 as id from (select pg_sleep(5)) as s"})
+    process = cli_process("build", project=tmp_path, target=pg_url)
+    _wait_for_query(pg_url, tmp_path, "pg_sleep(5)")
+    _terminate_dbluigi_backends(pg_url, tmp_path)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, (out, err)
+    assert "Traceback" not in out + err
+    assert "connection to the target lost" in err
+    assert "run artifact:" in out

@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 
 from dbluigi import __version__
 from dbluigi.names import STATE_SCHEMA
-from dbluigi.plan import ModelState
 from dbluigi.targets.base import Session
 
 SCHEMA = STATE_SCHEMA
@@ -47,6 +46,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             built_at timestamp, run_id varchar, primary key (model, partition_key))""",
     ),
 )
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """The last successful build of a model, as stored in ``dbluigi.models``."""
+
+    model: str
+    fingerprint: str
+    content_fp: str
+    build_id: str
+    generation: int
+    rows: int | None = None
+    built_at: object = None
 
 
 @dataclass(frozen=True)

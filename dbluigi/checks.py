@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import operator
+import re
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from dbluigi.state import CheckResult
 from dbluigi.targets.base import Session, table_expr
 
 SAMPLE_ROWS = 5
+_QUOTED = re.compile(r'"([^"]+)"')  # names in a database's error message
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -149,7 +151,10 @@ def _header_check(
         query = exp.select(exp.Star()).from_(_table(target)).where(condition)
         what = "rows with nulls"
     sql = query.sql(dialect=dialect)
-    result = session.query(sql, limit=SAMPLE_ROWS)
+    try:
+        result = session.query(sql, limit=SAMPLE_ROWS)
+    except Exception as exc:
+        raise _header_check_error(session, target, check, exc) from exc
     if not result.rows:
         return None
     return Violation(
@@ -159,6 +164,34 @@ def _header_check(
         columns=result.columns,
         rows=result.rows,
         **where,
+    )
+
+
+def _header_check_error(
+    session: Session, target: CheckTarget, check: HeaderCheck, exc: Exception
+) -> TaskError:
+    """A header check that could not run, at its header line and in the model's words (the
+    database names the table it ran on, such as ``x__dbluigi_new``). A column the table
+    lacks is a ``config`` failure: the header does not fit the model's query, whatever the
+    data (``check`` is for rows that break a rule)."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    relation = target.model.relation
+    named = {c.lower(): c for c in check.columns}
+    missing = [named[m.lower()] for m in _QUOTED.findall(message) if m.lower() in named]
+    if session.classify(exc) == "syntax" and missing:
+        return TaskError(
+            f"check {check.text}: column {missing[0]} does not exist in {relation}",
+            failure_class="config",
+            path=target.model.path,
+            line=check.line,
+            hint=f"name a column {relation} has in the -- check: line, or add it to the query",
+        )
+    aside = f"{target.schema}.{target.name}"
+    return TaskError(
+        f"check {check.text}: {message.replace(aside, relation).replace(target.name, relation)}",
+        failure_class=session.classify(exc),
+        path=target.model.path,
+        line=check.line,
     )
 
 

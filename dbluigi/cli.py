@@ -139,6 +139,69 @@ def _load(project_dir: Path, target: str | None, var: list[str] | None) -> Proje
     return project
 
 
+UNSET_VALUE = "dbluigi_unset_{name}"  # what an unset variable reads as where no SQL runs
+
+
+def _load_unset_vars(
+    project_dir: Path, target: str | None, var: list[str] | None
+) -> tuple[Project, frozenset[str]]:
+    """The project for commands that run none of its model SQL (``history``, ``check``):
+    a variable with no value reads as a plain name (``dbluigi_unset_NAME``, which parses
+    wherever a value or a name may stand) instead of stopping the command; returns the
+    names so filled. When the project does not load that way, the undefined variable's
+    own error is raised."""
+    from dbluigi.config import parse_var_options
+    from dbluigi.errors import VariableError
+
+    given: dict[str, str] = parse_var_options(var)
+    unset: set[str] = set()
+    first: VariableError | None = None
+    while True:
+        try:
+            project = load_project(project_dir, target=target, variables=given)
+        except VariableError as exc:
+            name = exc.variable
+            if name is None or name in given:  # not an undefined one: a real error
+                raise
+            first = first or exc
+            given[name] = UNSET_VALUE.format(name=name)
+            unset.add(name)
+        except ProjectError:
+            if first is not None:
+                raise first from None
+            raise
+        else:
+            break
+    for warning in project.warnings:
+        err_console.print(f"[yellow]warning:[/] {_escape(str(warning))}", highlight=False)
+    return project, frozenset(unset)
+
+
+def _refuse_unset_checks(proj: Project, selected: tuple[str, ...], unset: frozenset[str]) -> None:
+    """``check`` runs check files: one using a variable with no value cannot run."""
+    from dbluigi.errors import VariableError
+    from dbluigi.render import PLACEHOLDER
+
+    if not unset:
+        return
+    for relation in selected:
+        for check_file in proj.gated_checks(relation):
+            if check_file.format != "sql":
+                continue
+            text = (proj.root / check_file.path).read_text(encoding="utf-8")
+            for match in PLACEHOLDER.finditer(text):
+                if match.group(1) in unset:
+                    name = match.group(1)
+                    raise VariableError(
+                        f"the check file uses variable '{name}', which has no value",
+                        path=check_file.path,
+                        line=text.count("\n", 0, match.start()) + 1,
+                        hint=f"pass --var {name}=VALUE (as the build did), or set it in "
+                        "dbluigi.toml [vars]",
+                        variable=name,
+                    )
+
+
 @app.command()
 def init(folder: Annotated[Path, typer.Argument(help="The folder to create.")]) -> None:
     """Create a starter project that `dbluigi build` runs as it is."""
@@ -555,9 +618,8 @@ def history(
     from dbluigi.targets import open_target
 
     with _errors():
-        proj = _load(project, target, var)
-        relation = select(proj, [model])[0] if model else None
-        tgt = open_target(proj.config.target_url, project_dir=proj.root)
+        root, url, relation = _history_target(project, target, var, model)
+        tgt = open_target(url, project_dir=root)
         session = tgt.connect()
         try:
             store = StateStore(session)
@@ -614,6 +676,20 @@ def history(
     console.print(table)
 
 
+def _history_target(
+    project: Path, target: str | None, var: list[str] | None, model: str | None
+) -> tuple[Path, str | None, str | None]:
+    """(project root, target URL, the --model relation) for ``history``, which reads the
+    state only: without --model, ``dbluigi.toml`` alone; no variable needs a value."""
+    from dbluigi.config import load_config, parse_var_options
+
+    if model is None:
+        config = load_config(project, target=target, variables=parse_var_options(var))
+        return project, config.target_url, None
+    proj, _ = _load_unset_vars(project, target, var)
+    return proj.root, proj.config.target_url, select(proj, [model])[0]
+
+
 def _slow_history(
     last: int, project: Path, target: str | None, var: list[str] | None, as_json: bool
 ) -> None:
@@ -623,8 +699,8 @@ def _slow_history(
     from dbluigi.targets import open_target
 
     with _errors():
-        proj = _load(project, target, var)
-        tgt = open_target(proj.config.target_url, project_dir=proj.root)
+        root, url, _ = _history_target(project, target, var, None)
+        tgt = open_target(url, project_dir=root)
         session = tgt.connect()
         try:
             StateStore(session).ensure()
@@ -679,9 +755,11 @@ def check(
     from dbluigi.targets import open_target
 
     with _errors():
-        proj = _load(project, target, var)
+        proj, unset = _load_unset_vars(project, target, var)
+        selected = select(proj, selectors or (), exclude or ())
+        _refuse_unset_checks(proj, selected, unset)
         tgt = open_target(proj.config.target_url, project_dir=proj.root)
-        run = check_published(proj, tgt, select(proj, selectors or (), exclude or ()))
+        run = check_published(proj, tgt, selected)
     results = run.results
     failed = [r for r in results if r.status != "success"]
     if as_json:
@@ -708,6 +786,51 @@ def check(
         console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
         _print_artifact(run)
     raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def debug(
+    repair_state: Annotated[
+        bool,
+        typer.Option(
+            "--repair-state",
+            help="Recreate missing state tables and columns and forget unusable model rows "
+            "(those models rebuild); published tables are never touched.",
+        ),
+    ] = False,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+) -> None:
+    """Check the connection to the target and the dbluigi state schema in it."""
+    from dbluigi.config import load_config
+    from dbluigi.errors import REPAIR_HINT
+    from dbluigi.state import SCHEMA_VERSION, StateStore
+    from dbluigi.targets import open_target
+
+    with _errors():
+        config = load_config(project, target=target)
+        tgt = open_target(config.target_url, project_dir=project)
+        console.print(f"target: {tgt.display_url}", soft_wrap=True, highlight=False)
+        session = tgt.connect()
+        try:
+            console.print("connection: ok")
+            store = StateStore(session)
+            problems = store.diagnose()
+            repaired: list[str] = []
+            if problems and repair_state:
+                repaired = store.repair()
+                problems = store.diagnose()
+        finally:
+            session.close()
+    for action in repaired:
+        console.print(f"[green]repaired:[/] {action}", soft_wrap=True, highlight=False)
+    if problems:
+        for problem in problems:
+            err_console.print(f"[bold red]state:[/] {_escape(problem)}", highlight=False)
+        if not repair_state:
+            err_console.print(f"  hint: {REPAIR_HINT.removeprefix('run ')}", highlight=False)
+        raise typer.Exit(2)
+    console.print(f"state: ok (schema dbluigi, version {SCHEMA_VERSION})")
 
 
 def _task_json(r: TaskResult) -> dict[str, Any]:

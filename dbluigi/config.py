@@ -34,7 +34,7 @@ STATE_DIR = ".dbluigi"
 SEED_TYPES = PORTABLE_TYPES  # what a seed column may be declared as
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "project": ("name", "default_schema", "output", "timeout", "max_cost"),
+    "project": ("name", "default_schema", "output", "timeout", "max_cost", "max_partitions"),
     "target": ("url", "workers"),
     "audit": ("slow_factor", "slow_seconds"),
     "scheduler": ("url",),
@@ -43,6 +43,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "sources": (),  # validated by dbluigi.source_config
 }
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MAX_PARTITIONS = 10_000  # values of one partitioned model, unless [project] max_partitions says
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Config:
     slow_seconds: float | None = None  # None: dbluigi.audit.SLOW_SECONDS
     scheduler_url: str | None = None  # a luigid central scheduler (``[scheduler] url``)
     workers: int = 1  # tasks run at once (``[target] workers``); ``--workers`` wins
+    max_partitions: int = MAX_PARTITIONS  # values of one partitioned model, at most
     source_tables: Mapping[str, SourceTable] = field(  # [sources.NAME] tables, by relation
         default_factory=lambda: MappingProxyType({})
     )
@@ -160,6 +162,7 @@ def load_config(
         ),
         scheduler_url=_scheduler_url(data.get("scheduler", {}).get("url")),
         workers=_workers(data.get("target", {}).get("workers"), text),
+        max_partitions=_max_partitions(project.get("max_partitions"), text),
         source_tables=MappingProxyType(parse_sources(data.get("sources", {}), text)),
     )
 
@@ -188,6 +191,20 @@ def _workers(value: Any, text: str) -> int:
             path=CONFIG_FILE,
             line=_key_line(text, "target", "workers"),
             hint="for example workers = 4 (--workers on the command line wins)",
+        )
+    return value
+
+
+def _max_partitions(value: Any, text: str) -> int:
+    """``[project] max_partitions``: how many values one partitioned model may have."""
+    if value is None:
+        return MAX_PARTITIONS
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ProjectError(
+            f"[project] max_partitions = {value!r}: expected a whole number, 1 or more",
+            path=CONFIG_FILE,
+            line=_key_line(text, "project", "max_partitions"),
+            hint=f"for example max_partitions = {MAX_PARTITIONS}",
         )
     return value
 

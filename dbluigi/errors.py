@@ -11,9 +11,10 @@ a failed task exits 1.
     │   ├── SqlParseError     sqlglot cannot parse a file (class ``syntax``)
     │   ├── DuplicateRelationError
     │   ├── CycleError
-    │   └── VariableError     an undefined ``{{ variable }}``
+    │   └── VariableError     an undefined ``{{ variable }}``, or one adding a statement
     ├── SelectorError         a selector matches nothing or is ambiguous
     ├── TargetError           the target database is unreachable, locked or refuses
+    │   └── StateError        the ``dbluigi`` state schema is damaged (repairable)
     └── TaskError             a task failed while running; carries its failure class
         └── CheckFailed       a gating check returned rows
 """
@@ -23,6 +24,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+REPAIR_HINT = (
+    "run dbluigi debug --repair-state (it recreates missing state tables and columns and "
+    "forgets unusable model rows, so those models rebuild; published tables are not touched)"
+)
 FAILURE_CLASSES = ("syntax", "runtime", "timeout", "check", "guard", "upstream", "config")
 
 
@@ -95,7 +100,19 @@ class CycleError(ProjectError):
 
 
 class VariableError(ProjectError):
-    """A ``{{ name }}`` placeholder has no value."""
+    """A ``{{ name }}`` placeholder has no value, or a value that adds a statement."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+        variable: str | None = None,
+    ) -> None:
+        super().__init__(message, path=path, line=line, hint=hint)
+        self.variable = variable  # the variable's name
 
 
 class SelectorError(DbluigiError):
@@ -104,6 +121,14 @@ class SelectorError(DbluigiError):
 
 class TargetError(DbluigiError):
     """The target database cannot be used: unreachable, locked by another build, refused."""
+
+
+class StateError(TargetError):
+    """The ``dbluigi`` state schema of the target is damaged: a table or column is missing,
+    or rows cannot be read. ``dbluigi debug --repair-state`` repairs it."""
+
+    def __init__(self, message: str, *, hint: str | None = REPAIR_HINT) -> None:
+        super().__init__(message, hint=hint)
 
 
 class TaskError(DbluigiError):

@@ -5,12 +5,14 @@ relative to the output folder (``[project] output``, ``exports`` by default, rel
 to the project). A path that leaves the output folder, or two dumps writing the same
 file, is a project error naming the file and line. Files are written under a hidden
 temporary name next to their final place and renamed into it, so a reader sees the
-old file or the new one, never a part.
+old file or the new one, never a part. A temporary file a killed process left behind
+(its pid no longer alive on this host) is removed by the next write of that file.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -70,6 +72,7 @@ def atomic_file(path: Path) -> Iterator[Path]:
 
     On an exception the temporary file is removed and ``path`` is left as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temps(path)
     temp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         yield temp
@@ -80,3 +83,33 @@ def atomic_file(path: Path) -> Iterator[Path]:
         with suppress(OSError):
             temp.unlink()
         raise
+
+
+def remove_dead_temps(path: Path) -> list[Path]:
+    """Remove the temporary files of ``path`` (``.<name>.<pid>-<hex>.tmp``) whose writer is
+    gone: a process killed while writing (SIGKILL skips its cleanup). A file of a process
+    still alive on this host is another writer's, and is left alone. Returns what went."""
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)-[0-9a-f]+\.tmp")
+    removed = []
+    with suppress(OSError):
+        for candidate in path.parent.iterdir():
+            match = pattern.fullmatch(candidate.name)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            with suppress(OSError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (one we may not signal counts)."""
+    if pid <= 0:
+        return True  # not a pid a writer has: leave the file alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True

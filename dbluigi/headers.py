@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from dbluigi.errors import HeaderError
 
@@ -126,12 +128,51 @@ class IndexSpec:
     line: int = 0
 
 
+class ValueRange(Sequence[int]):
+    """The integers of a `low..high` partition range, without holding them: a range of a
+    hundred million values costs nothing until they are asked for (and a project error
+    bounds how many may be). Equal to the tuple of the same values."""
+
+    __slots__ = ("_range",)
+
+    def __init__(self, low: int, high: int) -> None:
+        self._range = range(low, high + 1)
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | Sequence[int]:
+        return self._range[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._range)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ValueRange):
+            return self._range == other._range
+        if isinstance(other, tuple | range):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self._range.start, self._range.stop))
+
+    def __repr__(self) -> str:
+        return f"ValueRange({self._range.start}, {self._range.stop - 1})"
+
+
 @dataclass(frozen=True)
 class PartitionSpec:
     """A `-- partition:` variable and its values, listed or given by a query."""
 
     name: str
-    values: tuple[int | str, ...] = ()
+    values: Sequence[int | str] = ()  # a tuple, or a ValueRange for `low..high`
     query: str | None = None  # the SQL inside `(select ...)`, to run against the target
     line: int = 0
 
@@ -447,7 +488,7 @@ def _parse_partition(value: str, line: int) -> PartitionSpec:
                 f"bad partition range {spec!r}: {low} is greater than {high}",
                 f"write the lower bound first, e.g. {name} in {high}..{low}",
             )
-        return PartitionSpec(name, tuple(range(low, high + 1)), line=line)
+        return PartitionSpec(name, ValueRange(low, high), line=line)
     if (found := _QUERY_RE.fullmatch(spec)) is not None:
         try:  # the outer parentheses must wrap the whole query, not `(...) union (...)`
             _split_top_level(found.group(1))

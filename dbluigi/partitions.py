@@ -53,12 +53,13 @@ def partition_values(
                 path=model.path,
                 line=line,
             )
+        limit = project.config.max_partitions
         if spec.query is not None:
             sql = render(
                 spec.query, project.config.variables, path=model.path, line_offset=(line or 1) - 1
             )
             try:
-                rows = session.query(sql).rows
+                rows = session.query(sql, limit=limit + 1).rows  # never more than the bound
             except Exception as exc:
                 if any(p in selected for p in project.model_parents(relation)):
                     continue  # evaluated by the model's task, after its upstream is built
@@ -67,8 +68,12 @@ def partition_values(
                     path=model.path,
                     line=line,
                 ) from exc
+            if len(rows) > limit:
+                raise _too_many(model, line, limit, f"its query returns more than {limit} rows")
             values = tuple(dict.fromkeys(str(r[0]) for r in rows if r and r[0] is not None))
         else:
+            if len(spec.values) > limit:  # len() of a range: counted, not listed
+                raise _too_many(model, line, limit, f"it lists {len(spec.values)} values")
             values = tuple(dict.fromkeys(str(v) for v in spec.values))
         if not values:
             raise ProjectError(
@@ -79,6 +84,17 @@ def partition_values(
             )
         result[relation] = values
     return result
+
+
+def _too_many(model: Model, line: int | None, limit: int, what: str) -> ProjectError:
+    return ProjectError(
+        f"too many partitions: {what}, and a model may have at most {limit} "
+        "(one task, state row and table each)",
+        path=model.path,
+        line=line,
+        hint="partition by a coarser value (a year rather than a day), or raise "
+        "[project] max_partitions in dbluigi.toml",
+    )
 
 
 def evaluate(session: Session, project: Project, relation: str) -> tuple[str, ...]:

@@ -467,7 +467,7 @@ class _Loader:
     def _render(self, text: str, header: Header, path: str) -> str:
         runtime = _runtime_placeholders(header)
         variables = {**self.config.variables, **{n: "{{ " + n + " }}" for n in runtime}}
-        return render(text, variables, path=path)
+        return render(text, variables, path=path, dialect=self.dialect)
 
     def _analyze(
         self,

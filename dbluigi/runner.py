@@ -22,7 +22,7 @@ from pathlib import Path
 from dbluigi import partitions
 from dbluigi.artifact import write_run_artifact
 from dbluigi.audit import SlowTask, slow_tasks
-from dbluigi.errors import CheckFailed, DbluigiError, SelectorError, TaskError
+from dbluigi.errors import CheckFailed, DbluigiError, SelectorError, TargetError, TaskError
 from dbluigi.guards import ensure_supported
 from dbluigi.kinds.extract import read_versions
 from dbluigi.names import ensure_names_fit
@@ -119,11 +119,15 @@ class Run:
         self._partitions: dict[str, tuple[PartitionDecision, ...]] = {}  # resolved during the run
         self._failed = threading.Event()
         self._settled_badly: set[str] = set()  # models that failed or were skipped in this run
+        self.unrecorded: list[TaskRecord] = []  # failures the target could not take
 
     @contextmanager
     def lease(self) -> Iterator[Session]:
-        """A session of this run for one task; returned to the pool afterwards."""
+        """A session of this run for one task; returned to the pool afterwards. A session
+        whose connection was lost is not: the next task gets a new one."""
         with self._lock:
+            while self._pool and self._pool[-1].connection_lost:
+                self._pool.pop()
             session = self._pool.pop() if self._pool else None
         if session is None:
             session = self.target.connect()
@@ -132,8 +136,24 @@ class Run:
         try:
             yield session
         finally:
+            if not session.connection_lost:
+                with self._lock:
+                    self._pool.append(session)
+
+    def record_failures(self, session: Session, records: Sequence[TaskRecord]) -> None:
+        """Record failed attempts; through another session when this one lost its
+        connection, and kept for the run's results when the target cannot take them."""
+        try:
+            if not session.connection_lost:
+                StateStore(session).record_tasks(records)
+                return
+            with self.lease() as fresh:
+                StateStore(fresh).record_tasks(records)
+        except Exception:
+            if not session.connection_lost:
+                raise
             with self._lock:
-                self._pool.append(session)
+                self.unrecorded.extend(records)
 
     def close(self) -> None:
         """Close the sessions opened for worker threads (not the run's own)."""
@@ -198,11 +218,13 @@ class Run:
                 state = StateStore(session).read_partitions()
                 existing = session.catalog().kinds
             except Exception as exc:
-                StateStore(session).record_tasks(
-                    [self._failure(model, None, exc, started, clock, 1)]
-                )
+                error = connection_lost(exc, spec.path) if session.connection_lost else exc
+                record = self._failure(model, None, error, started, clock, 1)
+                self.record_failures(session, [record])
                 self._failed.set()
                 self.settle_badly(self.blocked_by(model))
+                if error is not exc:
+                    raise error from exc
                 raise
         self._partitions[model] = partition_decisions(
             spec,
@@ -298,16 +320,19 @@ class Run:
                     self._emit(name, "success")
                     return
                 except Exception as exc:
-                    failure_class = getattr(exc, "failure_class", "runtime")
+                    error = connection_lost(exc, spec.path) if session.connection_lost else exc
+                    failure_class = getattr(error, "failure_class", "runtime")
                     skipped = failure_class == "upstream"
-                    record = self._failure(model, partition, exc, started, clock, attempt)
-                    StateStore(session).record_tasks([record])
+                    record = self._failure(model, partition, error, started, clock, attempt)
+                    self.record_failures(session, [record])
                     if failure_class == "runtime" and attempt < attempts:
                         _sleep(RETRY_DELAY_S * attempt)
                         continue
                     self._failed.set()
                     self.settle_badly(self.blocked_by(model))
                     self._emit(name, "skipped" if skipped else "failed")
+                    if error is not exc:
+                        raise error from exc
                     raise
             self._done.add((model, partition))
             self._emit(name, "success")
@@ -355,6 +380,44 @@ class Run:
 
 
 Dispatch = Callable[[Run], None]
+
+
+def connection_lost(exc: Exception, path: str) -> TaskError:
+    """The failure of a task whose target connection went away under it."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, TaskError) and exc.message.startswith("connection to the target lost"):
+        return exc
+    return TaskError(
+        f"connection to the target lost: {first}",
+        failure_class="runtime",
+        path=getattr(exc, "path", None) or path,
+        hint="the server restarted, the session was terminated or the network failed; "
+        "nothing of this task was published, and the next build rebuilds it",
+    )
+
+
+RECONNECT_S = 30.0  # how long the end of a run waits for a target that went away
+
+
+def _reconnect(target: Target, run_id: str) -> Session:
+    """A new session to finish a run whose own session lost its connection (a restarting
+    server takes a few seconds to accept connections again)."""
+    deadline = time.monotonic() + RECONNECT_S
+    while True:
+        try:
+            session = target.connect()
+        except TargetError as exc:
+            if time.monotonic() > deadline:
+                raise TargetError(
+                    f"the connection to the target was lost during run {run_id}, and the "
+                    f"target is still unreachable after {RECONNECT_S:g}s: {exc.message}",
+                    hint="once it is back, build again: the run is marked interrupted and "
+                    "what did not finish is rebuilt",
+                ) from None
+            time.sleep(1.0)
+            continue
+        session.try_lock(RUN_LOCK.format(run_id=run_id))  # alive: not "interrupted" to others
+        return session
 
 
 @dataclass
@@ -461,10 +524,18 @@ def run_plan(
             if plan.to_run:
                 _ensure_schemas(session, project, plan)
                 dispatch(run)
+            if not session.alive():  # a task lost the connection it shared with the run
+                lost, session = session, _reconnect(target, run_id)
+                lost.close()
+                state = StateStore(session)
+                if run.unrecorded:  # failures recorded now that the target is back
+                    state.record_tasks(run.unrecorded)
+                    run.unrecorded.clear()
+                notes.append("the connection to the target was lost during the run")
             results = _results(
                 project,
                 plan,
-                state.task_records(run_id),
+                [*state.task_records(run_id), *run.unrecorded],
                 state,
                 run_id,
                 shared=options.scheduler_url is not None,
@@ -474,11 +545,13 @@ def run_plan(
             )
         finally:
             run.close()
-            state.finish_run(run_id, status)
+            if not session.connection_lost:
+                state.finish_run(run_id, status)
         slow = slow_tasks(session, project.config, run_id, results)
         artifact = write_run_artifact(session, project, run_id, results, slow=slow, notes=notes)
     finally:
-        session.unlock(RUN_LOCK.format(run_id=run_id))
+        if not session.connection_lost:
+            session.unlock(RUN_LOCK.format(run_id=run_id))
         session.close()
     return RunResult(run_id, tuple(results), tuple(notes), slow, artifact)
 

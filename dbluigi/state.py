@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from dbluigi import __version__
+from dbluigi.errors import StateError, TargetError
 from dbluigi.names import STATE_SCHEMA
 from dbluigi.targets.base import Session
 
@@ -46,6 +47,63 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             built_at timestamp, run_id varchar, primary key (model, partition_key))""",
     ),
 )
+
+# The shape of the state tables at SCHEMA_VERSION, column by column: what ``ensure``
+# validates once per run and ``repair`` restores (a migration that changes it changes this).
+STATE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "meta": (("key", "varchar"), ("value", "varchar")),
+    "runs": (
+        ("run_id", "varchar"),
+        ("command", "varchar"),
+        ("selector", "varchar"),
+        ("target", "varchar"),
+        ("started_at", "timestamp"),
+        ("finished_at", "timestamp"),
+        ("status", "varchar"),
+        ("version", "varchar"),
+        ("hostname", "varchar"),
+        ("pid", "integer"),
+        ("workers", "integer"),
+    ),
+    "task_runs": (
+        ("run_id", "varchar"),
+        ("model", "varchar"),
+        ("partition_key", "varchar"),
+        ("attempt", "integer"),
+        ("status", "varchar"),
+        ("failure_class", "varchar"),
+        ("error", "varchar"),
+        ("path", "varchar"),
+        ("line", "integer"),
+        ("reason", "varchar"),
+        ("started_at", "timestamp"),
+        ("duration_s", "double precision"),
+        ("rows_affected", "bigint"),
+        ("fingerprint", "varchar"),
+        ("build_id", "varchar"),
+        ("explain_cost", "double precision"),
+        ("checks", "varchar"),
+    ),
+    "models": (
+        ("model", "varchar"),
+        ("partition_key", "varchar"),
+        ("kind", "varchar"),
+        ("fingerprint", "varchar"),
+        ("content_fp", "varchar"),
+        ("build_id", "varchar"),
+        ("generation", "integer"),
+        ("rows_affected", "bigint"),
+        ("built_at", "timestamp"),
+        ("run_id", "varchar"),
+    ),
+}
+# the state's columns, in one catalog query (information_schema reads alike on both targets)
+_STATE_COLUMNS_SQL = (
+    "select table_name, column_name from information_schema.columns "
+    "where table_schema = %s and table_name in ('meta', 'runs', 'task_runs', 'models')"
+)
+# a models row a plan cannot use: the build it stands for is unknown
+_UNUSABLE_MODELS = "fingerprint is null or build_id is null or generation is null"
 
 
 @dataclass(frozen=True)
@@ -149,11 +207,19 @@ class StateStore:
         self.session = session
 
     def ensure(self) -> None:
-        """Create or migrate the state tables to SCHEMA_VERSION.
+        """Create or migrate the state tables to SCHEMA_VERSION, and check their shape.
 
         Several builds may start at once on a new target: the migration runs in one
-        transaction under a lock, and re-reads the version once it holds it."""
-        if self._version() == SCHEMA_VERSION:
+        transaction under a lock, and re-reads the version once it holds it. A state
+        schema damaged by hand (a table or column dropped) raises ``StateError``."""
+        present = self._columns()
+        if "meta" in present and self._meta_version() == SCHEMA_VERSION:
+            problems = _shape_problems(present)
+            if problems:
+                raise StateError(
+                    f"the dbluigi state in {self.session.target.display_url} is damaged: "
+                    + "; ".join(problems)
+                )
             return
         s = self.session
         with s.transaction():
@@ -161,8 +227,6 @@ class StateStore:
             s.ensure_schema(SCHEMA)
             current = self._version()
             if current > SCHEMA_VERSION:
-                from dbluigi.errors import TargetError
-
                 raise TargetError(
                     f"the dbluigi state in this target is version {current}, newer than this "
                     f"dbluigi knows ({SCHEMA_VERSION})",
@@ -179,10 +243,98 @@ class StateStore:
     def _version(self) -> int:
         if self.session.relation_kind(SCHEMA, "meta") is None:
             return 0
+        return self._meta_version()
+
+    def _meta_version(self) -> int:
         rows = self.session.query(
             "select value from dbluigi.meta where key = %s", ["schema_version"]
         ).rows
-        return int(rows[0][0]) if rows else 0
+        try:
+            return int(rows[0][0]) if rows else 0
+        except (TypeError, ValueError):
+            raise StateError(
+                f"dbluigi.meta holds no readable schema_version ({rows[0][0]!r})"
+            ) from None
+
+    def _columns(self) -> dict[str, set[str]]:
+        """The columns of each state table present, in one catalog query."""
+        found: dict[str, set[str]] = {}
+        for table, column in self.session.query(_STATE_COLUMNS_SQL, [SCHEMA]).rows:
+            found.setdefault(str(table), set()).add(str(column).lower())
+        return found
+
+    def diagnose(self) -> list[str]:
+        """What is wrong with the state schema, in words; empty when all is well (or when
+        there is no state yet). Raises nothing for damage: ``dbluigi debug`` reports it."""
+        present = self._columns()
+        if not present:
+            return []
+        problems = _shape_problems(present)
+        if "meta" in present:
+            try:
+                version = self._version()
+            except StateError as exc:
+                problems.append(exc.message)
+            else:
+                if version != SCHEMA_VERSION:
+                    problems.append(
+                        f"dbluigi.meta says schema version {version}, this dbluigi "
+                        f"writes {SCHEMA_VERSION}"
+                    )
+        if "generation" in present.get("models", set()) and not any(
+            "dbluigi.models" in p for p in problems
+        ):
+            count = self.session.query(
+                f"select count(*) from dbluigi.models where {_UNUSABLE_MODELS}"
+            ).rows[0][0]
+            if count:
+                problems.append(
+                    f"{count} rows of dbluigi.models are unusable (fingerprint, build_id or "
+                    "generation is NULL)"
+                )
+        return problems
+
+    def repair(self) -> list[str]:
+        """Recreate missing state tables and columns, and delete unusable ``models`` rows
+        (those models rebuild). Touches nothing outside schema ``dbluigi``, drops nothing
+        that holds data; returns what it did, in words."""
+        done: list[str] = []
+        s = self.session
+        with s.transaction():
+            s.lock_in_transaction("dbluigi.migrate")
+            s.ensure_schema(SCHEMA)
+            present = self._columns()
+            for statement in MIGRATIONS[0]:  # every CREATE TABLE IF NOT EXISTS of the shape
+                s.execute(statement)
+            for table, columns in STATE_TABLES.items():
+                if table not in present:
+                    done.append(f"created dbluigi.{table}")
+                    continue
+                for column, type_name in columns:
+                    if column not in present[table]:
+                        s.execute(f"alter table {SCHEMA}.{table} add column {column} {type_name}")
+                        done.append(f"added column dbluigi.{table}.{column}")
+            if "meta" not in present or self._stored_version() != str(SCHEMA_VERSION):
+                s.execute("delete from dbluigi.meta where key = %s", ["schema_version"])
+                s.execute(
+                    "insert into dbluigi.meta values (%s, %s)",
+                    ["schema_version", str(SCHEMA_VERSION)],
+                )
+                done.append(f"set the state schema version to {SCHEMA_VERSION}")
+            count = s.query(f"select count(*) from dbluigi.models where {_UNUSABLE_MODELS}")
+            deleted = int(count.rows[0][0])
+            if deleted:
+                s.execute(f"delete from dbluigi.models where {_UNUSABLE_MODELS}")
+                done.append(
+                    f"deleted {deleted} unusable rows of dbluigi.models (those models rebuild)"
+                )
+        return done
+
+    def _stored_version(self) -> str | None:
+        rows = self.session.query(
+            "select value from dbluigi.meta where key = %s", ["schema_version"]
+        ).rows
+        return str(rows[0][0]) if rows else None
 
     def model_state(self, model: str, partition: str = "") -> tuple[str, int] | None:
         """(build_id, generation) of the model's published build, read inside its lock."""
@@ -210,6 +362,7 @@ class StateStore:
             "select model, fingerprint, content_fp, build_id, generation, rows_affected, built_at "
             "from dbluigi.models where partition_key = ''"
         ).rows
+        _refuse_unusable(rows, fingerprint=1, build_id=3, generation=4)
         return {r[0]: ModelState(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6]) for r in rows}
 
     def read_partitions(self) -> dict[tuple[str, str], ModelState]:
@@ -218,6 +371,7 @@ class StateStore:
             "select model, partition_key, fingerprint, content_fp, build_id, generation, "
             "rows_affected, built_at from dbluigi.models where partition_key <> ''"
         ).rows
+        _refuse_unusable(rows, fingerprint=2, build_id=4, generation=5)
         return {
             (r[0], r[1]): ModelState(r[0], r[2], r[3], r[4], int(r[5]), r[6], r[7]) for r in rows
         }
@@ -243,7 +397,8 @@ class StateStore:
         self, run_id: str, command: str, selector: str, target: str, workers: int
     ) -> None:
         self.session.execute(
-            "insert into dbluigi.runs values (%s, %s, %s, %s, %s, null, %s, %s, %s, %s, %s)",
+            f"insert into dbluigi.runs {_columns_of('runs')} "
+            "values (%s, %s, %s, %s, %s, null, %s, %s, %s, %s, %s)",
             [
                 run_id,
                 command,
@@ -274,7 +429,8 @@ class StateStore:
         self.session.defer(
             [
                 (
-                    "insert into dbluigi.models values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    f"insert into dbluigi.models {_columns_of('models')} "
+                    "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "on conflict (model, partition_key) do update set kind = excluded.kind, "
                     "fingerprint = excluded.fingerprint, content_fp = excluded.content_fp, "
                     "build_id = excluded.build_id, generation = excluded.generation, "
@@ -361,6 +517,36 @@ class StateStore:
         return [_record(r) for r in rows]
 
 
+def _columns_of(table: str) -> str:
+    """``(a, b, ...)``: inserts name their columns, so a column a repair added back (at the
+    end of the table) takes its values all the same."""
+    return "(" + ", ".join(name for name, _ in STATE_TABLES[table]) + ")"
+
+
+def _shape_problems(present: dict[str, set[str]]) -> list[str]:
+    """Missing state tables and columns, in words."""
+    problems = []
+    for table, columns in STATE_TABLES.items():
+        if table not in present:
+            problems.append(f"table dbluigi.{table} is missing")
+            continue
+        missing = [c for c, _ in columns if c not in present[table]]
+        if missing:
+            problems.append(f"dbluigi.{table} lacks column {', '.join(missing)}")
+    return problems
+
+
+def _refuse_unusable(rows: Sequence[Sequence[Any]], **columns: int) -> None:
+    """A models row whose build is unknown (NULLs written by hand) cannot be planned on."""
+    bad = [r[0] for r in rows if any(r[i] is None for i in columns.values())]
+    if bad:
+        shown = ", ".join(sorted(set(bad))[:5]) + (", ..." if len(set(bad)) > 5 else "")
+        raise StateError(
+            f"the dbluigi state is damaged: {len(bad)} rows of dbluigi.models have no "
+            f"fingerprint, build_id or generation ({shown})"
+        )
+
+
 _RECENT_DURATIONS = """
 select model, duration_s from (
     select t.model, t.duration_s,
@@ -374,7 +560,7 @@ order by model, n
 """
 
 _INSERT_TASK_RUN = (
-    "insert into dbluigi.task_runs values "
+    f"insert into dbluigi.task_runs {_columns_of('task_runs')} values "
     "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 

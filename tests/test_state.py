@@ -73,3 +73,17 @@ def test_recent_durations_are_successful_builds_newest_first(store: StateStore) 
     assert store.recent_durations(limit=2, exclude_run="b5") == {"a": [4.0, 2.0], "b": [10.0]}
     assert store.recent_durations(limit=10, models=["b"]) == {"b": [10.0]}
     assert store.recent_durations(limit=10, models=[]) == {}
+
+
+def test_the_state_shape_is_what_the_migrations_create(store: StateStore) -> None:
+    from dbluigi.state import STATE_TABLES
+
+    for table, columns in STATE_TABLES.items():
+        created = store.session.query(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'dbluigi' and table_name = %s order by ordinal_position",
+            [table],
+        ).rows
+        assert [c for (c,) in created] == [name for name, _ in columns]
+    assert store.diagnose() == []
+    assert store.repair() == []

@@ -52,9 +52,18 @@ def sql_dialect(url: str | None) -> tuple[str, str]:
 
 
 def open_target(url: str | None, *, project_dir: Path) -> Target:
-    """The target a ``--target`` URL (or ``DBLUIGI_TARGET``) names; nothing is opened yet."""
+    """The target a ``--target`` URL (or ``DBLUIGI_TARGET``) names; nothing is opened yet.
+
+    The project's state folder (``.dbluigi``: the default DuckDB file, run artifacts,
+    caches) must be a folder, whatever the target."""
+    folder = project_dir / ".dbluigi"
+    if folder.exists() and not folder.is_dir():
+        raise TargetError(
+            f"{folder} is a file, and dbluigi keeps its state folder there (the default "
+            "DuckDB target, run artifacts, caches)",
+            hint=f"move the file {folder} aside (or rename it); dbluigi creates the folder",
+        )
     if url is None or url.strip() == "duckdb":
-        folder = project_dir / ".dbluigi"
         folder.mkdir(parents=True, exist_ok=True)
         from dbluigi.targets.duckdb import DuckDBTarget
 

@@ -360,6 +360,18 @@ class Session(ABC):
     def close(self) -> None:
         """Close the connection; a transaction still open is rolled back."""
 
+    @property
+    def connection_lost(self) -> bool:
+        """True once a statement found the connection gone (a server restart, the session
+        terminated, the network cut): nothing more can run on this session. No round trip;
+        an in-process target never loses it."""
+        return False
+
+    def alive(self) -> bool:
+        """Whether the connection still works, asking the server when there is one (a
+        round trip: once per run, not per statement)."""
+        return not self.connection_lost
+
     @abstractmethod
     def _data_type(self, portable: str) -> exp.DataType:
         """The engine's type for a portable type name."""

@@ -53,6 +53,12 @@ CATALOG = "dbluigi_target"
 """The name the target file is attached under (DuckDB would name it after the file)."""
 _PLACEHOLDER = re.compile(r"%[s%]")
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
+_LOCKED = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
+# what DuckDB says of a file that is not a database, or a database whose blocks are damaged
+_CORRUPT = re.compile(
+    r"not a valid DuckDB database file|corrupt database file|checksum .*does not match",
+    re.IGNORECASE,
+)
 _LONG_ROW = re.compile(r"CSV Error on Line: (\d+).*Maximum line size .*Actual Size:\s*(\d+)", re.S)
 _BATCH_ROWS = 500
 # The longest row load_csv_stream reads. Its reader's buffer is sized from it (16x by
@@ -92,7 +98,8 @@ class DuckDBTarget(Target):
 
     def connect(self) -> DuckDBSession:
         """Open the file (created if missing) as the catalog ``CATALOG``; a file held by
-        another process is a ``TargetError`` naming that process.
+        another process is a ``TargetError`` naming that process, a damaged one a
+        ``TargetError`` naming the file.
 
         DuckDB names a database after its file, so a file called like a schema
         (``raw.duckdb`` next to a ``raw/`` folder, or ``dbluigi.duckdb``) would make
@@ -114,7 +121,14 @@ class DuckDBTarget(Target):
 
     def _open_error(self, exc: duckdb.Error) -> TargetError:
         message = str(exc)
-        if "lock" in message.lower():
+        if _CORRUPT.search(message):
+            return TargetError(
+                f"the DuckDB target file {self.path} is corrupt (not a readable DuckDB "
+                f"database): {message.splitlines()[0]}",
+                hint=f"move {self.path} aside (keep it for inspection) and build again: "
+                "dbluigi creates a new file and rebuilds every model into it",
+            )
+        if _LOCKED.search(message):
             pid = _LOCK_PID.search(message)
             holder = f" (PID {pid.group(1)})" if pid else ""
             return TargetError(

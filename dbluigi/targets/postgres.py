@@ -714,6 +714,21 @@ class PostgresSession(Session):
         if not self._connection.closed:
             self._connection.close()
 
+    @property
+    def connection_lost(self) -> bool:
+        # psycopg2 marks the connection closed (2) when a statement finds the server gone
+        return bool(self._connection.closed)
+
+    def alive(self) -> bool:
+        if self._connection.closed:
+            return False
+        try:
+            with self._connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except psycopg2.Error:
+            return not self._connection.closed  # another error: the connection is there
+        return True
+
 
 def _result(cursor: psycopg2.extensions.cursor, limit: int | None) -> QueryResult:
     if cursor.description is None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dbluigi.exports import dump_file
 from dbluigi.project import Model, Project
+from dbluigi.state import ModelState
 
 FINGERPRINT_VERSION = "1"
 
@@ -34,19 +35,6 @@ SOURCE_CHANGED = "source changed"  # a source table's version query answers diff
 SOURCE_UNREADABLE = "source version unreadable"  # its version query failed: run, and see
 UP_TO_DATE = "up to date"
 PARTITIONS = "partitions rebuilt"
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """The last successful build of a model, as stored in ``dbluigi.models``."""
-
-    model: str
-    fingerprint: str
-    content_fp: str
-    build_id: str
-    generation: int
-    rows: int | None = None
-    built_at: object = None
 
 
 @dataclass(frozen=True)

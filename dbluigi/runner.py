@@ -23,8 +23,8 @@ from dbluigi import partitions
 from dbluigi.artifact import write_run_artifact
 from dbluigi.audit import SlowTask, slow_tasks
 from dbluigi.errors import CheckFailed, DbluigiError, SelectorError, TargetError, TaskError
-from dbluigi.extract import read_versions
 from dbluigi.guards import ensure_supported
+from dbluigi.kinds.extract import read_versions
 from dbluigi.names import ensure_names_fit
 from dbluigi.partitions import partition_values
 from dbluigi.plan import PartitionDecision, Plan, make_plan, partition_decisions, partition_query_fp

@@ -758,7 +758,7 @@ def _call(name: str, *args: exp.Expression) -> exp.Expression:
 
 
 def _literal(value: Any, dialect: str) -> exp.Expression:
-    from dbluigi.incremental import sql_literal
+    from dbluigi.literals import sql_literal
 
     return sqlglot.parse_one(sql_literal(value, dialect), read=dialect)
 

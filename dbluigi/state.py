@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 from dbluigi import __version__
 from dbluigi.errors import StateError, TargetError
 from dbluigi.names import STATE_SCHEMA
-from dbluigi.plan import ModelState
 from dbluigi.targets.base import Session
 
 SCHEMA = STATE_SCHEMA
@@ -105,6 +104,19 @@ _STATE_COLUMNS_SQL = (
 )
 # a models row a plan cannot use: the build it stands for is unknown
 _UNUSABLE_MODELS = "fingerprint is null or build_id is null or generation is null"
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """The last successful build of a model, as stored in ``dbluigi.models``."""
+
+    model: str
+    fingerprint: str
+    content_fp: str
+    build_id: str
+    generation: int
+    rows: int | None = None
+    built_at: object = None
 
 
 @dataclass(frozen=True)

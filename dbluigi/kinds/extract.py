@@ -7,7 +7,7 @@ model, and the models reading the table are downstream of it.
 
 - A full copy (``mode = "full"``; and for an incremental one, its first build, a change
   of its definition, a rebuild or ``--full-refresh``) is published like a ``table``
-  (``publish._table``): the rows stream into ``<table>__dbluigi_new``, the checks run,
+  (``kinds.base.build_aside``): the rows stream into ``<table>__dbluigi_new``, the checks run,
   and the table is swapped in and its build recorded in one transaction.
 - An incremental copy, once published, reads the rows whose watermark is at or past
   the highest one published (at, not past: rows sharing the last value may have arrived
@@ -36,33 +36,48 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dbluigi import sources
-from dbluigi.checks import CheckTarget, run_checks
 from dbluigi.errors import TaskError
-from dbluigi.incremental import column_change
+from dbluigi.kinds.base import (
+    BuildRequest,
+    Filled,
+    Kind,
+    Published,
+    build_aside,
+    highest_value,
+    located,
+    needs_full_build,
+    upsert_aside,
+)
+from dbluigi.kinds.incremental import column_change
 from dbluigi.plan import CHANGED, FORCED, FULL_REFRESH, MISSING, NEW
 from dbluigi.project import Model, Project
-from dbluigi.publish import (
-    BuildRequest,
-    Published,
-    _check_failed,
-    _record,
-    _table,
-    _transaction,
-    located,
-    prepare_aside,
-)
 from dbluigi.source_config import SourceTable
-from dbluigi.targets.base import Column, Session, table_expr
+from dbluigi.targets.base import Column, Session
 
 _FULL_REASONS = (NEW, CHANGED, FORCED, MISSING, FULL_REFRESH)
 
 
-def publish_extract(session: Session, request: BuildRequest) -> Published:
+def build(session: Session, request: BuildRequest) -> Published:
     """Copy one source table: in full, or the new rows of an incremental one."""
     table = source_table(request.project, request.model)
     if table.mode == "full" or _full_copy(session, request):
-        return _table(session, request)  # its new table is built by load_new
-    return _upsert(session, request, table)
+        return build_aside(session, request, fill)
+    since = _highest_watermark(session, request.model, table)
+    key = [k.lower() for k in table.unique_key]
+    return upsert_aside(
+        session,
+        request,
+        lambda s, r, new: Filled(load_new(s, r.project, r.model, new, since=since)),
+        key=key,
+        line=table.line or 1,
+        compare_columns=lambda published, loaded: _require_same_columns(table, published, loaded),
+        count="loaded",
+    )
+
+
+def fill(session: Session, request: BuildRequest, new: str) -> Filled:
+    """Every row of the source table into ``new``."""
+    return Filled(load_new(session, request.project, request.model, new))
 
 
 def source_table(project: Project, model: Model) -> SourceTable:
@@ -139,58 +154,6 @@ def _stop_writer(pipe: Path, writer: threading.Thread) -> None:
         writer.join(0.1)
 
 
-def _full_copy(session: Session, request: BuildRequest) -> bool:
-    """Whether an incremental copy must be made in full this time."""
-    if request.decision.full_refresh or request.decision.reason in _FULL_REASONS:
-        return True
-    model = request.model
-    if request.attempt > 1:  # an earlier attempt may have changed things
-        return session.relation_kind(model.schema, model.name) != "table"
-    return request.catalog.kinds.get(model.relation) != "table"
-
-
-def _upsert(session: Session, request: BuildRequest, table: SourceTable) -> Published:
-    model, project = request.model, request.project
-    schema, name = model.schema, model.name
-    new, previous = prepare_aside(session, request)
-    since = _highest_watermark(session, model, table)
-    with _transaction(session, request):
-        published = session.columns(schema, name)
-        rows = load_new(session, project, model, new, since=since)
-        _require_same_columns(table, published, session.columns(schema, new))
-        with located(session, model.path, table.line or 1, ""):
-            session.upsert(schema, name, new, [k.lower() for k in table.unique_key])
-            session.drop_relation(schema, new)
-        outcome = run_checks(
-            session, project, CheckTarget(model, schema, name, previous, request.unavailable)
-        )
-        if not outcome.passed:  # rolls the upsert back: the published table is as it was
-            raise _check_failed(outcome, outcome.violations[0], kept=None)
-        _record(session, request, rows, outcome.results)
-    return Published(rows, outcome.results)
-
-
-def _highest_watermark(session: Session, model: Model, table: SourceTable) -> Any:
-    """The highest watermark published (read before the transaction: an older value
-    only re-reads rows, which the upsert makes harmless); None for an empty table."""
-    assert table.watermark is not None
-    column = table.watermark.lower()
-    if column not in session.columns(model.schema, model.name):
-        raise TaskError(
-            f"watermark column {column!r} is not a column of the published {model.relation}",
-            failure_class="config",
-            path=model.path,
-            line=table.line,
-            hint=f"copy it in full again: dbluigi build --full-refresh source:{table.selector}",
-        )
-    from sqlglot import exp
-
-    select = exp.select(exp.func("max", exp.column(column, quoted=True))).from_(
-        table_expr(model.schema, model.name)
-    )
-    return session.query(select.sql(dialect=session.target.dialect)).rows[0][0]
-
-
 def _require_same_columns(
     table: SourceTable, published: tuple[str, ...], loaded: tuple[str, ...]
 ) -> None:
@@ -229,3 +192,26 @@ def read_versions(project: Project, selected: Collection[str]) -> Mapping[str, s
         except TaskError:  # unreachable
             versions.update((table.relation, None) for table in tables)
     return versions
+
+
+def _full_copy(session: Session, request: BuildRequest) -> bool:
+    """Whether an incremental copy must be made in full this time."""
+    return request.decision.reason in _FULL_REASONS or needs_full_build(session, request)
+
+
+def _highest_watermark(session: Session, model: Model, table: SourceTable) -> Any:
+    """The highest watermark published; None for an empty table."""
+    assert table.watermark is not None
+    column = table.watermark.lower()
+    if column not in session.columns(model.schema, model.name):
+        raise TaskError(
+            f"watermark column {column!r} is not a column of the published {model.relation}",
+            failure_class="config",
+            path=model.path,
+            line=table.line,
+            hint=f"copy it in full again: dbluigi build --full-refresh source:{table.selector}",
+        )
+    return highest_value(session, model, column)
+
+
+KIND = Kind("extract", build)

@@ -17,28 +17,24 @@ a dump writes, and why it must stay in the output folder: ``dbluigi.exports``.
 
 from __future__ import annotations
 
-from dbluigi.checks import CheckTarget, run_checks
 from dbluigi.exports import atomic_file, dump_file
-from dbluigi.publish import BuildRequest, Published, _check_failed, _record, _transaction, located
+from dbluigi.kinds.base import BuildRequest, Kind, Published, checked, located, record, transaction
 from dbluigi.targets.base import Session
 
 
-def publish_dump(session: Session, request: BuildRequest) -> Published:
+def build(session: Session, request: BuildRequest) -> Published:
     """Check, write aside, record and rename into place; returns the rows written."""
     model, project = request.model, request.project
     path = dump_file(project.config, model)
     statement = model.statements[0]
-    with _transaction(session, request):
-        outcome = run_checks(
-            session,
-            project,
-            CheckTarget(model, model.schema, model.name, None, request.unavailable),
-        )
-        if not outcome.passed:
-            raise _check_failed(outcome, outcome.violations[0], kept=None)
+    with transaction(session, request):
+        outcome = checked(session, request, model.schema, model.name)
         with atomic_file(path) as temp:
             with located(session, model.path, statement.line, statement.sql):
                 rows = session.copy_out_csv(statement.sql, temp)
-            _record(session, request, rows, outcome.results)
+            record(session, request, rows, outcome.results)
             session.flush()  # the state writes run before the file is renamed into place
     return Published(rows, outcome.results)
+
+
+KIND = Kind("dump", build)

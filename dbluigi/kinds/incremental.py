@@ -31,29 +31,28 @@ rebuild from scratch with ``--full-refresh`` to drop hard-deleted rows.
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import re
 from dataclasses import replace
-from typing import Any
 
 from sqlglot import exp
 
-from dbluigi import names
-from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_checks
+from dbluigi.checks import CheckOutcome, Violation
 from dbluigi.errors import TaskError
 from dbluigi.headers import IndexSpec
-from dbluigi.project import Model
-from dbluigi.publish import (
+from dbluigi.kinds.base import (
     BuildRequest,
+    Filled,
+    Kind,
     Published,
-    _check_failed,
-    _record,
-    _transaction,
-    crashpoint,
+    apply_patch,
+    build_aside,
+    highest_value,
     located,
-    prepare_aside,
+    needs_full_build,
+    upsert_aside,
 )
+from dbluigi.literals import sql_literal
+from dbluigi.project import Model
 from dbluigi.state import CheckResult
 from dbluigi.targets.base import Session, table_expr
 
@@ -62,10 +61,8 @@ SAMPLE_ROWS = 5
 
 
 def render_watermark(session: Session, request: BuildRequest) -> BuildRequest:
-    """The request with ``{{ watermark }}`` in an incremental model's query filled in."""
+    """The request with ``{{ watermark }}`` in the model's query filled in."""
     model = request.model
-    if model.kind != "incremental":
-        return request
     statement = model.statements[0]
     if not _WATERMARK.search(statement.sql):
         return request
@@ -78,123 +75,42 @@ def render_watermark(session: Session, request: BuildRequest) -> BuildRequest:
             hint="name the column that grows with new rows, e.g. -- watermark: updated_at",
         )
     value = None
-    if not _full_build(session, request):
-        # Read before the model's transaction: a value older than the latest only
-        # re-reads rows, which the upsert makes harmless.
+    if not needs_full_build(session, request):
         column = _require_published_column(session, model, model.header.watermark)
-        select = exp.select(exp.func("max", exp.column(column, quoted=True))).from_(
-            table_expr(model.schema, model.name)
-        )
-        value = session.query(select.sql(dialect=request.project.dialect)).rows[0][0]
+        value = highest_value(session, model, column)
     sql = _WATERMARK.sub(lambda _: sql_literal(value, request.project.dialect), statement.sql)
     rendered = replace(model, statements=(replace(statement, sql=sql),))
     return replace(request, model=rendered)
 
 
-def sql_literal(value: Any, dialect: str) -> str:
-    """A SQL literal of a value read back from the target; NULL for None."""
-    literal: exp.Expression
-    if value is None:
-        literal = exp.null()
-    elif isinstance(value, bool):
-        literal = exp.Boolean(this=value)
-    elif isinstance(value, (int, float, decimal.Decimal)):
-        literal = exp.Literal.number(value)
-    elif isinstance(value, dt.datetime):
-        type_ = "timestamptz" if value.tzinfo is not None else "timestamp"
-        literal = exp.cast(exp.Literal.string(value.isoformat(sep=" ")), type_)
-    elif isinstance(value, dt.date):
-        literal = exp.cast(exp.Literal.string(value.isoformat()), "date")
-    else:
-        literal = exp.Literal.string(str(value))
-    return literal.sql(dialect=dialect)
-
-
-def publish_incremental(session: Session, request: BuildRequest) -> Published:
-    """Build an incremental model: in full the first time, by upsert afterwards."""
-    if _full_build(session, request):
-        return _full(session, request)
-    return _upsert(session, request)
-
-
-def _full_build(session: Session, request: BuildRequest) -> bool:
-    if request.decision.full_refresh:
-        return True
+def build(session: Session, request: BuildRequest) -> Published:
+    """In full the first time (and on --full-refresh), by upsert afterwards."""
     model = request.model
-    if request.attempt > 1:  # an earlier attempt may have changed things
-        return session.relation_kind(model.schema, model.name) != "table"
-    return request.catalog.kinds.get(model.relation) != "table"
-
-
-def _indexes(model: Model) -> tuple[IndexSpec, ...]:
-    """The header's indexes and the unique index on the key that the upsert needs."""
-    key = IndexSpec(model.header.unique_key, unique=True)
-    if any(i.unique and i.columns == key.columns for i in model.header.indexes):
-        return model.header.indexes
-    return (*model.header.indexes, key)
-
-
-def _full(session: Session, request: BuildRequest) -> Published:
-    model, project = request.model, request.project
-    schema, name = model.schema, model.name
-    failed = names.failed_name(name, session.target.max_identifier_bytes)
-    new, previous = prepare_aside(session, request)
-    indexes = _indexes(model)
-    violation: Violation | None = None
-    with _transaction(session, request):
-        rows, _ = _build_rows(session, request, new)
-        outcome = _key_outcome(session, request, new)
-        if outcome.passed:
-            session.prepare_indexes(schema, new, indexes)
-            outcome = run_checks(
-                session, project, CheckTarget(model, schema, new, previous, request.unavailable)
-            )
-        crashpoint("after_checks", model.relation)
-        if outcome.passed:
-            with located(session, model.path, 1, ""):
-                session.swap(schema, new, name, indexes, project.view_queries, request.swap_hint())
-                if request.existed(schema, failed):
-                    session.drop_relation(schema, failed)
-            _record(session, request, rows, outcome.results)
-        else:
-            session.rename(schema, new, failed)
-            violation = outcome.violations[0]
-    if violation is not None:
-        raise _check_failed(outcome, violation, kept=f"{schema}.{failed}")
-    return Published(rows, outcome.results)
-
-
-def _upsert(session: Session, request: BuildRequest) -> Published:
-    model, project = request.model, request.project
-    schema, name = model.schema, model.name
-    new, previous = prepare_aside(session, request)
-    with _transaction(session, request):
-        _require_same_key(model, session.unique_keys(schema, name))
-        published = session.columns(schema, name)
-        _, columns = _build_rows(session, request, new)
-        _require_same_columns(model, published, columns)
-        keys = _key_outcome(session, request, new)
-        if not keys.passed:
-            raise _check_failed(keys, keys.violations[0], kept=None)
-        with located(session, model.path, model.header.line_of("unique_key") or 1, ""):
-            session.ensure_indexes(schema, name, model.header.indexes)
-            rows = session.upsert(schema, name, new, model.header.unique_key, columns)
-            session.drop_relation(schema, new)
-        crashpoint("after_build", model.relation)
-        outcome = run_checks(
-            session, project, CheckTarget(model, schema, name, previous, request.unavailable)
+    if needs_full_build(session, request):
+        return build_aside(
+            session,
+            request,
+            fill,
+            indexes=_indexes(model),
+            indexes_after_patch=True,  # the unique key is validated first, as a check
+            validate=_key_outcome,
         )
-        if not outcome.passed:  # rolls the upsert back: the published table is as it was
-            raise _check_failed(outcome, outcome.violations[0], kept=None)
-        _record(session, request, rows, outcome.results)
-        crashpoint("before_commit", model.relation)
-    return Published(rows, outcome.results)
+    return upsert_aside(
+        session,
+        request,
+        _fill_patched,
+        key=model.header.unique_key,
+        line=model.header.line_of("unique_key") or 1,
+        before=lambda s: _require_same_key(model, s.unique_keys(model.schema, model.name)),
+        compare_columns=lambda published, built: _require_same_columns(model, published, built),
+        validate=_key_outcome,
+        ensure_indexes=model.header.indexes,
+    )
 
 
-def _build_rows(session: Session, request: BuildRequest, new: str) -> tuple[int, tuple[str, ...]]:
-    """The query's rows into ``new``, its columns validated, the patch applied; returns
-    the number of rows and the columns of ``new``."""
-    model, project = request.model, request.project
+def fill(session: Session, request: BuildRequest, new: str) -> Filled:
+    """The query's rows into ``new``, its key and watermark columns validated."""
+    model = request.model
     statement = model.statements[0]
     with located(session, model.path, statement.line, statement.sql):
         rows = session.create_table_as(model.schema, new, statement.sql)
@@ -211,14 +127,23 @@ def _build_rows(session: Session, request: BuildRequest, new: str) -> tuple[int,
                     line=model.header.line_of(key),
                     hint=f"select {column} in the query, or name one of its columns in -- {key}:",
                 )
-    if model.patch is not None:
-        for patch in model.patch.statements:
-            sql = retarget(project, model, patch.sql, new)
-            with located(session, model.patch.path, patch.line, sql):
-                session.execute(sql)
-        rows = session.row_count(model.schema, new)
-        columns = session.columns(model.schema, new)  # a patch may alter the table
-    return rows, columns
+    return Filled(rows)
+
+
+def _fill_patched(session: Session, request: BuildRequest, new: str) -> Filled:
+    """The new rows of an upsert, corrected by the patch before they are merged."""
+    filled = fill(session, request, new)
+    if apply_patch(session, request, new):
+        return Filled(session.row_count(request.model.schema, new))
+    return filled
+
+
+def _indexes(model: Model) -> tuple[IndexSpec, ...]:
+    """The header's indexes and the unique index on the key that the upsert needs."""
+    key = IndexSpec(model.header.unique_key, unique=True)
+    if any(i.unique and i.columns == key.columns for i in model.header.indexes):
+        return model.header.indexes
+    return (*model.header.indexes, key)
 
 
 def _key_outcome(session: Session, request: BuildRequest, new: str) -> CheckOutcome:
@@ -331,3 +256,6 @@ def _find(column: str, columns: tuple[str, ...]) -> str | None:
         return column
     folded = [c for c in columns if c.lower() == column.lower()]
     return folded[0] if len(folded) == 1 else None
+
+
+KIND = Kind("incremental", build, prepare=render_watermark)

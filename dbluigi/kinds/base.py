@@ -1,0 +1,442 @@
+"""The protocol every kind builds on: the request, the model's transaction, and the two
+sequences that publish a table.
+
+A kind is a ``Kind``: a name, the function that builds a ``BuildRequest`` and returns
+what it ``Published``, and optionally a ``prepare`` step run before anything else (the
+incremental kind fills ``{{ watermark }}`` there, so EXPLAIN and the build see the same
+SQL). Kinds use only the public names of this module, never each other's.
+
+``build_aside`` is the sequence of every kind that builds a whole table::
+
+    prepare_aside:  drop a leftover <name>__dbluigi_new, count the published rows if asked
+    transaction:    lock the model, check nobody published this build (or a newer one)
+      fill          the kind's own step: create and fill <name>__dbluigi_new
+      indexes       the -- index: indexes (after the patch, when the kind asks)
+      patch         <name>.patch.sql, its references pointed at the new table
+      validate      a kind's own precondition (the incremental key), as a check
+      checks        header checks, .check.sql queries, .check.py
+      passed:       swap in, drop a kept failure, record the build     -> commit
+      failed:       rename to <name>__dbluigi_failed (or roll back)    -> commit, CheckFailed
+
+``upsert_aside`` is the sequence of the kinds that merge new rows into a published
+table (incremental models and incremental source copies): the new rows go aside, are
+validated and upserted by key, then the checks run on the merged table; a failure rolls
+everything back. ``needs_full_build`` and ``highest_value`` are what both kinds ask
+before choosing between the two.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlglot import exp
+
+from dbluigi import guards, names
+from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_checks
+from dbluigi.errors import CheckFailed, DbluigiError, TaskError
+from dbluigi.headers import IndexSpec
+from dbluigi.plan import Decision, PartitionDecision
+from dbluigi.project import Model, Project
+from dbluigi.state import CheckResult, StateStore, TaskRecord, now
+from dbluigi.targets.base import Catalog, Session, SwapHint, table_expr
+
+CRASHPOINT_ENV = "DBLUIGI_CRASHPOINT"  # test hook: "<point>:<model>" kills the process there
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a build published: its rows (None when unknown) and its checks' results."""
+
+    rows: int | None
+    checks: tuple[CheckResult, ...]
+
+
+@dataclass(frozen=True)
+class Filled:
+    """What a kind's fill step made of the new table: its rows, and the planner's
+    estimate when the statement that filled it was EXPLAINed with it."""
+
+    rows: int
+    explain_cost: float | None = None
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    project: Project
+    model: Model
+    decision: Decision
+    run_id: str
+    catalog: Catalog  # what existed when the run started
+    started_at: datetime | None = None
+    clock: float = 0.0  # time.perf_counter() at the start of the attempt
+    attempt: int = 1
+    explain_cost: float | None = None  # set by publish() before the kind runs
+    # no bound to check first: the build statement itself is EXPLAINed (one statement less)
+    explain_with_build: bool = False
+    partition: PartitionDecision | None = None  # one value of a partitioned model
+    # models its check queries read (without depending on them) that are not available
+    unavailable: frozenset[str] = frozenset()
+
+    @property
+    def built(self) -> Decision | PartitionDecision:
+        """What this request builds: the model, or one of its partitions."""
+        return self.partition or self.decision
+
+    def existed(self, schema: str, name: str) -> bool:
+        return f"{schema}.{name}" in self.catalog.kinds
+
+    def swap_hint(self) -> SwapHint | None:
+        """What the run's catalog says of the relation a first attempt replaces."""
+        if self.attempt > 1:
+            return None  # an earlier attempt may have changed things; let the target look
+        relation = self.model.relation
+        return SwapHint(self.catalog.kinds.get(relation), relation in self.catalog.viewed)
+
+    def check_target(self, schema: str, name: str, previous: int | None) -> CheckTarget:
+        """What this build's checks look at: ``schema.name`` standing for the model."""
+        return CheckTarget(self.model, schema, name, previous, self.unavailable)
+
+
+Build = Callable[[Session, BuildRequest], Published]
+Fill = Callable[[Session, BuildRequest, str], Filled]  # (session, request, new table name)
+
+
+def _unchanged(session: Session, request: BuildRequest) -> BuildRequest:
+    return request
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of model: how a request is built, and what is settled before (``prepare``
+    runs before the cost estimate: what it renders is what is EXPLAINed and built)."""
+
+    name: str
+    build: Build
+    prepare: Callable[[Session, BuildRequest], BuildRequest] = field(default=_unchanged)
+    partitioned: bool = False  # a -- partition: header splits its query into one task per value
+
+
+class AlreadyBuilt(DbluigiError):
+    """Another worker or build published this build of the model, or a newer one."""
+
+    def __init__(self, model: str, *, same: bool, generation: int) -> None:
+        what = "this build" if same else f"a newer build (generation {generation})"
+        super().__init__(f"{model}: another worker or build published {what}")
+        self.same = same
+
+
+@contextmanager
+def transaction(session: Session, request: BuildRequest) -> Iterator[None]:
+    """The model's one transaction, under its timeout (the guard must be inside it).
+
+    Where several builds can share the target, the transaction first takes the
+    model's lock, then reads its published build: a build someone else published
+    meanwhile (this one, or a newer generation) is never built again or overwritten."""
+    with session.transaction():
+        # the lock first: waiting for another build of this model is not running past a timeout
+        if session.target.supports_concurrent_writers:
+            key = request.partition.value if request.partition else ""
+            lock = f"dbluigi.model:{request.model.relation}[{key}]"
+            session.lock_in_transaction(lock, deferred=True)  # with the read: one round trip
+            stored = StateStore(session).model_state(request.model.relation, key)
+            built = request.built
+            if stored is not None and (
+                stored[0] == built.build_id or stored[1] >= built.generation
+            ):
+                raise AlreadyBuilt(
+                    request.model.relation + (f"[{key}]" if key else ""),
+                    same=stored[0] == built.build_id,
+                    generation=stored[1],
+                )
+        with guards.timeout(session, request.project, request.model):
+            yield
+
+
+def crashpoint(point: str, model: str) -> None:
+    """Kill the process here when the test hook asks for it (crash-safety tests)."""
+    if os.environ.get(CRASHPOINT_ENV) == f"{point}:{model}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextmanager
+def located(session: Session, path: str, line: int, sql: str) -> Iterator[None]:
+    """Turn a database error raised by ``sql`` into a TaskError at its file and line."""
+    try:
+        yield
+    except DbluigiError:
+        raise
+    except Exception as exc:
+        offset = session.error_line(exc, sql)
+        raise TaskError(
+            first_lines(str(exc)),
+            failure_class=session.classify(exc),
+            path=path,
+            line=line + (offset - 1 if offset else 0),
+        ) from exc
+
+
+def first_lines(text: str, limit: int = 6, width: int = 500) -> str:
+    """The first lines of a database error, each cut to ``width`` characters."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    # a CSV error quotes the offending row, which may be megabytes long
+    return "\n".join(
+        line if len(line) <= width else line[:width] + " ..." for line in lines[:limit]
+    )
+
+
+def prepare_aside(session: Session, request: BuildRequest) -> tuple[str, int | None]:
+    """The name of the model's new table, dropped first if a crashed run (or an earlier
+    attempt) left it, and the published relation's rows when a check compares with them."""
+    model = request.model
+    new = names.aside_name(model.name, session.target.max_identifier_bytes)
+    if request.existed(model.schema, new) or request.attempt > 1:
+        session.drop_relation(model.schema, new)
+    return new, previous_rows(session, request)
+
+
+def previous_rows(session: Session, request: BuildRequest) -> int | None:
+    """Rows of the published relation, counted only when a header check compares with them."""
+    model = request.model
+    if not any(c.factor is not None for c in model.header.checks):
+        return None
+    if not request.existed(model.schema, model.name):
+        return None
+    return session.row_count(model.schema, model.name)
+
+
+def apply_patch(session: Session, request: BuildRequest, new: str) -> bool:
+    """Run the model's ``.patch.sql`` on its new table; whether there was one."""
+    model, project = request.model, request.project
+    if model.patch is None:
+        return False
+    for statement in model.patch.statements:
+        sql = retarget(project, model, statement.sql, new)
+        with located(session, model.patch.path, statement.line, sql):
+            session.execute(sql)
+    return True
+
+
+Validate = Callable[[Session, BuildRequest, str], CheckOutcome]
+
+
+def build_aside(
+    session: Session,
+    request: BuildRequest,
+    fill: Fill,
+    *,
+    indexes: Sequence[IndexSpec] | None = None,
+    indexes_after_patch: bool = False,
+    validate: Validate | None = None,
+    keep_failed: bool = True,
+) -> Published:
+    """Build the model's table aside, check it and swap it in (see the module docstring).
+
+    ``indexes`` defaults to the header's; ``validate`` checks what the kind needs of
+    the new rows before the indexes (a failure is kept like a failed check); a kind
+    whose fill changed more than its table (a Python step) passes ``keep_failed=False``:
+    a failed check then rolls everything back."""
+    model, project = request.model, request.project
+    schema, name = model.schema, model.name
+    failed = names.failed_name(name, session.target.max_identifier_bytes)
+    wanted = model.header.indexes if indexes is None else tuple(indexes)
+    new, previous = prepare_aside(session, request)
+    violation: Violation | None = None
+    with transaction(session, request):
+        filled = fill(session, request, new)
+        rows = filled.rows
+        if filled.explain_cost is not None:
+            request = replace(request, explain_cost=filled.explain_cost)
+        if not indexes_after_patch:
+            session.prepare_indexes(schema, new, wanted)
+        crashpoint("after_build", model.relation)
+        if apply_patch(session, request, new):
+            rows = session.row_count(schema, new)
+        outcome = validate(session, request, new) if validate else CheckOutcome()
+        if outcome.passed:
+            if indexes_after_patch:
+                session.prepare_indexes(schema, new, wanted)
+            outcome = run_checks(session, project, request.check_target(schema, new, previous))
+        crashpoint("after_checks", model.relation)
+        if outcome.passed:
+            with located(session, model.path, 1, ""):
+                session.swap(schema, new, name, wanted, project.view_queries, request.swap_hint())
+                if request.existed(schema, failed):
+                    session.drop_relation(schema, failed)  # a success supersedes the kept failure
+            record(session, request, rows, outcome.results)
+            crashpoint("before_commit", model.relation)
+        elif not keep_failed:
+            raise check_failed(outcome, outcome.violations[0], kept=None)
+        else:
+            session.rename(schema, new, failed)
+            violation = outcome.violations[0]
+    crashpoint("after_commit", model.relation)
+    if violation is not None:
+        raise check_failed(outcome, violation, kept=f"{schema}.{failed}")
+    return Published(rows, outcome.results)
+
+
+def upsert_aside(
+    session: Session,
+    request: BuildRequest,
+    fill: Fill,
+    *,
+    key: Sequence[str],
+    line: int,
+    before: Callable[[Session], None] | None = None,
+    compare_columns: Callable[[tuple[str, ...], tuple[str, ...]], None],
+    validate: Validate | None = None,
+    ensure_indexes: Sequence[IndexSpec] = (),
+    count: str = "upserted",
+) -> Published:
+    """Merge new rows into the published table by ``key``, all in one transaction.
+
+    ``before`` refuses what cannot be upserted into (a stale unique key);
+    ``compare_columns(published, new)`` raises when the new rows' columns differ;
+    ``validate`` checks the new rows (one per key). The checks run on the merged table,
+    and a failure rolls the upsert back. ``count`` is which rows a build reports: those
+    ``upserted`` or those ``loaded`` aside."""
+    model, project = request.model, request.project
+    schema, name = model.schema, model.name
+    new, previous = prepare_aside(session, request)
+    with transaction(session, request):
+        if before is not None:
+            before(session)
+        published = session.columns(schema, name)
+        loaded = fill(session, request, new).rows
+        columns = session.columns(schema, new)
+        compare_columns(published, columns)
+        if validate is not None:
+            keys = validate(session, request, new)
+            if not keys.passed:
+                raise check_failed(keys, keys.violations[0], kept=None)
+        with located(session, model.path, line, ""):
+            if ensure_indexes:
+                session.ensure_indexes(schema, name, ensure_indexes)
+            upserted = session.upsert(schema, name, new, list(key), columns)
+            session.drop_relation(schema, new)
+        crashpoint("after_build", model.relation)
+        outcome = run_checks(session, project, request.check_target(schema, name, previous))
+        if not outcome.passed:  # rolls the upsert back: the published table is as it was
+            raise check_failed(outcome, outcome.violations[0], kept=None)
+        rows = upserted if count == "upserted" else loaded
+        record(session, request, rows, outcome.results)
+        crashpoint("before_commit", model.relation)
+    return Published(rows, outcome.results)
+
+
+def needs_full_build(session: Session, request: BuildRequest) -> bool:
+    """Whether a kind that can upsert must build the table in full this time: asked to
+    (``--full-refresh``), or no table is published."""
+    if request.decision.full_refresh:
+        return True
+    model = request.model
+    if request.attempt > 1:  # an earlier attempt may have changed things
+        return session.relation_kind(model.schema, model.name) != "table"
+    return request.catalog.kinds.get(model.relation) != "table"
+
+
+def highest_value(session: Session, model: Model, column: str) -> Any:
+    """The highest value of ``column`` in the published table (None when it is empty).
+
+    Read before the model's transaction: a value older than the latest only re-reads
+    rows, which an upsert makes harmless."""
+    select = exp.select(exp.func("max", exp.column(column, quoted=True))).from_(
+        table_expr(model.schema, model.name)
+    )
+    return session.query(select.sql(dialect=session.target.dialect)).rows[0][0]
+
+
+def record(
+    session: Session, request: BuildRequest, rows: int | None, checks: tuple[CheckResult, ...]
+) -> None:
+    """Record the build and its successful attempt in the publishing transaction."""
+    d = request.built
+    StateStore(session).record_success(
+        TaskRecord(
+            run_id=request.run_id,
+            model=request.model.relation,
+            partition=request.partition.value if request.partition else "",
+            status="success",
+            started_at=request.started_at or now(),
+            duration_s=time.perf_counter() - request.clock if request.clock else 0.0,
+            attempt=request.attempt,
+            reason=d.reason,
+            rows=rows,
+            fingerprint=d.fingerprint,
+            build_id=d.build_id,
+            explain_cost=request.explain_cost,
+            checks=checks,
+        ),
+        kind=request.model.kind,
+        content_fp=d.content_fp,
+        generation=d.generation,
+    )
+
+
+def check_failed(outcome: CheckOutcome, first: Violation, *, kept: str | None) -> CheckFailed:
+    """The error of a failed check: the first violation, what else failed, what was kept."""
+    failed = [v.name for v in outcome.violations]
+    message = first.message
+    if len(failed) > 1:
+        message += f" (and {len(failed) - 1} more failed: {', '.join(failed[1:])})"
+    message += (
+        f"; the failed table is kept as {kept} for inspection"
+        if kept
+        else "; nothing was published"
+    )
+    return CheckFailed(
+        message,
+        check_sql=first.sql,
+        columns=first.columns,
+        rows=first.rows,
+        path=first.path,
+        line=first.line,
+        results=outcome.results,
+    )
+
+
+def checked(
+    session: Session,
+    request: BuildRequest,
+    schema: str,
+    name: str,
+    previous: int | None = None,
+) -> CheckOutcome:
+    """Run the checks of a relation changed in place (a view, a ``sql`` model, a dump):
+    a failure raises, rolling the model's transaction back."""
+    outcome = run_checks(session, request.project, request.check_target(schema, name, previous))
+    if not outcome.passed:
+        raise check_failed(outcome, outcome.violations[0], kept=None)
+    return outcome
+
+
+__all__ = [
+    "AlreadyBuilt",
+    "Build",
+    "BuildRequest",
+    "Fill",
+    "Filled",
+    "Kind",
+    "Published",
+    "apply_patch",
+    "build_aside",
+    "check_failed",
+    "checked",
+    "crashpoint",
+    "first_lines",
+    "highest_value",
+    "located",
+    "needs_full_build",
+    "prepare_aside",
+    "previous_rows",
+    "record",
+    "transaction",
+    "upsert_aside",
+]

@@ -8,7 +8,6 @@ checks, and the dependency graph in a deterministic order.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections import defaultdict
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from dbluigi.headers import Header, IndexSpec, parse_header
 from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
 from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
+from dbluigi.suggest import did_you_mean
 
 QUERY_KINDS = ("table", "view", "incremental", "dump")
 TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed", "python")
@@ -286,7 +286,8 @@ class _Loader:
                 raise ProjectError(
                     f"no model {relation} for this {orphan.role.replace('_', ' ')} file",
                     path=orphan.path,
-                    hint=_close(relation, by_relation) or "name it after the model it belongs to",
+                    hint=did_you_mean(relation, by_relation, quote=str)
+                    or "name it after the model it belongs to",
                 )
 
         raw: dict[str, tuple[Model, SqlInfo | None]] = {}
@@ -488,7 +489,7 @@ class _Loader:
 
 
 def _extract_models(config: Config) -> dict[str, Model]:
-    """One ``extract`` model per table of ``[sources]`` (``dbluigi.source_config``): it
+    """One ``extract`` model per table of ``[sources]`` (``dbluigi.sources.config``): it
     lives at the table's line of dbluigi.toml, and its text is its definition."""
     models = {}
     for relation, table in config.source_tables.items():
@@ -777,8 +778,3 @@ def _ordering_edges(graph: Graph, waits: list[tuple[str, str]]) -> set[Edge]:
             added[parent].add(gate)
             edges.add(Edge(parent, gate, WAITS))
     return edges
-
-
-def _close(word: str, choices: Mapping[str, object]) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"did you mean {close[0]}?" if close else None

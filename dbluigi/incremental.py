@@ -31,8 +31,6 @@ rebuild from scratch with ``--full-refresh`` to drop hard-deleted rows.
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import re
 from dataclasses import replace
 from typing import Any
@@ -55,7 +53,7 @@ from dbluigi.publish import (
     prepare_aside,
 )
 from dbluigi.state import CheckResult
-from dbluigi.targets.base import Session, table_expr
+from dbluigi.targets.base import Session, literal, table_expr
 
 _WATERMARK = re.compile(r"\{\{\s*watermark\s*\}\}")
 SAMPLE_ROWS = 5
@@ -93,21 +91,7 @@ def render_watermark(session: Session, request: BuildRequest) -> BuildRequest:
 
 def sql_literal(value: Any, dialect: str) -> str:
     """A SQL literal of a value read back from the target; NULL for None."""
-    literal: exp.Expression
-    if value is None:
-        literal = exp.null()
-    elif isinstance(value, bool):
-        literal = exp.Boolean(this=value)
-    elif isinstance(value, (int, float, decimal.Decimal)):
-        literal = exp.Literal.number(value)
-    elif isinstance(value, dt.datetime):
-        type_ = "timestamptz" if value.tzinfo is not None else "timestamp"
-        literal = exp.cast(exp.Literal.string(value.isoformat(sep=" ")), type_)
-    elif isinstance(value, dt.date):
-        literal = exp.cast(exp.Literal.string(value.isoformat()), "date")
-    else:
-        literal = exp.Literal.string(str(value))
-    return literal.sql(dialect=dialect)
+    return literal(value).sql(dialect=dialect)
 
 
 def publish_incremental(session: Session, request: BuildRequest) -> Published:

@@ -31,7 +31,7 @@ from dbluigi.targets.base import Session
 if TYPE_CHECKING:
     from dbluigi.audit import SlowTask
     from dbluigi.project import Project
-    from dbluigi.runner import TaskResult
+    from dbluigi.state import TaskResult
 
 ARTIFACT_VERSION = 1
 RUNS_DIR = "runs"

@@ -22,7 +22,7 @@ from dbluigi.state import StateStore
 from dbluigi.targets.base import Session
 
 if TYPE_CHECKING:
-    from dbluigi.runner import TaskResult
+    from dbluigi.state import TaskResult
 
 SLOW_FACTOR = 3.0
 """A task is slow when it takes more than this many times its median ..."""

@@ -37,7 +37,8 @@ from dbluigi.selectors import select
 
 if TYPE_CHECKING:
     from dbluigi.plan import Plan
-    from dbluigi.runner import RunResult, TaskResult
+    from dbluigi.runner import RunResult
+    from dbluigi.state import TaskResult
 
 app = typer.Typer(
     name="dbluigi",

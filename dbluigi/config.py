@@ -5,14 +5,13 @@ Everything a run needs to know besides the SQL files: the target URL (from
 default schema, the guards every model gets unless its header says otherwise
 (``timeout``, ``max_cost``), variables, per-seed column types, and the
 thresholds of the slow-task report (``[audit]``), and the tables copied from
-source databases (``[sources]``, parsed by ``dbluigi.source_config``). ``${ENV}``
-references in the target and source URLs are filled from the environment so secrets
-stay out of the file.
+source databases (``[sources]``, parsed by ``dbluigi.sources.config``). ``${ENV}``
+references in the target and source URLs are filled from the environment
+(``dbluigi.configfile``) so secrets stay out of the file.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -23,13 +22,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from dbluigi.configfile import CONFIG_FILE, TomlLines, interpolate_env
 from dbluigi.errors import ProjectError
 from dbluigi.headers import parse_duration
-from dbluigi.source_config import SourceTable, parse_sources
+from dbluigi.sources.config import SourceTable, parse_sources
+from dbluigi.suggest import did_you_mean
 from dbluigi.targets import sql_dialect
 from dbluigi.targets.base import PORTABLE_TYPES
 
-CONFIG_FILE = "dbluigi.toml"
 STATE_DIR = ".dbluigi"
 SEED_TYPES = PORTABLE_TYPES  # what a seed column may be declared as
 
@@ -40,9 +40,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "scheduler": ("url",),
     "vars": (),
     "seeds": (),
-    "sources": (),  # validated by dbluigi.source_config
+    "sources": (),  # validated by dbluigi.sources.config
 }
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_PARTITIONS = 10_000  # values of one partitioned model, unless [project] max_partitions says
 
 
@@ -82,21 +81,6 @@ class Config:
         return self.default_schema or sql_dialect(self.target_url)[1]
 
 
-def interpolate_env(value: str, *, where: str) -> str:
-    """Fill ``${NAME}`` from the environment; an unset variable is an error naming ``where``."""
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ProjectError(
-                f"environment variable {name} is not set (used by {where})",
-                hint=f"export {name}=... before running dbluigi",
-            )
-        return os.environ[name]
-
-    return _ENV.sub(substitute, value)
-
-
 def parse_var_options(options: list[str] | None) -> dict[str, str]:
     """``--var k=v`` options as a dict; a malformed one is an error naming the option."""
     result: dict[str, str] = {}
@@ -131,6 +115,7 @@ def load_config(
         except UnicodeDecodeError as exc:
             raise ProjectError("file is not UTF-8", path=CONFIG_FILE) from exc
     _validate_keys(data)
+    lines = TomlLines(text)
     project = data.get("project", {})
     url = target or os.environ.get("DBLUIGI_TARGET") or data.get("target", {}).get("url")
     if url is not None:
@@ -154,16 +139,16 @@ def load_config(
         output=str(project.get("output", "exports")),
         variables=MappingProxyType(merged_vars),
         seed_types=MappingProxyType(_seed_types(data.get("seeds", {}))),
-        timeout=_timeout(project.get("timeout"), text),
-        max_cost=_positive(project, "project", "max_cost", text, "max_cost = 1e7"),
-        slow_factor=_positive(audit, "audit", "slow_factor", text, "slow_factor = 3"),
+        timeout=_timeout(project.get("timeout"), lines),
+        max_cost=_positive(project, "project", "max_cost", lines, "max_cost = 1e7"),
+        slow_factor=_positive(audit, "audit", "slow_factor", lines, "slow_factor = 3"),
         slow_seconds=_positive(
-            audit, "audit", "slow_seconds", text, "slow_seconds = 5", allow_zero=True
+            audit, "audit", "slow_seconds", lines, "slow_seconds = 5", allow_zero=True
         ),
         scheduler_url=_scheduler_url(data.get("scheduler", {}).get("url")),
-        workers=_workers(data.get("target", {}).get("workers"), text),
-        max_partitions=_max_partitions(project.get("max_partitions"), text),
-        source_tables=MappingProxyType(parse_sources(data.get("sources", {}), text)),
+        workers=_workers(data.get("target", {}).get("workers"), lines),
+        max_partitions=_max_partitions(project.get("max_partitions"), lines),
+        source_tables=MappingProxyType(parse_sources(data.get("sources", {}), lines)),
     )
 
 
@@ -181,7 +166,7 @@ def _scheduler_url(value: Any) -> str | None:
     return url
 
 
-def _workers(value: Any, text: str) -> int:
+def _workers(value: Any, lines: TomlLines) -> int:
     """``[target] workers``: how many models are built at once on the target (default 1)."""
     if value is None:
         return 1
@@ -189,13 +174,13 @@ def _workers(value: Any, text: str) -> int:
         raise ProjectError(
             f"[target] workers = {value!r}: expected a whole number, 1 or more",
             path=CONFIG_FILE,
-            line=_key_line(text, "target", "workers"),
+            line=lines.key(("target",), "workers"),
             hint="for example workers = 4 (--workers on the command line wins)",
         )
     return value
 
 
-def _max_partitions(value: Any, text: str) -> int:
+def _max_partitions(value: Any, lines: TomlLines) -> int:
     """``[project] max_partitions``: how many values one partitioned model may have."""
     if value is None:
         return MAX_PARTITIONS
@@ -203,13 +188,13 @@ def _max_partitions(value: Any, text: str) -> int:
         raise ProjectError(
             f"[project] max_partitions = {value!r}: expected a whole number, 1 or more",
             path=CONFIG_FILE,
-            line=_key_line(text, "project", "max_partitions"),
+            line=lines.key(("project",), "max_partitions"),
             hint=f"for example max_partitions = {MAX_PARTITIONS}",
         )
     return value
 
 
-def _timeout(value: Any, text: str) -> float | None:
+def _timeout(value: Any, lines: TomlLines) -> float | None:
     """``[project] timeout``: a duration ("10m", "1h30m") or a number of seconds."""
     if value is None:
         return None
@@ -225,7 +210,7 @@ def _timeout(value: Any, text: str) -> float | None:
         raise ProjectError(
             f"[project] timeout: {exc}",
             path=CONFIG_FILE,
-            line=_key_line(text, "project", "timeout"),
+            line=lines.key(("project",), "timeout"),
             hint='use a duration such as timeout = "10m", "1h30m" or 45 (seconds)',
         ) from None
 
@@ -234,7 +219,7 @@ def _positive(
     section: Mapping[str, Any],
     name: str,
     key: str,
-    text: str,
+    lines: TomlLines,
     example: str,
     *,
     allow_zero: bool = False,
@@ -261,22 +246,10 @@ def _positive(
         raise ProjectError(
             f"[{name}] {key} = {value!r}: expected {expected}",
             path=CONFIG_FILE,
-            line=_key_line(text, name, key),
+            line=lines.key((name,), key),
             hint=f"for example {example}",
         )
     return number
-
-
-def _key_line(text: str, section: str, key: str) -> int | None:
-    """The line of ``key = ...`` in ``[section]`` of the TOML text, for error messages."""
-    current = None
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if stripped.startswith("[") and not stripped.startswith("[["):
-            current = stripped.strip("[]").strip()
-        elif current == section and re.match(rf"{re.escape(key)}\s*=", stripped):
-            return number
-    return None
 
 
 def _validate_keys(data: Mapping[str, Any]) -> None:
@@ -285,7 +258,7 @@ def _validate_keys(data: Mapping[str, Any]) -> None:
             raise ProjectError(
                 f"unknown section [{section}]",
                 path=CONFIG_FILE,
-                hint=_did_you_mean(section, _SECTIONS) or f"known sections: {', '.join(_SECTIONS)}",
+                hint=did_you_mean(section, _SECTIONS) or f"known sections: {', '.join(_SECTIONS)}",
             )
         if not isinstance(value, dict):
             raise ProjectError(f"[{section}] must be a table", path=CONFIG_FILE)
@@ -297,7 +270,7 @@ def _validate_keys(data: Mapping[str, Any]) -> None:
                 raise ProjectError(
                     f"unknown key {key!r} in [{section}]",
                     path=CONFIG_FILE,
-                    hint=_did_you_mean(key, allowed) or f"known keys: {', '.join(allowed)}",
+                    hint=did_you_mean(key, allowed) or f"known keys: {', '.join(allowed)}",
                 )
 
 
@@ -318,7 +291,7 @@ def _seed_types(seeds: Mapping[str, Any]) -> dict[str, Mapping[str, str]]:
                 raise ProjectError(
                     f'[seeds."{relation}"] column {column!r}: unknown type {type_name!r}',
                     path=CONFIG_FILE,
-                    hint=_did_you_mean(str(type_name), SEED_TYPES)
+                    hint=did_you_mean(str(type_name), SEED_TYPES)
                     or f"types: {', '.join(SEED_TYPES)}",
                 )
         result[relation.lower()] = MappingProxyType(
@@ -340,11 +313,6 @@ def _flatten_seed_tables(seeds: Mapping[str, Any]) -> list[tuple[str, Mapping[st
                 (f"{key}.{name}", inner) for name, inner in value.items() if isinstance(inner, dict)
             )
     return found
-
-
-def _did_you_mean(word: str, choices: Any) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"did you mean {close[0]!r}?" if close else None
 
 
 def _toml_error_line(exc: tomllib.TOMLDecodeError) -> int | None:

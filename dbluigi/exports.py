@@ -23,7 +23,6 @@ from dbluigi.errors import ProjectError
 
 if TYPE_CHECKING:
     from dbluigi.config import Config
-    from dbluigi.project import Model, Project
 
 
 def output_folder(config: Config) -> Path:
@@ -31,39 +30,25 @@ def output_folder(config: Config) -> Path:
     return (config.root / config.output).resolve()
 
 
-def dump_file(config: Config, model: Model) -> Path:
-    """The file a dump model writes; a path outside the output folder is a ProjectError."""
+def dump_file(
+    config: Config, name: str, written: str | None, *, path: str, line: int | None
+) -> Path:
+    """The file a dump model writes: ``written`` (its ``-- path:``, at ``path:line``)
+    inside the output folder, or ``<name>.csv`` there; a path that leaves the output
+    folder is a ProjectError."""
     folder = output_folder(config)
-    written = model.header.path
     if written is None:
-        return folder / f"{model.name}.csv"
-    path = (folder / written).resolve()
-    if path == folder or not path.is_relative_to(folder):
+        return folder / f"{name}.csv"
+    resolved = (folder / written).resolve()
+    if resolved == folder or not resolved.is_relative_to(folder):
         raise ProjectError(
-            f"path {written!r} leaves the output folder {config.output}/ (it names {path})",
-            path=model.path,
-            line=model.header.line_of("path"),
+            f"path {written!r} leaves the output folder {config.output}/ (it names {resolved})",
+            path=path,
+            line=line,
             hint=f"name a file inside {config.output}/, relative to it, e.g. "
-            f"-- path: {model.name}.csv; [project] output in dbluigi.toml moves the folder",
+            f"-- path: {name}.csv; [project] output in dbluigi.toml moves the folder",
         )
-    return path
-
-
-def check_dump_paths(project: Project) -> None:
-    """Every dump writes inside the output folder, and no two dumps write the same file."""
-    seen: dict[Path, Model] = {}
-    for model in project.models.values():
-        if model.kind != "dump":
-            continue
-        path = dump_file(project.config, model)
-        first = seen.setdefault(path, model)
-        if first is not model:
-            raise ProjectError(
-                f"{first.path} and {model.path} both write {path}",
-                path=model.path,
-                line=model.header.line_of("path"),
-                hint="give one of them another -- path:",
-            )
+    return resolved
 
 
 @contextmanager

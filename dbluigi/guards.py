@@ -160,3 +160,28 @@ def _timed_out(model: Model, bound: Bound, exc: BaseException | None) -> TaskErr
         line=getattr(exc, "line", None) or bound.line,
         hint="make the query faster, or raise the timeout",
     )
+
+
+def ensure_names_fit(project: Project, target: Target) -> None:
+    """Refuse, before anything runs, a model whose schema or name the target would cut
+    (PostgreSQL keeps 63 bytes of an identifier), or a schema name the target reserves."""
+    limit = target.max_identifier_bytes
+    for model in project.models.values():
+        for part, what in ((model.schema, "schema"), (model.name, "name")):
+            size = len(part.encode())
+            if limit is not None and size > limit:
+                raise ProjectError(
+                    f"the {what} {part!r} is {size} bytes long, and {target.name} keeps "
+                    f"only {limit} bytes of a name",
+                    path=model.path,
+                    hint=f"shorten the {'folder' if what == 'schema' else 'file'} name to at "
+                    f"most {limit} bytes (non-ASCII characters take 2 to 4 bytes each)",
+                )
+        if model.schema in target.reserved_schemas:
+            raise ProjectError(
+                f"schema {model.schema!r} is one of {target.name}'s own catalogs "
+                f"({', '.join(sorted(target.reserved_schemas))}), so {model.relation} "
+                "cannot be told apart from it",
+                path=model.path,
+                hint="rename the folder",
+            )

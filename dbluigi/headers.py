@@ -20,7 +20,6 @@ This runs for every file of every scan, so it is a plain line loop over precompi
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import overload
 
 from dbluigi.errors import HeaderError
+from dbluigi.suggest import did_you_mean
 
 KNOWN_KEYS = (
     "kind",
@@ -369,10 +369,7 @@ def _reject_near_miss(content: str, path: str | Path, line: int) -> None:
 
 
 def _key_hint(key: str) -> str:
-    close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return (
+    return did_you_mean(key, KNOWN_KEYS) or (
         f"known keys are: {', '.join(KNOWN_KEYS)}; a prose comment must not start "
         "with a lowercase word and a colon"
     )
@@ -459,8 +456,7 @@ def _parse_index(value: str, line: int) -> IndexSpec:
 def _parse_kind(value: str, line: int) -> str:
     kind = value.lower()
     if kind not in KINDS:
-        close = difflib.get_close_matches(kind, KINDS, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"kinds are: {', '.join(KINDS)}"
+        hint = did_you_mean(kind, KINDS) or f"kinds are: {', '.join(KINDS)}"
         raise _BadValue(f"unknown kind {value!r}", hint)
     return kind
 

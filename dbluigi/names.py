@@ -14,8 +14,8 @@ and its indexes (``<table>__<columns>_idx``). Each must
 - never be the name of a model: ``__dbluigi_`` is reserved, and ``reserved_name`` says
   why a model may not be called so (``project.py`` refuses such models when it loads).
 
-``ensure_names_fit`` refuses, once the target is known, a model whose own name the
-target would cut (a name the database changes cannot be published under its name).
+``guards.ensure_names_fit`` refuses, once the target is known, a model whose own name
+the target would cut (a name the database changes cannot be published under its name).
 """
 
 from __future__ import annotations
@@ -23,13 +23,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-from dbluigi.errors import ProjectError
-
-if TYPE_CHECKING:
-    from dbluigi.project import Project
-    from dbluigi.targets.base import Target
 
 RESERVED = "__dbluigi_"
 """What every internal name holds between the model's name and its role."""
@@ -92,28 +85,3 @@ def reserved_name(schema: str, name: str) -> str | None:
     if RESERVED in name:
         return f"names containing {RESERVED} are the tables dbluigi builds aside"
     return None
-
-
-def ensure_names_fit(project: Project, target: Target) -> None:
-    """Refuse, before anything runs, a model whose schema or name the target would cut
-    (PostgreSQL keeps 63 bytes of an identifier), or a schema name the target reserves."""
-    limit = target.max_identifier_bytes
-    for model in project.models.values():
-        for part, what in ((model.schema, "schema"), (model.name, "name")):
-            size = len(part.encode())
-            if limit is not None and size > limit:
-                raise ProjectError(
-                    f"the {what} {part!r} is {size} bytes long, and {target.name} keeps "
-                    f"only {limit} bytes of a name",
-                    path=model.path,
-                    hint=f"shorten the {'folder' if what == 'schema' else 'file'} name to at "
-                    f"most {limit} bytes (non-ASCII characters take 2 to 4 bytes each)",
-                )
-        if model.schema in target.reserved_schemas:
-            raise ProjectError(
-                f"schema {model.schema!r} is one of {target.name}'s own catalogs "
-                f"({', '.join(sorted(target.reserved_schemas))}), so {model.relation} "
-                "cannot be told apart from it",
-                path=model.path,
-                hint="rename the folder",
-            )

@@ -17,7 +17,6 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbluigi.exports import dump_file
 from dbluigi.project import Model, Project
 from dbluigi.state import ModelState
 
@@ -182,7 +181,7 @@ def make_plan(
             reason = NEW
         elif model.publishes_relation and relation not in existing:
             reason = MISSING
-        elif model.kind == "dump" and not dump_file(project.config, model).exists():
+        elif model.kind == "dump" and not project.dump_file(model).exists():
             reason = OUTPUT_MISSING
         elif stored.content_fp != content:
             reason = CHANGED

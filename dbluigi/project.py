@@ -8,7 +8,6 @@ checks, and the dependency graph in a deterministic order.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections import defaultdict
 from collections.abc import Mapping
@@ -19,13 +18,14 @@ from pathlib import Path
 from dbluigi.cache import SqlInfoCache
 from dbluigi.config import CONFIG_FILE, STATE_DIR, Config, load_config
 from dbluigi.errors import DuplicateRelationError, ProjectError
-from dbluigi.exports import check_dump_paths
+from dbluigi.exports import dump_file
 from dbluigi.graph import WAITS, Edge, Graph
 from dbluigi.headers import Header, IndexSpec, parse_header
 from dbluigi.names import RESERVED, STATE_SCHEMA, reserved_name
 from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
 from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
+from dbluigi.suggest import did_you_mean
 
 QUERY_KINDS = ("table", "view", "incremental", "dump")
 TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed", "python")
@@ -209,6 +209,16 @@ class Project:
         """Models the checks gating ``relation`` read without depending on them."""
         return tuple(dict.fromkeys(w for c in self.gated_checks(relation) for w in c.waits))
 
+    def dump_file(self, model: Model) -> Path:
+        """The file a dump model writes (``dbluigi.exports``)."""
+        return dump_file(
+            self.config,
+            model.name,
+            model.header.path,
+            path=model.path,
+            line=model.header.line_of("path"),
+        )
+
     def model_parents(self, relation: str) -> tuple[str, ...]:
         """Models (not sources) that must be built before ``relation``, through sources too."""
         result: set[str] = set()
@@ -240,7 +250,7 @@ def load_project(
     cache = SqlInfoCache(root / STATE_DIR / "cache", enabled=use_cache)
     loader = _Loader(root, config, cache)
     project = loader.load(files)
-    check_dump_paths(project)
+    _check_dump_paths(project)
     cache.save()
     return project
 
@@ -287,7 +297,8 @@ class _Loader:
                 raise ProjectError(
                     f"no model {relation} for this {orphan.role.replace('_', ' ')} file",
                     path=orphan.path,
-                    hint=_close(relation, by_relation) or "name it after the model it belongs to",
+                    hint=did_you_mean(relation, by_relation, quote=str)
+                    or "name it after the model it belongs to",
                 )
 
         for f in model_files:
@@ -517,8 +528,25 @@ def _refuse_reserved(relation: str, path: str, line: int | None, *, written: boo
         )
 
 
+def _check_dump_paths(project: Project) -> None:
+    """Every dump writes inside the output folder, and no two dumps write the same file."""
+    seen: dict[Path, Model] = {}
+    for model in project.models.values():
+        if model.kind != "dump":
+            continue
+        path = project.dump_file(model)
+        first = seen.setdefault(path, model)
+        if first is not model:
+            raise ProjectError(
+                f"{first.path} and {model.path} both write {path}",
+                path=model.path,
+                line=model.header.line_of("path"),
+                hint="give one of them another -- path:",
+            )
+
+
 def _extract_models(config: Config) -> dict[str, Model]:
-    """One ``extract`` model per table of ``[sources]`` (``dbluigi.source_config``): it
+    """One ``extract`` model per table of ``[sources]`` (``dbluigi.sources.config``): it
     lives at the table's line of dbluigi.toml, and its text is its definition."""
     models = {}
     for relation, table in config.source_tables.items():
@@ -807,8 +835,3 @@ def _ordering_edges(graph: Graph, waits: list[tuple[str, str]]) -> set[Edge]:
             added[parent].add(gate)
             edges.add(Edge(parent, gate, WAITS))
     return edges
-
-
-def _close(word: str, choices: Mapping[str, object]) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"did you mean {close[0]}?" if close else None

@@ -23,15 +23,14 @@ from dbluigi import partitions
 from dbluigi.artifact import write_run_artifact
 from dbluigi.audit import SlowTask, slow_tasks
 from dbluigi.errors import CheckFailed, DbluigiError, SelectorError, TargetError, TaskError
-from dbluigi.guards import ensure_supported
+from dbluigi.guards import ensure_names_fit, ensure_supported
 from dbluigi.kinds.extract import read_versions
-from dbluigi.names import ensure_names_fit
 from dbluigi.partitions import partition_values
 from dbluigi.plan import PartitionDecision, Plan, make_plan, partition_decisions, partition_query_fp
 from dbluigi.project import Model, Project
 from dbluigi.publish import AlreadyBuilt, BuildRequest, publish
 from dbluigi.selectors import select
-from dbluigi.state import StateStore, TaskRecord, new_run_id, now
+from dbluigi.state import StateStore, TaskRecord, TaskResult, new_run_id, now
 from dbluigi.targets.base import Catalog, Session, Target
 
 RUN_LOCK = "dbluigi.run:{run_id}"  # held by a running build's own session, to tell it is alive
@@ -52,22 +51,6 @@ class RunOptions:
     full_refresh: bool = False  # selected incremental models are rebuilt from scratch
     scheduler_url: str | None = None  # a luigid central scheduler shared with other workers
     partitions: tuple[str, ...] = ()  # rebuild --partition: only these values of partitioned models
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    model: str
-    kind: str
-    status: str  # "success" | "failed" | "skipped" | "up to date" | "elsewhere" (another worker's)
-    reason: str
-    failure_class: str | None = None
-    error: str | None = None
-    path: str | None = None
-    line: int | None = None
-    duration_s: float = 0.0
-    rows: int | None = None
-    attempts: int = 0
-    partition: str | None = None  # one value of a partitioned model
 
 
 @dataclass(frozen=True)
@@ -619,7 +602,7 @@ def _results(
         decision = plan.decisions[model]
         kind = project.models[model].kind
         record = last.get(model)
-        results += [_result(project, kind, r, 1) for r in parts.get(model, ())]
+        results += [_result(kind, r, 1) for r in parts.get(model, ())]
         if record is None and decision.run:
             now_built = stored.get(model)
             if now_built is not None and now_built.build_id == decision.build_id:
@@ -655,26 +638,13 @@ def _results(
         if record is None:
             results.append(TaskResult(model, kind, "up to date", decision.reason))
             continue
-        results.append(_result(project, kind, record, attempts.get(model, 1)))
+        results.append(_result(kind, record, attempts.get(model, 1)))
     state.record_tasks(skipped)
     return results
 
 
-def _result(project: Project, kind: str, r: TaskRecord, attempts: int) -> TaskResult:
-    return TaskResult(
-        model=r.model,
-        partition=r.partition or None,
-        kind=kind,
-        status=r.status,
-        reason=r.reason or "",
-        failure_class=r.failure_class,
-        error=r.error,
-        path=r.path,
-        line=r.line,
-        duration_s=r.duration_s,
-        rows=r.rows,
-        attempts=attempts,
-    )
+def _result(kind: str, r: TaskRecord, attempts: int) -> TaskResult:
+    return TaskResult(r.model, kind, r.status, r.reason or "", last=r, attempts=attempts)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -766,7 +736,7 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
                     checks=tuple(results_),
                 )
             )
-            results.append(TaskResult(relation, model.kind, status, "check", cls, error))
+            results.append(TaskResult(relation, model.kind, status, "check", last=records[-1]))
         state.record_tasks(records)
         state.finish_run(
             run_id, "failed" if any(r.status != "success" for r in results) else "success"

@@ -25,7 +25,6 @@ import contextlib
 import csv
 import datetime as dt
 import decimal
-import difflib
 import io
 import json
 import re
@@ -37,6 +36,7 @@ from typing import Any
 import yaml
 
 from dbluigi.errors import ProjectError
+from dbluigi.suggest import did_you_mean
 from dbluigi.targets.base import PORTABLE_TYPES, Column, quote_name
 
 OVERRIDE_OPTION = "column_types"
@@ -143,12 +143,11 @@ def _check_overrides(
     checked = {}
     for column, type_name in overrides.items():
         if column not in names:
-            close = difflib.get_close_matches(column, names, n=1)
             raise ProjectError(
                 f"{OVERRIDE_OPTION} names column {column!r}, which the seed does not have "
                 f"(columns: {', '.join(names)})",
                 path=path,
-                hint=f"did you mean {close[0]!r}?" if close else None,
+                hint=did_you_mean(column, names),
             )
         normal = str(type_name).strip().lower()
         if normal not in PORTABLE_TYPES:

@@ -8,11 +8,11 @@ takes the same forms away. The result is in run order.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 
 from dbluigi.errors import SelectorError
 from dbluigi.project import Project
+from dbluigi.suggest import close_matches
 
 
 def select(
@@ -125,7 +125,7 @@ def _resolve(project: Project, name: str, selector: str, *, nodes: Sequence[str]
 
 
 def _hint(word: str, choices: Sequence[str], what: str) -> str:
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.5)
+    close = close_matches(word, choices, n=3, cutoff=0.5)
     if close:
         return "closest matches: " + ", ".join(close)
     shown = ", ".join(choices[:10]) + (" ..." if len(choices) > 10 else "")

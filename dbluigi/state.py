@@ -162,6 +162,48 @@ class TaskRecord:
     checks: tuple[CheckResult, ...] = field(default=())
 
 
+@dataclass(frozen=True)
+class TaskResult:
+    """A selected model's outcome in one run: its status and, when it ran, its last
+    attempt (``last``, from which the attempt's facts are read) and how many there were."""
+
+    model: str
+    kind: str
+    status: str  # "success" | "failed" | "skipped" | "up to date" | "elsewhere" (another worker's)
+    reason: str
+    last: TaskRecord | None = None
+    attempts: int = 0
+
+    @property
+    def partition(self) -> str | None:
+        """The value, for one value of a partitioned model."""
+        return (self.last.partition or None) if self.last else None
+
+    @property
+    def failure_class(self) -> str | None:
+        return self.last.failure_class if self.last else None
+
+    @property
+    def error(self) -> str | None:
+        return self.last.error if self.last else None
+
+    @property
+    def path(self) -> str | None:
+        return self.last.path if self.last else None
+
+    @property
+    def line(self) -> int | None:
+        return self.last.line if self.last else None
+
+    @property
+    def duration_s(self) -> float:
+        return self.last.duration_s if self.last else 0.0
+
+    @property
+    def rows(self) -> int | None:
+        return self.last.rows if self.last else None
+
+
 class RunSummary(NamedTuple):
     """One invocation as ``dbluigi history`` lists it (a row of ``runs``)."""
 

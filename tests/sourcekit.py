@@ -12,7 +12,7 @@ import pymysql
 from sqlalchemy.engine import make_url
 
 from dbluigi.config import load_config
-from dbluigi.source_config import SourceTable
+from dbluigi.sources import SourceTable
 
 
 def is_mariadb(url: str) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlglot
 
-from dbluigi.literals import sql_literal
+from dbluigi.kinds.incremental import sql_literal
 from dbluigi.project import load_project
 from tests.buildkit import build_json, cli, query, ran
 from tests.test_build import write_project

@@ -10,7 +10,7 @@ import pytest
 
 from dbluigi import sources
 from dbluigi.errors import TaskError
-from dbluigi.source_config import SourceTable
+from dbluigi.sources import SourceTable, mysql
 from tests.helpers import write_project
 from tests.sourcekit import (
     create_items,
@@ -200,7 +200,7 @@ def test_mariadb_rows_read_in_bulk_equal_pymysqls_own(
     table = _table(tmp_path, mariadb_url)
     copies = {}
     for bulk in (True, False):
-        monkeypatch.setattr(sources, "RAW_ROWS", bulk)
+        monkeypatch.setattr(mysql, "RAW_ROWS", bulk)
         with sources.connect(table) as source:
             out = io.BytesIO()
             assert source.copy_csv(table, source.describe(table), out) == 5
@@ -260,7 +260,7 @@ def test_bulk_row_reader_follows_the_protocol() -> None:
             _result=SimpleNamespace(unbuffered_active=True),
         )
         out = io.BytesIO()
-        rows = sources._copy_raw_rows(
+        rows = mysql._copy_raw_rows(
             connection, out, lambda: TaskError("x", failure_class="runtime")
         )
         return rows, out.getvalue(), connection

@@ -17,7 +17,7 @@ a dump writes, and why it must stay in the output folder: ``dbluigi.exports``.
 
 from __future__ import annotations
 
-from dbluigi.exports import atomic_file, dump_file
+from dbluigi.exports import atomic_file
 from dbluigi.kinds.base import BuildRequest, Kind, Published, checked, located, record, transaction
 from dbluigi.targets.base import Session
 
@@ -25,7 +25,7 @@ from dbluigi.targets.base import Session
 def build(session: Session, request: BuildRequest) -> Published:
     """Check, write aside, record and rename into place; returns the rows written."""
     model, project = request.model, request.project
-    path = dump_file(project.config, model)
+    path = project.dump_file(model)
     statement = model.statements[0]
     with transaction(session, request):
         outcome = checked(session, request, model.schema, model.name)

@@ -1,6 +1,6 @@
 """The ``extract`` kind: a table of a source database copied into the target.
 
-Each table declared in ``[sources]`` (``dbluigi.source_config``) is a model of kind
+Each table declared in ``[sources]`` (``dbluigi.sources.config``) is a model of kind
 ``extract``: relation ``<schema>.<table>``, file dbluigi.toml, gated by
 ``<schema>/<table>.check.sql`` when there is one. It is one task of the graph like any
 model, and the models reading the table are downstream of it.
@@ -51,7 +51,7 @@ from dbluigi.kinds.base import (
 from dbluigi.kinds.incremental import column_change
 from dbluigi.plan import CHANGED, FORCED, FULL_REFRESH, MISSING, NEW
 from dbluigi.project import Model, Project
-from dbluigi.source_config import SourceTable
+from dbluigi.sources import SourceTable
 from dbluigi.targets.base import Column, Session
 
 _FULL_REASONS = (NEW, CHANGED, FORCED, MISSING, FULL_REFRESH)

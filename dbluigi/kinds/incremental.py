@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import Any
 
 from sqlglot import exp
 
@@ -51,10 +52,9 @@ from dbluigi.kinds.base import (
     needs_full_build,
     upsert_aside,
 )
-from dbluigi.literals import sql_literal
 from dbluigi.project import Model
 from dbluigi.state import CheckResult
-from dbluigi.targets.base import Session, table_expr
+from dbluigi.targets.base import Session, literal, table_expr
 
 _WATERMARK = re.compile(r"\{\{\s*watermark\s*\}\}")
 SAMPLE_ROWS = 5
@@ -81,6 +81,11 @@ def render_watermark(session: Session, request: BuildRequest) -> BuildRequest:
     sql = _WATERMARK.sub(lambda _: sql_literal(value, request.project.dialect), statement.sql)
     rendered = replace(model, statements=(replace(statement, sql=sql),))
     return replace(request, model=rendered)
+
+
+def sql_literal(value: Any, dialect: str) -> str:
+    """A SQL literal of a value read back from the target; NULL for None."""
+    return literal(value).sql(dialect=dialect)
 
 
 def build(session: Session, request: BuildRequest) -> Published:

@@ -2,8 +2,8 @@
 
 ``open_target(url, project_dir=...)`` turns a ``--target`` URL into a ``Target``;
 ``Target.connect()`` opens a ``Session`` with everything a strategy needs (build a
-table aside, swap it in, load seeds, classify errors). ``mask_url`` is how a URL is
-shown anywhere: its password replaced by ``***``.
+table aside, swap it in, load seeds, classify errors). ``mask_url`` (from
+``dbluigi.urls``) is how a URL is shown anywhere: its password replaced by ``***``.
 
 Accepted URLs:
 
@@ -16,12 +16,11 @@ Accepted URLs:
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from dbluigi.errors import TargetError
-from dbluigi.names import index_name
-from dbluigi.targets.base import Column, IndexLike, QueryResult, Session, Target
+from dbluigi.targets.base import Column, IndexLike, QueryResult, Session, Target, index_name
+from dbluigi.urls import mask_url, parse_url
 
 __all__ = [
     "Column",
@@ -36,7 +35,6 @@ __all__ = [
 
 _DUCKDB_PREFIX = "duckdb:///"
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
-_QUERY_PASSWORD_RE = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 _ACCEPTED = (
     "duckdb (the default), duckdb:///path/to/file.duckdb, or postgresql://user@host:5432/dbname"
 )
@@ -82,8 +80,6 @@ def open_target(url: str | None, *, project_dir: Path) -> Target:
         return DuckDBTarget(path if path.is_absolute() else project_dir / path)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme in _POSTGRES_SCHEMES:
-        from dbluigi.urls import parse_url
-
         try:
             parse_url(url)
         except ValueError as exc:
@@ -98,24 +94,3 @@ def open_target(url: str | None, *, project_dir: Path) -> Target:
         f"--target {mask_url(url)!r} is not a target dbluigi supports",
         hint=f"use {_ACCEPTED} (as --target or DBLUIGI_TARGET)",
     )
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``; never raises."""
-    return _mask_by_hand(str(url))
-
-
-def _mask_by_hand(url: str) -> str:
-    """Mask ``scheme://user:password@...`` and ``?password=`` without parsing; the
-    password ends at the last ``@`` before the query string, since an unencoded ``@``
-    may sit inside it."""
-    url = _QUERY_PASSWORD_RE.sub(r"\1***", url)
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return url
-    query_at = rest.find("?")
-    at = rest.rfind("@", 0, query_at if query_at >= 0 else len(rest))
-    if at < 0 or ":" not in rest[:at]:
-        return url
-    user = rest[:at].split(":", 1)[0]
-    return f"{scheme}://{user}:***{rest[at:]}"

@@ -14,6 +14,8 @@ database verbatim, so its meaning never depends on a sqlglot round trip.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import functools
 import re
 import threading
@@ -143,6 +145,22 @@ def quote_name(*parts: str) -> str:
 def ident(name: str) -> exp.Identifier:
     """A quoted identifier."""
     return exp.to_identifier(name, quoted=True)
+
+
+def literal(value: Any) -> exp.Expression:
+    """A SQL literal of a value read back from a database (a watermark); NULL for None."""
+    if value is None:
+        return exp.null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, int | float | decimal.Decimal):
+        return exp.Literal.number(value)
+    if isinstance(value, dt.datetime):
+        type_ = "timestamptz" if value.tzinfo is not None else "timestamp"
+        return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), type_)
+    if isinstance(value, dt.date):
+        return exp.cast(exp.Literal.string(value.isoformat()), "date")
+    return exp.Literal.string(str(value))
 
 
 def find_line(statement: str, sql: str, *, position: int | None, line: int | None) -> int | None:
@@ -326,7 +344,7 @@ class Session(ABC):
 
     def load_csv_stream(self, schema: str, name: str, columns: Sequence[Column], path: Path) -> int:
         """Create the table and bulk-load headerless CSV read from ``path`` as it is written
-        (typically a named pipe another thread writes; see ``dbluigi.extract``). An unquoted
+        (typically a named pipe another thread writes; see ``dbluigi.kinds.extract``). An unquoted
         empty field is NULL, a quoted one (``""``) an empty string. Returns the row count."""
         raise NotImplementedError(f"the {self.target.name} target cannot load a CSV stream")
 

@@ -45,7 +45,7 @@ from dbluigi.targets.base import (
     strip_statement_end,
     table_expr,
 )
-from dbluigi.urls import libpq_dsn, parse_url
+from dbluigi.urls import libpq_dsn, mask_url, parse_url
 
 _TYPES = {
     "bigint": "BIGINT",
@@ -193,8 +193,6 @@ class PostgresTarget(Target):
 
     @functools.cached_property
     def display_url(self) -> str:
-        from dbluigi.targets import mask_url
-
         return mask_url(self.url)
 
     def __repr__(self) -> str:

@@ -29,7 +29,6 @@ line and the option.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -41,10 +40,12 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from dbluigi.configfile import CONFIG_FILE, TomlLines, interpolate_env
 from dbluigi.errors import ProjectError
+from dbluigi.suggest import did_you_mean
 from dbluigi.targets.base import PORTABLE_TYPES, numeric_precision
+from dbluigi.urls import mask_url, parse_url
 
-CONFIG_FILE = "dbluigi.toml"
 STATE_SCHEMA = "dbluigi"
 MODES = ("full", "incremental")
 SCHEMES = {
@@ -69,9 +70,6 @@ _TABLE_KEYS = (
     "version_query",
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-_SECTION_RE = re.compile(r"\s*\[([^\[\]]+)\]\s*(?:#.*)?$")
-_KEY_RE = re.compile(r"\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)\s*=")
-_KEY_PART_RE = re.compile(r"\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)\s*(?:\.|$)")
 
 
 @dataclass(frozen=True)
@@ -126,12 +124,9 @@ class SourceTable:
         )
 
 
-def parse_sources(sources: Any, text: str) -> dict[str, SourceTable]:
-    """The ``[sources]`` section as {relation: SourceTable}; raises ProjectError."""
-    from dbluigi.config import interpolate_env
-    from dbluigi.targets import mask_url
-
-    lines = _TomlLines(text)
+def parse_sources(sources: Any, lines: TomlLines) -> dict[str, SourceTable]:
+    """The ``[sources]`` section as {relation: SourceTable}, given where its keys sit in
+    the file; raises ProjectError."""
     if not isinstance(sources, dict):
         raise ProjectError("[sources] must be a table", path=CONFIG_FILE)
     found: dict[str, SourceTable] = {}
@@ -217,7 +212,7 @@ def _table(
     table: str,
     options: Mapping[str, Any],
     common: Mapping[str, Any],
-    lines: _TomlLines,
+    lines: TomlLines,
     line: int | None,
 ) -> SourceTable:
     source = common["source"]
@@ -239,11 +234,10 @@ def _table(
 
     mode = options.get("mode", "full")
     if mode not in MODES:
-        close = difflib.get_close_matches(str(mode), MODES, n=1)
         raise fail(
             f"mode = {mode!r}: expected {' or '.join(json.dumps(m) for m in MODES)}",
             "mode",
-            hint=f'did you mean "{close[0]}"?' if close else None,
+            hint=did_you_mean(str(mode), MODES, quote=json.dumps),
         )
     watermark = options.get("watermark")
     if watermark is not None:
@@ -297,11 +291,11 @@ def _table(
         if not isinstance(type_name, str) or (
             type_name not in PORTABLE_TYPES and numeric_precision(type_name) is None
         ):
-            close = difflib.get_close_matches(str(type_name), PORTABLE_TYPES, n=1)
+            close = did_you_mean(str(type_name), PORTABLE_TYPES, quote=json.dumps)
             raise fail(
                 f"column_types: column {column!r} has unknown type {type_name!r}",
                 "column_types",
-                hint=(f'did you mean "{close[0]}"? ' if close else "")
+                hint=(f"{close} " if close else "")
                 + f"types: {', '.join(PORTABLE_TYPES)}, numeric(p,s)",
             )
     version_query = options.get("version_query")
@@ -342,9 +336,7 @@ def _require_one_query(sql: str, dialect: str, fail: Any) -> None:
         )
 
 
-def _engine(url: str, source: str, lines: _TomlLines, where: tuple[str, ...]) -> str:
-    from dbluigi.targets import mask_url
-
+def _engine(url: str, source: str, lines: TomlLines, where: tuple[str, ...]) -> str:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     engine = SCHEMES.get(scheme)
     if engine is None:
@@ -356,8 +348,6 @@ def _engine(url: str, source: str, lines: _TomlLines, where: tuple[str, ...]) ->
             hint="use postgresql://user:password@host:5432/db or "
             "mysql+pymysql://user:password@host:3306/db (MariaDB, MySQL)",
         )
-    from dbluigi.urls import parse_url
-
     try:
         parse_url(url)
     except ValueError as exc:
@@ -370,7 +360,7 @@ def _engine(url: str, source: str, lines: _TomlLines, where: tuple[str, ...]) ->
     return engine
 
 
-def _add(found: dict[str, SourceTable], table: SourceTable, lines: _TomlLines) -> None:
+def _add(found: dict[str, SourceTable], table: SourceTable, lines: TomlLines) -> None:
     other = found.get(table.relation)
     if other is not None:
         raise ProjectError(
@@ -396,7 +386,7 @@ def _column_list(value: Any, key: str, fail: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_column_name(item, key, fail) for item in items))
 
 
-def _string(value: Any, label: str, lines: _TomlLines, section: tuple[str, ...], key: str) -> str:
+def _string(value: Any, label: str, lines: TomlLines, section: tuple[str, ...], key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _error(f"{label} must be a non-empty string", lines, section, key)
     return value
@@ -406,26 +396,23 @@ def _known_keys(
     settings: Mapping[str, Any],
     allowed: tuple[str, ...],
     label: str,
-    lines: _TomlLines,
+    lines: TomlLines,
     section: tuple[str, ...],
 ) -> None:
     for key in settings:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
             raise _error(
                 f"unknown key {key!r} in {label}",
                 lines,
                 section,
                 key,
-                hint=f"did you mean {close[0]!r}?"
-                if close
-                else f"known keys: {', '.join(allowed)}",
+                hint=did_you_mean(key, allowed) or f"known keys: {', '.join(allowed)}",
             )
 
 
 def _error(
     message: str,
-    lines: _TomlLines,
+    lines: TomlLines,
     section: tuple[str, ...],
     key: str | None = None,
     *,
@@ -442,52 +429,3 @@ def _section_name(section: tuple[str, ...]) -> str:
 def _first(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:200]
-
-
-class _TomlLines:
-    """Where sections and keys sit in the TOML text, for error messages.
-
-    Only what dbluigi.toml needs: ``[a.b."c.d"]`` headers and ``key =`` lines (a key
-    nested in an inline table is found at its parent's line)."""
-
-    def __init__(self, text: str) -> None:
-        self.sections: dict[tuple[str, ...], int] = {}
-        self.keys: dict[tuple[tuple[str, ...], str], int] = {}
-        current: tuple[str, ...] = ()
-        for number, line in enumerate(text.splitlines(), 1):
-            header = _SECTION_RE.match(line)
-            if header:
-                current = _split_key(header.group(1))
-                self.sections.setdefault(current, number)
-                continue
-            key = _KEY_RE.match(line)
-            if key:
-                self.keys.setdefault((current, _unquote(key.group(1))), number)
-
-    def section(self, section: tuple[str, ...]) -> int | None:
-        """The line of ``[section]``, or of the nearest enclosing one that is written."""
-        for end in range(len(section), 0, -1):
-            if section[:end] in self.sections:
-                return self.sections[section[:end]]
-            if end > 1 and (section[: end - 1], section[end - 1]) in self.keys:
-                return self.keys[(section[: end - 1], section[end - 1])]
-        return None
-
-    def key(self, section: tuple[str, ...], key: str) -> int | None:
-        return self.keys.get((section, key))
-
-
-def _split_key(text: str) -> tuple[str, ...]:
-    parts = []
-    position = 0
-    while position < len(text):
-        match = _KEY_PART_RE.match(text, position)
-        if match is None:
-            break
-        parts.append(_unquote(match.group(1)))
-        position = match.end()
-    return tuple(parts)
-
-
-def _unquote(part: str) -> str:
-    return part[1:-1] if part[:1] in ('"', "'") else part

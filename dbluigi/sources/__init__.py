@@ -1,0 +1,58 @@
+"""Source databases: read-only sessions that describe a table and stream it as CSV.
+
+A table declared in ``[sources]`` (parsed by ``dbluigi.sources.config`` into a
+``SourceTable``) is copied into the target by ``dbluigi.kinds.extract``. Everything that
+differs between the engines a source can be sits behind ``SourceConnection``
+(``base.py``): PostgreSQL in ``postgres.py``, MariaDB and MySQL in ``mysql.py``.
+``connect(table)`` is the only place that picks one.
+
+The session is read-only on the server's side, whatever the user's grants; dbluigi
+itself only sends the SELECTs it builds and version queries checked to be one query.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlglot import exp
+
+from dbluigi.sources.base import SourceColumn, SourceConnection, source_select
+from dbluigi.sources.config import SourceTable
+from dbluigi.sources.mysql import MariaDBSource
+from dbluigi.sources.postgres import PostgresSource
+from dbluigi.targets.base import QueryResult, ident
+
+__all__ = [
+    "SourceColumn",
+    "SourceConnection",
+    "SourceTable",
+    "connect",
+    "version_of",
+    "version_sql",
+]
+
+
+def connect(table: SourceTable) -> SourceConnection:
+    """A read-only session on the source ``table`` belongs to; a connection failure is a
+    ``runtime`` TaskError showing the masked URL."""
+    engines: dict[str, type[SourceConnection]] = {
+        "postgresql": PostgresSource,
+        "mariadb": MariaDBSource,
+    }
+    return engines[table.engine](table)
+
+
+def version_sql(table: SourceTable) -> str | None:
+    """The table's version query: its own, or for an incremental copy its highest
+    watermark (so new rows make it stale); None for a full copy without one."""
+    if table.version_query is not None:
+        return table.version_query
+    if table.watermark is None:
+        return None
+    highest = exp.func("MAX", exp.column(ident(table.watermark)))
+    return source_select(table, [highest], None).sql(dialect=table.dialect)
+
+
+def version_of(result: QueryResult) -> str:
+    """A version query's answer as the string that goes into a fingerprint."""
+    return json.dumps([list(row) for row in result.rows], default=str)

@@ -221,7 +221,7 @@ class _TaskGraph:
                 for w in sorted(run.project.graph.waits_for(model))
                 if w in self.settled
             ]
-            partitions = [
+            partitions: list[luigi.Task] = [
                 DbluigiPartition(
                     model=model, partition=p.value, fingerprint=p.fingerprint, build_id=p.build_id
                 )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,7 +241,7 @@ def split_statements(
     return [(c.sql, c.line) for c in _chunks(text, dialect, path, line_offset)]
 
 
-def replace_relations(sql: str, mapping: dict[TableRef, TableRef], *, dialect: str) -> str:
+def replace_relations(sql: str, mapping: Mapping[TableRef, TableRef], *, dialect: str) -> str:
     """Point the table references of ``sql`` named in ``mapping`` at other tables.
 
     CTE names are left alone. A replaced table that had no alias gets its old name as
@@ -265,6 +265,8 @@ def replace_relations(sql: str, mapping: dict[TableRef, TableRef], *, dialect: s
                 (original, _ref(copy))
                 for copy, original in zip(normalized.walk(), tree.walk(), strict=True)
                 if id(copy) in wanted
+                and isinstance(copy, exp.Table)
+                and isinstance(original, exp.Table)
             ]
             for original, ref in targets:
                 _point_at(original, mapping[ref], d)
@@ -313,7 +315,7 @@ def _chunks(text: str, dialect: str, path: str, line_offset: int) -> list[_Chunk
     pieces: list[tuple[list[Token], Token | None]] = []  # tokens, and the semicolon ending them
     current: list[Token] = []
     atomic = 0  # block depth inside BEGIN ATOMIC
-    previous = None
+    previous: TokenType | None = None
     for token in tokens:
         kind = token.token_type
         if atomic:

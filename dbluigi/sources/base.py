@@ -232,7 +232,7 @@ def source_table(table: SourceTable) -> exp.Table:
 
 
 def source_select(
-    table: SourceTable, expressions: list[exp.Expression], since: exp.Expression | None
+    table: SourceTable, expressions: Sequence[exp.Expr], since: exp.Expr | None
 ) -> exp.Select:
     """SELECT expressions FROM the table WHERE (its where) AND watermark >= since."""
     select = exp.select(*expressions).from_(source_table(table))

@@ -335,6 +335,6 @@ def _mariadb_portable(column_type: str, data_type: str, is_json: bool) -> str | 
     return _MARIADB_TYPES.get(data_type)
 
 
-def _call(name: str, *args: exp.Expression) -> exp.Expression:
+def _call(name: str, *args: exp.Expr) -> exp.Expression:
     """A function call written as is (sqlglot would rewrite CONCAT_WS's NULL handling)."""
     return exp.Anonymous(this=name, expressions=list(args))

@@ -492,7 +492,7 @@ class Session(ABC):
 
     # -- shared DDL ---------------------------------------------------------------
 
-    def _sql(self, expression: exp.Expression) -> str:
+    def _sql(self, expression: exp.Expr) -> str:
         return expression.sql(dialect=self.target.dialect)
 
     def ensure_schema(self, schema: str) -> None:

@@ -296,7 +296,7 @@ class DuckDBSession(Session):
     def load_csv_stream(self, schema: str, name: str, columns: Sequence[Column], path: Path) -> int:
         """CREATE TABLE, then INSERT ... SELECT FROM read_csv reading ``path`` (a named pipe
         is read as it is written); a quoted empty field is an empty string, not NULL."""
-        options = {
+        options: dict[str, exp.Expression] = {
             "header": exp.false(),
             "allow_quoted_nulls": exp.false(),
             "max_line_size": exp.Literal.number(STREAM_LINE_BYTES),  # 2 MiB by default
@@ -456,7 +456,7 @@ def _batches(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence
 
 def _retarget_index(
     create_sql: str, schema: str, table: str, new_table: str, limit: int | None
-) -> exp.Expression:
+) -> exp.Expr:
     """An index's CREATE statement pointed at ``new_table`` (renamed if dbluigi named it)."""
     create = sqlglot.parse_one(create_sql, read="duckdb")
     index = create.this

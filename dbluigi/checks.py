@@ -21,6 +21,7 @@ from sqlglot import exp
 from dbluigi.errors import TaskError
 from dbluigi.headers import HeaderCheck
 from dbluigi.project import CheckFile, Model, Project
+from dbluigi.relation import Relation
 from dbluigi.sqlinfo import TableRef, replace_relations
 from dbluigi.state import CheckResult
 from dbluigi.targets.base import Session, table_expr
@@ -205,7 +206,7 @@ def retarget(project: Project, model: Model, sql: str, name: str) -> str:
     new = TableRef(model.schema, name)
     mapping = {TableRef(model.schema, model.name): new}
     default = f"{project.config.schema}.{model.name}"
-    same_name = [m for m in project.models if m.split(".", 1)[1] == model.name]
+    same_name = [m for m in project.models if Relation(m).name == model.name]
     if default == model.relation or (
         default not in project.models and same_name == [model.relation]
     ):

@@ -18,6 +18,7 @@ from sqlglot import exp
 from dbluigi import names
 from dbluigi.errors import ProjectError
 from dbluigi.project import Model, Project
+from dbluigi.relation import Relation
 from dbluigi.render import render
 from dbluigi.state import StateStore
 from dbluigi.targets.base import Session, table_expr
@@ -141,7 +142,7 @@ def drop_stale_partitions(
     state = StateStore(session)
     known = {partition_table(model, v, limit) for v in state.partition_keys(model.relation)}
     prefix = f"{model.schema}.{model.name}{PARTITION_INFIX}"
-    stale = {r.split(".", 1)[1] for r in kinds if r.startswith(prefix)} | known
+    stale = {Relation(r).name for r in kinds if r.startswith(prefix)} | known
     for table in sorted(stale - keep):
         session.drop_relation(model.schema, table)
     state.forget_partitions(model.relation, keep=values)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +22,7 @@ from dbluigi.exports import dump_file
 from dbluigi.graph import WAITS, Edge, Graph
 from dbluigi.headers import Header, IndexSpec, parse_header
 from dbluigi.names import RESERVED, STATE_SCHEMA, reserved_name
+from dbluigi.relation import Relation
 from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
 from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
@@ -56,12 +57,12 @@ class CheckFile:
 
     path: str
     format: str  # "sql" | "python"
-    owner: str
-    gate: str
+    owner: Relation
+    gate: Relation
     text: str  # the whole file, rendered
     statements: tuple[Statement, ...] = ()  # the one query of a .check.sql
-    reads: tuple[str, ...] = ()
-    waits: tuple[str, ...] = ()
+    reads: tuple[Relation, ...] = ()
+    waits: tuple[Relation, ...] = ()
     whole: bool = True  # every query of the file gates the same model
 
     @property
@@ -90,25 +91,25 @@ class CheckFile:
 class Model:
     """One model or seed: a file that produces (or, for ``sql``, modifies) relations."""
 
-    relation: str
+    relation: Relation
     path: str
     format: str  # "sql" | "csv" | "yaml" | "python"
     kind: str
     header: Header
     text: str  # the file as rendered with the project's variables
     statements: tuple[Statement, ...] = ()
-    reads: tuple[str, ...] = ()
-    writes: tuple[str, ...] = ()
-    depends: tuple[str, ...] = ()
+    reads: tuple[Relation, ...] = ()
+    writes: tuple[Relation, ...] = ()
+    depends: tuple[Relation, ...] = ()
     patch: Patch | None = None
 
     @property
     def schema(self) -> str:
-        return self.relation.split(".", 1)[0]
+        return self.relation.schema
 
     @property
     def name(self) -> str:
-        return self.relation.split(".", 1)[1]
+        return self.relation.name
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -274,7 +275,7 @@ class _Loader:
         for f in files:
             if f.role != "model":
                 companions[f.relation][f.role] = f
-        by_relation = {f.relation: f for f in model_files}
+        by_relation: dict[str, ProjectFile] = {f.relation: f for f in model_files}
         for relation, extract in extracts.items():
             if relation in by_relation:
                 raise DuplicateRelationError(
@@ -303,8 +304,8 @@ class _Loader:
 
         for f in model_files:
             _refuse_reserved(f.relation, f.path, None)
-        for relation, extract in extracts.items():
-            _refuse_reserved(relation, extract.path, extract.header.line_of("kind"))
+        for extract in extracts.values():
+            _refuse_reserved(extract.relation, extract.path, extract.header.line_of("kind"))
 
         raw: dict[str, tuple[Model, SqlInfo | None]] = {}
         for f in model_files:
@@ -461,12 +462,11 @@ class _Loader:
 
         The graph resolves ``from agencies`` to the only model named agencies; the
         database would look in the default schema, so the SQL says it explicitly."""
+        resolved = {ref: names.resolve(ref, path) for ref in refs if ref.schema is None}
         mapping = {
-            ref: TableRef(*names.resolve(ref, path).split(".", 1))
-            for ref in refs
-            if ref.schema is None
-            and names.resolve(ref, path).split(".", 1)[0] != names.default_schema
-            and names.resolve(ref, path) in names.models
+            ref: TableRef(relation.schema, relation.name)
+            for ref, relation in resolved.items()
+            if relation.schema != names.default_schema and relation in names.models
         }
         if not mapping:
             return statements
@@ -506,10 +506,12 @@ class _Loader:
         return self._analyze(text, Header(), path, hint=hint)
 
 
-def _refuse_reserved(relation: str, path: str, line: int | None, *, written: bool = False) -> None:
+def _refuse_reserved(
+    relation: Relation, path: str, line: int | None, *, written: bool = False
+) -> None:
     """A model may not take (or write) a name dbluigi gives its own tables (``dbluigi.names``)."""
-    schema, _, name = relation.partition(".")
-    why = reserved_name(schema, name)
+    schema = relation.schema
+    why = reserved_name(schema, relation.name)
     if why is not None:
         in_state = schema == STATE_SCHEMA
         raise ProjectError(
@@ -548,8 +550,9 @@ def _check_dump_paths(project: Project) -> None:
 def _extract_models(config: Config) -> dict[str, Model]:
     """One ``extract`` model per table of ``[sources]`` (``dbluigi.sources.config``): it
     lives at the table's line of dbluigi.toml, and its text is its definition."""
-    models = {}
-    for relation, table in config.source_tables.items():
+    models: dict[str, Model] = {}
+    for name, table in config.source_tables.items():
+        relation = Relation(name)
         unique_key = tuple(k.lower() for k in table.unique_key)  # the target's column names
         key = (IndexSpec(unique_key, unique=True),) if unique_key else ()
         header = Header(
@@ -687,14 +690,14 @@ class _NameResolver:
     def __init__(self, default_schema: str, models: Mapping[str, object]) -> None:
         self.default_schema = default_schema
         self.models = models
-        self.bare: dict[str, list[str]] = defaultdict(list)
+        self.bare: dict[str, list[Relation]] = defaultdict(list)
         for relation in sorted(models):
-            self.bare[relation.split(".", 1)[1]].append(relation)
+            self.bare[Relation(relation).name].append(Relation(relation))
 
-    def resolve(self, ref: TableRef, path: str) -> str:
+    def resolve(self, ref: TableRef, path: str) -> Relation:
         if ref.schema is not None:
-            return f"{ref.schema}.{ref.name}"
-        default = f"{self.default_schema}.{ref.name}"
+            return Relation.of(ref.schema, ref.name)
+        default = Relation.of(self.default_schema, ref.name)
         if default in self.models:
             return default
         candidates = self.bare.get(ref.name, [])
@@ -710,7 +713,7 @@ class _NameResolver:
 
     def resolve_all(
         self, refs: tuple[TableRef, ...] | list[TableRef], path: str
-    ) -> tuple[str, ...]:
+    ) -> tuple[Relation, ...]:
         return tuple(dict.fromkeys(self.resolve(r, path) for r in refs))
 
 
@@ -754,7 +757,7 @@ def _assemble(
         if not (e.reason == "reads" and e.parent in writers and e.child in writers[e.parent])
     }
 
-    files = {m.relation: m.path for m in models.values()}
+    files: dict[str, str] = {m.relation: m.path for m in models.values()}
     nodes = tuple(sorted(set(models) | sources))
     graph = Graph(nodes, tuple(sorted(edges)), files)
     graph.order  # noqa: B018 - raises CycleError before checks are placed
@@ -792,7 +795,7 @@ def _place_checks(
     placed = []
     for check in checks:
         read = [r for r in check.reads if r in models and r != check.owner]
-        later = graph.downstream([check.owner]).intersection(read)
+        later = {Relation(r) for r in graph.downstream([check.owner]).intersection(read)}
         gate = check.owner
         if later:
             gate = max(later, key=position.__getitem__)
@@ -809,7 +812,7 @@ def _place_checks(
     return [replace(c, whole=len(gates[c.path]) == 1) for c in placed]
 
 
-def _ordering_edges(graph: Graph, waits: list[tuple[str, str]]) -> set[Edge]:
+def _ordering_edges(graph: Graph, waits: Sequence[tuple[str, str]]) -> set[Edge]:
     """``waits`` edges for (model, gate) pairs, in order, leaving out any that would
     close a cycle: that gate runs without waiting, and its query runs only when the
     model it reads is available by then (see ``CheckFile``)."""

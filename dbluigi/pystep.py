@@ -34,6 +34,7 @@ from sqlglot import exp
 
 from dbluigi.errors import TaskError
 from dbluigi.project import Model, Project
+from dbluigi.relation import Relation
 from dbluigi.targets.base import Session, table_expr
 
 
@@ -58,7 +59,7 @@ class StepContext:
         self.table = self._name(model.schema, new)
         upstream = {*model.depends, *model.reads}
         self.upstream: Mapping[str, str] = MappingProxyType(
-            {r: self._name(*r.split(".", 1)) for r in sorted(upstream)}
+            {r: self._name(r.schema, r.name) for r in sorted(upstream)}
         )
         self.variables: Mapping[str, object] = MappingProxyType(dict(project.config.variables))
         self.log = logging.getLogger(f"dbluigi.step.{model.relation}")
@@ -73,7 +74,7 @@ class StepContext:
         wanted = relation.lower()
         if wanted in self.upstream:
             return self.upstream[wanted]
-        bare = [r for r in self.upstream if r.split(".", 1)[1] == wanted]
+        bare = [r for r in self.upstream if Relation(r).name == wanted]
         if len(bare) == 1:
             return self.upstream[bare[0]]
         declared = ", ".join(self.upstream) or "none"

@@ -29,6 +29,7 @@ from dbluigi.partitions import partition_values
 from dbluigi.plan import PartitionDecision, Plan, make_plan, partition_decisions, partition_query_fp
 from dbluigi.project import Model, Project
 from dbluigi.publish import AlreadyBuilt, BuildRequest, publish
+from dbluigi.relation import Relation
 from dbluigi.selectors import select
 from dbluigi.state import StateStore, TaskRecord, TaskResult, new_run_id, now
 from dbluigi.targets.base import Catalog, Session, Target
@@ -428,7 +429,7 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
         state.ensure()
         selected = select(project, options.selectors, options.exclude)
         catalog = session.catalog()
-        relations = {tuple(name.split(".", 1)) for name in catalog.kinds}
+        relations = {(r.schema, r.name) for r in map(Relation, catalog.kinds)}
         values = partition_values(session, project, selected)
         _check_partition_option(options, values)
         plan = make_plan(
@@ -558,7 +559,7 @@ def _ensure_schemas(session: Session, project: Project, plan: Plan) -> None:
     for relation in plan.to_run:
         model = project.models[relation]
         schemas.add(model.schema)
-        schemas.update(w.split(".", 1)[0] for w in model.writes)
+        schemas.update(w.schema for w in model.writes)
     with session.transaction():
         session.lock_in_transaction("dbluigi.schemas")
         for schema in sorted(schemas):

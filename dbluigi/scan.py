@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbluigi.errors import DuplicateRelationError, ProjectError
+from dbluigi.relation import Relation
 
 MODEL_SUFFIXES = {".sql": "sql", ".csv": "csv", ".yml": "yaml", ".yaml": "yaml", ".py": "python"}
 COMPANION_SUFFIXES = {".check.sql": "check_sql", ".check.py": "check_py", ".patch.sql": "patch"}
@@ -28,15 +29,15 @@ class ProjectFile:
     path: str  # relative to the project root, with forward slashes
     role: str  # "model" or one of COMPANION_SUFFIXES' values
     format: str  # "sql" | "csv" | "yaml" | "python"
-    relation: str  # "schema.name" of the model it is, or belongs to
+    relation: Relation  # the model it is, or belongs to
 
     @property
     def schema(self) -> str:
-        return self.relation.split(".", 1)[0]
+        return self.relation.schema
 
     @property
     def name(self) -> str:
-        return self.relation.split(".", 1)[1]
+        return self.relation.name
 
 
 def scan_files(
@@ -89,9 +90,9 @@ def classify(path: str, default_schema: str) -> ProjectFile | None:
     return None
 
 
-def _relation(folder: str, stem: str, default_schema: str) -> str:
+def _relation(folder: str, stem: str, default_schema: str) -> Relation:
     schema = folder.split("/", 1)[0] if folder else default_schema
-    return f"{schema.lower()}.{stem.lower()}"
+    return Relation.of(schema.lower(), stem.lower())
 
 
 def _reject_duplicates(files: list[ProjectFile]) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from dbluigi.errors import SelectorError
 from dbluigi.project import Project
+from dbluigi.relation import Relation
 from dbluigi.suggest import close_matches
 
 
@@ -58,7 +59,7 @@ def _one(project: Project, selector: str) -> set[str]:
 
 
 def _by_tag(project: Project, tag: str, selector: str) -> set[str]:
-    found = {m.relation for m in project.models.values() if tag in m.tags}
+    found: set[str] = {m.relation for m in project.models.values() if tag in m.tags}
     if not found:
         tags = sorted({t for m in project.models.values() for t in m.tags})
         raise SelectorError(
@@ -90,7 +91,7 @@ def _by_source(project: Project, name: str, selector: str) -> set[str]:
 
 def _by_path(project: Project, prefix: str, selector: str) -> set[str]:
     prefix = prefix.lstrip("./")
-    found = {
+    found: set[str] = {
         m.relation for m in project.models.values() if m.path == prefix or m.path.startswith(prefix)
     }
     if not found:
@@ -109,7 +110,7 @@ def _resolve(project: Project, name: str, selector: str, *, nodes: Sequence[str]
     if name in nodes:
         return name
     if "." not in name:
-        matches = [n for n in nodes if n.split(".", 1)[1] == name]
+        matches = [n for n in nodes if Relation(n).name == name]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
@@ -117,7 +118,7 @@ def _resolve(project: Project, name: str, selector: str, *, nodes: Sequence[str]
                 f"selector {selector!r} is ambiguous: it matches {', '.join(sorted(matches))}",
                 hint="qualify it with its schema, for example " + sorted(matches)[0],
             )
-    candidates = sorted(set(nodes) | {n.split(".", 1)[1] for n in nodes})
+    candidates = sorted(set(nodes) | {Relation(n).name for n in nodes})
     what = "source" if nodes is project.sources else "model"
     raise SelectorError(
         f"selector {selector!r} matches no {what}", hint=_hint(name, candidates, f"{what}s")

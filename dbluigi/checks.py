@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from dbluigi.errors import TaskError
+from dbluigi.errors import TaskError, Violation
 from dbluigi.headers import HeaderCheck
 from dbluigi.project import CheckFile, Model, Project
 from dbluigi.relation import Relation
@@ -36,19 +36,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "=": operator.eq,
     "!=": operator.ne,
 }
-
-
-@dataclass(frozen=True)
-class Violation:
-    """The first failing check: what it was, where, its SQL and its first violating rows."""
-
-    name: str
-    message: str
-    path: str | None = None
-    line: int | None = None
-    sql: str | None = None
-    columns: tuple[str, ...] = ()
-    rows: tuple[tuple[Any, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,7 +105,7 @@ def _header_check(
     session: Session, project: Project, target: CheckTarget, check: HeaderCheck
 ) -> Violation | None:
     dialect = project.dialect
-    where = {"path": target.model.path, "line": check.line}
+    path, line = target.model.path, check.line
     if check.kind == "rows":
         query = exp.select(exp.Count(this=exp.Star()).as_("n")).from_(_table(target))
         rows = int(session.query(query.sql(dialect=dialect)).rows[0][0])
@@ -136,7 +123,8 @@ def _header_check(
         return Violation(
             check.text,
             f"check '{check.text}' failed: {rows} rows, expected {check.op} {against}",
-            **where,
+            path=path,
+            line=line,
         )
     columns = [exp.column(c) for c in check.columns]
     if check.kind == "unique":
@@ -164,7 +152,8 @@ def _header_check(
         sql=sql,
         columns=result.columns,
         rows=result.rows,
-        **where,
+        path=path,
+        line=line,
     )
 
 

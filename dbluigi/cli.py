@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from dbluigi import __version__
-from dbluigi.errors import DbluigiError, ProjectError, SelectorError, TargetError
+from dbluigi.errors import DbluigiError, ProjectError, UsageError
 from dbluigi.lineage import FORMATS, render_lineage
 from dbluigi.project import Project, load_project
 from dbluigi.selectors import select
@@ -112,17 +111,18 @@ def _root(
         raise typer.Exit(0)
 
 
+ERROR_EXIT = 2  # an error that stops a command; a failed task exits 1 through its run
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
-    """Map dbluigi's errors to messages and exit code 2."""
+    """Print a dbluigi error that stops the command (it says where and what to do next)
+    and exit 2."""
     try:
         yield
-    except (ProjectError, SelectorError, TargetError) as exc:
-        err_console.print(f"[bold red]error:[/] {_escape(str(exc))}")
-        raise typer.Exit(2) from None
     except DbluigiError as exc:
         err_console.print(f"[bold red]error:[/] {_escape(str(exc))}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(ERROR_EXIT) from None
 
 
 def _escape(text: str) -> str:
@@ -228,7 +228,10 @@ def lineage(
     """Show the dependency graph; a selector without + shows its whole lineage."""
     with _errors():
         if fmt not in FORMATS:
-            raise SelectorError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+            raise UsageError(
+                f"--format {fmt!r} is not one of {', '.join(FORMATS)}",
+                hint="for example --format mermaid",
+            )
         proj = _load(project, target, var)
         # a selector without +: its whole lineage, upstream and downstream
         wanted = [s if "+" in s else f"+{s}+" for s in selectors or ()]
@@ -357,7 +360,7 @@ def _build(
 
 def _scheduler(url: str | None) -> str | None:
     if url is not None and not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", url):
-        raise SelectorError(
+        raise UsageError(
             f"--scheduler-url {url!r} is not an http(s) URL of a luigid scheduler",
             hint="for example --scheduler-url http://scheduler-host:8082",
         )
@@ -830,7 +833,7 @@ def debug(
             err_console.print(f"[bold red]state:[/] {_escape(problem)}", highlight=False)
         if not repair_state:
             err_console.print(f"  hint: {REPAIR_HINT.removeprefix('run ')}", highlight=False)
-        raise typer.Exit(2)
+        raise typer.Exit(ERROR_EXIT)
     console.print(f"state: ok (schema dbluigi, version {SCHEMA_VERSION})")
 
 
@@ -846,4 +849,4 @@ def _task_json(r: TaskResult) -> dict[str, Any]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dbluigi.configfile import CONFIG_FILE, TomlLines, interpolate_env
-from dbluigi.errors import ProjectError
+from dbluigi.errors import ProjectError, UsageError
 from dbluigi.headers import parse_duration
 from dbluigi.sources.config import SourceTable, parse_sources
 from dbluigi.suggest import did_you_mean
@@ -88,7 +88,7 @@ def parse_var_options(options: list[str] | None) -> dict[str, str]:
         key, sep, value = option.partition("=")
         key = key.strip()
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ProjectError(
+            raise UsageError(
                 f"--var {option!r}: expected NAME=VALUE", hint="for example --var year=2020"
             )
         result[key] = value

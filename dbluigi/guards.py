@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dbluigi.config import CONFIG_FILE
-from dbluigi.errors import ProjectError, TaskError
+from dbluigi.errors import DbluigiError, ProjectError, TaskError, as_dbluigi
 from dbluigi.project import Model, Project
 from dbluigi.targets.base import Session, Target
 
@@ -99,11 +99,12 @@ def timeout(session: Session, project: Project, model: Model) -> Iterator[None]:
         try:
             yield
         except Exception as exc:
-            failure_class = getattr(exc, "failure_class", None) or session.classify(exc)
+            error = as_dbluigi(exc, failure_class=session.classify(exc))
+            failure_class = error.failure_class or "runtime"
             if failure_class == "timeout" or (
                 deadline.expired and failure_class in _RUNTIME_CLASSES
             ):
-                raise _timed_out(model, bound, exc) from exc
+                raise _timed_out(model, bound, error) from exc
             raise
         if deadline.expired:  # the interrupt fell between two statements
             raise _timed_out(model, bound, None)
@@ -131,8 +132,7 @@ def enforce_cost(project: Project, model: Model, cost: float | None) -> None:
             hint="make the query cheaper (look for a missing join condition), or raise max_cost; "
             "`dbluigi history` shows the estimated cost of each build",
         )
-        error.explain_cost = cost  # recorded with the failure, to choose a better bound
-        raise error
+        raise error.with_cost(cost)  # recorded with the failure, to choose a better bound
 
 
 def format_cost(cost: float) -> str:
@@ -151,13 +151,13 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{minutes}m" if minutes else f"{hours}h"
 
 
-def _timed_out(model: Model, bound: Bound, exc: BaseException | None) -> TaskError:
+def _timed_out(model: Model, bound: Bound, error: DbluigiError | None) -> TaskError:
     return TaskError(
         f"{model.relation} ran longer than its timeout of {format_seconds(bound.value)} "
         f"(set by {bound.source}) and was stopped; nothing was published",
         failure_class="timeout",
-        path=getattr(exc, "path", None) or model.path,
-        line=getattr(exc, "line", None) or bound.line,
+        path=error.path if error is not None and error.path else model.path,
+        line=error.line if error is not None and error.line else bound.line,
         hint="make the query faster, or raise the timeout",
     )
 

@@ -43,7 +43,7 @@ def publish(session: Session, request: BuildRequest) -> Published:
         if exc.explain_cost is None and request.explain_with_build:  # the build never reported it
             cost = _cost_after_failure(session, request, exc)
         if cost is not None:
-            exc.explain_cost = cost
+            raise exc.with_cost(cost) from exc
         raise
     except DbluigiError:
         raise
@@ -51,8 +51,7 @@ def publish(session: Session, request: BuildRequest) -> Published:
         error = TaskError(
             str(exc).strip(), failure_class=session.classify(exc), path=request.model.path
         )
-        error.explain_cost = cost
-        raise error from exc
+        raise error.with_cost(cost) from exc
 
 
 def _estimate_cost(session: Session, request: BuildRequest) -> float | None:

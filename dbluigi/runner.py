@@ -22,7 +22,14 @@ from pathlib import Path
 from dbluigi import partitions
 from dbluigi.artifact import write_run_artifact
 from dbluigi.audit import SlowTask, slow_tasks
-from dbluigi.errors import CheckFailed, DbluigiError, SelectorError, TargetError, TaskError
+from dbluigi.errors import (
+    CheckFailed,
+    DbluigiError,
+    TargetError,
+    TaskError,
+    UsageError,
+    as_dbluigi,
+)
 from dbluigi.guards import ensure_names_fit, ensure_supported
 from dbluigi.kinds.extract import read_versions
 from dbluigi.partitions import partition_values
@@ -31,7 +38,7 @@ from dbluigi.project import Model, Project
 from dbluigi.publish import AlreadyBuilt, BuildRequest, publish
 from dbluigi.relation import Relation
 from dbluigi.selectors import select
-from dbluigi.state import StateStore, TaskRecord, TaskResult, new_run_id, now
+from dbluigi.state import CheckResult, StateStore, TaskRecord, TaskResult, new_run_id, now
 from dbluigi.targets.base import Catalog, Session, Target
 
 RUN_LOCK = "dbluigi.run:{run_id}"  # held by a running build's own session, to tell it is alive
@@ -238,7 +245,8 @@ class Run:
             if partition
             else None
         )
-        failure_class = getattr(exc, "failure_class", "runtime")
+        error = as_dbluigi(exc)
+        failure_class = error.failure_class or "runtime"
         return TaskRecord(
             run_id=self.run_id,
             model=model,
@@ -249,12 +257,12 @@ class Run:
             attempt=attempt,
             failure_class=failure_class,
             error=_error_text(exc),
-            path=getattr(exc, "path", None) or self.project.models[model].path,
-            line=getattr(exc, "line", None),
+            path=error.path or self.project.models[model].path,
+            line=error.line,
             reason=(part or decision).reason,
             fingerprint=(part or decision).fingerprint,
-            checks=tuple(getattr(exc, "results", ())),
-            explain_cost=getattr(exc, "explain_cost", None),
+            checks=error.results if isinstance(error, CheckFailed) else (),
+            explain_cost=error.explain_cost,
         )
 
     def execute(self, model: str, partition: str | None = None) -> None:
@@ -305,7 +313,7 @@ class Run:
                     return
                 except Exception as exc:
                     error = connection_lost(exc, spec.path) if session.connection_lost else exc
-                    failure_class = getattr(error, "failure_class", "runtime")
+                    failure_class = as_dbluigi(error).failure_class or "runtime"
                     skipped = failure_class == "upstream"
                     record = self._failure(model, partition, error, started, clock, attempt)
                     self.record_failures(session, [record])
@@ -374,7 +382,7 @@ def connection_lost(exc: Exception, path: str) -> TaskError:
     return TaskError(
         f"connection to the target lost: {first}",
         failure_class="runtime",
-        path=getattr(exc, "path", None) or path,
+        path=as_dbluigi(exc).path or path,
         hint="the server restarted, the session was terminated or the network failed; "
         "nothing of this task was published, and the next build rebuilds it",
     )
@@ -456,14 +464,18 @@ def _check_partition_option(options: RunOptions, values: Mapping[str, tuple[str,
     if not options.partitions:
         return
     if not values:
-        raise SelectorError("--partition: none of the selected models is partitioned")
+        raise UsageError(
+            "--partition: none of the selected models is partitioned",
+            hint="select a model with a `-- partition:` header, or leave out --partition",
+        )
     known = {v for vs in values.values() for v in vs}
     unknown = [v for v in options.partitions if v not in known]
     if unknown:
         shown = ", ".join(sorted(known)[:10])
-        raise SelectorError(
+        more = f" (and {len(known) - 10} more)" if len(known) > 10 else ""
+        raise UsageError(
             f"--partition {', '.join(unknown)}: no selected model has that partition value",
-            hint=f"values: {shown}",
+            hint=f"pass one of the values of the selected models: {shown}{more}",
         )
 
 
@@ -584,13 +596,13 @@ def _results(
     last: dict[str, TaskRecord] = {}
     attempts: dict[str, int] = {}
     parts: dict[str, list[TaskRecord]] = {}  # the last attempt of each partition that ran
-    for record in records:
-        if record.partition:
-            runs = parts.setdefault(record.model, [])
-            runs[:] = [r for r in runs if r.partition != record.partition] + [record]
+    for attempt in records:
+        if attempt.partition:
+            runs = parts.setdefault(attempt.model, [])
+            runs[:] = [r for r in runs if r.partition != attempt.partition] + [attempt]
             continue
-        last[record.model] = record
-        attempts[record.model] = attempts.get(record.model, 0) + 1
+        last[attempt.model] = attempt
+        attempts[attempt.model] = attempts.get(attempt.model, 0) + 1
     bad: set[str] = {m for m, r in last.items() if r.status != "success"}
     failed_parts = {
         m: [r.partition for r in rs if r.status != "success"] for m, rs in parts.items()
@@ -671,8 +683,6 @@ def _exists(session: Session, model: Model) -> bool:
 
 def check_published(project: Project, target: Target, selected: Sequence[str]) -> RunResult:
     """Run each selected model's checks against what is published now; record them as a run."""
-    from dbluigi.checks import CheckTarget, run_checks
-
     session = target.connect()
     results: list[TaskResult] = []
     records: list[TaskRecord] = []
@@ -688,42 +698,7 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
             has_checks = bool(model.header.checks or project.gated_checks(relation))
             if not has_checks:
                 continue
-            if model.publishes_relation and session.relation_kind(model.schema, model.name) is None:
-                status, cls, error, results_ = "failed", "check", f"{relation} is not built yet", ()
-            else:
-                try:
-                    unavailable = frozenset(
-                        w
-                        for w in project.check_waits(relation)
-                        if not _exists(session, project.models[w])
-                    )
-                    outcome = run_checks(
-                        session,
-                        project,
-                        CheckTarget(model, model.schema, model.name, None, unavailable),
-                    )
-                except TaskError as exc:
-                    outcome, cls, error = None, exc.failure_class, str(exc)
-                if outcome is None:
-                    status, results_ = "failed", ()
-                elif outcome.passed:
-                    status, cls, error, results_ = "success", None, None, outcome.results
-                else:
-                    v = outcome.violations[0]
-                    exc = CheckFailed(
-                        v.message,
-                        check_sql=v.sql,
-                        columns=v.columns,
-                        rows=v.rows,
-                        path=v.path,
-                        line=v.line,
-                    )
-                    status, cls, error, results_ = (
-                        "failed",
-                        "check",
-                        _error_text(exc),
-                        outcome.results,
-                    )
+            status, cls, error, results_ = _check_one(session, project, model)
             records.append(
                 TaskRecord(
                     run_id=run_id,
@@ -734,7 +709,7 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
                     failure_class=cls,
                     error=error,
                     reason="check",
-                    checks=tuple(results_),
+                    checks=results_,
                 )
             )
             results.append(TaskResult(relation, model.kind, status, "check", last=records[-1]))
@@ -747,3 +722,28 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
     finally:
         session.close()
     return RunResult(run_id, tuple(results), tuple(notes), artifact=artifact)
+
+
+def _check_one(
+    session: Session, project: Project, model: Model
+) -> tuple[str, str | None, str | None, tuple[CheckResult, ...]]:
+    """(status, failure class, error, check results) of the checks of a published model."""
+    from dbluigi.checks import CheckTarget, run_checks
+
+    if model.publishes_relation and session.relation_kind(model.schema, model.name) is None:
+        return "failed", "check", f"{model.relation} is not built yet", ()
+    try:
+        unavailable = frozenset(
+            w
+            for w in project.check_waits(model.relation)
+            if not _exists(session, project.models[w])
+        )
+        outcome = run_checks(
+            session, project, CheckTarget(model, model.schema, model.name, None, unavailable)
+        )
+    except TaskError as exc:
+        return "failed", exc.failure_class, str(exc), ()
+    if outcome.passed:
+        return "success", None, None, outcome.results
+    failed = CheckFailed.from_violation(outcome.violations[0], results=outcome.results)
+    return "failed", "check", _error_text(failed), outcome.results

@@ -391,15 +391,7 @@ def check_failed(outcome: CheckOutcome, first: Violation, *, kept: str | None) -
         if kept
         else "; nothing was published"
     )
-    return CheckFailed(
-        message,
-        check_sql=first.sql,
-        columns=first.columns,
-        rows=first.rows,
-        path=first.path,
-        line=first.line,
-        results=outcome.results,
-    )
+    return CheckFailed.from_violation(first, message=message, results=outcome.results)
 
 
 def checked(

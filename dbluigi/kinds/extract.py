@@ -102,7 +102,7 @@ def load_new(
                 return transfer(session, model.schema, new, created, produce)
         except TaskError as exc:
             if exc.path is None:  # raised by the target or the source: say which table
-                exc.path, exc.line = model.path, table.line
+                raise exc.at(path=model.path, line=table.line) from exc
             raise
 
 

@@ -37,8 +37,7 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
         else:
             table, rows = read_yaml_seed(path, overrides=overrides)
     except ProjectError as exc:
-        exc.path = model.path  # as the user knows it, relative to the project
-        raise
+        raise exc.at(path=model.path) from exc  # as the user knows it, relative to the project
     with located(session, model.path, 1, ""):
         if model.format == "csv":
             return Filled(session.load_csv(model.schema, new, path, table.columns))

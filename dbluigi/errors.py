@@ -30,13 +30,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self, get_args
 
 REPAIR_HINT = (
     "run dbluigi debug --repair-state (it recreates missing state tables and columns and "
     "forgets unusable model rows, so those models rebuild; published tables are not touched)"
 )
-FAILURE_CLASSES = ("syntax", "runtime", "timeout", "check", "guard", "upstream", "config")
+FailureClass = Literal["syntax", "runtime", "timeout", "check", "guard", "upstream", "config"]
+"""Why a task failed: the one class every failure has (DESIGN.md, "Guards and failure classes")."""
+FAILURE_CLASSES: tuple[FailureClass, ...] = get_args(FailureClass)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Violation:
 class DbluigiError(Exception):
     """Base of every error dbluigi raises on purpose."""
 
-    failure_class: str | None = None  # a subclass's default; None: not a task's failure
+    failure_class: FailureClass | None = None  # a subclass's default; None: not a task's failure
     explain_cost: float | None = None  # the query's estimated cost, when it was EXPLAINed
 
     def __init__(
@@ -64,7 +66,7 @@ class DbluigiError(Exception):
         *,
         path: str | Path | None = None,
         line: int | None = None,
-        failure_class: str | None = None,
+        failure_class: FailureClass | None = None,
         hint: str | None = None,
     ) -> None:
         super().__init__(message)
@@ -115,7 +117,7 @@ def _restore(cls: type[Any], args: tuple[Any, ...], state: dict[str, Any]) -> An
     return error
 
 
-def as_dbluigi(exc: BaseException, *, failure_class: str = "runtime") -> DbluigiError:
+def as_dbluigi(exc: BaseException, *, failure_class: FailureClass = "runtime") -> DbluigiError:
     """``exc`` itself when dbluigi raised it; else a TaskError of ``failure_class`` saying
     what ``exc`` said, so its attributes read like those of any other error."""
     if isinstance(exc, DbluigiError):
@@ -126,7 +128,7 @@ def as_dbluigi(exc: BaseException, *, failure_class: str = "runtime") -> Dbluigi
 class ProjectError(DbluigiError):
     """Something in the project's files is wrong; names the file and line."""
 
-    failure_class = "config"
+    failure_class: FailureClass | None = "config"
 
 
 class HeaderError(ProjectError):
@@ -197,13 +199,13 @@ class StateError(TargetError):
 class TaskError(DbluigiError):
     """A task failed; ``failure_class`` is one of FAILURE_CLASSES."""
 
-    failure_class: str
+    failure_class: FailureClass
 
     def __init__(
         self,
         message: str,
         *,
-        failure_class: str,
+        failure_class: FailureClass,
         path: str | Path | None = None,
         line: int | None = None,
         hint: str | None = None,

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import overload
+from typing import Literal, overload
 
 from dbluigi.errors import HeaderError
 from dbluigi.suggest import did_you_mean
@@ -45,7 +45,10 @@ KNOWN_KEYS = (
     "tags",
     "description",
 )
-KINDS = ("table", "view", "incremental", "sql", "seed", "dump", "python")
+ModelKind = Literal["table", "view", "incremental", "sql", "seed", "dump", "python", "extract"]
+"""How a model is built (``dbluigi.kinds``); ``extract`` is a source table's, never a header's."""
+KINDS: tuple[ModelKind, ...] = ("table", "view", "incremental", "sql", "seed", "dump", "python")
+"""The kinds a ``-- kind:`` header may name."""
 
 _REPEATABLE = frozenset({"depends", "check", "index", "tags", "description"})
 
@@ -181,7 +184,7 @@ class PartitionSpec:
 class Header:
     """The validated header block of one file."""
 
-    kind: str | None = None
+    kind: ModelKind | None = None
     depends: tuple[str, ...] = ()
     checks: tuple[HeaderCheck, ...] = ()
     indexes: tuple[IndexSpec, ...] = ()
@@ -453,12 +456,12 @@ def _parse_index(value: str, line: int) -> IndexSpec:
         raise _BadValue(f"bad index {value!r}: {exc.message}", _HINTS["index"]) from None
 
 
-def _parse_kind(value: str, line: int) -> str:
-    kind = value.lower()
-    if kind not in KINDS:
-        hint = did_you_mean(kind, KINDS) or f"kinds are: {', '.join(KINDS)}"
-        raise _BadValue(f"unknown kind {value!r}", hint)
-    return kind
+def _parse_kind(value: str, line: int) -> ModelKind:
+    for kind in KINDS:
+        if kind == value.lower():
+            return kind
+    hint = did_you_mean(value.lower(), KINDS) or f"kinds are: {', '.join(KINDS)}"
+    raise _BadValue(f"unknown kind {value!r}", hint)
 
 
 def _parse_unique_key(value: str, line: int) -> tuple[str, ...]:

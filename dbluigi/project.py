@@ -20,7 +20,7 @@ from dbluigi.config import CONFIG_FILE, STATE_DIR, Config, load_config
 from dbluigi.errors import DuplicateRelationError, ProjectError
 from dbluigi.exports import dump_file
 from dbluigi.graph import WAITS, Edge, Graph
-from dbluigi.headers import Header, IndexSpec, parse_header
+from dbluigi.headers import Header, IndexSpec, ModelKind, parse_header
 from dbluigi.names import RESERVED, STATE_SCHEMA, reserved_name
 from dbluigi.relation import Relation
 from dbluigi.render import PLACEHOLDER, render
@@ -94,7 +94,7 @@ class Model:
     relation: Relation
     path: str
     format: str  # "sql" | "csv" | "yaml" | "python"
-    kind: str
+    kind: ModelKind
     header: Header
     text: str  # the file as rendered with the project's variables
     statements: tuple[Statement, ...] = ()
@@ -613,8 +613,9 @@ def _restore_placeholders(
     return tuple(result)
 
 
-def _kind_by_format(file: ProjectFile, header: Header) -> str:
-    expected = {"csv": "seed", "yaml": "seed", "python": "python"}.get(file.format)
+def _kind_by_format(file: ProjectFile, header: Header) -> ModelKind:
+    by_format: dict[str, ModelKind] = {"csv": "seed", "yaml": "seed", "python": "python"}
+    expected = by_format.get(file.format)
     if expected is None:
         return header.kind or "table"
     if header.kind not in (None, expected):

@@ -25,6 +25,7 @@ from dbluigi.audit import SlowTask, slow_tasks
 from dbluigi.errors import (
     CheckFailed,
     DbluigiError,
+    FailureClass,
     TargetError,
     TaskError,
     UsageError,
@@ -38,7 +39,15 @@ from dbluigi.project import Model, Project
 from dbluigi.publish import AlreadyBuilt, BuildRequest, publish
 from dbluigi.relation import Relation
 from dbluigi.selectors import select
-from dbluigi.state import CheckResult, StateStore, TaskRecord, TaskResult, new_run_id, now
+from dbluigi.state import (
+    CheckResult,
+    StateStore,
+    TaskRecord,
+    TaskResult,
+    TaskStatus,
+    new_run_id,
+    now,
+)
 from dbluigi.targets.base import Catalog, Session, Target
 
 RUN_LOCK = "dbluigi.run:{run_id}"  # held by a running build's own session, to tell it is alive
@@ -726,7 +735,7 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
 
 def _check_one(
     session: Session, project: Project, model: Model
-) -> tuple[str, str | None, str | None, tuple[CheckResult, ...]]:
+) -> tuple[TaskStatus, FailureClass | None, str | None, tuple[CheckResult, ...]]:
     """(status, failure class, error, check results) of the checks of a published model."""
     from dbluigi.checks import CheckTarget, run_checks
 

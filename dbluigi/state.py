@@ -18,10 +18,10 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from dbluigi import __version__
-from dbluigi.errors import StateError, TargetError
+from dbluigi.errors import FailureClass, StateError, TargetError
 from dbluigi.names import STATE_SCHEMA
 from dbluigi.targets.base import Session
 
@@ -119,12 +119,20 @@ class ModelState:
     built_at: object = None
 
 
+TaskStatus = Literal["success", "failed", "skipped"]
+"""How one task attempt ended, as ``task_runs`` stores it (skipped: class ``upstream``)."""
+ResultStatus = Literal[TaskStatus, "up to date", "elsewhere"]
+"""A selected model's outcome in a run: also up to date, or left to another worker."""
+CheckStatus = Literal["passed", "failed", "not run"]
+"""A check's outcome; "not run" when it reads a model that is not available."""
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str  # the header expression or the check file (with statement line)
     passed: bool
     detail: str = ""
-    status: str = ""  # "passed" | "failed" | "not run" (reads a model that is not available)
+    status: CheckStatus | Literal[""] = ""  # "not run": it reads a model that is not available
     owner: str = ""  # the model whose check it is, when it runs at another model's swap
 
     def __post_init__(self) -> None:
@@ -145,12 +153,12 @@ class TaskRecord:
 
     run_id: str
     model: str
-    status: str  # "success" | "failed" | "skipped"
+    status: TaskStatus
     started_at: datetime
     duration_s: float = 0.0
     attempt: int = 1
     partition: str = ""
-    failure_class: str | None = None
+    failure_class: FailureClass | None = None
     error: str | None = None
     path: str | None = None
     line: int | None = None
@@ -169,7 +177,7 @@ class TaskResult:
 
     model: str
     kind: str
-    status: str  # "success" | "failed" | "skipped" | "up to date" | "elsewhere" (another worker's)
+    status: ResultStatus
     reason: str
     last: TaskRecord | None = None
     attempts: int = 0

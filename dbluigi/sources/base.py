@@ -28,7 +28,7 @@ import sqlglot
 from sqlglot import exp
 
 from dbluigi.configfile import CONFIG_FILE
-from dbluigi.errors import TaskError
+from dbluigi.errors import FailureClass, TaskError
 from dbluigi.sources.config import SourceTable
 from dbluigi.suggest import close_matches, did_you_mean
 from dbluigi.targets.base import QueryResult, ident, literal
@@ -212,13 +212,20 @@ class SourceConnection(ABC):
             hint=_CONNECT_HINT.format(source=self.source),
         )
 
-    def _error(self, message: str, *, failure_class: str, hint: str | None = None) -> TaskError:
+    def _error(
+        self, message: str, *, failure_class: FailureClass, hint: str | None = None
+    ) -> TaskError:
         return TaskError(
             message, failure_class=failure_class, path=CONFIG_FILE, line=self.line, hint=hint
         )
 
     def _table_error(
-        self, table: SourceTable, message: str, *, failure_class: str, hint: str | None = None
+        self,
+        table: SourceTable,
+        message: str,
+        *,
+        failure_class: FailureClass,
+        hint: str | None = None,
     ) -> TaskError:
         return TaskError(
             message, failure_class=failure_class, path=CONFIG_FILE, line=table.line, hint=hint

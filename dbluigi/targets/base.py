@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from sqlglot import exp
 
-from dbluigi.errors import TaskError
+from dbluigi.errors import FailureClass, TaskError
 from dbluigi.names import index_name
 
 PORTABLE_TYPES = (
@@ -349,7 +349,7 @@ class Session(ABC):
         raise NotImplementedError(f"the {self.target.name} target cannot load a CSV stream")
 
     @abstractmethod
-    def classify(self, exc: BaseException) -> str:
+    def classify(self, exc: BaseException) -> FailureClass:
         """The failure class (``syntax``, ``timeout`` or ``runtime``) of a database error."""
 
     @abstractmethod

@@ -22,7 +22,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from dbluigi.errors import TargetError, TaskError
+from dbluigi.errors import FailureClass, TargetError, TaskError
 from dbluigi.names import index_name
 from dbluigi.targets.base import (
     Catalog,
@@ -425,7 +425,7 @@ class DuckDBSession(Session):
 
     # -- errors, locks --------------------------------------------------------------
 
-    def classify(self, exc: BaseException) -> str:
+    def classify(self, exc: BaseException) -> FailureClass:
         """Parser, binder and catalog errors are ``syntax``; an interrupt ``timeout``."""
         if isinstance(exc, TaskError):
             return exc.failure_class

@@ -30,7 +30,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
-from dbluigi.errors import TargetError, TaskError
+from dbluigi.errors import FailureClass, TargetError, TaskError
 from dbluigi.targets.base import (
     Catalog,
     Column,
@@ -673,7 +673,7 @@ class PostgresSession(Session):
 
     # -- errors, locks ------------------------------------------------------------------
 
-    def classify(self, exc: BaseException) -> str:
+    def classify(self, exc: BaseException) -> FailureClass:
         """SQLSTATE class 42 (but 42501, insufficient privilege) is ``syntax``, 57014
         (query_canceled) ``timeout``."""
         if isinstance(exc, TaskError):

@@ -353,6 +353,28 @@ def highest_value(session: Session, model: Model, column: str) -> Any:
     return session.query(select.sql(dialect=session.target.dialect)).rows[0][0]
 
 
+def column_change(published: tuple[str, ...], built: tuple[str, ...]) -> str | None:
+    """How a table's columns changed ("new: a; missing: b"), or None when they did not
+    (unquoted names fold, so case alone is no change)."""
+    if {c.lower() for c in published} == {c.lower() for c in built}:
+        return None
+    added = [c for c in built if find_column(c, published) is None]
+    gone = [c for c in published if find_column(c, built) is None]
+    parts = (
+        f"new: {', '.join(added)}" if added else "",
+        f"missing: {', '.join(gone)}" if gone else "",
+    )
+    return "; ".join(part for part in parts if part)
+
+
+def find_column(column: str, columns: tuple[str, ...]) -> str | None:
+    """``column`` among ``columns``: exactly, else ignoring case (unquoted names fold)."""
+    if column in columns:
+        return column
+    folded = [c for c in columns if c.lower() == column.lower()]
+    return folded[0] if len(folded) == 1 else None
+
+
 def record(
     session: Session, request: BuildRequest, rows: int | None, checks: tuple[CheckResult, ...]
 ) -> None:
@@ -421,7 +443,9 @@ __all__ = [
     "build_aside",
     "check_failed",
     "checked",
+    "column_change",
     "crashpoint",
+    "find_column",
     "first_lines",
     "highest_value",
     "located",

@@ -43,12 +43,12 @@ from dbluigi.kinds.base import (
     Kind,
     Published,
     build_aside,
+    column_change,
     highest_value,
     located,
     needs_full_build,
     upsert_aside,
 )
-from dbluigi.kinds.incremental import column_change
 from dbluigi.plan import CHANGED, FORCED, FULL_REFRESH, MISSING, NEW
 from dbluigi.project import Model, Project
 from dbluigi.sources import SourceTable

@@ -47,6 +47,8 @@ from dbluigi.kinds.base import (
     Published,
     apply_patch,
     build_aside,
+    column_change,
+    find_column,
     highest_value,
     located,
     needs_full_build,
@@ -123,7 +125,7 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
     for key in ("unique_key", "watermark"):
         wanted = model.header.unique_key if key == "unique_key" else (model.header.watermark,)
         for column in wanted:
-            if column is not None and _find(column, columns) is None:
+            if column is not None and find_column(column, columns) is None:
                 raise TaskError(
                     f"{key} column {column!r} is not a column of the model's query "
                     f"(its columns: {', '.join(columns)})",
@@ -189,7 +191,7 @@ def _key_outcome(session: Session, request: BuildRequest, new: str) -> CheckOutc
 def _require_published_column(session: Session, model: Model, column: str) -> str:
     """The published table's spelling of ``column``; a config error when it has none."""
     columns = session.columns(model.schema, model.name)
-    found = _find(column, columns)
+    found = find_column(column, columns)
     if found is None:
         raise TaskError(
             f"watermark column {column!r} is not a column of the published "
@@ -200,20 +202,6 @@ def _require_published_column(session: Session, model: Model, column: str) -> st
             hint="name one of its columns in -- watermark:, or rebuild it with --full-refresh",
         )
     return found
-
-
-def column_change(published: tuple[str, ...], built: tuple[str, ...]) -> str | None:
-    """How a table's columns changed ("new: a; missing: b"), or None when they did not
-    (unquoted names fold, so case alone is no change)."""
-    if {c.lower() for c in published} == {c.lower() for c in built}:
-        return None
-    added = [c for c in built if _find(c, published) is None]
-    gone = [c for c in published if _find(c, built) is None]
-    parts = (
-        f"new: {', '.join(added)}" if added else "",
-        f"missing: {', '.join(gone)}" if gone else "",
-    )
-    return "; ".join(part for part in parts if part)
 
 
 def _require_same_key(model: Model, published_keys: list[tuple[str, ...]]) -> None:
@@ -253,14 +241,6 @@ def _require_same_columns(model: Model, published: tuple[str, ...], built: tuple
         line=model.statements[0].line,
         hint="rebuild it from scratch: dbluigi build --full-refresh " + model.relation,
     )
-
-
-def _find(column: str, columns: tuple[str, ...]) -> str | None:
-    """``column`` among ``columns``: exactly, else ignoring case (unquoted names fold)."""
-    if column in columns:
-        return column
-    folded = [c for c in columns if c.lower() == column.lower()]
-    return folded[0] if len(folded) == 1 else None
 
 
 KIND = Kind("incremental", build, prepare=render_watermark)

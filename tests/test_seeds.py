@@ -379,7 +379,7 @@ def test_yaml_tables_bad_input_names_file_and_line(content: str, message: str, l
 
 @pytest.mark.unit
 def test_a_table_of_a_multi_table_file_is_typed_with_lines_of_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "t.yml", "a:\n  - {x: 1}\nb:\n  - {y: 1}\n  - {y: 2}\n")
+    path = write(tmp_path, "t.yml", "a:\n  - {x: 1}\nb:\n  - {y: true}\n  - {y: 2}\n")
     with pytest.raises(ProjectError, match="'y' has 2, which is not a boolean") as caught:
         read_yaml_seed(path, table="b", overrides={"y": "boolean"})
     assert caught.value.line == 5

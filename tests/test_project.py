@@ -15,6 +15,7 @@ from dbluigi.errors import (
     VariableError,
 )
 from dbluigi.project import load_project
+from dbluigi.selectors import select
 from tests.helpers import write_project
 
 pytestmark = pytest.mark.unit
@@ -280,6 +281,12 @@ def test_multi_table_yaml_is_one_seed_per_key(tmp_path: Path) -> None:
     assert project.models["lookups.states"].patch is None
     assert [c.gate for c in project.checks] == ["lookups.states"]
     assert project.models["api.state_list"].reads == ("lookups.agency_types", "lookups.states")
+    assert select(project, ["states+"]) == ("lookups.states", "api.state_list")
+    assert set(select(project, ["path:lookups/lookup_tables.yaml"])) == {
+        "lookups.agency_types",
+        "lookups.states",
+    }
+    assert select(project, ["tag:lookups"]) == select(project, ["path:lookups/"])
 
 
 def test_multi_table_yaml_file_is_not_a_relation(tmp_path: Path) -> None:

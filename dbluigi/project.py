@@ -26,6 +26,7 @@ from dbluigi.relation import Relation
 from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
 from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
+from dbluigi.writes import Chains, find_chains, order_chains, replay_edges
 from dbluigi.suggest import did_you_mean
 
 QUERY_KINDS = ("table", "view", "incremental", "dump")
@@ -99,9 +100,12 @@ class Model:
     text: str  # the file as rendered with the project's variables
     statements: tuple[Statement, ...] = ()
     reads: tuple[Relation, ...] = ()
-    writes: tuple[Relation, ...] = ()
+    writes: tuple[Relation, ...] = ()  # creates and modifies
     depends: tuple[Relation, ...] = ()
     patch: Patch | None = None
+    creates: tuple[Relation, ...] = ()  # relations a sql model CREATEs: it produces them
+    modifies: tuple[Relation, ...] = ()  # relations it changes in place (dbluigi.writes)
+    write_lines: tuple[tuple[Relation, int], ...] = ()  # where each write is first made
 
     @property
     def schema(self) -> str:
@@ -114,6 +118,15 @@ class Model:
     @property
     def tags(self) -> tuple[str, ...]:
         return self.header.tags
+
+    @property
+    def unmanaged(self) -> bool:
+        """Whether it writes relations no model produces, run once per change of its file."""
+        return self.header.unmanaged
+
+    def line_of_write(self, relation: str) -> int | None:
+        """The line of the first statement that creates or modifies ``relation``."""
+        return dict(self.write_lines).get(relation, self.header.line_of("modifies"))
 
     @property
     def publishes_relation(self) -> bool:
@@ -147,6 +160,7 @@ class Project:
     checks: tuple[CheckFile, ...]
     graph: Graph
     readers_of: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    chains: Chains = field(default_factory=Chains)  # producers and modifiers (dbluigi.writes)
 
     @property
     def dialect(self) -> str:
@@ -221,7 +235,10 @@ class Project:
         )
 
     def model_parents(self, relation: str) -> tuple[str, ...]:
-        """Models (not sources) that must be built before ``relation``, through sources too."""
+        """Models (not sources) that must be built before ``relation``, through sources too.
+
+        A modifier is built by its producer's task (``dbluigi.writes``): it stands for
+        its producer here, and a chain's members are never each other's parents."""
         result: set[str] = set()
         stack = list(self.graph.parents(relation))
         seen: set[str] = set()
@@ -234,6 +251,9 @@ class Project:
                 result.add(node)
             else:
                 stack.extend(self.graph.parents(node))
+        owner = self.chains.owner
+        members = set(self.chains.members(relation))
+        result = {owner.get(m, m) for m in result} - members
         return tuple(sorted(result, key=self.graph.position.__getitem__))
 
 
@@ -318,9 +338,23 @@ class _Loader:
             refs = info.reads if info else ()
             patch_refs = model.patch.refs if model.patch else ()
             reads = names.resolve_all((*refs, *patch_refs), model.path)
-            writes = names.resolve_all(info.writes if info else (), model.path)
+            creates = names.resolve_all(info.creates if info else (), model.path)
+            declared = [names.resolve(_to_ref(m), model.path) for m in model.header.modifies]
+            modifies = tuple(
+                dict.fromkeys(
+                    w
+                    for w in (*names.resolve_all(info.modifies if info else (), model.path), *declared)
+                    if w not in creates
+                )
+            )
+            writes = (*creates, *modifies)
             for written in writes:
                 _refuse_reserved(written, model.path, None, written=True)
+            write_lines = tuple(
+                (w, line)
+                for ref in (info.creates + info.modifies if info else ())
+                if (w := names.resolve(ref, model.path)) and (line := info.line_of(ref))
+            )
             depends = tuple(names.resolve(_to_ref(d), model.path) for d in model.header.depends)
             own = {relation}
             models[relation] = replace(
@@ -337,6 +371,9 @@ class _Loader:
                 ),
                 reads=tuple(r for r in reads if r not in own and r not in writes),
                 writes=tuple(w for w in writes if w not in own),
+                creates=tuple(w for w in creates if w not in own),
+                modifies=tuple(w for w in modifies if w not in own),
+                write_lines=write_lines,
                 depends=tuple(d for d in dict.fromkeys(depends) if d not in own),
             )
 
@@ -736,32 +773,16 @@ def _assemble(
         for d in m.depends:
             edges.add(Edge(d, m.relation, "depends"))
         sources.update(r for r in (*m.reads, *m.depends) if r not in models)
-    writers: dict[str, set[str]] = defaultdict(set)
-    for m in models.values():
-        for w in m.writes:
-            writers[w].add(m.relation)
-    for relation, writer_set in writers.items():
-        for writer in writer_set:
-            if relation in models:
-                # after the producer, before the readers that are not writers themselves
-                edges.add(Edge(relation, writer, "writes"))
-                for reader in readers.get(relation, ()):
-                    if reader not in writer_set:
-                        edges.add(Edge(writer, reader, "writes"))
-            else:
-                sources.add(relation)
-                edges.add(Edge(writer, relation, "writes"))
-    # a model that both reads R and writes it is a writer of R, not a reader
-    edges = {
-        e
-        for e in edges
-        if not (e.reason == "reads" and e.parent in writers and e.child in writers[e.parent])
-    }
+    chains, write_edges, written = find_chains(models)
+    edges |= write_edges | replay_edges(models, chains)
+    relations = set(written)  # created by a sql model, or written by an unmanaged one
+    sources = (sources | relations) - set(models)
 
     files: dict[str, str] = {m.relation: m.path for m in models.values()}
     nodes = tuple(sorted(set(models) | sources))
     graph = Graph(nodes, tuple(sorted(edges)), files)
     graph.order  # noqa: B018 - raises CycleError before checks are placed
+    chains = order_chains(chains, graph.position)
 
     placed = _place_checks(graph, models, checks)
     for check in placed:
@@ -781,6 +802,7 @@ def _assemble(
         checks=tuple(placed),
         graph=graph,
         readers_of={k: tuple(sorted(v)) for k, v in readers.items()},
+        chains=chains,
     )
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -44,6 +44,8 @@ from dbluigi.errors import CheckFailed, DbluigiError, TaskError
 from dbluigi.headers import IndexSpec
 from dbluigi.plan import Decision, PartitionDecision
 from dbluigi.project import Model, Project
+from dbluigi.relation import Relation
+from dbluigi.sqlinfo import TableRef, replace_relations
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now
 from dbluigi.targets.base import Catalog, Session, SwapHint, table_expr
 
@@ -223,6 +225,70 @@ def apply_patch(session: Session, request: BuildRequest, new: str) -> bool:
     return True
 
 
+def point_at(project: Project, sql: str, aside: Mapping[str, str]) -> str:
+    """``sql`` with its references to each relation of ``aside`` (``schema.name`` ->
+    the name of its new table in the same schema) pointed at the new table; a bare name
+    is pointed there too when it resolves to that relation."""
+    mapping: dict[TableRef, TableRef] = {}
+    for relation, new in aside.items():
+        written = Relation(relation)
+        target = TableRef(written.schema, new)
+        mapping[TableRef(written.schema, written.name)] = target
+        if written.schema == project.config.schema:
+            mapping[TableRef(None, written.name)] = target
+    return replace_relations(sql, mapping, dialect=project.dialect) if mapping else sql
+
+
+def apply_modifiers(session: Session, request: BuildRequest, aside: Mapping[str, str]) -> bool:
+    """Run the modifiers of the relations being built (``dbluigi.writes``) on their new
+    tables, in order, each recorded as its own task attempt; whether there were any.
+
+    A modifier whose statements name none of the relations it modifies (a ``CALL`` of a
+    procedure declared with ``-- modifies:``) cannot be pointed at the new table: that is a
+    ``config`` failure rather than a change lost at the swap."""
+    project = request.project
+    modifiers = project.chains.modifiers.get(request.model.relation, ())
+    records = []
+    for name in modifiers:
+        modifier = project.models[name]
+        started, clock = now(), time.perf_counter()
+        affected = 0
+        pointed = [(st, point_at(project, st.sql, aside)) for st in modifier.statements]
+        if pointed and all(sql == st.sql for st, sql in pointed):
+            raise TaskError(
+                f"{modifier.relation} modifies {', '.join(modifier.modifies)} through "
+                "statements that do not name it, so dbluigi cannot apply them to the new "
+                "table it builds",
+                failure_class="config",
+                path=modifier.path,
+                line=modifier.header.line_of("modifies") or modifier.statements[0].line,
+                hint="write the change as SQL naming the table (INSERT, UPDATE, DELETE ...) in "
+                "this file, or make the procedure take the table's name",
+            )
+        for statement, sql in pointed:
+            with located(session, modifier.path, statement.line, sql):
+                count = session.execute(sql)
+            affected = -1 if count < 0 or affected < 0 else affected + count
+        d = request.built
+        records.append(
+            TaskRecord(
+                run_id=request.run_id,
+                model=modifier.relation,
+                status="success",
+                started_at=started,
+                duration_s=time.perf_counter() - clock,
+                attempt=request.attempt,
+                path=modifier.path,
+                reason=d.reason,
+                rows=None if affected < 0 else affected,  # unknown (a CALL) is not 0
+                fingerprint=d.fingerprint,
+                build_id=d.build_id,
+            )
+        )
+    StateStore(session).record_tasks(records)
+    return bool(modifiers)
+
+
 Validate = Callable[[Session, BuildRequest, str], CheckOutcome]
 
 
@@ -256,7 +322,8 @@ def build_aside(
         if not indexes_after_patch:
             session.prepare_indexes(schema, new, wanted)
         crashpoint("after_build", model.relation)
-        if apply_patch(session, request, new):
+        patched = apply_patch(session, request, new)
+        if apply_modifiers(session, request, {model.relation: new}) or patched:
             rows = session.row_count(schema, new)
         outcome = validate(session, request, new) if validate else CheckOutcome()
         if outcome.passed:
@@ -310,6 +377,8 @@ def upsert_aside(
             before(session)
         published = session.columns(schema, name)
         loaded = fill(session, request, new).rows
+        if apply_modifiers(session, request, {model.relation: new}):  # each batch, as a patch
+            loaded = session.row_count(schema, new)
         columns = session.columns(schema, new)
         compare_columns(published, columns)
         if validate is not None:
@@ -439,6 +508,7 @@ __all__ = [
     "Filled",
     "Kind",
     "Published",
+    "apply_modifiers",
     "apply_patch",
     "build_aside",
     "check_failed",
@@ -450,6 +520,7 @@ __all__ = [
     "highest_value",
     "located",
     "needs_full_build",
+    "point_at",
     "prepare_aside",
     "previous_rows",
     "record",

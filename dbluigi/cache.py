@@ -1,8 +1,9 @@
 """Parse results cached by content hash, so a warm scan skips sqlglot entirely.
 
 One JSON file under ``.dbluigi/cache/``, read once and written once per load,
-keyed by a hash of (dbluigi version, dialect, rendered text). Entries no scan
-asked for are dropped when it is written, so the file does not grow forever.
+keyed by a hash of (dbluigi version, entry format, dialect, rendered text). Entries
+no scan asked for are dropped when it is written, so the file does not grow forever;
+an entry of another shape is a miss, never an error.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dbluigi import __version__
 from dbluigi.sqlinfo import SqlInfo, analyze_sql
 
 CACHE_FILE = "sqlinfo.json"
+# Bumped whenever SqlInfo.to_json changes shape, so a cache written before is never read.
+FORMAT = 2
 
 
 class SqlInfoCache:
@@ -41,12 +44,17 @@ class SqlInfoCache:
         """``analyze_sql`` with the result remembered by the text's hash (errors are not
         remembered, so ``hint`` is no part of the key)."""
         mode = "\0as written" if as_written else ""
-        key = hashlib.sha1(f"{__version__}\0{dialect}{mode}\0{text}".encode()).hexdigest()
+        key = hashlib.sha1(f"{__version__}\0{FORMAT}\0{dialect}{mode}\0{text}".encode()).hexdigest()
         data = self._used.get(key) or self._old.get(key)
         if data is not None:
-            self.hits += 1
-            self._used[key] = data
-            return SqlInfo.from_json(data)
+            try:
+                info = SqlInfo.from_json(data)
+            except (KeyError, TypeError, ValueError):
+                pass  # written by another version of dbluigi: analyze again
+            else:
+                self.hits += 1
+                self._used[key] = data
+                return info
         self.misses += 1
         info = analyze_sql(text, dialect=dialect, path=path, as_written=as_written, hint=hint)
         self._used[key] = info.to_json()

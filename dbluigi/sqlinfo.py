@@ -4,9 +4,11 @@
 each statement once, and walks it scope by scope
 (``sqlglot.optimizer.scope.traverse_scope``), so CTE names, subquery aliases and
 table functions are never taken for tables. The result is a ``SqlInfo``: the
-statements with their kinds and lines, and the tables the file reads and writes,
-named the way the database resolves them (unquoted names folded per dialect, the
-catalog part dropped).
+statements with their kinds and lines, the tables the file reads, creates and
+modifies, the tables its foreign keys reference, the routines it defines and calls
+and the schemas it creates, all named the way the database resolves them (unquoted
+names folded per dialect, the catalog part dropped). Temporary tables, views and
+macros live for one session: they are nobody's relation and appear nowhere.
 
 With ``as_written=True`` (a model whose header lists its dependencies), a statement
 sqlglot cannot parse does not fail the file: it is kept as written, marked
@@ -23,7 +25,7 @@ import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
@@ -71,8 +73,12 @@ _SIMPLE_KINDS: dict[type[exp.Expr], str] = {
 }
 # What sqlglot keeps as an opaque Command can still be recognisably a CREATE FUNCTION.
 _COMMAND_CREATE = re.compile(
-    r"\s*(?:or\s+replace\s+)?(?:(?:temp|temporary)\s+)?(function|macro|procedure)\b", re.IGNORECASE
+    r"\s*(?:or\s+replace\s+)?(?P<temporary>(?:temp|temporary)\s+)?"
+    r"(?P<what>function|macro|procedure)\b",
+    re.IGNORECASE,
 )
+# The routine an opaque CREATE FUNCTION or CALL names: everything before its argument list.
+_ROUTINE_NAME = re.compile(r"\s*([^(]+?)\s*\(")
 # DuckDB reads files named in FROM ('data.csv', 's3://...'); sqlglot makes them quoted tables.
 _FILE_LIKE = re.compile(
     r"[/\\*]|://|\.(csv|tsv|txt|json|jsonl|ndjson|parquet|arrow|xlsx|db|duckdb)(\.\w+)?$",
@@ -94,6 +100,7 @@ _TOKEN_HINT = (
 # A statement sqlglot cannot parse that starts with one of these is taken for a query.
 _QUERY_STARTS = {TokenType.SELECT, TokenType.WITH, TokenType.VALUES, TokenType.L_PAREN}
 _DML = {TokenType.INSERT, TokenType.UPDATE, TokenType.DELETE, TokenType.MERGE}
+_E = TypeVar("_E", bound=exp.Expr)
 
 
 @dataclass(frozen=True, order=True)
@@ -131,16 +138,54 @@ class Statement:
 
 @dataclass(frozen=True)
 class SqlInfo:
-    """The statements of a file and the tables it reads and writes."""
+    """The statements of a file and what it reads, writes, defines and calls.
+
+    ``creates``: relations a statement makes: CREATE TABLE (AS, IF NOT EXISTS), CREATE
+    [OR REPLACE] [MATERIALIZED] VIEW, PostgreSQL's SELECT ... INTO, and the new name of
+    ALTER TABLE/VIEW ... RENAME TO.
+
+    ``modifies``: relations changed in place that the file does not create: INSERT,
+    UPDATE, DELETE, MERGE, TRUNCATE, ALTER (the old name of a rename: it is gone
+    afterwards), COPY t FROM, CREATE INDEX ON t, and DROP, which changes what the
+    relation holds to nothing (a file that drops and re-creates a relation creates it).
+
+    ``writes`` is ``creates`` and ``modifies`` together.
+
+    ``references``: tables named by REFERENCES in a table definition (foreign keys),
+    which must exist first; the file's own tables are left out.
+
+    ``defines``: functions, procedures and macros the file creates. ``calls``: routines
+    it uses and does not define: CALL p(...) and calls of functions sqlglot does not
+    know as builtins. That includes builtins of the database sqlglot has no name for
+    (``pg_sleep``), and in DuckDB ``col.f()``, which is ``f(col)``: a call no model
+    defines is the database's own. Function bodies run later, if ever: nothing is
+    inferred from them.
+
+    ``schemas``: schemas the file creates (CREATE SCHEMA).
+    """
 
     statements: tuple[Statement, ...]
     reads: tuple[TableRef, ...]
     writes: tuple[TableRef, ...]
+    creates: tuple[TableRef, ...] = ()
+    modifies: tuple[TableRef, ...] = ()
+    references: tuple[TableRef, ...] = ()
+    defines: tuple[TableRef, ...] = ()
+    calls: tuple[TableRef, ...] = ()
+    schemas: tuple[str, ...] = ()
+    write_lines: tuple[tuple[TableRef, int], ...] = ()  # (relation, first line writing it)
 
     @property
     def is_query(self) -> bool:
         """True for exactly one statement that only returns rows (SELECT, WITH, UNION, VALUES)."""
         return len(self.statements) == 1 and self.statements[0].kind == "query"
+
+    def line_of(self, ref: TableRef) -> int | None:
+        """The line of the first statement that creates or modifies ``ref``, or None."""
+        for written, line in self.write_lines:
+            if written == ref:
+                return line
+        return None
 
     def to_json(self) -> dict[str, Any]:
         statements = []
@@ -151,12 +196,14 @@ class SqlInfo:
             statements.append(statement)
         return {
             "statements": statements,
-            "reads": [[r.schema, r.name] for r in self.reads],
-            "writes": [[w.schema, w.name] for w in self.writes],
+            **{field: [[r.schema, r.name] for r in getattr(self, field)] for field in _REF_FIELDS},
+            "schemas": list(self.schemas),
+            "write_lines": [[r.schema, r.name, line] for r, line in self.write_lines],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SqlInfo:
+        """The ``SqlInfo`` of ``to_json``; a KeyError for data of another shape."""
         return cls(
             statements=tuple(
                 Statement(
@@ -167,9 +214,18 @@ class SqlInfo:
                 )
                 for s in data["statements"]
             ),
-            reads=tuple(TableRef(schema, name) for schema, name in data["reads"]),
-            writes=tuple(TableRef(schema, name) for schema, name in data["writes"]),
+            **{
+                field: tuple(TableRef(schema, name) for schema, name in data[field])
+                for field in _REF_FIELDS
+            },
+            schemas=tuple(data["schemas"]),
+            write_lines=tuple(
+                (TableRef(schema, name), line) for schema, name, line in data["write_lines"]
+            ),
         )
+
+
+_REF_FIELDS = ("reads", "writes", "creates", "modifies", "references", "defines", "calls")
 
 
 def analyze_sql(
@@ -192,8 +248,12 @@ def analyze_sql(
     parser = d.parser()
     statements: list[Statement] = []
     reads: set[TableRef] = set()
-    writes: set[TableRef] = set()
-    created: set[TableRef] = set()  # made by an earlier statement: reading it is no input
+    creates: set[TableRef] = set()  # also what reading later is no input
+    modifies: set[TableRef] = set()
+    references: set[TableRef] = set()
+    routines: dict[str, set[TableRef]] = {"defines": set(), "temporary": set(), "calls": set()}
+    schemas: set[str] = set()
+    write_lines: dict[TableRef, int] = {}
     temporary: set[TableRef] = set()  # session tables are nobody's relation
 
     for chunk in _chunks(text, dialect, path, line_offset):
@@ -208,10 +268,13 @@ def analyze_sql(
         kind = _kind(tree) if tree is not None else "other"
         if tree is None or _opaque(tree, kind):
             statements.append(Statement(chunk.sql, chunk.line, kind))
+            routine = _routine_of_opaque(tree, kind, d) if tree is not None else None
+            if routine:
+                routines[routine[0]].add(routine[1])
             continue
         _normalize_names(tree, d)
         try:
-            read_nodes, write_nodes = _relations(tree, kind)
+            read_nodes, create_nodes, modify_nodes = _relations(tree, kind)
         except SqlglotError as e:
             if not as_written:
                 raise SqlParseError(
@@ -220,17 +283,38 @@ def analyze_sql(
             statements.append(_unparsed(chunk, chunk.line, f"cannot analyze it: {e}"))
             continue
         statements.append(Statement(chunk.sql, chunk.line, kind))
-        own_writes = {_ref(t) for t in write_nodes} - temporary
-        if kind in ("create_table", "create_view"):
-            if _is_temporary(tree):
-                temporary |= own_writes
-                own_writes = set()
-            created |= own_writes
-        reads |= {_ref(t) for t in read_nodes} - own_writes - created - temporary
-        writes |= own_writes
+        made = {_ref(t) for t in create_nodes} - temporary
+        changed = {_ref(t) for t in modify_nodes} - temporary
+        if (kind in ("create_table", "create_view") and _is_temporary(tree)) or (
+            isinstance(tree, exp.Alter)  # a temporary table renamed is still temporary
+            and isinstance(tree.this, exp.Table)
+            and _ref(tree.this) in temporary
+        ):
+            temporary |= made
+            made = set()
+        own = made | changed
+        reads |= {_ref(t) for t in read_nodes} - own - creates - temporary
+        references |= {_ref(t) for t in _referenced(tree)} - own - creates - temporary
+        routines["calls"] |= _calls(tree, d)
+        if kind == "create_schema" and isinstance(tree.this, exp.Table) and tree.this.db:
+            schemas.add(tree.this.db)
+        creates |= made
+        modifies |= changed
+        for ref in sorted(own, key=_key):
+            write_lines.setdefault(ref, chunk.line)
 
+    modifies -= creates
     return SqlInfo(
-        tuple(statements), tuple(sorted(reads, key=_key)), tuple(sorted(writes, key=_key))
+        statements=tuple(statements),
+        reads=_sorted(reads),
+        writes=_sorted(creates | modifies),
+        creates=_sorted(creates),
+        modifies=_sorted(modifies),
+        references=_sorted(references - creates),
+        defines=_sorted(routines["defines"]),
+        calls=_sorted(routines["calls"] - routines["defines"] - routines["temporary"]),
+        schemas=tuple(sorted(schemas)),
+        write_lines=tuple(write_lines.items()),
     )
 
 
@@ -259,8 +343,8 @@ def replace_relations(sql: str, mapping: Mapping[TableRef, TableRef], *, dialect
             # Analyze a normalized copy so names match the mapping, and rewrite the original
             # so the output keeps the author's spelling; a copy walks in the same order.
             normalized = _normalize_names(tree.copy(), d)
-            read_nodes, write_nodes = _relations(normalized, kind)
-            wanted = {id(t) for t in (*read_nodes, *write_nodes) if _ref(t) in mapping}
+            nodes = [node for found in _relations(normalized, kind) for node in found]
+            wanted = {id(t) for t in nodes if _ref(t) in mapping}
             targets = [
                 (original, _ref(copy))
                 for copy, original in zip(normalized.walk(), tree.walk(), strict=True)
@@ -370,11 +454,11 @@ def _kind(tree: exp.Expr) -> str:
     if isinstance(tree, exp.Command) and str(tree.this).upper() == "CREATE":
         match = _COMMAND_CREATE.match(str(tree.expression or ""))
         if match:
-            return _CREATE_KINDS[match.group(1).upper()]
+            return _CREATE_KINDS[match.group("what").upper()]
     return "other"
 
 
-def _normalize_names(tree: exp.Expr, d: Dialect) -> exp.Expr:
+def _normalize_names(tree: _E, d: Dialect) -> _E:
     """Fold table, alias and CTE names the way the database does, before scoping matches them.
 
     Only these names decide what is a table; leaving column names alone saves a third of
@@ -392,8 +476,10 @@ def _opaque(tree: exp.Expr, kind: str) -> bool:
     return isinstance(tree, exp.Command) or kind in ("create_function", "create_procedure")
 
 
-def _relations(tree: exp.Expr, kind: str) -> tuple[list[exp.Table], list[exp.Table]]:
-    """The table nodes a (normalized) statement reads and writes."""
+def _relations(
+    tree: exp.Expr, kind: str
+) -> tuple[list[exp.Table], list[exp.Table], list[exp.Table]]:
+    """The table nodes a (normalized) statement reads, creates and modifies."""
     reads: list[exp.Table] = []
     # sqlglot gives a CTE scope only to queries; PostgreSQL's data-modifying CTEs
     # (WITH d AS (DELETE ... RETURNING *) ...) are names all the same
@@ -419,12 +505,13 @@ def _relations(tree: exp.Expr, kind: str) -> tuple[list[exp.Table], list[exp.Tab
     if not scopes and kind == "query":  # VALUES, DuckDB's PIVOT statement
         reads.extend(t for t in tree.find_all(exp.Table) if _is_relation(t))
 
-    writes: list[exp.Table] = []
-    for target in _targets(tree):
+    creates: list[exp.Table] = []
+    modifies: list[exp.Table] = []
+    for target, created in _targets(tree):
         if isinstance(target, exp.Schema):  # CREATE TABLE t (a int), INSERT INTO t (a)
             target = target.this
         if isinstance(target, exp.Table) and _is_relation(target):
-            writes.append(target)
+            (creates if created else modifies).append(target)
 
     if isinstance(tree, (exp.Update, exp.Delete)) and isinstance(tree.this, exp.Table):
         # MySQL: UPDATE t JOIN s ON ... SET / DELETE t FROM t JOIN s
@@ -436,41 +523,115 @@ def _relations(tree: exp.Expr, kind: str) -> tuple[list[exp.Table], list[exp.Tab
         and isinstance(tree.this, exp.Table)
     ):
         reads.append(tree.this)  # COPY t TO 'file'
-    return reads, writes
+    return reads, creates, modifies
 
 
-def _targets(tree: exp.Expr) -> Iterator[exp.Expr | None]:
-    """The tables a statement changes, creates or drops."""
+def _targets(tree: exp.Expr) -> Iterator[tuple[exp.Expr | None, bool]]:
+    """The tables a statement changes, creates or drops, each with True when it creates it."""
     if isinstance(tree, (exp.Insert, exp.Update, exp.Merge)):
-        yield tree.this
+        yield tree.this, False
     elif isinstance(tree, exp.Delete):
-        yield from tree.args.get("tables") or [tree.this]
+        for table in tree.args.get("tables") or [tree.this]:
+            yield table, False
     elif isinstance(tree, exp.Create):
         kind = str(tree.args.get("kind") or "").upper()
         if kind in ("TABLE", "VIEW"):
-            yield tree.this
+            yield tree.this, True
         elif kind == "INDEX" and isinstance(tree.this, exp.Index):
-            yield tree.this.args.get("table")
+            yield tree.this.args.get("table"), False
     elif isinstance(tree, exp.Alter):
         if str(tree.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
-            yield tree.this
+            yield tree.this, False
             for action in tree.args.get("actions") or []:
                 if isinstance(action, exp.AlterRename) and isinstance(tree.this, exp.Table):
-                    yield _renamed(tree.this, action.this)
+                    yield _renamed(tree.this, action.this), True
     elif isinstance(tree, exp.TruncateTable):
-        yield from tree.expressions
+        for table in tree.expressions:
+            yield table, False
     elif isinstance(tree, exp.Drop):
         if str(tree.args.get("kind") or "").upper() in ("TABLE", "VIEW"):
-            yield from tree.args.get("tables") or [tree.this]
+            for table in tree.args.get("tables") or [tree.this]:
+                yield table, False
     elif isinstance(tree, exp.Select) and tree.args.get("into"):
-        yield tree.args["into"].this
+        yield tree.args["into"].this, True
     elif isinstance(tree, exp.Copy) and tree.args.get("kind"):
-        yield tree.this  # COPY t FROM 'file'
+        yield tree.this, False  # COPY t FROM 'file'
     with_ = tree.args.get("with_")
     if with_:  # PostgreSQL's data-modifying CTEs: WITH d AS (DELETE FROM t RETURNING *) ...
         for cte in with_.expressions:
             if isinstance(cte.this, exp.DML) and not isinstance(cte.this, exp.Copy):
                 yield from _targets(cte.this)
+
+
+def _referenced(tree: exp.Expr) -> Iterator[exp.Table]:
+    """The tables a (normalized) table definition's foreign keys name in REFERENCES."""
+    for reference in tree.find_all(exp.Reference):
+        table = reference.this.this if isinstance(reference.this, exp.Schema) else reference.this
+        if isinstance(table, exp.Table) and _is_relation(table):
+            yield table
+
+
+def _calls(tree: exp.Expr, d: Dialect) -> set[TableRef]:
+    """The functions a statement calls that sqlglot does not know (``exp.Anonymous``)."""
+    calls = set()
+    for call in tree.find_all(exp.Anonymous):
+        schema = None
+        parent = call.parent
+        if isinstance(parent, exp.Dot) and parent.expression is call:
+            qualifier = parent.this  # schema.f(x), or catalog.schema.f(x)
+            if isinstance(qualifier, exp.Dot) and isinstance(qualifier.this, exp.Identifier):
+                qualifier = qualifier.expression
+            # deeper or parenthesized, it is DuckDB's method call on a column: (t.col).f()
+            if isinstance(qualifier, exp.Identifier):
+                schema = _folded(qualifier, d)
+        elif isinstance(parent, exp.Table) and call.arg_key == "this" and parent.args.get("db"):
+            schema = parent.db  # a table function: FROM stg.rows_of(1), already folded
+        calls.add(TableRef(schema, _folded(call.this, d)))
+    return calls
+
+
+def _folded(name: exp.Expr | str, d: Dialect) -> str:
+    """A function or schema name as the database resolves it."""
+    if isinstance(name, exp.Identifier):
+        return d.normalize_identifier(name.copy()).name
+    return d.normalize_identifier(exp.Identifier(this=str(name), quoted=False)).name
+
+
+def _routine_of_opaque(tree: exp.Expr, kind: str, d: Dialect) -> tuple[str, TableRef] | None:
+    """What an opaque statement does with a routine: ``("defines", f)`` for CREATE
+    FUNCTION/PROCEDURE/MACRO, ``("temporary", f)`` for a temporary one (it lives for the
+    session), ``("calls", p)`` for CALL p(...); None for anything else."""
+    if kind in ("create_function", "create_procedure"):
+        if isinstance(tree, exp.Create):
+            udf = tree.this
+            name = udf.this if isinstance(udf, exp.UserDefinedFunction) else udf
+            if not isinstance(name, exp.Table):
+                return None
+            defined = _ref(_normalize_names(name.copy(), d))
+            return ("temporary" if _is_temporary(tree) else "defines"), defined
+        match = _COMMAND_CREATE.match(str(tree.expression or ""))
+        named = _routine_named(str(tree.expression)[match.end() :], d) if match else None
+        if match is None or named is None:
+            return None
+        return ("temporary" if match.group("temporary") else "defines"), named
+    if isinstance(tree, exp.Command) and str(tree.this).upper() == "CALL":
+        called = _routine_named(tree.expression.name, d)
+        return ("calls", called) if called else None
+    return None
+
+
+def _routine_named(text: str, d: Dialect) -> TableRef | None:
+    """The routine named at the start of ``text`` (``s.f(a int) returns ...``), if any."""
+    match = _ROUTINE_NAME.match(text)
+    if match is None:
+        return None
+    try:
+        table = exp.to_table(match.group(1), dialect=d)
+    except SqlglotError:
+        return None
+    if table.alias or not _is_relation(table):
+        return None
+    return _ref(_normalize_names(table, d))
 
 
 def _renamed(old: exp.Table, new: exp.Expr | None) -> exp.Table | None:
@@ -502,6 +663,10 @@ def _ref(table: exp.Table) -> TableRef:
 
 def _key(ref: TableRef) -> tuple[str, str]:
     return (ref.schema or "", ref.name)
+
+
+def _sorted(refs: set[TableRef]) -> tuple[TableRef, ...]:
+    return tuple(sorted(refs, key=_key))
 
 
 def _point_at(table: exp.Table, ref: TableRef, d: Dialect) -> None:

@@ -587,3 +587,267 @@ def test_json_round_trip() -> None:
     data = json.loads(json.dumps(info.to_json()))
     assert SqlInfo.from_json(data) == info
     assert info.reads == (TableRef(None, "y"), TableRef("Raw", "x"))
+
+
+# --- creates, modifies, references, routines, schemas (the script world) -------------------
+
+
+def creates(sql: str, dialect: str = "postgres") -> list[str]:
+    return names(analyze(sql, dialect).creates)
+
+
+def modifies(sql: str, dialect: str = "postgres") -> list[str]:
+    return names(analyze(sql, dialect).modifies)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected_creates", "expected_modifies"),
+    [
+        ("create table s.t (a int, b text)", ["s.t"], []),
+        ("create table if not exists s.t (a int)", ["s.t"], []),
+        ("create table s.t as select * from s.u", ["s.t"], []),
+        ("create or replace view s.v as select * from s.u", ["s.v"], []),
+        ("insert into s.t select * from s.u", [], ["s.t"]),
+        ("update s.t set a = 1", [], ["s.t"]),
+        ("delete from s.t where a = 1", [], ["s.t"]),
+        ("merge into s.t using s.u on t.id = u.id when matched then delete", [], ["s.t"]),
+        ("truncate table s.t", [], ["s.t"]),
+        ("alter table s.t add column c int", [], ["s.t"]),
+        # the old name is gone afterwards (a change of s.t), the new one is made
+        ("alter table s.t rename to u", ["s.u"], ["s.t"]),
+        ("alter view s.v rename to w", ["s.w"], ["s.v"]),
+        ("copy s.t from 'data/t.csv'", [], ["s.t"]),
+        ("create index ix_t_a on s.t (a)", [], ["s.t"]),
+        ("drop table if exists s.t", [], ["s.t"]),
+        ("drop view s.v", [], ["s.v"]),
+        ("copy s.t to 'data/t.csv'", [], []),
+        ("select * from s.t", [], []),
+    ],
+)
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_creates_and_modifies(
+    dialect: str, sql: str, expected_creates: list[str], expected_modifies: list[str]
+) -> None:
+    info = analyze(sql, dialect)
+    assert names(info.creates) == expected_creates
+    assert names(info.modifies) == expected_modifies
+    assert names(info.writes) == sorted({*expected_creates, *expected_modifies})
+
+
+def test_postgres_only_creates() -> None:
+    assert creates("create materialized view s.mv as select * from s.t") == ["s.mv"]
+    info = analyze("select * into s.snapshot from s.t")
+    assert (names(info.creates), names(info.modifies), names(info.reads)) == (
+        ["s.snapshot"],
+        [],
+        ["s.t"],
+    )
+    assert creates("select * into temporary snapshot from s.t") == []
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_relation_the_file_creates_is_not_also_modified(dialect: str) -> None:
+    info = analyze(
+        "drop table if exists s.t;\n"
+        "create table s.t as select * from raw.x;\n"
+        "create index ix_t on s.t (a);\n"
+        "insert into s.t select * from raw.y;\n"
+        "update raw.log set n = n + 1;\n"
+        "alter table s.t_new rename to t_old;\n",
+        dialect,
+    )
+    assert names(info.creates) == ["s.t", "s.t_old"]
+    assert names(info.modifies) == ["raw.log", "s.t_new"]
+    assert names(info.writes) == ["raw.log", "s.t", "s.t_new", "s.t_old"]
+    assert names(info.reads) == ["raw.x", "raw.y"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_line_of_names_the_first_statement_writing_a_relation(dialect: str) -> None:
+    info = analyze(
+        "-- kind: sql\n"
+        "create schema if not exists s;\n"
+        "\n"
+        "create table s.t (a int);\n"
+        "insert into s.t values (1);\n"
+        "update raw.log\n"
+        "   set n = n + 1;\n"
+        "delete from raw.log where n > 10;\n"
+        "alter table s.t rename to u;\n"
+        "select * from raw.x",
+        dialect,
+        line_offset=2,
+    )
+    assert info.line_of(TableRef("s", "t")) == 6
+    assert info.line_of(TableRef("raw", "log")) == 8
+    assert info.line_of(TableRef("s", "u")) == 11
+    assert info.line_of(TableRef("raw", "x")) is None  # read, never written
+    assert info.line_of(TableRef(None, "t")) is None  # another relation than s.t
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_temporary_tables_are_in_no_list(dialect: str) -> None:
+    info = analyze(
+        "create temporary table scratch as select * from raw.x;\n"
+        "create temp view v as select * from scratch;\n"
+        "create index on scratch (a);\n"
+        "insert into scratch select * from raw.y;\n"
+        "alter table scratch rename to scratch2;\n"
+        "update scratch2 set a = 1;\n"
+        "insert into s.out select * from scratch2;\n"
+        "drop table scratch2",
+        dialect,
+    )
+    assert names(info.creates) == []
+    assert names(info.modifies) == ["s.out"]
+    assert names(info.writes) == ["s.out"]
+    assert names(info.reads) == ["raw.x", "raw.y"]
+    assert info.line_of(TableRef(None, "scratch")) is None
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_cte_names_are_not_created_modified_or_read(dialect: str) -> None:
+    info = analyze(
+        "insert into s.t with c as (select * from raw.x) select * from c;\n"
+        "create table s.u as with t as (select * from raw.y) select * from t",
+        dialect,
+    )
+    assert names(info.creates) == ["s.u"]
+    assert names(info.modifies) == ["s.t"]
+    assert names(info.reads) == ["raw.x", "raw.y"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_foreign_keys_reference_tables(dialect: str) -> None:
+    info = analyze(
+        "create table s.parent (id int primary key);\n"
+        "create table s.child (\n"
+        "  id int primary key,\n"
+        "  parent_id int references s.parent (id),\n"
+        "  region_id int references Raw.Regions (id),\n"
+        "  manager_id int,\n"
+        "  foreign key (manager_id) references s.child (id),\n"
+        "  foreign key (id) references raw.people (id)\n"
+        ");\n"
+        "alter table s.other add constraint fk_kind foreign key (kind) references raw.kinds (id)",
+        dialect,
+    )
+    # the file's own tables are no dependency; a foreign key is no read
+    assert names(info.references) == ["raw.kinds", "raw.people", "raw.regions"]
+    assert info.reads == ()
+    assert names(info.creates) == ["s.child", "s.parent"]
+    assert names(info.modifies) == ["s.other"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_create_schema(dialect: str) -> None:
+    info = analyze("create schema if not exists Stg;\ncreate schema reporting", dialect)
+    assert info.schemas == ("reporting", "stg")
+    assert info.writes == () and info.reads == ()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_calls_of_functions_sqlglot_does_not_know(dialect: str) -> None:
+    info = analyze(
+        "select stg.f(x), f(y), upper(z), coalesce(a, 0), count(*), sum(b),\n"
+        "       Stg.Clean_Name(n), lake.stg.g(1)\n"
+        "from raw.t where stg.is_valid(t.id)",
+        dialect,
+    )
+    assert names(info.calls) == ["f", "stg.clean_name", "stg.f", "stg.g", "stg.is_valid"]
+    assert names(info.reads) == ["raw.t"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_calls_anywhere_in_any_statement(dialect: str) -> None:
+    info = analyze(
+        "insert into s.t select stg.f(x) from raw.x;\n"
+        "update s.t set a = stg.g(a) where stg.h(a);\n"
+        "create table s.u (a int default stg.next_id());\n"
+        "create index ix on s.u (stg.key_of(a));\n"
+        "select * from stg.rows_of(1) r",
+        dialect,
+    )
+    assert names(info.calls) == [
+        "stg.f",
+        "stg.g",
+        "stg.h",
+        "stg.key_of",
+        "stg.next_id",
+        "stg.rows_of",
+    ]
+    assert info.reads == (TableRef("raw", "x"),)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_call_statement(dialect: str) -> None:
+    info = analyze("call stg.load_departments();\nCALL Stg.Load(1, 'a')", dialect)
+    assert names(info.calls) == ["stg.load", "stg.load_departments"]
+    assert [s.kind for s in info.statements] == ["other", "other"]
+    assert info.writes == ()
+
+
+def test_quoted_routine_names_keep_their_case_in_postgres() -> None:
+    info = analyze('select "Stg"."F"(x), "G"(y); call "Stg"."Load"()')
+    assert names(info.calls) == ["G", "Stg.F", "Stg.Load"]
+
+
+def test_postgres_defines_functions_and_procedures() -> None:
+    info = analyze(
+        "create or replace function Stg.Clean(a text) returns text language sql as 'select a';\n"
+        # sqlglot keeps this one as an opaque Command; its name is still read
+        "create function stg.touch() returns trigger as $$ begin return new; end $$ "
+        "language plpgsql security definer;\n"
+        'create procedure "Stg"."Load"() language plpgsql as $$ begin delete from s.t; end $$;\n'
+        'call "Stg"."Load"();\n'
+        "select stg.clean(x), stg.other(x) from raw.x"
+    )
+    assert names(info.defines) == ["Stg.Load", "stg.clean", "stg.touch"]
+    # calls of the file's own routines are no dependency
+    assert names(info.calls) == ["stg.other"]
+    assert info.writes == ()  # what a body does is not inferred
+
+
+def test_duckdb_defines_macros() -> None:
+    info = analyze(
+        "create or replace macro stg.add_one(a) as a + 1;\n"
+        "create macro stg.rows_of(n) as table select * from range(n);\n"
+        "create temp macro scratch(a) as a * 2;\n"
+        "select stg.add_one(1), scratch(2), stg.elsewhere(3) from stg.rows_of(5)",
+        "duckdb",
+    )
+    assert names(info.defines) == ["stg.add_one", "stg.rows_of"]  # a temporary macro is not
+    assert names(info.calls) == ["stg.elsewhere"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_nothing_is_inferred_from_a_statement_run_as_written(dialect: str) -> None:
+    info = analyze(
+        "insert into s.t select stg.f(x) from raw.x order by;\nupdate s.u set a = 1",
+        dialect,
+        as_written=True,
+    )
+    assert info.statements[0].unparsed is not None
+    assert names(info.modifies) == ["s.u"]
+    assert info.calls == () and info.reads == ()
+
+
+def test_json_round_trip_of_every_field() -> None:
+    info = analyze(
+        "create schema s;\n"
+        "create table s.t (id int references raw.p (id));\n"
+        "create function s.f() returns int language sql as 'select 1';\n"
+        "insert into raw.log select s.f(), stg.g() from raw.x;\n"
+        "call stg.p()"
+    )
+    assert (info.creates, info.modifies, info.references, info.defines, info.schemas) == (
+        (TableRef("s", "t"),),
+        (TableRef("raw", "log"),),
+        (TableRef("raw", "p"),),
+        (TableRef("s", "f"),),
+        ("s",),
+    )
+    assert names(info.calls) == ["stg.g", "stg.p"]
+    data = json.loads(json.dumps(info.to_json()))
+    assert SqlInfo.from_json(data) == info
+    assert SqlInfo.from_json(data).line_of(TableRef("raw", "log")) == 4

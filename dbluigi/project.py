@@ -106,6 +106,9 @@ class Model:
     creates: tuple[Relation, ...] = ()  # relations a sql model CREATEs: it produces them
     modifies: tuple[Relation, ...] = ()  # relations it changes in place (dbluigi.writes)
     write_lines: tuple[tuple[Relation, int], ...] = ()  # where each write is first made
+    defines: tuple[Relation, ...] = ()  # functions, procedures and macros it creates
+    calls: tuple[Relation, ...] = ()  # routines it uses that it does not define
+    schemas: tuple[str, ...] = ()  # schemas it creates
 
     @property
     def schema(self) -> str:
@@ -335,7 +338,7 @@ class _Loader:
 
         models: dict[str, Model] = {}
         for relation, (model, info) in raw.items():
-            refs = info.reads if info else ()
+            refs = (*info.reads, *info.references) if info else ()
             patch_refs = model.patch.refs if model.patch else ()
             reads = names.resolve_all((*refs, *patch_refs), model.path)
             creates = names.resolve_all(info.creates if info else (), model.path)
@@ -374,6 +377,9 @@ class _Loader:
                 creates=tuple(w for w in creates if w not in own),
                 modifies=tuple(w for w in modifies if w not in own),
                 write_lines=write_lines,
+                defines=names.resolve_all(info.defines if info else (), model.path),
+                calls=names.resolve_all(info.calls if info else (), model.path),
+                schemas=tuple(s.lower() for s in (info.schemas if info else ())),
                 depends=tuple(d for d in dict.fromkeys(depends) if d not in own),
             )
 
@@ -774,13 +780,16 @@ def _assemble(
             edges.add(Edge(d, m.relation, "depends"))
         sources.update(r for r in (*m.reads, *m.depends) if r not in models)
     chains, write_edges, written = find_chains(models)
-    edges |= write_edges | replay_edges(models, chains)
+    edges |= write_edges | replay_edges(models, chains) | _routine_edges(models)
     relations = set(written)  # created by a sql model, or written by an unmanaged one
     sources = (sources | relations) - set(models)
 
     files: dict[str, str] = {m.relation: m.path for m in models.values()}
     nodes = tuple(sorted(set(models) | sources))
     graph = Graph(nodes, tuple(sorted(edges)), files)
+    if any(m.schemas for m in models.values()):
+        edges |= _schema_edges(models, graph)
+        graph = Graph(nodes, tuple(sorted(edges)), files)
     graph.order  # noqa: B018 - raises CycleError before checks are placed
     chains = order_chains(chains, graph.position)
 
@@ -804,6 +813,36 @@ def _assemble(
         readers_of={k: tuple(sorted(v)) for k, v in readers.items()},
         chains=chains,
     )
+
+
+def _routine_edges(models: Mapping[str, Model]) -> set[Edge]:
+    """A model calling a function or procedure another model defines runs after it."""
+    definer = {routine: m.relation for m in models.values() for routine in m.defines}
+    return {
+        Edge(definer[called], m.relation, "calls")
+        for m in models.values()
+        for called in m.calls
+        if called in definer and definer[called] != m.relation
+    }
+
+
+def _schema_edges(models: Mapping[str, Model], graph: Graph) -> set[Edge]:
+    """A model that creates a schema runs before every model that builds or writes in it
+    (but those it depends on itself)."""
+    edges = set()
+    for creator in models.values():
+        if not creator.schemas:
+            continue
+        before = graph.upstream([creator.relation])
+        for m in models.values():
+            if m.relation == creator.relation or m.relation in before:
+                continue
+            used = {Relation(w).schema for w in m.writes}
+            if m.publishes_relation:
+                used.add(m.schema)
+            if used & set(creator.schemas):
+                edges.add(Edge(creator.relation, m.relation, "schema"))
+    return edges
 
 
 def _place_checks(

@@ -1,0 +1,148 @@
+"""Scripts: producers and modifiers of a relation, replayed together (issue 14).
+
+A relation's build is its producer followed by all its modifiers, applied to the new
+table before its checks and swap; a change to any of them replays the whole chain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dbluigi.errors import ProjectError
+from dbluigi.project import load_project
+from tests.buildkit import build_json, query, statuses
+from tests.helpers import write_project
+
+PEOPLE = {
+    "raw/people.csv": "id,name,email,state\n1,Ann,a@x,TX\n2,Bob,b@x,CA\n"
+    "3,Test User,t@x,TX\n4,Cy,c@x,NY\n",
+    "staging/people.sql": "select * from raw.people",
+    "fixes/add_manual.sql": "insert into staging.people values (99, 'Manual', null, 'TX');\n",
+    "fixes/drop_tests.sql": "delete from staging.people where name like 'Test%';\n",
+}
+
+
+def _people(target: str, project: Path) -> list[tuple[object, ...]]:
+    return query(target, project, "select id, name from staging.people order by id")
+
+
+def test_modifiers_replay_with_their_relation(tmp_path: Path, target_url: str) -> None:
+    project = write_project(tmp_path / "p", PEOPLE)
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0, payload
+    assert _people(target_url, project) == [(1, "Ann"), (2, "Bob"), (4, "Cy"), (99, "Manual")]
+    # each modifier has its own attempt, with the rows it changed
+    rows = dict(
+        query(
+            target_url,
+            project,
+            "select model, rows from dbluigi.task_runs where run_id = %s "
+            "and model like 'fixes.%%'",
+            [payload["run_id"]],
+        )
+    )
+    assert rows == {"fixes.add_manual": 1, "fixes.drop_tests": 1}
+    # editing a modifier replays the chain: id 99 once, never twice
+    manual = project / "fixes" / "add_manual.sql"
+    manual.write_text(manual.read_text() + " -- note\n")
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0 and statuses(payload)["staging.people"] == "success"
+    assert _people(target_url, project).count((99, "Manual")) == 1
+    # a rebuild of the modifier rebuilds the relation from its producer
+    code, payload = build_json("fixes.add_manual", project=project, target=target_url, command="rebuild")
+    assert code == 0
+    assert _people(target_url, project).count((99, "Manual")) == 1
+    # a removed modifier is no longer applied: 'Test User' is back
+    (project / "fixes" / "drop_tests.sql").unlink()
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0 and statuses(payload)["staging.people"] == "success"
+    assert (3, "Test User") in _people(target_url, project)
+    # and nothing runs when nothing changed
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0 and set(statuses(payload).values()) == {"up to date"}
+
+
+SETUP = {
+    "setup/create_departments.sql": "create schema if not exists stg;\n"
+    "create table stg.departments (id int primary key, name text);\n",
+    "setup/fill_departments.sql": "insert into stg.departments "
+    "select id, name from lookups.departments;\n",
+    "lookups/departments.csv": "id,name\n1,Sales\n2,Ops\n3,Legal\n",
+    "api/department_names.sql": "select name from stg.departments",
+}
+
+
+@pytest.mark.parametrize("workers", ["1", "4"])
+def test_a_setup_folder_builds_in_order(tmp_path: Path, pg_url: str, workers: str) -> None:
+    for attempt in range(3 if workers == "4" else 1):
+        project = write_project(tmp_path / f"p{attempt}", SETUP)
+        target = pg_url if attempt == 0 else _fresh(pg_url, attempt)
+        code, payload = build_json("--workers", workers, project=project, target=target)
+        assert code == 0, payload
+        names = query(target, project, "select name from api.department_names order by name")
+        assert names == [("Legal",), ("Ops",), ("Sales",)]
+    # the relation is replayed whole when its filler changes: rows are never doubled
+    fill = project / "setup" / "fill_departments.sql"
+    fill.write_text(fill.read_text().replace(";", " where id < 3;"))
+    code, payload = build_json(project=project, target=target)
+    assert code == 0, payload
+    assert query(target, project, "select count(*) from stg.departments") == [(2,)]
+    assert query(target, project, "select count(*) from api.department_names") == [(2,)]
+
+
+def _fresh(pg_url: str, attempt: int) -> str:
+    """Another fresh database next to ``pg_url`` (dropped with the test's server session)."""
+    import psycopg2
+
+    base, _, name = pg_url.rpartition("/")
+    fresh = f"{name}_{attempt}"
+    admin = psycopg2.connect(pg_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'drop database if exists "{fresh}"')
+        cursor.execute(f'create database "{fresh}"')
+    admin.close()
+    return f"{base}/{fresh}"
+
+
+def test_a_failing_modifier_keeps_the_published_relation(
+    tmp_path: Path, target_url: str
+) -> None:
+    project = write_project(tmp_path / "p", PEOPLE)
+    assert build_json(project=project, target=target_url)[0] == 0
+    before = _people(target_url, project)
+    (project / "fixes" / "add_manual.sql").write_text(
+        "insert into staging.people values (100, 'Late', null, 'TX');\n"
+        "update staging.people set id = 'x' where id = 100;\n"
+    )
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 1
+    results = {r["model"]: r for r in payload["results"]}
+    assert results["fixes.add_manual"]["status"] == "failed"
+    assert results["fixes.add_manual"]["file"] == "fixes/add_manual.sql"
+    assert results["fixes.add_manual"]["line"] == 2
+    assert results["staging.people"]["status"] == "failed"
+    assert _people(target_url, project) == before
+
+
+def test_a_modifier_of_an_unproduced_relation_is_refused(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        {"a.sql": "select 1 as id", "fix.sql": "-- description: x\nupdate ext.t set v = 1;\n"},
+    )
+    with pytest.raises(ProjectError) as caught:
+        load_project(tmp_path, use_cache=False)
+    assert (caught.value.path, caught.value.line) == ("fix.sql", 2)
+    assert "ext.t, which no model produces" in caught.value.message
+    (tmp_path / "fix.sql").write_text("-- unmanaged: true\nupdate ext.t set v = 1;\n")
+    project = load_project(tmp_path, use_cache=False)
+    assert project.models["main.fix"].unmanaged
+
+
+def test_plan_and_lineage_show_producers_and_modifiers(tmp_path: Path) -> None:
+    write_project(tmp_path, PEOPLE)
+    project = load_project(tmp_path, use_cache=False)
+    assert project.chains.modifiers["staging.people"] == ("fixes.add_manual", "fixes.drop_tests")
+    assert project.chains.owner["fixes.drop_tests"] == "staging.people"

@@ -9,6 +9,10 @@ before the first statement::
     -- index: unique(agency_id)
     select ...
 
+A ``sql`` or ``python`` model that changes relations in place can say so with
+``-- modifies: staging.agencies`` (repeatable, like ``depends``), and one that writes
+relations no model produces with ``-- unmanaged: true``.
+
 ``.py`` and ``.yml`` files use ``#`` instead of ``--``. :func:`parse_header` reads only that
 block (it stops at the first line that is neither blank nor a comment) and returns a frozen
 :class:`Header`. A comment of the form ``key: value`` with a lowercase key is an entry; other
@@ -44,13 +48,15 @@ KNOWN_KEYS = (
     "retries",
     "tags",
     "description",
+    "modifies",
+    "unmanaged",
 )
 ModelKind = Literal["table", "view", "incremental", "sql", "seed", "dump", "python", "extract"]
 """How a model is built (``dbluigi.kinds``); ``extract`` is a source table's, never a header's."""
 KINDS: tuple[ModelKind, ...] = ("table", "view", "incremental", "sql", "seed", "dump", "python")
 """The kinds a ``-- kind:`` header may name."""
 
-_REPEATABLE = frozenset({"depends", "check", "index", "tags", "description"})
+_REPEATABLE = frozenset({"depends", "modifies", "check", "index", "tags", "description"})
 
 _IDENT = r"[A-Za-z_][\w$]*"
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
@@ -63,6 +69,7 @@ _IDENT_RE = re.compile(_IDENT)
 _RELATION_RE = re.compile(rf"{_IDENT}(?:\.{_IDENT})?")
 _TAG_RE = re.compile(r"[\w-]+")
 _INT_RE = re.compile(r"[+-]?\d+")
+_BOOLEANS = {"true": True, "yes": True, "false": False, "no": False}
 _COST_RE = re.compile(r"(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d+)?")
 
 _ROWS_RE = re.compile(r"rows\s*(>=|<=|==|!=|<>|=|>|<)\s*(.*)", re.I | re.S)
@@ -106,6 +113,8 @@ _HINTS = {
     "priority": "use a whole number, e.g. priority: 10 or priority: -1",
     "retries": "use a whole number 0 or more, e.g. retries: 2",
     "tags": "list words separated by commas, e.g. tags: nightly, api",
+    "modifies": "list relations separated by commas, e.g. modifies: staging.agencies",
+    "unmanaged": "write unmanaged: true or unmanaged: false (or yes, no)",
 }
 
 
@@ -198,6 +207,11 @@ class Header:
     retries: int = 0
     tags: tuple[str, ...] = ()
     description: str | None = None
+    modifies: tuple[str, ...] = ()
+    """Relations the model changes in place besides those inferred from its SQL."""
+    unmanaged: bool = False
+    """This model writes relations no model produces; it runs once per change of its file
+    and is never replayed."""
     lines: tuple[tuple[str, int], ...] = ()  # (key, line) for every entry, in file order
     body_line: int = 1  # 1-based line where the body starts
 
@@ -231,6 +245,7 @@ def parse_header(text: str, path: str | Path, *, comment: str = "--") -> Header:
     first_line: dict[str, int] = {}
     fields: dict[str, object] = {}
     depends: list[str] = []
+    modifies: list[str] = []
     checks: list[HeaderCheck] = []
     indexes: list[IndexSpec] = []
     tags: list[str] = []
@@ -283,6 +298,8 @@ def parse_header(text: str, path: str | Path, *, comment: str = "--") -> Header:
         try:
             if key == "depends":
                 depends.extend(_parse_list(value, "depends", _RELATION_RE, "relation name"))
+            elif key == "modifies":
+                modifies.extend(_parse_list(value, "modifies", _RELATION_RE, "relation name"))
             elif key == "check":
                 checks.extend(_parse_checks(value, lineno))
             elif key == "index":
@@ -298,6 +315,7 @@ def parse_header(text: str, path: str | Path, *, comment: str = "--") -> Header:
 
     return Header(
         depends=tuple(dict.fromkeys(depends)),
+        modifies=tuple(dict.fromkeys(modifies)),
         checks=tuple(checks),
         indexes=tuple(indexes),
         tags=tuple(dict.fromkeys(tags)),
@@ -551,6 +569,13 @@ def _parse_retries(value: str, line: int) -> int:
     return int(value)
 
 
+def _parse_unmanaged(value: str, line: int) -> bool:
+    flag = _BOOLEANS.get(value.lower())
+    if flag is None:
+        raise _BadValue(f"bad unmanaged {value!r}: expected true or false", _HINTS["unmanaged"])
+    return flag
+
+
 _SINGLE_PARSERS = {
     "kind": _parse_kind,
     "unique_key": _parse_unique_key,
@@ -561,4 +586,5 @@ _SINGLE_PARSERS = {
     "max_cost": _parse_max_cost,
     "priority": _parse_priority,
     "retries": _parse_retries,
+    "unmanaged": _parse_unmanaged,
 }

@@ -56,6 +56,8 @@ def test_full_header() -> None:
         "-- retries: 2\n"
         "-- tags: nightly, api\n"
         "-- description: One row per agency.\n"
+        "-- modifies: raw.agencies, audit.log\n"
+        "-- unmanaged: true\n"
         "select * from raw.agencies\n"
     )
     assert header == Header(
@@ -79,8 +81,10 @@ def test_full_header() -> None:
         retries=2,
         tags=("nightly", "api"),
         description="One row per agency.",
+        modifies=("raw.agencies", "audit.log"),
+        unmanaged=True,
         lines=tuple((key, i) for i, key in enumerate(KNOWN_KEYS[:4] + KNOWN_KEYS[3:], 1)),
-        body_line=16,
+        body_line=18,
     )
 
 
@@ -91,6 +95,7 @@ def test_empty_file_and_no_header() -> None:
 
 def test_defaults() -> None:
     header = parse("select 1")
+    assert header.modifies == () and header.unmanaged is False
     assert header.kind is None
     assert header.priority == 0 and header.retries == 0
     assert header.timeout is None and header.max_cost is None and header.partition is None
@@ -811,3 +816,69 @@ def test_path_may_be_a_pathlib_path(tmp_path: Path) -> None:
         parse_header("-- kinds: table\n", file)
     assert info.value.path == str(file)
     assert info.value.location == f"{file}:1"
+
+
+# --- modifies, unmanaged -----------------------------------------------------------------
+
+
+def test_modifies_is_a_repeatable_list_of_relations_with_its_line() -> None:
+    header = parse(
+        "-- kind: sql\n-- modifies: staging.agencies,raw.x\n-- depends: raw.y\n"
+        "-- modifies: raw.x, Audit.Log\nupdate staging.agencies set a = 1\n"
+    )
+    assert header.modifies == ("staging.agencies", "raw.x", "Audit.Log")
+    assert header.depends == ("raw.y",)
+    assert header.line_of("modifies") == 2
+
+
+def test_modifies_in_a_python_file() -> None:
+    header = parse(
+        "#!/usr/bin/env python\n# kind: python\n# modifies: staging.agencies\ndef run(ctx): ...\n",
+        comment="#",
+    )
+    assert header.modifies == ("staging.agencies",)
+    assert header.line_of("modifies") == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("a, , b", "empty item in modifies list 'a, , b'"),
+        ("db.raw.x", "bad relation name 'db.raw.x' in modifies"),
+        ("raw.x y", "bad relation name 'raw.x y' in modifies"),
+    ],
+)
+def test_bad_modifies(value: str, message: str) -> None:
+    exc = error(f"-- kind: sql\n-- modifies: {value}\n")
+    assert exc.message == message
+    assert exc.line == 2
+    assert exc.hint == "list relations separated by commas, e.g. modifies: staging.agencies"
+    assert str(exc).startswith(f"{PATH}:2: {message}")
+
+
+@pytest.mark.parametrize(
+    ("value", "unmanaged"),
+    [("true", True), ("yes", True), ("True", True), ("YES", True), ("false", False), ("no", False)],
+)
+def test_unmanaged(value: str, unmanaged: bool) -> None:
+    header = parse(f"-- kind: sql\n-- unmanaged: {value}\ndelete from raw.x\n")
+    assert header.unmanaged is unmanaged
+    assert header.line_of("unmanaged") == 2
+
+
+@pytest.mark.parametrize("value", ["1", "on", "y", "maybe", "true, false"])
+def test_bad_unmanaged(value: str) -> None:
+    exc = error(f"-- unmanaged: {value}\n")
+    assert exc.message == f"bad unmanaged {value!r}: expected true or false"
+    assert exc.line == 1
+    assert exc.hint == "write unmanaged: true or unmanaged: false (or yes, no)"
+
+
+def test_unmanaged_given_twice() -> None:
+    exc = error("-- unmanaged: true\n-- unmanaged: false\n")
+    assert (exc.message, exc.line) == ("header key 'unmanaged' given twice (first on line 1)", 2)
+
+
+@pytest.mark.parametrize(("key", "close"), [("modify", "modifies"), ("unmanage", "unmanaged")])
+def test_new_keys_are_suggested(key: str, close: str) -> None:
+    assert error(f"-- {key}: x").hint == f"did you mean {close!r}?"

@@ -191,9 +191,9 @@ def make_plan(
             reason = FORCED
         elif stored is None:
             reason = NEW
-        elif model.publishes_relation and relation not in existing:
-            reason = MISSING
-        elif any(c not in existing for c in model.creates):
+        elif (model.publishes_relation and relation not in existing) or any(
+            c not in existing for c in model.creates
+        ):
             reason = MISSING
         elif model.kind == "dump" and not project.dump_file(model).exists():
             reason = OUTPUT_MISSING

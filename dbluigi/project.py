@@ -26,8 +26,8 @@ from dbluigi.relation import Relation
 from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
 from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
-from dbluigi.writes import Chains, find_chains, order_chains, replay_edges
 from dbluigi.suggest import did_you_mean
+from dbluigi.writes import Chains, find_chains, order_chains, replay_edges
 
 QUERY_KINDS = ("table", "view", "incremental", "dump")
 TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed", "python")
@@ -129,7 +129,8 @@ class Model:
 
     def line_of_write(self, relation: str) -> int | None:
         """The line of the first statement that creates or modifies ``relation``."""
-        return dict(self.write_lines).get(relation, self.header.line_of("modifies"))
+        lines: dict[str, int] = dict(self.write_lines)
+        return lines.get(relation) or self.header.line_of("modifies")
 
     @property
     def publishes_relation(self) -> bool:
@@ -346,17 +347,24 @@ class _Loader:
             modifies = tuple(
                 dict.fromkeys(
                     w
-                    for w in (*names.resolve_all(info.modifies if info else (), model.path), *declared)
+                    for w in (
+                        *names.resolve_all(info.modifies if info else (), model.path),
+                        *declared,
+                    )
                     if w not in creates
                 )
             )
             writes = (*creates, *modifies)
             for written in writes:
                 _refuse_reserved(written, model.path, None, written=True)
-            write_lines = tuple(
-                (w, line)
-                for ref in (info.creates + info.modifies if info else ())
-                if (w := names.resolve(ref, model.path)) and (line := info.line_of(ref))
+            write_lines = (
+                tuple(
+                    (w, line)
+                    for ref in (*info.creates, *info.modifies)
+                    if (w := names.resolve(ref, model.path)) and (line := info.line_of(ref))
+                )
+                if info
+                else ()
             )
             depends = tuple(names.resolve(_to_ref(d), model.path) for d in model.header.depends)
             own = {relation}

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
 from typing import Protocol
 
 from dbluigi.errors import DuplicateRelationError, ProjectError

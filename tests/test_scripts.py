@@ -38,8 +38,7 @@ def test_modifiers_replay_with_their_relation(tmp_path: Path, target_url: str) -
         query(
             target_url,
             project,
-            "select model, rows from dbluigi.task_runs where run_id = %s "
-            "and model like 'fixes.%%'",
+            "select model, rows_affected from dbluigi.task_runs where run_id = %s and model like 'fixes.%%'",
             [payload["run_id"]],
         )
     )
@@ -51,7 +50,9 @@ def test_modifiers_replay_with_their_relation(tmp_path: Path, target_url: str) -
     assert code == 0 and statuses(payload)["staging.people"] == "success"
     assert _people(target_url, project).count((99, "Manual")) == 1
     # a rebuild of the modifier rebuilds the relation from its producer
-    code, payload = build_json("fixes.add_manual", project=project, target=target_url, command="rebuild")
+    code, payload = build_json(
+        "fixes.add_manual", project=project, target=target_url, command="rebuild"
+    )
     assert code == 0
     assert _people(target_url, project).count((99, "Manual")) == 1
     # a removed modifier is no longer applied: 'Test User' is back
@@ -107,9 +108,7 @@ def _fresh(pg_url: str, attempt: int) -> str:
     return f"{base}/{fresh}"
 
 
-def test_a_failing_modifier_keeps_the_published_relation(
-    tmp_path: Path, target_url: str
-) -> None:
+def test_a_failing_modifier_keeps_the_published_relation(tmp_path: Path, target_url: str) -> None:
     project = write_project(tmp_path / "p", PEOPLE)
     assert build_json(project=project, target=target_url)[0] == 0
     before = _people(target_url, project)

@@ -34,7 +34,11 @@ def build(session: Session, request: BuildRequest) -> Published:
         for relation, new in aside.items():
             session.drop_relation(Relation(relation).schema, new)  # a crash's leftover
         for statement in model.statements:
-            sql = point_at(project, statement.sql, aside) if statement.unparsed is None else statement.sql
+            sql = (
+                point_at(project, statement.sql, aside)
+                if statement.unparsed is None
+                else statement.sql
+            )
             with located(session, model.path, statement.line, sql):
                 count = session.execute(sql)
             affected += max(count, 0)

@@ -801,7 +801,7 @@ def _assemble(
     graph.order  # noqa: B018 - raises CycleError before checks are placed
     chains = order_chains(chains, graph.position)
 
-    placed = _place_checks(graph, models, checks)
+    placed = _place_checks(graph, models, checks, chains)
     for check in placed:
         sources.update(r for r in check.reads if r not in models)
     waits = [(w, c.gate) for c in placed for w in c.waits]
@@ -854,7 +854,7 @@ def _schema_edges(models: Mapping[str, Model], graph: Graph) -> set[Edge]:
 
 
 def _place_checks(
-    graph: Graph, models: Mapping[str, Model], checks: list[CheckFile]
+    graph: Graph, models: Mapping[str, Model], checks: list[CheckFile], chains: Chains
 ) -> list[CheckFile]:
     """Give each check query its gate and the models it waits for (see ``CheckFile``).
 
@@ -873,7 +873,9 @@ def _place_checks(
                 if later - {candidate} <= graph.upstream([candidate]):
                     gate = candidate
                     break
-        before = graph.upstream([gate])
+        # a modifier is built by its producer's task: its checks gate that swap
+        gate = Relation(chains.owner.get(gate, gate))
+        before = graph.upstream([gate]) | set(chains.members(gate))
         waits = tuple(r for r in read if r != gate and r not in before)
         placed.append(replace(check, gate=gate, waits=waits))
     gates: dict[str, set[str]] = defaultdict(set)

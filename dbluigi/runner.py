@@ -342,10 +342,12 @@ class Run:
     def _culprits(self, model: str, failure: TaskRecord) -> list[TaskRecord]:
         """The failure of a modifier that failed ``model``'s build, as its own attempt."""
         modifiers = self.project.chains.modifiers.get(model, ())
+        checks = {c.path: c.owner for c in self.project.gated_checks(model)}
         return [
             replace(failure, model=m)
             for m in modifiers
-            if self.project.models[m].path == failure.path
+            if failure.path
+            in (self.project.models[m].path, *(p for p, o in checks.items() if o == m))
         ]
 
     def blocked_by(self, model: str) -> list[str]:

@@ -239,9 +239,12 @@ def point_at(project: Project, sql: str, aside: Mapping[str, str]) -> str:
     return replace_relations(sql, mapping, dialect=project.dialect) if mapping else sql
 
 
-def apply_modifiers(session: Session, request: BuildRequest, aside: Mapping[str, str]) -> bool:
+def apply_modifiers(
+    session: Session, request: BuildRequest, aside: Mapping[str, str]
+) -> tuple[TaskRecord, ...]:
     """Run the modifiers of the relations being built (``dbluigi.writes``) on their new
-    tables, in order, each recorded as its own task attempt; whether there were any.
+    tables, in order; returns their attempts, which ``record`` stores with the build
+    (a build that is not published records none of them as built).
 
     A modifier whose statements name none of the relations it modifies (a ``CALL`` of a
     procedure declared with ``-- modifies:``) cannot be pointed at the new table: that is a
@@ -285,8 +288,7 @@ def apply_modifiers(session: Session, request: BuildRequest, aside: Mapping[str,
                 build_id=d.build_id,
             )
         )
-    StateStore(session).record_tasks(records)
-    return bool(modifiers)
+    return tuple(records)
 
 
 Validate = Callable[[Session, BuildRequest, str], CheckOutcome]
@@ -323,7 +325,8 @@ def build_aside(
             session.prepare_indexes(schema, new, wanted)
         crashpoint("after_build", model.relation)
         patched = apply_patch(session, request, new)
-        if apply_modifiers(session, request, {model.relation: new}) or patched:
+        modified = apply_modifiers(session, request, {model.relation: new})
+        if modified or patched:
             rows = session.row_count(schema, new)
         outcome = validate(session, request, new) if validate else CheckOutcome()
         if outcome.passed:
@@ -336,7 +339,7 @@ def build_aside(
                 session.swap(schema, new, name, wanted, project.view_queries, request.swap_hint())
                 if request.existed(schema, failed):
                     session.drop_relation(schema, failed)  # a success supersedes the kept failure
-            record(session, request, rows, outcome.results)
+            record(session, request, rows, outcome.results, modified)
             crashpoint("before_commit", model.relation)
         elif not keep_failed:
             raise check_failed(outcome, outcome.violations[0], kept=None)
@@ -377,7 +380,8 @@ def upsert_aside(
             before(session)
         published = session.columns(schema, name)
         loaded = fill(session, request, new).rows
-        if apply_modifiers(session, request, {model.relation: new}):  # each batch, as a patch
+        modified = apply_modifiers(session, request, {model.relation: new})  # each batch
+        if modified:
             loaded = session.row_count(schema, new)
         columns = session.columns(schema, new)
         compare_columns(published, columns)
@@ -395,7 +399,7 @@ def upsert_aside(
         if not outcome.passed:  # rolls the upsert back: the published table is as it was
             raise check_failed(outcome, outcome.violations[0], kept=None)
         rows = upserted if count == "upserted" else loaded
-        record(session, request, rows, outcome.results)
+        record(session, request, rows, outcome.results, modified)
         crashpoint("before_commit", model.relation)
     return Published(rows, outcome.results)
 
@@ -445,9 +449,15 @@ def find_column(column: str, columns: tuple[str, ...]) -> str | None:
 
 
 def record(
-    session: Session, request: BuildRequest, rows: int | None, checks: tuple[CheckResult, ...]
+    session: Session,
+    request: BuildRequest,
+    rows: int | None,
+    checks: tuple[CheckResult, ...],
+    modifiers: Sequence[TaskRecord] = (),
 ) -> None:
-    """Record the build and its successful attempt in the publishing transaction."""
+    """Record the build and its successful attempt (and those of the modifiers applied
+    with it) in the publishing transaction."""
+    StateStore(session).record_tasks(modifiers)
     d = request.built
     StateStore(session).record_success(
         TaskRecord(

@@ -42,13 +42,13 @@ def build(session: Session, request: BuildRequest) -> Published:
             with located(session, model.path, statement.line, sql):
                 count = session.execute(sql)
             affected += max(count, 0)
-        apply_modifiers(session, request, aside)
+        modified = apply_modifiers(session, request, aside)
         for relation, new in aside.items():
             table = Relation(relation)
             with located(session, model.path, model.line_of_write(relation) or 1, ""):
                 session.swap(table.schema, new, table.name, (), project.view_queries, None)
         outcome = checked(session, request, model.schema, model.name)  # rolls everything back
-        record(session, request, affected, outcome.results)
+        record(session, request, affected, outcome.results, modified)
     return Published(affected, outcome.results)
 
 

@@ -145,3 +145,32 @@ def test_plan_and_lineage_show_producers_and_modifiers(tmp_path: Path) -> None:
     project = load_project(tmp_path, use_cache=False)
     assert project.chains.modifiers["staging.people"] == ("fixes.add_manual", "fixes.drop_tests")
     assert project.chains.owner["fixes.drop_tests"] == "staging.people"
+
+
+def test_a_python_cleanup_is_a_modifier_and_undeclared_writes_fail(
+    tmp_path: Path, target_url: str
+) -> None:
+    """The published reader always sees the cleaned column: the step runs in the build of
+    the relation it declares, before its readers; a write it does not declare fails."""
+    project = write_project(
+        tmp_path / "p",
+        {
+            **{k: v for k, v in PEOPLE.items() if not k.startswith("fixes/")},
+            "fixes/clean.py": "# modifies: staging.people\n"
+            "def run(ctx):\n"
+            "    ctx.execute(f\"update {ctx.ref('staging.people')} set email = lower(name)\")\n",
+            "api/emails.sql": "select id, email from staging.people",
+        },
+    )
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, project, "select email from api.emails where id = 1") == [("ann",)]
+    (project / "fixes" / "clean.py").write_text(
+        "# modifies: staging.people\ndef run(ctx):\n    ctx.execute('delete from raw.people')\n"
+    )
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 1
+    failed = {r["model"]: r for r in payload["results"]}["fixes.clean"]
+    assert failed["failure_class"] == "config"
+    assert "writes raw.people, which it does not declare" in failed["error"]
+    assert query(target_url, project, "select count(*) from raw.people") == [(4,)]

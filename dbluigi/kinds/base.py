@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from dbluigi import guards, names
+from dbluigi import guards, names, pystep
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, TaskError
 from dbluigi.headers import IndexSpec
@@ -256,6 +256,9 @@ def apply_modifiers(
         modifier = project.models[name]
         started, clock = now(), time.perf_counter()
         affected = 0
+        if modifier.kind == "python":
+            pystep.run_modifier(session, project, modifier, aside)
+            affected = -1  # a step's changes are its own to count
         pointed = [(st, point_at(project, st.sql, aside)) for st in modifier.statements]
         if pointed and all(sql == st.sql for st, sql in pointed):
             raise TaskError(

@@ -208,6 +208,33 @@ class Project:
         """The check queries (and ``.check.py`` files) that gate ``relation``'s swap."""
         return self.checks_by_gate.get(relation, ())
 
+    def write_notes(self, relation: str) -> list[str]:
+        """What ``relation``'s model produces and modifies, in words, for ``plan`` and
+        ``lineage`` (``dbluigi.writes``)."""
+        model = self.models.get(relation)
+        if model is None:
+            return []
+        notes = []
+        if model.creates:
+            notes.append(f"produces {', '.join(model.creates)}")
+        modifiers = self.chains.modifiers.get(relation, ())
+        if modifiers:
+            notes.append(f"then, in its build: {' -> '.join(modifiers)}")
+        producer = self.chains.owner.get(relation)
+        if producer is not None:
+            chain = self.chains.modifiers[producer]
+            step = chain.index(relation) + 1
+            notes.append(
+                f"modifies {', '.join(model.modifies)}: step {step} of {len(chain)} of "
+                f"{producer}'s build"
+            )
+        if model.unmanaged and model.modifies:
+            notes.append(
+                f"unmanaged: writes {', '.join(model.modifies)}; runs once per change of "
+                "its file, never replayed"
+            )
+        return notes
+
     def check_notes(self, relation: str) -> list[str]:
         """How ``relation``'s checks gate swaps, in words, for ``plan`` and ``lineage``:
         its header checks, the check queries gating its swap (and what they wait for),

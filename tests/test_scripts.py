@@ -6,13 +6,14 @@ table before its checks and swap; a change to any of them replays the whole chai
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from dbluigi.errors import ProjectError
 from dbluigi.project import load_project
-from tests.buildkit import build_json, query, statuses
+from tests.buildkit import build_json, cli, query, statuses
 from tests.helpers import write_project
 
 PEOPLE = {
@@ -174,3 +175,30 @@ def test_a_python_cleanup_is_a_modifier_and_undeclared_writes_fail(
     assert failed["failure_class"] == "config"
     assert "writes raw.people, which it does not declare" in failed["error"]
     assert query(target_url, project, "select count(*) from raw.people") == [(4,)]
+
+
+def test_plan_and_lineage_name_the_chain(tmp_path: Path) -> None:
+    write_project(
+        tmp_path, {**PEOPLE, "other.sql": "-- unmanaged: true\nupdate ext.t set v = 1;\n"}
+    )
+    project = load_project(tmp_path, use_cache=False)
+    assert project.write_notes("staging.people") == [
+        "then, in its build: fixes.add_manual -> fixes.drop_tests"
+    ]
+    assert project.write_notes("fixes.drop_tests") == [
+        "modifies staging.people: step 2 of 2 of staging.people's build"
+    ]
+    assert project.write_notes("main.other")[0].startswith("unmanaged: writes ext.t")
+    from dbluigi.lineage import render_lineage
+
+    text = render_lineage(project, fmt="text")
+    assert "then, in its build: fixes.add_manual -> fixes.drop_tests" in text
+    code, output = cli(
+        "plan", "--json", project=tmp_path, target=f"duckdb:///{tmp_path / 't.duckdb'}"
+    )
+    assert code == 0
+    rows = {r["model"]: r for r in json.loads(output)["models"]}
+    assert rows["fixes.add_manual"]["writes"] == [
+        "modifies staging.people: step 1 of 2 of staging.people's build"
+    ]
+    assert rows["main.other"]["writes"][0].startswith("unmanaged")

@@ -25,6 +25,7 @@ from dbluigi.names import RESERVED, STATE_SCHEMA, reserved_name
 from dbluigi.relation import Relation
 from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
+from dbluigi.seeds import YamlTable, yaml_tables
 from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
 from dbluigi.suggest import did_you_mean
 from dbluigi.writes import Chains, find_chains, order_chains, replay_edges
@@ -109,6 +110,7 @@ class Model:
     defines: tuple[Relation, ...] = ()  # functions, procedures and macros it creates
     calls: tuple[Relation, ...] = ()  # routines it uses that it does not define
     schemas: tuple[str, ...] = ()  # schemas it creates
+    part: str | None = None  # one table of a multi-table YAML file: its key there
 
     @property
     def schema(self) -> str:
@@ -313,9 +315,11 @@ class _Loader:
         self.config = config
         self.cache = cache
         self.dialect = config.dialect
+        self.texts: dict[str, str] = {}  # YAML files, read once
+        self.parts: dict[tuple[str, Relation], YamlTable] = {}  # of multi-table YAML files
 
     def load(self, files: list[ProjectFile]) -> Project:
-        model_files = [f for f in files if f.role == "model"]
+        model_files = self._split_yaml_tables([f for f in files if f.role == "model"])
         extracts = _extract_models(self.config)
         if not model_files and not extracts:
             raise ProjectError(
@@ -354,7 +358,8 @@ class _Loader:
                 )
 
         for f in model_files:
-            _refuse_reserved(f.relation, f.path, None)
+            part = self._part(f)
+            _refuse_reserved(f.relation, f.path, part.line if part else None)
         for extract in extracts.values():
             _refuse_reserved(extract.relation, extract.path, extract.header.line_of("kind"))
 
@@ -427,6 +432,42 @@ class _Loader:
         ]
         return _assemble(self.root, self.config, models, checks)
 
+    def _split_yaml_tables(self, model_files: list[ProjectFile]) -> list[ProjectFile]:
+        """Model files with each multi-table YAML file replaced by one file per table
+        (``seeds.yaml_tables``); a table may not take another model's relation."""
+        result: list[ProjectFile] = []
+        for file in model_files:
+            if file.format != "yaml":
+                result.append(file)
+                continue
+            text = self.texts[file.path] = self._read(file)
+            tables = yaml_tables(file.path, text)
+            if tables is None:
+                result.append(file)
+                continue
+            for table in tables:
+                relation = Relation.of(file.schema, table.name)
+                self.parts[file.path, relation] = table
+                result.append(replace(file, relation=relation))
+        seen: dict[Relation, ProjectFile] = {}
+        for file in result:
+            first = seen.setdefault(file.relation, file)
+            if first is not file:
+                # point at the YAML key (the later one when both are keys)
+                key_of = file if self._part(file) else first
+                part = self._part(key_of)
+                raise DuplicateRelationError(
+                    f"{first.path} and {file.path} both map to relation {file.relation}",
+                    path=key_of.path,
+                    line=part.line if part else None,
+                    hint="rename the table (its YAML key) or move one of the files",
+                )
+        return result
+
+    def _part(self, file: ProjectFile) -> YamlTable | None:
+        """The table ``file`` stands for when it is one of a multi-table YAML file."""
+        return self.parts.get((file.path, file.relation))
+
     def _read(self, file: ProjectFile) -> str:
         data = (self.root / file.path).read_bytes()
         try:
@@ -443,7 +484,10 @@ class _Loader:
     def _model(
         self, file: ProjectFile, companions: Mapping[str, ProjectFile]
     ) -> tuple[Model, SqlInfo | None]:
-        text = self._read(file) if file.format != "csv" else ""
+        if file.format == "csv":
+            text = ""
+        else:
+            text = self.texts[file.path] if file.path in self.texts else self._read(file)
         comment = "#" if file.format in ("python", "yaml") else "--"
         header = parse_header(text, file.path, comment=comment) if text else Header()
         kind = _kind_by_format(file, header)
@@ -478,15 +522,17 @@ class _Loader:
             patch_text = self._render(self._read(patch_file), Header(), patch_file.path)
             patch_info = self._analyze_companion(patch_text, patch_file.path)
             patch = Patch(patch_file.path, patch_text, patch_info.statements, patch_info.reads)
+        part = self._part(file)
         model = Model(
             relation=file.relation,
             path=file.path,
             format=file.format,
             kind=kind,
             header=header,
-            text=text,
+            text=part.text if part else text,  # a table's own part: edits elsewhere spare it
             statements=statements,
             patch=patch,
+            part=part.key if part else None,
         )
         return model, info
 

@@ -7,7 +7,10 @@ reader; a large file is typed by an in-memory DuckDB aggregate where that is cer
 give the same answer. ``guess_csv`` predicts a large file's types from its head and tail,
 so that a target can start loading it while ``sniff_csv`` checks the prediction against
 every value. ``read_yaml_seed`` reads a YAML list of mappings and returns its rows with
-values already shaped for their column types.
+values already shaped for their column types. A YAML file whose top level is a mapping of
+table name to such a list holds one seed per key: ``yaml_tables`` lists them (each with
+its own part of the file, which is what its fingerprint hashes) and
+``read_yaml_seed(path, table=key)`` reads one.
 
 Typing rules, shared by both: ``bigint`` (within int64) < ``numeric`` < ``double``,
 ``date`` < ``timestamp``; any other mix is ``text``. Integers written with a leading
@@ -713,11 +716,151 @@ def _shape(value: Any, type_name: str) -> Any:
     raise ValueError
 
 
+@dataclass(frozen=True)
+class YamlTable:
+    """One table of a multi-table YAML seed (``{name: [row, ...], ...}``)."""
+
+    key: str  # as written in the file
+    line: int  # of the key
+    text: str  # the file's head (its header comments) and this table's part, as written
+
+    @property
+    def name(self) -> str:
+        """The table's name: its key folded to lower case."""
+        return self.key.lower()
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ROWS_HINT = "write one mapping per row, e.g.\n- {id: 1, name: Ada}\n- {id: 2, name: Grace}"
+_TABLES_HINT = (
+    "a YAML seed is a list of rows, or a mapping of table name to a list of rows, e.g.\n"
+    "agency_types:\n  - {code: 1, name: City}\nstates:\n  - {abbr: OR, name: Oregon}"
+)
+
+
+def yaml_tables(path: str | Path, text: str) -> tuple[YamlTable, ...] | None:
+    """The tables of a YAML seed whose top level is a mapping (one per key, in file order),
+    or None when it is not one: then it is a single table, and ``read_yaml_seed`` reads it
+    (and says what is wrong with it). Checks that every key is a table name, given once,
+    and every value a non-empty list of mappings; the rows' columns and values are
+    ``read_yaml_seed``'s to check."""
+    text = text.removeprefix("\ufeff")
+    if not _starts_with_mapping(text):
+        return None
+    node = _compose(path, text)
+    assert isinstance(node, yaml.MappingNode)
+    head = text[: node.start_mark.index]
+    tables: list[YamlTable] = []
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        line = key_node.start_mark.line + 1
+        key = key_node.value if key_node.tag == _STR_TAG else None
+        if not isinstance(key, str) or not _TABLE_NAME.fullmatch(key):
+            shown = (
+                repr(key_node.value)
+                if isinstance(key_node, yaml.ScalarNode)
+                else _describe_node(key_node)
+            )
+            raise ProjectError(
+                f"key {shown} is not a table name",
+                path=path,
+                line=line,
+                hint="a table name is letters, digits and _, not starting with a digit; "
+                + _TABLES_HINT,
+            )
+        name = key.lower()
+        if name in seen:
+            raise ProjectError(
+                f"table {name} appears twice (lines {seen[name]} and {line}; "
+                "names are compared case-insensitively)",
+                path=path,
+                line=line,
+            )
+        seen[name] = line
+        if not isinstance(value_node, yaml.SequenceNode):
+            raise ProjectError(
+                f"table {key} must be a list of mappings (rows); found "
+                f"{_describe_node(value_node)}",
+                path=path,
+                line=line,
+                hint=_TABLES_HINT,
+            )
+        if not value_node.value:
+            raise ProjectError(
+                f"table {key} has no rows; a YAML seed needs at least one row to know its columns",
+                path=path,
+                line=line,
+            )
+        for item in value_node.value:
+            if not isinstance(item, yaml.MappingNode):
+                raise ProjectError(
+                    f"table {key} must be a list of mappings (rows); this item is "
+                    f"{_describe_node(item)}",
+                    path=path,
+                    line=item.start_mark.line + 1,
+                    hint=_ROWS_HINT,
+                )
+        start, end = key_node.start_mark.index, value_node.end_mark.index
+        # An alias to an anchor elsewhere in the file makes that part this table's too.
+        part = text if _reaches_outside(value_node, start, end) else text[start:end]
+        tables.append(YamlTable(key, line, head + part))
+    return tuple(tables)
+
+
+def _starts_with_mapping(text: str) -> bool:
+    """Whether the document's top level is a mapping, read no further than its start."""
+    try:
+        for event in yaml.parse(text, Loader=_SeedLoader):
+            if isinstance(event, yaml.NodeEvent):
+                return isinstance(event, yaml.MappingStartEvent)
+    except yaml.YAMLError:
+        pass  # read_yaml_seed reports it
+    return False
+
+
+def _reaches_outside(node: yaml.Node, start: int, end: int) -> bool:
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if not start <= current.start_mark.index < end:
+            return True
+        if isinstance(current, yaml.MappingNode):
+            stack.extend(n for pair in current.value for n in pair)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+    return False
+
+
+def _compose(path: str | Path, text: str) -> yaml.Node | None:
+    """The node tree of the file's one document (None: the file is empty)."""
+    loader = _SeedLoader(text)
+    try:
+        return loader.get_single_node()
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, exc) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_error(path: str | Path, exc: yaml.YAMLError) -> ProjectError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return ProjectError(
+        f"not valid YAML: {problem}", path=path, line=mark.line + 1 if mark else None
+    )
+
+
 def read_yaml_seed(
-    path: Path, *, overrides: Mapping[str, str] = {}
+    path: Path, *, overrides: Mapping[str, str] = {}, table: str | None = None
 ) -> tuple[SeedTable, list[tuple[Any, ...]]]:
     """Read a YAML list of mappings: typed columns (union of keys, first-seen order;
-    a missing key is NULL) and the rows, values shaped for those types."""
+    a missing key is NULL) and the rows, values shaped for those types. ``table`` names
+    the key whose list to read in a multi-table file (see ``yaml_tables``)."""
     path = Path(path)
     raw = path.read_bytes()
     try:
@@ -734,21 +877,18 @@ def read_yaml_seed(
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ProjectError(
-            f"not valid YAML: {problem}", path=path, line=mark.line + 1 if mark else None
-        ) from None
+        raise _yaml_error(path, exc) from None
     finally:
         loader.dispose()
-    shape_hint = "write one mapping per row, e.g.\n- {id: 1, name: Ada}\n- {id: 2, name: Grace}"
+    if table is not None:
+        node, data = _table_part(path, node, data, table)
     if data is None:
-        raise ProjectError("the file is empty", path=path, hint=shape_hint)
+        raise ProjectError("the file is empty", path=path, hint=_ROWS_HINT)
     if not isinstance(data, list):
         raise ProjectError(
             f"a YAML seed must be a list of mappings (rows); found {_describe(data)}",
             path=path,
-            hint=shape_hint,
+            hint=_ROWS_HINT,
         )
     if not data:
         raise ProjectError(
@@ -763,7 +903,7 @@ def read_yaml_seed(
                 f"a YAML seed must be a list of mappings (rows); this item is {_describe(item)}",
                 path=path,
                 line=line,
-                hint=shape_hint,
+                hint=_ROWS_HINT,
             )
         for key in item:
             if not isinstance(key, str):
@@ -799,6 +939,29 @@ def read_yaml_seed(
         rows.append(tuple(row))
     columns = tuple(Column(name, types[name]) for name in names)
     return SeedTable(columns, len(rows)), rows
+
+
+def _table_part(path: Path, node: yaml.Node | None, data: Any, table: str) -> tuple[Any, Any]:
+    """The node and the value of ``table``'s list in a multi-table file."""
+    if isinstance(node, yaml.MappingNode) and isinstance(data, dict):
+        for key_node, value_node in reversed(node.value):  # the last of a key wins, as in data
+            if key_node.tag == _STR_TAG and key_node.value == table and table in data:
+                return value_node, data[table]
+    raise ProjectError(
+        f"the file has no table {table} (it changed since the project was loaded?)",
+        path=path,
+        hint="run the command again",
+    )
+
+
+def _describe_node(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if node.tag.endswith(":null"):
+        return "null"
+    return f"the value {node.value!r}"
 
 
 def _describe(value: Any) -> str:

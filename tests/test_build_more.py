@@ -197,6 +197,69 @@ def test_yaml_seed_type_override_makes_it_stale(tmp_path: Path, duckdb_url: str)
     assert query(duckdb_url, tmp_path, "select code from raw.k order by code") == [("1",), ("2",)]
 
 
+LOOKUPS = """
+# description: lookups for the API
+agency_types:
+  - {code: 1, name: City}
+  - {code: 2, name: County}
+states:
+  - {abbr: OR, fips: "41"}
+  - {abbr: WA, fips: "53"}
+"""
+
+
+def test_multi_table_yaml_seed_builds_and_rebuilds_one_table(
+    tmp_path: Path, target_url: str
+) -> None:
+    write_project(
+        tmp_path,
+        {
+            "lookups/lookup_tables.yaml": LOOKUPS,
+            "lookups/states.check.sql": "select * from lookups.states where abbr = 'XX'",
+            "api/type_names.sql": "select name from lookups.agency_types",
+            "api/state_codes.sql": "select abbr, fips from lookups.states",
+            "dbluigi.toml": '[seeds."lookups.states"]\ncolumn_types = { fips = "bigint" }\n',
+        },
+    )
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert ran(payload) == {
+        "lookups.agency_types",
+        "lookups.states",
+        "api.type_names",
+        "api.state_codes",
+    }
+    assert query(target_url, tmp_path, "select code, name from lookups.agency_types") == [
+        (1, "City"),
+        (2, "County"),
+    ]
+    states = "select abbr, fips from lookups.states order by abbr"
+    assert query(target_url, tmp_path, states) == [("OR", 41), ("WA", 53)]
+    code, plan = build_json(project=tmp_path, target=target_url, command="plan")
+    assert code == 0 and {
+        m["file"] for m in plan["models"] if m["model"].startswith("lookups.")
+    } == {"lookups/lookup_tables.yaml"}
+
+    path = tmp_path / "lookups/lookup_tables.yaml"
+    path.write_text(path.read_text().replace('{abbr: WA, fips: "53"}', '{abbr: ID, fips: "16"}'))
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0 and ran(payload) == {"lookups.states", "api.state_codes"}
+    assert query(target_url, tmp_path, states) == [("ID", 16), ("OR", 41)]
+
+    path.write_text(path.read_text().replace("abbr: ID", "abbr: XX"))  # the check fails
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1
+    assert statuses(payload) == {
+        "lookups.states": "failed",
+        "api.state_codes": "skipped",
+        "lookups.agency_types": "up to date",
+        "api.type_names": "up to date",
+    }
+    (failed,) = [r for r in payload["results"] if r["status"] == "failed"]
+    assert failed["failure_class"] == "check" and failed["file"] == "lookups/states.check.sql"
+    assert query(target_url, tmp_path, states) == [("ID", 16), ("OR", 41)]  # as it was
+
+
 def test_unselected_parent_whose_table_exists_is_not_missing(
     tmp_path: Path, target_url: str
 ) -> None:

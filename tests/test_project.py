@@ -15,6 +15,7 @@ from dbluigi.errors import (
     VariableError,
 )
 from dbluigi.project import load_project
+from dbluigi.selectors import select
 from tests.helpers import write_project
 
 pytestmark = pytest.mark.unit
@@ -245,6 +246,94 @@ def test_duplicate_relation_names_both_files(tmp_path: Path) -> None:
         match=r"raw/people.csv and raw/people.sql both map to relation raw.people",
     ):
         load_project(tmp_path, use_cache=False)
+
+
+LOOKUPS = """
+# tags: lookups
+agency_types:
+  - {code: 1, name: City}
+States:
+  - {abbr: OR}
+"""
+
+
+def test_multi_table_yaml_is_one_seed_per_key(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        {
+            "lookups/lookup_tables.yaml": LOOKUPS,
+            "lookups/states.check.sql": "select * from lookups.states where abbr is null",
+            "lookups/agency_types.patch.sql": "update lookups.agency_types set name = 'x'",
+            "api/state_list.sql": "select * from agency_types, States",
+        },
+    )
+    project = load_project(tmp_path, use_cache=False)
+    assert set(project.models) == {"lookups.agency_types", "lookups.states", "api.state_list"}
+    for relation, key in (("lookups.agency_types", "agency_types"), ("lookups.states", "States")):
+        model = project.models[relation]
+        assert (model.kind, model.path, model.part, model.tags) == (
+            "seed",
+            "lookups/lookup_tables.yaml",
+            key,
+            ("lookups",),
+        )
+    assert project.models["lookups.agency_types"].patch is not None
+    assert project.models["lookups.states"].patch is None
+    assert [c.gate for c in project.checks] == ["lookups.states"]
+    assert project.models["api.state_list"].reads == ("lookups.agency_types", "lookups.states")
+    assert select(project, ["states+"]) == ("lookups.states", "api.state_list")
+    assert set(select(project, ["path:lookups/lookup_tables.yaml"])) == {
+        "lookups.agency_types",
+        "lookups.states",
+    }
+    assert select(project, ["tag:lookups"]) == select(project, ["path:lookups/"])
+
+
+def test_multi_table_yaml_file_is_not_a_relation(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        {
+            "lookups/lookup_tables.yaml": LOOKUPS,
+            "lookups/lookup_tables.check.sql": "select 1 where false",
+        },
+    )
+    with pytest.raises(ProjectError, match=r"no model lookups\.lookup_tables") as caught:
+        load_project(tmp_path, use_cache=False)
+    assert caught.value.path == "lookups/lookup_tables.check.sql"
+
+
+@pytest.mark.parametrize(
+    ("other", "path", "line"),
+    [
+        ("lookups/states.csv", "lookups/lookup_tables.yaml", 4),
+        ("lookups/a/more.yml", "lookups/lookup_tables.yaml", 4),  # both keys: the later one
+        ("lookups/z.yml", "lookups/z.yml", 1),
+    ],
+)
+def test_a_table_taking_another_models_relation_is_refused(
+    tmp_path: Path, other: str, path: str, line: int
+) -> None:
+    content = "states:\n  - {abbr: WA}\n" if other.endswith(".yml") else "abbr\nWA\n"
+    write_project(tmp_path, {"lookups/lookup_tables.yaml": LOOKUPS, other: content})
+    with pytest.raises(
+        DuplicateRelationError, match=r"both map to relation lookups\.states"
+    ) as caught:
+        load_project(tmp_path, use_cache=False)
+    assert (caught.value.path, caught.value.line) == (path, line)
+
+
+def test_a_bad_table_of_a_multi_table_yaml_names_file_and_line(tmp_path: Path) -> None:
+    write_project(tmp_path, {"lookups/t.yml": "a:\n  - {x: 1}\nb: []\n"})
+    with pytest.raises(ProjectError, match="table b has no rows") as caught:
+        load_project(tmp_path, use_cache=False)
+    assert (caught.value.path, caught.value.line) == ("lookups/t.yml", 3)
+
+
+def test_a_reserved_table_name_in_a_multi_table_yaml_names_its_line(tmp_path: Path) -> None:
+    write_project(tmp_path, {"lookups/t.yml": "a:\n  - {x: 1}\nb__dbluigi_new:\n  - {x: 1}\n"})
+    with pytest.raises(ProjectError, match=r"lookups\.b__dbluigi_new cannot be a model") as caught:
+        load_project(tmp_path, use_cache=False)
+    assert (caught.value.path, caught.value.line) == ("lookups/t.yml", 3)
 
 
 def test_cycle_reports_full_cycle_and_files(tmp_path: Path) -> None:

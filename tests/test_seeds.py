@@ -18,6 +18,7 @@ from dbluigi.seeds import (
     guess_csv,
     read_yaml_seed,
     sniff_csv,
+    yaml_tables,
 )
 from dbluigi.targets import Column
 from tests.helpers import write_big_csv
@@ -295,6 +296,95 @@ def test_yaml_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="not UTF-8") as caught:
         read_yaml_seed(path)
     assert caught.value.line == 2
+
+
+# -- multi-table YAML -----------------------------------------------------------------------
+
+LOOKUPS = """\
+# description: lookups
+# tags: api
+Agency_Types:
+  - {code: 1, name: City}
+  - {code: 2, name: County, since: 2020-01-01}
+states:
+  - abbr: OR
+    fips: 041
+  - abbr: WA
+    fips: 053
+"""
+
+
+@pytest.mark.unit
+def test_yaml_tables_one_per_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "lookup_tables.yaml", LOOKUPS)
+    tables = yaml_tables(path, LOOKUPS)
+    assert tables is not None
+    assert [(t.key, t.name, t.line) for t in tables] == [
+        ("Agency_Types", "agency_types", 3),
+        ("states", "states", 6),
+    ]
+    head = "# description: lookups\n# tags: api\n"
+    agency_types, states = tables
+    assert agency_types.text.startswith(head) and states.text.startswith(head)
+    assert "County" in agency_types.text and "OR" not in agency_types.text
+    assert "OR" in states.text and "County" not in states.text
+    table, rows = read_yaml_seed(path, table="Agency_Types")
+    assert types(table) == {"code": "bigint", "name": "text", "since": "date"}
+    assert rows == [(1, "City", None), (2, "County", dt.date(2020, 1, 1))]
+    table, rows = read_yaml_seed(path, table="states", overrides={"abbr": "text"})
+    assert types(table) == {"abbr": "text", "fips": "text"}  # a leading zero keeps it text
+    assert rows == [("OR", "041"), ("WA", "053")]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("content", ["- {a: 1}\n", "", "just text\n", "[]\n", "- {a: [\n"])
+def test_yaml_tables_none_for_a_single_table(content: str) -> None:
+    """Anything but a top-level mapping is a single-table seed (read_yaml_seed judges it)."""
+    assert yaml_tables("t.yml", content) is None
+
+
+@pytest.mark.unit
+def test_a_table_reading_an_anchor_elsewhere_hashes_the_whole_file() -> None:
+    content = "a:\n  - &row {x: 1}\nb:\n  - *row\nc:\n  - {x: 2}\n"
+    tables = yaml_tables("t.yml", content)
+    assert tables is not None
+    a, b, c = (t.text for t in tables)
+    assert a == "a:\n  - &row {x: 1}\n" and c == "c:\n  - {x: 2}\n"
+    assert b == content  # an edit of a's row changes b's rows too
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("content", "message", "line"),
+    [
+        ("a:\n  - {x: 1}\n1st:\n  - {x: 2}\n", "key '1st' is not a table name", 3),
+        ("a b:\n  - {x: 1}\n", "key 'a b' is not a table name", 1),
+        ("true:\n  - {x: 1}\n", "key 'true' is not a table name", 1),
+        ("[a]:\n  - {x: 1}\n", "key a list is not a table name", 1),
+        ("a:\n  - {x: 1}\nb: []\n", "table b has no rows", 3),
+        ("a:\n  - {x: 1}\nb: 1\n", "table b must be a list of mappings", 3),
+        ("a:\n  - {x: 1}\nb:\n", "found null", 3),
+        ("a:\n  x: 1\n", "found a mapping", 1),
+        ("a:\n  - {x: 1}\n  - [1, 2]\n", "this item is a list", 3),
+        ("a:\n  - {x: 1}\nA:\n  - {x: 2}\n", "table a appears twice (lines 1 and 3", 3),
+        ("a:\n  - {x: 1}\nb:\n  - {x: [\n", "not valid YAML", 5),
+    ],
+)
+def test_yaml_tables_bad_input_names_file_and_line(content: str, message: str, line: int) -> None:
+    with pytest.raises(ProjectError) as caught:
+        yaml_tables("lookups/t.yml", content)
+    assert message in str(caught.value)
+    assert caught.value.path == "lookups/t.yml" and caught.value.line == line
+
+
+@pytest.mark.unit
+def test_a_table_of_a_multi_table_file_is_typed_with_lines_of_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "t.yml", "a:\n  - {x: 1}\nb:\n  - {y: true}\n  - {y: 2}\n")
+    with pytest.raises(ProjectError, match="'y' has 2, which is not a boolean") as caught:
+        read_yaml_seed(path, table="b", overrides={"y": "boolean"})
+    assert caught.value.line == 5
+    with pytest.raises(ProjectError, match="no table c"):
+        read_yaml_seed(path, table="c")
 
 
 # -- the vectorized (DuckDB) typing of large files agrees with the reference pass ------------

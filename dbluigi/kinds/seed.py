@@ -1,6 +1,7 @@
-"""The ``seed`` kind: a CSV or YAML file loaded aside (COPY on PostgreSQL, DuckDB's CSV
-reader), checked and swapped in like a table. Column types come from ``dbluigi.seeds``;
-a large CSV file is typed while it loads, where the target can."""
+"""The ``seed`` kind: a CSV or YAML file (or one table of a multi-table YAML file) loaded
+aside (COPY on PostgreSQL, DuckDB's CSV reader), checked and swapped in like a table.
+Column types come from ``dbluigi.seeds``; a large CSV file is typed while it loads, where
+the target can."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
                     )
             table = sniff_csv(path, overrides=overrides)
         else:
-            table, rows = read_yaml_seed(path, overrides=overrides)
+            table, rows = read_yaml_seed(path, overrides=overrides, table=model.part)
     except ProjectError as exc:
         raise exc.at(path=model.path) from exc  # as the user knows it, relative to the project
     with located(session, model.path, 1, ""):

@@ -861,7 +861,8 @@ def _assemble(
             edges.add(Edge(d, m.relation, "depends"))
         sources.update(r for r in (*m.reads, *m.depends) if r not in models)
     chains, write_edges, written = find_chains(models)
-    edges |= write_edges | replay_edges(models, chains) | _routine_edges(models)
+    routines = _routine_edges(models)
+    edges |= write_edges | replay_edges(models, chains, routines) | routines
     relations = set(written)  # created by a sql model, or written by an unmanaged one
     sources = (sources | relations) - set(models)
 

@@ -140,9 +140,15 @@ def find_chains(models: Mapping[str, Model]) -> tuple[Chains, set[Edge], set[str
     return chains, edges, nodes
 
 
-def replay_edges(models: Mapping[str, Model], chains: Chains) -> set[Edge]:
-    """A producer runs its modifiers too, so it depends on what they read."""
-    edges = set()
+def replay_edges(
+    models: Mapping[str, Model], chains: Chains, calls: frozenset[Edge] | set[Edge] = frozenset()
+) -> set[Edge]:
+    """A producer runs its modifiers too, so it depends on what they read and call."""
+    edges = {
+        Edge(e.parent, chains.owner[e.child], "replays")
+        for e in calls
+        if e.child in chains.owner and e.parent not in chains.members(e.child)
+    }
     for modifier, producer in chains.owner.items():
         members = set(chains.members(producer))
         model = models[modifier]

@@ -202,3 +202,117 @@ def test_plan_and_lineage_name_the_chain(tmp_path: Path) -> None:
         "modifies staging.people: step 1 of 2 of staging.people's build"
     ]
     assert rows["main.other"]["writes"][0].startswith("unmanaged")
+
+
+CHAIN_POINTS = [
+    ("after_build", "staging.people", False),
+    ("after_modifier", "fixes.add_manual", False),  # one modifier applied, the other not
+    ("after_checks", "staging.people", False),
+    ("before_commit", "staging.people", False),
+    ("after_commit", "staging.people", True),
+]
+
+
+@pytest.mark.parametrize(
+    ("point", "where", "published"), CHAIN_POINTS, ids=[p for p, _, _ in CHAIN_POINTS]
+)
+def test_sigkill_during_a_chain_leaves_old_or_new_with_all_modifiers(
+    tmp_path: Path, target_url: str, point: str, where: str, published: bool
+) -> None:
+    import signal
+
+    from tests.buildkit import cli_process
+
+    project = write_project(tmp_path / "p", PEOPLE)
+    assert build_json(project=project, target=target_url)[0] == 0
+    old = _people(target_url, project)
+    (project / "fixes" / "add_manual.sql").write_text(
+        "insert into staging.people values (98, 'Other', null, 'TX');\n"
+    )
+    new = sorted([*(r for r in old if r[0] != 99), (98, "Other")])
+    process = cli_process(
+        "build", project=project, target=target_url, env={"DBLUIGI_CRASHPOINT": f"{point}:{where}"}
+    )
+    process.wait(timeout=120)
+    assert process.returncode == -signal.SIGKILL
+    assert _people(target_url, project) == (new if published else old)
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0, payload
+    assert _people(target_url, project) == new
+
+
+@pytest.mark.postgres
+def test_a_reader_during_a_rebuild_sees_old_or_new_with_every_modifier(
+    tmp_path: Path, pg_url: str
+) -> None:
+    import time
+
+    from tests.buildkit import cli_process
+
+    project = write_project(tmp_path / "p", PEOPLE)
+    assert build_json(project=project, target=pg_url)[0] == 0
+    old = _people(pg_url, project)
+    (project / "fixes" / "add_manual.sql").write_text(
+        "insert into staging.people values (98, 'Other', null, 'TX');\n"
+        "select pg_sleep(1.5);\n"  # the window in which a reader looks
+    )
+    new = sorted([*(r for r in old if r[0] != 99), (98, "Other")])
+    process = cli_process("build", project=project, target=pg_url)
+    seen = []
+    while process.poll() is None:
+        seen.append(_people(pg_url, project))
+        time.sleep(0.1)
+    assert process.returncode == 0, process.communicate()
+    seen.append(_people(pg_url, project))
+    assert len(seen) > 5 and seen[0] == old and seen[-1] == new
+    assert all(rows in (old, new) for rows in seen)
+
+
+def test_modifiers_of_an_incremental_model_apply_to_each_batch(
+    tmp_path: Path, target_url: str
+) -> None:
+    """Never twice on a row: in full on the first build, then on each batch of new rows
+    before it is merged, as a patch is."""
+    project = write_project(
+        tmp_path / "p",
+        {
+            "raw/events.csv": "id,v,ts\n1,a,2024-01-01 00:00:00\n2,b,2024-01-02 00:00:00\n",
+            "out/events.sql": "-- kind: incremental\n-- unique_key: id\n-- watermark: ts\n"
+            "select id, v, ts from raw.events\n"
+            "where {{ watermark }} is null or ts >= {{ watermark }}",
+            "fixes/mark.sql": "update out.events set v = v || '!';\n",
+        },
+    )
+    assert build_json(project=project, target=target_url)[0] == 0
+    (project / "raw" / "events.csv").write_text(
+        "id,v,ts\n1,a,2024-01-01 00:00:00\n2,b,2024-01-02 00:00:00\n3,c,2024-01-03 00:00:00\n"
+    )
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0, payload
+    rows = query(target_url, project, "select id, v from out.events order by id")
+    assert rows == [(1, "a!"), (2, "b!"), (3, "c!")]
+
+
+@pytest.mark.postgres
+def test_a_procedure_that_loads_a_table_is_replayed_with_it(tmp_path: Path, pg_url: str) -> None:
+    """A CALL writes the table under its own name: the chain replays in place, in one
+    transaction, and the reader never runs beside the call."""
+    files = {
+        **{k: v for k, v in SETUP.items() if k != "setup/fill_departments.sql"},
+        # plpgsql: the body is read when it runs (a sql-language body needs the table now)
+        "setup/procs.sql": "create or replace procedure load_departments() language plpgsql\n"
+        "as $$ begin insert into stg.departments select id, name from lookups.departments;\n"
+        "end $$;\n",
+        "setup/load.sql": "-- modifies: stg.departments\n-- depends: lookups.departments\n"
+        "call load_departments();\n",
+    }
+    project = write_project(tmp_path / "p", files)
+    code, payload = build_json("--workers", "4", project=project, target=pg_url)
+    assert code == 0, payload
+    assert query(pg_url, project, "select count(*) from api.department_names") == [(3,)]
+    loaded = {r["model"]: r for r in payload["results"]}["setup.load"]
+    assert loaded["status"] == "success" and loaded["rows"] is None  # a CALL does not say
+    (project / "lookups" / "departments.csv").write_text("id,name\n1,Sales\n")
+    code, payload = build_json("--workers", "4", project=project, target=pg_url)
+    assert code == 0, payload
+    assert query(pg_url, project, "select name from api.department_names") == [("Sales",)]

@@ -239,8 +239,28 @@ def point_at(project: Project, sql: str, aside: Mapping[str, str]) -> str:
     return replace_relations(sql, mapping, dialect=project.dialect) if mapping else sql
 
 
+def opaque_modifiers(request: BuildRequest) -> list[str]:
+    """Modifiers of the relation being built whose statements do not name what they
+    modify (a ``CALL`` of a procedure declared with ``-- modifies:``): they can only be
+    run on the relation under its own name."""
+    project = request.project
+    opaque = []
+    for name in project.chains.modifiers.get(request.model.relation, ()):
+        modifier = project.models[name]
+        if modifier.kind != "python" and _opaque(modifier):
+            opaque.append(name)
+    return opaque
+
+
+def _opaque(modifier: Model) -> bool:
+    """Whether none of the modifier's statements names a relation it modifies (all its
+    writes are declared with ``-- modifies:``, none inferred)."""
+    inferred = {written for written, _ in modifier.write_lines}
+    return not any(w in inferred for w in modifier.modifies)
+
+
 def apply_modifiers(
-    session: Session, request: BuildRequest, aside: Mapping[str, str]
+    session: Session, request: BuildRequest, aside: Mapping[str, str], *, in_place: bool = False
 ) -> tuple[TaskRecord, ...]:
     """Run the modifiers of the relations being built (``dbluigi.writes``) on their new
     tables, in order; returns their attempts, which ``record`` stores with the build
@@ -260,7 +280,7 @@ def apply_modifiers(
             pystep.run_modifier(session, project, modifier, aside)
             affected = -1  # a step's changes are its own to count
         pointed = [(st, point_at(project, st.sql, aside)) for st in modifier.statements]
-        if pointed and all(sql == st.sql for st, sql in pointed):
+        if not in_place and modifier.kind != "python" and _opaque(modifier):
             raise TaskError(
                 f"{modifier.relation} modifies {', '.join(modifier.modifies)} through "
                 "statements that do not name it, so dbluigi cannot apply them to the new "
@@ -275,6 +295,7 @@ def apply_modifiers(
             with located(session, modifier.path, statement.line, sql):
                 count = session.execute(sql)
             affected = -1 if count < 0 or affected < 0 else affected + count
+        crashpoint("after_modifier", modifier.relation)
         d = request.built
         records.append(
             TaskRecord(
@@ -533,6 +554,7 @@ __all__ = [
     "highest_value",
     "located",
     "needs_full_build",
+    "opaque_modifiers",
     "point_at",
     "prepare_aside",
     "previous_rows",

@@ -18,6 +18,7 @@ from dbluigi.kinds.base import (
     apply_modifiers,
     checked,
     located,
+    opaque_modifiers,
     point_at,
     record,
     transaction,
@@ -27,6 +28,8 @@ from dbluigi.targets.base import Session
 
 
 def build(session: Session, request: BuildRequest) -> Published:
+    if request.model.creates and opaque_modifiers(request):
+        return _replay_in_place(session, request)
     model, project = request.model, request.project
     aside = _aside_tables(session, request)
     affected = 0
@@ -47,6 +50,29 @@ def build(session: Session, request: BuildRequest) -> Published:
             table = Relation(relation)
             with located(session, model.path, model.line_of_write(relation) or 1, ""):
                 session.swap(table.schema, new, table.name, (), project.view_queries, None)
+        outcome = checked(session, request, model.schema, model.name)  # rolls everything back
+        record(session, request, affected, outcome.results, modified)
+    return Published(affected, outcome.results)
+
+
+def _replay_in_place(session: Session, request: BuildRequest) -> Published:
+    """The chain of a file whose modifiers include a procedure call, which can only write
+    the tables under their own names: in one transaction, drop the tables the file
+    creates, run it, run every modifier as written, check, record. Readers wait for the
+    transaction and see the old tables or the new ones; views over them (which the drop
+    takes along) are rebuilt by their own models in the same run."""
+    model = request.model
+    affected = 0
+    with transaction(session, request):
+        for created in model.creates:
+            table = Relation(created)
+            with located(session, model.path, model.line_of_write(created) or 1, ""):
+                session.drop_relation(table.schema, table.name, cascade=True)
+        for statement in model.statements:
+            with located(session, model.path, statement.line, statement.sql):
+                count = session.execute(statement.sql)
+            affected += max(count, 0)
+        modified = apply_modifiers(session, request, {}, in_place=True)
         outcome = checked(session, request, model.schema, model.name)  # rolls everything back
         record(session, request, affected, outcome.results, modified)
     return Published(affected, outcome.results)

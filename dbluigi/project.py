@@ -136,8 +136,11 @@ class Model:
 
     @property
     def publishes_relation(self) -> bool:
-        """Whether the model's own relation is a table or view it publishes."""
-        return self.kind in ("table", "view", "incremental", "seed", "python", "extract")
+        """Whether the model's own relation is a table or view it publishes (a Python step
+        that modifies other relations publishes none: it is applied in their builds)."""
+        if self.kind == "python":
+            return not self.modifies
+        return self.kind in ("table", "view", "incremental", "seed", "extract")
 
     @property
     def query(self) -> str:
@@ -375,7 +378,12 @@ class _Loader:
             patch_refs = model.patch.refs if model.patch else ()
             reads = names.resolve_all((*refs, *patch_refs), model.path)
             creates = names.resolve_all(info.creates if info else (), model.path)
-            declared = [names.resolve(_to_ref(m), model.path) for m in model.header.modifies]
+            declared = [
+                names.resolve(
+                    _to_ref(render(m, self.config.variables, path=model.path)), model.path
+                )
+                for m in model.header.modifies
+            ]
             modifies = tuple(
                 dict.fromkeys(
                     w

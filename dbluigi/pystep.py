@@ -79,7 +79,7 @@ class StepContext:
         # what its statements may write: its own table, or the new tables it modifies
         self._writable = {
             (model.schema, new) if new else None,
-            *((Relation(r).schema, n) for r, n in aside.items()),
+            *((r.schema, aside.get(r, r.name)) for r in model.modifies),
         }
         self._model = model
         self.variables: Mapping[str, object] = MappingProxyType(dict(project.config.variables))

@@ -90,7 +90,7 @@ def find_chains(models: Mapping[str, Model]) -> tuple[Chains, set[Edge], set[str
     owner: dict[str, str] = {}
     readers: dict[str, set[str]] = defaultdict(set)
     for model in models.values():
-        for read in model.reads:
+        for read in (*model.reads, *model.depends):
             readers[read].add(model.relation)
     for model in models.values():
         for created in model.creates:

@@ -456,7 +456,9 @@ def test_sql_sqlglot_cannot_parse_runs_as_written_with_declared_dependencies(
             "staging/items.sql": "select 1 as id",
             "reporting/sorted.sql": SORTED,
             "reporting/fix.sql": (
-                "-- kind: sql\n-- depends: reporting.sorted\n"
+                # it modifies staging.items, so it runs in that table's build: before
+                # reporting.sorted, which reads the table
+                "-- kind: sql\n-- depends: staging.items\n"
                 "update items set id = id;\n"
                 "insert into reporting.sorted select id from items order by id using <\n"
             ),

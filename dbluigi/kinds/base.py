@@ -239,6 +239,15 @@ def point_at(project: Project, sql: str, aside: Mapping[str, str]) -> str:
     return replace_relations(sql, mapping, dialect=project.dialect) if mapping else sql
 
 
+def split_modifiers(request: BuildRequest) -> tuple[list[str], list[str]]:
+    """The modifiers of the relation being built that run on its new table, and those
+    from the first that cannot be pointed at it on (run under its own name, after it)."""
+    modifiers = list(request.project.chains.modifiers.get(request.model.relation, ()))
+    opaque = set(opaque_modifiers(request))
+    first = next((i for i, m in enumerate(modifiers) if m in opaque), len(modifiers))
+    return modifiers[:first], modifiers[first:]
+
+
 def opaque_modifiers(request: BuildRequest) -> list[str]:
     """Modifiers of the relation being built whose statements do not name what they
     modify (a ``CALL`` of a procedure declared with ``-- modifies:``): they can only be
@@ -253,14 +262,22 @@ def opaque_modifiers(request: BuildRequest) -> list[str]:
 
 
 def _opaque(modifier: Model) -> bool:
-    """Whether none of the modifier's statements names a relation it modifies (all its
-    writes are declared with ``-- modifies:``, none inferred)."""
+    """Whether the modifier's statements cannot all be pointed at a new table: one of them
+    runs as written (sqlglot cannot read it), or none names a relation it modifies (its
+    writes are declared with ``-- modifies:``, none inferred: a procedure call)."""
+    if any(st.unparsed is not None for st in modifier.statements):
+        return True
     inferred = {written for written, _ in modifier.write_lines}
     return not any(w in inferred for w in modifier.modifies)
 
 
 def apply_modifiers(
-    session: Session, request: BuildRequest, aside: Mapping[str, str], *, in_place: bool = False
+    session: Session,
+    request: BuildRequest,
+    aside: Mapping[str, str],
+    *,
+    in_place: bool = False,
+    only: Sequence[str] | None = None,
 ) -> tuple[TaskRecord, ...]:
     """Run the modifiers of the relations being built (``dbluigi.writes``) on their new
     tables, in order; returns their attempts, which ``record`` stores with the build
@@ -270,7 +287,7 @@ def apply_modifiers(
     procedure declared with ``-- modifies:``) cannot be pointed at the new table: that is a
     ``config`` failure rather than a change lost at the swap."""
     project = request.project
-    modifiers = project.chains.modifiers.get(request.model.relation, ())
+    modifiers = project.chains.modifiers.get(request.model.relation, ()) if only is None else only
     records = []
     for name in modifiers:
         modifier = project.models[name]
@@ -279,7 +296,10 @@ def apply_modifiers(
         if modifier.kind == "python":
             pystep.run_modifier(session, project, modifier, aside)
             affected = -1  # a step's changes are its own to count
-        pointed = [(st, point_at(project, st.sql, aside)) for st in modifier.statements]
+        pointed = [
+            (st, st.sql if in_place else point_at(project, st.sql, aside))
+            for st in modifier.statements
+        ]
         if not in_place and modifier.kind != "python" and _opaque(modifier):
             raise TaskError(
                 f"{modifier.relation} modifies {', '.join(modifier.modifies)} through "
@@ -349,10 +369,28 @@ def build_aside(
             session.prepare_indexes(schema, new, wanted)
         crashpoint("after_build", model.relation)
         patched = apply_patch(session, request, new)
-        modified = apply_modifiers(session, request, {model.relation: new})
+        aside, in_place = split_modifiers(request)
+        modified = apply_modifiers(session, request, {model.relation: new}, only=aside)
         if modified or patched:
             rows = session.row_count(schema, new)
         outcome = validate(session, request, new) if validate else CheckOutcome()
+        if outcome.passed and in_place:
+            # modifiers that only write the table under its name run once it has it, in
+            # this transaction: then checked where it is published, and a failure rolls
+            # everything back (nothing is kept aside)
+            if indexes_after_patch:
+                session.prepare_indexes(schema, new, wanted)
+            with located(session, model.path, 1, ""):
+                session.swap(schema, new, name, wanted, project.view_queries, request.swap_hint())
+            modified += apply_modifiers(session, request, {}, in_place=True, only=in_place)
+            rows = session.row_count(schema, name)
+            outcome = run_checks(session, project, request.check_target(schema, name, previous))
+            if not outcome.passed:
+                raise check_failed(outcome, outcome.violations[0], kept=None)
+            if request.existed(schema, failed):
+                session.drop_relation(schema, failed)
+            record(session, request, rows, outcome.results, modified)
+            return Published(rows, outcome.results)
         if outcome.passed:
             if indexes_after_patch:
                 session.prepare_indexes(schema, new, wanted)

@@ -316,3 +316,35 @@ def test_a_procedure_that_loads_a_table_is_replayed_with_it(tmp_path: Path, pg_u
     code, payload = build_json("--workers", "4", project=project, target=pg_url)
     assert code == 0, payload
     assert query(pg_url, project, "select name from api.department_names") == [("Sales",)]
+
+
+def test_adding_a_modifier_replays_its_relation_and_nothing_else(
+    tmp_path: Path, target_url: str
+) -> None:
+    project = write_project(tmp_path / "p", {**PEOPLE, "other/unrelated.sql": "select 1 as id"})
+    assert build_json(project=project, target=target_url)[0] == 0
+    (project / "fixes" / "rename_bob.sql").write_text(
+        "update staging.people set name = 'Robert' where name = 'Bob';\n"
+    )
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0, payload
+    ran_now = {m for m, s in statuses(payload).items() if s != "up to date"}
+    assert ran_now == {
+        "staging.people",
+        "fixes.add_manual",
+        "fixes.drop_tests",
+        "fixes.rename_bob",
+    }
+    assert _people(target_url, project) == [(1, "Ann"), (2, "Robert"), (4, "Cy"), (99, "Manual")]
+
+
+def test_a_setup_folder_builds_on_duckdb_too(tmp_path: Path, duckdb_url: str) -> None:
+    project = write_project(tmp_path / "p", SETUP)
+    code, payload = build_json("--workers", "4", project=project, target=duckdb_url)
+    assert code == 0, payload
+    names = query(duckdb_url, project, "select name from api.department_names order by name")
+    assert names == [("Legal",), ("Ops",), ("Sales",)]
+    fill = project / "setup" / "fill_departments.sql"
+    fill.write_text(fill.read_text().replace(";", " where id < 3;"))
+    assert build_json(project=project, target=duckdb_url)[0] == 0
+    assert query(duckdb_url, project, "select count(*) from stg.departments") == [(2,)]

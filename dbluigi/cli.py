@@ -281,6 +281,8 @@ def plan(
         if row["depends_on"]:
             line += f"  [dim]<- {', '.join(row['depends_on'])}[/]"
         console.print(line, soft_wrap=True, highlight=False)
+        for note in row["writes"]:
+            console.print(f"{'':>15}[dim]{note}[/]", soft_wrap=True, highlight=False)
         if row["checks"]:
             console.print(
                 f"{'':>15}[dim]checks: {' · '.join(row['checks'])}[/]",
@@ -308,6 +310,7 @@ def _plan_rows(proj: Project, decided: Plan) -> list[dict[str, Any]]:
                 "waits_for": sorted(proj.graph.waits_for(model)),
                 "missing_parents": list(d.missing_parents),
                 "checks": checks,
+                "writes": proj.write_notes(model),
             }
         )
     return rows

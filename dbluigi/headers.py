@@ -67,6 +67,9 @@ _ENTRY_RE = re.compile(r"([a-z_]+):(?!//)(.*)", re.S)
 _NEAR_ENTRY_RE = re.compile(r"([A-Za-z_]+)\s*:(?!//)")
 _IDENT_RE = re.compile(_IDENT)
 _RELATION_RE = re.compile(rf"{_IDENT}(?:\.{_IDENT})?")
+# what a model declares it modifies may name its schema by a variable: {{ schema }}.t
+_PART = rf"(?:{_IDENT}|\{{\{{\s*{_IDENT}\s*\}}\}})"
+_MODIFIED_RE = re.compile(rf"{_PART}(?:\.{_PART})?")
 _TAG_RE = re.compile(r"[\w-]+")
 _INT_RE = re.compile(r"[+-]?\d+")
 _BOOLEANS = {"true": True, "yes": True, "false": False, "no": False}
@@ -299,7 +302,7 @@ def parse_header(text: str, path: str | Path, *, comment: str = "--") -> Header:
             if key == "depends":
                 depends.extend(_parse_list(value, "depends", _RELATION_RE, "relation name"))
             elif key == "modifies":
-                modifies.extend(_parse_list(value, "modifies", _RELATION_RE, "relation name"))
+                modifies.extend(_parse_list(value, "modifies", _MODIFIED_RE, "relation name"))
             elif key == "check":
                 checks.extend(_parse_checks(value, lineno))
             elif key == "index":

@@ -61,6 +61,8 @@ def _text(project: Project, nodes: list[str], edges: list[Edge]) -> str:
         inner = prefix + ("" if root else ("    " if last else "│   "))
         notes = _check_lines(project, node)
         kids = children[node]
+        for note in project.write_notes(node):
+            out.append(f"{inner}{'│' if kids or notes else ' '}   {note}")
         if notes:
             out.append(f"{inner}{'│' if kids else ' '}   checks: {' · '.join(notes)}")
         for i, kid in enumerate(kids):
@@ -136,6 +138,7 @@ def lineage_json(project: Project, nodes: list[str], edges: list[Edge]) -> dict[
                     "description": model.header.description,
                     "header_checks": [c.text for c in model.header.checks],
                     "checks": checks,
+                    "writes": project.write_notes(n),
                 }
             )
         else:

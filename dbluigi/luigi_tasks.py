@@ -188,11 +188,13 @@ class _TaskGraph:
 
     def __init__(self, run: Run) -> None:
         decisions = run.plan.decisions
+        # a modifier is built by its producer's task (dbluigi.writes): no task of its own
+        built = [m for m in run.plan.selected if m not in run.project.chains.owner]
         self.tasks = {
             m: DbluigiModel(
                 model=m, fingerprint=decisions[m].fingerprint, build_id=decisions[m].build_id
             )
-            for m in run.plan.selected
+            for m in built
         }
         self.requirements: dict[str, list[luigi.Task]] = {}
         self.parent_requirements: dict[str, list[luigi.Task]] = {}
@@ -206,7 +208,7 @@ class _TaskGraph:
         for model in run.plan.selected:
             if decisions[model].missing_parents:  # never built by this run
                 run.settle_badly(run.blocked_by(model))
-        for model in run.plan.selected:
+        for model in built:
             required: list[luigi.Task] = [
                 self.tasks[parent]
                 for parent in run.project.model_parents(model)

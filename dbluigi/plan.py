@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dbluigi.project import Model, Project
@@ -90,6 +90,9 @@ def content_fingerprint(project: Project, model: Model) -> str:
         h.update(repr(sorted((k, str(v)) for k, v in project.config.variables.items())).encode())
     if model.patch is not None:
         h.update(model.patch.text.encode())
+    for modifier in project.chains.modifiers.get(model.relation, ()):  # in the order they run
+        member = project.models[modifier]
+        h.update(f"modifier {member.path}\0{member.kind}\0{member.text}\0".encode())
     hashed: set[str] = set()
     for check in project.gated_checks(model.relation):
         if check.whole:  # the file gates this model alone: hash it once, as written
@@ -123,13 +126,22 @@ def make_plan(
     the names of partition tables are fitted into."""
     versions = source_versions or {}
     existing = {f"{s}.{n}" for s, n in relations}
-    selected_set = set(selected)
+    # a relation's build is its whole chain: selecting one member selects them all
+    selected_set = _whole_chains(project, selected)
+    forced = _whole_chains(project, forced)
+    full_refresh = _whole_chains(project, full_refresh)
     build_ids: dict[str, str | None] = {}
     decisions: dict[str, Decision] = {}
     for relation in project.order:
         model = project.models[relation]
         stored = state.get(relation)
         parents = project.model_parents(relation)
+        producer = project.chains.owner.get(relation)
+        if producer is not None:  # built by its producer's task, with it
+            build_ids[relation] = build_ids.get(producer)
+            if relation in selected_set:
+                decisions[relation] = replace(decisions[producer], model=relation)
+            continue
         if relation not in selected_set:
             build_ids[relation] = stored.build_id if stored else None
             continue
@@ -179,7 +191,9 @@ def make_plan(
             reason = FORCED
         elif stored is None:
             reason = NEW
-        elif model.publishes_relation and relation not in existing:
+        elif (model.publishes_relation and relation not in existing) or any(
+            c not in existing for c in model.creates
+        ):
             reason = MISSING
         elif model.kind == "dump" and not project.dump_file(model).exists():
             reason = OUTPUT_MISSING
@@ -213,6 +227,14 @@ def make_plan(
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
+
+
+def _whole_chains(project: Project, models: Collection[str]) -> set[str]:
+    """``models`` with every member of the chains they belong to (``dbluigi.writes``)."""
+    result = set(models)
+    for model in models:
+        result.update(project.chains.members(model))
+    return result
 
 
 def partition_query_fp(model: Model) -> str:

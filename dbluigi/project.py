@@ -28,6 +28,7 @@ from dbluigi.scan import ProjectFile, scan_files
 from dbluigi.seeds import YamlTable, yaml_tables
 from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
 from dbluigi.suggest import did_you_mean
+from dbluigi.writes import Chains, find_chains, order_chains, replay_edges
 
 QUERY_KINDS = ("table", "view", "incremental", "dump")
 TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed", "python")
@@ -100,9 +101,15 @@ class Model:
     text: str  # the file as rendered with the project's variables
     statements: tuple[Statement, ...] = ()
     reads: tuple[Relation, ...] = ()
-    writes: tuple[Relation, ...] = ()
+    writes: tuple[Relation, ...] = ()  # creates and modifies
     depends: tuple[Relation, ...] = ()
     patch: Patch | None = None
+    creates: tuple[Relation, ...] = ()  # relations a sql model CREATEs: it produces them
+    modifies: tuple[Relation, ...] = ()  # relations it changes in place (dbluigi.writes)
+    write_lines: tuple[tuple[Relation, int], ...] = ()  # where each write is first made
+    defines: tuple[Relation, ...] = ()  # functions, procedures and macros it creates
+    calls: tuple[Relation, ...] = ()  # routines it uses that it does not define
+    schemas: tuple[str, ...] = ()  # schemas it creates
     part: str | None = None  # one table of a multi-table YAML file: its key there
 
     @property
@@ -118,9 +125,22 @@ class Model:
         return self.header.tags
 
     @property
+    def unmanaged(self) -> bool:
+        """Whether it writes relations no model produces, run once per change of its file."""
+        return self.header.unmanaged
+
+    def line_of_write(self, relation: str) -> int | None:
+        """The line of the first statement that creates or modifies ``relation``."""
+        lines: dict[str, int] = dict(self.write_lines)
+        return lines.get(relation) or self.header.line_of("modifies")
+
+    @property
     def publishes_relation(self) -> bool:
-        """Whether the model's own relation is a table or view it publishes."""
-        return self.kind in ("table", "view", "incremental", "seed", "python", "extract")
+        """Whether the model's own relation is a table or view it publishes (a Python step
+        that modifies other relations publishes none: it is applied in their builds)."""
+        if self.kind == "python":
+            return not self.modifies
+        return self.kind in ("table", "view", "incremental", "seed", "extract")
 
     @property
     def query(self) -> str:
@@ -149,6 +169,7 @@ class Project:
     checks: tuple[CheckFile, ...]
     graph: Graph
     readers_of: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    chains: Chains = field(default_factory=Chains)  # producers and modifiers (dbluigi.writes)
 
     @property
     def dialect(self) -> str:
@@ -192,6 +213,33 @@ class Project:
         """The check queries (and ``.check.py`` files) that gate ``relation``'s swap."""
         return self.checks_by_gate.get(relation, ())
 
+    def write_notes(self, relation: str) -> list[str]:
+        """What ``relation``'s model produces and modifies, in words, for ``plan`` and
+        ``lineage`` (``dbluigi.writes``)."""
+        model = self.models.get(relation)
+        if model is None:
+            return []
+        notes = []
+        if model.creates:
+            notes.append(f"produces {', '.join(model.creates)}")
+        modifiers = self.chains.modifiers.get(relation, ())
+        if modifiers:
+            notes.append(f"then, in its build: {' -> '.join(modifiers)}")
+        producer = self.chains.owner.get(relation)
+        if producer is not None:
+            chain = self.chains.modifiers[producer]
+            step = chain.index(relation) + 1
+            notes.append(
+                f"modifies {', '.join(model.modifies)}: step {step} of {len(chain)} of "
+                f"{producer}'s build"
+            )
+        if model.unmanaged and model.modifies:
+            notes.append(
+                f"unmanaged: writes {', '.join(model.modifies)}; runs once per change of "
+                "its file, never replayed"
+            )
+        return notes
+
     def check_notes(self, relation: str) -> list[str]:
         """How ``relation``'s checks gate swaps, in words, for ``plan`` and ``lineage``:
         its header checks, the check queries gating its swap (and what they wait for),
@@ -223,7 +271,10 @@ class Project:
         )
 
     def model_parents(self, relation: str) -> tuple[str, ...]:
-        """Models (not sources) that must be built before ``relation``, through sources too."""
+        """Models (not sources) that must be built before ``relation``, through sources too.
+
+        A modifier is built by its producer's task (``dbluigi.writes``): it stands for
+        its producer here, and a chain's members are never each other's parents."""
         result: set[str] = set()
         stack = list(self.graph.parents(relation))
         seen: set[str] = set()
@@ -236,6 +287,9 @@ class Project:
                 result.add(node)
             else:
                 stack.extend(self.graph.parents(node))
+        owner = self.chains.owner
+        members = set(self.chains.members(relation))
+        result = {owner.get(m, m) for m in result} - members
         return tuple(sorted(result, key=self.graph.position.__getitem__))
 
 
@@ -320,12 +374,38 @@ class _Loader:
 
         models: dict[str, Model] = {}
         for relation, (model, info) in raw.items():
-            refs = info.reads if info else ()
+            refs = (*info.reads, *info.references) if info else ()
             patch_refs = model.patch.refs if model.patch else ()
             reads = names.resolve_all((*refs, *patch_refs), model.path)
-            writes = names.resolve_all(info.writes if info else (), model.path)
+            creates = names.resolve_all(info.creates if info else (), model.path)
+            declared = [
+                names.resolve(
+                    _to_ref(render(m, self.config.variables, path=model.path)), model.path
+                )
+                for m in model.header.modifies
+            ]
+            modifies = tuple(
+                dict.fromkeys(
+                    w
+                    for w in (
+                        *names.resolve_all(info.modifies if info else (), model.path),
+                        *declared,
+                    )
+                    if w not in creates
+                )
+            )
+            writes = (*creates, *modifies)
             for written in writes:
                 _refuse_reserved(written, model.path, None, written=True)
+            write_lines = (
+                tuple(
+                    (w, line)
+                    for ref in (*info.creates, *info.modifies)
+                    if (w := names.resolve(ref, model.path)) and (line := info.line_of(ref))
+                )
+                if info
+                else ()
+            )
             depends = tuple(names.resolve(_to_ref(d), model.path) for d in model.header.depends)
             own = {relation}
             models[relation] = replace(
@@ -342,6 +422,12 @@ class _Loader:
                 ),
                 reads=tuple(r for r in reads if r not in own and r not in writes),
                 writes=tuple(w for w in writes if w not in own),
+                creates=tuple(w for w in creates if w not in own),
+                modifies=tuple(w for w in modifies if w not in own),
+                write_lines=write_lines,
+                defines=names.resolve_all(info.defines if info else (), model.path),
+                calls=names.resolve_all(info.calls if info else (), model.path),
+                schemas=tuple(s.lower() for s in (info.schemas if info else ())),
                 depends=tuple(d for d in dict.fromkeys(depends) if d not in own),
             )
 
@@ -782,34 +868,22 @@ def _assemble(
         for d in m.depends:
             edges.add(Edge(d, m.relation, "depends"))
         sources.update(r for r in (*m.reads, *m.depends) if r not in models)
-    writers: dict[str, set[str]] = defaultdict(set)
-    for m in models.values():
-        for w in m.writes:
-            writers[w].add(m.relation)
-    for relation, writer_set in writers.items():
-        for writer in writer_set:
-            if relation in models:
-                # after the producer, before the readers that are not writers themselves
-                edges.add(Edge(relation, writer, "writes"))
-                for reader in readers.get(relation, ()):
-                    if reader not in writer_set:
-                        edges.add(Edge(writer, reader, "writes"))
-            else:
-                sources.add(relation)
-                edges.add(Edge(writer, relation, "writes"))
-    # a model that both reads R and writes it is a writer of R, not a reader
-    edges = {
-        e
-        for e in edges
-        if not (e.reason == "reads" and e.parent in writers and e.child in writers[e.parent])
-    }
+    chains, write_edges, written = find_chains(models)
+    routines = _routine_edges(models)
+    edges |= write_edges | replay_edges(models, chains, routines) | routines
+    relations = set(written)  # created by a sql model, or written by an unmanaged one
+    sources = (sources | relations) - set(models)
 
     files: dict[str, str] = {m.relation: m.path for m in models.values()}
     nodes = tuple(sorted(set(models) | sources))
     graph = Graph(nodes, tuple(sorted(edges)), files)
+    if any(m.schemas for m in models.values()):
+        edges |= _schema_edges(models, graph)
+        graph = Graph(nodes, tuple(sorted(edges)), files)
     graph.order  # noqa: B018 - raises CycleError before checks are placed
+    chains = order_chains(chains, graph.position)
 
-    placed = _place_checks(graph, models, checks)
+    placed = _place_checks(graph, models, checks, chains)
     for check in placed:
         sources.update(r for r in check.reads if r not in models)
     waits = [(w, c.gate) for c in placed for w in c.waits]
@@ -827,11 +901,42 @@ def _assemble(
         checks=tuple(placed),
         graph=graph,
         readers_of={k: tuple(sorted(v)) for k, v in readers.items()},
+        chains=chains,
     )
 
 
+def _routine_edges(models: Mapping[str, Model]) -> set[Edge]:
+    """A model calling a function or procedure another model defines runs after it."""
+    definer = {routine: m.relation for m in models.values() for routine in m.defines}
+    return {
+        Edge(definer[called], m.relation, "calls")
+        for m in models.values()
+        for called in m.calls
+        if called in definer and definer[called] != m.relation
+    }
+
+
+def _schema_edges(models: Mapping[str, Model], graph: Graph) -> set[Edge]:
+    """A model that creates a schema runs before every model that builds or writes in it
+    (but those it depends on itself)."""
+    edges = set()
+    for creator in models.values():
+        if not creator.schemas:
+            continue
+        before = graph.upstream([creator.relation])
+        for m in models.values():
+            if m.relation == creator.relation or m.relation in before:
+                continue
+            used = {Relation(w).schema for w in m.writes}
+            if m.publishes_relation:
+                used.add(m.schema)
+            if used & set(creator.schemas):
+                edges.add(Edge(creator.relation, m.relation, "schema"))
+    return edges
+
+
 def _place_checks(
-    graph: Graph, models: Mapping[str, Model], checks: list[CheckFile]
+    graph: Graph, models: Mapping[str, Model], checks: list[CheckFile], chains: Chains
 ) -> list[CheckFile]:
     """Give each check query its gate and the models it waits for (see ``CheckFile``).
 
@@ -850,7 +955,9 @@ def _place_checks(
                 if later - {candidate} <= graph.upstream([candidate]):
                     gate = candidate
                     break
-        before = graph.upstream([gate])
+        # a modifier is built by its producer's task: its checks gate that swap
+        gate = Relation(chains.owner.get(gate, gate))
+        before = graph.upstream([gate]) | set(chains.members(gate))
         waits = tuple(r for r in read if r != gate and r not in before)
         placed.append(replace(check, gate=gate, waits=waits))
     gates: dict[str, set[str]] = defaultdict(set)

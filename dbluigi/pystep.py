@@ -32,9 +32,10 @@ from typing import Any
 
 from sqlglot import exp
 
-from dbluigi.errors import TaskError
+from dbluigi.errors import DbluigiError, TaskError
 from dbluigi.project import Model, Project
 from dbluigi.relation import Relation
+from dbluigi.sqlinfo import analyze_sql
 from dbluigi.targets.base import Session, table_expr
 
 
@@ -49,18 +50,38 @@ class StepContext:
       target, run in the model's transaction (never commit or roll back yourself);
     - ``ctx.quote(name)``: an identifier quoted for the target (for dynamic columns);
     - ``ctx.variables``, ``ctx.dialect`` (``postgres`` or ``duckdb``), ``ctx.log``.
+
+    A step that modifies relations (``# modifies: a.b``) runs in the build of each, on
+    its new table: ``ctx.ref("a.b")`` names that table, and ``ctx.table`` is the first
+    of them. A statement writing a relation the step did not declare fails (``config``).
     """
 
-    def __init__(self, session: Session, project: Project, model: Model, new: str) -> None:
+    def __init__(
+        self,
+        session: Session,
+        project: Project,
+        model: Model,
+        new: str | None,
+        aside: Mapping[str, str] | None = None,
+    ) -> None:
         self._session = session
         self.dialect = project.dialect
         self.relation = model.relation
         self.schema = model.schema
-        self.table = self._name(model.schema, new)
-        upstream = {*model.depends, *model.reads}
-        self.upstream: Mapping[str, str] = MappingProxyType(
-            {r: self._name(r.schema, r.name) for r in sorted(upstream)}
-        )
+        aside = aside or {}
+        upstream = {*model.depends, *model.reads, *model.modifies}
+        names: dict[str, str] = {
+            r: self._name(r.schema, aside.get(r, r.name)) for r in sorted(upstream, key=str)
+        }
+        self.upstream: Mapping[str, str] = MappingProxyType(names)
+        modified = [names[r] for r in model.modifies if r in names]
+        self.table = self._name(model.schema, new) if new else (modified[0] if modified else "")
+        # what its statements may write: its own table, or the new tables it modifies
+        self._writable = {
+            (model.schema, new) if new else None,
+            *((r.schema, aside.get(r, r.name)) for r in model.modifies),
+        }
+        self._model = model
         self.variables: Mapping[str, object] = MappingProxyType(dict(project.config.variables))
         self.log = logging.getLogger(f"dbluigi.step.{model.relation}")
 
@@ -89,11 +110,33 @@ class StepContext:
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> int:
         """Run a statement; returns its row count (-1 when the database gives none)."""
+        self._refuse_undeclared(sql)
         return self._session.execute(sql, params)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement once per row of parameters."""
+        self._refuse_undeclared(sql)
         self._session.executemany(sql, rows)
+
+    def _refuse_undeclared(self, sql: str) -> None:
+        """A write to a relation that is neither the step's table nor one it declared is
+        not in the graph: nothing would order or replay it."""
+        try:
+            info = analyze_sql(sql.replace("%s", "NULL"), dialect=self.dialect, path=self.relation)
+        except DbluigiError:
+            return  # SQL sqlglot cannot read: the database says what it thinks of it
+        for written in info.writes:
+            schema = written.schema or self.schema
+            if (schema, written.name) in self._writable:
+                continue
+            raise TaskError(
+                f"the step writes {schema}.{written.name}, which it does not declare",
+                failure_class="config",
+                path=self._model.path,
+                line=self._model.header.line_of("modifies"),
+                hint=f"add '# modifies: {schema}.{written.name}' to its header, so the write "
+                "is in the graph and replayed with that relation's build",
+            )
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a query and return its rows."""
@@ -133,6 +176,31 @@ def run_step(session: Session, project: Project, model: Model, new: str) -> int:
             hint="create ctx.table in run(ctx), e.g. ctx.execute(f'create table {ctx.table} as ...')",
         )
     return session.row_count(model.schema, new)
+
+
+def run_modifier(
+    session: Session, project: Project, model: Model, aside: Mapping[str, str]
+) -> None:
+    """Run a modifying step's ``run(ctx)`` on the new tables of the relations it modifies."""
+    step = getattr(_load(project, model), "run", None)
+    if not callable(step):
+        raise TaskError(
+            "a Python model must define run(ctx)",
+            failure_class="config",
+            path=model.path,
+            hint="def run(ctx): ctx.execute(f'update {ctx.table} set ...')",
+        )
+    try:
+        step(StepContext(session, project, model, None, aside))
+    except TaskError:
+        raise
+    except Exception as exc:
+        raise TaskError(
+            _describe(exc),
+            failure_class=session.classify(exc),
+            path=model.path,
+            line=_line_in(str(project.root / model.path), exc.__traceback__),
+        ) from exc
 
 
 def _load(project: Project, model: Model) -> ModuleType:

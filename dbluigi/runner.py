@@ -325,7 +325,7 @@ class Run:
                     failure_class = as_dbluigi(error).failure_class or "runtime"
                     skipped = failure_class == "upstream"
                     record = self._failure(model, partition, error, started, clock, attempt)
-                    self.record_failures(session, [record])
+                    self.record_failures(session, [record, *self._culprits(model, record)])
                     if failure_class == "runtime" and attempt < attempts:
                         _sleep(RETRY_DELAY_S * attempt)
                         continue
@@ -338,6 +338,17 @@ class Run:
             self._done.add((model, partition))
             self._emit(name, "success")
             return
+
+    def _culprits(self, model: str, failure: TaskRecord) -> list[TaskRecord]:
+        """The failure of a modifier that failed ``model``'s build, as its own attempt."""
+        modifiers = self.project.chains.modifiers.get(model, ())
+        checks = {c.path: c.owner for c in self.project.gated_checks(model)}
+        return [
+            replace(failure, model=m)
+            for m in modifiers
+            if failure.path
+            in (self.project.models[m].path, *(p for p, o in checks.items() if o == m))
+        ]
 
     def blocked_by(self, model: str) -> list[str]:
         """``model`` and what this run would build downstream of it: none of them will be
@@ -625,17 +636,24 @@ def _results(
         kind = project.models[model].kind
         record = last.get(model)
         results += [_result(kind, r, 1) for r in parts.get(model, ())]
+        producer = project.chains.owner.get(model)  # a modifier: built by its producer
         if record is None and decision.run:
-            now_built = stored.get(model)
+            now_built = stored.get(producer or model)
             if now_built is not None and now_built.build_id == decision.build_id:
                 results.append(TaskResult(model, kind, "success", "built by another worker"))
                 continue
-            blocked = failed_parts.get(model) or any(p in bad for p in project.model_parents(model))
+            blocked = (
+                failed_parts.get(model)
+                or producer in bad
+                or any(p in bad for p in project.model_parents(model))
+            )
             if shared and not blocked:
                 results.append(TaskResult(model, kind, "elsewhere", "left to another worker"))
                 continue
             blockers = [p for p in project.model_parents(model) if p in bad]
-            if failed_parts.get(model):
+            if producer is not None and producer in bad:
+                error = f"skipped: the build of {producer}, which it modifies, failed"
+            elif failed_parts.get(model):
                 error = f"skipped: partition {', '.join(failed_parts[model])} failed"
             elif blockers:
                 error = f"skipped: upstream {', '.join(blockers)} failed"

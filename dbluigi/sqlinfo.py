@@ -301,7 +301,7 @@ def analyze_sql(
         creates |= made
         modifies |= changed
         for ref in sorted(own, key=_key):
-            write_lines.setdefault(ref, chunk.line)
+            write_lines.setdefault(ref, _code_line(chunk))
 
     modifies -= creates
     return SqlInfo(
@@ -365,6 +365,17 @@ class _Chunk:
     sql: str
     line: int
     tokens: list[Token]
+
+
+def _code_line(chunk: _Chunk) -> int:
+    """The line where a statement's code starts, after the comments that lead it."""
+    offset = 0
+    for text in chunk.sql.splitlines():
+        stripped = text.strip()
+        if stripped and not stripped.startswith("--"):
+            break
+        offset += 1
+    return chunk.line + offset
 
 
 def _unparsed(chunk: _Chunk, line: int, reason: str) -> Statement:

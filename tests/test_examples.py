@@ -51,16 +51,31 @@ def test_staging_builds_a_schema_named_by_a_variable(tmp_path: Path, pg_url: str
         assert query(pg_url, project, f"select {schema}.normalize_phone('(030) 12-34')") == [
             ("0301234",)
         ]
-    assert query(pg_url, project, "select * from setup.clean_customers") == [("search_name", 6)]
+    # the modifiers of staging.customers (fixes/): a PII scrub and a correction
+    assert query(
+        pg_url, project, "select customer_ref from staging.customers where phone is null"
+    ) == [("C-0004",), ("C-0006",)]
+    assert query(
+        pg_url,
+        project,
+        "select signed_up_on::text from staging.customers where customer_ref = 'C-0003'",
+    ) == [("2023-05-21",)]
 
-    # a procedure edit re-creates it and re-runs its callers, nothing else
+    # a procedure edit re-creates it and replays the build of the table its caller loads
     procedures = project / "setup" / "procedures.sql"
     procedures.write_text(
         procedures.read_text().replace("btrim(full_name)", "upper(btrim(full_name))")
     )
     code, edited = build_json(project=project, target=pg_url)
     assert code == 0, edited
-    assert ran(edited) == {"setup.procedures", "setup.load_customers", "setup.clean_customers"}
+    assert ran(edited) == {
+        "setup.procedures",
+        "setup.create_customers",  # staging.customers: its producer, then every modifier
+        "setup.load_customers",
+        "setup.clean_customers",
+        "fixes.scrub_closed_phones",
+        "fixes.correct_signup_date",
+    }
     assert query(
         pg_url,
         project,

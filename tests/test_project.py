@@ -456,7 +456,9 @@ def test_sql_sqlglot_cannot_parse_runs_as_written_with_declared_dependencies(
             "staging/items.sql": "select 1 as id",
             "reporting/sorted.sql": SORTED,
             "reporting/fix.sql": (
-                "-- kind: sql\n-- depends: reporting.sorted\n"
+                # it modifies staging.items, so it runs in that table's build: before
+                # reporting.sorted, which reads the table
+                "-- kind: sql\n-- depends: staging.items\n"
                 "update items set id = id;\n"
                 "insert into reporting.sorted select id from items order by id using <\n"
             ),
@@ -470,7 +472,8 @@ def test_sql_sqlglot_cannot_parse_runs_as_written_with_declared_dependencies(
         assert sorted_.query.endswith("select id\nfrom items\norder by id using <")
         assert "staging.items" in fix.statements[0].sql and fix.writes == ("staging.items",)
         assert fix.statements[1].sql.startswith("insert into reporting.sorted select id from items")
-        assert set(project.graph.parents("reporting.sorted")) == {"staging.items"}
+        # after the modifier of what it depends on
+        assert set(project.graph.parents("reporting.sorted")) == {"staging.items", "reporting.fix"}
         assert [(w.path, w.line) for w in project.warnings] == [
             ("reporting/fix.sql", 4),
             ("reporting/sorted.sql", 4),

@@ -147,30 +147,35 @@ def test_ref_refuses_a_relation_the_step_does_not_depend_on(
     ) in str(result["error"])
 
 
-def test_a_cleanup_step_and_its_table_commit_or_roll_back_together(
+def test_a_cleanup_step_modifies_what_it_declares_and_rolls_back_with_it(
     tmp_path: Path, target_url: str
 ) -> None:
+    """A step that changes another model's table declares it (# modifies:) and runs in
+    that table's build, so a failed check leaves the published table as it was; a write
+    it does not declare is refused before it changes anything."""
     step = """\
-# depends: main.people
+# modifies: main.people
 def run(ctx):
     people = ctx.ref("people")
-    changed = ctx.execute(f"update {people} set name = upper(name) where name <> upper(name)")
-    ctx.execute(f"create table {ctx.table} as select cast(%s as integer) as changed", [changed])
+    ctx.execute(f"update {people} set name = upper(name) where name <> upper(name)")
 """
     project = write_project(
         tmp_path,
         {
             "people.sql": "select 1 as id, 'ann' as name union all select 2, 'bob'",
-            "cleanup.py": step,
+            "cleanup.py": step.replace("# modifies: main.people", "# depends: main.people"),
             "cleanup.check.sql": "select id from main.people where name = 'BOB'",
         },
     )
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 1 and result_of(payload, "main.cleanup")["failure_class"] == "config"
+    (project / "cleanup.py").write_text(step)
     code, payload = build_json(project=project, target=target_url)
     assert code == 1 and result_of(payload, "main.cleanup")["failure_class"] == "check"
     assert query(target_url, project, "select name from main.people order by id") == [
         ("ann",),
         ("bob",),
-    ]  # the update rolled back with the step's table
+    ]  # the update rolled back with the build of main.people
     (project / "cleanup.check.sql").write_text(
         "select id from main.people where name <> upper(name)"
     )
@@ -180,7 +185,6 @@ def run(ctx):
         ("ANN",),
         ("BOB",),
     ]
-    assert query(target_url, project, "select changed from main.cleanup") == [(2,)]
 
 
 def _index_names(target: str, project: Path) -> set[str]:

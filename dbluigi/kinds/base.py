@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -38,12 +38,14 @@ from typing import Any
 
 from sqlglot import exp
 
-from dbluigi import guards, names
+from dbluigi import guards, names, pystep
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, TaskError
 from dbluigi.headers import IndexSpec
 from dbluigi.plan import Decision, PartitionDecision
 from dbluigi.project import Model, Project
+from dbluigi.relation import Relation
+from dbluigi.sqlinfo import TableRef, replace_relations
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now
 from dbluigi.targets.base import Catalog, Session, SwapHint, table_expr
 
@@ -223,6 +225,116 @@ def apply_patch(session: Session, request: BuildRequest, new: str) -> bool:
     return True
 
 
+def point_at(project: Project, sql: str, aside: Mapping[str, str]) -> str:
+    """``sql`` with its references to each relation of ``aside`` (``schema.name`` ->
+    the name of its new table in the same schema) pointed at the new table; a bare name
+    is pointed there too when it resolves to that relation."""
+    mapping: dict[TableRef, TableRef] = {}
+    for relation, new in aside.items():
+        written = Relation(relation)
+        target = TableRef(written.schema, new)
+        mapping[TableRef(written.schema, written.name)] = target
+        if written.schema == project.config.schema:
+            mapping[TableRef(None, written.name)] = target
+    return replace_relations(sql, mapping, dialect=project.dialect) if mapping else sql
+
+
+def split_modifiers(request: BuildRequest) -> tuple[list[str], list[str]]:
+    """The modifiers of the relation being built that run on its new table, and those
+    from the first that cannot be pointed at it on (run under its own name, after it)."""
+    modifiers = list(request.project.chains.modifiers.get(request.model.relation, ()))
+    opaque = set(opaque_modifiers(request))
+    first = next((i for i, m in enumerate(modifiers) if m in opaque), len(modifiers))
+    return modifiers[:first], modifiers[first:]
+
+
+def opaque_modifiers(request: BuildRequest) -> list[str]:
+    """Modifiers of the relation being built whose statements do not name what they
+    modify (a ``CALL`` of a procedure declared with ``-- modifies:``): they can only be
+    run on the relation under its own name."""
+    project = request.project
+    opaque = []
+    for name in project.chains.modifiers.get(request.model.relation, ()):
+        modifier = project.models[name]
+        if modifier.kind != "python" and _opaque(modifier):
+            opaque.append(name)
+    return opaque
+
+
+def _opaque(modifier: Model) -> bool:
+    """Whether the modifier's statements cannot all be pointed at a new table: one of them
+    runs as written (sqlglot cannot read it), or none names a relation it modifies (its
+    writes are declared with ``-- modifies:``, none inferred: a procedure call)."""
+    if any(st.unparsed is not None for st in modifier.statements):
+        return True
+    inferred = {written for written, _ in modifier.write_lines}
+    return not any(w in inferred for w in modifier.modifies)
+
+
+def apply_modifiers(
+    session: Session,
+    request: BuildRequest,
+    aside: Mapping[str, str],
+    *,
+    in_place: bool = False,
+    only: Sequence[str] | None = None,
+) -> tuple[TaskRecord, ...]:
+    """Run the modifiers of the relations being built (``dbluigi.writes``) on their new
+    tables, in order; returns their attempts, which ``record`` stores with the build
+    (a build that is not published records none of them as built).
+
+    A modifier whose statements name none of the relations it modifies (a ``CALL`` of a
+    procedure declared with ``-- modifies:``) cannot be pointed at the new table: that is a
+    ``config`` failure rather than a change lost at the swap."""
+    project = request.project
+    modifiers = project.chains.modifiers.get(request.model.relation, ()) if only is None else only
+    records = []
+    for name in modifiers:
+        modifier = project.models[name]
+        started, clock = now(), time.perf_counter()
+        affected = 0
+        if modifier.kind == "python":
+            pystep.run_modifier(session, project, modifier, aside)
+            affected = -1  # a step's changes are its own to count
+        pointed = [
+            (st, st.sql if in_place else point_at(project, st.sql, aside))
+            for st in modifier.statements
+        ]
+        if not in_place and modifier.kind != "python" and _opaque(modifier):
+            raise TaskError(
+                f"{modifier.relation} modifies {', '.join(modifier.modifies)} through "
+                "statements that do not name it, so dbluigi cannot apply them to the new "
+                "table it builds",
+                failure_class="config",
+                path=modifier.path,
+                line=modifier.header.line_of("modifies") or modifier.statements[0].line,
+                hint="write the change as SQL naming the table (INSERT, UPDATE, DELETE ...) in "
+                "this file, or make the procedure take the table's name",
+            )
+        for statement, sql in pointed:
+            with located(session, modifier.path, statement.line, sql):
+                count = session.execute(sql)
+            affected = -1 if count < 0 or affected < 0 else affected + count
+        crashpoint("after_modifier", modifier.relation)
+        d = request.built
+        records.append(
+            TaskRecord(
+                run_id=request.run_id,
+                model=modifier.relation,
+                status="success",
+                started_at=started,
+                duration_s=time.perf_counter() - clock,
+                attempt=request.attempt,
+                path=modifier.path,
+                reason=d.reason,
+                rows=None if affected < 0 else affected,  # unknown (a CALL) is not 0
+                fingerprint=d.fingerprint,
+                build_id=d.build_id,
+            )
+        )
+    return tuple(records)
+
+
 Validate = Callable[[Session, BuildRequest, str], CheckOutcome]
 
 
@@ -256,9 +368,29 @@ def build_aside(
         if not indexes_after_patch:
             session.prepare_indexes(schema, new, wanted)
         crashpoint("after_build", model.relation)
-        if apply_patch(session, request, new):
+        patched = apply_patch(session, request, new)
+        aside, in_place = split_modifiers(request)
+        modified = apply_modifiers(session, request, {model.relation: new}, only=aside)
+        if modified or patched:
             rows = session.row_count(schema, new)
         outcome = validate(session, request, new) if validate else CheckOutcome()
+        if outcome.passed and in_place:
+            # modifiers that only write the table under its name run once it has it, in
+            # this transaction: then checked where it is published, and a failure rolls
+            # everything back (nothing is kept aside)
+            if indexes_after_patch:
+                session.prepare_indexes(schema, new, wanted)
+            with located(session, model.path, 1, ""):
+                session.swap(schema, new, name, wanted, project.view_queries, request.swap_hint())
+            modified += apply_modifiers(session, request, {}, in_place=True, only=in_place)
+            rows = session.row_count(schema, name)
+            outcome = run_checks(session, project, request.check_target(schema, name, previous))
+            if not outcome.passed:
+                raise check_failed(outcome, outcome.violations[0], kept=None)
+            if request.existed(schema, failed):
+                session.drop_relation(schema, failed)
+            record(session, request, rows, outcome.results, modified)
+            return Published(rows, outcome.results)
         if outcome.passed:
             if indexes_after_patch:
                 session.prepare_indexes(schema, new, wanted)
@@ -269,7 +401,7 @@ def build_aside(
                 session.swap(schema, new, name, wanted, project.view_queries, request.swap_hint())
                 if request.existed(schema, failed):
                     session.drop_relation(schema, failed)  # a success supersedes the kept failure
-            record(session, request, rows, outcome.results)
+            record(session, request, rows, outcome.results, modified)
             crashpoint("before_commit", model.relation)
         elif not keep_failed:
             raise check_failed(outcome, outcome.violations[0], kept=None)
@@ -310,6 +442,9 @@ def upsert_aside(
             before(session)
         published = session.columns(schema, name)
         loaded = fill(session, request, new).rows
+        modified = apply_modifiers(session, request, {model.relation: new})  # each batch
+        if modified:
+            loaded = session.row_count(schema, new)
         columns = session.columns(schema, new)
         compare_columns(published, columns)
         if validate is not None:
@@ -326,7 +461,7 @@ def upsert_aside(
         if not outcome.passed:  # rolls the upsert back: the published table is as it was
             raise check_failed(outcome, outcome.violations[0], kept=None)
         rows = upserted if count == "upserted" else loaded
-        record(session, request, rows, outcome.results)
+        record(session, request, rows, outcome.results, modified)
         crashpoint("before_commit", model.relation)
     return Published(rows, outcome.results)
 
@@ -376,9 +511,15 @@ def find_column(column: str, columns: tuple[str, ...]) -> str | None:
 
 
 def record(
-    session: Session, request: BuildRequest, rows: int | None, checks: tuple[CheckResult, ...]
+    session: Session,
+    request: BuildRequest,
+    rows: int | None,
+    checks: tuple[CheckResult, ...],
+    modifiers: Sequence[TaskRecord] = (),
 ) -> None:
-    """Record the build and its successful attempt in the publishing transaction."""
+    """Record the build and its successful attempt (and those of the modifiers applied
+    with it) in the publishing transaction."""
+    StateStore(session).record_tasks(modifiers)
     d = request.built
     StateStore(session).record_success(
         TaskRecord(
@@ -439,6 +580,7 @@ __all__ = [
     "Filled",
     "Kind",
     "Published",
+    "apply_modifiers",
     "apply_patch",
     "build_aside",
     "check_failed",
@@ -450,6 +592,8 @@ __all__ = [
     "highest_value",
     "located",
     "needs_full_build",
+    "opaque_modifiers",
+    "point_at",
     "prepare_aside",
     "previous_rows",
     "record",

@@ -499,13 +499,16 @@ class Session(ABC):
         """CREATE SCHEMA IF NOT EXISTS."""
         self.execute(self._sql(exp.Create(this=ident(schema), kind="SCHEMA", exists=True)))
 
-    def drop_relation(self, schema: str, name: str) -> None:
-        """Drop the table or view ``schema.name`` if it exists (not its dependents)."""
+    def drop_relation(self, schema: str, name: str, *, cascade: bool = False) -> None:
+        """Drop the table or view ``schema.name`` if it exists (its dependents too, with
+        ``cascade``)."""
         kind = self.relation_kind(schema, name)
         if kind is None:
             return
         drop = exp.Drop(
-            tables=[table_expr(schema, name)], kind="VIEW" if kind == "view" else "TABLE"
+            tables=[table_expr(schema, name)],
+            kind="VIEW" if kind == "view" else "TABLE",
+            cascade=cascade,
         )
         self.execute(self._sql(drop))
 

@@ -348,3 +348,27 @@ def test_a_setup_folder_builds_on_duckdb_too(tmp_path: Path, duckdb_url: str) ->
     fill.write_text(fill.read_text().replace(";", " where id < 3;"))
     assert build_json(project=project, target=duckdb_url)[0] == 0
     assert query(duckdb_url, project, "select count(*) from stg.departments") == [(2,)]
+
+
+def test_references_routines_and_schemas_order_models(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        {
+            "setup/schema.sql": "create schema if not exists app;",
+            "setup/accounts.sql": "create table app.accounts (id int primary key);",
+            "setup/orders.sql": "create table app.orders "
+            "(id int, account_id int references app.accounts (id));",
+            "setup/funcs.sql": "create or replace function util_double(x int) returns int "
+            "language sql as $$ select x * 2 $$;",
+            "api/doubled.sql": "select util_double(id) as d from app.accounts",
+        },
+    )
+    project = load_project(tmp_path, target="postgresql://u@h/db", use_cache=False)
+    order = project.order
+    # CREATE SCHEMA first; REFERENCES before the referencing table; the function before
+    # the model calling it
+    assert order.index("setup.schema") < order.index("setup.accounts")
+    assert order.index("setup.accounts") < order.index("setup.orders")
+    assert "setup.accounts" in project.model_parents("setup.orders")
+    assert "setup.funcs" in project.model_parents("api.doubled")
+    assert project.chains.producer["app.accounts"] == "setup.accounts"

@@ -29,9 +29,19 @@ def _people(target: str, project: Path) -> list[tuple[object, ...]]:
     return query(target, project, "select id, name from staging.people order by id")
 
 
-def test_modifiers_replay_with_their_relation(tmp_path: Path, target_url: str) -> None:
-    project = write_project(tmp_path / "p", PEOPLE)
-    code, payload = build_json(project=project, target=target_url)
+CHAIN = {"staging.people", "fixes.add_manual", "fixes.drop_tests"}
+
+
+def _ran(payload: dict[str, object]) -> set[str]:
+    return {m for m, s in statuses(payload).items() if s != "up to date"}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("workers", ["1", "4"])
+def test_modifiers_replay_with_their_relation(
+    tmp_path: Path, target_url: str, workers: str
+) -> None:
+    project = write_project(tmp_path / "p", {**PEOPLE, "api/states.sql": "select 1 as x"})
+    code, payload = build_json("--workers", workers, project=project, target=target_url)
     assert code == 0, payload
     assert _people(target_url, project) == [(1, "Ann"), (2, "Bob"), (4, "Cy"), (99, "Manual")]
     # each modifier has its own attempt, with the rows it changed
@@ -47,8 +57,8 @@ def test_modifiers_replay_with_their_relation(tmp_path: Path, target_url: str) -
     # editing a modifier replays the chain: id 99 once, never twice
     manual = project / "fixes" / "add_manual.sql"
     manual.write_text(manual.read_text() + " -- note\n")
-    code, payload = build_json(project=project, target=target_url)
-    assert code == 0 and statuses(payload)["staging.people"] == "success"
+    code, payload = build_json("--workers", workers, project=project, target=target_url)
+    assert code == 0 and _ran(payload) == CHAIN  # the whole chain, nothing else
     assert _people(target_url, project).count((99, "Manual")) == 1
     # a rebuild of the modifier rebuilds the relation from its producer
     code, payload = build_json(
@@ -59,7 +69,7 @@ def test_modifiers_replay_with_their_relation(tmp_path: Path, target_url: str) -
     # a removed modifier is no longer applied: 'Test User' is back
     (project / "fixes" / "drop_tests.sql").unlink()
     code, payload = build_json(project=project, target=target_url)
-    assert code == 0 and statuses(payload)["staging.people"] == "success"
+    assert code == 0 and _ran(payload) == CHAIN - {"fixes.drop_tests"}
     assert (3, "Test User") in _people(target_url, project)
     # and nothing runs when nothing changed
     code, payload = build_json(project=project, target=target_url)
@@ -348,3 +358,27 @@ def test_a_setup_folder_builds_on_duckdb_too(tmp_path: Path, duckdb_url: str) ->
     fill.write_text(fill.read_text().replace(";", " where id < 3;"))
     assert build_json(project=project, target=duckdb_url)[0] == 0
     assert query(duckdb_url, project, "select count(*) from stg.departments") == [(2,)]
+
+
+def test_references_routines_and_schemas_order_models(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        {
+            "setup/schema.sql": "create schema if not exists app;",
+            "setup/accounts.sql": "create table app.accounts (id int primary key);",
+            "setup/orders.sql": "create table app.orders "
+            "(id int, account_id int references app.accounts (id));",
+            "setup/funcs.sql": "create or replace function util_double(x int) returns int "
+            "language sql as $$ select x * 2 $$;",
+            "api/doubled.sql": "select util_double(id) as d from app.accounts",
+        },
+    )
+    project = load_project(tmp_path, target="postgresql://u@h/db", use_cache=False)
+    order = project.order
+    # CREATE SCHEMA first; REFERENCES before the referencing table; the function before
+    # the model calling it
+    assert order.index("setup.schema") < order.index("setup.accounts")
+    assert order.index("setup.accounts") < order.index("setup.orders")
+    assert "setup.accounts" in project.model_parents("setup.orders")
+    assert "setup.funcs" in project.model_parents("api.doubled")
+    assert project.chains.producer["app.accounts"] == "setup.accounts"

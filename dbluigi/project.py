@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dbluigi.cache import SqlInfoCache
 from dbluigi.config import CONFIG_FILE, STATE_DIR, Config, load_config
@@ -25,10 +26,12 @@ from dbluigi.names import RESERVED, STATE_SCHEMA, reserved_name
 from dbluigi.relation import Relation
 from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
-from dbluigi.seeds import YamlTable, yaml_tables
 from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
 from dbluigi.suggest import did_you_mean
 from dbluigi.writes import Chains, find_chains, order_chains, replay_edges
+
+if TYPE_CHECKING:
+    from dbluigi.seeds import YamlTable
 
 QUERY_KINDS = ("table", "view", "incremental", "dump")
 TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed", "python")
@@ -443,6 +446,8 @@ class _Loader:
     def _split_yaml_tables(self, model_files: list[ProjectFile]) -> list[ProjectFile]:
         """Model files with each multi-table YAML file replaced by one file per table
         (``seeds.yaml_tables``); a table may not take another model's relation."""
+        from dbluigi.seeds import yaml_tables  # YAML's parser, only for projects with YAML
+
         result: list[ProjectFile] = []
         for file in model_files:
             if file.format != "yaml":

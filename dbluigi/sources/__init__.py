@@ -18,8 +18,6 @@ from sqlglot import exp
 
 from dbluigi.sources.base import SourceColumn, SourceConnection, source_select
 from dbluigi.sources.config import SourceTable
-from dbluigi.sources.mysql import MariaDBSource
-from dbluigi.sources.postgres import PostgresSource
 from dbluigi.targets.base import QueryResult, ident
 
 __all__ = [
@@ -35,11 +33,15 @@ __all__ = [
 def connect(table: SourceTable) -> SourceConnection:
     """A read-only session on the source ``table`` belongs to; a connection failure is a
     ``runtime`` TaskError showing the masked URL."""
-    engines: dict[str, type[SourceConnection]] = {
-        "postgresql": PostgresSource,
-        "mariadb": MariaDBSource,
-    }
-    return engines[table.engine](table)
+    # an engine's module (its driver, its SQL dialect) is imported when a source uses it:
+    # every command reads [sources], few connect to one
+    if table.engine == "postgresql":
+        from dbluigi.sources.postgres import PostgresSource
+
+        return PostgresSource(table)
+    from dbluigi.sources.mysql import MariaDBSource
+
+    return MariaDBSource(table)
 
 
 def version_sql(table: SourceTable) -> str | None:

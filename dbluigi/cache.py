@@ -20,7 +20,7 @@ from dbluigi.sqlinfo import SqlInfo, analyze_sql
 
 CACHE_FILE = "sqlinfo.json"
 # Bumped whenever SqlInfo.to_json changes shape, so a cache written before is never read.
-FORMAT = 3
+FORMAT = 4
 
 
 class SqlInfoCache:

@@ -829,10 +829,17 @@ class _NameResolver:
         self.default_schema = default_schema
         self.models = models
         self.bare: dict[str, list[Relation]] = defaultdict(list)
+        self._resolved: dict[TableRef, Relation] = {}  # the same reference, resolved once
         for relation in sorted(models):
             self.bare[Relation(relation).name].append(Relation(relation))
 
     def resolve(self, ref: TableRef, path: str) -> Relation:
+        found = self._resolved.get(ref)
+        if found is None:
+            found = self._resolved[ref] = self._resolve(ref, path)
+        return found
+
+    def _resolve(self, ref: TableRef, path: str) -> Relation:
         if ref.schema is not None:
             return Relation.of(ref.schema, ref.name)
         default = Relation.of(self.default_schema, ref.name)
@@ -852,6 +859,8 @@ class _NameResolver:
     def resolve_all(
         self, refs: tuple[TableRef, ...] | list[TableRef], path: str
     ) -> tuple[Relation, ...]:
+        if not refs:
+            return ()
         return tuple(dict.fromkeys(self.resolve(r, path) for r in refs))
 
 

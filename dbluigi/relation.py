@@ -26,8 +26,7 @@ class Relation(str):
         if not (schema and dot and name):
             raise ValueError(f"not a relation name (schema.name): {text!r}")
         relation = super().__new__(cls, text)
-        object.__setattr__(relation, "schema", schema)
-        object.__setattr__(relation, "name", name)
+        relation.__dict__.update(schema=schema, name=name)  # past the frozen __setattr__
         return relation
 
     @classmethod

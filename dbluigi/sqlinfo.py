@@ -194,12 +194,15 @@ class SqlInfo:
             if s.unparsed is not None:
                 statement["unparsed"] = [s.unparsed.line, s.unparsed.reason]
             statements.append(statement)
-        return {
-            "statements": statements,
-            **{field: [[r.schema, r.name] for r in getattr(self, field)] for field in _REF_FIELDS},
-            "schemas": list(self.schemas),
-            "write_lines": [[r.schema, r.name, line] for r, line in self.write_lines],
-        }
+        data: dict[str, Any] = {"statements": statements}  # empty lists are left out
+        for field in _REF_FIELDS:
+            if refs := getattr(self, field):
+                data[field] = [[r.schema, r.name] for r in refs]
+        if self.schemas:
+            data["schemas"] = list(self.schemas)
+        if self.write_lines:
+            data["write_lines"] = [[r.schema, r.name, line] for r, line in self.write_lines]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SqlInfo:
@@ -215,12 +218,12 @@ class SqlInfo:
                 for s in data["statements"]
             ),
             **{
-                field: tuple(TableRef(schema, name) for schema, name in data[field])
+                field: tuple(TableRef(schema, name) for schema, name in data.get(field, ()))
                 for field in _REF_FIELDS
             },
-            schemas=tuple(data["schemas"]),
+            schemas=tuple(data.get("schemas", ())),
             write_lines=tuple(
-                (TableRef(schema, name), line) for schema, name, line in data["write_lines"]
+                (TableRef(schema, name), line) for schema, name, line in data.get("write_lines", ())
             ),
         )
 

@@ -35,9 +35,8 @@ def test_an_entry_of_an_older_shape_is_analyzed_again(tmp_path: Path) -> None:
     cache.save()
     path = tmp_path / CACHE_FILE
     entries = json.loads(path.read_text())
-    for entry in entries.values():  # what a cache holding only reads and writes looked like
-        for field in ("creates", "modifies", "references", "defines", "calls", "schemas"):
-            del entry[field]
+    for entry in entries.values():  # an entry of a shape this version does not read
+        entry["statements"] = [["select 1", 1]]
     path.write_text(json.dumps(entries))
     again = SqlInfoCache(tmp_path)
     info = again.analyze(SQL, dialect="postgres", path="m.sql")

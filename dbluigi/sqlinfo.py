@@ -297,7 +297,8 @@ def analyze_sql(
             made = set()
         own = made | changed
         reads |= {_ref(t) for t in read_nodes} - own - creates - temporary
-        references |= {_ref(t) for t in _referenced(tree)} - own - creates - temporary
+        if kind in ("create_table", "alter"):  # the statements that can hold REFERENCES
+            references |= {_ref(t) for t in _referenced(tree)} - own - creates - temporary
         routines["calls"] |= _calls(tree, d)
         if kind == "create_schema" and isinstance(tree.this, exp.Table) and tree.this.db:
             schemas.add(tree.this.db)

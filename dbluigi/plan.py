@@ -126,6 +126,7 @@ def make_plan(
     the names of partition tables are fitted into."""
     versions = source_versions or {}
     existing = {f"{s}.{n}" for s, n in relations}
+    modified = project.chains.modifiers  # producers with modifiers
     # a relation's build is its whole chain: selecting one member selects them all
     selected_set = _whole_chains(project, selected)
     forced = _whole_chains(project, forced)
@@ -207,6 +208,10 @@ def make_plan(
             reason = PARTITIONS
         else:
             reason = UP_TO_DATE
+        if reason == CHANGED and model.kind == "incremental" and model.relation in modified:
+            # its modifiers (or its query) changed: rows merged before were changed by the
+            # old ones, so the chain replays from scratch
+            refresh = True
         run = reason != UP_TO_DATE
         generation = (stored.generation if stored else 0) + (1 if run else 0)
         build_id = _hash(fingerprint, str(generation)) if run else stored.build_id  # type: ignore[union-attr]

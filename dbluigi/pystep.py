@@ -129,6 +129,16 @@ class StepContext:
             schema = written.schema or self.schema
             if (schema, written.name) in self._writable:
                 continue
+            if f"{schema}.{written.name}" in self._model.modifies:  # declared: not its new table
+                raise TaskError(
+                    f"the step writes {schema}.{written.name} by its published name; in this "
+                    "build the change goes to its new table",
+                    failure_class="config",
+                    path=self._model.path,
+                    line=self._model.header.line_of("modifies"),
+                    hint=f"write to ctx.ref('{schema}.{written.name}') (or ctx.table), which "
+                    "names the new table",
+                )
             raise TaskError(
                 f"the step writes {schema}.{written.name}, which it does not declare",
                 failure_class="config",

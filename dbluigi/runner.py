@@ -456,6 +456,7 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
         state = StateStore(session)
         state.ensure()
         selected = select(project, options.selectors, options.exclude)
+        _refuse_excluded_chain_members(project, selected, options.exclude)
         catalog = session.catalog()
         relations = {(r.schema, r.name) for r in map(Relation, catalog.kinds)}
         values = partition_values(session, project, selected)
@@ -477,6 +478,25 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
         session.close()
         raise
     return Prepared(session, state, plan, catalog)
+
+
+def _refuse_excluded_chain_members(
+    project: Project, selected: Sequence[str], exclude: Sequence[str]
+) -> None:
+    """A relation's build is its whole chain (``dbluigi.writes``): excluding one member of
+    a chain that runs is refused rather than silently ignored."""
+    if not exclude:
+        return
+    excluded = set(select(project, exclude))
+    for model in selected:
+        members = project.chains.members(model)
+        left_out = [m for m in members if m in excluded]
+        if left_out and len(members) > 1:
+            raise UsageError(
+                f"--exclude {left_out[0]}: it is part of the build of {members[0]} "
+                f"({', '.join(members)}), which runs whole",
+                hint=f"exclude the whole build with --exclude {members[0]}, or select less",
+            )
 
 
 def _check_partition_option(options: RunOptions, values: Mapping[str, tuple[str, ...]]) -> None:

@@ -46,6 +46,8 @@ class Model(Protocol):
     @property
     def publishes_relation(self) -> bool: ...
     @property
+    def kind(self) -> str: ...
+    @property
     def unmanaged(self) -> bool: ...
     def line_of_write(self, relation: str) -> int | None: ...
 
@@ -100,10 +102,19 @@ def find_chains(models: Mapping[str, Model]) -> tuple[Chains, set[Edge], set[str
         if not model.modifies:
             continue
         if model.unmanaged:
+            produced = [w for w in model.modifies if w in producer]
+            if produced:
+                raise ProjectError(
+                    f"{model.relation} says -- unmanaged: true, but {produced[0]} is built "
+                    f"by {producer[produced[0]]}: its changes would be lost at its next build",
+                    path=model.path,
+                    line=model.line_of_write(produced[0]),
+                    hint="remove -- unmanaged: the file then modifies it in every build of "
+                    "it (unmanaged is for tables no model produces)",
+                )
             for written in model.modifies:
-                if written not in producer:
-                    edges.add(Edge(model.relation, written, "writes"))
-                    nodes.add(written)
+                edges.add(Edge(model.relation, written, "writes"))
+                nodes.add(written)
             continue
         owners = {producer.get(w) for w in model.modifies}
         unproduced = [w for w in model.modifies if w not in producer]
@@ -129,6 +140,24 @@ def find_chains(models: Mapping[str, Model]) -> tuple[Chains, set[Edge], set[str
         assert chain is not None
         if chain == model.relation:
             continue  # a sql producer changing what it just created: part of its own build
+        if model.creates or model.publishes_relation:
+            raise ProjectError(
+                f"{model.relation} produces {', '.join(model.creates) or model.relation} and "
+                f"modifies {', '.join(model.modifies)}, which {chain} produces: a file is a "
+                "producer or a modifier of another's relation, not both",
+                path=model.path,
+                line=model.line_of_write(model.modifies[0]),
+                hint="split the file: one that creates its tables, one that changes the others",
+            )
+        if models[chain].kind == "view":
+            raise ProjectError(
+                f"{model.relation} modifies {', '.join(model.modifies)}, a view ({chain}): a "
+                "view holds no rows of its own to change",
+                path=model.path,
+                line=model.line_of_write(model.modifies[0]),
+                hint=f"make {chain} a table (remove its -- kind: view), or change the tables "
+                "it reads",
+            )
         modifiers[chain].add(model.relation)
         owner[model.relation] = chain
         for written in model.modifies:

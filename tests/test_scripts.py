@@ -382,3 +382,85 @@ def test_references_routines_and_schemas_order_models(tmp_path: Path) -> None:
     assert "setup.accounts" in project.model_parents("setup.orders")
     assert "setup.funcs" in project.model_parents("api.doubled")
     assert project.chains.producer["app.accounts"] == "setup.accounts"
+
+
+def test_what_cannot_be_replayed_is_refused(tmp_path: Path) -> None:
+    """A view cannot be modified; unmanaged is for tables nobody produces; a file is a
+    producer or a modifier of another's relation, not both."""
+    base = {"raw/people.csv": "id,name\n1,a\n", "staging/people.sql": "select * from raw.people"}
+    cases = {
+        "a view": (
+            {
+                "staging/v.sql": "-- kind: view\nselect * from raw.people",
+                "f.sql": "delete from staging.v;",
+            },
+            "a view holds no rows",
+        ),
+        "unmanaged": (
+            {"f.sql": "-- unmanaged: true\ndelete from staging.people;"},
+            "is built by staging.people",
+        ),
+        "both": (
+            {
+                "f.sql": "create table main.audit (n int);\ninsert into staging.people values (9, 'n');"
+            },
+            "a file is a producer or a modifier",
+        ),
+    }
+    for name, (files, message) in cases.items():
+        root = write_project(tmp_path / name.replace(" ", "_"), {**base, **files})
+        with pytest.raises(ProjectError, match=message) as caught:
+            load_project(root, use_cache=False)
+        assert caught.value.path == "f.sql", name
+
+
+def test_excluding_part_of_a_build_is_refused(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", PEOPLE)
+    target = f"duckdb:///{tmp_path / 't.duckdb'}"
+    code, output = cli("build", "--exclude", "fixes.drop_tests", project=project, target=target)
+    assert code == 2 and "part of the build of staging.people" in output
+
+
+def test_a_sql_producer_with_named_indexes_rebuilds(tmp_path: Path, target_url: str) -> None:
+    project = write_project(
+        tmp_path / "p",
+        {
+            "setup/d.sql": "create schema if not exists stg;\n"
+            "create table stg.d (id int, constraint d_pk primary key (id));\n"
+            "create index d_idx on stg.d (id);\n"
+            "create or replace view stg.dv as select id from stg.d;\n",
+            "setup/fill.sql": "insert into stg.d values (1), (2);\n",
+            "api/ids.sql": "select id from stg.dv",
+        },
+    )
+    for command in ("build", "rebuild"):
+        args = ("setup.d",) if command == "rebuild" else ()
+        code, payload = build_json(*args, project=project, target=target_url, command=command)
+        assert code == 0, payload
+        assert query(target_url, project, "select id from stg.dv order by id") == [(1,), (2,)]
+
+
+def test_removing_a_modifier_of_an_incremental_model_rebuilds_it_in_full(
+    tmp_path: Path, target_url: str
+) -> None:
+    project = write_project(
+        tmp_path / "p",
+        {
+            "raw/events.csv": "id,v,ts\n1,a,2024-01-01 00:00:00\n2,Test,2024-01-02 00:00:00\n",
+            "out/events.sql": "-- kind: incremental\n-- unique_key: id\n-- watermark: ts\n"
+            "select id, v, ts from raw.events\n"
+            "where {{ watermark }} is null or ts >= {{ watermark }}",
+            "fixes/upper.sql": "update out.events set v = upper(v);\n",
+            "fixes/drop_tests.sql": "delete from out.events where v ilike 'test%';\n",
+        },
+    )
+    assert build_json(project=project, target=target_url)[0] == 0
+    assert query(target_url, project, "select id, v from out.events order by id") == [(1, "A")]
+    (project / "fixes" / "drop_tests.sql").unlink()
+    (project / "fixes" / "upper.sql").unlink()
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, project, "select id, v from out.events order by id") == [
+        (1, "a"),
+        (2, "Test"),
+    ]

@@ -464,3 +464,50 @@ def test_removing_a_modifier_of_an_incremental_model_rebuilds_it_in_full(
         (1, "a"),
         (2, "Test"),
     ]
+
+
+@pytest.mark.postgres
+def test_a_view_over_a_replayed_table_is_never_lost(tmp_path: Path, pg_url: str) -> None:
+    """Another model's (or the application's) view over a table a sql file creates stops
+    the replay with the database's message; it is never dropped along."""
+    project = write_project(
+        tmp_path / "p",
+        {
+            "setup/d.sql": "create schema if not exists stg;\ncreate table stg.d (id int);\n",
+            "setup/fill.sql": "insert into stg.d values (1);\n",
+        },
+    )
+    assert build_json(project=project, target=pg_url)[0] == 0
+    session_sql = "create view public.app_view as select * from stg.d"
+    from tests.buildkit import open_target
+
+    session = open_target(pg_url, project_dir=project).connect()
+    try:
+        with session.transaction():
+            session.execute(session_sql)
+    finally:
+        session.close()
+    code, payload = build_json("setup.d", project=project, target=pg_url, command="rebuild")
+    assert code == 1
+    failed = {r["model"]: r for r in payload["results"]}["setup.d"]
+    assert "depend" in failed["error"]
+    assert query(pg_url, project, "select * from public.app_view") == [(1,)]
+
+
+def test_a_python_modifier_writing_the_published_name_is_told_where_to_write(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    project = write_project(
+        tmp_path / "p",
+        {
+            **{k: v for k, v in PEOPLE.items() if not k.startswith("fixes/")},
+            "fixes/clean.py": "# modifies: staging.people\n"
+            "def run(ctx):\n"
+            "    ctx.execute('update staging.people set name = upper(name)')\n",
+        },
+    )
+    code, payload = build_json(project=project, target=duckdb_url)
+    assert code == 1
+    failed = {r["model"]: r for r in payload["results"]}["fixes.clean"]
+    assert failed["failure_class"] == "config"
+    assert "ctx.ref('staging.people')" in failed["error"]

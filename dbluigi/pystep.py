@@ -158,26 +158,7 @@ class StepContext:
 
 def run_step(session: Session, project: Project, model: Model, new: str) -> int:
     """Run the model's ``run(ctx)``; returns the rows of the table it created."""
-    module = _load(project, model)
-    step = getattr(module, "run", None)
-    if not callable(step):
-        raise TaskError(
-            "a Python model must define run(ctx)",
-            failure_class="config",
-            path=model.path,
-            hint="def run(ctx): ctx.execute(f'create table {ctx.table} as ...')",
-        )
-    try:
-        step(StepContext(session, project, model, new))
-    except TaskError:
-        raise
-    except Exception as exc:
-        raise TaskError(
-            _describe(exc),
-            failure_class=session.classify(exc),
-            path=model.path,
-            line=_line_in(str(project.root / model.path), exc.__traceback__),
-        ) from exc
+    _run(session, project, model, StepContext(session, project, model, new), "create table")
     if session.relation_kind(model.schema, new) != "table":
         raise TaskError(
             f"the step did not create its table {model.schema}.{new}",
@@ -192,16 +173,24 @@ def run_modifier(
     session: Session, project: Project, model: Model, aside: Mapping[str, str]
 ) -> None:
     """Run a modifying step's ``run(ctx)`` on the new tables of the relations it modifies."""
+    context = StepContext(session, project, model, None, aside)
+    _run(session, project, model, context, "update")
+
+
+def _run(
+    session: Session, project: Project, model: Model, context: StepContext, example: str
+) -> None:
+    """Call the step's ``run(ctx)``; what it raises fails the task at its line."""
     step = getattr(_load(project, model), "run", None)
     if not callable(step):
         raise TaskError(
             "a Python model must define run(ctx)",
             failure_class="config",
             path=model.path,
-            hint="def run(ctx): ctx.execute(f'update {ctx.table} set ...')",
+            hint=f"def run(ctx): ctx.execute(f'{example} {{ctx.table}} ...')",
         )
     try:
-        step(StepContext(session, project, model, None, aside))
+        step(context)
     except TaskError:
         raise
     except Exception as exc:

@@ -12,7 +12,7 @@ import importlib.util
 import operator
 import re
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,21 +186,28 @@ def _header_check_error(
 
 
 def retarget(project: Project, model: Model, sql: str, name: str) -> str:
-    """Point references to ``model`` in ``sql`` at ``model.schema.name`` (its new table).
-
-    Both ``schema.model`` and a bare ``model`` are pointed there, when a bare name
-    resolves to this model (default schema first, then a unique model name)."""
+    """Point references to ``model`` in ``sql`` at ``model.schema.name`` (its new table)."""
     if name == model.name:
         return sql
-    new = TableRef(model.schema, name)
-    mapping = {TableRef(model.schema, model.name): new}
-    default = f"{project.config.schema}.{model.name}"
-    same_name = [m for m in project.models if Relation(m).name == model.name]
-    if default == model.relation or (
-        default not in project.models and same_name == [model.relation]
-    ):
-        mapping[TableRef(None, model.name)] = new
-    return replace_relations(sql, mapping, dialect=project.dialect)
+    return point_at(project, sql, {model.relation: name})
+
+
+def point_at(project: Project, sql: str, aside: Mapping[str, str]) -> str:
+    """``sql`` with its references to each relation of ``aside`` (``schema.name`` -> the
+    name of its new table in the same schema) pointed at the new table.
+
+    Both ``schema.name`` and a bare ``name`` are pointed there, when a bare name resolves
+    to that relation (default schema first, then a unique model name)."""
+    mapping: dict[TableRef, TableRef] = {}
+    for relation, new in aside.items():
+        written = Relation(relation)
+        target = TableRef(written.schema, new)
+        mapping[TableRef(written.schema, written.name)] = target
+        default = f"{project.config.schema}.{written.name}"
+        same_name = [m for m in project.models if Relation(m).name == written.name]
+        if default == relation or (default not in project.models and same_name == [relation]):
+            mapping[TableRef(None, written.name)] = target
+    return replace_relations(sql, mapping, dialect=project.dialect) if mapping else sql
 
 
 def _check_sql(

@@ -39,13 +39,11 @@ from typing import Any
 from sqlglot import exp
 
 from dbluigi import guards, names, pystep
-from dbluigi.checks import CheckOutcome, CheckTarget, Violation, retarget, run_checks
+from dbluigi.checks import CheckOutcome, CheckTarget, Violation, point_at, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, TaskError
 from dbluigi.headers import IndexSpec
 from dbluigi.plan import Decision, PartitionDecision
 from dbluigi.project import Model, Project
-from dbluigi.relation import Relation
-from dbluigi.sqlinfo import TableRef, replace_relations
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now
 from dbluigi.targets.base import Catalog, Session, SwapHint, table_expr
 
@@ -225,40 +223,21 @@ def apply_patch(session: Session, request: BuildRequest, new: str) -> bool:
     return True
 
 
-def point_at(project: Project, sql: str, aside: Mapping[str, str]) -> str:
-    """``sql`` with its references to each relation of ``aside`` (``schema.name`` ->
-    the name of its new table in the same schema) pointed at the new table; a bare name
-    is pointed there too when it resolves to that relation."""
-    mapping: dict[TableRef, TableRef] = {}
-    for relation, new in aside.items():
-        written = Relation(relation)
-        target = TableRef(written.schema, new)
-        mapping[TableRef(written.schema, written.name)] = target
-        if written.schema == project.config.schema:
-            mapping[TableRef(None, written.name)] = target
-    return replace_relations(sql, mapping, dialect=project.dialect) if mapping else sql
-
-
 def split_modifiers(request: BuildRequest) -> tuple[list[str], list[str]]:
-    """The modifiers of the relation being built that run on its new table, and those
-    from the first that cannot be pointed at it on (run under its own name, after it)."""
-    modifiers = list(request.project.chains.modifiers.get(request.model.relation, ()))
-    opaque = set(opaque_modifiers(request))
-    first = next((i for i, m in enumerate(modifiers) if m in opaque), len(modifiers))
-    return modifiers[:first], modifiers[first:]
-
-
-def opaque_modifiers(request: BuildRequest) -> list[str]:
-    """Modifiers of the relation being built whose statements do not name what they
-    modify (a ``CALL`` of a procedure declared with ``-- modifies:``): they can only be
-    run on the relation under its own name."""
+    """The modifiers of the relation being built that run on its new table, and those from
+    the first that cannot be pointed at it on (``_opaque``: run under its own name, after
+    the swap)."""
     project = request.project
-    opaque = []
-    for name in project.chains.modifiers.get(request.model.relation, ()):
-        modifier = project.models[name]
-        if modifier.kind != "python" and _opaque(modifier):
-            opaque.append(name)
-    return opaque
+    modifiers = list(project.chains.modifiers.get(request.model.relation, ()))
+    first = next(
+        (
+            i
+            for i, m in enumerate(modifiers)
+            if project.models[m].kind != "python" and _opaque(project.models[m])
+        ),
+        len(modifiers),
+    )
+    return modifiers[:first], modifiers[first:]
 
 
 def _opaque(modifier: Model) -> bool:
@@ -374,36 +353,35 @@ def build_aside(
         if modified or patched:
             rows = session.row_count(schema, new)
         outcome = validate(session, request, new) if validate else CheckOutcome()
-        if outcome.passed and in_place:
-            # modifiers that only write the table under its name run once it has it, in
-            # this transaction: then checked where it is published, and a failure rolls
-            # everything back (nothing is kept aside)
-            if indexes_after_patch:
-                session.prepare_indexes(schema, new, wanted)
-            with located(session, model.path, 1, ""):
-                session.swap(schema, new, name, wanted, project.view_queries, request.swap_hint())
-            modified += apply_modifiers(session, request, {}, in_place=True, only=in_place)
-            rows = session.row_count(schema, name)
-            outcome = run_checks(session, project, request.check_target(schema, name, previous))
-            if not outcome.passed:
-                raise check_failed(outcome, outcome.violations[0], kept=None)
-            if request.existed(schema, failed):
-                session.drop_relation(schema, failed)
-            record(session, request, rows, outcome.results, modified)
-            return Published(rows, outcome.results)
+        swapped = False
         if outcome.passed:
             if indexes_after_patch:
                 session.prepare_indexes(schema, new, wanted)
-            outcome = run_checks(session, project, request.check_target(schema, new, previous))
+            checked = new
+            if in_place:
+                # modifiers that only write the table under its name run once it has it,
+                # in this transaction; the checks then look at it there, and a failure
+                # rolls everything back (nothing is kept aside)
+                with located(session, model.path, 1, ""):
+                    session.swap(
+                        schema, new, name, wanted, project.view_queries, request.swap_hint()
+                    )
+                swapped, checked = True, name
+                modified += apply_modifiers(session, request, {}, in_place=True, only=in_place)
+                rows = session.row_count(schema, name)
+            outcome = run_checks(session, project, request.check_target(schema, checked, previous))
         crashpoint("after_checks", model.relation)
         if outcome.passed:
             with located(session, model.path, 1, ""):
-                session.swap(schema, new, name, wanted, project.view_queries, request.swap_hint())
+                if not swapped:
+                    session.swap(
+                        schema, new, name, wanted, project.view_queries, request.swap_hint()
+                    )
                 if request.existed(schema, failed):
                     session.drop_relation(schema, failed)  # a success supersedes the kept failure
             record(session, request, rows, outcome.results, modified)
             crashpoint("before_commit", model.relation)
-        elif not keep_failed:
+        elif not keep_failed or swapped:
             raise check_failed(outcome, outcome.violations[0], kept=None)
         else:
             session.rename(schema, new, failed)
@@ -592,7 +570,6 @@ __all__ = [
     "highest_value",
     "located",
     "needs_full_build",
-    "opaque_modifiers",
     "point_at",
     "prepare_aside",
     "previous_rows",

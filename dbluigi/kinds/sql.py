@@ -38,6 +38,8 @@ def build(session: Session, request: BuildRequest) -> Published:
                 model.creates, key=lambda c: model.line_of_write(c) or 0, reverse=True
             ):
                 table = Relation(created)
+                if request.attempt == 1 and not request.existed(table.schema, table.name):
+                    continue  # not there when the run started: no round trip to look
                 with located(session, model.path, model.line_of_write(created) or 1, ""):
                     session.drop_relation(table.schema, table.name)
         for statement in model.statements:

@@ -499,16 +499,13 @@ class Session(ABC):
         """CREATE SCHEMA IF NOT EXISTS."""
         self.execute(self._sql(exp.Create(this=ident(schema), kind="SCHEMA", exists=True)))
 
-    def drop_relation(self, schema: str, name: str, *, cascade: bool = False) -> None:
-        """Drop the table or view ``schema.name`` if it exists (its dependents too, with
-        ``cascade``)."""
+    def drop_relation(self, schema: str, name: str) -> None:
+        """Drop the table or view ``schema.name`` if it exists (not its dependents)."""
         kind = self.relation_kind(schema, name)
         if kind is None:
             return
         drop = exp.Drop(
-            tables=[table_expr(schema, name)],
-            kind="VIEW" if kind == "view" else "TABLE",
-            cascade=cascade,
+            tables=[table_expr(schema, name)], kind="VIEW" if kind == "view" else "TABLE"
         )
         self.execute(self._sql(drop))
 

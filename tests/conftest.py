@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg2
@@ -53,6 +53,21 @@ def _pg_admin() -> psycopg2.extensions.connection:
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test; dropped (sessions and all) afterwards."""
     yield from _fresh_pg_database()
+
+
+@pytest.fixture
+def new_pg_url() -> Iterator[Callable[[], str]]:
+    """Makes more fresh PostgreSQL databases for this test; all dropped afterwards."""
+    made: list[Iterator[str]] = []
+
+    def make() -> str:
+        database = _fresh_pg_database()
+        made.append(database)
+        return next(database)
+
+    yield make
+    for database in made:
+        next(database, None)  # runs its cleanup
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ table before its checks and swap; a change to any of them replays the whole chai
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -87,10 +88,12 @@ SETUP = {
 
 
 @pytest.mark.parametrize("workers", ["1", "4"])
-def test_a_setup_folder_builds_in_order(tmp_path: Path, pg_url: str, workers: str) -> None:
-    for attempt in range(3 if workers == "4" else 1):
+def test_a_setup_folder_builds_in_order(
+    tmp_path: Path, new_pg_url: Callable[[], str], workers: str
+) -> None:
+    for attempt in range(3 if workers == "4" else 1):  # a fresh target each time
         project = write_project(tmp_path / f"p{attempt}", SETUP)
-        target = pg_url if attempt == 0 else _fresh(pg_url, attempt)
+        target = new_pg_url()
         code, payload = build_json("--workers", workers, project=project, target=target)
         assert code == 0, payload
         names = query(target, project, "select name from api.department_names order by name")
@@ -102,21 +105,6 @@ def test_a_setup_folder_builds_in_order(tmp_path: Path, pg_url: str, workers: st
     assert code == 0, payload
     assert query(target, project, "select count(*) from stg.departments") == [(2,)]
     assert query(target, project, "select count(*) from api.department_names") == [(2,)]
-
-
-def _fresh(pg_url: str, attempt: int) -> str:
-    """Another fresh database next to ``pg_url`` (dropped with the test's server session)."""
-    import psycopg2
-
-    base, _, name = pg_url.rpartition("/")
-    fresh = f"{name}_{attempt}"
-    admin = psycopg2.connect(pg_url)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'drop database if exists "{fresh}"')
-        cursor.execute(f'create database "{fresh}"')
-    admin.close()
-    return f"{base}/{fresh}"
 
 
 def test_a_failing_modifier_keeps_the_published_relation(tmp_path: Path, target_url: str) -> None:

@@ -94,6 +94,12 @@ def main() -> None:
             print(f"| {label} | {b:.2f} | {t:.2f} | {statistics.median(ratios[case]):.2f}x |")
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False)
+        admin = psycopg2.connect(PG)
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            for who in ("this", "base"):
+                cursor.execute(f'drop database if exists "dbluigi_versions_{who}"')
+        admin.close()
 
 
 if __name__ == "__main__":

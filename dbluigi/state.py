@@ -3,6 +3,8 @@
 - ``runs``: one row per invocation.
 - ``task_runs``: one row per task attempt (status, failure class, error, timing, rows, ...).
 - ``models``: the last successful build of each model (fingerprint, build id, rows).
+- ``inputs``: the version of each input table (read, not built, by the project) as the
+  last run that looked at it saw it (``dbluigi.versions``).
 - ``meta``: the schema version, so later versions migrate the tables in place.
 
 The models table is read once per run; a model's row is written in the same
@@ -15,7 +17,7 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
@@ -26,7 +28,7 @@ from dbluigi.names import STATE_SCHEMA
 from dbluigi.targets.base import Session
 
 SCHEMA = STATE_SCHEMA
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry migrates from the previous version; never edit a released one, append.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -45,6 +47,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             model varchar, partition_key varchar, kind varchar, fingerprint varchar,
             content_fp varchar, build_id varchar, generation integer, rows_affected bigint,
             built_at timestamp, run_id varchar, primary key (model, partition_key))""",
+    ),
+    (  # 2: what changes outside the project (watermarks, inputs, outputs changed by hand)
+        "alter table dbluigi.task_runs add column if not exists watermark_from varchar",
+        "alter table dbluigi.task_runs add column if not exists watermark_to varchar",
+        "alter table dbluigi.models add column if not exists output_version varchar",
+        "alter table dbluigi.models add column if not exists inputs varchar",
+        "alter table dbluigi.models add column if not exists watermark varchar",
+        """create table if not exists dbluigi.inputs (
+            relation varchar primary key, version varchar, read_at timestamp)""",
     ),
 )
 
@@ -83,6 +94,8 @@ STATE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("build_id", "varchar"),
         ("explain_cost", "double precision"),
         ("checks", "varchar"),
+        ("watermark_from", "varchar"),
+        ("watermark_to", "varchar"),
     ),
     "models": (
         ("model", "varchar"),
@@ -95,12 +108,16 @@ STATE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("rows_affected", "bigint"),
         ("built_at", "timestamp"),
         ("run_id", "varchar"),
+        ("output_version", "varchar"),
+        ("inputs", "varchar"),
+        ("watermark", "varchar"),
     ),
+    "inputs": (("relation", "varchar"), ("version", "varchar"), ("read_at", "timestamp")),
 }
 # the state's columns, in one catalog query (information_schema reads alike on both targets)
 _STATE_COLUMNS_SQL = (
     "select table_name, column_name from information_schema.columns "
-    "where table_schema = %s and table_name in ('meta', 'runs', 'task_runs', 'models')"
+    "where table_schema = %s and table_name in ('meta', 'runs', 'task_runs', 'models', 'inputs')"
 )
 # a models row a plan cannot use: the build it stands for is unknown
 _UNUSABLE_MODELS = "fingerprint is null or build_id is null or generation is null"
@@ -117,6 +134,9 @@ class ModelState:
     generation: int
     rows: int | None = None
     built_at: object = None
+    output_version: str | None = None  # the published relation's version after the build
+    inputs: Mapping[str, str] = field(default_factory=dict)  # input table -> version read
+    watermark: str | None = None  # the highest watermark an incremental build reached
 
 
 TaskStatus = Literal["success", "failed", "skipped"]
@@ -168,6 +188,8 @@ class TaskRecord:
     build_id: str | None = None
     explain_cost: float | None = None
     checks: tuple[CheckResult, ...] = field(default=())
+    watermark_from: str | None = None  # incremental: the watermark the run started from
+    watermark_to: str | None = None  # and the one it reached
 
 
 @dataclass(frozen=True)
@@ -354,8 +376,9 @@ class StateStore:
             s.lock_in_transaction("dbluigi.migrate")
             s.ensure_schema(SCHEMA)
             present = self._columns()
-            for statement in MIGRATIONS[0]:  # every CREATE TABLE IF NOT EXISTS of the shape
-                s.execute(statement)
+            for migration in MIGRATIONS:  # every statement is idempotent (IF NOT EXISTS)
+                for statement in migration:
+                    s.execute(statement)
             for table, columns in STATE_TABLES.items():
                 if table not in present:
                     done.append(f"created dbluigi.{table}")
@@ -409,11 +432,16 @@ class StateStore:
     def read_models(self) -> dict[str, ModelState]:
         """The whole models table, once per run."""
         rows = self.session.query(
-            "select model, fingerprint, content_fp, build_id, generation, rows_affected, built_at "
-            "from dbluigi.models where partition_key = ''"
+            "select model, fingerprint, content_fp, build_id, generation, rows_affected, built_at, "
+            "output_version, inputs, watermark from dbluigi.models where partition_key = ''"
         ).rows
         _refuse_unusable(rows, fingerprint=1, build_id=3, generation=4)
-        return {r[0]: ModelState(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6]) for r in rows}
+        return {
+            r[0]: ModelState(
+                r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6], r[7], json.loads(r[8] or "{}"), r[9]
+            )
+            for r in rows
+        }
 
     def read_partitions(self) -> dict[tuple[str, str], ModelState]:
         """The last build of every partition of partitioned models, once per run."""
@@ -425,6 +453,22 @@ class StateStore:
         return {
             (r[0], r[1]): ModelState(r[0], r[2], r[3], r[4], int(r[5]), r[6], r[7]) for r in rows
         }
+
+    def read_inputs(self) -> dict[str, str]:
+        """The version of each input table as the last run that read it saw it."""
+        rows = self.session.query("select relation, version from dbluigi.inputs").rows
+        return {r[0]: r[1] for r in rows if r[1] is not None}
+
+    def record_inputs(self, versions: Mapping[str, str]) -> None:
+        """Remember the versions of input tables read by this run (``read_inputs``)."""
+        if not versions:
+            return
+        self.session.executemany(
+            "insert into dbluigi.inputs (relation, version, read_at) values (%s, %s, %s) "
+            "on conflict (relation) do update set version = excluded.version, "
+            "read_at = excluded.read_at",
+            [(relation, version, now()) for relation, version in sorted(versions.items())],
+        )
 
     def partition_keys(self, model: str) -> list[str]:
         """The partition values of a model that have a state row."""
@@ -470,7 +514,14 @@ class StateStore:
         )
 
     def record_success(
-        self, record: TaskRecord, *, kind: str, content_fp: str, generation: int
+        self,
+        record: TaskRecord,
+        *,
+        kind: str,
+        content_fp: str,
+        generation: int,
+        output_version: str | None = None,
+        inputs: Mapping[str, str] | None = None,
     ) -> None:
         """Record a successful build and its attempt; call inside the publishing transaction.
 
@@ -480,12 +531,13 @@ class StateStore:
             [
                 (
                     f"insert into dbluigi.models {_columns_of('models')} "
-                    "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "on conflict (model, partition_key) do update set kind = excluded.kind, "
                     "fingerprint = excluded.fingerprint, content_fp = excluded.content_fp, "
                     "build_id = excluded.build_id, generation = excluded.generation, "
                     "rows_affected = excluded.rows_affected, built_at = excluded.built_at, "
-                    "run_id = excluded.run_id",
+                    "run_id = excluded.run_id, output_version = excluded.output_version, "
+                    "inputs = excluded.inputs, watermark = excluded.watermark",
                     [
                         record.model,
                         record.partition,
@@ -497,6 +549,9 @@ class StateStore:
                         record.rows,
                         now(),
                         record.run_id,
+                        output_version,
+                        json.dumps(dict(sorted((inputs or {}).items()))) if inputs else None,
+                        record.watermark_to,
                     ],
                 ),
                 (_INSERT_TASK_RUN, _task_run_values(record)),
@@ -510,8 +565,8 @@ class StateStore:
     def task_records(self, run_id: str) -> list[TaskRecord]:
         rows = self.session.query(
             "select run_id, model, status, started_at, duration_s, attempt, partition_key, failure_class, "
-            "error, path, line, reason, rows_affected, fingerprint, build_id, explain_cost, checks "
-            "from dbluigi.task_runs where run_id = %s order by started_at, model, attempt",
+            "error, path, line, reason, rows_affected, fingerprint, build_id, explain_cost, checks, "
+            "watermark_from, watermark_to from dbluigi.task_runs where run_id = %s order by started_at, model, attempt",
             [run_id],
         ).rows
         return [_record(r) for r in rows]
@@ -560,8 +615,8 @@ class StateStore:
             where, params = "where model = %s", [model]
         rows = self.session.query(
             "select run_id, model, status, started_at, duration_s, attempt, partition_key, failure_class, "
-            "error, path, line, reason, rows_affected, fingerprint, build_id, explain_cost, checks "
-            f"from dbluigi.task_runs {where} order by started_at desc, model limit %s",
+            "error, path, line, reason, rows_affected, fingerprint, build_id, explain_cost, checks, "
+            f"watermark_from, watermark_to from dbluigi.task_runs {where} order by started_at desc, model limit %s",
             [*params, last],
         ).rows
         return [_record(r) for r in rows]
@@ -611,7 +666,7 @@ order by model, n
 
 _INSERT_TASK_RUN = (
     f"insert into dbluigi.task_runs {_columns_of('task_runs')} values "
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -634,6 +689,8 @@ def _task_run_values(r: TaskRecord) -> list[Any]:
         r.build_id,
         r.explain_cost,
         json.dumps([c.to_json() for c in r.checks]),
+        r.watermark_from,
+        r.watermark_to,
     ]
 
 
@@ -662,4 +719,6 @@ def _record(r: Sequence[Any]) -> TaskRecord:
         build_id=r[14],
         explain_cost=r[15],
         checks=checks,
+        watermark_from=r[17],
+        watermark_to=r[18],
     )

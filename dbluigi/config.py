@@ -41,8 +41,17 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "vars": (),
     "seeds": (),
     "sources": (),  # validated by dbluigi.sources.config
+    "inputs": (),  # [inputs."schema.table"] version_query = "..."
 }
 MAX_PARTITIONS = 10_000  # values of one partitioned model, unless [project] max_partitions says
+
+
+@dataclass(frozen=True)
+class InputQuery:
+    """``[inputs."raw.x"] version_query``: what stands for the version of an input table."""
+
+    sql: str
+    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,9 @@ class Config:
     workers: int = 1  # tasks run at once (``[target] workers``); ``--workers`` wins
     max_partitions: int = MAX_PARTITIONS  # values of one partitioned model, at most
     source_tables: Mapping[str, SourceTable] = field(  # [sources.NAME] tables, by relation
+        default_factory=lambda: MappingProxyType({})
+    )
+    input_queries: Mapping[str, InputQuery] = field(  # [inputs."schema.table"], by relation
         default_factory=lambda: MappingProxyType({})
     )
 
@@ -149,7 +161,43 @@ def load_config(
         workers=_workers(data.get("target", {}).get("workers"), lines),
         max_partitions=_max_partitions(project.get("max_partitions"), lines),
         source_tables=MappingProxyType(parse_sources(data.get("sources", {}), lines)),
+        input_queries=MappingProxyType(_input_queries(data.get("inputs", {}), lines)),
     )
+
+
+def _input_queries(inputs: Mapping[str, Any], lines: TomlLines) -> dict[str, InputQuery]:
+    """``[inputs."raw.x"] version_query = "select max(loaded_at) from raw.x"`` (also
+    ``[inputs.raw.x]``): a query whose answer is the input's version."""
+    found: dict[str, InputQuery] = {}
+    for relation, settings in _relation_tables(inputs, key="version_query"):
+        section = ("inputs", *relation.split(".", 1))
+        line = lines.key(("inputs", relation), "version_query") or lines.key(
+            section, "version_query"
+        )
+        unknown = [k for k in settings if k != "version_query"]
+        if unknown:
+            raise ProjectError(
+                f'unknown key {unknown[0]!r} in [inputs."{relation}"]',
+                path=CONFIG_FILE,
+                line=line,
+                hint='the only key is version_query = "select ..."',
+            )
+        query = settings.get("version_query")
+        if not isinstance(query, str) or not query.strip():
+            raise ProjectError(
+                f'[inputs."{relation}"] version_query must be a non-empty SQL query',
+                path=CONFIG_FILE,
+                line=line,
+                hint='for example version_query = "select count(*), max(loaded_at) from raw.x"',
+            )
+        if "." not in relation:
+            raise ProjectError(
+                f'[inputs."{relation}"]: name the input as schema.table',
+                path=CONFIG_FILE,
+                line=line,
+            )
+        found[relation.lower()] = InputQuery(query, line)
+    return found
 
 
 def _scheduler_url(value: Any) -> str | None:
@@ -277,7 +325,7 @@ def _validate_keys(data: Mapping[str, Any]) -> None:
 def _seed_types(seeds: Mapping[str, Any]) -> dict[str, Mapping[str, str]]:
     """``[seeds."raw.offenses"] column_types = {col = "bigint"}`` as {relation: {col: type}}."""
     result: dict[str, Mapping[str, str]] = {}
-    for relation, settings in _flatten_seed_tables(seeds):
+    for relation, settings in _relation_tables(seeds):
         for key in settings:
             if key != "column_types":
                 raise ProjectError(
@@ -300,17 +348,22 @@ def _seed_types(seeds: Mapping[str, Any]) -> dict[str, Mapping[str, str]]:
     return result
 
 
-def _flatten_seed_tables(seeds: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
-    # Both [seeds."raw.offenses"] and [seeds.raw.offenses] are accepted.
+def _relation_tables(
+    seeds: Mapping[str, Any], *, key: str = "column_types"
+) -> list[tuple[str, Mapping[str, Any]]]:
+    # Both [seeds."raw.offenses"] and [seeds.raw.offenses] are accepted (and in [inputs]).
     found: list[tuple[str, Mapping[str, Any]]] = []
-    for key, value in seeds.items():
+    section = "seeds" if key == "column_types" else "inputs"
+    for name, value in seeds.items():
         if not isinstance(value, dict):
-            raise ProjectError(f"[seeds] {key!r} must be a table", path=CONFIG_FILE)
-        if "column_types" in value or "." in key:
-            found.append((key, value))
+            raise ProjectError(f"[{section}] {name!r} must be a table", path=CONFIG_FILE)
+        if key in value or "." in name:
+            found.append((name, value))
         else:
             found.extend(
-                (f"{key}.{name}", inner) for name, inner in value.items() if isinstance(inner, dict)
+                (f"{name}.{table}", inner)
+                for table, inner in value.items()
+                if isinstance(inner, dict)
             )
     return found
 

@@ -19,6 +19,13 @@ from pathlib import Path
 
 from dbluigi.project import Model, Project
 from dbluigi.state import ModelState
+from dbluigi.versions import (
+    Versions,
+    changed_outside,
+    has_signal,
+    model_inputs,
+    why_none,
+)
 
 FINGERPRINT_VERSION = "1"
 
@@ -34,6 +41,9 @@ SOURCE_CHANGED = "source changed"  # a source table's version query answers diff
 SOURCE_UNREADABLE = "source version unreadable"  # its version query failed: run, and see
 UP_TO_DATE = "up to date"
 PARTITIONS = "partitions rebuilt"
+INPUT_CHANGED = "input changed"  # "input changed: raw.x": an input table's version moved
+NO_INPUT_SIGNAL = "no change signal for input"  # "...: raw.x (why)": it runs every build
+CHANGED_OUTSIDE = "changed outside dbluigi"  # its published relation changed since its build
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class Decision:
     partitions: tuple[PartitionDecision, ...] = ()  # a partitioned model's values, in order
     partitions_deferred: bool = False  # its values come from a query on tables this run builds
     partition_basis: str = ""  # what a partition's fingerprint hashes besides its value
+    inputs: tuple[tuple[str, str], ...] = ()  # the input tables it reads, with their versions
 
 
 @dataclass(frozen=True)
@@ -117,13 +128,16 @@ def make_plan(
     partition_state: Mapping[tuple[str, str], ModelState] | None = None,
     forced_partitions: Collection[str] = (),
     max_identifier_bytes: int | None = None,
+    observed: Versions | None = None,
 ) -> Plan:
     """Decide, in run order, which selected models run and why.
 
     ``source_versions`` holds, for the source tables that have one, what their version
     query answered this run (None: it failed); it is part of their fingerprint.
     ``max_identifier_bytes`` is the target's (``Target.max_identifier_bytes``), which
-    the names of partition tables are fitted into."""
+    the names of partition tables are fitted into. ``observed`` holds what the run read
+    of input tables and published relations (``dbluigi.versions``)."""
+    read = observed or Versions()
     versions = source_versions or {}
     existing = {f"{s}.{n}" for s, n in relations}
     modified = project.chains.modifiers  # producers with modifiers
@@ -149,10 +163,13 @@ def make_plan(
         content = content_fingerprint(project, model)
         upstream = [(p, build_ids.get(p) or "") for p in parents]
         version = versions.get(relation)
+        inputs = {i: read.inputs.get(i) for i in model_inputs(project, relation)}
+        tracked = tuple((i, v) for i, v in inputs.items() if v is not None and has_signal(v))
         fingerprint = _hash(
             content,
             *(f"{p}={b}" for p, b in upstream),
             *((f"source version={version}",) if version is not None else ()),
+            *(f"input {i}={v}" for i, v in tracked),
         )
         missing = tuple(
             p
@@ -200,6 +217,12 @@ def make_plan(
             reason = OUTPUT_MISSING
         elif stored.content_fp != content:
             reason = CHANGED
+        elif changed_outside(stored.output_version, read.outputs.get(relation)):
+            reason = CHANGED_OUTSIDE
+        elif changed := [i for i, v in tracked if stored.inputs.get(i) != v]:
+            reason = f"{INPUT_CHANGED}: {', '.join(changed)}"
+        elif silent := [(i, v) for i, v in inputs.items() if v is not None and not has_signal(v)]:
+            reason = f"{NO_INPUT_SIGNAL}: {', '.join(f'{i} ({why_none(v)})' for i, v in silent)}"
         elif relation in versions and version is None:
             reason = SOURCE_UNREADABLE
         elif stored.fingerprint != fingerprint:
@@ -208,6 +231,8 @@ def make_plan(
             reason = PARTITIONS
         else:
             reason = UP_TO_DATE
+        if reason == CHANGED_OUTSIDE and model.kind in ("incremental", "extract"):
+            refresh = True  # rows merged into a table changed by hand: start again
         if reason == CHANGED and model.kind == "incremental" and model.relation in modified:
             # its modifiers (or its query) changed: rows merged before were changed by the
             # old ones, so the chain replays from scratch
@@ -229,6 +254,7 @@ def make_plan(
             parts,
             deferred,
             basis,
+            tracked,
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)

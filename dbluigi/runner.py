@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from dbluigi import partitions
+from dbluigi import partitions, versions
 from dbluigi.artifact import write_run_artifact
 from dbluigi.audit import SlowTask, slow_tasks
 from dbluigi.errors import (
@@ -461,10 +461,13 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
         relations = {(r.schema, r.name) for r in map(Relation, catalog.kinds)}
         values = partition_values(session, project, selected)
         _check_partition_option(options, values)
+        models = state.read_models()
+        versions.check_input_queries(project)
+        session.prepare_versions()
         plan = make_plan(
             project,
             selected,
-            state.read_models(),
+            models,
             relations,
             forced=selected if options.force else (),
             full_refresh=selected if options.full_refresh else (),
@@ -473,6 +476,7 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
             partition_state=state.read_partitions() if values else {},
             forced_partitions=options.partitions,
             max_identifier_bytes=target.max_identifier_bytes,
+            observed=versions.read(session, project, selected, models, catalog.kinds),
         )
     except BaseException:
         session.close()
@@ -560,6 +564,8 @@ def run_plan(
             if plan.to_run:
                 _ensure_schemas(session, project, plan)
                 dispatch(run)
+                if target.versions_after_run and session.alive():
+                    versions.record_after_run(session, project, run_id)
             if not session.alive():  # a task lost the connection it shared with the run
                 lost, session = session, _reconnect(target, run_id)
                 lost.close()
@@ -739,13 +745,35 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
         state.ensure()
         session.try_lock(RUN_LOCK.format(run_id=run_id))  # alive: not "interrupted" to others
         state.start_run(run_id, "check", " ".join(selected), target.display_url, 1)
+        stored = state.read_models()
+        session.prepare_versions()
+        observed = versions.read(session, project, selected, stored, session.catalog().kinds)
         for relation in selected:
             model = project.models[relation]
             started, clock = now(), time.perf_counter()
+            built = stored.get(relation)
+            changed = built is not None and versions.changed_outside(
+                built.output_version, observed.outputs.get(relation)
+            )
             has_checks = bool(model.header.checks or project.gated_checks(relation))
-            if not has_checks:
+            if not has_checks and not changed:
                 continue
-            status, cls, error, results_ = _check_one(session, project, model)
+            status, cls, error, results_ = (
+                _check_one(session, project, model) if has_checks else ("success", None, None, ())
+            )
+            if changed:
+                status, cls = "failed", "check"
+                error = "\n".join(
+                    filter(
+                        None,
+                        [
+                            f"{relation} was changed outside dbluigi since its build"
+                            f"{f' at {built.built_at}' if built and built.built_at else ''}; "
+                            "the next build rebuilds it",
+                            error,
+                        ],
+                    )
+                )
             records.append(
                 TaskRecord(
                     run_id=run_id,

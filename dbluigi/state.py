@@ -470,6 +470,23 @@ class StateStore:
             [(relation, version, now()) for relation, version in sorted(versions.items())],
         )
 
+    def built_in(self, run_id: str) -> list[str]:
+        """The models (not partitions) whose published build is run ``run_id``'s."""
+        rows = self.session.query(
+            "select model from dbluigi.models where run_id = %s and partition_key = ''", [run_id]
+        ).rows
+        return [r[0] for r in rows]
+
+    def set_output_versions(self, versions: Mapping[str, str | None]) -> None:
+        """Store the versions of published relations read after their build (DuckDB) or
+        found changed outside dbluigi (``versions.CHANGED_MARK``)."""
+        if versions:
+            self.session.executemany(
+                "update dbluigi.models set output_version = %s "
+                "where model = %s and partition_key = ''",
+                [(version, model) for model, version in sorted(versions.items())],
+            )
+
     def partition_keys(self, model: str) -> list[str]:
         """The partition values of a model that have a state row."""
         rows = self.session.query(
@@ -520,18 +537,21 @@ class StateStore:
         kind: str,
         content_fp: str,
         generation: int,
-        output_version: str | None = None,
+        output_version: tuple[str, Sequence[Any]] | None = None,
         inputs: Mapping[str, str] | None = None,
     ) -> None:
         """Record a successful build and its attempt; call inside the publishing transaction.
 
         No round trip of its own: the models upsert and the task_runs row travel with the
-        COMMIT (``Session.defer``), and fail the commit if they fail."""
+        COMMIT (``Session.defer``), and fail the commit if they fail. ``output_version`` is
+        a SQL expression (with its parameters) of the published relations' version
+        (``Session.output_version_sql``), evaluated there, after every write of the build."""
+        version_sql, version_params = output_version or ("%s", [None])
         self.session.defer(
             [
                 (
                     f"insert into dbluigi.models {_columns_of('models')} "
-                    "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    f"values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {version_sql}, %s, %s) "
                     "on conflict (model, partition_key) do update set kind = excluded.kind, "
                     "fingerprint = excluded.fingerprint, content_fp = excluded.content_fp, "
                     "build_id = excluded.build_id, generation = excluded.generation, "
@@ -549,7 +569,7 @@ class StateStore:
                         record.rows,
                         now(),
                         record.run_id,
-                        output_version,
+                        *version_params,
                         json.dumps(dict(sorted((inputs or {}).items()))) if inputs else None,
                         record.watermark_to,
                     ],

@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from dbluigi import guards, names, pystep
+from dbluigi import guards, names, pystep, versions
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, point_at, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, TaskError
 from dbluigi.headers import IndexSpec
@@ -499,6 +499,8 @@ def record(
     with it) in the publishing transaction."""
     StateStore(session).record_tasks(modifiers)
     d = request.built
+    whole = request.partition is None  # a partition's table is not an output of its own
+    outputs = versions.output_relations(request.model) if whole else ()
     StateStore(session).record_success(
         TaskRecord(
             run_id=request.run_id,
@@ -518,6 +520,8 @@ def record(
         kind=request.model.kind,
         content_fp=d.content_fp,
         generation=d.generation,
+        output_version=session.output_version_sql(outputs) if outputs else None,
+        inputs=dict(request.decision.inputs) if whole else None,
     )
 
 

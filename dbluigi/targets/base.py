@@ -257,6 +257,19 @@ class Target(ABC):
         parts = [str(p) for p in (url.host, url.port, url.database) if p]
         return "dbluigi_" + re.sub(r"[^A-Za-z0-9]+", "_", "_".join(parts)).strip("_").lower()
 
+    @property
+    def versions_after_run(self) -> bool:
+        """Whether the versions of published relations are read at the end of the run."""
+        return False
+
+    def written_elsewhere(self) -> bool:
+        """Whether relations may have changed since dbluigi last looked (always, but on a
+        DuckDB file no other process wrote since dbluigi closed it)."""
+        return True
+
+    def acknowledge_writes(self) -> None:
+        """Every version was compared with what others wrote (``written_elsewhere``)."""
+
 
 class Session(ABC):
     """One connection to a target. Autocommits outside ``transaction()``.
@@ -313,6 +326,25 @@ class Session(ABC):
     @abstractmethod
     def relation_kind(self, schema: str, name: str) -> str | None:
         """``"table"``, ``"view"``, or None when no such relation exists."""
+
+    # -- versions of relations (``dbluigi.versions``) -----------------------------------
+
+    def prepare_versions(self) -> None:
+        """Set up what ``relation_versions`` needs, once per run (PostgreSQL: the change log)."""
+
+    def relation_versions(self, relations: Sequence[str], *, track: bool) -> dict[str, str]:
+        """The version of each of ``relations`` (``schema.name``) that exists: a string that
+        changes with every committed change of its rows, its columns or its identity, or
+        ``none: <why>`` where the target has no such signal. ``track`` lets the target set up
+        what the signal of a relation needs (PostgreSQL's change trigger)."""
+        kinds = self.catalog().kinds
+        return {r: "none: this target has no change signal" for r in relations if r in kinds}
+
+    def output_version_sql(self, relations: Sequence[str]) -> tuple[str, list[Any]] | None:
+        """A SQL expression of the combined version of ``relations`` (``versions.combine``),
+        evaluated last in the transaction that publishes them; None when the target reads
+        versions of what it published after the run instead (``versions_after_run``)."""
+        return None
 
     @abstractmethod
     def prepare_indexes(self, schema: str, name: str, indexes: Sequence[IndexLike]) -> None:

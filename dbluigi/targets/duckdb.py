@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -24,6 +25,7 @@ from sqlglot import exp
 
 from dbluigi.errors import FailureClass, TargetError, TaskError
 from dbluigi.names import index_name
+from dbluigi.relation import Relation
 from dbluigi.targets.base import (
     Catalog,
     Column,
@@ -32,6 +34,7 @@ from dbluigi.targets.base import (
     Session,
     Target,
     ident,
+    quote_name,
     strip_statement_end,
     table_expr,
 )
@@ -74,6 +77,27 @@ WHERE database_name = current_database() AND NOT temporary AND NOT internal
 """
 
 
+# Every table's and view's columns, names and types in order, for their versions.
+_COLUMNS_SQL = """
+SELECT schema_name, table_name, md5(string_agg(column_name || ' ' || data_type, ','
+                                               ORDER BY column_index))
+FROM duckdb_columns() WHERE database_name = current_database() GROUP BY ALL
+"""
+_VIEWS_SQL = """
+SELECT schema_name, view_name, md5(sql) FROM duckdb_views()
+WHERE database_name = current_database() AND NOT temporary AND NOT internal
+"""
+# One table's rows (a count DuckDB answers from metadata) and storage layout: every row
+# group and segment with its block, statistics and pending updates. Read after a
+# CHECKPOINT, an INSERT, UPDATE or ALTER rewrites segments, a DELETE changes the count.
+_TABLE_VERSION_SQL = """SELECT %s, (SELECT count(*) FROM {table}),
+  (SELECT sum(hash(row_group_id, column_id, column_path, segment_id, count, block_id,
+                   block_offset, has_updates, persistent, stats::VARCHAR))
+   FROM pragma_storage_info(%s))"""
+SEEN_SUFFIX = ".dbluigi-seen"  # next to the file: its size and time when dbluigi closed it
+_OPEN: dict[Path, list[Any]] = {}  # per file: [sessions open in this process, written elsewhere]
+
+
 def qmark(sql: str) -> str:
     """psycopg2-style placeholders to DuckDB's: ``%s`` to ``?`` and ``%%`` to ``%``."""
     return _PLACEHOLDER.sub(lambda m: "?" if m.group() == "%s" else "%", sql)
@@ -96,6 +120,43 @@ class DuckDBTarget(Target):
     def display_url(self) -> str:
         return f"duckdb:///{self.path}"
 
+    @property
+    def versions_after_run(self) -> bool:
+        return True
+
+    def written_elsewhere(self) -> bool:
+        """Whether another process wrote the file since dbluigi last closed it (compared
+        with the size and time recorded then, when the first session opened it)."""
+        entry = _OPEN.get(self.path.resolve())
+        return True if entry is None else bool(entry[1])
+
+    def acknowledge_writes(self) -> None:
+        """The versions of every input and output were compared with what another process
+        wrote: when this process closes the file, that is how dbluigi last saw it."""
+        entry = _OPEN.get(self.path.resolve())
+        if entry is not None:
+            entry[1] = False
+
+    def _opening(self) -> None:
+        key = self.path.resolve()
+        entry = _OPEN.setdefault(key, [0, True])
+        if entry[0] == 0:
+            seen = _seen_path(self.path)
+            entry[1] = not seen.exists() or seen.read_text() != _file_identity(self.path)
+        entry[0] += 1
+
+    def _closed(self, *, remember: bool = True) -> None:
+        """A session closed; when it was the last of this process, remember how the file
+        looks now, unless what another process wrote was not looked at yet (or the open
+        failed: another process may be writing it)."""
+        entry = _OPEN.get(self.path.resolve())
+        if entry is None:
+            return
+        entry[0] -= 1
+        if entry[0] == 0 and remember and not entry[1] and self.path.exists():
+            with suppress(OSError):  # a read-only folder: the next run compares versions
+                _seen_path(self.path).write_text(_file_identity(self.path))
+
     def connect(self) -> DuckDBSession:
         """Open the file (created if missing) as the catalog ``CATALOG``; a file held by
         another process is a ``TargetError`` naming that process, a damaged one a
@@ -107,15 +168,18 @@ class DuckDBTarget(Target):
         an in-memory database of its own, whose default ``memory`` catalog is then
         detached; sessions of one process share that database, as they share a file
         opened directly."""
+        self._opening()  # before the file is opened: how it looked then
         try:
             connection = duckdb.connect(_instance_name(self.path))
         except duckdb.Error as exc:
+            self._closed(remember=False)
             raise self._open_error(exc) from None
         try:
             for statement in _attach_statements(self.path):
                 connection.execute(statement.sql(dialect="duckdb"))
         except duckdb.Error as exc:
             connection.close()
+            self._closed(remember=False)
             raise self._open_error(exc) from None
         return DuckDBSession(self, connection)
 
@@ -152,6 +216,16 @@ def _attach_statements(path: Path) -> list[exp.Expression]:
     ]
 
 
+def _seen_path(path: Path) -> Path:
+    return path.with_name(path.name + SEEN_SUFFIX)
+
+
+def _file_identity(path: Path) -> str:
+    """What changes when a process writes the file: its size, time and inode."""
+    stat = path.stat()
+    return f"{stat.st_size} {stat.st_mtime_ns} {stat.st_ino}"
+
+
 def _instance_name(path: Path) -> str:
     """The in-memory database the file is attached to: one per file in a process."""
     key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
@@ -166,6 +240,7 @@ class DuckDBSession(Session):
     def __init__(self, target: DuckDBTarget, connection: duckdb.DuckDBPyConnection) -> None:
         super().__init__(target)
         self._connection = connection
+        self._closed_once = False
 
     # -- statements -----------------------------------------------------------------
 
@@ -445,7 +520,40 @@ class DuckDBSession(Session):
         """Nothing to release (see ``try_lock``)."""
 
     def close(self) -> None:
+        if self._closed_once:
+            return
+        self._closed_once = True
         self._connection.close()
+        self.target._closed()
+
+    # -- versions -----------------------------------------------------------------------
+
+    def relation_versions(self, relations: Sequence[str], *, track: bool) -> dict[str, str]:
+        """Tables: their row count, columns and storage layout; views: their SQL and
+        columns. Read after a CHECKPOINT, so what this process wrote is laid out as it
+        will stay (``track`` needs nothing more here)."""
+        if not relations:
+            return {}
+        self.execute("CHECKPOINT")
+        columns = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_COLUMNS_SQL).rows}
+        views = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_VIEWS_SQL).rows}
+        found: dict[str, str] = {}
+        tables = []
+        for relation in relations:
+            if relation in views:
+                found[relation] = f"v{views[relation]}.{columns.get(relation, '')}"
+            elif relation in columns:
+                tables.append(relation)
+        for batch in _batches(tables, 200):
+            parts, params = [], []
+            for relation in batch:
+                parsed = Relation(relation)
+                name = quote_name(parsed.schema, parsed.name)
+                parts.append(_TABLE_VERSION_SQL.format(table=name))
+                params += [relation, name]
+            for relation, count, layout in self.query(" UNION ALL ".join(parts), params).rows:
+                found[relation] = f"t{count}.{columns[relation]}.{layout}"
+        return found
 
 
 def _batches(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:

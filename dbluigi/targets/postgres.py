@@ -31,6 +31,8 @@ from sqlglot import exp
 from sqlglot.tokens import TokenType
 
 from dbluigi.errors import FailureClass, TargetError, TaskError
+from dbluigi.relation import Relation
+from dbluigi.targets import pgchanges
 from dbluigi.targets.base import (
     Catalog,
     Column,
@@ -239,6 +241,7 @@ class PostgresSession(Session):
         # statements nobody reads the result of (BEGIN, a lock, state writes), sent ahead
         # of the next one: psycopg2 binds parameters client-side, so they join as text
         self._pending: list[bytes] = []
+        self._change_log_ready = False
 
     # -- statements -------------------------------------------------------------------
 
@@ -384,6 +387,46 @@ class PostgresSession(Session):
             _RELATIONS_SQL + " AND n.nspname = %s AND c.relname = %s", (schema, name)
         ).rows
         return _RELKINDS[rows[0][2]] if rows else None
+
+    # -- versions (dbluigi.targets.pgchanges) ---------------------------------------------
+
+    def prepare_versions(self) -> None:
+        """Create the change log once per target, and fold it when it grew long."""
+        if self._change_log_ready:
+            return
+        (ready,) = self.query(pgchanges.READY_SQL).rows[0]
+        if not ready:
+            with self.transaction():
+                self.lock_in_transaction("dbluigi.changes")
+                for statement in pgchanges.SETUP:
+                    self.execute(statement)
+        else:
+            rows = self.query(
+                "select count(*) from (select 1 from dbluigi.changes limit %s) as c",
+                (pgchanges.COMPACT_ABOVE + 1,),
+            ).rows[0][0]
+            if rows > pgchanges.COMPACT_ABOVE:
+                with self.transaction():
+                    self.lock_in_transaction("dbluigi.changes")
+                    self.execute(pgchanges.PRUNE_SQL)
+                    self.execute(pgchanges.COMPACT_SQL)
+        self._change_log_ready = True
+
+    def relation_versions(self, relations: Sequence[str], *, track: bool) -> dict[str, str]:
+        if not relations:
+            return {}
+        self.prepare_versions()
+        names = {_regclass_name(r): r for r in relations}
+        rows = self.query(pgchanges.VERSIONS_SQL, (track, list(names))).rows
+        return {names[name]: version for name, version in rows if version is not None}
+
+    def output_version_sql(self, relations: Sequence[str]) -> tuple[str, list[Any]] | None:
+        parts: list[str] = []
+        params: list[Any] = []
+        for relation in sorted(relations):
+            parts.append(f"%s || {pgchanges.FUNCTION}(%s, true)")
+            params += [f"{relation}=", _regclass_name(relation)]
+        return (" || ';' || ".join(parts), params) if parts else None
 
     def _data_type(self, portable: str) -> exp.DataType:
         return exp.DataType.build(_TYPES[portable], dialect="postgres")
@@ -726,6 +769,12 @@ class PostgresSession(Session):
         except psycopg2.Error:
             return not self._connection.closed  # another error: the connection is there
         return True
+
+
+def _regclass_name(relation: str) -> str:
+    """``schema.name`` as ``to_regclass`` reads it: each part quoted."""
+    parts = Relation(relation)
+    return quote_name(parts.schema, parts.name)
 
 
 def _result(cursor: psycopg2.extensions.cursor, limit: int | None) -> QueryResult:

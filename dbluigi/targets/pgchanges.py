@@ -1,0 +1,110 @@
+"""Versions of PostgreSQL relations: a change log fed by statement triggers.
+
+PostgreSQL keeps no per-table counter of committed changes that can be read cheaply
+and exactly (``pg_stat_user_tables`` is reported asynchronously, so a build started a
+moment after a commit may not see it). So dbluigi keeps one:
+
+- ``dbluigi.changes (relid, xid, weight)``: a row per table and writing transaction.
+- ``dbluigi.note_change()``: an ``AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ... FOR
+  EACH STATEMENT`` trigger function, named ``dbluigi_changes`` on each tracked table and
+  enabled ALWAYS (it fires under ``session_replication_role = replica`` too, as logical
+  replication applies changes). It adds the transaction's row once (``ON CONFLICT DO
+  NOTHING``): one small insert per writing statement, no lock shared between writers,
+  and the row is visible exactly when the change commits. It never fails the writer's
+  statement.
+- ``dbluigi.relation_version_v1(name, track)``: the version of one relation, a string
+  that changes with every committed change of its rows (the sum of its change rows),
+  its columns (names and types) and its identity (its oid: dropped and recreated),
+  and for a view with its definition. ``track`` installs the trigger where it is missing
+  (waiting at most 2 s for the table's lock); without it, or where it cannot be
+  installed (no privilege), the answer is ``none: <why>``: no signal.
+
+Materialized views and foreign tables have no signal (no statement triggers). Changes
+made with triggers disabled (``ALTER TABLE ... DISABLE TRIGGER ALL``, ``pg_restore
+--disable-triggers``) are not seen. ``compact`` folds the log into one row per table.
+"""
+
+from __future__ import annotations
+
+TRIGGER = "dbluigi_changes"
+FUNCTION = "dbluigi.relation_version_v1"
+
+# Created once per target (under a lock, by the first build that needs them).
+SETUP = (
+    """create table if not exists dbluigi.changes (
+        relid oid not null,
+        xid xid8 not null default pg_current_xact_id(),
+        weight bigint not null default 1,
+        primary key (relid, xid))""",
+    """create or replace function dbluigi.note_change() returns trigger
+    language plpgsql security definer set search_path = pg_catalog as $$
+    begin
+        insert into dbluigi.changes (relid) values (TG_RELID) on conflict do nothing;
+        return null;
+    exception when others then
+        return null;  -- the change log must never fail the statement of whoever writes
+    end $$""",
+    f"""create or replace function {FUNCTION}(name text, track boolean) returns text
+    language plpgsql set search_path = pg_catalog as $$
+    declare
+        rel regclass := to_regclass(name);
+        kind "char";
+        cols text;
+        tracked boolean;
+        total numeric;
+    begin
+        if rel is null then
+            return null;
+        end if;
+        select relkind into kind from pg_class where oid = rel;
+        select md5(coalesce(string_agg(attname || ' ' || format_type(atttypid, atttypmod),
+                                       ',' order by attnum), ''))
+          into cols from pg_attribute where attrelid = rel and attnum > 0 and not attisdropped;
+        if kind = 'v' then
+            return 'v' || rel::oid || '.' || md5(pg_get_viewdef(rel)) || '.' || cols;
+        end if;
+        if kind not in ('r', 'p') then
+            return 'none: ' || case kind when 'm' then 'a materialized view'
+                                         when 'f' then 'a foreign table'
+                                         else 'not a table' end || ' has no change signal';
+        end if;
+        select exists (select 1 from pg_trigger
+                       where tgrelid = rel and tgname = '{TRIGGER}' and tgenabled = 'A')
+          into tracked;
+        if not tracked then
+            if not track then
+                return 'none: not tracked yet';
+            end if;
+            begin
+                perform set_config('lock_timeout', '2s', true);
+                execute format('drop trigger if exists {TRIGGER} on %s', rel);
+                execute format('create trigger {TRIGGER} after insert or update or delete '
+                               'or truncate on %s for each statement '
+                               'execute function dbluigi.note_change()', rel);
+                execute format('alter table %s enable always trigger {TRIGGER}', rel);
+            exception when others then
+                return 'none: cannot add the change trigger (' || sqlerrm || ')';
+            end;
+        end if;
+        select coalesce(sum(weight), 0) into total from dbluigi.changes where relid = rel;
+        return 't' || rel::oid || '.' || cols || '.' || total;
+    end $$""",
+)
+
+# Whether the objects above are there (the last one created, so all of them are).
+READY_SQL = f"select to_regprocedure('{FUNCTION}(text, boolean)') is not null"
+
+# One row per relation asked: (name, version).
+VERSIONS_SQL = f"select name, {FUNCTION}(name, %s) from unnest(%s::text[]) as name"
+
+# The log folded into one row per table (xid 0 holds the sum), rows of dropped tables gone.
+COMPACT_SQL = """
+with moved as (
+    delete from dbluigi.changes where xid <> '0'::xid8 returning relid, weight
+)
+insert into dbluigi.changes (relid, xid, weight)
+select relid, '0'::xid8, sum(weight) from moved group by relid
+on conflict (relid, xid) do update set weight = dbluigi.changes.weight + excluded.weight
+"""
+PRUNE_SQL = "delete from dbluigi.changes where relid not in (select oid from pg_class)"
+COMPACT_ABOVE = 10_000  # rows in the log before a build folds it

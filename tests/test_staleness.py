@@ -1,0 +1,254 @@
+"""Nothing goes silently stale (issue 15): input tables and published relations changed
+outside dbluigi are noticed by the next build, on both targets.
+
+"Outside dbluigi" is another system writing the target: on PostgreSQL another
+connection; on DuckDB another DuckDB connection of its own (as another process would
+hold it), never a dbluigi session.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import psycopg2
+import pytest
+
+from tests.buildkit import build_json, cli, query, ran
+from tests.helpers import write_project
+
+Write = Callable[[str], None]
+
+PROJECT = {
+    "out/items_copy.sql": "select id, v from src.items\n",
+    "out/items_view.sql": "-- kind: view\nselect id, v from src.items where id > 0\n",
+    "out/other.sql": "select 1 as one\n",
+    "api/items_api.sql": "select count(*) as n from out.items_copy\n",
+}
+
+
+@pytest.fixture
+def outside(target_url: str, tmp_path: Path) -> Iterator[Write]:
+    """Run SQL on the target as another system would (committed at once)."""
+    if target_url.startswith("duckdb"):
+        path = target_url.split(":///", 1)[1]
+
+        def write(sql: str) -> None:
+            connection = duckdb.connect(path)
+            try:
+                connection.execute(sql)
+            finally:
+                connection.close()
+
+        yield write
+        return
+    connection = psycopg2.connect(target_url)
+    connection.autocommit = True
+
+    def write_pg(sql: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+
+    yield write_pg
+    connection.close()
+
+
+def _project(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
+    return write_project(tmp_path / "project", {**PROJECT, **(extra or {})})
+
+
+def _reasons(payload: dict[str, object]) -> dict[str, str]:
+    results = payload["results"]
+    assert isinstance(results, list)
+    return {r["model"]: r["reason"] for r in results if r["status"] != "up to date"}
+
+
+def _start(outside: Write, project: Path, target: str) -> None:
+    outside("create schema src")
+    outside("create table src.items (id integer primary key, v varchar)")
+    outside("insert into src.items values (1, 'a'), (2, 'b')")
+    code, first = build_json(project=project, target=target)
+    assert code == 0, first
+    code, second = build_json(project=project, target=target)
+    assert code == 0 and ran(second) == set(), "a build with no change runs nothing"
+
+
+CHANGES = {
+    "insert": ["insert into src.items values (3, 'c')"],
+    "update": ["update src.items set v = 'B' where id = 2"],
+    "delete": ["delete from src.items where id = 1"],
+    "truncate": ["truncate src.items"],
+    "alter": ["alter table src.items add column w integer"],
+    "recreate": [
+        "drop view if exists out.items_view",
+        "drop table src.items",
+        "create table src.items (id integer primary key, v varchar)",
+        # the same rows again would be no change to DuckDB (no identity survives a
+        # reload of its catalog); PostgreSQL tells by the table's oid all the same
+        "insert into src.items values (1, 'a'), (2, 'z')",
+    ],
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_every_change_of_an_input_table_rebuilds_its_readers_on_the_next_build(
+    tmp_path: Path, target_url: str, outside: Write, change: str
+) -> None:
+    project = _project(tmp_path)
+    _start(outside, project, target_url)
+    for sql in CHANGES[change]:
+        outside(sql)
+    code, after = build_json(project=project, target=target_url)
+    assert code == 0, after
+    reasons = _reasons(after)
+    assert reasons["out.items_copy"] == "input changed: src.items"
+    assert "out.other" not in reasons  # reads no input
+    assert reasons["api.items_api"] == "upstream rebuilt"
+    rows = query(target_url, project, "select count(*) from out.items_copy")
+    expected = query(target_url, project, "select count(*) from src.items")
+    assert rows == expected
+    code, again = build_json(project=project, target=target_url)
+    assert code == 0 and ran(again) == set(), _reasons(again)
+
+
+def test_plan_names_the_input_that_changed(tmp_path: Path, target_url: str, outside: Write) -> None:
+    project = _project(tmp_path)
+    _start(outside, project, target_url)
+    outside("insert into src.items values (3, 'c')")
+    code, out = cli("plan", "--json", project=project, target=target_url)
+    assert code == 0
+    plan = {m["model"]: m for m in json.loads(out)["models"]}
+    assert plan["out.items_copy"]["reason"] == "input changed: src.items"
+    assert plan["out.items_view"]["reason"] == "input changed: src.items"
+    assert not plan["out.other"]["run"]
+
+
+def test_a_published_table_changed_by_hand_is_rebuilt_and_reported_by_check(
+    tmp_path: Path, target_url: str, outside: Write
+) -> None:
+    project = _project(
+        tmp_path, {"out/items_copy.check.sql": "select * from out.items_copy where id is null\n"}
+    )
+    _start(outside, project, target_url)
+    outside("delete from out.items_copy where id = 1")
+    code, out = cli("check", project=project, target=target_url)
+    assert code == 1 and "changed outside dbluigi" in out, out
+    code, after = build_json(project=project, target=target_url)
+    assert code == 0
+    assert _reasons(after)["out.items_copy"] == "changed outside dbluigi"
+    assert query(target_url, project, "select count(*) from out.items_copy") == [(2,)]
+    code, again = build_json(project=project, target=target_url)
+    assert ran(again) == set()
+    code, out = cli("check", project=project, target=target_url)
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "truncate out.items_copy",
+        "update out.items_copy set v = 'x'",
+        "alter table out.items_copy add column extra integer",
+        "drop table out.items_copy",
+    ],
+)
+def test_every_hand_change_of_a_published_table_is_noticed(
+    tmp_path: Path, target_url: str, outside: Write, change: str
+) -> None:
+    project = _project(tmp_path)
+    _start(outside, project, target_url)
+    outside(change)
+    code, after = build_json(project=project, target=target_url)
+    assert code == 0
+    reason = _reasons(after)["out.items_copy"]
+    assert reason == (
+        "relation missing" if change.startswith("drop") else "changed outside dbluigi"
+    )
+    assert query(target_url, project, "select count(*) from out.items_copy") == [(2,)]
+
+
+def test_a_view_redefined_by_hand_is_noticed(
+    tmp_path: Path, target_url: str, outside: Write
+) -> None:
+    project = _project(tmp_path)
+    _start(outside, project, target_url)
+    outside("create or replace view out.items_view as select id, v from src.items")
+    code, after = build_json(project=project, target=target_url)
+    assert _reasons(after)["out.items_view"] == "changed outside dbluigi"
+
+
+def test_a_version_query_replaces_the_signal(
+    tmp_path: Path, target_url: str, outside: Write
+) -> None:
+    project = _project(
+        tmp_path,
+        {
+            "dbluigi.toml": '[inputs."src.items"]\nversion_query = "select count(*) from src.items"\n'
+        },
+    )
+    _start(outside, project, target_url)
+    outside("update src.items set v = 'B' where id = 2")  # the count stays: not a change
+    code, after = build_json(project=project, target=target_url)
+    assert ran(after) == set()
+    outside("insert into src.items values (3, 'c')")
+    code, after = build_json(project=project, target=target_url)
+    assert _reasons(after)["out.items_copy"] == "input changed: src.items"
+
+
+def test_an_unknown_input_in_the_config_is_an_error_naming_the_line(
+    tmp_path: Path, target_url: str, outside: Write
+) -> None:
+    project = _project(
+        tmp_path,
+        {"dbluigi.toml": '\n[inputs."src.itemz"]\nversion_query = "select 1"\n'},
+    )
+    outside("create schema src")
+    outside("create table src.items (id integer primary key, v varchar)")
+    code, out = cli("build", project=project, target=target_url)
+    assert code == 2
+    assert "src.itemz" in out and "dbluigi.toml" in out and "src.items" in out
+
+
+def test_a_reader_left_out_of_a_build_still_sees_the_change_later(
+    tmp_path: Path, target_url: str, outside: Write
+) -> None:
+    project = _project(tmp_path)
+    _start(outside, project, target_url)
+    outside("update src.items set v = 'B' where id = 2")
+    code, only = build_json("out.other", project=project, target=target_url)
+    assert ran(only) == set()
+    code, later = build_json(project=project, target=target_url)
+    assert _reasons(later)["out.items_copy"] == "input changed: src.items"
+
+
+def test_a_table_changed_by_hand_while_another_was_built_is_rebuilt_when_selected(
+    tmp_path: Path, target_url: str, outside: Write
+) -> None:
+    project = _project(tmp_path)
+    _start(outside, project, target_url)
+    outside("delete from out.items_copy where id = 2")
+    build_json("out.other", "--full-refresh", project=project, target=target_url)
+    code, later = build_json("out.items_copy", project=project, target=target_url)
+    assert _reasons(later)["out.items_copy"] == "changed outside dbluigi"
+
+
+@pytest.mark.postgres
+def test_an_input_without_a_signal_runs_its_readers_every_build(
+    tmp_path: Path, pg_url: str
+) -> None:
+    project = write_project(
+        tmp_path / "project", {"out/from_mv.sql": "select id from src.items_mv\n"}
+    )
+    connection = psycopg2.connect(pg_url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("create schema src")
+        cursor.execute("create materialized view src.items_mv as select 1 as id")
+    connection.close()
+    build_json(project=project, target=pg_url)
+    code, again = build_json(project=project, target=pg_url)
+    assert _reasons(again)["out.from_mv"] == (
+        "no change signal for input: src.items_mv (a materialized view has no change signal)"
+    )

@@ -176,6 +176,7 @@ def test_a_view_redefined_by_hand_is_noticed(
     _start(outside, project, target_url)
     outside("create or replace view out.items_view as select id, v from src.items")
     code, after = build_json(project=project, target=target_url)
+    assert code == 0
     assert _reasons(after)["out.items_view"] == "changed outside dbluigi"
 
 
@@ -194,6 +195,7 @@ def test_a_version_query_replaces_the_signal(
     assert ran(after) == set()
     outside("insert into src.items values (3, 'c')")
     code, after = build_json(project=project, target=target_url)
+    assert code == 0
     assert _reasons(after)["out.items_copy"] == "input changed: src.items"
 
 
@@ -220,6 +222,7 @@ def test_a_reader_left_out_of_a_build_still_sees_the_change_later(
     code, only = build_json("out.other", project=project, target=target_url)
     assert ran(only) == set()
     code, later = build_json(project=project, target=target_url)
+    assert code == 0
     assert _reasons(later)["out.items_copy"] == "input changed: src.items"
 
 
@@ -231,6 +234,7 @@ def test_a_table_changed_by_hand_while_another_was_built_is_rebuilt_when_selecte
     outside("delete from out.items_copy where id = 2")
     build_json("out.other", "--full-refresh", project=project, target=target_url)
     code, later = build_json("out.items_copy", project=project, target=target_url)
+    assert code == 0
     assert _reasons(later)["out.items_copy"] == "changed outside dbluigi"
 
 
@@ -249,6 +253,7 @@ def test_an_input_without_a_signal_runs_its_readers_every_build(
     connection.close()
     build_json(project=project, target=pg_url)
     code, again = build_json(project=project, target=pg_url)
+    assert code == 0
     assert _reasons(again)["out.from_mv"] == (
         "no change signal for input: src.items_mv (a materialized view has no change signal)"
     )

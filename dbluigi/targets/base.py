@@ -269,6 +269,7 @@ class Target(ABC):
 
     def acknowledge_writes(self) -> None:
         """Every version was compared with what others wrote (``written_elsewhere``)."""
+        return None
 
 
 class Session(ABC):
@@ -331,6 +332,7 @@ class Session(ABC):
 
     def prepare_versions(self) -> None:
         """Set up what ``relation_versions`` needs, once per run (PostgreSQL: the change log)."""
+        return None
 
     def relation_versions(self, relations: Sequence[str], *, track: bool) -> dict[str, str]:
         """The version of each of ``relations`` (``schema.name``) that exists: a string that

@@ -538,21 +538,22 @@ class DuckDBSession(Session):
         columns = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_COLUMNS_SQL).rows}
         views = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_VIEWS_SQL).rows}
         found: dict[str, str] = {}
-        tables = []
+        tables: list[str] = []
         for relation in relations:
             if relation in views:
                 found[relation] = f"v{views[relation]}.{columns.get(relation, '')}"
             elif relation in columns:
                 tables.append(relation)
-        for batch in _batches(tables, 200):
-            parts, params = [], []
-            for relation in batch:
-                parsed = Relation(relation)
+        for batch in _batches([(t,) for t in tables], 200):
+            parts: list[str] = []
+            params: list[str] = []
+            for (table,) in batch:
+                parsed = Relation(str(table))
                 name = quote_name(parsed.schema, parsed.name)
                 parts.append(_TABLE_VERSION_SQL.format(table=name))
-                params += [relation, name]
-            for relation, count, layout in self.query(" UNION ALL ".join(parts), params).rows:
-                found[relation] = f"t{count}.{columns[relation]}.{layout}"
+                params += [str(table), name]
+            for table, count, layout in self.query(" UNION ALL ".join(parts), params).rows:
+                found[table] = f"t{count}.{columns[table]}.{layout}"
         return found
 
 

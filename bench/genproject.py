@@ -8,9 +8,13 @@ from pathlib import Path
 SCHEMA = "bench"
 
 
-def layered(root: Path, count: int, *, layers: int = 10, seed: int = 7) -> list[tuple[str, str]]:
+def layered(
+    root: Path, count: int, *, layers: int = 10, seed: int = 7, inputs: int = 0
+) -> list[tuple[str, str]]:
     """``count`` trivial models in ``layers`` layers, each reading 1-3 models of the layer
-    before; returns (name, sql) in a valid build order. Writes ``root/bench/<name>.sql``."""
+    before; returns (name, sql) in a valid build order. Writes ``root/bench/<name>.sql``.
+    With ``inputs``, the first ``inputs`` models of the first layer read input table
+    ``raw.input_<n>`` (which the caller creates in the target)."""
     rng = random.Random(seed)
     folder = root / SCHEMA
     folder.mkdir(parents=True, exist_ok=True)
@@ -21,7 +25,9 @@ def layered(root: Path, count: int, *, layers: int = 10, seed: int = 7) -> list[
     for i in range(count):
         layer = min(i // per_layer, layers - 1)
         name = f"m{i:05d}"
-        if layer == 0 or not previous:
+        if (layer == 0 or not previous) and i < inputs:
+            sql = f"select {i} as id, 'v{i}' as v from raw.input_{i:03d} limit 1"
+        elif layer == 0 or not previous:
             sql = f"select {i} as id, 'v{i}' as v"
         else:
             ups = sorted(rng.sample(previous, k=min(len(previous), rng.randint(1, 3))))

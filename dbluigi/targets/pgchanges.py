@@ -94,8 +94,51 @@ SETUP = (
 # Whether the objects above are there (the last one created, so all of them are).
 READY_SQL = f"select to_regprocedure('{FUNCTION}(text, boolean)') is not null"
 
-# One row per relation asked: (name, version).
+# One row per relation asked: (name, version); what installs a missing trigger.
 VERSIONS_SQL = f"select name, {FUNCTION}(name, %s) from unnest(%s::text[]) as name"
+
+# The same facts for many relations in one set-based query (no function call per
+# relation): what a no-op build reads. ``version`` formats a row as the function does.
+CATALOG_SQL = f"""
+with wanted as (
+    select name, to_regclass(name) as rel from unnest(%s::text[]) as name
+), cols as (
+    select a.attrelid, md5(coalesce(string_agg(
+               a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ',' order by a.attnum
+           ), '')) as sig
+    from pg_attribute as a join wanted as w on a.attrelid = w.rel
+    where a.attnum > 0 and not a.attisdropped
+    group by a.attrelid
+), logged as (
+    select relid, sum(weight) as total from dbluigi.changes
+    where relid in (select rel from wanted) group by relid
+)
+select w.name, c.relkind, w.rel::oid, coalesce(cols.sig, md5('')),
+       case when c.relkind = 'v' then md5(pg_get_viewdef(w.rel)) end,
+       exists (select 1 from pg_trigger as t
+               where t.tgrelid = w.rel and t.tgname = '{TRIGGER}' and t.tgenabled = 'A'),
+       coalesce(logged.total, 0)
+from wanted as w
+join pg_class as c on c.oid = w.rel
+left join cols on cols.attrelid = w.rel
+left join logged on logged.relid = w.rel
+"""
+UNTRACKED = "none: not tracked yet"
+
+
+def version(
+    kind: str, oid: int, columns: str, view: str | None, tracked: bool, total: object
+) -> str:
+    """A row of ``CATALOG_SQL`` as the version ``FUNCTION`` returns for it."""
+    if kind == "v":
+        return f"v{oid}.{view}.{columns}"
+    if kind not in ("r", "p"):
+        what = {"m": "a materialized view", "f": "a foreign table"}.get(kind, "not a table")
+        return f"none: {what} has no change signal"
+    if not tracked:
+        return UNTRACKED
+    return f"t{oid}.{columns}.{total}"
+
 
 # The log folded into one row per table (xid 0 holds the sum), rows of dropped tables gone.
 COMPACT_SQL = """

@@ -30,9 +30,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
+import dbluigi.targets.pgchanges as pgchanges
 from dbluigi.errors import FailureClass, TargetError, TaskError
 from dbluigi.relation import Relation
-from dbluigi.targets import pgchanges
 from dbluigi.targets.base import (
     Catalog,
     Column,
@@ -417,8 +417,13 @@ class PostgresSession(Session):
             return {}
         self.prepare_versions()
         names = {_regclass_name(r): r for r in relations}
-        rows = self.query(pgchanges.VERSIONS_SQL, (track, list(names))).rows
-        return {names[name]: version for name, version in rows if version is not None}
+        rows = self.query(pgchanges.CATALOG_SQL, (list(names),)).rows
+        found = {names[row[0]]: pgchanges.version(*row[1:]) for row in rows}
+        untracked = [n for n, r in names.items() if found.get(r) == pgchanges.UNTRACKED]
+        if track and untracked:  # the function adds their trigger first
+            rows = self.query(pgchanges.VERSIONS_SQL, (True, untracked)).rows
+            found.update((names[name], version) for name, version in rows if version is not None)
+        return found
 
     def output_version_sql(self, relations: Sequence[str]) -> tuple[str, list[Any]] | None:
         parts: list[str] = []

@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from dbluigi.errors import ProjectError
 from dbluigi.project import Model, Project
 from dbluigi.state import ModelState, StateStore
-from dbluigi.targets.base import Session
+from dbluigi.targets.base import NO_SIGNAL, Session
 
-NO_SIGNAL = "none: "
 CHANGED_MARK = "changed outside dbluigi"  # stored for an output found changed, until rebuilt
 
 
@@ -155,7 +154,7 @@ def read(
     if not elsewhere:  # nothing wrote the target since dbluigi last read them
         inputs.update((i, known[i]) for i in rest if i in known)
         rest = [i for i in rest if i not in known]
-    inputs.update(session.relation_versions(rest, track=True))
+    inputs.update(session.input_versions(rest))
     store.record_inputs({i: v for i, v in inputs.items() if v is not None and known.get(i) != v})
     outputs: dict[str, str | None] = {}
     if elsewhere:

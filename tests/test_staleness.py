@@ -257,3 +257,24 @@ def test_an_input_without_a_signal_runs_its_readers_every_build(
     assert _reasons(again)["out.from_mv"] == (
         "no change signal for input: src.items_mv (a materialized view has no change signal)"
     )
+
+
+def test_an_input_view_changes_with_the_tables_it_reads(
+    tmp_path: Path, target_url: str, outside: Write
+) -> None:
+    project = write_project(
+        tmp_path / "project", {"out/from_view.sql": "select id from src.items_v\n"}
+    )
+    outside("create schema src")
+    outside("create table src.items (id integer primary key, v varchar)")
+    outside("create view src.inner_v as select id from src.items where id > 0")
+    outside("create view src.items_v as select id from src.inner_v")
+    outside("insert into src.items values (1, 'a')")
+    assert build_json(project=project, target=target_url)[0] == 0
+    code, again = build_json(project=project, target=target_url)
+    assert code == 0 and ran(again) == set()
+    outside("insert into src.items values (2, 'b')")
+    code, after = build_json(project=project, target=target_url)
+    assert code == 0
+    assert _reasons(after)["out.from_view"] == "input changed: src.items_v"
+    assert query(target_url, project, "select count(*) from out.from_view") == [(2,)]

@@ -218,6 +218,9 @@ class Deadline:
     expired: bool = False
 
 
+NO_SIGNAL = "none: "  # a version that says there is no change signal, and why
+
+
 class Target(ABC):
     """A database dbluigi builds into; ``connect()`` opens a ``Session``."""
 
@@ -340,7 +343,33 @@ class Session(ABC):
         ``none: <why>`` where the target has no such signal. ``track`` lets the target set up
         what the signal of a relation needs (PostgreSQL's change trigger)."""
         kinds = self.catalog().kinds
-        return {r: "none: this target has no change signal" for r in relations if r in kinds}
+        return {r: f"{NO_SIGNAL}this target has no change signal" for r in relations if r in kinds}
+
+    def input_versions(self, relations: Sequence[str]) -> dict[str, str]:
+        """``relation_versions`` of inputs (tracked): a view's version also holds the
+        versions of the tables it reads, through other views, for its rows change with
+        theirs (a view reading a table without a signal has none either)."""
+        found = self.relation_versions(relations, track=True)
+        views = [r for r, v in found.items() if v.startswith("v")]
+        bases = self.view_bases(views) if views else {}
+        read = self.relation_versions(sorted({b for bs in bases.values() for b in bs}), track=True)
+        for view in views:
+            parts = []
+            for base in bases.get(view, ()):
+                version = read.get(base)
+                if version is None:
+                    continue
+                if version.startswith(NO_SIGNAL):
+                    found[view] = f"{NO_SIGNAL}it reads {base}: {version[len(NO_SIGNAL) :]}"
+                    break
+                parts.append(f"{base}={version}")
+            else:
+                found[view] += "|" + ";".join(parts)
+        return found
+
+    def view_bases(self, views: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """The tables (not views) each view reads, through the views it reads, sorted."""
+        return {}
 
     def output_version_sql(self, relations: Sequence[str]) -> tuple[str, list[Any]] | None:
         """A SQL expression of the combined version of ``relations`` (``versions.combine``),

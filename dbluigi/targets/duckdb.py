@@ -216,6 +216,24 @@ def _attach_statements(path: Path) -> list[exp.Expression]:
     ]
 
 
+def _tables_read(sql: str) -> set[str]:
+    """The relations a view's ``CREATE VIEW`` statement reads (CTE names aside),
+    ``schema.name``; unqualified names in DuckDB's default schema ``main``."""
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError:
+        return set()
+    if isinstance(tree, exp.Create) and tree.expression is not None:
+        tree = tree.expression
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    found = set()
+    for table in tree.find_all(exp.Table):
+        if not table.name or (not table.db and table.name in ctes):
+            continue
+        found.add(f"{table.db or 'main'}.{table.name}")
+    return found
+
+
 def _seen_path(path: Path) -> Path:
     return path.with_name(path.name + SEEN_SUFFIX)
 
@@ -527,6 +545,32 @@ class DuckDBSession(Session):
         self.target._closed()
 
     # -- versions -----------------------------------------------------------------------
+
+    def view_bases(self, views: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """Read from each view's SQL (DuckDB records no dependencies of views)."""
+        definitions = {
+            f"{schema}.{name}": sql
+            for schema, name, sql in self.query(
+                "SELECT schema_name, view_name, sql FROM duckdb_views() "
+                "WHERE database_name = current_database() AND NOT internal"
+            ).rows
+        }
+        result: dict[str, tuple[str, ...]] = {}
+        for view in views:
+            tables: set[str] = set()
+            pending, seen = [view], set()
+            while pending:
+                current = pending.pop()
+                if current in seen or current not in definitions:
+                    continue
+                seen.add(current)
+                for read in _tables_read(definitions[current]):
+                    if read in definitions:
+                        pending.append(read)
+                    else:
+                        tables.add(read)
+            result[view] = tuple(sorted(tables))
+        return result
 
     def relation_versions(self, relations: Sequence[str], *, track: bool) -> dict[str, str]:
         """Tables: their row count, columns and storage layout; views: their SQL and

@@ -125,6 +125,28 @@ left join logged on logged.relid = w.rel
 """
 UNTRACKED = "none: not tracked yet"
 
+# The tables each view reads, through the views it reads: (view oid, schema, table).
+VIEW_BASES_SQL = """
+with recursive reads(view, rel) as (
+    select r.ev_class, d.refobjid
+    from pg_rewrite as r
+    join pg_depend as d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
+     and d.refclassid = 'pg_class'::regclass and d.refobjid <> r.ev_class
+    where r.ev_class = any(%s::oid[])
+  union
+    select reads.view, d.refobjid
+    from reads
+    join pg_class as c on c.oid = reads.rel and c.relkind = 'v'
+    join pg_rewrite as r on r.ev_class = reads.rel
+    join pg_depend as d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
+     and d.refclassid = 'pg_class'::regclass and d.refobjid <> r.ev_class
+)
+select distinct reads.view, n.nspname, c.relname
+from reads
+join pg_class as c on c.oid = reads.rel and c.relkind <> 'v'
+join pg_namespace as n on n.oid = c.relnamespace
+"""
+
 
 def version(
     kind: str, oid: int, columns: str, view: str | None, tracked: bool, total: object

@@ -425,6 +425,21 @@ class PostgresSession(Session):
             found.update((names[name], version) for name, version in rows if version is not None)
         return found
 
+    def view_bases(self, views: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        names = {_regclass_name(v): v for v in views}
+        oids = {
+            int(oid): names[name]
+            for name, oid in self.query(
+                "select name, to_regclass(name)::oid from unnest(%s::text[]) as name",
+                (list(names),),
+            ).rows
+            if oid is not None
+        }
+        bases: dict[str, set[str]] = {}
+        for oid, schema, table in self.query(pgchanges.VIEW_BASES_SQL, (list(oids),)).rows:
+            bases.setdefault(oids[int(oid)], set()).add(f"{schema}.{table}")
+        return {view: tuple(sorted(found)) for view, found in bases.items()}
+
     def output_version_sql(self, relations: Sequence[str]) -> tuple[str, list[Any]] | None:
         parts: list[str] = []
         params: list[Any] = []

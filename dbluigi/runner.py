@@ -440,6 +440,7 @@ class Prepared:
     state: StateStore
     plan: Plan
     catalog: Catalog  # every relation that exists now
+    observed: versions.Versions = field(default_factory=versions.Versions)  # inputs, outputs
 
 
 def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
@@ -464,6 +465,7 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
         models = state.read_models()
         versions.check_input_queries(project)
         session.prepare_versions()
+        observed = versions.read(session, project, selected, models, catalog.kinds)
         plan = make_plan(
             project,
             selected,
@@ -476,12 +478,12 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
             partition_state=state.read_partitions() if values else {},
             forced_partitions=options.partitions,
             max_identifier_bytes=target.max_identifier_bytes,
-            observed=versions.read(session, project, selected, models, catalog.kinds),
+            observed=observed,
         )
     except BaseException:
         session.close()
         raise
-    return Prepared(session, state, plan, catalog)
+    return Prepared(session, state, plan, catalog, observed)
 
 
 def _refuse_excluded_chain_members(
@@ -564,8 +566,10 @@ def run_plan(
             if plan.to_run:
                 _ensure_schemas(session, project, plan)
                 dispatch(run)
-                if target.versions_after_run and session.alive():
-                    versions.record_after_run(session, project, run_id)
+                if session.alive():
+                    versions.settle_after_run(
+                        session, project, run_id, plan.selected, prepared.observed
+                    )
             if not session.alive():  # a task lost the connection it shared with the run
                 lost, session = session, _reconnect(target, run_id)
                 lost.close()

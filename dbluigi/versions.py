@@ -180,22 +180,43 @@ def read(
     return Versions(inputs, outputs)
 
 
-def record_after_run(session: Session, project: Project, run_id: str) -> None:
-    """Store the versions of what run ``run_id`` published, on a target that reads them
-    after the run (``Target.versions_after_run``: DuckDB lays tables out at CHECKPOINT)."""
+def settle_after_run(
+    session: Session,
+    project: Project,
+    run_id: str,
+    selected: Collection[str],
+    observed: Versions,
+) -> None:
+    """Store how the run left what it published: the versions of the models it built
+    (read now on a target that reads them after the run, ``Target.versions_after_run``;
+    on the others a later model of the run may have changed them, by a procedure it
+    calls), and of selected models unchanged when the run started that the run changed
+    without building them. A change someone else made during the run is taken for the
+    run's: the window is the run's own length."""
     store = StateStore(session)
-    built = {
+    stored = store.read_models()
+    built = set(store.built_in(run_id))
+    candidates = {
         m: output_relations(project.models[m])
-        for m in store.built_in(run_id)
-        if m in project.models
+        for m in selected
+        if m in stored
+        and m in project.models
+        and (m in built or observed.outputs.get(m) == stored[m].output_version)
     }
-    built = {m: rs for m, rs in built.items() if rs}
-    if not built:
+    candidates = {m: rs for m, rs in candidates.items() if rs}
+    if not candidates:
         return
     current = session.relation_versions(
-        sorted({r for rs in built.values() for r in rs}), track=True
+        sorted({r for rs in candidates.values() for r in rs}), track=False
     )
-    store.set_output_versions({m: combine(current, rs) for m, rs in built.items()})
+    now = {m: combine(current, rs) for m, rs in candidates.items()}
+    store.set_output_versions(
+        {
+            m: version
+            for m, version in now.items()
+            if version is not None and version != stored[m].output_version
+        }
+    )
 
 
 def _query_version(session: Session, sql: str) -> str:

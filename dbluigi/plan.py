@@ -8,11 +8,16 @@ build ids of the models upstream of it, so an edit or a rebuild upstream makes
 it stale. Build ids of models that will run are derived here too, from their
 fingerprint and build generation, so every worker of a run (and every machine
 reading the same state) agrees on them without talking to each other.
+
+Files a model reads (``-- inputs:`` globs) and the versions of source tables
+are part of the fingerprint too: they are read afresh at every plan, and the
+hashes of the files are kept with the build, so plan can say which one changed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +37,7 @@ FORCED = "forced"
 FULL_REFRESH = "full refresh"
 SOURCE_CHANGED = "source changed"  # a source table's version query answers differently
 SOURCE_UNREADABLE = "source version unreadable"  # its version query failed: run, and see
+NO_VERSION_SIGNAL = "source has no version signal: copied every build"
 UP_TO_DATE = "up to date"
 PARTITIONS = "partitions rebuilt"
 
@@ -50,6 +56,20 @@ class Decision:
     partitions: tuple[PartitionDecision, ...] = ()  # a partitioned model's values, in order
     partitions_deferred: bool = False  # its values come from a query on tables this run builds
     partition_basis: str = ""  # what a partition's fingerprint hashes besides its value
+    input_files: tuple[tuple[str, str], ...] = ()  # (path, content hash) of its input files
+
+
+class Unversioned(str):
+    """A source table's version that pins nothing down (its source gives no signal it can
+    trust now): unique to this read, so the table is copied again, and ``reason`` is what
+    plan says why."""
+
+    reason: str
+
+    def __new__(cls, reason: str = NO_VERSION_SIGNAL) -> Unversioned:
+        version = super().__new__(cls, f"unversioned {secrets.token_hex(8)}")
+        version.reason = reason
+        return version
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,23 @@ def content_fingerprint(project: Project, model: Model) -> str:
     return h.hexdigest()[:32]
 
 
+def input_file_hashes(project: Project, model: Model) -> tuple[tuple[str, str], ...]:
+    """(path, content hash) of each file the ``-- inputs:`` globs of ``model`` and of its
+    modifiers (replayed with it) match now, sorted by path."""
+    members = (
+        model,
+        *(project.models[m] for m in project.chains.modifiers.get(model.relation, ())),
+    )
+    paths = sorted({path for member in members for path in project.input_files(member)})
+    hashes = []
+    for path in paths:
+        try:
+            hashes.append((path, _file_hash(project.root / path)))
+        except FileNotFoundError:  # deleted since the glob matched it: as if never matched
+            continue
+    return tuple(hashes)
+
+
 def make_plan(
     project: Project,
     selected: Collection[str],
@@ -149,10 +186,12 @@ def make_plan(
         content = content_fingerprint(project, model)
         upstream = [(p, build_ids.get(p) or "") for p in parents]
         version = versions.get(relation)
+        files = input_file_hashes(project, model)
         fingerprint = _hash(
             content,
             *(f"{p}={b}" for p, b in upstream),
             *((f"source version={version}",) if version is not None else ()),
+            *(f"input {path}={digest}" for path, digest in files),
         )
         missing = tuple(
             p
@@ -171,7 +210,7 @@ def make_plan(
             values is None
             or (spec.query is not None and any(decisions[p].run for p in parents if p in decisions))
         )
-        basis = _partition_basis(project, model, upstream)
+        basis = _partition_basis(project, model, upstream, files)
         parts = partition_decisions(
             model,
             () if deferred else values or (),
@@ -202,6 +241,10 @@ def make_plan(
             reason = CHANGED
         elif relation in versions and version is None:
             reason = SOURCE_UNREADABLE
+        elif isinstance(version, Unversioned):
+            reason = version.reason
+        elif changed := _changed_files(stored, files):
+            reason = changed
         elif stored.fingerprint != fingerprint:
             reason = SOURCE_CHANGED if relation in versions else UPSTREAM
         elif any(p.run for p in parts) or values_changed or deferred:
@@ -229,6 +272,7 @@ def make_plan(
             parts,
             deferred,
             basis,
+            files,
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
@@ -255,10 +299,36 @@ def _body(sql: str) -> str:
     return "\n".join(lines)
 
 
-def _partition_basis(project: Project, model: Model, upstream: list[tuple[str, str]]) -> str:
-    """A partition depends on the query (variables rendered), the partition variable and the
-    upstream build ids; not on the value list, checks or patch, which only the gathered
-    table depends on: adding a year builds that year alone."""
+def _changed_files(stored: ModelState, files: tuple[tuple[str, str], ...]) -> str | None:
+    """The reason when the input files differ from those of the stored build (one added,
+    deleted or edited): ``input file changed: data/a.log``; None when they do not."""
+    before = {k[5:]: v for k, v in stored.inputs.items() if k.startswith("file:")}
+    now = dict(files)
+    changed = [
+        path + (" (added)" if path not in before else " (deleted)" if path not in now else "")
+        for path in sorted(before.keys() | now.keys())
+        if before.get(path) != now.get(path)
+    ]
+    if not changed:
+        return None
+    return f"input file{'s' if len(changed) > 1 else ''} changed: {', '.join(changed)}"
+
+
+def stored_inputs(decision: Decision) -> dict[str, str]:
+    """What the state keeps of a build's input files (``ModelState.inputs``): their
+    hashes, under ``file:PATH`` (relation names have no colon)."""
+    return {f"file:{path}": digest for path, digest in decision.input_files}
+
+
+def _partition_basis(
+    project: Project,
+    model: Model,
+    upstream: list[tuple[str, str]],
+    files: tuple[tuple[str, str], ...] = (),
+) -> str:
+    """A partition depends on the query (variables rendered), the partition variable, the
+    upstream build ids and the input files; not on the value list, checks or patch, which
+    only the gathered table depends on: adding a year builds that year alone."""
     spec = model.header.partition
     if spec is None:
         return ""
@@ -268,6 +338,7 @@ def _partition_basis(project: Project, model: Model, upstream: list[tuple[str, s
         _body(model.query),
         spec.name,
         *(f"{p}={b}" for p, b in upstream),
+        *(f"input {path}={digest}" for path, digest in files),
     )
 
 

@@ -42,7 +42,7 @@ from dbluigi import guards, names, pystep
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, point_at, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, TaskError
 from dbluigi.headers import IndexSpec
-from dbluigi.plan import Decision, PartitionDecision
+from dbluigi.plan import Decision, PartitionDecision, stored_inputs
 from dbluigi.project import Model, Project
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now
 from dbluigi.targets.base import Catalog, Session, SwapHint, table_expr
@@ -518,6 +518,7 @@ def record(
         kind=request.model.kind,
         content_fp=d.content_fp,
         generation=d.generation,
+        inputs=stored_inputs(request.decision),
     )
 
 

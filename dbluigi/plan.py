@@ -37,7 +37,6 @@ FORCED = "forced"
 FULL_REFRESH = "full refresh"
 SOURCE_CHANGED = "source changed"  # a source table's version query answers differently
 SOURCE_UNREADABLE = "source version unreadable"  # its version query failed: run, and see
-NO_VERSION_SIGNAL = "source has no version signal: copied every build"
 UP_TO_DATE = "up to date"
 PARTITIONS = "partitions rebuilt"
 
@@ -66,7 +65,7 @@ class Unversioned(str):
 
     reason: str
 
-    def __new__(cls, reason: str = NO_VERSION_SIGNAL) -> Unversioned:
+    def __new__(cls, reason: str) -> Unversioned:
         version = super().__new__(cls, f"unversioned {secrets.token_hex(8)}")
         version.reason = reason
         return version

@@ -11,7 +11,9 @@ before the first statement::
 
 A ``sql`` or ``python`` model that changes relations in place can say so with
 ``-- modifies: staging.agencies`` (repeatable, like ``depends``), and one that writes
-relations no model produces with ``-- unmanaged: true``.
+relations no model produces with ``-- unmanaged: true``. A model that reads files names
+them with ``-- inputs: data/*.log`` (globs relative to the project folder, repeatable):
+their contents become part of its fingerprint (``dbluigi.plan``).
 
 ``.py`` and ``.yml`` files use ``#`` instead of ``--``. :func:`parse_header` reads only that
 block (it stops at the first line that is neither blank nor a comment) and returns a frozen
@@ -462,6 +464,11 @@ def _parse_inputs(value: str) -> list[str]:
         glob = "/".join(part for part in parts if part not in ("", "."))
         if not glob:
             raise _BadValue(f"input {item!r} names no file", _HINTS["inputs"])
+        if any("**" in part and part != "**" for part in parts):
+            raise _BadValue(
+                f"bad input glob {item!r}: ** must be a whole folder name",
+                "write data/**/*.log for .log files in data and its subfolders",
+            )
         globs.append(glob)
     return globs
 

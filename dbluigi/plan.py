@@ -402,12 +402,14 @@ def _hash(*parts: str) -> str:
     return h.hexdigest()[:32]
 
 
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+_FILE_HASHES: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def _file_hash(path: Path) -> str:
+    """The file's sha256, remembered while its size, times and inode stay the same (a
+    long-lived process, such as ``build --watch``, sees every write)."""
     stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
     if key not in _FILE_HASHES:
         h = hashlib.sha256()
         with path.open("rb") as f:

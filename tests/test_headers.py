@@ -437,6 +437,7 @@ def test_inputs_are_globs_relative_to_the_project() -> None:
         ("C:\\logs\\x.log", "input 'C:\\\\logs\\\\x.log' is outside the project folder"),
         ("a.log,,b.log", "empty item in inputs list 'a.log,,b.log'"),
         ("./", "input './' names no file"),
+        ("data/**.log", "bad input glob 'data/**.log': ** must be a whole folder name"),
     ],
 )
 def test_bad_inputs(value: str, message: str) -> None:

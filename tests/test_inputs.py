@@ -117,3 +117,35 @@ def test_an_input_outside_the_project_is_a_project_error(tmp_path: Path, duckdb_
     code, out = cli("plan", project=root, target=duckdb_url)
     assert code == 2
     assert "steps/clean.py:2" in out and "outside the project folder" in out
+
+
+def test_a_modifier_reading_a_file_replays_the_build_it_belongs_to(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    fix = (
+        "# modifies: main.base\n# inputs: data/fix.txt\n"
+        "def run(ctx):\n"
+        "    value = int((ctx.project_dir / 'data/fix.txt').read_text())\n"
+        "    assert [p.name for p in ctx.inputs] == ['fix.txt']\n"
+        "    ctx.execute(f\"update {ctx.ref('main.base')} set n = %s\", [value])\n"
+    )
+    root = write_project(
+        tmp_path / "project",
+        {
+            "dbluigi.toml": '[project]\ndefault_schema = "main"\n',
+            "base.sql": "select 1 as n\n",
+            "fix.py": fix,
+            "data/fix.txt": "5\n",
+        },
+    )
+    assert build_json(project=root, target=duckdb_url)[0] == 0
+    assert query(duckdb_url, root, "select n from main.base") == [(5,)]
+    (root / "data/fix.txt").write_text("7\n")
+    reasons = {
+        m["model"]: m["reason"]
+        for m in json.loads(cli("plan", "--json", project=root, target=duckdb_url)[1])["models"]
+    }
+    assert reasons["main.base"] == "input file changed: data/fix.txt"
+    code, payload = build_json(project=root, target=duckdb_url)
+    assert code == 0 and ran(payload) == {"main.base", "main.fix"}
+    assert query(duckdb_url, root, "select n from main.base") == [(7,)]

@@ -289,6 +289,9 @@ def plan(
                 soft_wrap=True,
                 highlight=False,
             )
+        if row["inputs"] is not None:
+            files = ", ".join(row["inputs"]) or "no file matches " + ", ".join(row["input_globs"])
+            console.print(f"{'':>15}[dim]inputs: {files}[/]", soft_wrap=True, highlight=False)
     to_run = sum(1 for r in rows if r["run"])
     console.print(f"{to_run} of {len(rows)} selected models would run")
 
@@ -311,6 +314,8 @@ def _plan_rows(proj: Project, decided: Plan) -> list[dict[str, Any]]:
                 "missing_parents": list(d.missing_parents),
                 "checks": checks,
                 "writes": proj.write_notes(model),
+                "inputs": [path for path, _ in d.input_files] if m.header.inputs else None,
+                "input_globs": list(m.header.inputs),
             }
         )
     return rows

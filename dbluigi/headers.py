@@ -11,7 +11,9 @@ before the first statement::
 
 A ``sql`` or ``python`` model that changes relations in place can say so with
 ``-- modifies: staging.agencies`` (repeatable, like ``depends``), and one that writes
-relations no model produces with ``-- unmanaged: true``.
+relations no model produces with ``-- unmanaged: true``. A model that reads files names
+them with ``-- inputs: data/*.log`` (globs relative to the project folder, repeatable):
+their contents become part of its fingerprint (``dbluigi.plan``).
 
 ``.py`` and ``.yml`` files use ``#`` instead of ``--``. :func:`parse_header` reads only that
 block (it stops at the first line that is neither blank nor a comment) and returns a frozen
@@ -50,13 +52,14 @@ KNOWN_KEYS = (
     "description",
     "modifies",
     "unmanaged",
+    "inputs",
 )
 ModelKind = Literal["table", "view", "incremental", "sql", "seed", "dump", "python", "extract"]
 """How a model is built (``dbluigi.kinds``); ``extract`` is a source table's, never a header's."""
 KINDS: tuple[ModelKind, ...] = ("table", "view", "incremental", "sql", "seed", "dump", "python")
 """The kinds a ``-- kind:`` header may name."""
 
-_REPEATABLE = frozenset({"depends", "modifies", "check", "index", "tags", "description"})
+_REPEATABLE = frozenset({"depends", "modifies", "check", "index", "tags", "description", "inputs"})
 
 _IDENT = r"[A-Za-z_][\w$]*"
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
@@ -72,6 +75,7 @@ _PART = rf"(?:{_IDENT}|\{{\{{\s*{_IDENT}\s*\}}\}})"
 _MODIFIED_RE = re.compile(rf"{_PART}(?:\.{_PART})?")
 _TAG_RE = re.compile(r"[\w-]+")
 _INT_RE = re.compile(r"[+-]?\d+")
+_DRIVE_RE = re.compile(r"[A-Za-z]:")  # a Windows drive: C:\data, C:data
 _BOOLEANS = {"true": True, "yes": True, "false": False, "no": False}
 _COST_RE = re.compile(r"(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d+)?")
 
@@ -118,6 +122,8 @@ _HINTS = {
     "tags": "list words separated by commas, e.g. tags: nightly, api",
     "modifies": "list relations separated by commas, e.g. modifies: staging.agencies",
     "unmanaged": "write unmanaged: true or unmanaged: false (or yes, no)",
+    "inputs": "list file globs relative to the project folder, separated by commas, "
+    "e.g. inputs: data/*.log, lookups/codes.txt",
 }
 
 
@@ -215,6 +221,9 @@ class Header:
     unmanaged: bool = False
     """This model writes relations no model produces; it runs once per change of its file
     and is never replayed."""
+    inputs: tuple[str, ...] = ()
+    """Globs, relative to the project folder, of the files the model reads: their contents
+    are part of its fingerprint."""
     lines: tuple[tuple[str, int], ...] = ()  # (key, line) for every entry, in file order
     body_line: int = 1  # 1-based line where the body starts
 
@@ -252,6 +261,7 @@ def parse_header(text: str, path: str | Path, *, comment: str = "--") -> Header:
     checks: list[HeaderCheck] = []
     indexes: list[IndexSpec] = []
     tags: list[str] = []
+    inputs: list[str] = []
     description: list[str] = []
 
     while pos < size:
@@ -309,6 +319,8 @@ def parse_header(text: str, path: str | Path, *, comment: str = "--") -> Header:
                 indexes.append(_parse_index(value, lineno))
             elif key == "tags":
                 tags.extend(_parse_list(value, "tags", _TAG_RE, "tag"))
+            elif key == "inputs":
+                inputs.extend(_parse_inputs(value))
             else:
                 fields[key] = _SINGLE_PARSERS[key](value, lineno)
         except _BadValue as exc:
@@ -322,6 +334,7 @@ def parse_header(text: str, path: str | Path, *, comment: str = "--") -> Header:
         checks=tuple(checks),
         indexes=tuple(indexes),
         tags=tuple(dict.fromkeys(tags)),
+        inputs=tuple(dict.fromkeys(inputs)),
         description=" ".join(description) or None,
         lines=tuple(entries),
         body_line=body_line,
@@ -433,6 +446,31 @@ def _parse_list(value: str, key: str, pattern: re.Pattern[str], what: str) -> li
         if not pattern.fullmatch(item):
             raise _BadValue(f"bad {what} {item!r} in {key}", _HINTS[key])
     return items
+
+
+def _parse_inputs(value: str) -> list[str]:
+    """File globs inside the project: relative, and never climbing out of it with ``..``."""
+    globs = []
+    for item in (item.strip() for item in value.split(",")):
+        if not item:
+            raise _BadValue(f"empty item in inputs list {value!r}", _HINTS["inputs"])
+        parts = re.split(r"[/\\]", item)
+        if item.startswith(("/", "\\", "~")) or _DRIVE_RE.match(item) or ".." in parts:
+            raise _BadValue(
+                f"input {item!r} is outside the project folder",
+                "name files inside the project, relative to its folder, e.g. inputs: data/*.log "
+                "(copy or link outside files in)",
+            )
+        glob = "/".join(part for part in parts if part not in ("", "."))
+        if not glob:
+            raise _BadValue(f"input {item!r} names no file", _HINTS["inputs"])
+        if any("**" in part and part != "**" for part in parts):
+            raise _BadValue(
+                f"bad input glob {item!r}: ** must be a whole folder name",
+                "write data/**/*.log for .log files in data and its subfolders",
+            )
+        globs.append(glob)
+    return globs
 
 
 def _parse_columns(value: str) -> tuple[str, ...]:

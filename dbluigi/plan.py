@@ -8,11 +8,16 @@ build ids of the models upstream of it, so an edit or a rebuild upstream makes
 it stale. Build ids of models that will run are derived here too, from their
 fingerprint and build generation, so every worker of a run (and every machine
 reading the same state) agrees on them without talking to each other.
+
+Files a model reads (``-- inputs:`` globs) and the versions of source tables
+are part of the fingerprint too: they are read afresh at every plan, and the
+hashes of the files are kept with the build, so plan can say which one changed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -61,6 +66,20 @@ class Decision:
     partitions_deferred: bool = False  # its values come from a query on tables this run builds
     partition_basis: str = ""  # what a partition's fingerprint hashes besides its value
     inputs: tuple[tuple[str, str], ...] = ()  # the input tables it reads, with their versions
+    input_files: tuple[tuple[str, str], ...] = ()  # (path, content hash) of its input files
+
+
+class Unversioned(str):
+    """A source table's version that pins nothing down (its source gives no signal it can
+    trust now): unique to this read, so the table is copied again, and ``reason`` is what
+    plan says why."""
+
+    reason: str
+
+    def __new__(cls, reason: str) -> Unversioned:
+        version = super().__new__(cls, f"unversioned {secrets.token_hex(8)}")
+        version.reason = reason
+        return version
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,23 @@ def content_fingerprint(project: Project, model: Model) -> str:
     return h.hexdigest()[:32]
 
 
+def input_file_hashes(project: Project, model: Model) -> tuple[tuple[str, str], ...]:
+    """(path, content hash) of each file the ``-- inputs:`` globs of ``model`` and of its
+    modifiers (replayed with it) match now, sorted by path."""
+    members = (
+        model,
+        *(project.models[m] for m in project.chains.modifiers.get(model.relation, ())),
+    )
+    paths = sorted({path for member in members for path in project.input_files(member)})
+    hashes = []
+    for path in paths:
+        try:
+            hashes.append((path, _file_hash(project.root / path)))
+        except FileNotFoundError:  # deleted since the glob matched it: as if never matched
+            continue
+    return tuple(hashes)
+
+
 def make_plan(
     project: Project,
     selected: Collection[str],
@@ -165,11 +201,19 @@ def make_plan(
         version = versions.get(relation)
         inputs = {i: read.inputs.get(i) for i in model_inputs(project, relation)}
         tracked = tuple((i, v) for i, v in inputs.items() if v is not None and has_signal(v))
+        files = input_file_hashes(project, model)
         fingerprint = _hash(
             content,
             *(f"{p}={b}" for p, b in upstream),
-            *((f"source version={version}",) if version is not None else ()),
-            *(f"input {i}={v}" for i, v in tracked),
+            # a version that pins nothing down forces the run (below), and stays out of the
+            # fingerprint: every worker of a shared scheduler derives the same build id
+            *(
+                (f"source version={version}",)
+                if version is not None and not isinstance(version, Unversioned)
+                else ()
+            ),
+            *(f"input table {i}={v}" for i, v in tracked),
+            *(f"input {path}={digest}" for path, digest in files),
         )
         missing = tuple(
             p
@@ -188,7 +232,7 @@ def make_plan(
             values is None
             or (spec.query is not None and any(decisions[p].run for p in parents if p in decisions))
         )
-        basis = _partition_basis(project, model, upstream)
+        basis = _partition_basis(project, model, upstream, files)
         parts = partition_decisions(
             model,
             () if deferred else values or (),
@@ -225,6 +269,10 @@ def make_plan(
             reason = f"{NO_INPUT_SIGNAL}: {', '.join(f'{i} ({why_none(v)})' for i, v in silent)}"
         elif relation in versions and version is None:
             reason = SOURCE_UNREADABLE
+        elif isinstance(version, Unversioned):
+            reason = version.reason
+        elif changed := _changed_files(stored, files):
+            reason = changed
         elif stored.fingerprint != fingerprint:
             reason = SOURCE_CHANGED if relation in versions else UPSTREAM
         elif any(p.run for p in parts) or values_changed or deferred:
@@ -255,6 +303,7 @@ def make_plan(
             deferred,
             basis,
             tracked,
+            files,
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
@@ -281,10 +330,36 @@ def _body(sql: str) -> str:
     return "\n".join(lines)
 
 
-def _partition_basis(project: Project, model: Model, upstream: list[tuple[str, str]]) -> str:
-    """A partition depends on the query (variables rendered), the partition variable and the
-    upstream build ids; not on the value list, checks or patch, which only the gathered
-    table depends on: adding a year builds that year alone."""
+def _changed_files(stored: ModelState, files: tuple[tuple[str, str], ...]) -> str | None:
+    """The reason when the input files differ from those of the stored build (one added,
+    deleted or edited): ``input file changed: data/a.log``; None when they do not."""
+    before = {k[5:]: v for k, v in stored.inputs.items() if k.startswith("file:")}
+    now = dict(files)
+    changed = [
+        path + (" (added)" if path not in before else " (deleted)" if path not in now else "")
+        for path in sorted(before.keys() | now.keys())
+        if before.get(path) != now.get(path)
+    ]
+    if not changed:
+        return None
+    return f"input file{'s' if len(changed) > 1 else ''} changed: {', '.join(changed)}"
+
+
+def stored_inputs(decision: Decision) -> dict[str, str]:
+    """What the state keeps of a build's input files (``ModelState.inputs``): their
+    hashes, under ``file:PATH`` (relation names have no colon)."""
+    return {f"file:{path}": digest for path, digest in decision.input_files}
+
+
+def _partition_basis(
+    project: Project,
+    model: Model,
+    upstream: list[tuple[str, str]],
+    files: tuple[tuple[str, str], ...] = (),
+) -> str:
+    """A partition depends on the query (variables rendered), the partition variable, the
+    upstream build ids and the input files; not on the value list, checks or patch, which
+    only the gathered table depends on: adding a year builds that year alone."""
     spec = model.header.partition
     if spec is None:
         return ""
@@ -294,6 +369,7 @@ def _partition_basis(project: Project, model: Model, upstream: list[tuple[str, s
         _body(model.query),
         spec.name,
         *(f"{p}={b}" for p, b in upstream),
+        *(f"input {path}={digest}" for path, digest in files),
     )
 
 
@@ -358,12 +434,14 @@ def _hash(*parts: str) -> str:
     return h.hexdigest()[:32]
 
 
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+_FILE_HASHES: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def _file_hash(path: Path) -> str:
+    """The file's sha256, remembered while its size, times and inode stay the same (a
+    long-lived process, such as ``build --watch``, sees every write)."""
     stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
     if key not in _FILE_HASHES:
         h = hashlib.sha256()
         with path.open("rb") as f:

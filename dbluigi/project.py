@@ -273,6 +273,19 @@ class Project:
             line=model.header.line_of("path"),
         )
 
+    def input_files(self, model: Model) -> tuple[str, ...]:
+        """The files its ``-- inputs:`` globs match now, relative to the project folder
+        (``/``-separated), sorted; read at every call, never cached: they change outside
+        the project's files."""
+        found: set[str] = set()
+        for pattern in model.header.inputs:
+            found.update(
+                path.relative_to(self.root).as_posix()
+                for path in self.root.glob(pattern)
+                if path.is_file()
+            )
+        return tuple(sorted(found))
+
     def model_parents(self, relation: str) -> tuple[str, ...]:
         """Models (not sources) that must be built before ``relation``, through sources too.
 

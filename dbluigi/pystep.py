@@ -27,6 +27,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType, ModuleType, TracebackType
 from typing import Any
 
@@ -49,7 +50,10 @@ class StepContext:
     - ``ctx.execute / query / executemany``: statements with ``%s`` parameters on every
       target, run in the model's transaction (never commit or roll back yourself);
     - ``ctx.quote(name)``: an identifier quoted for the target (for dynamic columns);
-    - ``ctx.variables``, ``ctx.dialect`` (``postgres`` or ``duckdb``), ``ctx.log``.
+    - ``ctx.variables``, ``ctx.dialect`` (``postgres`` or ``duckdb``), ``ctx.log``;
+    - ``ctx.project_dir``: the project folder (a ``Path``); ``ctx.inputs``: the files its
+      ``# inputs:`` globs match, as ``Path``s, sorted (their contents are part of the
+      step's fingerprint, so a change to one rebuilds it).
 
     A step that modifies relations (``# modifies: a.b``) runs in the build of each, on
     its new table: ``ctx.ref("a.b")`` names that table, and ``ctx.table`` is the first
@@ -83,6 +87,10 @@ class StepContext:
         }
         self._model = model
         self.variables: Mapping[str, object] = MappingProxyType(dict(project.config.variables))
+        self.project_dir: Path = project.root.resolve()
+        self.inputs: tuple[Path, ...] = tuple(
+            self.project_dir / path for path in project.input_files(model)
+        )
         self.log = logging.getLogger(f"dbluigi.step.{model.relation}")
 
     @property

@@ -58,6 +58,7 @@ def test_full_header() -> None:
         "-- description: One row per agency.\n"
         "-- modifies: raw.agencies, audit.log\n"
         "-- unmanaged: true\n"
+        "-- inputs: data/agencies/*.csv\n"
         "select * from raw.agencies\n"
     )
     assert header == Header(
@@ -83,8 +84,9 @@ def test_full_header() -> None:
         description="One row per agency.",
         modifies=("raw.agencies", "audit.log"),
         unmanaged=True,
+        inputs=("data/agencies/*.csv",),
         lines=tuple((key, i) for i, key in enumerate(KNOWN_KEYS[:4] + KNOWN_KEYS[3:], 1)),
-        body_line=18,
+        body_line=19,
     )
 
 
@@ -414,6 +416,39 @@ def test_tags() -> None:
         "api-v2",
         "daily_1",
     )
+
+
+def test_inputs_are_globs_relative_to_the_project() -> None:
+    header = parse(
+        "-- inputs: data/*.log, ./lookups/codes.txt\n-- inputs: data/*.log, raw\\x.csv\n",
+    )
+    assert header.inputs == ("data/*.log", "lookups/codes.txt", "raw/x.csv")
+    assert header.line_of("inputs") == 1
+    assert parse("# inputs: **/*.json\n", comment="#").inputs == ("**/*.json",)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("../shared/x.log", "input '../shared/x.log' is outside the project folder"),
+        ("data/../../x", "input 'data/../../x' is outside the project folder"),
+        ("/var/log/*.log", "input '/var/log/*.log' is outside the project folder"),
+        ("~/x.log", "input '~/x.log' is outside the project folder"),
+        ("C:\\logs\\x.log", "input 'C:\\\\logs\\\\x.log' is outside the project folder"),
+        ("a.log,,b.log", "empty item in inputs list 'a.log,,b.log'"),
+        ("./", "input './' names no file"),
+        ("data/**.log", "bad input glob 'data/**.log': ** must be a whole folder name"),
+    ],
+)
+def test_bad_inputs(value: str, message: str) -> None:
+    exc = error(f"-- kind: sql\n-- inputs: {value}\n")
+    assert exc.message == message
+    assert exc.line == 2
+    assert exc.hint
+
+
+def test_inputs_misspelled_gets_a_suggestion() -> None:
+    assert error("-- input: data/*.log\n").hint == "did you mean 'inputs'?"
 
 
 @pytest.mark.parametrize(

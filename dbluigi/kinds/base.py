@@ -42,7 +42,7 @@ from dbluigi import guards, names, pystep, versions
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, point_at, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, TaskError
 from dbluigi.headers import IndexSpec
-from dbluigi.plan import Decision, PartitionDecision
+from dbluigi.plan import Decision, PartitionDecision, stored_inputs
 from dbluigi.project import Model, Project
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now
 from dbluigi.targets.base import Catalog, Session, SwapHint, table_expr
@@ -521,7 +521,7 @@ def record(
         content_fp=d.content_fp,
         generation=d.generation,
         output_version=session.output_version_sql(outputs) if outputs else None,
-        inputs=dict(request.decision.inputs) if whole else None,
+        inputs={**stored_inputs(request.decision), **dict(request.decision.inputs)},
     )
 
 

@@ -20,8 +20,11 @@ The transfer streams: a thread has the source write CSV into a named pipe while 
 target bulk-loads from it (``Session.load_csv_stream``: COPY FROM STDIN, DuckDB's CSV
 reader). The pipe holds 64 KiB, so memory does not grow with the table.
 
-``read_versions`` answers the version queries once per run, for the plan
-(``plan.make_plan``): a reloaded source makes its table, and so its readers, stale.
+``read_versions`` reads the versions of source tables once per run, for the plan
+(``plan.make_plan``): a reloaded source makes its table, and so its readers, stale. A
+version query, when declared, gives it; otherwise a full copy's comes from its source's
+own change signal (``SourceConnection.change_versions``), and a source without one has
+the table copied on every build: a copy is never silently stale.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from dbluigi.kinds.base import (
     needs_full_build,
     upsert_aside,
 )
-from dbluigi.plan import CHANGED, FORCED, FULL_REFRESH, MISSING, NEW
+from dbluigi.plan import CHANGED, FORCED, FULL_REFRESH, MISSING, NEW, Unversioned
 from dbluigi.project import Model, Project
 from dbluigi.sources import SourceTable
 from dbluigi.targets.base import Column, Session
@@ -171,24 +174,40 @@ def _require_same_columns(
 
 
 def read_versions(project: Project, selected: Collection[str]) -> Mapping[str, str | None]:
-    """What the version query of each selected source table answers now (None when it
-    cannot be read: the table then runs, and its task says why). One session per source."""
+    """The version of each selected source table now, one session per source: what its
+    version query answers, or for a full copy without one what its source tells of its
+    changes (``SourceConnection.change_versions``); an ``Unversioned`` one when the
+    source cannot tell (the table is copied again, and plan says why), None when it
+    cannot be read (the table then runs, and its task says why)."""
     by_source: dict[str, list[SourceTable]] = defaultdict(list)
     for relation in selected:
         table = project.config.source_tables.get(relation)
-        if table is not None and sources.version_sql(table) is not None:
+        if table is not None:
             by_source[table.source].append(table)
     versions: dict[str, str | None] = {}
     for tables in by_source.values():
+        unread = [t for t in tables if sources.version_sql(t) is None]
         try:
             with sources.connect(tables[0]) as source:
                 for table in tables:
-                    try:
-                        versions[table.relation] = sources.version_of(
-                            source.query(sources.version_sql(table) or "")
-                        )
+                    query = sources.version_sql(table)
+                    if query is None:
+                        continue
+                    try:  # the table's own version query takes precedence
+                        versions[table.relation] = sources.version_of(source.query(query))
                     except Exception:
                         versions[table.relation] = None
+                try:
+                    found = source.change_versions(unread) if unread else {}
+                except Exception:
+                    found = {}
+                for table in unread:
+                    version = found.get(table.relation)
+                    versions[table.relation] = (
+                        Unversioned(version.reason)
+                        if isinstance(version, sources.NoVersion)
+                        else version
+                    )
         except TaskError:  # unreachable
             versions.update((table.relation, None) for table in tables)
     return versions

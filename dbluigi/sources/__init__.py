@@ -16,11 +16,12 @@ import json
 
 from sqlglot import exp
 
-from dbluigi.sources.base import SourceColumn, SourceConnection, source_select
+from dbluigi.sources.base import NoVersion, SourceColumn, SourceConnection, source_select
 from dbluigi.sources.config import SourceTable
 from dbluigi.targets.base import QueryResult, ident
 
 __all__ = [
+    "NoVersion",
     "SourceColumn",
     "SourceConnection",
     "SourceTable",

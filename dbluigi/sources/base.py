@@ -10,6 +10,11 @@ several. Each engine (``postgres.py``, ``mysql.py``) provides the catalog query,
 read-only transaction and the streaming statement; dbluigi itself only sends the
 SELECTs it builds here and version queries checked to be one query.
 
+``change_versions`` gives full copies that declare no version query their default
+version: a string that changes whenever the table's data may have changed (MariaDB: see
+``mysql.py``), or ``NoVersion`` saying why the engine cannot tell now (PostgreSQL
+always: see ``postgres.py``), and the table is then copied again.
+
 The CSV both ends agree on: comma separated, every text value quoted with ``"``
 (doubled inside), NULL an unquoted empty field, an empty string ``""``, timestamps with
 a time zone in UTC with an offset, one row per line (newlines stay inside quotes).
@@ -51,6 +56,17 @@ class SourceColumn:
     @property
     def target_name(self) -> str:
         return self.name.lower()
+
+
+NO_SIGNAL = "source has no version signal: copied every build"
+
+
+@dataclass(frozen=True)
+class NoVersion:
+    """Why a source cannot give a table's version now; the table is copied again, and
+    ``reason`` is what ``plan`` says."""
+
+    reason: str = NO_SIGNAL
 
 
 class SourceConnection(ABC):
@@ -97,6 +113,14 @@ class SourceConnection(ABC):
     def _literal(self, value: Any) -> exp.Expression:
         """A watermark value as a SQL literal (an engine may first convert it)."""
         return literal(value)
+
+    def change_versions(self, tables: Sequence[SourceTable]) -> dict[str, str | NoVersion | None]:
+        """For each table (by relation), what a full copy without a version query compares
+        between builds: a string that differs whenever a change may have been committed
+        since it was last read (a false change costs a copy; a missed one would leave the
+        copy stale), NoVersion, or None when the table cannot be read (its task says why).
+        An engine with a signal it can trust overrides this."""
+        return {table.relation: NoVersion() for table in tables}
 
     # -- shared -----------------------------------------------------------------------
 

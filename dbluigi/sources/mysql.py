@@ -11,13 +11,38 @@ Types: integers to ``bigint`` (an unsigned ``bigint`` to ``numeric(20,0)``), dec
 inet addresses to ``text``, JSON columns (a LONGTEXT with a ``json_valid`` check on
 MariaDB) to ``json``, ``date``, ``DATETIME`` to ``timestamp``, ``TIMESTAMP`` to
 ``timestamptz``, ``tinyint(1)`` (what ``BOOLEAN`` is) to ``boolean``.
+
+The version of a full copy without a version query (``change_versions``) is InnoDB's own
+change signal, read from ``information_schema`` in one read-only transaction. What MariaDB
+10.11 does, and so what the version holds:
+
+- ``TABLES.UPDATE_TIME`` is published when a transaction that changed the table commits,
+  but its value is the second that transaction *began*, not the commit's; it is kept in
+  memory only (NULL after a restart, or once the table leaves the dictionary cache).
+- TRUNCATE, and a rebuilding ALTER, leave it as it was; they give the table a new
+  ``INNODB_SYS_TABLES.TABLE_ID``. ALTERs in place change ``CREATE_TIME`` and the columns.
+
+So the version is (TABLE_ID, CREATE_TIME, UPDATE_TIME, the columns with their types and
+collations, and the InnoDB transactions still open that began no later than
+UPDATE_TIME's second), trusted only when UPDATE_TIME is at least ``SETTLED_S`` seconds old:
+a transaction beginning later can only set a later UPDATE_TIME, and one that began in or
+before that second and commits a change after the read ends a transaction the version
+lists. ``INNODB_TRX`` is a cache InnoDB refreshes only after 0.1 s without readers, so the
+read must show itself as its session's query, or it is retried. A NULL or recent
+UPDATE_TIME, or a stale cache, gives ``NoVersion`` (copied again); so do views, tables of
+other engines and partitioned tables, and a user without the PROCESS privilege (which
+``INNODB_TRX`` and ``INNODB_SYS_TABLES`` need). MySQL caches ``TABLES`` for a day
+(``information_schema_stats_expiry``) and keeps other catalogs: it gets no signal.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
-from collections.abc import Iterator
+import secrets
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, BinaryIO, ClassVar
 
@@ -25,7 +50,7 @@ import sqlglot
 from sqlglot import exp
 
 from dbluigi.errors import TaskError
-from dbluigi.sources.base import SourceColumn, SourceConnection
+from dbluigi.sources.base import NoVersion, SourceColumn, SourceConnection
 from dbluigi.sources.config import SourceTable
 from dbluigi.targets.base import QueryResult, ident, literal
 from dbluigi.urls import parse_url
@@ -79,6 +104,75 @@ WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 
 """
 _TO_UTF8 = sqlglot.parse_one("CONVERT(c USING utf8mb4)", read="mysql")
 
+SETTLED_S = 2
+"""A change time at least this many seconds old is trusted: no transaction can start in
+its second any more, and the cache INNODB_TRX reads has caught up with those that did."""
+# the table's identity and last change; TABLE_ID is new after TRUNCATE and every rebuild
+_MARIADB_VERSION_SQL = """
+SELECT t.TABLE_TYPE, t.ENGINE, t.CREATE_TIME, t.UPDATE_TIME,
+       UNIX_TIMESTAMP(t.UPDATE_TIME) < UNIX_TIMESTAMP() - %s,
+       (SELECT s.TABLE_ID FROM information_schema.INNODB_SYS_TABLES AS s
+        WHERE s.NAME = CONCAT(t.TABLE_SCHEMA, '/', t.TABLE_NAME))
+FROM information_schema.TABLES AS t
+WHERE t.TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND t.TABLE_NAME = %s
+"""
+# the open InnoDB transactions, their start in the server's time zone; the token marks
+# this statement, to tell a fresh read from a cached one
+_MARIADB_OPEN_TRX_SQL = """
+SELECT /* dbluigi {token} */ trx_mysql_thread_id, trx_started, trx_query,
+       trx_mysql_thread_id = CONNECTION_ID()
+FROM information_schema.INNODB_TRX
+ORDER BY 1, 2
+"""
+_TRX_READS = 3
+_NO_SIGNAL_MYSQL = (
+    "source has no version signal (MySQL: only MariaDB's is known): copied every build"
+)
+_NO_SIGNAL_PRIVILEGE = (
+    "source has no version signal (its user lacks the PROCESS privilege, which reading "
+    "InnoDB's table ids and open transactions needs): copied every build"
+)
+_UNKNOWN_CHANGE_TIME = (
+    "source change time unknown (not changed since the server started or the table was "
+    "made): copied again"
+)
+_JUST_CHANGED = "source changed in the last seconds: copied again"
+_TRX_UNKNOWN = "source's open transactions could not be read afresh: copied again"
+
+
+def _innodb_version(
+    row: tuple[Any, ...] | None,
+    columns: tuple[Any, ...],
+    opened: list[tuple[Any, ...]] | None,
+) -> str | NoVersion | None:
+    """The version of one table from its TABLES row (None: no such table), columns and
+    the open transactions (None: unknown)."""
+    if row is None:
+        return None  # its copy fails, saying so
+    kind, engine, created, updated, settled, table_id = row
+    if kind != "BASE TABLE" or engine != "InnoDB" or table_id is None:
+        return NoVersion(_no_signal(kind, engine))
+    if updated is None:
+        return NoVersion(_UNKNOWN_CHANGE_TIME)
+    if not settled:
+        return NoVersion(_JUST_CHANGED)
+    if opened is None:
+        return NoVersion(_TRX_UNKNOWN)
+    # a transaction begun in the second of the last change that commits a change later
+    # sets UPDATE_TIME to that same second: its end must change the version
+    begun = sorted((thread, started) for thread, started in opened if started <= updated)
+    return json.dumps([table_id, created, updated, begun, columns], default=str)
+
+
+def _no_signal(kind: str, engine: str | None) -> str:
+    if kind == "VIEW":
+        what = "a view"
+    elif engine != "InnoDB":
+        what = f"a {engine or kind} table, not InnoDB"
+    else:
+        what = "InnoDB lists no table of that name: a partitioned table?"
+    return f"source has no version signal ({what}): copied every build"
+
 
 class MariaDBSource(SourceConnection):
     """A MariaDB (or MySQL) source through PyMySQL, every transaction read-only."""
@@ -117,14 +211,19 @@ class MariaDBSource(SourceConnection):
             raise self._unreachable(exc, parsed.password) from None
 
     @contextmanager
-    def _read_only(self, cursor_class: Any = None) -> Iterator[Any]:
-        """A cursor inside START TRANSACTION READ ONLY ... COMMIT. The session is made
+    def _read_only(self, cursor_class: Any = None, *, snapshot: bool = False) -> Iterator[Any]:
+        """A cursor inside START TRANSACTION READ ONLY ... COMMIT (``snapshot``: the InnoDB
+        transaction starts at once, WITH CONSISTENT SNAPSHOT). The session is made
         read-only again first: DDL commits the open transaction and runs under the
         session's mode, which an earlier statement might have changed."""
         cursor = self._connection.cursor(cursor_class)
         try:
             cursor.execute("SET SESSION TRANSACTION READ ONLY")
-            cursor.execute("START TRANSACTION READ ONLY")
+            cursor.execute(
+                "START TRANSACTION READ ONLY, WITH CONSISTENT SNAPSHOT"
+                if snapshot
+                else "START TRANSACTION READ ONLY"
+            )
             yield cursor
         except BaseException:
             if cursor_class is None:
@@ -158,6 +257,58 @@ class MariaDBSource(SourceConnection):
 
     def _tables(self) -> list[str]:
         return [row[0] for row in self.query(_MARIADB_TABLES_SQL).rows]
+
+    def change_versions(self, tables: Sequence[SourceTable]) -> dict[str, str | NoVersion | None]:
+        """Each InnoDB table's id, create and update times and columns, with the InnoDB
+        transactions open that began no later than its last change (the module's
+        docstring says why each is there); NoVersion when one is unknown."""
+        import pymysql
+
+        try:
+            # INNODB_TRX shows times in the server's own zone: read UPDATE_TIME in it too
+            with self._connection.cursor() as cursor:
+                cursor.execute("SET SESSION time_zone = 'SYSTEM'")
+            with self._read_only(snapshot=True) as cursor:
+                cursor.execute("SELECT VERSION()")
+                if "mariadb" not in str(cursor.fetchone()[0]).lower():
+                    return {t.relation: NoVersion(_NO_SIGNAL_MYSQL) for t in tables}
+                found: dict[str, tuple[Any, ...] | None] = {}
+                columns: dict[str, tuple[Any, ...]] = {}
+                for table in tables:
+                    schema, _, name = table.table.rpartition(".")
+                    cursor.execute(_MARIADB_VERSION_SQL, (SETTLED_S, schema or None, name))
+                    found[table.relation] = cursor.fetchone()
+                    cursor.execute(_MARIADB_COLUMNS_SQL, (schema or None, name))
+                    columns[table.relation] = tuple(cursor.fetchall())
+                # after the change times: a transaction that commits once they are read is
+                # either listed here (so its end changes the version) or already seen
+                opened = self._open_transactions(cursor)
+        except pymysql.Error as exc:
+            if exc.args and exc.args[0] in (1142, 1227):  # may not read InnoDB's tables
+                return {t.relation: NoVersion(_NO_SIGNAL_PRIVILEGE) for t in tables}
+            raise
+        finally:
+            with suppress(Exception), self._connection.cursor() as cursor:
+                cursor.execute("SET SESSION time_zone = '+00:00'")
+        return {
+            relation: _innodb_version(row, columns[relation], opened)
+            for relation, row in found.items()
+        }
+
+    def _open_transactions(self, cursor: Any) -> list[tuple[Any, ...]] | None:
+        """(thread, start) of every open InnoDB transaction but this one, read fresh; None
+        when InnoDB keeps serving an older copy. INNODB_TRX is a cache refreshed only once
+        nobody has read it for 0.1 s: it is fresh when it shows this very statement as the
+        query of this session's transaction."""
+        for attempt in range(_TRX_READS):
+            token = secrets.token_hex(8)
+            cursor.execute(_MARIADB_OPEN_TRX_SQL.format(token=token))
+            rows = cursor.fetchall()
+            if any(mine and token in (query or "") for _, _, query, mine in rows):
+                return [(thread, started) for thread, started, _, mine in rows if not mine]
+            if attempt + 1 < _TRX_READS:
+                time.sleep(0.15)
+        return None
 
     def _column_expression(self, column: SourceColumn) -> exp.Expression:
         """The column rendered as one CSV field by the server: NULL as '', text quoted."""

@@ -10,6 +10,14 @@ Types: integers to ``bigint``, ``numeric(p,s)`` with its precision and scale (pl
 types, enums and UUIDs to ``text``, ``json``/``jsonb`` to ``json``, ``date``,
 ``timestamp`` to ``timestamp``, ``timestamptz`` to ``timestamptz``, ``boolean``; a
 domain as its base type; arrays have no mapping.
+
+A full copy without a version query has no version here (``SourceConnection``'s
+default): the table is copied on every build. The session is read-only, so no trigger
+can count changes; the statistics of ``pg_stat_user_tables`` are flushed by each backend
+at most once a second and after its transaction, so the build right after a change may
+not see it; ``xmin`` needs a scan of the table and misses deletes. What PostgreSQL does
+offer is cluster-wide: ``pg_current_snapshot()`` changes whenever any transaction that
+wrote anything ends, which a quiet source can use as its ``version_query``.
 """
 
 from __future__ import annotations

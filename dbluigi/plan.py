@@ -263,16 +263,16 @@ def make_plan(
             reason = CHANGED
         elif changed_outside(stored.output_version, read.outputs.get(relation)):
             reason = CHANGED_OUTSIDE
-        elif changed := [i for i, v in tracked if stored.inputs.get(i) != v]:
-            reason = f"{INPUT_CHANGED}: {', '.join(changed)}"
+        elif moved := [i for i, v in tracked if stored.inputs.get(i) != v]:
+            reason = f"{INPUT_CHANGED}: {', '.join(moved)}"
         elif silent := [(i, v) for i, v in inputs.items() if v is not None and not has_signal(v)]:
             reason = f"{NO_INPUT_SIGNAL}: {', '.join(f'{i} ({why_none(v)})' for i, v in silent)}"
         elif relation in versions and version is None:
             reason = SOURCE_UNREADABLE
         elif isinstance(version, Unversioned):
             reason = version.reason
-        elif changed := _changed_files(stored, files):
-            reason = changed
+        elif edited := _changed_files(stored, files):
+            reason = edited
         elif stored.fingerprint != fingerprint:
             reason = SOURCE_CHANGED if relation in versions else UPSTREAM
         elif any(p.run for p in parts) or values_changed or deferred:

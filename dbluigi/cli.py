@@ -448,7 +448,7 @@ def _watch(
         )
         if not as_json:
             err_console.print(
-                f"watching {project} (Ctrl-C to stop)", soft_wrap=True, highlight=False
+                f"watching {project.resolve()} (Ctrl-C to stop)", soft_wrap=True, highlight=False
             )
         with stop.handling_signals():
             cycles = watch(
@@ -508,10 +508,11 @@ class _CycleReport:
                 soft_wrap=True,
                 highlight=False,
             )
-            console.print(f"{stamp} nothing built; {then}", highlight=False)
+            console.print(f"{stamp} nothing built; {then}", soft_wrap=True, highlight=False)
             return
         assert cycle.result is not None
-        console.print(f"{stamp} {_cycle_line(cycle.result)}; {then}", highlight=False)
+        line = f"{stamp} {_cycle_line(cycle.result)}; {then}"
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 def _cycle_line(result: RunResult) -> str:

@@ -27,6 +27,7 @@ from dbluigi.targets import open_target
 from dbluigi.watch import Cycle, ProjectFilter, StopRequest, Trigger, loop
 from tests.buildkit import ROOT, cli, query
 from tests.test_build import write_project
+from tests.test_distributed import _luigid_tasks, luigid  # noqa: F401 (a fixture)
 
 # Another change makes a build notice new rows in input tables (tables in the target that
 # no model produces: their version joins their readers' fingerprints). Once it is merged,
@@ -192,6 +193,12 @@ def test_the_interval_option_and_setting_are_checked(tmp_path: Path) -> None:
     assert code == 2 and "--interval: bad duration 'x'" in output
 
 
+def test_a_first_cycle_that_cannot_run_stops_the_command(tmp_path: Path, duckdb_url: str) -> None:
+    write_project(tmp_path, {"a.sql": "select 1 as id"})
+    code, output = cli("build", "nosuch", "--watch", project=tmp_path, target=duckdb_url)
+    assert code == 2 and "nosuch" in output, output
+
+
 # -- a run asked to stop ------------------------------------------------------------------
 
 
@@ -240,13 +247,13 @@ def test_a_stopped_run_finishes_the_running_task_and_starts_no_other(
 class _Watch:
     """``dbluigi build --watch --json`` in a subprocess; its cycles, one JSON line each."""
 
-    def __init__(self, project: Path, target: str, *args: str) -> None:
+    def __init__(self, project: Path, target: str, *args: str, command: str = "build") -> None:
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "dbluigi.cli",
-                "build",
+                command,
                 "--watch",
                 "--json",
                 *args,
@@ -262,14 +269,23 @@ class _Watch:
         )
         self.cycles: list[dict[str, Any]] = []
         self._lines: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._errors: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=self._read_errors, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self._lines.put(json.loads(line))
         self._lines.put(None)
+
+    def _read_errors(self) -> None:
+        assert self.process.stderr is not None
+        self._errors.extend(self.process.stderr)
 
     def until(self, wanted: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
         """The next cycle ``wanted`` holds for (failing after CYCLE_TIMEOUT_S)."""
@@ -291,14 +307,15 @@ class _Watch:
             if self.process.poll() is None:
                 self.process.send_signal(sent)
         try:
-            _, err = self.process.communicate(timeout=60)
+            self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
-        self._reader.join(timeout=5)
+        for reader in self._readers:
+            reader.join(timeout=5)
         while (cycle := self._get_nowait()) is not None:
             self.cycles.append(cycle)
-        return self.process.returncode, err
+        return self.process.returncode, "".join(self._errors)
 
     def _get_nowait(self) -> dict[str, Any] | None:
         try:
@@ -433,7 +450,10 @@ def test_a_failing_cycle_does_not_stop_the_loop(
 
 def _wait_for_query(pg_url: str, project: Path, text: str) -> None:
     deadline = time.monotonic() + CYCLE_TIMEOUT_S
-    sql = "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid()"
+    sql = (
+        "select count(*) from pg_stat_activity where query like %s "
+        "and datname = current_database() and pid <> pg_backend_pid()"
+    )
     while query(pg_url, project, sql, [f"%{text}%"]) == [(0,)]:
         assert time.monotonic() < deadline, f"no query with {text!r} started"
         time.sleep(0.1)
@@ -481,3 +501,29 @@ def test_a_second_sigterm_stops_at_once(
     assert watch.cycles == []
     published = "select count(*) from information_schema.tables where table_name = 'slow'"
     assert query(pg_url, tmp_path, published) == [(0,)]
+
+
+@pytest.mark.postgres
+def test_rebuild_watch_through_luigid_forces_the_first_cycle_only(
+    tmp_path: Path,
+    pg_url: str,
+    luigid: str,  # noqa: F811 (the fixture imported above)
+    watching: list[_Watch],
+) -> None:
+    project = write_project(
+        tmp_path / "project", {"a.sql": "select 1 as id", "b.sql": "select id from main.a"}
+    )
+    watch = _Watch(project, pg_url, "a+", "--scheduler-url", luigid, command="rebuild")
+    watching.append(watch)
+    first = watch.until(lambda c: True, "at all")
+    assert _built(first) == {"main.a", "main.b"}, first
+    (project / "b.sql").write_text("select id * 2 as id from main.a")
+    edited = watch.until(lambda c: c["trigger"] == "change", "after the edit")
+    assert _built(edited) == {"main.b"}, edited
+    code, err = watch.stop()
+    assert code == 0, err
+    runs = query(pg_url, project, "select command from dbluigi.runs order by started_at")
+    assert [c for (c,) in runs] == ["rebuild", "build"]
+    done = _luigid_tasks(luigid, "DONE")
+    assert sum(1 for t in done.values() if t["name"] == "DbluigiModel") == 3  # a, b, then b
+    assert query(pg_url, project, "select id from main.b") == [(2,)]

@@ -461,27 +461,38 @@ def _watch(
 
 def _stop_at_once(signum: int) -> None:
     """A second Ctrl-C or SIGTERM: leave now. The server rolls back what was in flight
-    (every publish is one transaction); the next build marks the run interrupted."""
-    import sys
-
-    err_console.print("stopped at once", highlight=False)
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(128 + signum)
+    (every publish is one transaction); the next build marks the run interrupted. Written
+    straight to the file descriptor: a stream may be locked by a thread blocked in a write."""
+    try:
+        os.write(2, b"stopped at once\n")
+    finally:
+        os._exit(128 + signum)
 
 
 class _CycleReport:
     """What ``build --watch`` shows after each cycle: one line (one JSON document with
-    ``--json``), failures with file and line, and notes and warnings when they change."""
+    ``--json``), failures with file and line, and notes and warnings when they change.
+    On a terminal, the line of a cycle that found nothing stale replaces the line of the
+    one before when that found nothing either, so an idle watch does not scroll."""
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self.shown: set[str] = set()  # notes and warnings already shown
+        self.idle_line = False  # the last thing on the terminal is an idle cycle's line
 
     def __call__(self, cycle: Cycle) -> None:
         if self.as_json:
             typer.echo(json.dumps(_cycle_json(cycle), separators=(",", ":"), default=str))
             return
+        idle = cycle.result is not None and all(
+            r.status == "up to date" for r in cycle.result.results
+        )
+        if idle and self.idle_line and console.is_terminal:
+            from rich.control import Control
+            from rich.segment import ControlType
+
+            console.control(Control.move(0, -1), Control((ControlType.ERASE_IN_LINE, 2)))
+        self.idle_line = idle and not cycle.trigger.changed and not self._news(cycle)
         stamp = cycle.started_at.strftime("%H:%M:%S")
         if cycle.trigger.changed:
             shown = ", ".join(cycle.trigger.changed[:3])
@@ -491,10 +502,9 @@ class _CycleReport:
                 soft_wrap=True,
                 highlight=False,
             )
-        for text in (*cycle.warnings, *(cycle.result.notes if cycle.result else ())):
-            if text not in self.shown:
-                self.shown.add(text)
-                err_console.print(f"[yellow]note:[/] {_escape(text)}", highlight=False)
+        for text in self._news(cycle):
+            self.shown.add(text)
+            err_console.print(f"[yellow]note:[/] {_escape(text)}", highlight=False)
         if cycle.result is not None:
             _print_task_errors(cycle.result)
         then = (
@@ -514,6 +524,11 @@ class _CycleReport:
         line = f"{stamp} {_cycle_line(cycle.result)}; {then}"
         console.print(line, soft_wrap=True, highlight=False)
 
+    def _news(self, cycle: Cycle) -> list[str]:
+        """The warnings and notes of ``cycle`` not shown before."""
+        texts = (*cycle.warnings, *(cycle.result.notes if cycle.result else ()))
+        return [t for t in dict.fromkeys(texts) if t not in self.shown]
+
 
 def _cycle_line(result: RunResult) -> str:
     """``built 2 (a, b), 0 failed``, with the skipped and those left to other workers."""
@@ -532,6 +547,8 @@ def _cycle_line(result: RunResult) -> str:
         status = "not started" if r.error == STOPPED else r.status
         by_status.setdefault(status, []).append(name)
     built, failed = by_status.get("success", []), by_status.get("failed", [])
+    if set(by_status) <= {"up to date"}:
+        return f"nothing stale ({len(by_status.get('up to date', []))} up to date)"
     line = f"built {len(built)}{named(built)}, {len(failed)} failed{named(failed)}"
     if by_status.get("up to date"):
         line += f", {len(by_status['up to date'])} up to date"

@@ -56,8 +56,7 @@ IGNORED_NAMES = (
     r"\.(tmp|temp|bak|orig|swx|swpx|kate-swp|crswap)$",
     r"^\.~lock\.",  # LibreOffice, when a CSV seed is open in it
     r"^\.goutputstream-",  # GNOME's atomic save
-    r"\.duckdb(\.wal|\.tmp)?$",
-    r"\.parquet\.tmp$",
+    r"\.duckdb(\.wal)?$",
 )
 
 Reason = Literal["start", "interval", "change"]
@@ -78,6 +77,7 @@ class StopRequest:
         self._on_first = on_first
         self._listeners: list[Callable[[], object]] = []
         self._count = 0
+        self._lock = threading.Lock()
 
     @property
     def requested(self) -> bool:
@@ -89,8 +89,10 @@ class StopRequest:
 
     def request(self, signum: int = signal.SIGTERM) -> None:
         """Ask to stop; asked before, stop at once."""
-        self._count += 1
-        if self._count > 1:
+        with self._lock:
+            self._count += 1
+            again = self._count > 1
+        if again:
             self._hard_stop(signum)
             return
         self.event.set()
@@ -101,10 +103,14 @@ class StopRequest:
 
     @contextmanager
     def handling_signals(self) -> Iterator[None]:
-        """SIGINT and SIGTERM request a stop while inside (main thread only)."""
+        """SIGINT and SIGTERM request a stop while inside (main thread only).
+
+        The request is made on a thread of its own: a signal handler runs on the main
+        thread between two bytecodes, maybe inside the lock of the event the loop waits
+        on (setting it there would wait forever) or inside a write to the terminal."""
 
         def handler(signum: int, frame: FrameType | None) -> None:
-            self.request(signum)
+            threading.Thread(target=self.request, args=(signum,), name="dbluigi-stop").start()
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:

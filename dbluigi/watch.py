@@ -267,7 +267,9 @@ class WatchOptions:
     interval: float | None = None
 
 
-Progress = Callable[[], AbstractContextManager[tuple[Callable[[Plan], None], EventCallback | None]]]
+ProgressFactory = Callable[
+    [], AbstractContextManager[tuple[Callable[[Plan], None], EventCallback | None]]
+]
 
 
 def watch(
@@ -276,7 +278,7 @@ def watch(
     stop: StopRequest,
     report: Callable[[Cycle], object],
     *,
-    progress: Progress | None = None,
+    progress: ProgressFactory | None = None,
 ) -> int:
     """Build, then build again on each file change and every interval, until ``stop``;
     returns the number of cycles run. A first cycle that cannot run for a reason other
@@ -372,7 +374,7 @@ class _Cycles:
         options: WatchOptions,
         dispatch: Dispatch,
         stop: StopRequest,
-        progress: Progress | None,
+        progress: ProgressFactory | None,
         configured: float | None,
     ) -> None:
         self.options = options

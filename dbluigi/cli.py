@@ -36,8 +36,9 @@ from dbluigi.selectors import select
 
 if TYPE_CHECKING:
     from dbluigi.plan import Plan
-    from dbluigi.runner import RunResult
+    from dbluigi.runner import RunOptions, RunResult
     from dbluigi.state import TaskResult
+    from dbluigi.watch import Cycle
 
 app = typer.Typer(
     name="dbluigi",
@@ -85,6 +86,23 @@ FailFastOpt = Annotated[
 FullRefreshOpt = Annotated[
     bool,
     typer.Option("--full-refresh", help="Rebuild selected incremental models from scratch."),
+]
+WatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--watch",
+        help="After building, keep watching: build what is stale on every file change "
+        "and every --interval, until Ctrl-C or SIGTERM.",
+    ),
+]
+IntervalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--interval",
+        help="With --watch: seconds (or 30s, 5m) between checks for stale models "
+        "(default: [watch] interval in dbluigi.toml, else 60).",
+        show_default=False,
+    ),
 ]
 SchedulerOpt = Annotated[
     str | None,
@@ -335,10 +353,25 @@ def _build(
     scheduler_url: str | None = None,
     full_refresh: bool = False,
     partitions: list[str] | None = None,
+    watch: bool = False,
+    interval: str | None = None,
 ) -> None:
     from dbluigi.runner import RunOptions, run_plan
     from dbluigi.targets import open_target
 
+    if watch or interval is not None:
+        with _errors():
+            seconds = _interval(interval, watch)
+            options = RunOptions(
+                command=command,
+                selectors=tuple(selectors or ()),
+                exclude=tuple(exclude or ()),
+                fail_fast=fail_fast,
+                force=force,
+                full_refresh=full_refresh,
+                partitions=tuple(partitions or ()),
+            )
+        _watch(options, project, target, var, workers, scheduler_url, seconds, as_json)
     started = time.perf_counter()
     with _errors():
         proj = _load(project, target, var)
@@ -364,6 +397,202 @@ def _build(
     else:
         _print_summary(result, elapsed)
     raise typer.Exit(result.exit_code)
+
+
+def _interval(value: str | None, watch: bool) -> float | None:
+    """``--interval``: only with ``--watch``; seconds or a duration, 1 second or more."""
+    from dbluigi.config import parse_interval
+
+    if value is None:
+        return None
+    if not watch:
+        raise UsageError(
+            "--interval is for --watch", hint=f"add --watch, or leave out --interval {value}"
+        )
+    try:
+        return parse_interval(value)
+    except ValueError as exc:
+        raise UsageError(
+            f"--interval: {exc}",
+            hint="pass seconds or a duration, 1 second or more: --interval 30, --interval 5m",
+        ) from None
+
+
+def _watch(
+    options: RunOptions,
+    project: Path,
+    target: str | None,
+    var: list[str] | None,
+    workers: int | None,
+    scheduler_url: str | None,
+    interval: float | None,
+    as_json: bool,
+) -> None:
+    """``build --watch``: the loop is ``dbluigi.watch``; this prints what each cycle did.
+    Stopped by Ctrl-C or SIGTERM it exits 0; a second one exits at once (128 + signal)."""
+    from dbluigi.config import parse_var_options
+    from dbluigi.watch import StopRequest, WatchOptions, watch
+
+    def first(signum: int) -> None:
+        err_console.print(
+            "stopping: running tasks finish, no new task starts (Ctrl-C again to stop at once)",
+            highlight=False,
+        )
+
+    stop = StopRequest(_stop_at_once, on_first=first)
+    report = _CycleReport(as_json)
+    with _errors():
+        watch_options = WatchOptions(
+            project_dir=project,
+            run=options,
+            target=target,
+            variables=parse_var_options(var),
+            workers=workers,
+            scheduler_url=_scheduler(scheduler_url),
+            interval=interval,
+        )
+        if not as_json:
+            err_console.print(
+                f"watching {project.resolve()} (Ctrl-C to stop)", soft_wrap=True, highlight=False
+            )
+        with stop.handling_signals():
+            cycles = watch(
+                watch_options, _dispatch, stop, report, progress=lambda: _progress(as_json)
+            )
+    if not as_json:
+        err_console.print(f"stopped after {cycles} cycles", highlight=False)
+    raise typer.Exit(0)
+
+
+def _stop_at_once(signum: int) -> None:
+    """A second Ctrl-C or SIGTERM: leave now. The server rolls back what was in flight
+    (every publish is one transaction); the next build marks the run interrupted. Written
+    straight to the file descriptor: a stream may be locked by a thread blocked in a write."""
+    try:
+        os.write(2, b"stopped at once\n")
+    finally:
+        os._exit(128 + signum)
+
+
+class _CycleReport:
+    """What ``build --watch`` shows after each cycle: one line (one JSON document with
+    ``--json``), failures with file and line, and notes and warnings when they change.
+    On a terminal, the line of a cycle that found nothing stale replaces the line of the
+    one before when that found nothing either, so an idle watch does not scroll."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.shown: set[str] = set()  # notes and warnings already shown
+        self.idle_line = False  # the last thing on the terminal is an idle cycle's line
+
+    def __call__(self, cycle: Cycle) -> None:
+        if self.as_json:
+            typer.echo(json.dumps(_cycle_json(cycle), separators=(",", ":"), default=str))
+            return
+        idle = cycle.result is not None and all(
+            r.status == "up to date" for r in cycle.result.results
+        )
+        if idle and self.idle_line and console.is_terminal:
+            from rich.control import Control
+            from rich.segment import ControlType
+
+            console.control(Control.move(0, -1), Control((ControlType.ERASE_IN_LINE, 2)))
+        self.idle_line = idle and not cycle.trigger.changed and not self._news(cycle)
+        stamp = cycle.started_at.strftime("%H:%M:%S")
+        if cycle.trigger.changed:
+            shown = ", ".join(cycle.trigger.changed[:3])
+            more = len(cycle.trigger.changed) - 3
+            console.print(
+                f"[dim]{stamp} changed: {shown}{f' and {more} more' if more > 0 else ''}[/]",
+                soft_wrap=True,
+                highlight=False,
+            )
+        for text in self._news(cycle):
+            self.shown.add(text)
+            err_console.print(f"[yellow]note:[/] {_escape(text)}", highlight=False)
+        if cycle.result is not None:
+            _print_task_errors(cycle.result)
+        then = (
+            f"next check at {cycle.next_check_at:%H:%M:%S} or on file change"
+            if cycle.next_check_at is not None
+            else "waiting for a file change"
+        )
+        if cycle.error is not None:
+            err_console.print(
+                f"{stamp} [bold red]error:[/] {_escape(str(cycle.error))}",
+                soft_wrap=True,
+                highlight=False,
+            )
+            console.print(f"{stamp} nothing built; {then}", soft_wrap=True, highlight=False)
+            return
+        assert cycle.result is not None
+        line = f"{stamp} {_cycle_line(cycle.result)}; {then}"
+        console.print(line, soft_wrap=True, highlight=False)
+
+    def _news(self, cycle: Cycle) -> list[str]:
+        """The warnings and notes of ``cycle`` not shown before."""
+        texts = (*cycle.warnings, *(cycle.result.notes if cycle.result else ()))
+        return [t for t in dict.fromkeys(texts) if t not in self.shown]
+
+
+def _cycle_line(result: RunResult) -> str:
+    """``built 2 (a, b), 0 failed``, with the skipped and those left to other workers."""
+
+    def named(models: list[str]) -> str:
+        if not models:
+            return ""
+        shown = ", ".join(models[:5])
+        return f" ({shown}{f' and {len(models) - 5} more' if len(models) > 5 else ''})"
+
+    from dbluigi.runner import STOPPED
+
+    by_status: dict[str, list[str]] = {}
+    for r in result.results:
+        name = r.model if r.partition is None else f"{r.model}[{r.partition}]"
+        status = "not started" if r.error == STOPPED else r.status
+        by_status.setdefault(status, []).append(name)
+    built, failed = by_status.get("success", []), by_status.get("failed", [])
+    if set(by_status) <= {"up to date"}:
+        return f"nothing stale ({len(by_status.get('up to date', []))} up to date)"
+    line = f"built {len(built)}{named(built)}, {len(failed)} failed{named(failed)}"
+    if by_status.get("up to date"):
+        line += f", {len(by_status['up to date'])} up to date"
+    if by_status.get("skipped"):
+        line += f", {len(by_status['skipped'])} skipped"
+    if by_status.get("elsewhere"):
+        line += f", {len(by_status['elsewhere'])} left to other workers"
+    if by_status.get("not started"):
+        line += f", {len(by_status['not started'])} not started (stopping)"
+    return line
+
+
+def _cycle_json(cycle: Cycle) -> dict[str, Any]:
+    """One line of ``build --watch --json``: the cycle, and its run as ``build --json``
+    prints it, or the error that kept it from running."""
+    payload: dict[str, Any] = {
+        "cycle": cycle.trigger.number,
+        "trigger": cycle.trigger.reason,
+        "changed": list(cycle.trigger.changed),
+        "started_at": cycle.started_at.isoformat(timespec="seconds"),
+        "next_check_at": (
+            cycle.next_check_at.isoformat(timespec="seconds") if cycle.next_check_at else None
+        ),
+        "exit_code": cycle.exit_code,
+        "warnings": list(cycle.warnings),
+        "error": None,
+    }
+    if cycle.result is not None:
+        payload.update(_result_json(cycle.result, cycle.target or "", cycle.elapsed_s))
+        payload["exit_code"] = cycle.exit_code
+    if cycle.error is not None:
+        payload["error"] = {
+            "message": cycle.error.message,
+            "file": cycle.error.path,
+            "line": cycle.error.line,
+            "hint": cycle.error.hint,
+            "kind": type(cycle.error).__name__,
+        }
+    return payload
 
 
 def _scheduler(url: str | None) -> str | None:
@@ -486,15 +715,7 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
                 f"{r.duration_s:.2f}",
             )
         console.print(table)
-    for r in result.results:
-        if r.status == "failed" or (r.status == "skipped" and r.error):
-            where = f"{r.path}:{r.line}" if r.path and r.line else (r.path or r.model)
-            text = r.error or ""
-            if not text.startswith(where):
-                text = f"{where}: {text}"
-            err_console.print(
-                f"[bold red]{r.failure_class} error[/] in {r.model}:\n{_escape(text)}\n"
-            )
+    _print_task_errors(result)
     up_to_date = len(result.results) - len(ran)
     failed = len([r for r in ran if r.status == "failed"])
     skipped = len([r for r in ran if r.status == "skipped"])
@@ -508,6 +729,21 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
         f"in {elapsed:.1f}s"
     )
     _print_artifact(result)
+
+
+def _print_task_errors(result: RunResult) -> None:
+    """Each failed task's error (and a skipped one's reason), with file and line."""
+    from dbluigi.runner import STOPPED
+
+    for r in result.results:
+        if r.status == "failed" or (r.status == "skipped" and r.error and r.error != STOPPED):
+            where = f"{r.path}:{r.line}" if r.path and r.line else (r.path or r.model)
+            text = r.error or ""
+            if not text.startswith(where):
+                text = f"{where}: {text}"
+            err_console.print(
+                f"[bold red]{r.failure_class} error[/] in {r.model}:\n{_escape(text)}\n"
+            )
 
 
 SUMMARY_ROWS = 40
@@ -543,8 +779,11 @@ def build(
     as_json: JsonOpt = False,
     scheduler_url: SchedulerOpt = None,
     full_refresh: FullRefreshOpt = False,
+    watch: WatchOpt = False,
+    interval: IntervalOpt = None,
 ) -> None:
-    """Build what is stale in the selection (everything by default)."""
+    """Build what is stale in the selection (everything by default); --watch: and keep
+    building what becomes stale."""
     _build(
         "build",
         selectors,
@@ -558,6 +797,8 @@ def build(
         force=False,
         scheduler_url=scheduler_url,
         full_refresh=full_refresh,
+        watch=watch,
+        interval=interval,
     )
 
 
@@ -583,8 +824,11 @@ def rebuild(
             show_default=False,
         ),
     ] = None,
+    watch: WatchOpt = False,
+    interval: IntervalOpt = None,
 ) -> None:
-    """Rebuild the selection now, with new build ids (its downstream becomes stale)."""
+    """Rebuild the selection now, with new build ids (its downstream becomes stale);
+    --watch: then keep building what becomes stale."""
     _build(
         "rebuild",
         selectors,
@@ -599,6 +843,8 @@ def rebuild(
         scheduler_url=scheduler_url,
         full_refresh=full_refresh,
         partitions=partition,
+        watch=watch,
+        interval=interval,
     )
 
 

@@ -4,7 +4,8 @@ Everything a run needs to know besides the SQL files: the target URL (from
 ``--target``, ``DBLUIGI_TARGET``, or ``[target] url`` in that order), the
 default schema, the guards every model gets unless its header says otherwise
 (``timeout``, ``max_cost``), variables, per-seed column types, and the
-thresholds of the slow-task report (``[audit]``), and the tables copied from
+thresholds of the slow-task report (``[audit]``), how often ``build --watch`` looks
+for stale models (``[watch] interval``), and the tables copied from
 source databases (``[sources]``, parsed by ``dbluigi.sources.config``). ``${ENV}``
 references in the target and source URLs are filled from the environment
 (``dbluigi.configfile``) so secrets stay out of the file.
@@ -38,12 +39,14 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "target": ("url", "workers"),
     "audit": ("slow_factor", "slow_seconds"),
     "scheduler": ("url",),
+    "watch": ("interval",),
     "vars": (),
     "seeds": (),
     "sources": (),  # validated by dbluigi.sources.config
     "inputs": (),  # [inputs."schema.table"] version_query = "..."
 }
 MAX_PARTITIONS = 10_000  # values of one partitioned model, unless [project] max_partitions says
+MIN_WATCH_INTERVAL_S = 1.0  # each check is a run in dbluigi.runs: not more often than this
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Config:
     input_queries: Mapping[str, InputQuery] = field(  # [inputs."schema.table"], by relation
         default_factory=lambda: MappingProxyType({})
     )
+    watch_interval: float | None = None  # seconds (``[watch] interval``); ``--interval`` wins
 
     @property
     def dialect(self) -> str:
@@ -162,6 +166,7 @@ def load_config(
         max_partitions=_max_partitions(project.get("max_partitions"), lines),
         source_tables=MappingProxyType(parse_sources(data.get("sources", {}), lines)),
         input_queries=MappingProxyType(_input_queries(data.get("inputs", {}), lines)),
+        watch_interval=_watch_interval(data.get("watch", {}).get("interval"), lines),
     )
 
 
@@ -198,6 +203,34 @@ def _input_queries(inputs: Mapping[str, Any], lines: TomlLines) -> dict[str, Inp
             )
         found[relation.lower()] = InputQuery(query, line)
     return found
+
+
+def parse_interval(value: object) -> float:
+    """Seconds between the checks of ``build --watch``: a number of seconds or a duration
+    ("30s", "5m", "1h"), at least ``MIN_WATCH_INTERVAL_S``; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"bad duration {value!r}")
+    seconds = float(value) if isinstance(value, int | float) else parse_duration(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"bad duration {value!r}")
+    if seconds < MIN_WATCH_INTERVAL_S:
+        raise ValueError(f"{value!r} is less than {MIN_WATCH_INTERVAL_S:g} second")
+    return seconds
+
+
+def _watch_interval(value: Any, lines: TomlLines) -> float | None:
+    """``[watch] interval``: how often ``build --watch`` plans again (default 60 s)."""
+    if value is None:
+        return None
+    try:
+        return parse_interval(value)
+    except ValueError as exc:
+        raise ProjectError(
+            f"[watch] interval = {value!r}: {exc}",
+            path=CONFIG_FILE,
+            line=lines.key(("watch",), "interval"),
+            hint='use seconds or a duration, 1 second or more: interval = 30 or "5m"',
+        ) from None
 
 
 def _scheduler_url(value: Any) -> str | None:

@@ -15,6 +15,11 @@ things into luigi's own extension points (``worker_scheduler_factory``):
   statuses, resources, priorities) is luigi's.
 - ``ThreadWorker``: luigi's worker running tasks in threads of this process instead
   of forking a process per task, so ``--workers N`` reuses N database sessions.
+
+A run asked to stop (``Run.stop_requested``, set by ``dbluigi.watch`` on Ctrl-C or
+SIGTERM) stops the worker the way luigi's own SIGUSR1 handler does: it asks the
+scheduler for no more work and returns once its running tasks have finished. A task
+handed out just before the stop refuses to start (``Run.execute``).
 """
 
 from __future__ import annotations
@@ -441,6 +446,14 @@ class ThreadWorker(luigi.worker.Worker):
         self._task_result_queue = _ResultQueue()  # type: ignore[assignment]
         self._pool = _ThreadPool()
 
+    def _get_work(self) -> Any:
+        """luigi's, unless the run was asked to stop: then the worker phases out as on
+        SIGUSR1 (no more work asked for; ``run()`` returns once running tasks finish)."""
+        run = _RUN
+        if run is not None and run.stop_requested and not self._stop_requesting_work:
+            self._start_phasing_out()
+        return super()._get_work()
+
     def _create_task_process(self, task: luigi.Task) -> luigi.worker.TaskProcess:
         process = super()._create_task_process(task)
         if self.worker_processes > 1:
@@ -500,6 +513,12 @@ def dispatch(run: Run) -> None:
     config.set("core", "autoload_range", "false")
     logging.getLogger("luigi-interface").setLevel(logging.CRITICAL)
     logging.getLogger("luigi").setLevel(logging.CRITICAL)
+    # luigi's SIGUSR1 handler can only be installed from the main thread; a watch loop
+    # dispatches from another one (and stops its runs through Run.stop_requested)
+    in_main = threading.current_thread() is threading.main_thread()
+    config.set("worker", "no_install_shutdown_handler", "false" if in_main else "true")
+    if run.stop_requested:
+        return
     _RUN = run
     try:
         _GRAPH = _TaskGraph(run)

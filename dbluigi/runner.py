@@ -104,6 +104,7 @@ class Run:
         session: Session,
         catalog: Catalog | None = None,
         on_event: EventCallback | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.project = project
         self.target = target
@@ -120,6 +121,12 @@ class Run:
         self._failed = threading.Event()
         self._settled_badly: set[str] = set()  # models that failed or were skipped in this run
         self.unrecorded: list[TaskRecord] = []  # failures the target could not take
+        self._stop = stop  # set: start no more tasks (a watch loop was asked to stop)
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether the run was asked to stop: tasks running finish, no new task starts."""
+        return self._stop is not None and self._stop.is_set()
 
     @contextmanager
     def lease(self) -> Iterator[Session]:
@@ -286,6 +293,8 @@ class Run:
         spec = self.project.models[model]
         attempts = 1 + spec.header.retries
         name = model if partition is None else f"{model}[{partition}]"
+        if self.stop_requested:  # handed out just as the stop came: never started, no record
+            raise StopRequested(f"{name} was not started: the build was asked to stop")
         self._emit(name, "start")
         for attempt in range(1, attempts + 1):
             started, clock = now(), time.perf_counter()
@@ -392,6 +401,14 @@ class Run:
 
 
 Dispatch = Callable[[Run], None]
+
+
+class StopRequested(Exception):
+    """A task that did not start because its run was asked to stop (not a failure: the
+    run's results report the model as not started)."""
+
+
+STOPPED = "skipped: the build was stopped before it started"
 
 
 def connection_lost(exc: Exception, path: str) -> TaskError:
@@ -533,8 +550,12 @@ def run_plan(
     *,
     on_event: EventCallback | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunResult:
-    """Execute a build: everything stale in the selection, through ``dispatch``."""
+    """Execute a build: everything stale in the selection, through ``dispatch``.
+
+    Once ``stop`` is set, the tasks running finish and no new one starts; the run is
+    recorded as ``stopped`` when models were left unbuilt (``dbluigi.watch``)."""
     prepared = prepare(project, target, options)
     session, state, plan = prepared.session, prepared.state, prepared.plan
     run_id = new_run_id()
@@ -560,7 +581,7 @@ def run_plan(
         )
         if on_plan is not None:
             on_plan(plan)
-        run = Run(project, target, plan, run_id, options, session, prepared.catalog, on_event)
+        run = Run(project, target, plan, run_id, options, session, prepared.catalog, on_event, stop)
         status = "error"
         try:
             if plan.to_run:
@@ -585,10 +606,9 @@ def run_plan(
                 state,
                 run_id,
                 shared=options.scheduler_url is not None,
+                stopped=run.stop_requested,
             )
-            status = (
-                "failed" if any(r.status in ("failed", "skipped") for r in results) else "success"
-            )
+            status = _run_status(results)
         finally:
             run.close()
             if not session.connection_lost:
@@ -600,6 +620,17 @@ def run_plan(
             session.unlock(RUN_LOCK.format(run_id=run_id))
         session.close()
     return RunResult(run_id, tuple(results), tuple(notes), slow, artifact)
+
+
+def _run_status(results: Sequence[TaskResult]) -> str:
+    """``failed`` when a task failed or was skipped; ``stopped`` when the only models not
+    built are those a stop request kept from starting; else ``success``."""
+    unbuilt = [r for r in results if r.status in ("failed", "skipped")]
+    if not unbuilt:
+        return "success"
+    if all(r.last is not None and r.last.error == STOPPED for r in unbuilt):
+        return "stopped"
+    return "failed"
 
 
 def _close_interrupted_runs(session: Session, state: StateStore) -> bool:
@@ -636,6 +667,7 @@ def _results(
     run_id: str,
     *,
     shared: bool = False,
+    stopped: bool = False,
 ) -> list[TaskResult]:
     """One result per selected model.
 
@@ -660,6 +692,7 @@ def _results(
     unbuilt = [m for m in plan.to_run if m not in last]
     stored = state.read_models() if unbuilt else {}
     skipped: list[TaskRecord] = []
+    held: set[str] = set()  # not started because the run was asked to stop
     results: list[TaskResult] = []
     for model in plan.selected:
         decision = plan.decisions[model]
@@ -680,8 +713,9 @@ def _results(
             if shared and not blocked:
                 results.append(TaskResult(model, kind, "elsewhere", "left to another worker"))
                 continue
-            blockers = [p for p in project.model_parents(model) if p in bad]
-            if producer is not None and producer in bad:
+            # a model kept from starting by a stop request blocks nothing: it did not fail
+            blockers = [p for p in project.model_parents(model) if p in bad - held]
+            if producer is not None and producer in bad - held:
                 error = f"skipped: the build of {producer}, which it modifies, failed"
             elif failed_parts.get(model):
                 error = f"skipped: partition {', '.join(failed_parts[model])} failed"
@@ -690,6 +724,9 @@ def _results(
             elif decision.missing_parents:
                 missing = ", ".join(decision.missing_parents)
                 error = f"skipped: {missing} does not exist (not selected and never built); select it too, e.g. +{model.split('.', 1)[1]}"
+            elif stopped:
+                error = STOPPED
+                held.add(model)
             else:
                 error = "skipped: the run stopped before it"
             record = TaskRecord(

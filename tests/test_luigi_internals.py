@@ -104,6 +104,18 @@ def test_worker_internals() -> None:
     assert "use_multiprocessing" in _parameters(luigi.worker.TaskProcess.__init__)
 
 
+def test_worker_phasing_out() -> None:
+    """A run asked to stop phases its worker out as luigi's SIGUSR1 handler does; luigi's
+    handler is not installed when a watch loop dispatches from another thread."""
+    assert _parameters(luigi.worker.Worker._get_work) == ["self"]
+    assert isinstance(luigi.worker.worker.no_install_shutdown_handler, luigi.Parameter)
+    with ThreadWorker(scheduler=FastScheduler(), worker_processes=1) as running:
+        assert running._stop_requesting_work is False
+        running._start_phasing_out()
+        assert running._stop_requesting_work is True
+        assert running._get_work().worker_state == luigi.worker.WORKER_STATE_DISABLED
+
+
 def test_build_takes_the_factory() -> None:
     assert "worker_scheduler_factory" in _parameters(luigi.interface.build)
     for name in ("create_local_scheduler", "create_remote_scheduler", "create_worker"):

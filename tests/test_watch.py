@@ -29,12 +29,6 @@ from tests.buildkit import ROOT, cli, query
 from tests.test_build import write_project
 from tests.test_distributed import _luigid_tasks, luigid  # noqa: F401 (a fixture)
 
-# Another change makes a build notice new rows in input tables (tables in the target that
-# no model produces: their version joins their readers' fingerprints). Once it is merged,
-# flip this: the watch test then also inserts rows into such a table and waits for its
-# reader to be rebuilt by the next interval's cycle.
-INPUT_TABLES_DETECTED = False
-
 CYCLE_TIMEOUT_S = 20.0  # how long a test waits for the cycle it expects
 
 
@@ -381,13 +375,13 @@ def test_watch_rebuilds_what_an_edit_makes_stale_and_stops_on_sigterm(
     assert _built(edited) == {"main.a", "main.b"}
     assert query(pg_url, tmp_path, "select x from main.b") == [(20,)]
 
-    if INPUT_TABLES_DETECTED:
-        session = open_target(pg_url, project_dir=tmp_path).connect()
-        session.execute("insert into src.items values (2), (3)")
-        session.close()
-        noticed = watch.until(lambda c: bool(_built(c)), "rebuilding the input's reader")
-        assert noticed["trigger"] == "interval" and _built(noticed) == {"main.counted"}
-        assert query(pg_url, tmp_path, "select n from main.counted") == [(3,)]
+    # rows inserted into an input table (no model produces src.items): seen on the interval
+    session = open_target(pg_url, project_dir=tmp_path).connect()
+    session.execute("insert into src.items values (2), (3)")
+    session.close()
+    noticed = watch.until(lambda c: bool(_built(c)), "rebuilding the input's reader")
+    assert noticed["trigger"] == "interval" and _built(noticed) == {"main.counted"}
+    assert query(pg_url, tmp_path, "select n from main.counted") == [(3,)]
 
     watch.until(lambda c: c["trigger"] == "interval", "on the interval")
     code, err = watch.stop()

@@ -8,6 +8,13 @@ build ids of the models upstream of it, so an edit or a rebuild upstream makes
 it stale. Build ids of models that will run are derived here too, from their
 fingerprint and build generation, so every worker of a run (and every machine
 reading the same state) agrees on them without talking to each other.
+
+Incremental models and incremental source copies run on every build, for the rows
+that arrived since the last one; whether they change anything is known only once
+they ran. Their decision is *tentative*: it keeps the stored build id, which the run
+replaces only when it changed rows (``after_run``). What reads them is planned
+*conditional*: it runs as a task, after them, and ``settle`` decides then, from its
+parents' actual build ids, whether it builds at all (see ``runs_each_build``).
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ SOURCE_CHANGED = "source changed"  # a source table's version query answers diff
 SOURCE_UNREADABLE = "source version unreadable"  # its version query failed: run, and see
 UP_TO_DATE = "up to date"
 PARTITIONS = "partitions rebuilt"
+NEW_ROWS = "new rows"  # an incremental model or copy looking for rows since its last build
+CONDITIONAL = "if upstream changes"  # downstream of one: decided once its parents ran
+UPSTREAM_UNCHANGED = "upstream unchanged"  # ... and they changed nothing
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,12 @@ class Decision:
     partitions: tuple[PartitionDecision, ...] = ()  # a partitioned model's values, in order
     partitions_deferred: bool = False  # its values come from a query on tables this run builds
     partition_basis: str = ""  # what a partition's fingerprint hashes besides its value
+    # keeps the stored build id and generation unless its run changes rows (``after_run``)
+    tentative: bool = False
+    conditional: bool = False  # builds only if its fingerprint changes once parents ran
+    pending: tuple[str, ...] = ()  # parents whose build id is known only once they ran
+    upstream: tuple[tuple[str, str], ...] = ()  # (parent, build id) as the fingerprint hashed
+    source_version: str | None = None  # what its source's version query answered
 
 
 @dataclass(frozen=True)
@@ -149,11 +165,7 @@ def make_plan(
         content = content_fingerprint(project, model)
         upstream = [(p, build_ids.get(p) or "") for p in parents]
         version = versions.get(relation)
-        fingerprint = _hash(
-            content,
-            *(f"{p}={b}" for p, b in upstream),
-            *((f"source version={version}",) if version is not None else ()),
-        )
+        fingerprint = _fingerprint(content, upstream, version)
         missing = tuple(
             p
             for p in parents
@@ -212,9 +224,21 @@ def make_plan(
             # its modifiers (or its query) changed: rows merged before were changed by the
             # old ones, so the chain replays from scratch
             refresh = True
+        # a partitioned model hashes its parents into each value's fingerprint at plan time:
+        # it sees a tentative parent's new build id at the next build
+        pending = tuple(
+            p
+            for p in parents
+            if spec is None
+            and p in decisions
+            and decisions[p].run
+            and (decisions[p].tentative or decisions[p].pending)
+        )
+        reason, tentative, conditional = runs_each_build(project, model, reason, stored, pending)
         run = reason != UP_TO_DATE
-        generation = (stored.generation if stored else 0) + (1 if run else 0)
-        build_id = _hash(fingerprint, str(generation)) if run else stored.build_id  # type: ignore[union-attr]
+        fresh = run and not tentative  # a tentative run keeps the stored build until it changes
+        generation = (stored.generation if stored else 0) + (1 if fresh else 0)
+        build_id = _hash(fingerprint, str(generation)) if fresh else stored.build_id  # type: ignore[union-attr]
         build_ids[relation] = build_id
         decisions[relation] = Decision(
             relation,
@@ -229,9 +253,95 @@ def make_plan(
             parts,
             deferred,
             basis,
+            tentative,
+            conditional,
+            pending,
+            tuple(upstream),
+            version,
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
+
+
+def runs_each_build(
+    project: Project,
+    model: Model,
+    reason: str,
+    stored: ModelState | None,
+    pending: Sequence[str],
+) -> tuple[str, bool, bool]:
+    """(reason, tentative, conditional) of a model that ``make_plan`` found with ``reason``.
+
+    A model with a reason of its own to run keeps it. Otherwise an incremental model or
+    incremental source copy runs all the same, for new rows, tentatively (the stored build
+    id stays unless rows change); and a model reading one (``pending``: parents whose
+    build id is known once they ran) is conditional: its task decides (``settle``)."""
+    if reason != UP_TO_DATE or stored is None:
+        return reason, False, False
+    if incremental(project, model) and model.header.partition is None:
+        since = f" since {stored.watermark}" if stored.watermark is not None else ""
+        return NEW_ROWS + since, True, False
+    if pending:
+        return CONDITIONAL, True, True
+    return reason, False, False
+
+
+def incremental(project: Project, model: Model) -> bool:
+    """Whether ``model`` merges new rows into what it published: an incremental model, or
+    an incremental copy of a source table."""
+    if model.kind == "incremental":
+        return True
+    table = project.config.source_tables.get(model.relation)
+    return model.kind == "extract" and table is not None and table.mode == "incremental"
+
+
+def settle(decision: Decision, actual: Mapping[str, str]) -> Decision:
+    """The decision of a model whose parents' build ids were pending, once they ran
+    (``actual``: their build ids now, as the state in the target says).
+
+    Its fingerprint is hashed again with them. A conditional model whose fingerprint is
+    unchanged does not run; one whose fingerprint changed builds, with a new build id, as
+    does a tentative one; a model that runs anyway gets the build id of its new fingerprint."""
+    if not decision.pending:
+        return decision
+    upstream = tuple((p, actual.get(p, b)) for p, b in decision.upstream)
+    fingerprint = _fingerprint(decision.content_fp, upstream, decision.source_version)
+    if fingerprint == decision.fingerprint:
+        if decision.conditional:
+            return replace(decision, run=False, reason=UPSTREAM_UNCHANGED, pending=())
+        return replace(decision, pending=())
+    generation = decision.generation + (1 if decision.tentative else 0)
+    return replace(
+        decision,
+        run=True,
+        reason=UPSTREAM if decision.tentative else decision.reason,
+        fingerprint=fingerprint,
+        build_id=_hash(fingerprint, str(generation)),
+        generation=generation,
+        tentative=False,
+        conditional=False,
+        pending=(),
+        upstream=upstream,
+    )
+
+
+def after_run(decision: Decision, *, changed: bool) -> Decision:
+    """The build a tentative run records: the stored one when it changed nothing, else
+    the next generation (its build id derived as every build's is)."""
+    if not decision.tentative or not changed:
+        return decision
+    generation = decision.generation + 1
+    build_id = _hash(decision.fingerprint, str(generation))
+    return replace(decision, build_id=build_id, generation=generation, tentative=False)
+
+
+def _fingerprint(content: str, upstream: Sequence[tuple[str, str]], version: str | None) -> str:
+    """A model's fingerprint: its definition, its parents' build ids, its source's version."""
+    return _hash(
+        content,
+        *(f"{p}={b}" for p, b in upstream),
+        *((f"source version={version}",) if version is not None else ()),
+    )
 
 
 def _whole_chains(project: Project, models: Collection[str]) -> set[str]:

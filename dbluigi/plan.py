@@ -66,6 +66,9 @@ class Decision:
     pending: tuple[str, ...] = ()  # parents whose build id is known only once they ran
     upstream: tuple[tuple[str, str], ...] = ()  # (parent, build id) as the fingerprint hashed
     source_version: str | None = None  # what its source's version query answered
+    # a tentative decision's build id is the last build's: this tells its run from the last
+    # one's, to every worker alike (part of its luigi task's identity)
+    round: str = ""
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,11 @@ def make_plan(
             and (decisions[p].tentative or decisions[p].pending)
         )
         reason, tentative, conditional = runs_each_build(project, model, reason, stored, pending)
+        # an incremental run rewrites its state row (built_at) even when it changes nothing
+        round_ = ""
+        if tentative:
+            last = "" if conditional else str(stored.built_at)  # type: ignore[union-attr]
+            round_ = _hash(last, *(decisions[p].round for p in pending))
         run = reason != UP_TO_DATE
         fresh = run and not tentative  # a tentative run keeps the stored build until it changes
         generation = (stored.generation if stored else 0) + (1 if fresh else 0)
@@ -258,6 +266,7 @@ def make_plan(
             pending,
             tuple(upstream),
             version,
+            round_,
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)

@@ -26,9 +26,10 @@ from dbluigi.plan import (
 )
 from dbluigi.project import load_project
 from dbluigi.targets import open_target
-from tests.buildkit import build_json, cli, query, ran, statuses
+from tests.buildkit import build_json, cli, cli_process, query, ran, statuses
 from tests.sourcekit import create_items, source_exec, source_toml
 from tests.test_build import write_project
+from tests.test_distributed import luigid  # noqa: F401  (a fixture)
 
 STORE = "out.items_store"
 ITEMS_STORE = """\
@@ -314,6 +315,50 @@ def test_an_incremental_copy_runs_each_build_and_its_readers_follow_changes(
         ("new", 1),
         ("paid", 1),
     ]
+
+
+@pytest.mark.postgres
+def test_workers_of_a_shared_scheduler_agree_on_the_readers(
+    tmp_path: Path,
+    pg_url: str,
+    luigid: str,  # noqa: F811
+) -> None:
+    """Whichever worker runs a reader reads its parents' builds from the target's state."""
+    project = items_project(tmp_path, pg_url, **{"out/report.sql": REPORT})
+    project = write_project(project, {"out/summary.sql": SUMMARY})
+    assert build_json(project=project, target=pg_url)[0] == 0
+    before = build_ids(pg_url, project)
+
+    def two_workers() -> list[dict[str, Any]]:
+        workers = [
+            cli_process(
+                "build", "--json", "--scheduler-url", luigid, project=project, target=pg_url
+            )
+            for _ in range(2)
+        ]
+        outputs = [w.communicate(timeout=300) for w in workers]
+        assert [w.returncode for w in workers] == [0, 0], outputs
+        return [json.loads(out) for out, _ in outputs]
+
+    payloads = two_workers()
+    assert build_ids(pg_url, project) == before
+    readers = {r["status"] for p in payloads for r in p["results"] if r["model"] != STORE}
+    assert readers <= {"up to date", "elsewhere"}, payloads
+
+    new_rows(pg_url, project)
+    payloads = two_workers()
+    runs = [p["run_id"] for p in payloads]
+    built = query(
+        pg_url,
+        project,
+        "select model from dbluigi.task_runs where status = 'success' "
+        "and reason <> 'built by another worker' and run_id in (%s, %s) and rows_affected <> 0",
+        runs,
+    )
+    assert sorted(r[0] for r in built) == ["out.items_store", "out.report", "out.summary"]
+    assert query(pg_url, project, "select n, top from out.report") == [(3, "c")]
+    after = build_ids(pg_url, project)
+    assert all(after[m] != before[m] for m in before)
 
 
 # -- the decisions, without a database ------------------------------------------------------

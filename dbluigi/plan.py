@@ -23,6 +23,7 @@ import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from dbluigi.project import Model, Project
 from dbluigi.state import ModelState
@@ -227,22 +228,8 @@ def make_plan(
             # its modifiers (or its query) changed: rows merged before were changed by the
             # old ones, so the chain replays from scratch
             refresh = True
-        # a partitioned model hashes its parents into each value's fingerprint at plan time:
-        # it sees a tentative parent's new build id at the next build
-        pending = tuple(
-            p
-            for p in parents
-            if spec is None
-            and p in decisions
-            and decisions[p].run
-            and (decisions[p].tentative or decisions[p].pending)
-        )
-        reason, tentative, conditional = runs_each_build(project, model, reason, stored, pending)
-        # an incremental run rewrites its state row (built_at) even when it changes nothing
-        round_ = ""
-        if tentative:
-            last = "" if conditional else str(stored.built_at)  # type: ignore[union-attr]
-            round_ = _hash(last, *(decisions[p].round for p in pending))
+        each = runs_each_build(project, model, reason, stored, decisions)
+        reason, tentative = each.reason, each.tentative
         run = reason != UP_TO_DATE
         fresh = run and not tentative  # a tentative run keeps the stored build until it changes
         generation = (stored.generation if stored else 0) + (1 if fresh else 0)
@@ -262,14 +249,24 @@ def make_plan(
             deferred,
             basis,
             tentative,
-            conditional,
-            pending,
+            each.conditional,
+            each.pending,
             tuple(upstream),
             version,
-            round_,
+            each.round,
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
+
+
+class EachBuild(NamedTuple):
+    """What ``runs_each_build`` makes of a model's reason (see ``Decision``)."""
+
+    reason: str
+    tentative: bool = False
+    conditional: bool = False
+    pending: tuple[str, ...] = ()
+    round: str = ""
 
 
 def runs_each_build(
@@ -277,22 +274,37 @@ def runs_each_build(
     model: Model,
     reason: str,
     stored: ModelState | None,
-    pending: Sequence[str],
-) -> tuple[str, bool, bool]:
-    """(reason, tentative, conditional) of a model that ``make_plan`` found with ``reason``.
+    decisions: Mapping[str, Decision],
+) -> EachBuild:
+    """How a model that ``make_plan`` found with ``reason`` runs, given the decisions of
+    the models before it.
 
     A model with a reason of its own to run keeps it. Otherwise an incremental model or
     incremental source copy runs all the same, for new rows, tentatively (the stored build
-    id stays unless rows change); and a model reading one (``pending``: parents whose
-    build id is known once they ran) is conditional: its task decides (``settle``)."""
+    id stays unless rows change); and a model reading one is conditional: its task decides
+    (``settle``). ``pending`` are its parents whose build id is known once they ran (a
+    partitioned model hashes its parents into each value's fingerprint when planned: it
+    sees a tentative parent's new build id at the next build)."""
+    pending = tuple(
+        p
+        for p in project.model_parents(model.relation)
+        if model.header.partition is None
+        and p in decisions
+        and decisions[p].run
+        and (decisions[p].tentative or decisions[p].pending)
+    )
     if reason != UP_TO_DATE or stored is None:
-        return reason, False, False
+        return EachBuild(reason, pending=pending)
+    # an incremental run rewrites its state row (built_at) even when it changes nothing
+    rounds = [decisions[p].round for p in pending]
     if incremental(project, model) and model.header.partition is None:
         since = f" since {stored.watermark}" if stored.watermark is not None else ""
-        return NEW_ROWS + since, True, False
+        return EachBuild(
+            NEW_ROWS + since, True, False, pending, _hash(str(stored.built_at), *rounds)
+        )
     if pending:
-        return CONDITIONAL, True, True
-    return reason, False, False
+        return EachBuild(CONDITIONAL, True, True, pending, _hash("", *rounds))
+    return EachBuild(reason)
 
 
 def incremental(project: Project, model: Model) -> bool:

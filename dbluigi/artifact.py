@@ -177,6 +177,8 @@ def _task(kind: str | None, tries: Sequence[TaskRecord]) -> dict[str, Any]:
         "fingerprint": last.fingerprint,
         "build_id": last.build_id,
         "explain_cost": last.explain_cost,
+        "watermark_from": last.watermark_from,
+        "watermark_to": last.watermark_to,
         "checks": [c.to_json() for c in last.checks],
         "attempts": [
             {

@@ -37,7 +37,7 @@ from dbluigi.selectors import select
 if TYPE_CHECKING:
     from dbluigi.plan import Plan
     from dbluigi.runner import RunOptions, RunResult
-    from dbluigi.state import TaskResult
+    from dbluigi.state import TaskRecord, TaskResult
     from dbluigi.watch import Cycle
 
 app = typer.Typer(
@@ -291,6 +291,8 @@ def plan(
     width = max((len(r["model"]) for r in rows), default=0)
     for i, row in enumerate(rows, 1):
         action = "[green]run    [/]" if row["run"] else "[dim]skip   [/]"
+        if row["conditional"]:
+            action = "[cyan]maybe  [/]"
         why = row["reason"]
         if row["missing_parents"]:
             action = "[red]blocked[/]"
@@ -310,8 +312,10 @@ def plan(
         if row["inputs"] is not None:
             files = ", ".join(row["inputs"]) or "no file matches " + ", ".join(row["input_globs"])
             console.print(f"{'':>15}[dim]inputs: {files}[/]", soft_wrap=True, highlight=False)
-    to_run = sum(1 for r in rows if r["run"])
-    console.print(f"{to_run} of {len(rows)} selected models would run")
+    to_run = sum(1 for r in rows if r["run"] and not r["conditional"])
+    maybe = sum(1 for r in rows if r["conditional"])
+    also = f" ({maybe} more if their upstream changes)" if maybe else ""
+    console.print(f"{to_run} of {len(rows)} selected models would run{also}")
 
 
 def _plan_rows(proj: Project, decided: Plan) -> list[dict[str, Any]]:
@@ -326,6 +330,7 @@ def _plan_rows(proj: Project, decided: Plan) -> list[dict[str, Any]]:
                 "kind": m.kind,
                 "file": m.path,
                 "run": d.run,
+                "conditional": d.conditional,  # runs only if its upstream changes
                 "reason": d.reason,
                 "depends_on": sorted(proj.graph.parents(model)),
                 "waits_for": sorted(proj.graph.waits_for(model)),
@@ -681,6 +686,8 @@ def _result_json(result: RunResult, target: str, elapsed: float) -> dict[str, An
                 "duration_s": round(r.duration_s, 4),
                 "rows": r.rows,
                 "attempts": r.attempts,
+                "watermark_from": r.last.watermark_from if r.last else None,
+                "watermark_to": r.last.watermark_to if r.last else None,
             }
             for r in result.results
         ],
@@ -916,9 +923,11 @@ def history(
         title="task attempts" + (f" of {relation}" if relation else ""), title_justify="left"
     )
     columns = ("run", "model", "attempt", "status", "class", "why", "rows", "seconds", "cost")
-    for column in (*columns, "error"):
+    marks = any(t.watermark_from is not None or t.watermark_to is not None for t in records)
+    for column in (*columns, *(("watermark",) if marks else ()), "error"):
         table.add_column(column)
     for t in records:
+        watermark = (_watermarks(t),) if marks else ()
         table.add_row(
             t.run_id,
             t.model,
@@ -929,9 +938,17 @@ def history(
             "" if t.rows is None else str(t.rows),
             f"{t.duration_s:.2f}",
             "" if t.explain_cost is None else f"{t.explain_cost:.6g}",
+            *watermark,
             (t.error or "").splitlines()[0][:80] if t.error else "",
         )
     console.print(table)
+
+
+def _watermarks(t: TaskRecord) -> str:
+    """An incremental run's watermarks: ``from -> to`` (``-> to`` on a full build)."""
+    if t.watermark_from is None and t.watermark_to is None:
+        return ""
+    return f"{t.watermark_from or ''} -> {t.watermark_to or ''}".strip()
 
 
 def _history_target(

@@ -79,6 +79,9 @@ class _BuildTask(_FixedParams, luigi.Task):
     # the planned build id (derived from the fingerprint and the build generation): a
     # rebuild is a new task for luigid, and every worker reading the same state agrees on it
     build_id: str = luigi.Parameter()  # type: ignore[assignment]
+    # a tentative build keeps the last build id: this tells its run from the last one
+    # (``plan.Decision.round``), which luigid may still hold as done
+    round: str = luigi.Parameter(default="")  # type: ignore[assignment]
 
     @property
     def priority(self) -> int:  # type: ignore[override]
@@ -141,6 +144,7 @@ class DbluigiSettled(_FixedParams, luigi.Task):
 
     model: str = luigi.Parameter()  # type: ignore[assignment]
     build_id: str = luigi.Parameter()  # type: ignore[assignment]
+    round: str = luigi.Parameter(default="")  # type: ignore[assignment]
 
     def requires(self) -> list[luigi.Task]:
         return [_graph().tasks[self.model]]
@@ -197,7 +201,10 @@ class _TaskGraph:
         built = [m for m in run.plan.selected if m not in run.project.chains.owner]
         self.tasks = {
             m: DbluigiModel(
-                model=m, fingerprint=decisions[m].fingerprint, build_id=decisions[m].build_id
+                model=m,
+                fingerprint=decisions[m].fingerprint,
+                build_id=decisions[m].build_id,
+                round=decisions[m].round,
             )
             for m in built
         }
@@ -206,7 +213,7 @@ class _TaskGraph:
         # ordering without dependency: models read by check queries of models in the run
         waited = {w for m in run.plan.selected for w in run.project.graph.waits_for(m)}
         self.settled = {
-            w: DbluigiSettled(model=w, build_id=decisions[w].build_id)
+            w: DbluigiSettled(model=w, build_id=decisions[w].build_id, round=decisions[w].round)
             for w in sorted(waited)
             if w in decisions
         }

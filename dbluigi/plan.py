@@ -9,9 +9,16 @@ it stale. Build ids of models that will run are derived here too, from their
 fingerprint and build generation, so every worker of a run (and every machine
 reading the same state) agrees on them without talking to each other.
 
-Files a model reads (``-- inputs:`` globs) and the versions of source tables
-are part of the fingerprint too: they are read afresh at every plan, and the
-hashes of the files are kept with the build, so plan can say which one changed.
+Files a model reads (``-- inputs:`` globs), the versions of the input tables it reads
+and of source tables are part of the fingerprint too: they are read afresh at every
+plan, and kept with the build, so plan can say which one changed.
+
+Incremental models and incremental source copies run on every build, for the rows
+that arrived since the last one; whether they change anything is known only once
+they ran. Their decision is *tentative*: it keeps the stored build id, which the run
+replaces only when it changed rows (``after_run``). What reads them is planned
+*conditional*: it runs as a task, after them, and ``settle`` decides then, from its
+parents' actual build ids, whether it builds at all (see ``runs_each_build``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from dbluigi.project import Model, Project
 from dbluigi.state import ModelState
@@ -49,6 +57,9 @@ PARTITIONS = "partitions rebuilt"
 INPUT_CHANGED = "input changed"  # "input changed: raw.x": an input table's version moved
 NO_INPUT_SIGNAL = "no change signal for input"  # "...: raw.x (why)": it runs every build
 CHANGED_OUTSIDE = "changed outside dbluigi"  # its published relation changed since its build
+NEW_ROWS = "new rows"  # an incremental model or copy looking for rows since its last build
+CONDITIONAL = "if upstream changes"  # downstream of one: decided once its parents ran
+UPSTREAM_UNCHANGED = "upstream unchanged"  # ... and they changed nothing
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,15 @@ class Decision:
     partition_basis: str = ""  # what a partition's fingerprint hashes besides its value
     inputs: tuple[tuple[str, str], ...] = ()  # the input tables it reads, with their versions
     input_files: tuple[tuple[str, str], ...] = ()  # (path, content hash) of its input files
+    # keeps the stored build id and generation unless its run changes rows (``after_run``)
+    tentative: bool = False
+    conditional: bool = False  # builds only if its fingerprint changes once parents ran
+    pending: tuple[str, ...] = ()  # parents whose build id is known only once they ran
+    upstream: tuple[tuple[str, str], ...] = ()  # (parent, build id) as the fingerprint hashed
+    source_version: str | None = None  # what its source's version query answered
+    # a tentative decision's build id is the last build's: this tells its run from the last
+    # one's, to every worker alike (part of its luigi task's identity)
+    round: str = ""
 
 
 class Unversioned(str):
@@ -202,19 +222,7 @@ def make_plan(
         inputs = {i: read.inputs.get(i) for i in model_inputs(project, relation)}
         tracked = tuple((i, v) for i, v in inputs.items() if v is not None and has_signal(v))
         files = input_file_hashes(project, model)
-        fingerprint = _hash(
-            content,
-            *(f"{p}={b}" for p, b in upstream),
-            # a version that pins nothing down forces the run (below), and stays out of the
-            # fingerprint: every worker of a shared scheduler derives the same build id
-            *(
-                (f"source version={version}",)
-                if version is not None and not isinstance(version, Unversioned)
-                else ()
-            ),
-            *(f"input table {i}={v}" for i, v in tracked),
-            *(f"input {path}={digest}" for path, digest in files),
-        )
+        fingerprint = _fingerprint(content, upstream, version, tracked, files)
         missing = tuple(
             p
             for p in parents
@@ -285,9 +293,12 @@ def make_plan(
             # its modifiers (or its query) changed: rows merged before were changed by the
             # old ones, so the chain replays from scratch
             refresh = True
+        each = runs_each_build(project, model, reason, stored, decisions)
+        reason, tentative = each.reason, each.tentative
         run = reason != UP_TO_DATE
-        generation = (stored.generation if stored else 0) + (1 if run else 0)
-        build_id = _hash(fingerprint, str(generation)) if run else stored.build_id  # type: ignore[union-attr]
+        fresh = run and not tentative  # a tentative run keeps the stored build until it changes
+        generation = (stored.generation if stored else 0) + (1 if fresh else 0)
+        build_id = _hash(fingerprint, str(generation)) if fresh else stored.build_id  # type: ignore[union-attr]
         build_ids[relation] = build_id
         decisions[relation] = Decision(
             relation,
@@ -304,9 +315,147 @@ def make_plan(
             basis,
             tracked,
             files,
+            tentative,
+            each.conditional,
+            each.pending,
+            tuple(upstream),
+            version,
+            each.round,
         )
     order = tuple(m for m in project.order if m in selected_set)
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
+
+
+class EachBuild(NamedTuple):
+    """What ``runs_each_build`` makes of a model's reason (see ``Decision``)."""
+
+    reason: str
+    tentative: bool = False
+    conditional: bool = False
+    pending: tuple[str, ...] = ()
+    round: str = ""
+
+
+def runs_each_build(
+    project: Project,
+    model: Model,
+    reason: str,
+    stored: ModelState | None,
+    decisions: Mapping[str, Decision],
+) -> EachBuild:
+    """How a model that ``make_plan`` found with ``reason`` runs, given the decisions of
+    the models before it.
+
+    A model with a reason of its own to run keeps it. Otherwise an incremental model or
+    incremental source copy runs all the same, for new rows, tentatively (the stored build
+    id stays unless rows change); and a model reading one is conditional: its task decides
+    (``settle``). ``pending`` are its parents whose build id is known once they ran (a
+    partitioned model hashes its parents into each value's fingerprint when planned: it
+    sees a tentative parent's new build id at the next build)."""
+    pending = tuple(
+        p
+        for p in project.model_parents(model.relation)
+        if model.header.partition is None
+        and p in decisions
+        and decisions[p].run
+        and (decisions[p].tentative or decisions[p].pending)
+    )
+    # new rows in the input tables an incremental model reads are what it runs for anyway:
+    # it merges them tentatively, and its readers follow only if it changed rows
+    read_more = reason.startswith((INPUT_CHANGED, NO_INPUT_SIGNAL))
+    if (reason != UP_TO_DATE and not (read_more and incremental(project, model))) or (
+        stored is None
+    ):
+        return EachBuild(reason, pending=pending)
+    # an incremental run rewrites its state row (built_at) even when it changes nothing
+    rounds = [decisions[p].round for p in pending]
+    if incremental(project, model) and model.header.partition is None:
+        since = f" since {stored.watermark}" if stored.watermark is not None else ""
+        why = f" ({reason})" if read_more else ""
+        return EachBuild(
+            NEW_ROWS + since + why, True, False, pending, _hash(str(stored.built_at), *rounds)
+        )
+    if read_more:
+        return EachBuild(reason, pending=pending)
+    if pending:
+        return EachBuild(CONDITIONAL, True, True, pending, _hash("", *rounds))
+    return EachBuild(reason)
+
+
+def incremental(project: Project, model: Model) -> bool:
+    """Whether ``model`` merges new rows into what it published: an incremental model, or
+    an incremental copy of a source table."""
+    if model.kind == "incremental":
+        return True
+    table = project.config.source_tables.get(model.relation)
+    return model.kind == "extract" and table is not None and table.mode == "incremental"
+
+
+def settle(decision: Decision, actual: Mapping[str, str]) -> Decision:
+    """The decision of a model whose parents' build ids were pending, once they ran
+    (``actual``: their build ids now, as the state in the target says).
+
+    Its fingerprint is hashed again with them. A conditional model whose fingerprint is
+    unchanged does not run; one whose fingerprint changed builds, with a new build id, as
+    does a tentative one; a model that runs anyway gets the build id of its new fingerprint."""
+    if not decision.pending:
+        return decision
+    upstream = tuple((p, actual.get(p, b)) for p, b in decision.upstream)
+    fingerprint = _fingerprint(
+        decision.content_fp,
+        upstream,
+        decision.source_version,
+        decision.inputs,
+        decision.input_files,
+    )
+    if fingerprint == decision.fingerprint:
+        if decision.conditional:
+            return replace(decision, run=False, reason=UPSTREAM_UNCHANGED, pending=())
+        return replace(decision, pending=())
+    generation = decision.generation + (1 if decision.tentative else 0)
+    return replace(
+        decision,
+        run=True,
+        reason=UPSTREAM if decision.tentative else decision.reason,
+        fingerprint=fingerprint,
+        build_id=_hash(fingerprint, str(generation)),
+        generation=generation,
+        tentative=False,
+        conditional=False,
+        pending=(),
+        upstream=upstream,
+    )
+
+
+def after_run(decision: Decision, *, changed: bool) -> Decision:
+    """The build a tentative run records: the stored one when it changed nothing, else
+    the next generation (its build id derived as every build's is)."""
+    if not decision.tentative or not changed:
+        return decision
+    generation = decision.generation + 1
+    build_id = _hash(decision.fingerprint, str(generation))
+    return replace(decision, build_id=build_id, generation=generation, tentative=False)
+
+
+def _fingerprint(
+    content: str,
+    upstream: Sequence[tuple[str, str]],
+    version: str | None,
+    inputs: Sequence[tuple[str, str]] = (),
+    files: Sequence[tuple[str, str]] = (),
+) -> str:
+    """A model's fingerprint: its definition, its parents' build ids, its source's version,
+    the versions of the input tables it reads and the hashes of its input files. A source
+    version that pins nothing down (``Unversioned``) forces the run instead, and stays out:
+    every worker of a shared scheduler derives the same build id."""
+    pinned = version is not None and not isinstance(version, Unversioned)
+    return _hash(
+        content,
+        *(f"{p}={b}" for p, b in upstream),
+        *((f"source version={version}",) if pinned else ()),
+        *(f"input table {i}={v}" for i, v in inputs),
+        *(f"input {path}={digest}" for path, digest in files),
+    )
 
 
 def _whole_chains(project: Project, models: Collection[str]) -> set[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -34,7 +34,17 @@ from dbluigi.errors import (
 from dbluigi.guards import ensure_names_fit, ensure_supported
 from dbluigi.kinds.extract import read_versions
 from dbluigi.partitions import partition_values
-from dbluigi.plan import PartitionDecision, Plan, make_plan, partition_decisions, partition_query_fp
+from dbluigi.plan import (
+    UPSTREAM_UNCHANGED,
+    Decision,
+    PartitionDecision,
+    Plan,
+    after_run,
+    make_plan,
+    partition_decisions,
+    partition_query_fp,
+    settle,
+)
 from dbluigi.project import Model, Project
 from dbluigi.publish import AlreadyBuilt, BuildRequest, publish
 from dbluigi.relation import Relation
@@ -54,7 +64,8 @@ RUN_LOCK = "dbluigi.run:{run_id}"  # held by a running build's own session, to t
 RETRY_DELAY_S = 1.0  # before attempt n + 1: n times this
 _sleep = time.sleep  # the wait between attempts (tests record it instead of waiting)
 
-EventCallback = Callable[[str, str], None]  # (model, "start" | "success" | "failed" | "skipped")
+# (model, "start" | "success" | "failed" | "skipped" | "up to date")
+EventCallback = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,8 @@ class Run:
         self._partitions: dict[str, tuple[PartitionDecision, ...]] = {}  # resolved during the run
         self._failed = threading.Event()
         self._settled_badly: set[str] = set()  # models that failed or were skipped in this run
+        self._decided: dict[str, Decision] = {}  # decisions settled once their parents ran
+        self.up_to_date: set[str] = set()  # conditional models whose parents changed nothing
         self.unrecorded: list[TaskRecord] = []  # failures the target could not take
         self._stop = stop  # set: start no more tasks (a watch loop was asked to stop)
 
@@ -168,6 +181,28 @@ class Run:
             session.close()
         self._opened.clear()
 
+    def decision_of(self, model: str) -> Decision:
+        """The model's decision: as planned, or as settled once its parents ran."""
+        return self._decided.get(model) or self.plan.decisions[model]
+
+    def settle(self, model: str, session: Session) -> Decision:
+        """The decision of a model whose parents' build ids were known only once they ran
+        (``plan.settle``), from the build ids the state in the target has now: every
+        worker of a shared scheduler reads the same."""
+        decision = self.decision_of(model)
+        if not decision.pending:
+            return decision
+        store = StateStore(session)
+        actual = {}
+        for parent in decision.pending:
+            built = store.model_state(self.project.chains.owner.get(parent, parent))
+            if built is not None:
+                actual[parent] = built[0]
+        settled = settle(decision, actual)
+        with self._lock:
+            self._decided[model] = settled
+        return settled
+
     def is_complete(self, model: str, partition: str | None = None) -> bool:
         if (model, partition) in self._done:
             return True
@@ -202,7 +237,9 @@ class Run:
             elif decision is not None and decision.run and (other, None) not in self._done:
                 # built by another worker of a shared scheduler, or not (yet) at all
                 state = StateStore(session).model_state(other)
-                if state is None or state[0] != decision.build_id:
+                if state is None or (
+                    state[0] != self.decision_of(other).build_id and not decision.tentative
+                ):
                     missing.add(other)
             elif not _exists(session, self.project.models[other]):
                 missing.add(other)
@@ -255,7 +292,7 @@ class Run:
         clock: float,
         attempt: int,
     ) -> TaskRecord:
-        decision = self.plan.decisions[model]
+        decision = self.decision_of(model)
         part = (
             next(p for p in self.partitions_of(model) if p.value == partition)
             if partition
@@ -286,10 +323,14 @@ class Run:
         attempt; raises on failure.
 
         A successful attempt is recorded by ``publish``, in the transaction that
-        publishes the model; failed attempts are recorded here.
+        publishes the model; failed attempts are recorded here. A conditional model
+        (``plan.settle``) whose parents changed nothing is up to date: nothing is recorded.
         """
-        decision = replace(self.plan.decisions[model], partitions=self.partitions_of(model))
-        part = next(p for p in decision.partitions if p.value == partition) if partition else None
+        part = (
+            next(p for p in self.partitions_of(model) if p.value == partition)
+            if partition
+            else None
+        )
         spec = self.project.models[model]
         attempts = 1 + spec.header.retries
         name = model if partition is None else f"{model}[{partition}]"
@@ -305,6 +346,18 @@ class Run:
                             "skipped: an earlier task failed and --fail-fast is on",
                             failure_class="upstream",
                         )
+                    decision = replace(
+                        self.settle(model, session)
+                        if partition is None
+                        else self.decision_of(model),
+                        partitions=self.partitions_of(model),
+                    )
+                    if not decision.run:
+                        with self._lock:
+                            self.up_to_date.add(model)
+                        self._done.add((model, partition))
+                        self._emit(name, "up to date")
+                        return
                     request = BuildRequest(
                         self.project,
                         spec,
@@ -374,7 +427,7 @@ class Run:
         partition: str | None = None,
     ) -> TaskRecord:
         """The record of an attempt that found its work done, or superseded, by another build."""
-        decision = self.plan.decisions[model]
+        decision = after_run(self.decision_of(model), changed=True)  # what another published
         part = (
             next(p for p in self.partitions_of(model) if p.value == partition)
             if partition
@@ -607,6 +660,7 @@ def run_plan(
                 run_id,
                 shared=options.scheduler_url is not None,
                 stopped=run.stop_requested,
+                up_to_date=run.up_to_date,
             )
             status = _run_status(results)
         finally:
@@ -668,10 +722,12 @@ def _results(
     *,
     shared: bool = False,
     stopped: bool = False,
+    up_to_date: Collection[str] = (),
 ) -> list[TaskResult]:
     """One result per selected model.
 
-    A model this run did not build may have been built by another worker or build
+    A conditional model this run found ``up_to_date`` (its parents changed nothing) is
+    so. A model this run did not build may have been built by another worker or build
     (its stored build id is the one planned here): a success. With a shared scheduler,
     one still unbuilt and not blocked by a failure here is left to the other workers.
     Otherwise it never started, and is recorded as skipped."""
@@ -700,9 +756,16 @@ def _results(
         record = last.get(model)
         results += [_result(kind, r, 1) for r in parts.get(model, ())]
         producer = project.chains.owner.get(model)  # a modifier: built by its producer
+        if record is None and decision.run and (producer or model) in up_to_date:
+            results.append(TaskResult(model, kind, "up to date", UPSTREAM_UNCHANGED))
+            continue
         if record is None and decision.run:
             now_built = stored.get(producer or model)
-            if now_built is not None and now_built.build_id == decision.build_id:
+            if (  # a tentative build id is the one stored before: it says nothing
+                now_built is not None
+                and now_built.build_id == decision.build_id
+                and not decision.tentative
+            ):
                 results.append(TaskResult(model, kind, "success", "built by another worker"))
                 continue
             blocked = (

@@ -51,6 +51,8 @@ TASK_KEYS = {
     "fingerprint",
     "build_id",
     "explain_cost",
+    "watermark_from",
+    "watermark_to",
     "checks",
     "attempts",
 }

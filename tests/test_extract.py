@@ -237,8 +237,11 @@ def test_incremental_copy_upserts_new_and_changed_rows(
     code, first = build_json(project=root, target=target_url)
     assert code == 0 and first["results"][0]["rows"] == 3
 
-    # nothing new in the source: the highest watermark is the same, nothing runs
-    assert ran(build_json(project=root, target=target_url)[1]) == set()
+    # nothing new in the source: the copy runs, changes nothing, and its reader stays
+    code, again = build_json(project=root, target=target_url)
+    assert code == 0 and ran(again) == {"src.items"}
+    assert again["results"][0]["reason"] == "new rows since 2024-01-03 00:00:00"
+    assert again["results"][0]["rows"] == 0
 
     source_exec(
         source_url,
@@ -250,8 +253,9 @@ def test_incremental_copy_upserts_new_and_changed_rows(
     assert code == 0, second
     results = {r["model"]: r for r in second["results"]}
     assert results["src.items"]["reason"] == "source changed"
-    # only rows at or past the published watermark (2024-01-03) were read: 3, 4 and 1
-    assert results["src.items"]["rows"] == 3
+    # only rows at or past the published watermark (2024-01-03) were read: 3, 4 and 1;
+    # 3 was as published, so 2 rows changed
+    assert results["src.items"]["rows"] == 2
     assert query(target_url, root, "select id, status from src.items order by id") == [
         (1, "paid"),
         (2, "new"),

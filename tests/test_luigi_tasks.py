@@ -103,6 +103,7 @@ def test_cached_parameters_give_the_task_ids_and_params_stock_luigi_gives() -> N
         model = luigi.Parameter()
         fingerprint = luigi.Parameter()
         build_id = luigi.Parameter()
+        round = luigi.Parameter(default="")
 
     ours = DbluigiModel(model="main.a", fingerprint="f1", build_id="b1")
     stock = StockModel(model="main.a", fingerprint="f1", build_id="b1")
@@ -116,7 +117,8 @@ def test_cached_parameters_give_the_task_ids_and_params_stock_luigi_gives() -> N
     other = DbluigiModel(model="main.b", fingerprint="f1", build_id="b1")
     assert other.to_str_params()["model"] == "main.b" and other.task_id != ours.task_id
     part = DbluigiPartition(model="main.a", fingerprint="f", build_id="b", partition="2024")
-    assert [n for n, _ in part.get_params()] == ["model", "fingerprint", "build_id", "partition"]
+    names = ["model", "fingerprint", "build_id", "round", "partition"]
+    assert [n for n, _ in part.get_params()] == names
     assert MissingRelation(relation="x.y").to_str_params() == {"relation": "x.y"}
 
 

@@ -9,9 +9,10 @@ import pytest
 
 from dbluigi.errors import DuplicateRelationError, ProjectError, SelectorError
 from dbluigi.plan import (
+    CONDITIONAL,
+    NEW_ROWS,
     SOURCE_CHANGED,
     SOURCE_UNREADABLE,
-    UP_TO_DATE,
     UPSTREAM,
     ModelState,
     make_plan,
@@ -234,7 +235,10 @@ def test_plan_says_source_changed_and_readers_follow(tmp_path: Path) -> None:
         for m, d in first.decisions.items()
     }
     same = make_plan(project, selected, state, existing, source_versions={"raw.accounts": "[[3]]"})
-    assert {d.reason for d in same.decisions.values()} == {UP_TO_DATE}
+    # an incremental copy looks for new rows all the same; its reader waits to see
+    assert same.decisions["raw.accounts"].reason == NEW_ROWS
+    assert same.decisions["raw.accounts"].tentative
+    assert same.decisions["main.report"].reason == CONDITIONAL
     reloaded = make_plan(
         project, selected, state, existing, source_versions={"raw.accounts": "[[4]]"}
     )

@@ -189,6 +189,27 @@ def test_execute_query_and_params(session: Session) -> None:
     assert session.row_count("s", "t") == 4
 
 
+def test_upsert_counts_only_rows_inserted_or_changed(session: Session) -> None:
+    """A row read again as it was is no change (``json`` included, which has no equality
+    operator on PostgreSQL); a key-only table inserts what is new."""
+    session.execute("CREATE TABLE s.t (id BIGINT, v TEXT, doc JSON)")
+    session.execute("""INSERT INTO s.t VALUES (1, 'a', '{"k": 1}'), (2, NULL, NULL)""")
+    session.execute("CREATE TABLE s.n (id BIGINT, v TEXT, doc JSON)")
+    session.execute(
+        """INSERT INTO s.n VALUES (1, 'a', '{"k": 1}'), (2, 'b', NULL), (3, 'c', '[]')"""
+    )
+    with session.transaction():
+        assert session.upsert("s", "t", "n", ["id"]) == 2  # 2 changed, 3 new
+    with session.transaction():
+        assert session.upsert("s", "t", "n", ["id"]) == 0  # the same rows again
+    rows = session.query("SELECT id, v FROM s.t ORDER BY id").rows
+    assert rows == ((1, "a"), (2, "b"), (3, "c"))
+    session.execute("CREATE TABLE s.keys AS SELECT id FROM s.t")
+    session.execute("CREATE TABLE s.more AS SELECT id FROM s.t UNION ALL SELECT 9")
+    with session.transaction():
+        assert session.upsert("s", "keys", "more", ["id"]) == 1
+
+
 def test_query_limit_fetches_only_the_first_rows(session: Session) -> None:
     sql = "-- a check\nSELECT i FROM range(1000000) AS r(i) ORDER BY i;"
     if is_pg(session):

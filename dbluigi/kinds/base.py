@@ -23,6 +23,11 @@ table (incremental models and incremental source copies): the new rows go aside,
 validated and upserted by key, then the checks run on the merged table; a failure rolls
 everything back. ``needs_full_build`` and ``highest_value`` are what both kinds ask
 before choosing between the two.
+
+Those kinds run on every build (``plan.runs_each_build``): a run for new rows that
+changed none keeps the published build id, one that changed rows records the next
+(``plan.after_run``). Both sequences record the watermark a build started from
+(``BuildRequest.watermark``) and the one it reached (``watermark=`` the column).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from dbluigi import guards, names, pystep, versions
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, point_at, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, TaskError
 from dbluigi.headers import IndexSpec
-from dbluigi.plan import Decision, PartitionDecision, stored_inputs
+from dbluigi.plan import Decision, PartitionDecision, after_run, stored_inputs
 from dbluigi.project import Model, Project
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now
 from dbluigi.targets.base import Catalog, Session, SwapHint, table_expr
@@ -83,6 +88,7 @@ class BuildRequest:
     partition: PartitionDecision | None = None  # one value of a partitioned model
     # models its check queries read (without depending on them) that are not available
     unavailable: frozenset[str] = frozenset()
+    watermark: Any = None  # incremental: the highest watermark published when it started
 
     @property
     def built(self) -> Decision | PartitionDecision:
@@ -147,7 +153,15 @@ def transaction(session: Session, request: BuildRequest) -> Iterator[None]:
             session.lock_in_transaction(lock, deferred=True)  # with the read: one round trip
             stored = StateStore(session).model_state(request.model.relation, key)
             built = request.built
-            if stored is not None and (
+            if isinstance(built, Decision) and built.tentative:
+                # it builds on the stored build: anything else means someone built since
+                if stored is not None and stored != (built.build_id, built.generation):
+                    raise AlreadyBuilt(
+                        request.model.relation,
+                        same=stored[0] == after_run(built, changed=True).build_id,
+                        generation=stored[1],
+                    )
+            elif stored is not None and (
                 stored[0] == built.build_id or stored[1] >= built.generation
             ):
                 raise AlreadyBuilt(
@@ -326,13 +340,15 @@ def build_aside(
     indexes_after_patch: bool = False,
     validate: Validate | None = None,
     keep_failed: bool = True,
+    watermark: str | None = None,
 ) -> Published:
     """Build the model's table aside, check it and swap it in (see the module docstring).
 
     ``indexes`` defaults to the header's; ``validate`` checks what the kind needs of
     the new rows before the indexes (a failure is kept like a failed check); a kind
     whose fill changed more than its table (a Python step) passes ``keep_failed=False``:
-    a failed check then rolls everything back."""
+    a failed check then rolls everything back. ``watermark`` names the column whose
+    highest value the build records as the watermark it reached."""
     model, project = request.model, request.project
     schema, name = model.schema, model.name
     failed = names.failed_name(name, session.target.max_identifier_bytes)
@@ -369,6 +385,7 @@ def build_aside(
                 swapped, checked = True, name
                 modified += apply_modifiers(session, request, {}, in_place=True, only=in_place)
                 rows = session.row_count(schema, name)
+            reached = reached_watermark(session, schema, checked, watermark, request.watermark)
             outcome = run_checks(session, project, request.check_target(schema, checked, previous))
         crashpoint("after_checks", model.relation)
         if outcome.passed:
@@ -379,7 +396,7 @@ def build_aside(
                     )
                 if request.existed(schema, failed):
                     session.drop_relation(schema, failed)  # a success supersedes the kept failure
-            record(session, request, rows, outcome.results, modified)
+            record(session, request, rows, outcome.results, modified, watermark=reached)
             crashpoint("before_commit", model.relation)
         elif not keep_failed or swapped:
             raise check_failed(outcome, outcome.violations[0], kept=None)
@@ -403,15 +420,17 @@ def upsert_aside(
     compare_columns: Callable[[tuple[str, ...], tuple[str, ...]], None],
     validate: Validate | None = None,
     ensure_indexes: Sequence[IndexSpec] = (),
-    count: str = "upserted",
+    watermark: str | None = None,
 ) -> Published:
     """Merge new rows into the published table by ``key``, all in one transaction.
 
     ``before`` refuses what cannot be upserted into (a stale unique key);
     ``compare_columns(published, new)`` raises when the new rows' columns differ;
     ``validate`` checks the new rows (one per key). The checks run on the merged table,
-    and a failure rolls the upsert back. ``count`` is which rows a build reports: those
-    ``upserted`` or those ``loaded`` aside."""
+    and a failure rolls the upsert back. A build reports the rows it inserted or
+    changed (``Session.upsert``): a row read again as it was is no change, and a run
+    that changed none keeps its build id. ``watermark`` names the column whose highest
+    value among the new rows (or the one it started from) is the watermark it reached."""
     model, project = request.model, request.project
     schema, name = model.schema, model.name
     new, previous = prepare_aside(session, request)
@@ -419,16 +438,15 @@ def upsert_aside(
         if before is not None:
             before(session)
         published = session.columns(schema, name)
-        loaded = fill(session, request, new).rows
+        fill(session, request, new)
         modified = apply_modifiers(session, request, {model.relation: new})  # each batch
-        if modified:
-            loaded = session.row_count(schema, new)
         columns = session.columns(schema, new)
         compare_columns(published, columns)
         if validate is not None:
             keys = validate(session, request, new)
             if not keys.passed:
                 raise check_failed(keys, keys.violations[0], kept=None)
+        reached = reached_watermark(session, schema, new, watermark, request.watermark)
         with located(session, model.path, line, ""):
             if ensure_indexes:
                 session.ensure_indexes(schema, name, ensure_indexes)
@@ -438,10 +456,17 @@ def upsert_aside(
         outcome = run_checks(session, project, request.check_target(schema, name, previous))
         if not outcome.passed:  # rolls the upsert back: the published table is as it was
             raise check_failed(outcome, outcome.violations[0], kept=None)
-        rows = upserted if count == "upserted" else loaded
-        record(session, request, rows, outcome.results, modified)
+        record(
+            session,
+            request,
+            upserted,
+            outcome.results,
+            modified,
+            changed=upserted > 0,
+            watermark=reached,
+        )
         crashpoint("before_commit", model.relation)
-    return Published(rows, outcome.results)
+    return Published(upserted, outcome.results)
 
 
 def needs_full_build(session: Session, request: BuildRequest) -> bool:
@@ -460,10 +485,42 @@ def highest_value(session: Session, model: Model, column: str) -> Any:
 
     Read before the model's transaction: a value older than the latest only re-reads
     rows, which an upsert makes harmless."""
+    return _highest(session, model.schema, model.name, column)
+
+
+def _highest(session: Session, schema: str, name: str, column: str) -> Any:
     select = exp.select(exp.func("max", exp.column(column, quoted=True))).from_(
-        table_expr(model.schema, model.name)
+        table_expr(schema, name)
     )
     return session.query(select.sql(dialect=session.target.dialect)).rows[0][0]
+
+
+def reached_watermark(
+    session: Session, schema: str, name: str, column: str | None, since: Any
+) -> Any:
+    """The watermark a build reached: the highest value of ``column`` in ``schema.name``
+    (the new rows, or the new table), or ``since`` when it was higher or there are none."""
+    if column is None:
+        return None
+    found = find_column(column, session.columns(schema, name))
+    if found is None:
+        return since
+    top = _highest(session, schema, name, found)
+    if top is None or since is None:
+        return since if top is None else top
+    try:
+        return max(since, top)
+    except TypeError:  # values of two types (a column retyped by a full refresh): the new one
+        return top
+
+
+def watermark_text(value: Any) -> str | None:
+    """A watermark as the state stores and shows it."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
 
 
 def column_change(published: tuple[str, ...], built: tuple[str, ...]) -> str | None:
@@ -494,13 +551,22 @@ def record(
     rows: int | None,
     checks: tuple[CheckResult, ...],
     modifiers: Sequence[TaskRecord] = (),
+    *,
+    changed: bool = True,
+    watermark: Any = None,
 ) -> None:
     """Record the build and its successful attempt (and those of the modifiers applied
-    with it) in the publishing transaction."""
-    StateStore(session).record_tasks(modifiers)
+    with it) in the publishing transaction.
+
+    A tentative build (``plan.after_run``) that ``changed`` nothing keeps the published
+    build id; ``watermark`` is the one the build reached (``reached_watermark``)."""
     d = request.built
     whole = request.partition is None  # a partition's table is not an output of its own
     outputs = versions.output_relations(request.model) if whole else ()
+    if isinstance(d, Decision):
+        d = after_run(d, changed=changed)
+        modifiers = [replace(m, fingerprint=d.fingerprint, build_id=d.build_id) for m in modifiers]
+    StateStore(session).record_tasks(modifiers)
     StateStore(session).record_success(
         TaskRecord(
             run_id=request.run_id,
@@ -516,6 +582,8 @@ def record(
             build_id=d.build_id,
             explain_cost=request.explain_cost,
             checks=checks,
+            watermark_from=watermark_text(request.watermark),
+            watermark_to=watermark_text(watermark),
         ),
         kind=request.model.kind,
         content_fp=d.content_fp,
@@ -577,7 +645,9 @@ __all__ = [
     "point_at",
     "prepare_aside",
     "previous_rows",
+    "reached_watermark",
     "record",
     "transaction",
     "upsert_aside",
+    "watermark_text",
 ]

@@ -14,7 +14,8 @@ model, and the models reading the table are downstream of it.
   since, and the upsert makes reading one twice harmless) into ``<table>__dbluigi_new``
   and upserts them by ``unique_key`` (``Session.upsert``); the checks run on the
   merged table, all in one transaction. Rows deleted in the source stay; a full
-  refresh drops them.
+  refresh drops them. It runs on every build, like an incremental model: a copy that
+  upserted no new or changed row keeps its build id, and its readers stay up to date.
 
 The transfer streams: a thread has the source write CSV into a named pipe while the
 target bulk-loads from it (``Session.load_csv_stream``: COPY FROM STDIN, DuckDB's CSV
@@ -35,6 +36,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -63,18 +65,19 @@ _FULL_REASONS = (NEW, CHANGED, FORCED, MISSING, FULL_REFRESH)
 def build(session: Session, request: BuildRequest) -> Published:
     """Copy one source table: in full, or the new rows of an incremental one."""
     table = source_table(request.project, request.model)
+    watermark = table.watermark.lower() if table.watermark is not None else None
     if table.mode == "full" or _full_copy(session, request):
-        return build_aside(session, request, fill)
+        return build_aside(session, request, fill, watermark=watermark)
     since = _highest_watermark(session, request.model, table)
     key = [k.lower() for k in table.unique_key]
     return upsert_aside(
         session,
-        request,
+        replace(request, watermark=since),
         lambda s, r, new: Filled(load_new(s, r.project, r.model, new, since=since)),
         key=key,
         line=table.line or 1,
         compare_columns=lambda published, loaded: _require_same_columns(table, published, loaded),
-        count="loaded",
+        watermark=watermark,
     )
 
 

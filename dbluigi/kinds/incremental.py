@@ -20,6 +20,10 @@ empty: the query decides what NULL means, and the idiom above reads everything.
   the patch corrects them, then they are upserted into the published table
   (``Session.upsert``); the checks run on the merged table, and a failed check rolls
   everything back, leaving the published table as it was.
+- It runs on every build (``plan.runs_each_build``): a build that upserted no new or
+  changed row (a row read again as it was does not count) keeps its build id, so the
+  models reading it stay up to date. Each build records the watermark it started from
+  and the one it reached (``task_runs.watermark_from`` / ``watermark_to``).
 - A query whose columns changed, or a ``unique_key`` that changed (the published table
   is still unique on the old key), is a ``config`` failure asking for ``--full-refresh``:
   rows upserted under one key cannot be reconciled with another.
@@ -63,12 +67,12 @@ SAMPLE_ROWS = 5
 
 
 def render_watermark(session: Session, request: BuildRequest) -> BuildRequest:
-    """The request with ``{{ watermark }}`` in the model's query filled in."""
+    """The request with ``{{ watermark }}`` in the model's query filled in, and the
+    watermark it starts from (``BuildRequest.watermark``) when the model has one."""
     model = request.model
     statement = model.statements[0]
-    if not _WATERMARK.search(statement.sql):
-        return request
-    if model.header.watermark is None:
+    uses = _WATERMARK.search(statement.sql) is not None
+    if uses and model.header.watermark is None:
         raise TaskError(
             "the query uses {{ watermark }} but the model has no -- watermark: header",
             failure_class="config",
@@ -77,9 +81,12 @@ def render_watermark(session: Session, request: BuildRequest) -> BuildRequest:
             hint="name the column that grows with new rows, e.g. -- watermark: updated_at",
         )
     value = None
-    if not needs_full_build(session, request):
+    if model.header.watermark is not None and not needs_full_build(session, request):
         column = _require_published_column(session, model, model.header.watermark)
         value = highest_value(session, model, column)
+    request = replace(request, watermark=value)
+    if not uses:
+        return request
     sql = _WATERMARK.sub(lambda _: sql_literal(value, request.project.dialect), statement.sql)
     rendered = replace(model, statements=(replace(statement, sql=sql),))
     return replace(request, model=rendered)
@@ -101,6 +108,7 @@ def build(session: Session, request: BuildRequest) -> Published:
             indexes=_indexes(model),
             indexes_after_patch=True,  # the unique key is validated first, as a check
             validate=_key_outcome,
+            watermark=model.header.watermark,
         )
     return upsert_aside(
         session,
@@ -112,6 +120,7 @@ def build(session: Session, request: BuildRequest) -> Published:
         compare_columns=lambda published, built: _require_same_columns(model, published, built),
         validate=_key_outcome,
         ensure_indexes=model.header.indexes,
+        watermark=model.header.watermark,
     )
 
 

@@ -128,6 +128,9 @@ class DependentView:
     extra_sql: tuple[str, ...] = ()  # e.g. the indexes of a materialized view
 
 
+_PUBLISHED = "dbluigi_published"  # the alias of the table an upsert writes into
+
+
 def table_expr(schema: str, name: str) -> exp.Table:
     """A quoted ``schema.name`` table expression."""
     return exp.Table(
@@ -656,28 +659,38 @@ class Session(ABC):
         (PostgreSQL and DuckDB read it alike), after creating the unique index on the key
         that the conflict needs when the table lacks it. The columns are those of
         ``from_name`` (``columns``, when the caller has read them); returns the number of
-        rows inserted or updated."""
+        rows inserted or changed: a row whose values are all as published is left alone
+        and not counted (compared as text, which every type has, ``json`` included)."""
         with self._atomic():
             self.ensure_indexes(schema, name, [_KeyIndex(tuple(unique_key))])
             if columns is None:
                 columns = self.columns(schema, from_name)
             keys = {k.lower() for k in unique_key}
             others = [c for c in columns if c.lower() not in keys]
+            published, excluded = exp.to_identifier(_PUBLISHED), exp.to_identifier("excluded")
+
+            def row(table: exp.Identifier) -> exp.Cast:
+                values = exp.Tuple(expressions=[exp.column(ident(c), table=table) for c in others])
+                return exp.cast(values, exp.DataType.build("text"))
+
             conflict = exp.OnConflict(
                 conflict_keys=[exp.Ordered(this=exp.column(ident(k))) for k in unique_key],
                 action=exp.var("DO UPDATE" if others else "DO NOTHING"),
                 expressions=[
                     exp.EQ(
                         this=exp.column(ident(c)),
-                        expression=exp.column(ident(c), table=exp.to_identifier("excluded")),
+                        expression=exp.column(ident(c), table=excluded.copy()),
                     )
                     for c in others
                 ],
+                where=exp.Where(this=exp.NullSafeNEQ(this=row(published), expression=row(excluded)))
+                if others
+                else None,
             )
+            target = table_expr(schema, name)
+            target.set("alias", exp.TableAlias(this=published.copy()))
             insert = exp.Insert(
-                this=exp.Schema(
-                    this=table_expr(schema, name), expressions=[ident(c) for c in columns]
-                ),
+                this=exp.Schema(this=target, expressions=[ident(c) for c in columns]),
                 expression=exp.select(*(exp.column(ident(c)) for c in columns)).from_(
                     table_expr(schema, from_name)
                 ),

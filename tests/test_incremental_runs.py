@@ -94,7 +94,8 @@ def test_a_plain_build_picks_up_new_and_changed_rows(tmp_path: Path, target_url:
     assert code == 0, second
     store = result(second, STORE)
     assert store["status"] == "success", second
-    assert store["reason"] == f"new rows since {FIRST_MARK}"
+    # src.items is an input table: its change is named, and merged as new rows
+    assert store["reason"] == f"new rows since {FIRST_MARK} (input changed: src.items)"
     assert store["rows"] == 2
     assert query(target_url, project, "select id, v from out.items_store order by id") == [
         (1, "a"),

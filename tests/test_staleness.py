@@ -65,14 +65,18 @@ def _reasons(payload: dict[str, object]) -> dict[str, str]:
     return {r["model"]: r["reason"] for r in results if r["status"] != "up to date"}
 
 
-def _start(outside: Write, project: Path, target: str) -> None:
+def _start(
+    outside: Write, project: Path, target: str, *, always: frozenset[str] = frozenset()
+) -> None:
+    """The input table, a first build, and a build with no change: it runs nothing but
+    ``always`` (incremental models run on every build)."""
     outside("create schema src")
     outside("create table src.items (id integer primary key, v varchar)")
     outside("insert into src.items values (1, 'a'), (2, 'b')")
     code, first = build_json(project=project, target=target)
     assert code == 0, first
     code, second = build_json(project=project, target=target)
-    assert code == 0 and ran(second) == set(), "a build with no change runs nothing"
+    assert code == 0 and ran(second) == always, "a build with no change runs nothing else"
 
 
 CHANGES = {
@@ -278,3 +282,44 @@ def test_an_input_view_changes_with_the_tables_it_reads(
     assert code == 0
     assert _reasons(after)["out.from_view"] == "input changed: src.items_v"
     assert query(target_url, project, "select count(*) from out.from_view") == [(2,)]
+
+
+INCREMENTAL = {
+    "out/items_store.sql": (
+        "-- kind: incremental\n-- unique_key: id\n-- watermark: id\n"
+        "select id, v from src.items\n"
+        "where v <> 'skip' and ({{ watermark }} is null or id >= {{ watermark }})\n"
+    ),
+    "api/store_count.sql": "select count(*) as n from out.items_store\n",
+}
+
+
+def test_an_incremental_model_merges_input_changes_and_its_reader_follows_only_new_rows(
+    tmp_path: Path, target_url: str, outside: Write
+) -> None:
+    project = write_project(tmp_path / "project", INCREMENTAL)
+    _start(outside, project, target_url, always=frozenset({"out.items_store"}))
+    for _ in range(2):  # its own upserts are no change outside dbluigi
+        code, again = build_json(project=project, target=target_url)
+        assert code == 0 and ran(again) == {"out.items_store"}, _reasons(again)
+        assert _reasons(again)["out.items_store"] == "new rows since 2"
+    outside("insert into src.items values (3, 'skip')")  # a change that merges no row
+    code, skipped = build_json(project=project, target=target_url)
+    assert _reasons(skipped) == {"out.items_store": "new rows since 2 (input changed: src.items)"}
+    outside("insert into src.items values (4, 'd')")
+    code, merged = build_json(project=project, target=target_url)
+    assert code == 0
+    assert _reasons(merged)["api.store_count"] == "upstream rebuilt"
+    assert query(target_url, project, "select n from api.store_count") == [(3,)]
+
+
+def test_an_incremental_table_changed_by_hand_is_rebuilt_from_scratch(
+    tmp_path: Path, target_url: str, outside: Write
+) -> None:
+    project = write_project(tmp_path / "project", INCREMENTAL)
+    _start(outside, project, target_url, always=frozenset({"out.items_store"}))
+    outside("delete from out.items_store where id = 1")
+    code, after = build_json(project=project, target=target_url)
+    assert code == 0
+    assert _reasons(after)["out.items_store"] == "changed outside dbluigi"
+    assert query(target_url, project, "select id from out.items_store order by id") == [(1,), (2,)]

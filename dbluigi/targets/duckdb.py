@@ -95,7 +95,8 @@ _TABLE_VERSION_SQL = """SELECT %s, (SELECT count(*) FROM {table}),
                    block_offset, has_updates, persistent, stats::VARCHAR))
    FROM pragma_storage_info(%s))"""
 SEEN_SUFFIX = ".dbluigi-seen"  # next to the file: its size and time when dbluigi closed it
-_OPEN: dict[Path, list[Any]] = {}  # per file: [sessions open in this process, written elsewhere]
+# per file: [sessions open in this process, written elsewhere, a run accounts for writes]
+_OPEN: dict[Path, list[Any]] = {}
 
 
 def qmark(sql: str) -> str:
@@ -131,18 +132,22 @@ class DuckDBTarget(Target):
         return True if entry is None else bool(entry[1])
 
     def acknowledge_writes(self) -> None:
-        """The versions of every input and output were compared with what another process
-        wrote: when this process closes the file, that is how dbluigi last saw it."""
+        """A run compared the versions of every input and output with what another process
+        wrote (or nothing else wrote), and accounts for what this process writes: when it
+        closes the file, that is how dbluigi last saw it. A process that writes through
+        dbluigi's sessions without a run (a script, a test) leaves the file to be compared."""
         entry = _OPEN.get(self.path.resolve())
         if entry is not None:
             entry[1] = False
+            entry[2] = True
 
     def _opening(self) -> None:
         key = self.path.resolve()
-        entry = _OPEN.setdefault(key, [0, True])
+        entry = _OPEN.setdefault(key, [0, True, False])
         if entry[0] == 0:
             seen = _seen_path(self.path)
             entry[1] = not seen.exists() or seen.read_text() != _file_identity(self.path)
+            entry[2] = False
         entry[0] += 1
 
     def _closed(self, *, remember: bool = True) -> None:
@@ -153,7 +158,7 @@ class DuckDBTarget(Target):
         if entry is None:
             return
         entry[0] -= 1
-        if entry[0] == 0 and remember and not entry[1] and self.path.exists():
+        if entry[0] == 0 and remember and entry[2] and not entry[1] and self.path.exists():
             with suppress(OSError):  # a read-only folder: the next run compares versions
                 _seen_path(self.path).write_text(_file_identity(self.path))
 

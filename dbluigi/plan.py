@@ -262,7 +262,7 @@ def make_plan(
         elif stored is None:
             reason = NEW
         elif (model.publishes_relation and relation not in existing) or any(
-            c not in existing for c in model.creates
+            c not in existing for c in model.created
         ):
             reason = MISSING
         elif model.kind == "dump" and not project.dump_file(model).exists():

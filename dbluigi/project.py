@@ -108,6 +108,7 @@ class Model:
     depends: tuple[Relation, ...] = ()
     patch: Patch | None = None
     creates: tuple[Relation, ...] = ()  # relations a sql model CREATEs: it produces them
+    creates_itself: bool = False  # a sql model that CREATEs the table of its own name
     modifies: tuple[Relation, ...] = ()  # relations it changes in place (dbluigi.writes)
     write_lines: tuple[tuple[Relation, int], ...] = ()  # where each write is first made
     defines: tuple[Relation, ...] = ()  # functions, procedures and macros it creates
@@ -144,6 +145,11 @@ class Model:
         if self.kind == "python":
             return not self.modifies
         return self.kind in ("table", "view", "incremental", "seed", "extract")
+
+    @property
+    def created(self) -> tuple[Relation, ...]:
+        """Every table a ``sql`` model's statements CREATE, its own name's included."""
+        return (*((self.relation,) if self.creates_itself else ()), *self.creates)
 
     @property
     def query(self) -> str:
@@ -439,6 +445,7 @@ class _Loader:
                 reads=tuple(r for r in reads if r not in own and r not in writes),
                 writes=tuple(w for w in writes if w not in own),
                 creates=tuple(w for w in creates if w not in own),
+                creates_itself=relation in creates,
                 modifies=tuple(w for w in modifies if w not in own),
                 write_lines=write_lines,
                 defines=names.resolve_all(info.defines if info else (), model.path),

@@ -86,7 +86,7 @@ def output_relations(model: Model) -> tuple[str, ...]:
     """The relations a model publishes: its own (for the kinds that publish one) and the
     tables a ``sql`` script creates, sorted."""
     own = (model.relation,) if model.publishes_relation else ()
-    return tuple(sorted({*own, *model.creates}))
+    return tuple(sorted({*own, *model.created}))
 
 
 def combine(versions: Mapping[str, str | None], relations: Collection[str]) -> str | None:

@@ -14,6 +14,7 @@ import pytest
 
 from dbluigi.errors import ProjectError
 from dbluigi.project import load_project
+from dbluigi.targets import open_target
 from tests.buildkit import build_json, cli, query, statuses
 from tests.helpers import write_project
 
@@ -499,3 +500,25 @@ def test_a_python_modifier_writing_the_published_name_is_told_where_to_write(
     failed = {r["model"]: r for r in payload["results"]}["fixes.clean"]
     assert failed["failure_class"] == "config"
     assert "ctx.ref('staging.people')" in failed["error"]
+
+
+def test_a_script_creating_the_table_of_its_own_name_is_replayed(
+    tmp_path: Path, target_url: str
+) -> None:
+    project = write_project(
+        tmp_path / "p",
+        {
+            "main/codes.sql": "-- kind: sql\ncreate table main.codes as select 1 as id;\n",
+            "main/reader.sql": "select id from main.codes\n",
+        },
+    )
+    assert build_json(project=project, target=target_url)[0] == 0
+    code, rebuilt = build_json("codes+", project=project, target=target_url, command="rebuild")
+    assert code == 0, rebuilt  # dropped before it runs again, like any table it creates
+    session = open_target(target_url, project_dir=project).connect()
+    session.execute("drop table main.reader")
+    session.execute("drop table main.codes")
+    session.close()
+    code, after = build_json(project=project, target=target_url)
+    assert code == 0
+    assert {r["model"]: r["reason"] for r in after["results"]}["main.codes"] == "relation missing"

@@ -35,7 +35,7 @@ def build(session: Session, request: BuildRequest) -> Published:
             # the application's) makes the drop fail rather than disappear with it
             # the last created first: a view of the file over a table of the file
             for created in sorted(
-                model.creates, key=lambda c: model.line_of_write(c) or 0, reverse=True
+                model.created, key=lambda c: model.line_of_write(c) or 0, reverse=True
             ):
                 table = Relation(created)
                 if request.attempt == 1 and not request.existed(table.schema, table.name):

@@ -470,6 +470,14 @@ class StateStore:
             [(relation, version, now()) for relation, version in sorted(versions.items())],
         )
 
+    def forget_inputs(self, *, keep: Sequence[str]) -> None:
+        """Delete the remembered versions of relations no longer inputs of the project."""
+        stale = [r for r in self.read_inputs() if r not in set(keep)]
+        if stale:
+            self.session.executemany(
+                "delete from dbluigi.inputs where relation = %s", [(r,) for r in stale]
+            )
+
     def built_in(self, run_id: str) -> list[str]:
         """The models (not partitions) whose published build is run ``run_id``'s."""
         rows = self.session.query(

@@ -29,6 +29,7 @@ from dbluigi.state import ModelState, StateStore
 from dbluigi.targets.base import NO_SIGNAL, Session
 
 CHANGED_MARK = "changed outside dbluigi"  # stored for an output found changed, until rebuilt
+PENDING = "pending"  # stored at publish where versions are read after the run (DuckDB)
 
 
 def has_signal(version: str | None) -> bool:
@@ -46,7 +47,7 @@ def why_none(version: str | None) -> str:
 def changed_outside(stored: str | None, current: str | None) -> bool:
     """Whether a published relation changed since its build: marked so by an earlier run,
     or answering another version now (when both versions can tell)."""
-    if stored == CHANGED_MARK:
+    if stored in (CHANGED_MARK, PENDING):  # a run that never read it back: look again
         return True
     return (
         current is not None
@@ -128,7 +129,7 @@ def read(
     project: Project,
     selected: Collection[str],
     models: Mapping[str, ModelState],
-    existing: Collection[str],
+    existing: Mapping[str, str],
 ) -> Versions:
     """What a run needs to know of input tables and published relations, read once.
 
@@ -151,9 +152,11 @@ def read(
         i: _query_version(session, queries[i].sql) for i in wanted if i in queries
     }
     rest = [i for i in wanted if i not in queries]
-    if not elsewhere:  # nothing wrote the target since dbluigi last read them
-        inputs.update((i, known[i]) for i in rest if i in known)
-        rest = [i for i in rest if i not in known]
+    if not elsewhere:  # nothing else wrote the target since dbluigi last read them; a view
+        # changes with what it reads, dbluigi's own tables too: read again
+        trusted = [i for i in rest if i in known and existing.get(i) != "view"]
+        inputs.update((i, known[i]) for i in trusted)
+        rest = [i for i in rest if i not in trusted]
     inputs.update(session.input_versions(rest))
     store.record_inputs({i: v for i, v in inputs.items() if v is not None and known.get(i) != v})
     outputs: dict[str, str | None] = {}
@@ -186,27 +189,38 @@ def settle_after_run(
     selected: Collection[str],
     observed: Versions,
 ) -> None:
-    """Store how the run left what it published: the versions of the models it built
-    (read now on a target that reads them after the run, ``Target.versions_after_run``;
-    on the others a later model of the run may have changed them, by a procedure it
-    calls), and of selected models unchanged when the run started that the run changed
-    without building them. A change someone else made during the run is taken for the
-    run's: the window is the run's own length."""
+    """Store how the run left what it published, as the baseline later runs compare with:
+
+    - the models it built (on DuckDB read only now, ``Target.versions_after_run``; on
+      PostgreSQL a later model of the run may have changed them since);
+    - the models read by a model of the run that calls routines or runs statements
+      dbluigi cannot read (a procedure writing a table it reads: the run's own change),
+      when they were unchanged at the start;
+    - the selected models with no baseline yet (published before versions were kept):
+      the first look is all there is.
+
+    Anything else that changed during the run stays a change outside dbluigi."""
     store = StateStore(session)
     stored = store.read_models()
     built = set(store.built_in(run_id))
+    ran = [m for m in built if m in project.models and _opaque(project.models[m])]
+    touched = {p for m in ran for p in project.model_parents(m)}
     candidates = {
         m: output_relations(project.models[m])
-        for m in selected
+        for m in {*selected, *touched}
         if m in stored
         and m in project.models
-        and (m in built or observed.outputs.get(m) == stored[m].output_version)
+        and (
+            m in built
+            or stored[m].output_version is None
+            or (m in touched and observed.outputs.get(m) == stored[m].output_version)
+        )
     }
     candidates = {m: rs for m, rs in candidates.items() if rs}
     if not candidates:
         return
     current = session.relation_versions(
-        sorted({r for rs in candidates.values() for r in rs}), track=False
+        sorted({r for rs in candidates.values() for r in rs}), track=True
     )
     now = {m: combine(current, rs) for m, rs in candidates.items()}
     store.set_output_versions(
@@ -216,6 +230,12 @@ def settle_after_run(
             if version is not None and version != stored[m].output_version
         }
     )
+
+
+def _opaque(model: Model) -> bool:
+    """Whether a model may write what it does not declare: it calls routines, or runs
+    statements sqlglot cannot read."""
+    return bool(model.calls) or any(st.unparsed is not None for st in model.statements)
 
 
 def _query_version(session: Session, sql: str) -> str:

@@ -71,10 +71,10 @@ def test_changed_outside_compares_only_versions_that_can_tell() -> None:
 
 
 def test_the_catalog_row_formats_as_the_function_returns() -> None:
-    assert pgchanges.version("r", 42, "cols", None, True, 7) == "t42.cols.7"
-    assert pgchanges.version("r", 42, "cols", None, False, 0) == pgchanges.UNTRACKED
-    assert pgchanges.version("v", 42, "cols", "def", False, 0) == "v42.def.cols"
-    assert pgchanges.version("m", 42, "cols", None, False, 0).startswith("none: a materialized")
+    assert pgchanges.version("r", 42, 9, "cols", None, True, 7) == "t42.9.cols.7"
+    assert pgchanges.version("r", 42, 9, "cols", None, False, 0) == pgchanges.UNTRACKED
+    assert pgchanges.version("v", 42, 9, "cols", "def", False, 0) == "vdef.cols"
+    assert pgchanges.version("m", 42, 9, "cols", None, False, 0).startswith("none: a material")
 
 
 def test_plan_reasons_for_inputs(tmp_path: Path) -> None:

@@ -349,29 +349,29 @@ class Session(ABC):
         return {r: f"{NO_SIGNAL}this target has no change signal" for r in relations if r in kinds}
 
     def input_versions(self, relations: Sequence[str]) -> dict[str, str]:
-        """``relation_versions`` of inputs (tracked): a view's version also holds the
-        versions of the tables it reads, through other views, for its rows change with
-        theirs (a view reading a table without a signal has none either)."""
+        """``relation_versions`` of inputs (tracked), with what their rows come from: a
+        view's version holds the versions of the tables it reads (through other views), a
+        table's those of its partitions or inheritance children (``underlying``). One of
+        them without a signal, or not found, leaves the input without one."""
         found = self.relation_versions(relations, track=True)
-        views = [r for r, v in found.items() if v.startswith("v")]
-        bases = self.view_bases(views) if views else {}
-        read = self.relation_versions(sorted({b for bs in bases.values() for b in bs}), track=True)
-        for view in views:
-            parts = []
-            for base in bases.get(view, ()):
-                version = read.get(base)
-                if version is None:
-                    continue
-                if version.startswith(NO_SIGNAL):
-                    found[view] = f"{NO_SIGNAL}it reads {base}: {version[len(NO_SIGNAL) :]}"
+        parts = self.underlying([r for r, v in found.items() if not v.startswith(NO_SIGNAL)])
+        read = self.relation_versions(sorted({p for ps in parts.values() for p in ps}), track=True)
+        for relation, under in parts.items():
+            versions = []
+            for part in under:
+                version = read.get(part)
+                if version is None or version.startswith(NO_SIGNAL):
+                    why = "not found" if version is None else version[len(NO_SIGNAL) :]
+                    found[relation] = f"{NO_SIGNAL}it reads {part}: {why}"
                     break
-                parts.append(f"{base}={version}")
+                versions.append(f"{part}={version}")
             else:
-                found[view] += "|" + ";".join(parts)
+                found[relation] += "|" + ";".join(versions)
         return found
 
-    def view_bases(self, views: Sequence[str]) -> dict[str, tuple[str, ...]]:
-        """The tables (not views) each view reads, through the views it reads, sorted."""
+    def underlying(self, relations: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """What the rows of each relation come from, when not only itself: the tables a
+        view reads, through the views it reads; the partitions of a table."""
         return {}
 
     def output_version_sql(self, relations: Sequence[str]) -> tuple[str, list[Any]] | None:

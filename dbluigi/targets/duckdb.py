@@ -89,7 +89,11 @@ WHERE database_name = current_database() AND NOT temporary AND NOT internal
 """
 # One table's rows (a count DuckDB answers from metadata) and storage layout: every row
 # group and segment with its block, statistics and pending updates. Read after a
-# CHECKPOINT, an INSERT, UPDATE or ALTER rewrites segments, a DELETE changes the count.
+# CHECKPOINT, an INSERT, UPDATE or ALTER rewrites segments, a DELETE changes the count;
+# but freed blocks are reused, so two updates can leave a layout as it was: tables up to
+# CONTENT_HASH_ROWS rows are hashed whole instead (about 20 ms a million rows).
+CONTENT_HASH_ROWS = 2_000_000
+_CONTENT_SQL = "SELECT %s, sum(hash(dbluigi_row)) FROM {table} AS dbluigi_row"
 _TABLE_VERSION_SQL = """SELECT %s, (SELECT count(*) FROM {table}),
   (SELECT sum(hash(row_group_id, column_id, column_path, segment_id, count, block_id,
                    block_offset, has_updates, persistent, stats::VARCHAR))
@@ -221,22 +225,32 @@ def _attach_statements(path: Path) -> list[exp.Expression]:
     ]
 
 
-def _tables_read(sql: str) -> set[str]:
-    """The relations a view's ``CREATE VIEW`` statement reads (CTE names aside),
-    ``schema.name``; unqualified names in DuckDB's default schema ``main``."""
+def _tables_read(sql: str, schema: str, known: set[str]) -> set[str]:
+    """The relations a view's ``CREATE VIEW`` statement reads (CTE names aside), as
+    ``schema.name``: an unqualified name in ``schema`` when ``known`` has it there, else in
+    ``main``; a table function (``read_csv(...)``) as ``schema.<table function>``."""
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except sqlglot.errors.ParseError:
-        return set()
+        return {f"{schema}.<unreadable view>"}
     if isinstance(tree, exp.Create) and tree.expression is not None:
         tree = tree.expression
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     found = set()
     for table in tree.find_all(exp.Table):
-        if not table.name or (not table.db and table.name in ctes):
-            continue
-        found.add(f"{table.db or 'main'}.{table.name}")
+        if not table.name:
+            found.add(f"{schema}.<table function>")
+        elif table.db:
+            found.add(f"{table.db}.{table.name}")
+        elif table.name not in ctes:
+            local = f"{schema}.{table.name}"
+            found.add(local if local in known else f"main.{table.name}")
     return found
+
+
+def _quoted(relation: str) -> str:
+    parsed = Relation(relation)
+    return quote_name(parsed.schema, parsed.name)
 
 
 def _seen_path(path: Path) -> Path:
@@ -244,9 +258,18 @@ def _seen_path(path: Path) -> Path:
 
 
 def _file_identity(path: Path) -> str:
-    """What changes when a process writes the file: its size, time and inode."""
-    stat = path.stat()
-    return f"{stat.st_size} {stat.st_mtime_ns} {stat.st_ino}"
+    """What changes when a process writes the file: its size, time and inode, and those
+    of its write-ahead log (a writer that stops without a checkpoint leaves its commits
+    there alone)."""
+    wal = path.with_name(path.name + ".wal")
+    parts = []
+    for file in (path, wal):
+        with suppress(FileNotFoundError):
+            stat = file.stat()
+            parts.append(f"{stat.st_size} {stat.st_mtime_ns} {stat.st_ino}")
+            continue
+        parts.append("-")
+    return " ".join(parts)
 
 
 def _instance_name(path: Path) -> str:
@@ -551,8 +574,17 @@ class DuckDBSession(Session):
 
     # -- versions -----------------------------------------------------------------------
 
-    def view_bases(self, views: Sequence[str]) -> dict[str, tuple[str, ...]]:
-        """Read from each view's SQL (DuckDB records no dependencies of views)."""
+    def output_version_sql(self, relations: Sequence[str]) -> tuple[str, list[Any]] | None:
+        """Not yet: read after the run (``versions.settle_after_run``); until then the
+        build stands as pending, which a run that died before reading it takes for a
+        change (it cannot tell what happened to the table since)."""
+        return ("%s", ["pending"])
+
+    def underlying(self, relations: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """The tables each view reads, through the views it reads, read from their SQL
+        (DuckDB records no dependencies of views). An unqualified name is the view's own
+        schema's relation when there is one, else ``main``'s; a table function stands as a
+        relation that cannot be found, so the view has no signal."""
         definitions = {
             f"{schema}.{name}": sql
             for schema, name, sql in self.query(
@@ -560,16 +592,19 @@ class DuckDBSession(Session):
                 "WHERE database_name = current_database() AND NOT internal"
             ).rows
         }
+        known = set(self.catalog().kinds)
         result: dict[str, tuple[str, ...]] = {}
-        for view in views:
+        for view in relations:
+            if view not in definitions:
+                continue
             tables: set[str] = set()
             pending, seen = [view], set()
             while pending:
                 current = pending.pop()
-                if current in seen or current not in definitions:
+                if current in seen:
                     continue
                 seen.add(current)
-                for read in _tables_read(definitions[current]):
+                for read in _tables_read(definitions[current], Relation(current).schema, known):
                     if read in definitions:
                         pending.append(read)
                     else:
@@ -601,8 +636,16 @@ class DuckDBSession(Session):
                 name = quote_name(parsed.schema, parsed.name)
                 parts.append(_TABLE_VERSION_SQL.format(table=name))
                 params += [str(table), name]
+            small: list[str] = []
             for table, count, layout in self.query(" UNION ALL ".join(parts), params).rows:
                 found[table] = f"t{count}.{columns[table]}.{layout}"
+                if count <= CONTENT_HASH_ROWS:
+                    small.append(table)
+            if small:
+                sql = " UNION ALL ".join(_CONTENT_SQL.format(table=_quoted(t)) for t in small)
+                for table, content in self.query(sql, small).rows:
+                    count = found[table].split(".", 1)[0]
+                    found[table] = f"{count}.{columns[table]}.c{content}"
         return found
 
 

@@ -27,7 +27,7 @@ made with triggers disabled (``ALTER TABLE ... DISABLE TRIGGER ALL``, ``pg_resto
 from __future__ import annotations
 
 TRIGGER = "dbluigi_changes"
-FUNCTION = "dbluigi.relation_version_v1"
+FUNCTION = "dbluigi.relation_version_v2"
 
 # Created once per target (under a lock, by the first build that needs them).
 SETUP = (
@@ -60,8 +60,8 @@ SETUP = (
         select md5(coalesce(string_agg(attname || ' ' || format_type(atttypid, atttypmod),
                                        ',' order by attnum), ''))
           into cols from pg_attribute where attrelid = rel and attnum > 0 and not attisdropped;
-        if kind = 'v' then
-            return 'v' || rel::oid || '.' || md5(pg_get_viewdef(rel)) || '.' || cols;
+        if kind = 'v' then  -- its definition: recreated as it was, it is the same view
+            return 'v' || md5(pg_get_viewdef(rel)) || '.' || cols;
         end if;
         if kind not in ('r', 'p') then
             return 'none: ' || case kind when 'm' then 'a materialized view'
@@ -87,12 +87,18 @@ SETUP = (
             end;
         end if;
         select coalesce(sum(weight), 0) into total from dbluigi.changes where relid = rel;
-        return 't' || rel::oid || '.' || cols || '.' || total;
+        -- the log's own identity too: a log dropped and made again starts its sums anew
+        return 't' || rel::oid || '.' || 'dbluigi.changes'::regclass::oid || '.' || cols
+            || '.' || total;
     end $$""",
 )
 
-# Whether the objects above are there (the last one created, so all of them are).
-READY_SQL = f"select to_regprocedure('{FUNCTION}(text, boolean)') is not null"
+# Whether the objects above are there (the function is created last; the log may have
+# been dropped by hand since).
+READY_SQL = (
+    f"select to_regprocedure('{FUNCTION}(text, boolean)') is not null "
+    "and to_regclass('dbluigi.changes') is not null"
+)
 
 # One row per relation asked: (name, version); what installs a missing trigger.
 VERSIONS_SQL = f"select name, {FUNCTION}(name, %s) from unnest(%s::text[]) as name"
@@ -113,7 +119,8 @@ with wanted as (
     select relid, sum(weight) as total from dbluigi.changes
     where relid in (select rel from wanted) group by relid
 )
-select w.name, c.relkind, w.rel::oid, coalesce(cols.sig, md5('')),
+select w.name, c.relkind, w.rel::oid, 'dbluigi.changes'::regclass::oid,
+       coalesce(cols.sig, md5('')),
        case when c.relkind = 'v' then md5(pg_get_viewdef(w.rel)) end,
        exists (select 1 from pg_trigger as t
                where t.tgrelid = w.rel and t.tgname = '{TRIGGER}' and t.tgenabled = 'A'),
@@ -124,6 +131,20 @@ left join cols on cols.attrelid = w.rel
 left join logged on logged.relid = w.rel
 """
 UNTRACKED = "none: not tracked yet"
+
+# The tables under each table that has partitions or inheritance children, recursively:
+# (parent oid, schema, table). Their statements do not fire the parent's trigger.
+CHILDREN_SQL = """
+with recursive kids(root, rel) as (
+    select i.inhparent, i.inhrelid from pg_inherits as i where i.inhparent = any(%s::oid[])
+  union
+    select kids.root, i.inhrelid from kids join pg_inherits as i on i.inhparent = kids.rel
+)
+select distinct kids.root, n.nspname, c.relname
+from kids
+join pg_class as c on c.oid = kids.rel
+join pg_namespace as n on n.oid = c.relnamespace
+"""
 
 # The tables each view reads, through the views it reads: (view oid, schema, table).
 VIEW_BASES_SQL = """
@@ -149,17 +170,17 @@ join pg_namespace as n on n.oid = c.relnamespace
 
 
 def version(
-    kind: str, oid: int, columns: str, view: str | None, tracked: bool, total: object
+    kind: str, oid: int, log: int, columns: str, view: str | None, tracked: bool, total: object
 ) -> str:
     """A row of ``CATALOG_SQL`` as the version ``FUNCTION`` returns for it."""
     if kind == "v":
-        return f"v{oid}.{view}.{columns}"
+        return f"v{view}.{columns}"
     if kind not in ("r", "p"):
         what = {"m": "a materialized view", "f": "a foreign table"}.get(kind, "not a table")
         return f"none: {what} has no change signal"
     if not tracked:
         return UNTRACKED
-    return f"t{oid}.{columns}.{total}"
+    return f"t{oid}.{log}.{columns}.{total}"
 
 
 # The log folded into one row per table (xid 0 holds the sum), rows of dropped tables gone.

@@ -425,8 +425,10 @@ class PostgresSession(Session):
             found.update((names[name], version) for name, version in rows if version is not None)
         return found
 
-    def view_bases(self, views: Sequence[str]) -> dict[str, tuple[str, ...]]:
-        names = {_regclass_name(v): v for v in views}
+    def underlying(self, relations: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """Views: the tables they read; tables with partitions or inheritance children:
+        those children, recursively."""
+        names = {_regclass_name(r): r for r in relations}
         oids = {
             int(oid): names[name]
             for name, oid in self.query(
@@ -435,10 +437,11 @@ class PostgresSession(Session):
             ).rows
             if oid is not None
         }
-        bases: dict[str, set[str]] = {}
-        for oid, schema, table in self.query(pgchanges.VIEW_BASES_SQL, (list(oids),)).rows:
-            bases.setdefault(oids[int(oid)], set()).add(f"{schema}.{table}")
-        return {view: tuple(sorted(found)) for view, found in bases.items()}
+        found: dict[str, set[str]] = {}
+        for sql in (pgchanges.VIEW_BASES_SQL, pgchanges.CHILDREN_SQL):
+            for oid, schema, table in self.query(sql, (list(oids),)).rows:
+                found.setdefault(oids[int(oid)], set()).add(f"{schema}.{table}")
+        return {relation: tuple(sorted(parts)) for relation, parts in found.items()}
 
     def output_version_sql(self, relations: Sequence[str]) -> tuple[str, list[Any]] | None:
         parts: list[str] = []

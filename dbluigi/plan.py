@@ -63,6 +63,16 @@ UPSTREAM_UNCHANGED = "upstream unchanged"  # ... and they changed nothing
 
 
 @dataclass(frozen=True)
+class PartitionBasis:
+    """What every value of a partitioned model shares: what its fingerprint hashes besides
+    the value, and the reasons its input tables give it to run."""
+
+    digest: str = ""
+    moved: str = ""  # "input changed: raw.x": why a value whose fingerprint moved runs
+    rerun: str = ""  # "no change signal for input: ...": every value runs, every build
+
+
+@dataclass(frozen=True)
 class Decision:
     model: str
     run: bool
@@ -75,7 +85,7 @@ class Decision:
     full_refresh: bool = False  # an incremental model rebuilt from scratch (--full-refresh)
     partitions: tuple[PartitionDecision, ...] = ()  # a partitioned model's values, in order
     partitions_deferred: bool = False  # its values come from a query on tables this run builds
-    partition_basis: str = ""  # what a partition's fingerprint hashes besides its value
+    partition_basis: PartitionBasis = PartitionBasis()  # what its values share
     inputs: tuple[tuple[str, str], ...] = ()  # the input tables it reads, with their versions
     input_files: tuple[tuple[str, str], ...] = ()  # (path, content hash) of its input files
     # keeps the stored build id and generation unless its run changes rows (``after_run``)
@@ -240,7 +250,18 @@ def make_plan(
             values is None
             or (spec.query is not None and any(decisions[p].run for p in parents if p in decisions))
         )
-        basis = _partition_basis(project, model, upstream, files)
+        moved = [i for i, v in tracked if stored.inputs.get(i) != v] if stored else []
+        silent = [(i, v) for i, v in inputs.items() if v is not None and not has_signal(v)]
+        no_signal = (
+            f"{NO_INPUT_SIGNAL}: {', '.join(f'{i} ({why_none(v)})' for i, v in silent)}"
+            if silent
+            else ""
+        )
+        basis = PartitionBasis(
+            _partition_basis(project, model, upstream, tracked, files) if spec is not None else "",
+            f"{INPUT_CHANGED}: {', '.join(moved)}" if moved else "",
+            no_signal,
+        )
         parts = partition_decisions(
             model,
             () if deferred else values or (),
@@ -271,10 +292,10 @@ def make_plan(
             reason = CHANGED
         elif changed_outside(stored.output_version, read.outputs.get(relation)):
             reason = CHANGED_OUTSIDE
-        elif moved := [i for i, v in tracked if stored.inputs.get(i) != v]:
-            reason = f"{INPUT_CHANGED}: {', '.join(moved)}"
-        elif silent := [(i, v) for i, v in inputs.items() if v is not None and not has_signal(v)]:
-            reason = f"{NO_INPUT_SIGNAL}: {', '.join(f'{i} ({why_none(v)})' for i, v in silent)}"
+        elif moved:
+            reason = basis.moved
+        elif silent:
+            reason = no_signal
         elif relation in versions and version is None:
             reason = SOURCE_UNREADABLE
         elif isinstance(version, Unversioned):
@@ -503,21 +524,24 @@ def stored_inputs(decision: Decision) -> dict[str, str]:
 def _partition_basis(
     project: Project,
     model: Model,
-    upstream: list[tuple[str, str]],
-    files: tuple[tuple[str, str], ...] = (),
+    upstream: Sequence[tuple[str, str]],
+    inputs: Sequence[tuple[str, str]] = (),
+    files: Sequence[tuple[str, str]] = (),
 ) -> str:
     """A partition depends on the query (variables rendered), the partition variable, the
-    upstream build ids and the input files; not on the value list, checks or patch, which
-    only the gathered table depends on: adding a year builds that year alone."""
+    upstream build ids, the versions of the input tables and the input files; not on the
+    value list, checks or patch, which only the gathered table depends on: adding a year
+    builds that year alone. An input table or file that changed cannot tell which values
+    it touched: every value is built again."""
     spec = model.header.partition
-    if spec is None:
-        return ""
+    assert spec is not None
     return _hash(
         FINGERPRINT_VERSION,
         project.dialect,
         _body(model.query),
         spec.name,
         *(f"{p}={b}" for p, b in upstream),
+        *(f"input table {i}={v}" for i, v in inputs),
         *(f"input {path}={digest}" for path, digest in files),
     )
 
@@ -526,7 +550,7 @@ def partition_decisions(
     model: Model,
     values: Sequence[str],
     content: str,
-    model_fingerprint: str,
+    basis: PartitionBasis,
     state: Mapping[tuple[str, str], ModelState],
     existing: Collection[str],
     *,
@@ -534,13 +558,14 @@ def partition_decisions(
     only: Collection[str] = (),
     max_identifier_bytes: int | None,
 ) -> tuple[PartitionDecision, ...]:
-    """Each value's decision: its fingerprint is the model's (definition and upstream build
-    ids) and the value, so a new value leaves the others alone and an edit redoes them all."""
+    """Each value's decision: its fingerprint is the basis's (definition, upstream build ids
+    and inputs) and the value, so a new value leaves the others alone and an edit or a
+    changed input redoes them all; an input without a change signal reruns them all."""
     from dbluigi.partitions import partition_table
 
     decisions = []
     for value in values:
-        fingerprint = _hash(model_fingerprint, f"partition={value}")
+        fingerprint = _hash(basis.digest, f"partition={value}")
         stored = state.get((model.relation, value))
         if forced and (not only or value in only):
             reason = FORCED
@@ -553,7 +578,9 @@ def partition_decisions(
         elif stored.content_fp != content:
             reason = CHANGED
         elif stored.fingerprint != fingerprint:
-            reason = UPSTREAM
+            reason = basis.moved or UPSTREAM
+        elif basis.rerun:
+            reason = basis.rerun
         else:
             reason = UP_TO_DATE
         run = reason != UP_TO_DATE

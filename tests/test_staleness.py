@@ -501,3 +501,73 @@ def _duckdb_outside(path: str) -> Write:
             connection.close()
 
     return write
+
+
+PARTITIONED = {
+    "out/t.sql": (
+        "-- partition: year in 2014..2015\n"
+        "select {{ year }} as year, count(*) as n from src.events where y = {{ year }}\n"
+    ),
+}
+
+
+def _partition_runs(payload: dict[str, object]) -> dict[str, str]:
+    """The reason of each partition value that ran."""
+    results = payload["results"]
+    assert isinstance(results, list)
+    return {
+        r["partition"]: r["reason"]
+        for r in results
+        if r["partition"] and r["status"] != "up to date"
+    }
+
+
+def test_an_input_change_rebuilds_every_partition_of_its_reader(
+    tmp_path: Path, target_url: str, outside: Write
+) -> None:
+    project = write_project(tmp_path / "project", PARTITIONED)
+    outside("create schema src")
+    outside("create table src.events (y integer)")
+    outside("insert into src.events values (2014)")
+    assert build_json(project=project, target=target_url)[0] == 0
+    code, again = build_json(project=project, target=target_url)
+    assert code == 0 and ran(again) == set(), _reasons(again)
+    outside("insert into src.events values (2014), (2014)")
+    code, after = build_json(project=project, target=target_url)
+    assert code == 0, after
+    assert _reasons(after)["out.t"] == "input changed: src.events"
+    # the change could be in any year: every value is built again
+    assert set(_partition_runs(after)) == {"2014", "2015"}
+    rows = query(target_url, project, "select year, n from out.t order by year")
+    assert rows == [(2014, 3), (2015, 0)]
+    code, settled = build_json(project=project, target=target_url)
+    assert code == 0 and ran(settled) == set(), _reasons(settled)
+
+
+@pytest.mark.postgres
+def test_an_input_without_a_signal_rebuilds_every_partition_every_build(
+    tmp_path: Path, pg_url: str
+) -> None:
+    project = write_project(
+        tmp_path / "project",
+        {"out/t.sql": PARTITIONED["out/t.sql"].replace("src.events", "src.events_mv")},
+    )
+    connection = psycopg2.connect(pg_url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("create schema src")
+        cursor.execute("create table src.events (y integer)")
+        cursor.execute("insert into src.events values (2014)")
+        cursor.execute("create materialized view src.events_mv as select y from src.events")
+    assert build_json(project=project, target=pg_url)[0] == 0
+    with connection.cursor() as cursor:
+        cursor.execute("insert into src.events values (2015)")
+        cursor.execute("refresh materialized view src.events_mv")
+    connection.close()
+    code, again = build_json(project=project, target=pg_url)
+    assert code == 0
+    why = "no change signal for input: src.events_mv (a materialized view has no change signal)"
+    assert _reasons(again)["out.t"] == why
+    assert _partition_runs(again) == {"2014": why, "2015": why}
+    rows = query(pg_url, project, "select year, n from out.t order by year")
+    assert rows == [(2014, 1), (2015, 1)]

@@ -132,39 +132,37 @@ left join logged on logged.relid = w.rel
 """
 UNTRACKED = "none: not tracked yet"
 
-# The tables under each table that has partitions or inheritance children, recursively:
-# (parent oid, schema, table). Their statements do not fire the parent's trigger.
-CHILDREN_SQL = """
-with recursive kids(root, rel) as (
-    select i.inhparent, i.inhrelid from pg_inherits as i where i.inhparent = any(%s::oid[])
-  union
-    select kids.root, i.inhrelid from kids join pg_inherits as i on i.inhparent = kids.rel
-)
-select distinct kids.root, n.nspname, c.relname
-from kids
-join pg_class as c on c.oid = kids.rel
-join pg_namespace as n on n.oid = c.relnamespace
-"""
-
-# The tables each view reads, through the views it reads: (view oid, schema, table).
-VIEW_BASES_SQL = """
-with recursive reads(view, rel) as (
+# What the rows of each named relation come from, in one query: the tables a view reads
+# (through the views it reads), and the partitions and inheritance children of a table,
+# recursively (their own statements do not fire the parent's trigger). (name, schema, table)
+UNDERLYING_SQL = """
+with recursive wanted as (
+    select name, to_regclass(name) as rel from unnest(%s::text[]) as name
+), reads(root, rel) as (
     select r.ev_class, d.refobjid
     from pg_rewrite as r
     join pg_depend as d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
      and d.refclassid = 'pg_class'::regclass and d.refobjid <> r.ev_class
-    where r.ev_class = any(%s::oid[])
+    where r.ev_class in (select rel from wanted)
   union
-    select reads.view, d.refobjid
+    select reads.root, d.refobjid
     from reads
     join pg_class as c on c.oid = reads.rel and c.relkind = 'v'
     join pg_rewrite as r on r.ev_class = reads.rel
     join pg_depend as d on d.classid = 'pg_rewrite'::regclass and d.objid = r.oid
      and d.refclassid = 'pg_class'::regclass and d.refobjid <> r.ev_class
+), kids(root, rel) as (
+    select i.inhparent, i.inhrelid from pg_inherits as i
+    where i.inhparent in (select rel from wanted)
+  union
+    select kids.root, i.inhrelid from kids join pg_inherits as i on i.inhparent = kids.rel
+), under as (
+    select root, rel from reads union select root, rel from kids
 )
-select distinct reads.view, n.nspname, c.relname
-from reads
-join pg_class as c on c.oid = reads.rel and c.relkind <> 'v'
+select distinct w.name, n.nspname, c.relname
+from under
+join wanted as w on w.rel = under.root
+join pg_class as c on c.oid = under.rel and c.relkind <> 'v'
 join pg_namespace as n on n.oid = c.relnamespace
 """
 

@@ -417,7 +417,9 @@ class PostgresSession(Session):
             return {}
         self.prepare_versions()
         names = {_regclass_name(r): r for r in relations}
-        rows = self.query(pgchanges.CATALOG_SQL, (list(names),)).rows
+        with self.transaction():  # compiling it (JIT) would cost more than running it
+            self.defer([("set local jit = off", None)])
+            rows = self.query(pgchanges.CATALOG_SQL, (list(names),)).rows
         found = {names[row[0]]: pgchanges.version(*row[1:]) for row in rows}
         untracked = [n for n, r in names.items() if found.get(r) == pgchanges.UNTRACKED]
         if track and untracked:  # the function adds their trigger first
@@ -427,20 +429,16 @@ class PostgresSession(Session):
 
     def underlying(self, relations: Sequence[str]) -> dict[str, tuple[str, ...]]:
         """Views: the tables they read; tables with partitions or inheritance children:
-        those children, recursively."""
+        those children, recursively (one query, ``pgchanges.UNDERLYING_SQL``)."""
+        if not relations:
+            return {}
         names = {_regclass_name(r): r for r in relations}
-        oids = {
-            int(oid): names[name]
-            for name, oid in self.query(
-                "select name, to_regclass(name)::oid from unnest(%s::text[]) as name",
-                (list(names),),
-            ).rows
-            if oid is not None
-        }
         found: dict[str, set[str]] = {}
-        for sql in (pgchanges.VIEW_BASES_SQL, pgchanges.CHILDREN_SQL):
-            for oid, schema, table in self.query(sql, (list(oids),)).rows:
-                found.setdefault(oids[int(oid)], set()).add(f"{schema}.{table}")
+        with self.transaction():
+            self.defer([("set local jit = off", None)])
+            rows = self.query(pgchanges.UNDERLYING_SQL, (list(names),)).rows
+        for name, schema, table in rows:
+            found.setdefault(names[name], set()).add(f"{schema}.{table}")
         return {relation: tuple(sorted(parts)) for relation, parts in found.items()}
 
     def output_version_sql(self, relations: Sequence[str]) -> tuple[str, list[Any]] | None:

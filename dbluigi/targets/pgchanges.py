@@ -6,13 +6,13 @@ moment after a commit may not see it). So dbluigi keeps one:
 
 - ``dbluigi.changes (relid, xid, weight)``: a row per table and writing transaction.
 - ``dbluigi.note_change()``: an ``AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ... FOR
-  EACH STATEMENT`` trigger function, named ``dbluigi_changes`` on each tracked table and
-  enabled ALWAYS (it fires under ``session_replication_role = replica`` too, as logical
-  replication applies changes). It adds the transaction's row once (``ON CONFLICT DO
+  EACH STATEMENT`` trigger function, named ``dbluigi_changes`` on each tracked table; on
+  an input enabled ALWAYS (it fires under ``session_replication_role = replica`` too, as
+  logical replication applies changes), on a table dbluigi publishes plainly enabled. It adds the transaction's row once (``ON CONFLICT DO
   NOTHING``): one small insert per writing statement, no lock shared between writers,
   and the row is visible exactly when the change commits. It never fails the writer's
   statement.
-- ``dbluigi.relation_version_v1(name, track)``: the version of one relation, a string
+- ``dbluigi.relation_version_v2(name, track, always)``: the version of one relation, a string
   that changes with every committed change of its rows (the sum of its change rows),
   its columns (names and types) and its identity (its oid: dropped and recreated),
   and for a view with its definition. ``track`` installs the trigger where it is missing
@@ -44,13 +44,14 @@ SETUP = (
     exception when others then
         return null;  -- the change log must never fail the statement of whoever writes
     end $$""",
-    f"""create or replace function {FUNCTION}(name text, track boolean) returns text
+    f"""create or replace function {FUNCTION}(name text, track boolean, always boolean)
+    returns text
     language plpgsql set search_path = pg_catalog as $$
     declare
         rel regclass := to_regclass(name);
         kind "char";
         cols text;
-        tracked boolean;
+        state "char";
         total numeric;
     begin
         if rel is null then
@@ -68,20 +69,23 @@ SETUP = (
                                          when 'f' then 'a foreign table'
                                          else 'not a table' end || ' has no change signal';
         end if;
-        select exists (select 1 from pg_trigger
-                       where tgrelid = rel and tgname = '{TRIGGER}' and tgenabled = 'A')
-          into tracked;
-        if not tracked then
+        select tgenabled into state from pg_trigger where tgrelid = rel and tgname = '{TRIGGER}';
+        if state is null or state = 'D' or (always and state <> 'A') then
             if not track then
                 return 'none: not tracked yet';
             end if;
             begin
                 perform set_config('lock_timeout', '2s', true);
-                execute format('drop trigger if exists {TRIGGER} on %s', rel);
-                execute format('create trigger {TRIGGER} after insert or update or delete '
-                               'or truncate on %s for each statement '
-                               'execute function dbluigi.note_change()', rel);
-                execute format('alter table %s enable always trigger {TRIGGER}', rel);
+                if state is null then
+                    execute format('create trigger {TRIGGER} after insert or update or delete '
+                                   'or truncate on %s for each statement '
+                                   'execute function dbluigi.note_change()', rel);
+                end if;
+                if always then
+                    execute format('alter table %s enable always trigger {TRIGGER}', rel);
+                elsif state is not null then
+                    execute format('alter table %s enable trigger {TRIGGER}', rel);
+                end if;
             exception when others then
                 return 'none: cannot add the change trigger (' || sqlerrm || ')';
             end;
@@ -96,12 +100,12 @@ SETUP = (
 # Whether the objects above are there (the function is created last; the log may have
 # been dropped by hand since).
 READY_SQL = (
-    f"select to_regprocedure('{FUNCTION}(text, boolean)') is not null "
+    f"select to_regprocedure('{FUNCTION}(text, boolean, boolean)') is not null "
     "and to_regclass('dbluigi.changes') is not null"
 )
 
 # One row per relation asked: (name, version); what installs a missing trigger.
-VERSIONS_SQL = f"select name, {FUNCTION}(name, %s) from unnest(%s::text[]) as name"
+VERSIONS_SQL = f"select name, {FUNCTION}(name, %s, true) from unnest(%s::text[]) as name"
 
 # The same facts for many relations in one set-based query (no function call per
 # relation): what a no-op build reads. ``version`` formats a row as the function does.
@@ -123,7 +127,7 @@ select w.name, c.relkind, w.rel::oid, 'dbluigi.changes'::regclass::oid,
        coalesce(cols.sig, md5('')),
        case when c.relkind = 'v' then md5(pg_get_viewdef(w.rel)) end,
        exists (select 1 from pg_trigger as t
-               where t.tgrelid = w.rel and t.tgname = '{TRIGGER}' and t.tgenabled = 'A'),
+               where t.tgrelid = w.rel and t.tgname = '{TRIGGER}' and t.tgenabled <> 'D'),
        coalesce(logged.total, 0)
 from wanted as w
 join pg_class as c on c.oid = w.rel

@@ -445,7 +445,7 @@ class PostgresSession(Session):
         parts: list[str] = []
         params: list[Any] = []
         for relation in sorted(relations):
-            parts.append(f"%s || {pgchanges.FUNCTION}(%s, true)")
+            parts.append(f"%s || {pgchanges.FUNCTION}(%s, true, false)")
             params += [f"{relation}=", _regclass_name(relation)]
         return (" || ';' || ".join(parts), params) if parts else None
 

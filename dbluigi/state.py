@@ -487,13 +487,17 @@ class StateStore:
 
     def set_output_versions(self, versions: Mapping[str, str | None]) -> None:
         """Store the versions of published relations read after their build (DuckDB) or
-        found changed outside dbluigi (``versions.CHANGED_MARK``)."""
-        if versions:
-            self.session.executemany(
-                "update dbluigi.models set output_version = %s "
-                "where model = %s and partition_key = ''",
-                [(version, model) for model, version in sorted(versions.items())],
-            )
+        found changed outside dbluigi (``versions.CHANGED_MARK``): one statement."""
+        if not versions:
+            return
+        rows = sorted(versions.items())
+        values = ", ".join(["(%s, %s)"] * len(rows))
+        self.session.execute(
+            "update dbluigi.models set output_version = v.version "
+            f"from (values {values}) as v (model, version) "
+            "where dbluigi.models.model = v.model and dbluigi.models.partition_key = ''",
+            [p for row in rows for p in row],
+        )
 
     def partition_keys(self, model: str) -> list[str]:
         """The partition values of a model that have a state row."""

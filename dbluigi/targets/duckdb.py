@@ -94,10 +94,10 @@ WHERE database_name = current_database() AND NOT temporary AND NOT internal
 # CONTENT_HASH_ROWS rows are hashed whole instead (about 20 ms a million rows).
 CONTENT_HASH_ROWS = 2_000_000
 _CONTENT_SQL = "SELECT %s, sum(hash(dbluigi_row)) FROM {table} AS dbluigi_row"
-_TABLE_VERSION_SQL = """SELECT %s, (SELECT count(*) FROM {table}),
-  (SELECT sum(hash(row_group_id, column_id, column_path, segment_id, count, block_id,
-                   block_offset, has_updates, persistent, stats::VARCHAR))
-   FROM pragma_storage_info(%s))"""
+_COUNT_SQL = "SELECT %s, count(*) FROM {table}"
+_LAYOUT_SQL = """SELECT %s, (SELECT sum(hash(row_group_id, column_id, column_path, segment_id,
+    count, block_id, block_offset, has_updates, persistent, stats::VARCHAR))
+  FROM pragma_storage_info(%s))"""
 SEEN_SUFFIX = ".dbluigi-seen"  # next to the file: its size and time when dbluigi closed it
 # per file: [sessions open in this process, written elsewhere, a run accounts for writes]
 _OPEN: dict[Path, list[Any]] = {}
@@ -629,23 +629,20 @@ class DuckDBSession(Session):
             elif relation in columns:
                 tables.append(relation)
         for batch in _batches([(t,) for t in tables], 200):
-            parts: list[str] = []
-            params: list[str] = []
-            for (table,) in batch:
-                parsed = Relation(str(table))
-                name = quote_name(parsed.schema, parsed.name)
-                parts.append(_TABLE_VERSION_SQL.format(table=name))
-                params += [str(table), name]
-            small: list[str] = []
-            for table, count, layout in self.query(" UNION ALL ".join(parts), params).rows:
-                found[table] = f"t{count}.{columns[table]}.{layout}"
-                if count <= CONTENT_HASH_ROWS:
-                    small.append(table)
-            if small:
+            names = [str(t) for (t,) in batch]
+            sql = " UNION ALL ".join(_COUNT_SQL.format(table=_quoted(t)) for t in names)
+            counts = {table: count for table, count in self.query(sql, names).rows}
+            small = [t for t in names if counts[t] <= CONTENT_HASH_ROWS]
+            large = [t for t in names if counts[t] > CONTENT_HASH_ROWS]
+            if small:  # hashed whole: exact, and cheaper than their layout
                 sql = " UNION ALL ".join(_CONTENT_SQL.format(table=_quoted(t)) for t in small)
                 for table, content in self.query(sql, small).rows:
-                    count = found[table].split(".", 1)[0]
-                    found[table] = f"{count}.{columns[table]}.c{content}"
+                    found[table] = f"t{counts[table]}.{columns[table]}.c{content}"
+            if large:
+                sql = " UNION ALL ".join(_LAYOUT_SQL for _ in large)
+                params = [p for t in large for p in (t, _quoted(t))]
+                for table, layout in self.query(sql, params).rows:
+                    found[table] = f"t{counts[table]}.{columns[table]}.{layout}"
         return found
 
 

@@ -314,7 +314,7 @@ def make_plan(
             # its modifiers (or its query) changed: rows merged before were changed by the
             # old ones, so the chain replays from scratch
             refresh = True
-        each = runs_each_build(project, model, reason, stored, decisions)
+        each = runs_each_build(project, model, reason, stored, decisions, parents)
         reason, tentative = each.reason, each.tentative
         run = reason != UP_TO_DATE
         fresh = run and not tentative  # a tentative run keeps the stored build until it changes
@@ -363,6 +363,7 @@ def runs_each_build(
     reason: str,
     stored: ModelState | None,
     decisions: Mapping[str, Decision],
+    parents: Sequence[str] | None = None,
 ) -> EachBuild:
     """How a model that ``make_plan`` found with ``reason`` runs, given the decisions of
     the models before it.
@@ -375,7 +376,7 @@ def runs_each_build(
     sees a tentative parent's new build id at the next build)."""
     pending = tuple(
         p
-        for p in project.model_parents(model.relation)
+        for p in (project.model_parents(model.relation) if parents is None else parents)
         if model.header.partition is None
         and p in decisions
         and decisions[p].run

@@ -571,3 +571,31 @@ def test_an_input_without_a_signal_rebuilds_every_partition_every_build(
     assert _partition_runs(again) == {"2014": why, "2015": why}
     rows = query(pg_url, project, "select year, n from out.t order by year")
     assert rows == [(2014, 1), (2015, 1)]
+
+
+@pytest.mark.postgres
+def test_the_change_log_folded_keeps_every_version(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbluigi.targets import pgchanges
+
+    project = _project(tmp_path)
+    connection = psycopg2.connect(pg_url)
+    connection.autocommit = True
+    cursor = connection.cursor()
+    cursor.execute("create schema src")
+    cursor.execute("create table src.items (id integer primary key, v varchar)")
+    assert build_json(project=project, target=pg_url)[0] == 0
+    for i in range(5):  # five transactions: five rows in the log
+        cursor.execute("insert into src.items values (%s, 'x')", (i,))
+    monkeypatch.setattr(pgchanges, "COMPACT_ABOVE", 2)
+    code, after = build_json(project=project, target=pg_url)
+    assert code == 0 and _reasons(after)["out.items_copy"] == "input changed: src.items"
+    cursor.execute("select count(*) from dbluigi.changes where xid <> 0")
+    assert cursor.fetchone() == (0,)  # folded before the versions were read
+    code, again = build_json(project=project, target=pg_url)
+    assert code == 0 and ran(again) == set()
+    cursor.execute("insert into src.items values (9, 'y')")
+    code, later = build_json(project=project, target=pg_url)
+    assert _reasons(later)["out.items_copy"] == "input changed: src.items"
+    connection.close()

@@ -33,7 +33,7 @@ FUNCTION = "dbluigi.relation_version_v2"
 SETUP = (
     """create table if not exists dbluigi.changes (
         relid oid not null,
-        xid xid8 not null default pg_current_xact_id(),
+        xid bigint not null default txid_current(),  -- PostgreSQL 10 and later
         weight bigint not null default 1,
         primary key (relid, xid))""",
     """create or replace function dbluigi.note_change() returns trigger
@@ -188,10 +188,10 @@ def version(
 # The log folded into one row per table (xid 0 holds the sum), rows of dropped tables gone.
 COMPACT_SQL = """
 with moved as (
-    delete from dbluigi.changes where xid <> '0'::xid8 returning relid, weight
+    delete from dbluigi.changes where xid <> 0 returning relid, weight
 )
 insert into dbluigi.changes (relid, xid, weight)
-select relid, '0'::xid8, sum(weight) from moved group by relid
+select relid, 0, sum(weight) from moved group by relid
 on conflict (relid, xid) do update set weight = dbluigi.changes.weight + excluded.weight
 """
 PRUNE_SQL = "delete from dbluigi.changes where relid not in (select oid from pg_class)"

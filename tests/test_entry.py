@@ -1,0 +1,40 @@
+"""The command's entry point: ``dbluigi --version`` before anything heavy is imported,
+and ``python -m dbluigi`` as the ``dbluigi`` script."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from dbluigi import __version__
+from tests.buildkit import ROOT
+
+pytestmark = pytest.mark.unit
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+
+def test_version_imports_nothing_heavy() -> None:
+    probe = (
+        "import sys; sys.argv = ['dbluigi', '--version']; import dbluigi.__main__ as m; "
+        "m.main(); print(sorted(n for n in ('typer', 'rich', 'sqlglot', 'luigi', 'duckdb') "
+        "if n in sys.modules))"
+    )
+    done = _run("-c", probe)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"dbluigi {__version__}", "[]"]
+
+
+def test_python_dash_m_runs_the_command_line() -> None:
+    version = _run("-m", "dbluigi", "--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"dbluigi {__version__}"
+    usage = _run("-m", "dbluigi", "plan", "--help")
+    assert usage.returncode == 0 and "plan" in usage.stdout
+    wrong = _run("-m", "dbluigi", "--no-such-option")
+    assert wrong.returncode == 2

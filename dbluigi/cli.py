@@ -130,6 +130,8 @@ def _root(
 
 
 ERROR_EXIT = 2  # an error that stops a command; a failed task exits 1 through its run
+PLAN_LINES = 200  # a longer selection is summarized (``plan --all`` lists it whole)
+PLAN_SHOWN = 50  # models that would run, listed under the summary
 
 
 @contextmanager
@@ -266,8 +268,15 @@ def plan(
     target: TargetOpt = None,
     var: VarOpt = None,
     as_json: JsonOpt = False,
+    show_all: Annotated[
+        bool,
+        typer.Option(
+            "--all", help=f"List every model, also when more than {PLAN_LINES} are selected."
+        ),
+    ] = False,
 ) -> None:
-    """List what a build would run, in order, and why."""
+    """List what a build would run, in order, and why (a summary when the selection is
+    long: the reasons counted, then the first models that would run)."""
     from dbluigi.runner import RunOptions, prepare
     from dbluigi.targets import open_target
 
@@ -289,33 +298,62 @@ def plan(
         return
     console.print(f"plan on {tgt.display_url}", soft_wrap=True)
     width = max((len(r["model"]) for r in rows), default=0)
-    for i, row in enumerate(rows, 1):
-        action = "[green]run    [/]" if row["run"] else "[dim]skip   [/]"
-        if row["conditional"]:
-            action = "[cyan]maybe  [/]"
-        why = row["reason"]
-        if row["missing_parents"]:
-            action = "[red]blocked[/]"
-            why += f" (missing: {', '.join(row['missing_parents'])})"
-        line = f"{i:>4}  {action}  {row['model']:<{width}}  {row['kind']:<6} {why}"
-        if row["depends_on"]:
-            line += f"  [dim]<- {', '.join(row['depends_on'])}[/]"
-        console.print(line, soft_wrap=True, highlight=False)
-        for note in row["writes"]:
-            console.print(f"{'':>15}[dim]{note}[/]", soft_wrap=True, highlight=False)
-        if row["checks"]:
-            console.print(
-                f"{'':>15}[dim]checks: {' · '.join(row['checks'])}[/]",
-                soft_wrap=True,
-                highlight=False,
-            )
-        if row["inputs"] is not None:
-            files = ", ".join(row["inputs"]) or "no file matches " + ", ".join(row["input_globs"])
-            console.print(f"{'':>15}[dim]inputs: {files}[/]", soft_wrap=True, highlight=False)
+    shown = list(enumerate(rows, 1))
+    if len(rows) > PLAN_LINES and not show_all:
+        shown = _plan_summary(rows)
+    for i, row in shown:
+        _print_plan_row(i, row, width)
+    if len(shown) < len(rows):
+        console.print(
+            f"[dim]... {len(rows) - len(shown)} more not listed: dbluigi plan --all lists "
+            "every model, --json gives them all to a program[/]",
+            soft_wrap=True,
+            highlight=False,
+        )
     to_run = sum(1 for r in rows if r["run"] and not r["conditional"])
     maybe = sum(1 for r in rows if r["conditional"])
     also = f" ({maybe} more if their upstream changes)" if maybe else ""
     console.print(f"{to_run} of {len(rows)} selected models would run{also}")
+
+
+def _plan_summary(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """Print how many models would run for each reason; return the first ones that run
+    (blocked ones first), numbered as in the whole plan."""
+    reasons: dict[str, int] = {}
+    for row in rows:
+        key = row["reason"] if row["run"] else "up to date"
+        reasons[key] = reasons.get(key, 0) + 1
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        console.print(f"{count:>7}  {_escape(reason)}", soft_wrap=True, highlight=False)
+    numbered = list(enumerate(rows, 1))
+    blocked = [(i, r) for i, r in numbered if r["missing_parents"]]
+    running = [(i, r) for i, r in numbered if r["run"] and not r["missing_parents"]]
+    return (blocked + running)[:PLAN_SHOWN]
+
+
+def _print_plan_row(i: int, row: dict[str, Any], width: int) -> None:
+    action = "[green]run    [/]" if row["run"] else "[dim]skip   [/]"
+    if row["conditional"]:
+        action = "[cyan]maybe  [/]"
+    why = row["reason"]
+    if row["missing_parents"]:
+        action = "[red]blocked[/]"
+        why += f" (missing: {', '.join(row['missing_parents'])})"
+    line = f"{i:>4}  {action}  {row['model']:<{width}}  {row['kind']:<6} {why}"
+    if row["depends_on"]:
+        line += f"  [dim]<- {', '.join(row['depends_on'])}[/]"
+    console.print(line, soft_wrap=True, highlight=False)
+    for note in row["writes"]:
+        console.print(f"{'':>15}[dim]{note}[/]", soft_wrap=True, highlight=False)
+    if row["checks"]:
+        console.print(
+            f"{'':>15}[dim]checks: {' · '.join(row['checks'])}[/]",
+            soft_wrap=True,
+            highlight=False,
+        )
+    if row["inputs"] is not None:
+        files = ", ".join(row["inputs"]) or "no file matches " + ", ".join(row["input_globs"])
+        console.print(f"{'':>15}[dim]inputs: {files}[/]", soft_wrap=True, highlight=False)
 
 
 def _plan_rows(proj: Project, decided: Plan) -> list[dict[str, Any]]:

@@ -335,3 +335,20 @@ def test_sql_sqlglot_cannot_parse_runs_as_written(tmp_path: Path, pg_url: str) -
     code, payload = build_json(project=tmp_path, target=pg_url)
     (result,) = [r for r in payload["results"] if r["model"] == "reporting.sorted"]
     assert code == 1 and result["failure_class"] == "check"
+
+
+def test_a_long_plan_is_summarized_and_all_lists_it(tmp_path: Path, duckdb_url: str) -> None:
+    files = {f"m{i:03d}.sql": f"select {i} as id" for i in range(230)}
+    files["late.sql"] = "select id from main.m000"
+    project = write_project(tmp_path, files)
+    code, out = cli("plan", project=project, target=duckdb_url)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert "    231  new" in lines  # the reasons, counted
+    assert sum(1 for line in lines if "  run  " in line) == 50
+    assert "... 181 more not listed: dbluigi plan --all lists every model" in out
+    assert lines[-1] == "231 of 231 selected models would run"
+    code, everything = cli("plan", "--all", project=project, target=duckdb_url)
+    assert code == 0 and sum(1 for line in everything.splitlines() if "  run  " in line) == 231
+    code, small = cli("plan", "late", project=project, target=duckdb_url)
+    assert code == 0 and "not listed" not in small

@@ -25,22 +25,11 @@ from pathlib import Path
 import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_versions import PG, ROOT, fresh_database
 from genproject import layered
 
-ROOT = Path(__file__).resolve().parent.parent
-PG = os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 INPUTS = 100
 BIG_ROWS = 10_000_000
-
-
-def fresh_database(name: str) -> str:
-    admin = psycopg2.connect(PG)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'drop database if exists "{name}"')
-        cursor.execute(f'create database "{name}"')
-    admin.close()
-    return PG.rsplit("/", 1)[0] + f"/{name}"
 
 
 def drop_database(name: str) -> None:

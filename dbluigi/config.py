@@ -174,7 +174,7 @@ def _input_queries(inputs: Mapping[str, Any], lines: TomlLines) -> dict[str, Inp
     """``[inputs."raw.x"] version_query = "select max(loaded_at) from raw.x"`` (also
     ``[inputs.raw.x]``): a query whose answer is the input's version."""
     found: dict[str, InputQuery] = {}
-    for relation, settings in _relation_tables(inputs, key="version_query"):
+    for relation, settings in _relation_tables(inputs, section="inputs", key="version_query"):
         section = ("inputs", *relation.split(".", 1))
         line = lines.key(("inputs", relation), "version_query") or lines.key(
             section, "version_query"
@@ -382,11 +382,10 @@ def _seed_types(seeds: Mapping[str, Any]) -> dict[str, Mapping[str, str]]:
 
 
 def _relation_tables(
-    seeds: Mapping[str, Any], *, key: str = "column_types"
+    seeds: Mapping[str, Any], *, section: str = "seeds", key: str = "column_types"
 ) -> list[tuple[str, Mapping[str, Any]]]:
     # Both [seeds."raw.offenses"] and [seeds.raw.offenses] are accepted (and in [inputs]).
     found: list[tuple[str, Mapping[str, Any]]] = []
-    section = "seeds" if key == "column_types" else "inputs"
     for name, value in seeds.items():
         if not isinstance(value, dict):
             raise ProjectError(f"[{section}] {name!r} must be a table", path=CONFIG_FILE)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from dbluigi.errors import ProjectError
 from dbluigi.project import Model, Project
 from dbluigi.state import ModelState, StateStore
+from dbluigi.suggest import did_you_mean
 from dbluigi.targets.base import NO_SIGNAL, Session
 
 CHANGED_MARK = "changed outside dbluigi"  # stored for an output found changed, until rebuilt
@@ -112,8 +113,6 @@ def check_input_queries(project: Project) -> None:
     known = input_relations(project)
     for relation, query in project.config.input_queries.items():
         if relation not in known:
-            from dbluigi.suggest import did_you_mean
-
             raise ProjectError(
                 f'[inputs."{relation}"] names no input of the project (a relation its '
                 "models read that no model produces)",

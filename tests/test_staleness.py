@@ -35,16 +35,7 @@ PROJECT = {
 def outside(target_url: str, tmp_path: Path) -> Iterator[Write]:
     """Run SQL on the target as another system would (committed at once)."""
     if target_url.startswith("duckdb"):
-        path = target_url.split(":///", 1)[1]
-
-        def write(sql: str) -> None:
-            connection = duckdb.connect(path)
-            try:
-                connection.execute(sql)
-            finally:
-                connection.close()
-
-        yield write
+        yield _duckdb_outside(target_url.split(":///", 1)[1])
         return
     connection = psycopg2.connect(target_url)
     connection.autocommit = True

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dbluigi import __version__
-from dbluigi.sqlinfo import SqlInfo, analyze_sql
+from dbluigi.sqltypes import SqlInfo
 
 CACHE_FILE = "sqlinfo.json"
 # Bumped whenever SqlInfo.to_json changes shape, so a cache written before is never read.
@@ -56,6 +56,8 @@ class SqlInfoCache:
                 self._used[key] = data
                 return info
         self.misses += 1
+        from dbluigi.sqlinfo import analyze_sql  # sqlglot loads only when a file is parsed
+
         info = analyze_sql(text, dialect=dialect, path=path, as_written=as_written, hint=hint)
         self._used[key] = info.to_json()
         return info

@@ -16,13 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlglot import exp
-
 from dbluigi.errors import TaskError, Violation
 from dbluigi.headers import HeaderCheck
+from dbluigi.lazy import exp
 from dbluigi.project import CheckFile, Model, Project
 from dbluigi.relation import Relation
-from dbluigi.sqlinfo import TableRef, replace_relations
+from dbluigi.sqltypes import TableRef
 from dbluigi.state import CheckResult
 from dbluigi.targets.base import Session, table_expr
 
@@ -207,7 +206,11 @@ def point_at(project: Project, sql: str, aside: Mapping[str, str]) -> str:
         same_name = [m for m in project.models if Relation(m).name == written.name]
         if default == relation or (default not in project.models and same_name == [relation]):
             mapping[TableRef(None, written.name)] = target
-    return replace_relations(sql, mapping, dialect=project.dialect) if mapping else sql
+    if not mapping:
+        return sql
+    from dbluigi.sqlinfo import replace_relations  # sqlglot, only when SQL is rewritten
+
+    return replace_relations(sql, mapping, dialect=project.dialect)
 
 
 def _check_sql(

@@ -18,15 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from dbluigi import __version__
 from dbluigi.errors import DbluigiError, ProjectError, UsageError
@@ -47,8 +38,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+console = Console(emoji=False)  # names like :x: print as written (and rich skips its emoji table)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 ProjectOpt = Annotated[
     Path, typer.Option("--project", "-p", help="The project folder.", envvar="DBLUIGI_PROJECT")
@@ -660,6 +651,15 @@ def _progress(quiet: bool) -> Iterator[tuple[Callable[[Plan], None], Callable[[s
     if quiet or (not console.is_terminal and not os.environ.get("DBLUIGI_PROGRESS")):
         yield (lambda plan: None), _log_event if not quiet else (lambda m, e: None)
         return
+    from rich.progress import (  # a live display only on a terminal
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     progress = Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -738,6 +738,8 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
     ran = [r for r in result.results if r.status != "up to date"]
     shown = _summary_rows(ran)
     if shown:
+        from rich.table import Table
+
         table = Table(title=f"run {result.run_id}", title_justify="left")
         for column in ("model", "kind", "status", "why", "rows", "seconds"):
             table.add_column(column, justify="right" if column in ("rows", "seconds") else "left")
@@ -943,6 +945,8 @@ def history(
         }
         typer.echo(json.dumps(payload, indent=2, default=str))
         return
+    from rich.table import Table
+
     if runs:
         table = Table(title="runs", title_justify="left")
         for column in ("run", "command", "selector", "started", "finished", "status"):
@@ -1028,6 +1032,8 @@ def _slow_history(
         }
         typer.echo(json.dumps(payload, indent=2))
         return
+    from rich.table import Table
+
     table = Table(
         title=f"slowest models (their last {RECENT_BUILDS} successful builds)", title_justify="left"
     )

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlglot import exp
-
 from dbluigi import names
 from dbluigi.errors import ProjectError
+from dbluigi.lazy import exp
 from dbluigi.project import Model, Project
 from dbluigi.relation import Relation
 from dbluigi.render import render

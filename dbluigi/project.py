@@ -8,6 +8,7 @@ checks, and the dependency graph in a deterministic order.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ from dbluigi.names import RESERVED, STATE_SCHEMA, reserved_name
 from dbluigi.relation import Relation
 from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
-from dbluigi.sqlinfo import SqlInfo, Statement, TableRef, replace_relations
+from dbluigi.sqltypes import SqlInfo, Statement, TableRef
 from dbluigi.suggest import did_you_mean
 from dbluigi.writes import Chains, find_chains, order_chains, replay_edges
 
@@ -502,7 +503,8 @@ class _Loader:
         return self.parts.get((file.path, file.relation))
 
     def _read(self, file: ProjectFile) -> str:
-        data = (self.root / file.path).read_bytes()
+        with open(os.path.join(self.root, file.path), "rb") as handle:  # no Path: 10,000 files
+            data = handle.read()
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -747,6 +749,8 @@ def _requalify(sql: str, mapping: Mapping[TableRef, TableRef], dialect: str) -> 
         token = f"__dbluigi_placeholder_{len(hidden)}__"
         hidden[token] = match.group(0)
         return token
+
+    from dbluigi.sqlinfo import replace_relations  # sqlglot loads only when SQL is rewritten
 
     result = replace_relations(PLACEHOLDER.sub(hide, sql), mapping, dialect=dialect)
     for token, placeholder in hidden.items():

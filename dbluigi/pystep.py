@@ -31,12 +31,10 @@ from pathlib import Path
 from types import MappingProxyType, ModuleType, TracebackType
 from typing import Any
 
-from sqlglot import exp
-
 from dbluigi.errors import DbluigiError, TaskError
+from dbluigi.lazy import exp
 from dbluigi.project import Model, Project
 from dbluigi.relation import Relation
-from dbluigi.sqlinfo import analyze_sql
 from dbluigi.targets.base import Session, table_expr
 
 
@@ -130,6 +128,8 @@ class StepContext:
         """A write to a relation that is neither the step's table nor one it declared is
         not in the graph: nothing would order or replay it."""
         try:
+            from dbluigi.sqlinfo import analyze_sql  # sqlglot, only for a script's SQL
+
             info = analyze_sql(sql.replace("%s", "NULL"), dialect=self.dialect, path=self.relation)
         except DbluigiError:
             return  # SQL sqlglot cannot read: the database says what it thinks of it

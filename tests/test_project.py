@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -426,21 +429,46 @@ def test_bad_config(tmp_path: Path) -> None:
     assert "did you mean 'project'" in str(err.value)
 
 
-def test_warm_scan_uses_the_cache(tmp_path: Path) -> None:
+def test_warm_scan_uses_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_project(tmp_path, {f"m{i}.sql": f"select * from raw.t{i}" for i in range(20)})
     load_project(tmp_path)
     assert (tmp_path / ".dbluigi" / "cache" / "sqlinfo.json").exists()
-    from dbluigi import cache
+    from dbluigi import sqlinfo
 
     calls: list[str] = []
-    original = cache.analyze_sql
-    cache.analyze_sql = lambda *a, **k: calls.append("x") or original(*a, **k)  # type: ignore[assignment]
-    try:
-        project = load_project(tmp_path)
-    finally:
-        cache.analyze_sql = original  # type: ignore[assignment]
+    original = sqlinfo.analyze_sql
+    monkeypatch.setattr(
+        sqlinfo, "analyze_sql", lambda *a, **k: calls.append("x") or original(*a, **k)
+    )
+    project = load_project(tmp_path)
     assert calls == []
     assert project.models["main.m3"].reads == ("raw.t3",)
+
+
+def test_warm_scan_never_imports_sqlglot(tmp_path: Path) -> None:
+    """Loading a project whose files are all in the parse cache, and planning it, leaves
+    sqlglot unimported (it is a quarter of a no-op build's time); a cold one needs it."""
+    write_project(
+        tmp_path,
+        {
+            "base.sql": "select 1 as id",
+            "reader.sql": "-- check: unique(id)\nselect b.id from base as b join raw.t using (id)",
+            "reader.check.sql": "select id from reader where id < 0",
+        },
+    )
+    script = (
+        "import sys\n"
+        "from dbluigi.cli import app\n"
+        "from dbluigi.project import load_project\n"
+        f"project = load_project({str(tmp_path)!r})\n"
+        "print(project.order, 'sqlglot' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    cold = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert cold.stdout.strip().endswith("True"), cold.stderr
+    warm = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert warm.stdout.strip().endswith("False"), warm.stderr
+    assert warm.stdout.split(")")[0] == cold.stdout.split(")")[0]  # the same project
 
 
 PG = "postgresql://root@127.0.0.1/test"  # only its dialect is used: nothing connects

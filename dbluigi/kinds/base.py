@@ -41,12 +41,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlglot import exp
-
 from dbluigi import guards, names, pystep, versions
 from dbluigi.checks import CheckOutcome, CheckTarget, Violation, point_at, retarget, run_checks
 from dbluigi.errors import CheckFailed, DbluigiError, TaskError
 from dbluigi.headers import IndexSpec
+from dbluigi.lazy import exp
 from dbluigi.plan import Decision, PartitionDecision, after_run, stored_inputs
 from dbluigi.project import Model, Project
 from dbluigi.state import CheckResult, StateStore, TaskRecord, now

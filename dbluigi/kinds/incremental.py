@@ -39,8 +39,6 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from sqlglot import exp
-
 from dbluigi.checks import CheckOutcome, Violation
 from dbluigi.errors import TaskError
 from dbluigi.headers import IndexSpec
@@ -58,6 +56,7 @@ from dbluigi.kinds.base import (
     needs_full_build,
     upsert_aside,
 )
+from dbluigi.lazy import exp
 from dbluigi.project import Model
 from dbluigi.state import CheckResult
 from dbluigi.targets.base import Session, literal, table_expr

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 
-from sqlglot import exp
-
+from dbluigi.lazy import exp
 from dbluigi.sources.base import NoVersion, SourceColumn, SourceConnection, source_select
 from dbluigi.sources.config import SourceTable
 from dbluigi.targets.base import QueryResult, ident

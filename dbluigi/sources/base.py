@@ -29,11 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar
 
-import sqlglot
-from sqlglot import exp
-
 from dbluigi.configfile import CONFIG_FILE
 from dbluigi.errors import FailureClass, TaskError
+from dbluigi.lazy import exp, sqlglot
 from dbluigi.sources.config import SourceTable
 from dbluigi.suggest import close_matches, did_you_mean
 from dbluigi.targets.base import QueryResult, ident, literal

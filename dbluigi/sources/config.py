@@ -36,12 +36,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-
 from dbluigi.configfile import CONFIG_FILE, TomlLines, interpolate_env
 from dbluigi.errors import ProjectError
+from dbluigi.lazy import errors, exp, sqlglot
 from dbluigi.suggest import did_you_mean
 from dbluigi.targets.base import PORTABLE_TYPES, numeric_precision
 from dbluigi.urls import mask_url, parse_url
@@ -265,7 +262,7 @@ def _table(
         condition = _string(condition, f"{label} where", lines, section, "where")
         try:
             exp.maybe_parse(condition, into=exp.Condition, dialect=dialect)
-        except (SqlglotError, ValueError) as exc:
+        except (errors.SqlglotError, ValueError) as exc:
             raise fail(
                 f"where = {condition!r} is not one condition in {dialect} SQL: {_first(exc)}",
                 "where",
@@ -323,7 +320,7 @@ def _require_one_query(sql: str, dialect: str, fail: Any) -> None:
     """A version query runs on the read-only source session: one SELECT, nothing else."""
     try:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
-    except SqlglotError as exc:
+    except errors.SqlglotError as exc:
         raise fail(
             f"version_query does not parse as {dialect} SQL: {_first(exc)}", "version_query"
         ) from None

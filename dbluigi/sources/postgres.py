@@ -27,8 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, BinaryIO, ClassVar
 
-from sqlglot import exp
-
+from dbluigi.lazy import exp
 from dbluigi.sources.base import SourceColumn, SourceConnection, source_table
 from dbluigi.sources.config import SourceTable
 from dbluigi.targets.base import QueryResult, ident

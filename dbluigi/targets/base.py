@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from sqlglot import exp
-
 from dbluigi.errors import FailureClass, TaskError
+from dbluigi.lazy import exp
 from dbluigi.names import index_name
 
 PORTABLE_TYPES = (

@@ -26,12 +26,10 @@ from typing import Any, ClassVar
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
-import sqlglot
-from sqlglot import exp
-from sqlglot.tokens import TokenType
 
 import dbluigi.targets.pgchanges as pgchanges
 from dbluigi.errors import FailureClass, TargetError, TaskError
+from dbluigi.lazy import exp, sqlglot, tokens
 from dbluigi.relation import Relation
 from dbluigi.targets.base import (
     Catalog,
@@ -177,8 +175,6 @@ SELECT
      JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
      WHERE n.nspname = %s AND c.relname = %s)
 """
-
-_QUERY_STARTS = {TokenType.SELECT, TokenType.WITH, TokenType.VALUES, TokenType.L_PAREN}
 
 
 @dataclass(frozen=True)
@@ -809,14 +805,15 @@ def _result(cursor: psycopg2.extensions.cursor, limit: int | None) -> QueryResul
 def _is_single_query(sql: str) -> bool:
     """True for one SELECT/WITH/VALUES statement, which DECLARE CURSOR accepts."""
     try:
-        tokens = sqlglot.tokenize(sql, read="postgres")
+        found = sqlglot.tokenize(sql, read="postgres")
     except Exception:
         return False
-    while tokens and tokens[-1].token_type == TokenType.SEMICOLON:
-        tokens.pop()
-    if not tokens or tokens[0].token_type not in _QUERY_STARTS:
+    kind = tokens.TokenType
+    while found and found[-1].token_type == kind.SEMICOLON:
+        found.pop()
+    if not found or found[0].token_type not in (kind.SELECT, kind.WITH, kind.VALUES, kind.L_PAREN):
         return False
-    return not any(token.token_type == TokenType.SEMICOLON for token in tokens)
+    return not any(token.token_type == kind.SEMICOLON for token in found)
 
 
 def _csv_field(value: Any) -> str:

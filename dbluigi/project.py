@@ -261,10 +261,18 @@ class Project:
             if check.waits:
                 note += f", reads {', '.join(check.waits)} as published (waits for it)"
             notes.append(note)
-        for check in self.checks:
-            if check.owner == relation and check.moved:
-                notes.append(f"{check.name} gates {check.gate}'s swap (it reads {check.gate})")
+        for check in self.moved_checks.get(relation, ()):
+            notes.append(f"{check.name} gates {check.gate}'s swap (it reads {check.gate})")
         return notes
+
+    @cached_property
+    def moved_checks(self) -> Mapping[str, tuple[CheckFile, ...]]:
+        """By owner, its check queries that gate another model's swap."""
+        grouped: dict[str, list[CheckFile]] = defaultdict(list)
+        for check in self.checks:
+            if check.moved:
+                grouped[check.owner].append(check)
+        return {k: tuple(v) for k, v in grouped.items()}
 
     def check_waits(self, relation: str) -> tuple[str, ...]:
         """Models the checks gating ``relation`` read without depending on them."""

@@ -1,0 +1,125 @@
+"""The fixed cost of a command: ``--version``, a no-op build, ``plan`` on a large project.
+
+    python bench/bench_start.py [--rounds 7] [--base REV] [--models 1000] [--large 10000]
+
+Each case is one whole process (interpreter start, imports, project, state), timed from
+outside, ``--rounds`` times; medians are reported with the fastest and slowest run. The
+floor is ``python -c pass``, the interpreter alone, timed in the same rounds. With
+``--base REV`` the same commands also run from REV (checked out into a temporary git
+worktree), strictly alternating with this checkout, and the median of the per-pair
+ratios is reported: this VM's speed drifts, and a pair compares like with like.
+
+- ``--version``: ``python -m dbluigi --version``.
+- no-op build: the layered project of ``--models`` models (``genproject.layered``),
+  built once into a fresh PostgreSQL database, then built again with nothing to do.
+- ``plan`` of ``--large`` models on PostgreSQL, nothing built yet (every model is
+  planned to run; the output is the summary), parse cache warm.
+
+Python writes bytecode as it does for users (PYTHONDONTWRITEBYTECODE is unset), and a
+first unmeasured run of each command fills the parse cache and compiles the modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_versions import fresh_database
+from genproject import layered
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(command: list[str], tree: Path | None) -> float:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    started = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def summary(runs: list[float]) -> str:
+    return f"{statistics.median(runs):.3f} s ({min(runs):.3f}-{max(runs):.3f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--base", help="an earlier revision to compare with, paired")
+    parser.add_argument("--models", type=int, default=1000)
+    parser.add_argument("--large", type=int, default=10000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dbluigi-start-"))
+    trees: dict[str, Path] = {"this": ROOT}
+    if args.base:
+        trees["base"] = work / "base"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(trees["base"]), args.base],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    try:
+        small, large = work / "small", work / "large"
+        layered(small, args.models)
+        layered(large, args.large)
+        noop_target = fresh_database("dbluigi_bench_start_noop")
+        plan_target = fresh_database("dbluigi_bench_start_plan")
+        dbluigi = [sys.executable, "-m", "dbluigi"]
+        cases = {
+            "python -c pass (the floor)": [sys.executable, "-c", "pass"],
+            "dbluigi --version": [*dbluigi, "--version"],
+            f"no-op build, {args.models:,} models (PostgreSQL)": [
+                *dbluigi,
+                "build",
+                "--project",
+                str(small),
+                "--target",
+                noop_target,
+            ],
+            f"plan, {args.large:,} models (PostgreSQL)": [
+                *dbluigi,
+                "plan",
+                "--project",
+                str(large),
+                "--target",
+                plan_target,
+            ],
+        }
+        timed([*dbluigi, "build", "--project", str(small), "--target", noop_target], ROOT)
+        for command in cases.values():  # warm-up: bytecode, parse cache, the state schema
+            for tree in trees.values():
+                timed(command, tree)
+        print(f"{args.rounds} rounds; machine load {os.getloadavg()[0]:.2f}")
+        for case, command in cases.items():
+            runs: dict[str, list[float]] = {who: [] for who in trees}
+            for round_ in range(args.rounds):
+                order = list(trees) if round_ % 2 == 0 else list(reversed(trees))
+                for who in order:
+                    runs[who].append(timed(command, trees[who]))
+            line = f"{case}: this {summary(runs['this'])}"
+            if "base" in runs:
+                ratio = statistics.median(
+                    a / b for a, b in zip(runs["this"], runs["base"], strict=True)
+                )
+                line += f"; base {summary(runs['base'])}; paired ratio {ratio:.2f}x"
+            print(line, flush=True)
+    finally:
+        if "base" in trees:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(trees["base"])],
+                cwd=ROOT,
+                check=False,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -283,42 +283,44 @@ def plan(
         )
         prepared.session.close()
         decided = prepared.plan
-    rows = _plan_rows(proj, decided)
     if as_json:
+        rows = [_plan_row(proj, decided, model) for model in decided.selected]
         typer.echo(json.dumps({"target": tgt.display_url, "models": rows}, indent=2))
         return
     console.print(f"plan on {tgt.display_url}", soft_wrap=True)
-    width = max((len(r["model"]) for r in rows), default=0)
-    shown = list(enumerate(rows, 1))
-    if len(rows) > PLAN_LINES and not show_all:
-        shown = _plan_summary(rows)
-    for i, row in shown:
-        _print_plan_row(i, row, width)
-    if len(shown) < len(rows):
+    selected = decided.selected
+    width = max((len(model) for model in selected), default=0)
+    shown = list(enumerate(selected, 1))
+    if len(selected) > PLAN_LINES and not show_all:
+        shown = _plan_summary(decided)
+    for i, model in shown:
+        _print_plan_row(i, _plan_row(proj, decided, model), width)
+    if len(shown) < len(selected):
         console.print(
-            f"[dim]... {len(rows) - len(shown)} more not listed: dbluigi plan --all lists "
+            f"[dim]... {len(selected) - len(shown)} more not listed: dbluigi plan --all lists "
             "every model, --json gives them all to a program[/]",
             soft_wrap=True,
             highlight=False,
         )
-    to_run = sum(1 for r in rows if r["run"] and not r["conditional"])
-    maybe = sum(1 for r in rows if r["conditional"])
+    decisions = [decided.decisions[model] for model in selected]
+    to_run = sum(1 for d in decisions if d.run and not d.conditional)
+    maybe = sum(1 for d in decisions if d.conditional)
     also = f" ({maybe} more if their upstream changes)" if maybe else ""
-    console.print(f"{to_run} of {len(rows)} selected models would run{also}")
+    console.print(f"{to_run} of {len(selected)} selected models would run{also}")
 
 
-def _plan_summary(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+def _plan_summary(decided: Plan) -> list[tuple[int, str]]:
     """Print how many models would run for each reason; return the first ones that run
     (blocked ones first), numbered as in the whole plan."""
     reasons: dict[str, int] = {}
-    for row in rows:
-        key = row["reason"] if row["run"] else "up to date"
+    numbered = [(i, m, decided.decisions[m]) for i, m in enumerate(decided.selected, 1)]
+    for _, _, d in numbered:
+        key = d.reason if d.run else "up to date"
         reasons[key] = reasons.get(key, 0) + 1
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
         console.print(f"{count:>7}  {_escape(reason)}", soft_wrap=True, highlight=False)
-    numbered = list(enumerate(rows, 1))
-    blocked = [(i, r) for i, r in numbered if r["missing_parents"]]
-    running = [(i, r) for i, r in numbered if r["run"] and not r["missing_parents"]]
+    blocked = [(i, m) for i, m, d in numbered if d.missing_parents]
+    running = [(i, m) for i, m, d in numbered if d.run and not d.missing_parents]
     return (blocked + running)[:PLAN_SHOWN]
 
 
@@ -347,30 +349,25 @@ def _print_plan_row(i: int, row: dict[str, Any], width: int) -> None:
         console.print(f"{'':>15}[dim]inputs: {files}[/]", soft_wrap=True, highlight=False)
 
 
-def _plan_rows(proj: Project, decided: Plan) -> list[dict[str, Any]]:
-    rows = []
-    for model in decided.selected:
-        d = decided.decisions[model]
-        m = proj.models[model]
-        checks = proj.check_notes(model)
-        rows.append(
-            {
-                "model": model,
-                "kind": m.kind,
-                "file": m.path,
-                "run": d.run,
-                "conditional": d.conditional,  # runs only if its upstream changes
-                "reason": d.reason,
-                "depends_on": sorted(proj.graph.parents(model)),
-                "waits_for": sorted(proj.graph.waits_for(model)),
-                "missing_parents": list(d.missing_parents),
-                "checks": checks,
-                "writes": proj.write_notes(model),
-                "inputs": [path for path, _ in d.input_files] if m.header.inputs else None,
-                "input_globs": list(m.header.inputs),
-            }
-        )
-    return rows
+def _plan_row(proj: Project, decided: Plan, model: str) -> dict[str, Any]:
+    """One model of the plan, as ``plan`` prints it and ``plan --json`` gives it."""
+    d = decided.decisions[model]
+    m = proj.models[model]
+    return {
+        "model": model,
+        "kind": m.kind,
+        "file": m.path,
+        "run": d.run,
+        "conditional": d.conditional,  # runs only if its upstream changes
+        "reason": d.reason,
+        "depends_on": sorted(proj.graph.parents(model)),
+        "waits_for": sorted(proj.graph.waits_for(model)),
+        "missing_parents": list(d.missing_parents),
+        "checks": proj.check_notes(model),
+        "writes": proj.write_notes(model),
+        "inputs": [path for path, _ in d.input_files] if m.header.inputs else None,
+        "input_globs": list(m.header.inputs),
+    }
 
 
 def _build(

@@ -562,7 +562,7 @@ class Session(ABC):
 
     def ensure_schema(self, schema: str) -> None:
         """CREATE SCHEMA IF NOT EXISTS."""
-        self.execute(self._sql(exp.Create(this=ident(schema), kind="SCHEMA", exists=True)))
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_name(schema)}")
 
     def drop_relation(self, schema: str, name: str) -> None:
         """Drop the table or view ``schema.name`` if it exists (not its dependents)."""

@@ -84,6 +84,21 @@ def test_a_guess_that_fails_to_load_is_loaded_again(session: Session, tmp_path: 
     assert list(session.query("SELECT code FROM s.t ORDER BY id").rows) == [("12",), ("n/a",)]
 
 
+def test_loads_one_after_another_in_one_transaction(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "seed.csv"
+    path.write_text(CODES)
+    guess = (Column("id", "bigint"), Column("code", "bigint"))
+    typed = (Column("id", "bigint"), Column("code", "text"))
+    with session.transaction():
+        assert session.load_csv_typing("s", "t", path, guess, lambda: typed) == 3
+        assert session.load_csv_typing("s", "u", path, typed, lambda: typed) == 3
+        assert session.load_csv_typing("s", "v", path, guess, lambda: typed) == 3
+    for table in ("t", "u", "v"):
+        assert loaded_types(session, "s", table) == expected_types(session.target.name, typed)
+        rows = session.query(f"SELECT id, code FROM s.{table} ORDER BY id").rows
+        assert list(rows) == [(1, "12"), (2, "007"), (3, None)]
+
+
 def test_without_a_transaction(session: Session, tmp_path: Path) -> None:
     path = tmp_path / "seed.csv"
     path.write_text(CODES)

@@ -464,6 +464,7 @@ class DuckDBSession(Session):
         options: dict[str, exp.Expression] = {
             "header": exp.true(),
             "store_rejects": exp.true(),
+            "rejects_limit": exp.Literal.number(1),  # one tells enough; the load goes on
             **{key: exp.Literal.string(table) for key, table in rejects.items()},
         }
         insert = self._read_csv_insert(schema, name, columns, options)

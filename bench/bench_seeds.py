@@ -201,7 +201,8 @@ def main() -> None:
                 table.append(report(f"DuckDB, {case}, vs read_csv", rounds))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"median of {args.rounds} paired rounds")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"median of {args.rounds} paired rounds; {os.cpu_count()} cores, load average {load}")
     print("| case | baseline (s) | dbluigi (s) | dbluigi task (s) | ratio | task ratio |")
     print("|---|---|---|---|---|---|")
     for row in table:

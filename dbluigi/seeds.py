@@ -4,13 +4,14 @@ No target database. ``sniff_csv`` gives each column the narrowest portable type 
 every non-empty value fits; the target then bulk-loads the file itself with exactly
 those types (no auto-detection on either side). The reference is a one-pass Python
 reader; a large file is typed by one in-memory DuckDB aggregate that spells the same
-rules in SQL (``_kind_sql``), wherever DuckDB reads the file as Python's csv does. ``guess_csv`` predicts a large file's types from its head and tail,
-so that a target can start loading it while ``sniff_csv`` checks the prediction against
-every value. ``read_yaml_seed`` reads a YAML list of mappings and returns its rows with
-values already shaped for their column types. A YAML file whose top level is a mapping of
-table name to such a list holds one seed per key: ``yaml_tables`` lists them (each with
-its own part of the file, which is what its fingerprint hashes) and
-``read_yaml_seed(path, table=key)`` reads one.
+rules in SQL (``_kind_sql``), wherever DuckDB reads the file as Python's csv does.
+``guess_csv`` predicts a large file's types from its head and tail, so that a target can
+start loading it while ``sniff_csv`` checks the prediction against every value.
+``read_yaml_seed`` reads a YAML list of mappings and returns its rows with values already
+shaped for their column types. A YAML file whose top level is a mapping of table name to
+such a list holds one seed per key: ``yaml_tables`` lists them (each with its own part of
+the file, which is what its fingerprint hashes) and ``read_yaml_seed(path, table=key)``
+reads one.
 
 Typing rules, shared by both: ``bigint`` (within int64) < ``numeric`` < ``double``,
 ``date`` < ``timestamp``; any other mix is ``text``. Integers written with a leading
@@ -203,9 +204,12 @@ def _decoded_lines(path: Path, stream: Any) -> Iterator[str]:
 
 # Values that certainly keep a column at its type (a date in a timestamp column, an
 # integer in a numeric one), checked before the full rules: a column of a million ids,
-# amounts or timestamps is typed at C regex speed, by Python or by DuckDB.
-# (a day every month has; the 29th of February is left to the full rules)
-_YMD = r"[12][0-9]{3}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+# amounts or timestamps is typed at C regex speed, by Python or by DuckDB. A fast date is
+# a day that every year has (the 29th of February is left to the full rules).
+_YMD = (
+    r"[12][0-9]{3}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    r"|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+)
 _HMS = r"[ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
 _FAST_FITS_SQL = {
     "bigint": r"-?(0|[1-9][0-9]{0,17})",

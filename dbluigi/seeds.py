@@ -3,14 +3,15 @@
 No target database. ``sniff_csv`` gives each column the narrowest portable type that
 every non-empty value fits; the target then bulk-loads the file itself with exactly
 those types (no auto-detection on either side). The reference is a one-pass Python
-reader; a large file is typed by an in-memory DuckDB aggregate where that is certain to
-give the same answer. ``guess_csv`` predicts a large file's types from its head and tail,
-so that a target can start loading it while ``sniff_csv`` checks the prediction against
-every value. ``read_yaml_seed`` reads a YAML list of mappings and returns its rows with
-values already shaped for their column types. A YAML file whose top level is a mapping of
-table name to such a list holds one seed per key: ``yaml_tables`` lists them (each with
-its own part of the file, which is what its fingerprint hashes) and
-``read_yaml_seed(path, table=key)`` reads one.
+reader; a large file is typed by one in-memory DuckDB aggregate that spells the same
+rules in SQL (``_kind_sql``), wherever DuckDB reads the file as Python's csv does.
+``guess_csv`` predicts a large file's types from its head and tail, so that a target can
+start loading it while ``sniff_csv`` checks the prediction against every value.
+``read_yaml_seed`` reads a YAML list of mappings and returns its rows with values already
+shaped for their column types. A YAML file whose top level is a mapping of table name to
+such a list holds one seed per key: ``yaml_tables`` lists them (each with its own part of
+the file, which is what its fingerprint hashes) and ``read_yaml_seed(path, table=key)``
+reads one.
 
 Typing rules, shared by both: ``bigint`` (within int64) < ``numeric`` < ``double``,
 ``date`` < ``timestamp``; any other mix is ``text``. Integers written with a leading
@@ -28,6 +29,7 @@ import contextlib
 import csv
 import datetime as dt
 import decimal
+import functools
 import io
 import json
 import re
@@ -200,12 +202,23 @@ def _decoded_lines(path: Path, stream: Any) -> Iterator[str]:
         yield text
 
 
-# Values that certainly keep a column at its type, checked before the full rules: a
-# column of a million ids or dates is typed at C regex speed.
+# Values that certainly keep a column at its type (a date in a timestamp column, an
+# integer in a numeric one), checked before the full rules: a column of a million ids,
+# amounts or timestamps is typed at C regex speed, by Python or by DuckDB. A fast date is
+# a day that every year has (the 29th of February is left to the full rules).
+_YMD = (
+    r"[12][0-9]{3}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    r"|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+)
+_HMS = r"[ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
 _FAST_FITS_SQL = {
     "bigint": r"-?(0|[1-9][0-9]{0,17})",
     "numeric": r"-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,9})?",
-    "date": r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])",
+    "double": r"-?(0|[1-9][0-9]{0,17})(\.[0-9]+)?([eE][+-]?[0-9]+)?",
+    "boolean": r"[tT][rR][uU][eE]|[fF][aA][lL][sS][eE]",
+    "date": _YMD,
+    "timestamp": f"{_YMD}({_HMS})?",
+    "timestamptz": f"{_YMD}{_HMS}(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)",
 }
 _FAST_FITS = {kind: re.compile(pattern).fullmatch for kind, pattern in _FAST_FITS_SQL.items()}
 
@@ -213,20 +226,109 @@ _FAST_FITS = {kind: re.compile(pattern).fullmatch for kind, pattern in _FAST_FIT
 VECTORIZED_FROM_BYTES = 4 << 20  # files this large are typed by DuckDB first
 SAMPLE_BYTES = 1 << 18  # the head (and the tail) of a large file that predict its types
 
-# Anything that is not text matches this (numbers, booleans, dates and timestamps); a value
-# that does not is text, and so is its column.
-_MAYBE_TYPED = (
-    r"[+-]?[0-9]*\.?[0-9]*([eE][+-]?[0-9]+)?|[tT][rR][uU][eE]|[fF][aA][lL][sS][eE]|[0-9]{4}-.*"
-)
+# -- the reference rules as one DuckDB expression ---------------------------------------
+# ``_kind_sql(v)`` is the bit of ``_text_type(v)`` for a non-NULL value, the same answer
+# for every value, spelled with RE2 (where \d is [0-9]) and string comparisons; the bits
+# of a column are OR-ed together and joined (``_join``) in Python. A value holding a
+# non-ASCII decimal digit (which Python's \d matches, and int() reads) is left to Python.
+_KINDS = ("bigint", "numeric", "double", "boolean", "date", "timestamp", "timestamptz", "text")
+_BIT = {kind: 1 << i for i, kind in enumerate(_KINDS)}
+_UNSURE = 1 << len(_KINDS)
 
-# What DuckDB checks of a column, by what is known of it already:
-_FULL = "full"  # nothing: every check that can settle its type
-_SKIP = ""  # nothing asked of it
-# ...or its type in the head of the file, which every value may be checked to fit (the
-# column then has that type); "text" needs no check, since every mix with text is text.
-_CONFIRMS = {
-    kind: f"regexp_full_match(%s, '{pattern}')" for kind, pattern in _FAST_FITS_SQL.items()
-} | {"boolean": "lower(%s) IN ('true', 'false')"}
+
+@functools.cache
+def _non_ascii_digits() -> str:
+    """An RE2 class of the decimal digits beyond ASCII (Unicode category Nd)."""
+    ranges: list[list[int]] = []
+    for code in range(0x80, 0x110000):
+        if chr(code).isdecimal():
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    return "[" + "".join(rf"\x{{{a:x}}}-\x{{{b:x}}}" for a, b in ranges) + "]"
+
+
+_DATE_SQL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_TIMESTAMP_SQL = _DATE_SQL + r"[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+_OFFSET_SQL = r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)"
+
+
+def _kind_sql(v: str, *, ascii_only: bool) -> str:
+    """The SQL of the bit of a non-NULL value's type (``_text_type``); ``v`` is the
+    value's expression, ``ascii_only`` whether the file has only ASCII bytes."""
+    b = _BIT
+    unsigned = f"ltrim({v}, '+-')"  # the regex that holds lets at most one sign through
+    # date.fromisoformat: a real day of years 1 to 9999 (DuckDB also has a year 0)
+    real_day = f"(try_cast(left({v}, 10) AS DATE) IS NOT NULL AND left({v}, 4) <> '0000')"
+    # datetime.fromisoformat: hours to 23, minutes and seconds to 59 (no leap second)
+    real_time = (
+        f"substr({v}, 12, 2) <= '23' AND substr({v}, 15, 2) <= '59' "
+        f"AND (substr({v}, 17, 1) <> ':' OR substr({v}, 18, 2) <= '59')"
+    )
+    # an offset is real below 24 hours; its minutes may pass 59 (+05:60 is +06:00)
+    offset = f"regexp_extract({v}, '[+-]([0-9]{{2}}):?([0-9]{{2}})?$', ['h', 'm'])"
+    real_offset = (
+        f"(right({v}, 1) = 'Z' OR (try_cast({offset}.h AS INTEGER) * 60 "
+        f"+ coalesce(try_cast({offset}.m AS INTEGER), 0)) < 1440)"
+    )
+    unsure = (
+        "" if ascii_only else f"WHEN regexp_matches({v}, '{_non_ascii_digits()}') THEN {_UNSURE} "
+    )
+    return (
+        f"CASE WHEN {v} IS NULL THEN 0 {unsure}"
+        f"WHEN regexp_full_match({v}, '[+-]?[0-9]+') THEN CASE "
+        f"WHEN regexp_full_match({v}, '[+-]?0[0-9]+') THEN {b['text']} "
+        f"WHEN length({unsigned}) < 19 THEN {b['bigint']} "
+        f"WHEN length({unsigned}) = 19 AND {unsigned} <= CASE WHEN left({v}, 1) = '-' "
+        f"THEN '{-_INT64[0]}' ELSE '{_INT64[1]}' END THEN {b['bigint']} "
+        f"WHEN length({unsigned}) <= {_NUMERIC_DIGITS[0]} THEN {b['numeric']} "
+        f"ELSE {b['text']} END "
+        rf"WHEN regexp_full_match({v}, '[+-]?[0-9]*\.[0-9]*') THEN CASE "
+        rf"WHEN regexp_full_match({v}, '[+-]?\.') THEN {b['text']} "
+        rf"WHEN regexp_full_match({v}, '[+-]?0[0-9]+\.[0-9]*') THEN {b['text']} "
+        rf"WHEN regexp_full_match({v}, '[+-]?[0-9]{{0,{_NUMERIC_DIGITS[0]}}}"
+        rf"\.[0-9]{{0,{_NUMERIC_DIGITS[1]}}}') THEN {b['numeric']} "
+        f"ELSE {b['double']} END "
+        f"WHEN regexp_full_match({v}, '{_EXPONENT.pattern.replace(chr(92) + 'd', '[0-9]')}') "
+        f"THEN {b['double']} "
+        f"WHEN regexp_full_match({v}, '{_FAST_FITS_SQL['boolean']}') THEN {b['boolean']} "
+        f"WHEN regexp_full_match({v}, '{_DATE_SQL}') "
+        f"THEN CASE WHEN {real_day} THEN {b['date']} ELSE {b['text']} END "
+        f"WHEN regexp_full_match({v}, '{_TIMESTAMP_SQL}') "
+        f"THEN CASE WHEN {real_day} AND {real_time} THEN {b['timestamp']} ELSE {b['text']} END "
+        f"WHEN regexp_full_match({v}, '{_TIMESTAMP_SQL}{_OFFSET_SQL}') THEN CASE "
+        f"WHEN {real_day} AND {real_time} AND {real_offset} THEN {b['timestamptz']} "
+        f"ELSE {b['text']} END "
+        f"ELSE {b['text']} END"
+    )
+
+
+def _kinds_sql(v: str, known: str | None, *, ascii_only: bool) -> str | None:
+    """The aggregate of a column's type bits (v: its values, NULL where empty), given
+    the type its head has (None: empty there); None when there is nothing to ask."""
+    if known == "text":
+        return None  # every mix with text is text
+    bits = _kind_sql(v, ascii_only=ascii_only)
+    if known is not None:  # a value that certainly keeps the head's type counts as it
+        fast = f"regexp_full_match({v}, '{_FAST_FITS_SQL[known]}')"
+        bits = f"CASE WHEN {fast} THEN {_BIT[known]} ELSE {bits} END"
+    return f"bit_or({bits})"
+
+
+def _joined(bits: int | None, known: str | None) -> str | None:
+    """A column's type from the bits of its values and its head's type; None when a
+    value is left to Python (and no text settles the column anyway)."""
+    bits = bits or 0
+    if bits & _BIT["text"] or known == "text":
+        return "text"
+    if bits & _UNSURE:
+        return None
+    kind = known
+    for name in _KINDS:
+        if bits & _BIT[name]:
+            kind = _join(kind, name)
+    return kind or "text"
 
 
 @dataclass(frozen=True)
@@ -304,11 +406,10 @@ def sniff_csv(
 ) -> SeedTable:
     """Type each column of a CSV file (see the module docstring).
 
-    Large files are typed by DuckDB's vectorized CSV reader where the answer is certain:
-    one aggregate checks that every value fits the type the head of the file has (a
-    column empty there, or predicted wider by the tail, gets every check that can settle
-    its type: all fast-fitting integers, decimals or dates, or a value that can only be
-    text). Anything else, any override, and any malformed file go through the one-pass
+    Large files are typed by DuckDB's vectorized CSV reader: one aggregate gives every
+    column the type the reference rules give it (a value that certainly keeps the type
+    the column has in the head of the file costs one regular expression). Any override,
+    any malformed file and any value with a non-ASCII digit go through the one-pass
     Python reader, which is the reference and says where a file is wrong. ``guess``: the
     prediction ``guess_csv`` made, if the caller has it already."""
     path = Path(path)
@@ -326,34 +427,25 @@ def sniff_csv(
 
 
 def _sniff_vectorized(path: Path, guess: SeedGuess | None) -> SeedTable | None:
-    """Column types from DuckDB aggregates over the file, or None when not certain."""
+    """Column types from one DuckDB aggregate over the file, or None when not certain."""
     plain = _plain_header(path)
     if plain is None:
         return None
     header = plain.header
     names = [column.name for column in guess.columns] if guess else None
     if guess is None or names != header or guess.stamp != _stamp(path):  # changed since?
-        plans = [_FULL] * len(header)
-    else:
-        plans = [
-            _plan(known, column.type)
-            for known, column in zip(guess.head, guess.columns, strict=True)
+        known: list[str | None] = [None] * len(header)
+    else:  # a column keeps its head's type unless the tail said otherwise
+        known = [
+            head if head == column.type else None
+            for head, column in zip(guess.head, guess.columns, strict=True)
         ]
-    typed = _vectorized(path, plain, plans)
+    typed = _vectorized(path, plain, known)
     if typed is None:
         return None
     rows, types = typed
-    unsettled = [i for i, kind in enumerate(types) if kind is None]
-    if any(plans[i] == _FULL for i in unsettled):
-        return None
-    if unsettled:  # a value the head did not predict: type those columns in full
-        again = _vectorized(
-            path, plain, [_FULL if i in unsettled else _SKIP for i in range(len(header))]
-        )
-        if again is None or any(again[1][i] is None for i in unsettled):
-            return None
-        for i in unsettled:
-            types[i] = again[1][i]
+    if any(kind is None for kind in types):
+        return None  # a value with a digit beyond ASCII: the reference pass types it
     return SeedTable(
         tuple(Column(h, t or "text") for h, t in zip(header, types, strict=True)), rows
     )
@@ -362,14 +454,6 @@ def _sniff_vectorized(path: Path, guess: SeedGuess | None) -> SeedTable | None:
 def _stamp(path: Path) -> tuple[int, int]:
     stat = path.stat()
     return stat.st_size, stat.st_mtime_ns
-
-
-def _plan(known: str | None, predicted: str) -> str:
-    """What to ask of a column whose head has type ``known`` and that will load as
-    ``predicted``: a check that it keeps the head's type, unless the tail said otherwise."""
-    if known is None or known != predicted:
-        return _FULL
-    return known if known in _CONFIRMS or known == "text" else _FULL
 
 
 # DuckDB drops spaces between a quote and the delimiter or line end ("5" for ` "5"`),
@@ -389,6 +473,7 @@ _NEVER = "\x01"  # the null string: no value is it (a file holding the byte is n
 class _Plain:
     header: list[str]
     records: int | None  # counted as lines where no quote can make a record span lines
+    ascii: bool  # whether every byte of the file is ASCII
 
 
 def _plain_header(path: Path) -> _Plain | None:
@@ -405,11 +490,12 @@ def _plain_header(path: Path) -> _Plain | None:
     names = {h.lower() for h in header or ()}
     if not header or len(names) != len(header) or not all(header) or _EXTRA in names:
         return None
-    quoted, breaks, end = False, 0, b""
+    quoted, breaks, end, ascii = False, 0, b"", True
     for block in _blocks(path):
         if b"\0" in block or b"\x01" in block:
             return None
         if not block.isascii():
+            ascii = False
             try:
                 block.decode("utf-8")
             except UnicodeDecodeError:
@@ -418,7 +504,7 @@ def _plain_header(path: Path) -> _Plain | None:
         breaks += block.count(b"\n")
         end = block[-1:]
     if not quoted:
-        return _Plain(header, breaks - 1 if end == b"\n" else breaks)
+        return _Plain(header, breaks - 1 if end == b"\n" else breaks, ascii)
     end = b""
     for block in _blocks(path):
         if b"\n\n" in block or b"\n\r\n" in block or (end == b"\n" and block[:1] in b"\r\n"):
@@ -426,7 +512,7 @@ def _plain_header(path: Path) -> _Plain | None:
         if _spaced_quote(block) or _QUOTE_SPACED.search(block):
             return None
         end = block[-1:]
-    return _Plain(header, None)
+    return _Plain(header, None, ascii)
 
 
 def _spaced_quote(block: bytes) -> bool:
@@ -463,27 +549,22 @@ def _comma_ends_a_line(path: Path) -> bool:
 
 
 def _vectorized(
-    path: Path, plain: _Plain, plans: Sequence[str]
+    path: Path, plain: _Plain, known: Sequence[str | None]
 ) -> tuple[int, list[str | None]] | None:
-    """One DuckDB aggregate over the file: its rows, and each column's type where the
-    checks its plan asks for settle it (else None); None when DuckDB cannot read it, or
-    when a row has more or fewer values than the header."""
+    """One DuckDB aggregate over the file: its rows, and each column's type (None where
+    a value is left to Python), given the type each column has in the head of the file
+    (None: unknown); None when DuckDB cannot read it, or when a row has more or fewer
+    values than the header."""
     import duckdb
 
     header = plain.header
-    checks = []
-    for h, plan in zip(header, plans, strict=True):
-        v = f"NULLIF({quote_name(h)}, '')"
-        if plan == _FULL:
-            checks += [
-                f"count({v})",
-                f"bool_and(regexp_full_match({v}, '{_FAST_FITS_SQL['bigint']}'))",
-                f"bool_and(regexp_full_match({v}, '{_FAST_FITS_SQL['numeric']}'))",
-                f"bool_and(regexp_full_match({v}, '{_FAST_FITS_SQL['date']}'))",
-                f"bool_or(NOT regexp_full_match({v}, '{_MAYBE_TYPED}'))",
-            ]
-        elif plan in _CONFIRMS:
-            checks.append(f"bool_and({_CONFIRMS[plan] % v})")
+    checks: list[str] = []
+    asked: list[bool] = []
+    for h, kind in zip(header, known, strict=True):
+        check = _kinds_sql(f"NULLIF({quote_name(h)}, '')", kind, ascii_only=plain.ascii)
+        asked.append(check is not None)
+        if check is not None:
+            checks.append(check)
 
     def query(checks: list[str], *, padded: bool, parallel: bool = True) -> str:
         names = [*header, _EXTRA] if padded else header
@@ -498,6 +579,7 @@ def _vectorized(
         )
 
     with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
         try:
             row = con.execute(query(checks, padded=True), [str(path)]).fetchone()
         except duckdb.Error as exc:
@@ -519,24 +601,9 @@ def _vectorized(
     if row[1] or row[2] or plain.records not in (None, row[0]):
         return None  # a row of the wrong width, or a blank line: the reference pass says where
     results = iter(row[3:])
-    types: list[str | None] = []
-    for plan in plans:
-        if plan == _FULL:
-            present, bigint, numeric, date, text = (next(results) for _ in range(5))
-            if not present or text:
-                types.append("text")
-            elif bigint:
-                types.append("bigint")
-            elif numeric:
-                types.append("numeric")
-            elif date:
-                types.append("date")
-            else:
-                types.append(None)
-        elif plan in _CONFIRMS:
-            types.append(plan if next(results) is True else None)
-        else:
-            types.append("text" if plan == "text" else None)
+    types = [
+        _joined(next(results) if ask else 0, kind) for ask, kind in zip(asked, known, strict=True)
+    ]
     return int(row[0]), types
 
 

@@ -7,6 +7,8 @@ rows, and errors that name the file and line; a failure publishes nothing.
 
 from __future__ import annotations
 
+import csv
+import random
 import signal
 from collections.abc import Sequence
 from decimal import Decimal
@@ -16,9 +18,9 @@ import pytest
 
 from dbluigi.errors import ProjectError
 from dbluigi.seeds import VECTORIZED_FROM_BYTES, guess_csv, sniff_csv
-from dbluigi.targets import Column, Session
+from dbluigi.targets import Column, Session, open_target
 from tests.buildkit import build_json, cli_process, query
-from tests.helpers import write_big_csv
+from tests.helpers import TYPED_POOLS, write_big_csv
 
 TARGET_TYPES = {  # information_schema.columns.data_type of each portable type
     "postgresql": {"bigint": "bigint", "numeric": "numeric", "date": "date", "text": "text",
@@ -80,6 +82,21 @@ def test_a_guess_that_fails_to_load_is_loaded_again(session: Session, tmp_path: 
         session.execute("CREATE TABLE s.after_the_load AS SELECT 1 AS ok")  # still usable
     assert loaded_types(session, "s", "t") == expected_types(session.target.name, typed)
     assert list(session.query("SELECT code FROM s.t ORDER BY id").rows) == [("12",), ("n/a",)]
+
+
+def test_loads_one_after_another_in_one_transaction(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "seed.csv"
+    path.write_text(CODES)
+    guess = (Column("id", "bigint"), Column("code", "bigint"))
+    typed = (Column("id", "bigint"), Column("code", "text"))
+    with session.transaction():
+        assert session.load_csv_typing("s", "t", path, guess, lambda: typed) == 3
+        assert session.load_csv_typing("s", "u", path, typed, lambda: typed) == 3
+        assert session.load_csv_typing("s", "v", path, guess, lambda: typed) == 3
+    for table in ("t", "u", "v"):
+        assert loaded_types(session, "s", table) == expected_types(session.target.name, typed)
+        rows = session.query(f"SELECT id, code FROM s.{table} ORDER BY id").rows
+        assert list(rows) == [(1, "12"), (2, "007"), (3, None)]
 
 
 def test_without_a_transaction(session: Session, tmp_path: Path) -> None:
@@ -244,3 +261,68 @@ def test_sigkill_after_a_second_load_leaves_the_published_seed(tmp_path: Path, p
     assert query(pg_url, tmp_path, "SELECT code FROM raw.events WHERE id = %s", [MIDDLE]) == [
         ("007",)
     ]
+
+
+# -- every type, loaded: the DuckDB typing and the reference pass load the same rows ---------
+
+
+def tricky_seed(path: Path, surprises: dict[str, str]) -> Path:
+    """A large seed with a column of every type (values from ``TYPED_POOLS``, some empty),
+    ``surprises`` (column -> value) written in the middle, where neither sample looks."""
+    rng = random.Random(23)
+    names = ["id", *(f"{kind}_col" for kind in TYPED_POOLS)]
+    count = 36_000
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(names)
+        for i in range(count):
+            row = {"id": str(i)}
+            for kind, pool in TYPED_POOLS.items():
+                row[f"{kind}_col"] = rng.choice(pool) if rng.random() < 0.9 else ""
+            if i == count // 2:
+                row.update(surprises)
+            writer.writerow([row[name] for name in names])
+    assert path.stat().st_size > VECTORIZED_FROM_BYTES
+    return path
+
+
+TRICKY_CASES = {
+    "every_type": {},
+    "a_date_in_a_timestamp_column": {"timestamp_col": "2024-03-31"},
+    "a_timestamp_in_a_date_column": {"date_col": "2024-03-31 10:00:00.25"},
+    "a_leading_zero_in_an_integer_column": {"bigint_col": "007"},
+    "an_exponent_in_a_decimal_column": {"numeric_col": "1e5"},
+    "no_zone_in_a_zoned_column": {"timestamptz_col": "2024-01-01 10:00"},
+    "null_ish_text_in_a_boolean_column": {"boolean_col": "NULL"},
+    "a_leap_day_that_is_not": {"date_col": "2023-02-29"},
+}
+
+
+@pytest.mark.parametrize("surprises", TRICKY_CASES.values(), ids=TRICKY_CASES.keys())
+def test_every_type_loads_the_rows_the_reference_types_load(
+    tmp_path: Path, target_url: str, surprises: dict[str, str]
+) -> None:
+    path = tricky_seed(tmp_path / "raw" / "events.csv", surprises)
+    reference = sniff_csv(path, vectorized_from=1 << 40)
+    assert sniff_csv(path) == reference  # typed by DuckDB
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    name = "postgresql" if target_url.startswith("postgresql") else "duckdb"
+    types = {**TARGET_TYPES[name], "timestamp": "timestamp without time zone"}
+    if name == "duckdb":
+        types.update(timestamp="TIMESTAMP", timestamptz="TIMESTAMP WITH TIME ZONE")
+    else:
+        types.update(timestamptz="timestamp with time zone")
+    loaded = query(target_url, tmp_path, COLUMNS_SQL, ["raw", "events"])
+    assert loaded == [(c.name, types[c.type]) for c in reference.columns]
+    session = open_target(target_url, project_dir=tmp_path).connect()
+    try:
+        session.ensure_schema("s")
+        session.load_csv("s", "expected", path, reference.columns)
+        for one, other in (("raw.events", "s.expected"), ("s.expected", "raw.events")):
+            sql = f"SELECT count(*) FROM (SELECT * FROM {one} EXCEPT SELECT * FROM {other}) AS d"
+            assert session.query(sql).rows == ((0,),)
+        assert session.query("SELECT count(*) FROM raw.events").rows == ((reference.rows,),)
+    finally:
+        session.close()

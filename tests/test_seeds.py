@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import random
 from dataclasses import replace
@@ -9,8 +10,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
+from dbluigi import seeds
 from dbluigi.errors import ProjectError
 from dbluigi.seeds import (
     SAMPLE_BYTES,
@@ -21,7 +24,7 @@ from dbluigi.seeds import (
     yaml_tables,
 )
 from dbluigi.targets import Column
-from tests.helpers import write_big_csv
+from tests.helpers import TRICKY_VALUES, TYPED_POOLS, write_big_csv
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -461,6 +464,86 @@ def test_vectorized_typing_falls_back_for_malformed_files(tmp_path: Path) -> Non
     with pytest.raises(ProjectError, match="row has 0 values") as err:
         sniff_csv(path, vectorized_from=0)
     assert err.value.line == 3
+
+
+@pytest.mark.parametrize("ascii_only", [True, False], ids=["ascii_file", "utf8_file"])
+def test_the_duckdb_rules_type_every_value_as_the_reference_does(ascii_only: bool) -> None:
+    values = [v for v in TRICKY_VALUES if v.isascii() or not ascii_only]
+    sql = seeds._kind_sql("v", ascii_only=ascii_only)
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t (i INTEGER, v VARCHAR)")
+        con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(values)))
+        bits = dict(con.execute(f"SELECT i, {sql} FROM t").fetchall())
+    unsure = []
+    for i, value in enumerate(values):
+        if bits[i] == seeds._UNSURE:  # a digit beyond ASCII: left to Python
+            unsure.append(value)
+        else:
+            assert bits[i] == seeds._BIT[seeds._text_type(value)], value
+    assert all(not value.isascii() for value in unsure)
+    assert len(unsure) == (0 if ascii_only else 7)
+
+
+def test_a_value_that_passes_a_fast_check_keeps_the_column_at_its_type() -> None:
+    with duckdb.connect() as con:
+        for kind, pattern in seeds._FAST_FITS_SQL.items():
+            for value in TRICKY_VALUES:
+                fits = bool(seeds._FAST_FITS[kind](value))
+                (in_duckdb,) = con.execute(  # type: ignore[misc]
+                    f"SELECT regexp_full_match(?, '{pattern}')", [value]
+                ).fetchone()
+                assert fits == in_duckdb, (kind, value)
+                assert not fits or seeds._join(kind, seeds._text_type(value)) == kind, value
+
+
+def tricky_file(path: Path, rng: random.Random, columns: list[list[str]], rows: int) -> Path:
+    """A CSV whose columns draw from the given value pools (some values empty)."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator=rng.choice(["\n", "\r\n"]))
+        writer.writerow([f"c{i}" for i in range(len(columns))])
+        for _ in range(rows):
+            writer.writerow([rng.choice(pool) if rng.random() < 0.9 else "" for pool in columns])
+    return path
+
+
+def test_files_of_every_type_are_typed_as_the_reference_types_them(tmp_path: Path) -> None:
+    rng = random.Random(16)
+    pools = list(TYPED_POOLS.values())
+    path = tricky_file(tmp_path / "typed.csv", rng, pools, 400)
+    expected = outcome(path, vectorized_from=1 << 40)
+    assert isinstance(expected, SeedTable)
+    assert [c.type for c in expected.columns] == list(TYPED_POOLS)
+    assert outcome(path, vectorized_from=0) == expected
+    guess = guess_csv(path, vectorized_from=0)
+    assert guess is not None and outcome(path, vectorized_from=0, guess=guess) == expected
+    for kind, pool in TYPED_POOLS.items():  # one odd value in a column of each type
+        for odd in rng.sample(TRICKY_VALUES, 12):
+            path = tricky_file(tmp_path / "odd.csv", rng, [pool], 50)
+            with path.open("a", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerow([odd])
+            expected = outcome(path, vectorized_from=1 << 40)
+            assert outcome(path, vectorized_from=0) == expected, (kind, odd)
+            guess = guess_csv(path, vectorized_from=0)
+            if guess is not None:
+                assert outcome(path, vectorized_from=0, guess=guess) == expected, (kind, odd)
+
+
+def test_mixed_columns_of_tricky_values_are_typed_as_the_reference_types_them(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(4)
+    path = tmp_path / "mixed.csv"
+    for _ in range(60):
+        pools = []
+        for _ in range(rng.randrange(1, 5)):
+            pool = rng.choice(list(TYPED_POOLS.values()))
+            pools.append(pool + rng.sample(TRICKY_VALUES, rng.randrange(0, 3)))
+        tricky_file(path, rng, pools, rng.randrange(0, 30))
+        expected = outcome(path, vectorized_from=1 << 40)
+        assert outcome(path, vectorized_from=0) == expected, path.read_bytes()[:2000]
+        guess = guess_csv(path, vectorized_from=0)
+        if guess is not None:
+            assert outcome(path, vectorized_from=0, guess=guess) == expected
 
 
 # -- large files: types guessed from the head and tail, then checked in full ----------------

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from itertools import islice
@@ -38,6 +39,8 @@ from dbluigi.targets.base import (
     strip_statement_end,
     table_expr,
 )
+
+_REJECTS = "dbluigi_csv_rejects"  # temporary tables of values a CSV load set aside
 
 _TYPES = {
     "bigint": "BIGINT",
@@ -413,6 +416,65 @@ class DuckDBSession(Session):
         with self._atomic():
             self.create_table(schema, name, columns)
             return self._run(self._sql(insert), [str(path)]).rowcount
+
+    def load_csv_typing(
+        self,
+        schema: str,
+        name: str,
+        path: Path,
+        guess: Sequence[Column],
+        typing: Callable[[], Sequence[Column]],
+    ) -> int:
+        """``load_csv`` with the guessed types while ``typing`` runs in a thread (its own
+        in-memory DuckDB; both let go of the GIL). A value that does not take its guessed
+        type is set aside by the reader (``store_rejects``) rather than failing the load,
+        since an error would abort the transaction; the load is kept when ``typing``
+        agrees with the guess and nothing was set aside (then it is exactly what
+        ``load_csv`` loads), else the table is dropped and loaded again with the types
+        ``typing`` gave, as ``load_csv`` would load it."""
+        guess = tuple(guess)
+        with self._atomic():
+            pool = ThreadPoolExecutor(1, thread_name_prefix="dbluigi-typing")
+            try:
+                typed = pool.submit(typing)
+                failure: duckdb.Error | None = None
+                rows, rejected = 0, True
+                try:
+                    rows, rejected = self._load_csv_setting_aside(schema, name, path, guess)
+                except duckdb.Error as exc:
+                    if self.classify(exc) == "timeout":
+                        raise  # without waiting for the typing: the task is over
+                    failure = exc
+                columns = tuple(typed.result())
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+            if failure is not None:  # the transaction is aborted: nothing more can run
+                raise failure
+            if columns == guess and not rejected:
+                return rows
+            self.execute(self._sql(exp.Drop(tables=[table_expr(schema, name)], kind="TABLE")))
+            return self.load_csv(schema, name, path, columns)
+
+    def _load_csv_setting_aside(
+        self, schema: str, name: str, path: Path, columns: Sequence[Column]
+    ) -> tuple[int, bool]:
+        """``load_csv``, rows whose values do not take the types set aside: the rows
+        loaded, and whether any was set aside."""
+        rejects = {"rejects_table": _REJECTS, "rejects_scan": f"{_REJECTS}_scan"}
+        options: dict[str, exp.Expression] = {
+            "header": exp.true(),
+            "store_rejects": exp.true(),
+            "rejects_limit": exp.Literal.number(1),  # one tells enough; the load goes on
+            **{key: exp.Literal.string(table) for key, table in rejects.items()},
+        }
+        insert = self._read_csv_insert(schema, name, columns, options)
+        self.create_table(schema, name, columns)
+        rows = self._run(self._sql(insert), [str(path)]).rowcount
+        count = exp.select(exp.func("count", exp.Star())).from_(exp.to_table(_REJECTS))
+        rejected = bool(self.query(self._sql(count)).rows[0][0])
+        for table in rejects.values():
+            self.execute(self._sql(exp.Drop(tables=[exp.to_table(table)], kind="TABLE")))
+        return rows, rejected
 
     def load_csv_stream(self, schema: str, name: str, columns: Sequence[Column], path: Path) -> int:
         """CREATE TABLE, then INSERT ... SELECT FROM read_csv reading ``path`` (a named pipe

@@ -481,13 +481,13 @@ class _Loader:
     def _split_yaml_tables(self, model_files: list[ProjectFile]) -> list[ProjectFile]:
         """Model files with each multi-table YAML file replaced by one file per table
         (``seeds.yaml_tables``); a table may not take another model's relation."""
-        from dbluigi.seeds import yaml_tables  # YAML's parser, only for projects with YAML
-
         result: list[ProjectFile] = []
         for file in model_files:
             if file.format != "yaml":
                 result.append(file)
                 continue
+            from dbluigi.seeds import yaml_tables  # YAML's parser, only for projects with YAML
+
             text = self.texts[file.path] = self._read(file)
             tables = yaml_tables(file.path, text)
             if tables is None:

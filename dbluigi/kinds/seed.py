@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dbluigi.errors import ProjectError
 from dbluigi.kinds.base import BuildRequest, Filled, Kind, Published, build_aside, located
-from dbluigi.seeds import guess_csv, read_yaml_seed, sniff_csv
 from dbluigi.targets.base import Session
 
 
@@ -17,6 +16,10 @@ def build(session: Session, request: BuildRequest) -> Published:
 
 def fill(session: Session, request: BuildRequest, new: str) -> Filled:
     """The file's rows into ``new``, typed."""
+    # the seed reader (and YAML's parser with it) loads when a seed is built, not with
+    # every command that imports the kinds
+    from dbluigi.seeds import guess_csv, read_yaml_seed, sniff_csv
+
     model, project = request.model, request.project
     path = project.root / model.path
     overrides = project.config.seed_types.get(model.relation, {})

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,53 @@ class SqlInfoCache:
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
+
+
+HASHES_FILE = "files.json"
+# A file changed less than this long before its hash is stored could change again within
+# the same timestamp tick, unseen: its hash is kept in memory only (git's "racy" rule).
+RACY_NS = 2_000_000_000
+
+
+class FileHashes:
+    """The sha256 of files the fingerprints read (CSV seeds, ``-- inputs:`` files), kept
+    under ``.dbluigi/cache/`` while a file's size, modification and change times and inode
+    stay the same, so a no-op build does not read a large seed again. Any write changes
+    the change time (which no tool can set back), so a stale hash is never used."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._old: dict[tuple[str, int, int, int, int], str] = {}
+        self._used: dict[tuple[str, int, int, int, int], str] = {}  # since the last save
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            data = json.loads((folder / HASHES_FILE).read_text(encoding="utf-8"))
+            self._old = {(p, s, m, c, i): h for p, s, m, c, i, h in data}
+
+    def hash(self, path: Path) -> str:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+        found = self._used.get(key) or self._old.get(key)
+        if found is None:
+            h = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            found = h.hexdigest()
+        self._used[key] = found
+        return found
+
+    def save(self) -> None:
+        """Write the hashes used since the last save of files that have stood still long
+        enough (entries of files gone or changed are dropped), atomically."""
+        if self._used.keys() == self._old.keys():
+            self._used = {}
+            return
+        settled = time.time_ns() - RACY_NS
+        kept = {key: h for key, h in self._used.items() if max(key[2], key[3]) < settled}
+        with contextlib.suppress(OSError):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = self.folder / f".{HASHES_FILE}.{os.getpid()}"
+            entries = [[*key, h] for key, h in kept.items()]
+            tmp.write_text(json.dumps(entries, separators=(",", ":")), encoding="utf-8")
+            os.replace(tmp, self.folder / HASHES_FILE)
+        self._old, self._used = kept, {}

@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
+from dbluigi.cache import FileHashes
+from dbluigi.config import STATE_DIR
 from dbluigi.project import Model, Project
 from dbluigi.state import ModelState
 from dbluigi.versions import (
@@ -142,7 +144,7 @@ def content_fingerprint(project: Project, model: Model) -> str:
         h.update(part.encode())
         h.update(b"\0")
     if model.format == "csv":
-        h.update(_file_hash(project.root / model.path).encode())
+        h.update(_file_hashes(project).hash(project.root / model.path).encode())
     if model.kind == "seed":
         types = project.config.seed_types.get(model.relation, {})
         h.update(repr(sorted(types.items())).encode())
@@ -175,7 +177,7 @@ def input_file_hashes(project: Project, model: Model) -> tuple[tuple[str, str], 
     hashes = []
     for path in paths:
         try:
-            hashes.append((path, _file_hash(project.root / path)))
+            hashes.append((path, _file_hashes(project).hash(project.root / path)))
         except FileNotFoundError:  # deleted since the glob matched it: as if never matched
             continue
     return tuple(hashes)
@@ -344,6 +346,7 @@ def make_plan(
             each.round,
         )
     order = tuple(m for m in project.order if m in selected_set)
+    _file_hashes(project).save()
     return Plan(decisions={m: decisions[m] for m in order}, selected=order)
 
 
@@ -611,18 +614,13 @@ def _hash(*parts: str) -> str:
     return h.hexdigest()[:32]
 
 
-_FILE_HASHES: dict[tuple[str, int, int, int, int], str] = {}
+_FILE_HASHES: dict[Path, FileHashes] = {}  # by project folder, for the process's life
 
 
-def _file_hash(path: Path) -> str:
-    """The file's sha256, remembered while its size, times and inode stay the same (a
-    long-lived process, such as ``build --watch``, sees every write)."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
-    if key not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
+def _file_hashes(project: Project) -> FileHashes:
+    """The project's file hashes (``cache.FileHashes``): a long-lived process, such as
+    ``build --watch``, reads the stored ones once and sees every write."""
+    found = _FILE_HASHES.get(project.root)
+    if found is None:
+        found = _FILE_HASHES[project.root] = FileHashes(project.root / STATE_DIR / "cache")
+    return found

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from dbluigi import __version__
-from dbluigi.cache import CACHE_FILE, SqlInfoCache
+from dbluigi.cache import CACHE_FILE, HASHES_FILE, RACY_NS, FileHashes, SqlInfoCache
 from dbluigi.sqlinfo import TableRef, analyze_sql
 
 pytestmark = pytest.mark.unit
@@ -53,3 +55,62 @@ def test_a_cache_written_before_the_entry_format_changed_is_not_read(tmp_path: P
     info = cache.analyze(SQL, dialect="postgres", path="m.sql")
     assert cache.misses == 1
     assert [s.kind for s in info.statements] == ["create_table", "insert"]
+
+
+def _age(path: Path, seconds: float) -> None:
+    """Set the file's modification time back (its change time moves to now)."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_file_hashes_are_kept_across_processes_and_never_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / ".dbluigi" / "cache"
+    seed = tmp_path / "big.csv"
+    seed.write_text("id\n1\n")
+    expected = hashlib.sha256(seed.read_bytes()).hexdigest()
+    hashes = FileHashes(folder)
+    assert hashes.hash(seed) == expected
+    hashes.save()
+    # just written: its change time is too recent to trust a stored hash (racy)
+    assert json.loads((folder / HASHES_FILE).read_text()) == []
+
+    # once it has stood still, the next process reads the stored hash, not the file
+    monkeypatch.setattr(time, "time_ns", lambda: os.stat(seed).st_ctime_ns + RACY_NS + 1)
+    hashes = FileHashes(folder)
+    hashes.hash(seed)
+    hashes.save()
+    assert len(json.loads((folder / HASHES_FILE).read_text())) == 1
+    opened: list[Path] = []
+    original_open = Path.open
+    monkeypatch.setattr(
+        Path, "open", lambda self, *a, **k: opened.append(self) or original_open(self, *a, **k)
+    )
+    assert FileHashes(folder).hash(seed) == expected
+    assert seed not in opened
+
+    # any write, even one that keeps the size and puts the modification time back, is seen
+    stat = os.stat(seed)
+    seed.write_text("id\n2\n")
+    os.utime(seed, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert FileHashes(folder).hash(seed) == hashlib.sha256(b"id\n2\n").hexdigest()
+
+
+def test_file_hashes_of_files_no_longer_used_are_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "cache"
+    files = [tmp_path / f"f{i}.csv" for i in range(3)]
+    for i, f in enumerate(files):
+        f.write_text(f"x\n{i}\n")
+    monkeypatch.setattr(time, "time_ns", lambda: 10**30)  # everything has stood still
+    hashes = FileHashes(folder)
+    for f in files:
+        hashes.hash(f)
+    hashes.save()
+    assert len(json.loads((folder / HASHES_FILE).read_text())) == 3
+    hashes = FileHashes(folder)
+    hashes.hash(files[0])
+    hashes.save()
+    assert [e[0] for e in json.loads((folder / HASHES_FILE).read_text())] == [str(files[0])]

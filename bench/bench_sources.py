@@ -43,6 +43,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DB = "dbluigi_bench_src"
 TARGET_DB = "dbluigi_bench_tgt"
+# the table dbluigi creates for orders_<rows> (a JSON column becomes jsonb)
 COLUMNS = (
     "id bigint, customer_id bigint, amount numeric(12,2), status text, note text, "
     "is_paid boolean, created_at timestamp, updated_at timestamptz, payload jsonb"
@@ -110,25 +111,7 @@ class Databases:
 
 def generate(dbs: Databases, rows: int) -> str:
     """orders_<rows> in both sources (kept between runs: generating 5M rows takes a while)."""
-    table = f"orders_{rows}"
-    dbs.maria(f"create database if not exists {SOURCE_DB}")
-    try:
-        dbs.maria(f"select 1 from {table} limit 1", database=SOURCE_DB)
-    except pymysql.Error:
-        print(f"generating {rows:,} rows in MariaDB", file=sys.stderr)
-        dbs.maria(
-            "set time_zone = '+00:00'",
-            f"create table {table} (id bigint primary key, customer_id int not null, "
-            "amount decimal(12,2), status varchar(20), note text, is_paid boolean, "
-            "created_at datetime(6), updated_at timestamp(6) null, payload json)",
-            f"insert into {table} select seq, seq % 5000, (seq % 100000) / 100, "
-            "elt(1 + seq % 4, 'new', 'paid', 'shipped', 'cancelled'), "
-            "if(seq % 7 = 0, null, concat('note ', seq)), seq % 2, "
-            "timestamp'2020-01-01 00:00:00' + interval seq second, "
-            "timestamp'2021-01-01 00:00:00' + interval seq second, json_object('k', seq) "
-            f"from seq_1_to_{rows}",
-            database=SOURCE_DB,
-        )
+    table = generate_mariadb(dbs, rows, SOURCE_DB)
     exists = subprocess.run(
         [
             "psql",
@@ -163,6 +146,30 @@ def generate(dbs: Databases, rows: int) -> str:
             "timestamp '2020-01-01' + n * interval '1 second', "
             "timestamptz '2021-01-01 00:00:00+00' + n * interval '1 second', "
             f"jsonb_build_object('k', n) from generate_series(1, {rows}) n",
+        )
+    return table
+
+
+def generate_mariadb(dbs: Databases, rows: int, database: str) -> str:
+    """orders_<rows> in MariaDB database ``database``, unless it is there already."""
+    table = f"orders_{rows}"
+    dbs.maria(f"create database if not exists {database}")
+    try:
+        dbs.maria(f"select 1 from {table} limit 1", database=database)
+    except pymysql.Error:
+        print(f"generating {rows:,} rows in MariaDB", file=sys.stderr)
+        dbs.maria(
+            "set time_zone = '+00:00'",
+            f"create table {table} (id bigint primary key, customer_id int not null, "
+            "amount decimal(12,2), status varchar(20), note text, is_paid boolean, "
+            "created_at datetime(6), updated_at timestamp(6) null, payload json)",
+            f"insert into {table} select seq, seq % 5000, (seq % 100000) / 100, "
+            "elt(1 + seq % 4, 'new', 'paid', 'shipped', 'cancelled'), "
+            "if(seq % 7 = 0, null, concat('note ', seq)), seq % 2, "
+            "timestamp'2020-01-01 00:00:00' + interval seq second, "
+            "timestamp'2021-01-01 00:00:00' + interval seq second, json_object('k', seq) "
+            f"from seq_1_to_{rows}",
+            database=database,
         )
     return table
 
@@ -250,15 +257,9 @@ def mariadb_to_pg(dbs: Databases, table: str, rows: int) -> dict[str, Measure]:
     # the same CSV dbluigi has the server render, through the mariadb client
     target = dbs.fresh_pg(TARGET_DB)
     dbs.psql(TARGET_DB, f"create table t ({COLUMNS})")
-    query = Path(tempfile.mkdtemp()) / "extract.sql"
-    # the client ends every row with a newline itself
-    line = extract_sql(source, table).replace(", '\\n') AS BINARY)", ") AS BINARY)")
-    query.write_text(f"set time_zone = '+00:00';\n{line};\n")
+    pipe = same_csv_pipe(dbs, SOURCE_DB, table, target, Path(tempfile.mkdtemp()))
+    found["mariadb | psql (same CSV)"] = run(pipe)[0]
     client = " ".join(dbs.mariadb_cli())
-    found["mariadb | psql (same CSV)"] = run(
-        f"{client} --quick --batch --raw --skip-column-names {SOURCE_DB} < {query} "
-        f"| psql -X -q {target} -c '\\copy t from stdin with (format csv)'"
-    )[0]
     target = dbs.fresh_pg(TARGET_DB)
     dbs.psql(TARGET_DB, f"create table t ({COLUMNS})")
     found["mariadb | psql (naive TSV)"] = run(
@@ -266,6 +267,22 @@ def mariadb_to_pg(dbs: Databases, table: str, rows: int) -> dict[str, Measure]:
         f"| psql -X -q {target} -c \"\\copy t from stdin with (null 'NULL')\""
     )[0]
     return found
+
+
+def same_csv_pipe(dbs: Databases, database: str, table: str, target: str, folder: Path) -> str:
+    """The shell pipe sending the query dbluigi sends MariaDB through ``mariadb --quick
+    --batch --raw`` into ``psql \\copy t`` (``t`` created beforehand in ``target``); the
+    query is written to a file in ``folder``."""
+    query = folder / "extract.sql"
+    # the client ends every row with a newline itself
+    line = extract_sql(dbs.mariadb_url(database), table)
+    line = line.replace(", '\\n') AS BINARY)", ") AS BINARY)")
+    query.write_text(f"set time_zone = '+00:00';\n{line};\n")
+    client = " ".join(dbs.mariadb_cli())
+    return (
+        f"{client} --quick --batch --raw --skip-column-names {database} < {query} "
+        f"| psql -X -q {target} -c '\\copy t from stdin with (format csv)'"
+    )
 
 
 def extract_sql(source_url: str, table: str) -> str:

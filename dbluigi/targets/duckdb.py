@@ -19,6 +19,7 @@ another session of the file in this process; it then asks DuckDB for each name
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -139,6 +140,7 @@ SEEN_SUFFIX = ".dbluigi-seen"  # next to the file: its size and time when dbluig
 _OPEN: dict[Path, list[Any]] = {}
 
 
+@functools.lru_cache(maxsize=1024)
 def qmark(sql: str) -> str:
     """psycopg2-style placeholders to DuckDB's: ``%s`` to ``?`` and ``%%`` to ``%``."""
     return _PLACEHOLDER.sub(lambda m: "?" if m.group() == "%s" else "%", sql)
@@ -166,8 +168,10 @@ def _catalog_safe(sql: str) -> bool:
 
 
 def _one_query(sql: str) -> bool:
-    """Whether ``sql`` is one query: wrapped in CREATE TABLE/VIEW AS, it creates that alone."""
-    return _statement_types(sql) == (duckdb.StatementType.SELECT,)
+    """Whether ``sql`` is one query: wrapped in CREATE TABLE/VIEW AS, it creates that alone.
+    Without a semicolon the wrapped text is one statement, whatever it holds (parsing it
+    costs DuckDB more than the rest of a small model's own work)."""
+    return ";" not in sql or _statement_types(sql) == (duckdb.StatementType.SELECT,)
 
 
 def _fold(schema: str, name: str) -> tuple[str, str]:

@@ -24,6 +24,7 @@ import hashlib
 import json
 import re
 import string
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -135,6 +136,7 @@ _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 # per file: how many times a session of this process changed its catalog (a session's
 # mirror holds while the count is the one it accounts for)
 _CATALOG_CHANGES: dict[Path, int] = {}
+_CATALOG_CHANGES_LOCK = threading.Lock()
 SEEN_SUFFIX = ".dbluigi-seen"  # next to the file: its size and time when dbluigi closed it
 # per file: [sessions open in this process, written elsewhere, a run accounts for writes]
 _OPEN: dict[Path, list[Any]] = {}
@@ -468,8 +470,9 @@ class DuckDBSession(Session):
 
     def _changed_catalog(self) -> int:
         """Count a change of the catalog (other sessions' mirrors no longer hold)."""
-        count = _CATALOG_CHANGES.get(self._file, 0) + 1
-        _CATALOG_CHANGES[self._file] = count
+        with _CATALOG_CHANGES_LOCK:
+            count = _CATALOG_CHANGES.get(self._file, 0) + 1
+            _CATALOG_CHANGES[self._file] = count
         return count
 
     def _forget_catalog(self) -> None:

@@ -135,6 +135,11 @@ class Run:
         self.up_to_date: set[str] = set()  # conditional models whose parents changed nothing
         self.unrecorded: list[TaskRecord] = []  # failures the target could not take
         self._stop = stop  # set: start no more tasks (a watch loop was asked to stop)
+        self.stored: frozenset[str] | None = None  # models with a state row at the start
+
+    def stored_row(self, model: str) -> bool | None:
+        """Whether the model had its row in the state when the run started (None: not known)."""
+        return None if self.stored is None else model in self.stored
 
     @property
     def stop_requested(self) -> bool:
@@ -369,6 +374,10 @@ class Run:
                         attempt,
                         partition=part,
                         unavailable=self.unavailable(model, session),
+                        # a later attempt may follow one that committed its row, then failed
+                        stored=self.stored_row(model)
+                        if partition is None and attempt == 1
+                        else None,
                     )
                     publish(session, request)
                 except AlreadyBuilt as done:
@@ -511,6 +520,7 @@ class Prepared:
     plan: Plan
     catalog: Catalog  # every relation that exists now
     observed: versions.Versions = field(default_factory=versions.Versions)  # inputs, outputs
+    stored: frozenset[str] | None = None  # the models with a row in the state
 
 
 def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
@@ -553,7 +563,7 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
     except BaseException:
         session.close()
         raise
-    return Prepared(session, state, plan, catalog, observed)
+    return Prepared(session, state, plan, catalog, observed, frozenset(models))
 
 
 def _refuse_excluded_chain_members(
@@ -635,6 +645,7 @@ def run_plan(
         if on_plan is not None:
             on_plan(plan)
         run = Run(project, target, plan, run_id, options, session, prepared.catalog, on_event, stop)
+        run.stored = prepared.stored
         status = "error"
         try:
             if plan.to_run:

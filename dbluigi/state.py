@@ -551,44 +551,52 @@ class StateStore:
         generation: int,
         output_version: tuple[str, Sequence[Any]] | None = None,
         inputs: Mapping[str, str] | None = None,
+        stored: bool | None = None,
     ) -> None:
         """Record a successful build and its attempt; call inside the publishing transaction.
 
         No round trip of its own: the models upsert and the task_runs row travel with the
         COMMIT (``Session.defer``), and fail the commit if they fail. ``output_version`` is
         a SQL expression (with its parameters) of the published relations' version
-        (``Session.output_version_sql``), evaluated there, after every write of the build."""
+        (``Session.output_version_sql``), evaluated there, after every write of the build.
+
+        ``stored`` says whether the model's row was there when the run started (None: not
+        known). On a target with one writer process nothing else writes it meanwhile, so
+        the row is inserted or updated directly: DuckDB takes several times as long for an
+        upsert as for either."""
         version_sql, version_params = output_version or ("%s", [None])
-        self.session.defer(
-            [
-                (
-                    f"insert into dbluigi.models {_columns_of('models')} "
-                    f"values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {version_sql}, %s, %s) "
-                    "on conflict (model, partition_key) do update set kind = excluded.kind, "
-                    "fingerprint = excluded.fingerprint, content_fp = excluded.content_fp, "
-                    "build_id = excluded.build_id, generation = excluded.generation, "
-                    "rows_affected = excluded.rows_affected, built_at = excluded.built_at, "
-                    "run_id = excluded.run_id, output_version = excluded.output_version, "
-                    "inputs = excluded.inputs, watermark = excluded.watermark",
-                    [
-                        record.model,
-                        record.partition,
-                        kind,
-                        record.fingerprint,
-                        content_fp,
-                        record.build_id,
-                        generation,
-                        record.rows,
-                        now(),
-                        record.run_id,
-                        *version_params,
-                        json.dumps(dict(sorted((inputs or {}).items()))) if inputs else None,
-                        record.watermark_to,
-                    ],
-                ),
-                (_INSERT_TASK_RUN, _task_run_values(record)),
-            ]
+        values = [
+            record.model,
+            record.partition,
+            kind,
+            record.fingerprint,
+            content_fp,
+            record.build_id,
+            generation,
+            record.rows,
+            now(),
+            record.run_id,
+            *version_params,
+            json.dumps(dict(sorted((inputs or {}).items()))) if inputs else None,
+            record.watermark_to,
+        ]
+        task_run = (_INSERT_TASK_RUN, _task_run_values(record))
+        insert = (
+            f"insert into dbluigi.models {_columns_of('models')} "
+            f"values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {version_sql}, %s, %s)"
         )
+        if self.session.target.supports_concurrent_writers:
+            upsert = insert + _UPSERT_MODEL
+            self.session.defer([(upsert, values), task_run])
+            return
+        if stored is not False:
+            update = _UPDATE_MODEL.format(version=version_sql)
+            key, rest = values[:2], values[2:]
+            if self.session.execute(update, [*rest, *key]) > 0:
+                self.session.execute(*task_run)
+                return
+        self.session.execute(insert, values)
+        self.session.execute(*task_run)
 
     def record_tasks(self, records: Sequence[TaskRecord]) -> None:
         if records:
@@ -695,6 +703,21 @@ select model, duration_s from (
 where n <= %s
 order by model, n
 """
+
+_UPSERT_MODEL = (
+    " on conflict (model, partition_key) do update set kind = excluded.kind, "
+    "fingerprint = excluded.fingerprint, content_fp = excluded.content_fp, "
+    "build_id = excluded.build_id, generation = excluded.generation, "
+    "rows_affected = excluded.rows_affected, built_at = excluded.built_at, "
+    "run_id = excluded.run_id, output_version = excluded.output_version, "
+    "inputs = excluded.inputs, watermark = excluded.watermark"
+)
+_UPDATE_MODEL = (
+    "update dbluigi.models set kind = %s, fingerprint = %s, content_fp = %s, build_id = %s, "
+    "generation = %s, rows_affected = %s, built_at = %s, run_id = %s, "
+    "output_version = {version}, inputs = %s, watermark = %s "
+    "where model = %s and partition_key = %s"
+)
 
 _INSERT_TASK_RUN = (
     f"insert into dbluigi.task_runs {_columns_of('task_runs')} values "

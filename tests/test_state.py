@@ -87,3 +87,28 @@ def test_the_state_shape_is_what_the_migrations_create(store: StateStore) -> Non
         assert [c for (c,) in created] == [name for name, _ in columns]
     assert store.diagnose() == []
     assert store.repair() == []
+
+
+def test_a_build_is_recorded_whatever_the_run_knew_of_its_row(store: StateStore) -> None:
+    """``stored`` is what the run read of the model's row at its start (None: nothing); a
+    row it thought was there but is not is inserted all the same."""
+
+    def build(build_id: str, generation: int, stored: bool | None) -> None:
+        record = TaskRecord(
+            "r1", "main.a", "success", datetime(2026, 1, 1), fingerprint="f", build_id=build_id
+        )
+        with store.session.transaction():
+            store.record_success(
+                record, kind="table", content_fp="c", generation=generation, stored=stored
+            )
+        assert store.model_state("main.a") == (build_id, generation)
+
+    build("b1", 1, False)
+    build("b2", 2, True)
+    build("b3", 3, None)
+    store.session.execute("delete from dbluigi.models")
+    build("b4", 4, True)
+    store.session.execute("delete from dbluigi.models")
+    build("b5", 5, None)
+    assert [r.build_id for r in store.task_records("r1")] == ["b1", "b2", "b3", "b4", "b5"]
+    assert len(store.read_models()) == 1

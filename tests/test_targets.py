@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from dbluigi.errors import TargetError, TaskError
@@ -389,6 +390,108 @@ def test_create_table_as_returns_rows_and_keeps_names_exact(session: Session) ->
     assert count == 2
     assert session.relation_kind("s", "Mixed Case") == "table"
     assert session.row_count("s", "Mixed Case") == 2
+
+
+@pytest.fixture
+def known(duckdb_url: str, tmp_path: Path) -> Iterator[Session]:
+    """A DuckDB session that has read the catalog, as a run's has: it answers from what it
+    knows of it (``targets.duckdb``) rather than asking."""
+    session = open_target(duckdb_url, project_dir=tmp_path).connect()
+    session.ensure_schema("s")
+    session.catalog()
+    yield session
+    session.close()
+
+
+def actual_kinds(session: Session) -> dict[str, str]:
+    """What DuckDB's own catalog says, asked every time."""
+    sql = (
+        "SELECT table_name, 'table' FROM duckdb_tables() WHERE schema_name = 's' "
+        "UNION ALL SELECT view_name, 'view' FROM duckdb_views() WHERE schema_name = 's'"
+    )
+    return {name: kind for name, kind in session.query(sql).rows}
+
+
+def assert_kinds_true(session: Session, *names: str) -> None:
+    actual = actual_kinds(session)
+    assert {n: session.relation_kind("s", n) for n in names} == {n: actual.get(n) for n in names}
+
+
+def test_duckdb_knows_its_own_changes_and_forgets_those_rolled_back(known: Session) -> None:
+    known.create_table_as("s", "a", "SELECT 1 AS id")
+    known.replace_view("s", "v", "SELECT 1 AS x")
+    assert_kinds_true(known, "a", "v", "b")
+    with pytest.raises(RuntimeError), known.transaction():
+        known.create_table_as("s", "b", "SELECT 1 AS id")
+        known.drop_relation("s", "a")
+        known.rename("s", "v", "w")
+        assert_kinds_true(known, "a", "b", "v", "w")
+        raise RuntimeError("roll back")
+    assert_kinds_true(known, "a", "b", "v", "w")
+    with pytest.raises(duckdb.Error), known.transaction():  # a failed statement rolls back too
+        known.create_table_as("s", "b", "SELECT 1 AS id")
+        known.execute("SELECT * FROM s.no_such_table")
+    assert_kinds_true(known, "a", "b")
+    known.rename("s", "a", "c")
+    known.swap("s", "c", "v", [Index(("id",))])  # a table replaces the view
+    assert_kinds_true(known, "a", "c", "v", "w")
+    assert index_names(known, "s", "v") == {index_name("v", ("id",), unique=False, limit=None)}
+    known.create_table_as("s", "v__new", "SELECT 2 AS id")
+    known.swap("s", "v__new", "v", [Index(("id",))])  # the indexed table is replaced
+    assert rows(known, "SELECT id FROM s.v") == [(2,)]
+    assert index_names(known, "s", "v") == {index_name("v", ("id",), unique=False, limit=None)}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "CREATE TABLE s.x AS SELECT 1 AS id",
+        "CREATE VIEW s.x AS SELECT 1 AS id",
+        "DROP TABLE s.t",
+        "ALTER TABLE s.t RENAME TO x",
+        "SELECT 1; CREATE TABLE s.x AS SELECT 1 AS id",
+        "CREATE SCHEMA IF NOT EXISTS s; DROP VIEW s.v",
+    ],
+)
+def test_duckdb_notices_what_other_sql_changes(known: Session, change: str) -> None:
+    known.create_table_as("s", "t", "SELECT 1 AS id")
+    known.replace_view("s", "v", "SELECT 1 AS id")
+    known.execute(change)  # the user's SQL: a patch, a sql model, a Python step
+    assert_kinds_true(known, "t", "v", "x")
+    known.catalog()  # the next run's read knows it again
+    assert_kinds_true(known, "t", "v", "x")
+
+
+def test_duckdb_notices_a_query_that_is_more_than_a_query(known: Session) -> None:
+    known.create_table_as("s", "t", "SELECT 1 AS id; CREATE VIEW s.x AS SELECT 2 AS id")
+    assert_kinds_true(known, "t", "x")
+
+
+def test_duckdb_swap_after_other_sql_indexed_the_new_table(known: Session) -> None:
+    known.create_table_as("s", "t", "SELECT 1 AS id")
+    known.create_table_as("s", "t__new", "SELECT 2 AS id")
+    known.execute("CREATE INDEX by_hand ON s.t__new (id)")  # a patch indexing the new table
+    known.swap("s", "t__new", "t", [])
+    assert rows(known, "SELECT id FROM s.t") == [(2,)]
+    assert index_names(known, "s", "t") == {"by_hand"}
+
+
+def test_duckdb_sessions_of_one_file_see_each_others_changes(
+    duckdb_url: str, tmp_path: Path
+) -> None:
+    target = open_target(duckdb_url, project_dir=tmp_path)
+    first, second = target.connect(), target.connect()
+    try:
+        first.ensure_schema("s")
+        first.catalog()
+        second.catalog()
+        second.create_table_as("s", "t", "SELECT 1 AS id")
+        assert first.relation_kind("s", "t") == "table"
+        second.drop_relation("s", "t")
+        assert first.relation_kind("s", "t") is None
+    finally:
+        first.close()
+        second.close()
 
 
 # -- publishing -------------------------------------------------------------------------------

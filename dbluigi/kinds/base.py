@@ -88,6 +88,7 @@ class BuildRequest:
     # models its check queries read (without depending on them) that are not available
     unavailable: frozenset[str] = frozenset()
     watermark: Any = None  # incremental: the highest watermark published when it started
+    stored: bool | None = None  # whether the state had the model's row when the run started
 
     @property
     def built(self) -> Decision | PartitionDecision:
@@ -589,6 +590,7 @@ def record(
         generation=d.generation,
         output_version=session.output_version_sql(outputs) if outputs else None,
         inputs={**stored_inputs(request.decision), **dict(request.decision.inputs)},
+        stored=request.stored if whole else None,
     )
 
 

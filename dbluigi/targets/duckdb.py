@@ -5,26 +5,38 @@ process share it), so ``supports_concurrent_writers`` is False and the run lock 
 file lock itself. Views bind by name at query time, so a swapped table is picked up by
 its readers without recreating them. A table with an index cannot be renamed, so
 ``swap`` creates the indexes after the rename, and ``rename`` moves indexes aside.
+
+What exists is known without asking: asking DuckDB costs a scan of its whole catalog
+(milliseconds at a thousand tables, tens of them at ten thousand), and a build asks
+several times per model. A session keeps a mirror of the catalog, read with the run's
+``catalog()`` and kept up to date by the changes it makes itself (tables created,
+dropped, renamed, indexed; undone when their transaction rolls back). Any other
+statement that could change the catalog (the user's SQL: anything but a query or DML,
+told by DuckDB's own parser) makes it forget the mirror, as does a change made by
+another session of the file in this process; it then asks DuckDB for each name
+(``connection.table``, exact and cheap for a name that exists).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import string
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
 import duckdb
-import sqlglot
-from sqlglot import exp
 
 from dbluigi.errors import FailureClass, TargetError, TaskError
+from dbluigi.lazy import exp, sqlglot
 from dbluigi.names import index_name
 from dbluigi.relation import Relation
 from dbluigi.targets.base import (
@@ -101,14 +113,74 @@ _COUNT_SQL = "SELECT %s, count(*) FROM {table}"
 _LAYOUT_SQL = """SELECT %s, (SELECT sum(hash(row_group_id, column_id, column_path, segment_id,
     count, block_id, block_offset, has_updates, persistent, stats::VARCHAR))
   FROM pragma_storage_info(%s))"""
+# the tables with indexes (a table with one cannot be renamed as it is)
+_INDEXED_SQL = """
+SELECT DISTINCT schema_name, table_name FROM duckdb_indexes()
+WHERE database_name = current_database()
+"""
+# Statements that cannot change which relations exist, or their indexes: anything else
+# run by the user's SQL makes a session forget its mirror of the catalog.
+_CATALOG_SAFE = frozenset(
+    {
+        duckdb.StatementType.SELECT,
+        duckdb.StatementType.INSERT,
+        duckdb.StatementType.UPDATE,
+        duckdb.StatementType.DELETE,
+        duckdb.StatementType.MERGE_INTO,
+        duckdb.StatementType.EXPLAIN,
+        duckdb.StatementType.COPY,
+        duckdb.StatementType.ANALYZE,
+        duckdb.StatementType.VARIABLE_SET,
+    }
+)
+_STATEMENT_TYPES: dict[str, tuple[duckdb.StatementType, ...]] = {}  # SQL text -> its statements
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+# per file: how many times a session of this process changed its catalog (a session's
+# mirror holds while the count is the one it accounts for)
+_CATALOG_CHANGES: dict[Path, int] = {}
+_CATALOG_CHANGES_LOCK = threading.Lock()
 SEEN_SUFFIX = ".dbluigi-seen"  # next to the file: its size and time when dbluigi closed it
 # per file: [sessions open in this process, written elsewhere, a run accounts for writes]
 _OPEN: dict[Path, list[Any]] = {}
 
 
+@functools.lru_cache(maxsize=1024)
 def qmark(sql: str) -> str:
     """psycopg2-style placeholders to DuckDB's: ``%s`` to ``?`` and ``%%`` to ``%``."""
     return _PLACEHOLDER.sub(lambda m: "?" if m.group() == "%s" else "%", sql)
+
+
+def _statement_types(sql: str) -> tuple[duckdb.StatementType, ...]:
+    """The type of each statement of ``sql``, as DuckDB parses it (none when it cannot:
+    it would not run either); remembered per text."""
+    types = _STATEMENT_TYPES.get(sql)
+    if types is None:
+        try:
+            types = tuple(statement.type for statement in duckdb.extract_statements(sql))
+        except duckdb.Error:
+            types = ()
+        if len(_STATEMENT_TYPES) >= 4096:
+            _STATEMENT_TYPES.clear()
+        _STATEMENT_TYPES[sql] = types
+    return types
+
+
+def _catalog_safe(sql: str) -> bool:
+    """Whether running ``sql`` leaves the catalog as it was (queries and DML only)."""
+    types = _statement_types(sql)
+    return bool(types) and all(t in _CATALOG_SAFE for t in types)
+
+
+def _one_query(sql: str) -> bool:
+    """Whether ``sql`` is one query: wrapped in CREATE TABLE/VIEW AS, it creates that alone.
+    Without a semicolon the wrapped text is one statement, whatever it holds (parsing it
+    costs DuckDB more than the rest of a small model's own work)."""
+    return ";" not in sql or _statement_types(sql) == (duckdb.StatementType.SELECT,)
+
+
+def _fold(schema: str, name: str) -> tuple[str, str]:
+    """A relation's key in the mirror: DuckDB matches names regardless of (ASCII) case."""
+    return schema.translate(_ASCII_LOWER), name.translate(_ASCII_LOWER)
 
 
 @dataclass(frozen=True)
@@ -188,7 +260,7 @@ class DuckDBTarget(Target):
             raise self._open_error(exc) from None
         try:
             for statement in _attach_statements(self.path):
-                connection.execute(statement.sql(dialect="duckdb"))
+                connection.execute(statement)
         except duckdb.Error as exc:
             connection.close()
             self._closed(remember=False)
@@ -218,13 +290,14 @@ class DuckDBTarget(Target):
         )
 
 
-def _attach_statements(path: Path) -> list[exp.Expression]:
+def _attach_statements(path: Path) -> list[str]:
     """ATTACH the file as ``CATALOG`` (once per process), USE it, DETACH ``memory``."""
-    catalog = ident(CATALOG)
+    catalog = quote_name(CATALOG)
+    file = "'" + str(path).replace("'", "''") + "'"
     return [
-        exp.Attach(this=exp.alias_(exp.Literal.string(str(path)), catalog), exists=True),
-        exp.Use(this=exp.Table(this=catalog.copy())),
-        exp.Detach(this=exp.var("memory"), exists=True),
+        f"ATTACH IF NOT EXISTS {file} AS {catalog}",
+        f"USE {catalog}",
+        "DETACH DATABASE IF EXISTS memory",
     ]
 
 
@@ -290,11 +363,23 @@ class DuckDBSession(Session):
         super().__init__(target)
         self._connection = connection
         self._closed_once = False
+        # the mirror of the catalog (see the module docstring): folded (schema, name) ->
+        # kind, the tables among them with indexes, the count of catalog changes it
+        # accounts for, how to undo what the open transaction changed in it, and how
+        # deep in statements whose effect on the catalog this session notes itself
+        self._file = target.path.resolve()
+        self._known: dict[tuple[str, str], str] | None = None
+        self._indexed: set[tuple[str, str]] = set()
+        self._seen = 0
+        self._undo: list[tuple[tuple[str, str], str | None, bool]] = []
+        self._own = 0
 
     # -- statements -----------------------------------------------------------------
 
     def _run(self, sql: str, params: Sequence[Any] | None) -> duckdb.DuckDBPyConnection:
         statement = sql if params is None else qmark(sql)
+        if not self._own and self._known is not None and not _catalog_safe(statement):
+            self._forget_catalog()
         try:
             if params is None:
                 return self._connection.execute(statement)
@@ -308,6 +393,8 @@ class DuckDBSession(Session):
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         statement = qmark(sql)
+        if not self._own and self._known is not None and not _catalog_safe(statement):
+            self._forget_catalog()
         try:
             self._connection.executemany(statement, [list(row) for row in rows])
         except duckdb.Error as exc:
@@ -329,13 +416,23 @@ class DuckDBSession(Session):
     # -- transactions ---------------------------------------------------------------
 
     def _begin(self) -> None:
-        self._run("BEGIN TRANSACTION", None)
+        self._undo.clear()
+        with self._owned():
+            self._run("BEGIN TRANSACTION", None)
 
     def _commit(self) -> None:
-        self._run("COMMIT", None)
+        try:
+            with self._owned():
+                self._run("COMMIT", None)
+        except BaseException:
+            self._undo_changes()  # a COMMIT that fails rolls back
+            raise
+        self._undo.clear()
 
     def _rollback(self) -> None:
-        self._run("ROLLBACK", None)
+        self._undo_changes()
+        with self._owned():
+            self._run("ROLLBACK", None)
 
     # -- catalog --------------------------------------------------------------------
 
@@ -348,18 +445,153 @@ class DuckDBSession(Session):
         }
 
     def catalog(self) -> Catalog:
+        """Every relation and its kind; outside a transaction, also the session's mirror."""
+        rows = self._relation_rows()
+        if not self._in_transaction:
+            self._indexed = {_fold(s, n) for s, n in self.query(_INDEXED_SQL).rows}
+            self._known = {_fold(row[0], row[1]): row[2] for row in rows}
+            self._seen = _CATALOG_CHANGES.get(self._file, 0)
+            self._undo.clear()
         # DuckDB binds views by name, so which relations views read does not matter.
-        return Catalog({f"{row[0]}.{row[1]}": row[2] for row in self._relation_rows()})
+        return Catalog({f"{row[0]}.{row[1]}": row[2] for row in rows})
 
     def relation_kind(self, schema: str, name: str) -> str | None:
-        sql = f"SELECT * FROM ({_RELATIONS_SQL}) WHERE schema_name = %s AND table_name = %s"
-        rows = self.query(sql, (schema, name)).rows
-        return rows[0][2] if rows else None
+        known = self._mirror()
+        if known is not None:
+            return known.get(_fold(schema, name))
+        try:  # no statement: a name that is not there leaves the transaction as it was
+            relation = self._connection.table(quote_name(CATALOG, schema, name))
+        except duckdb.CatalogException:
+            return None
+        return "table" if relation.type == "TABLE_RELATION" else "view"
+
+    def _mirror(self) -> dict[tuple[str, str], str] | None:
+        """The mirror of the catalog, when it still holds."""
+        if self._known is not None and _CATALOG_CHANGES.get(self._file, 0) == self._seen:
+            return self._known
+        return None
+
+    def _changed_catalog(self) -> int:
+        """Count a change of the catalog (other sessions' mirrors no longer hold)."""
+        with _CATALOG_CHANGES_LOCK:
+            count = _CATALOG_CHANGES.get(self._file, 0) + 1
+            _CATALOG_CHANGES[self._file] = count
+        return count
+
+    def _forget_catalog(self) -> None:
+        self._known = None
+        self._undo.clear()
+        self._changed_catalog()
+
+    def _note(self, schema: str, name: str, kind: str | None, *, indexed: bool = False) -> None:
+        """This session made ``schema.name`` a ``kind`` (None: dropped it)."""
+        known = self._mirror()
+        count = self._changed_catalog()
+        if known is None:
+            return
+        self._seen = count
+        key = _fold(schema, name)
+        if self._in_transaction:
+            self._undo.append((key, known.get(key), key in self._indexed))
+        self._set_known(known, key, kind, indexed)
+
+    def _set_known(
+        self,
+        known: dict[tuple[str, str], str],
+        key: tuple[str, str],
+        kind: str | None,
+        indexed: bool,
+    ) -> None:
+        if kind is None:
+            known.pop(key, None)
+        else:
+            known[key] = kind
+        if indexed:
+            self._indexed.add(key)
+        else:
+            self._indexed.discard(key)
+
+    def _undo_changes(self) -> None:
+        """The open transaction rolled back: so does what it changed in the mirror."""
+        known = self._mirror()
+        if known is not None and self._undo:
+            for key, kind, indexed in reversed(self._undo):
+                self._set_known(known, key, kind, indexed)
+            self._seen = self._changed_catalog()
+        self._undo.clear()
+
+    @contextmanager
+    def _owned(self) -> Iterator[None]:
+        """Statements whose effect on the catalog the caller notes (``_note``). One that
+        fails changes nothing, and fails its transaction, which rolls back; outside one,
+        those of the block before it did run, unnoted."""
+        self._own += 1
+        try:
+            yield
+        except BaseException:
+            if self._known is not None and not self._in_transaction:
+                self._forget_catalog()
+            raise
+        finally:
+            self._own -= 1
+
+    def _may_have_indexes(self, schema: str, name: str) -> bool:
+        return self._mirror() is None or _fold(schema, name) in self._indexed
+
+    # -- the changes a session notes itself -------------------------------------------
+
+    def ensure_schema(self, schema: str) -> None:
+        with self._owned():  # no relation changes
+            super().ensure_schema(schema)
+
+    def drop_relation(self, schema: str, name: str) -> None:
+        with self._owned():
+            super().drop_relation(schema, name)
+        self._note(schema, name, None)
+
+    def create_table_as(self, schema: str, name: str, query_sql: str) -> int:
+        with self._owned():
+            count = super().create_table_as(schema, name, query_sql)
+        if _one_query(strip_statement_end(query_sql)):
+            self._note(schema, name, "table")
+        else:  # more than the table may have changed
+            self._forget_catalog()
+        return count
+
+    def create_table(self, schema: str, name: str, columns: Sequence[Column]) -> None:
+        with self._owned():
+            super().create_table(schema, name, columns)
+        self._note(schema, name, "table")
+
+    def replace_view(
+        self,
+        schema: str,
+        name: str,
+        query_sql: str,
+        views: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:
+        with self._owned():
+            super().replace_view(schema, name, query_sql, views)
+        if _one_query(strip_statement_end(query_sql)):
+            self._note(schema, name, "view")
+        else:
+            self._forget_catalog()
+
+    def _create_indexes(
+        self, schema: str, name: str, indexes: Sequence[IndexLike], *, skip_existing: bool
+    ) -> None:
+        if not indexes:
+            return
+        with self._owned():
+            super()._create_indexes(schema, name, indexes, skip_existing=skip_existing)
+        self._note(schema, name, "table", indexed=True)
 
     def _data_type(self, portable: str) -> exp.DataType:
         return exp.DataType.build(_TYPES[portable], dialect="duckdb")
 
     def _index_sql(self, schema: str, name: str) -> list[tuple[str, str]]:
+        if not self._may_have_indexes(schema, name):
+            return []
         sql = (
             "SELECT index_name, sql FROM duckdb_indexes() "
             "WHERE database_name = current_database() AND schema_name = %s AND table_name = %s"
@@ -389,23 +621,22 @@ class DuckDBSession(Session):
         # DuckDB refuses to rename a table with indexes: drop them, rename, recreate
         # them on the new name (dbluigi-named ones renamed to match).
         indexes = self._index_sql(schema, name) if kind == "table" else []
-        for index, _ in indexes:
-            drop = exp.Drop(tables=[table_expr(schema, index)], kind="INDEX")
-            self.execute(self._sql(drop))
-        rename = exp.Alter(
-            this=table_expr(schema, name),
-            kind="VIEW" if kind == "view" else "TABLE",
-            actions=[exp.AlterRename(this=exp.Table(this=ident(new_name)))],
-        )
-        self.execute(self._sql(rename))
-        for _, create_sql in indexes:
-            self.execute(
-                self._sql(
-                    _retarget_index(
-                        create_sql, schema, name, new_name, self.target.max_identifier_bytes
+        with self._owned():
+            for index, _ in indexes:
+                drop = exp.Drop(tables=[table_expr(schema, index)], kind="INDEX")
+                self.execute(self._sql(drop))
+            rename = f"ALTER {'VIEW' if kind == 'view' else 'TABLE'} {quote_name(schema, name)} "
+            self.execute(rename + f"RENAME TO {quote_name(new_name)}")
+            for _, create_sql in indexes:
+                self.execute(
+                    self._sql(
+                        _retarget_index(
+                            create_sql, schema, name, new_name, self.target.max_identifier_bytes
+                        )
                     )
                 )
-            )
+        self._note(schema, name, None)
+        self._note(schema, new_name, kind, indexed=bool(indexes))
 
     # -- bulk loads -----------------------------------------------------------------
 
@@ -680,7 +911,8 @@ class DuckDBSession(Session):
         will stay (``track`` needs nothing more here)."""
         if not relations:
             return {}
-        self.execute("CHECKPOINT")
+        with self._owned():  # no relation changes
+            self.execute("CHECKPOINT")
         columns = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_COLUMNS_SQL).rows}
         views = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_VIEWS_SQL).rows}
         found: dict[str, str] = {}

@@ -60,6 +60,19 @@ class SqlInfoCache:
         self._used[key] = info.to_json()
         return info
 
+    def take_used(self) -> tuple[dict[str, Any], int, int]:
+        """The entries used, hits and misses since the last call, forgotten here: what a
+        forked worker hands back to its parent's cache (``add_used``)."""
+        taken = (self._used, self.hits, self.misses)
+        self._used, self.hits, self.misses = {}, 0, 0
+        return taken
+
+    def add_used(self, used: dict[str, Any], hits: int, misses: int) -> None:
+        """What a worker used (``take_used``), saved with this load's own entries."""
+        self._used.update(used)
+        self.hits += hits
+        self.misses += misses
+
     def save(self) -> None:
         """Write the entries this load used, atomically; a read-only project just skips it."""
         if not self.enabled or (self.misses == 0 and len(self._used) == len(self._old)):

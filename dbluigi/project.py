@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dbluigi import forked
 from dbluigi.cache import SqlInfoCache
 from dbluigi.config import CONFIG_FILE, STATE_DIR, Config, load_config
 from dbluigi.errors import DuplicateRelationError, ProjectError
@@ -31,12 +32,21 @@ from dbluigi.suggest import did_you_mean
 from dbluigi.writes import Chains, find_chains, order_chains, replay_edges
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from dbluigi.seeds import YamlTable
+
+    # models loaded by a forked worker, and its cache's take_used()
+    _Loaded = tuple[list[tuple["Model", SqlInfo | None]], tuple[dict[str, Any], int, int]]
 
 QUERY_KINDS = ("table", "view", "incremental", "dump")
 TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed", "python")
 PATCH_KINDS = ("table", "incremental", "seed")
 _INFERENCE_VALUE = "NULL"  # what runtime placeholders read as while inferring dependencies
+# A load parses the rest of its files on all cores once this many were not in the parse
+# cache and at least PARALLEL_REST are left (a pool costs about 30 ms to start).
+PARALLEL_AFTER = 32
+PARALLEL_REST = 256
 
 
 @dataclass(frozen=True)
@@ -389,8 +399,8 @@ class _Loader:
             _refuse_reserved(extract.relation, extract.path, extract.header.line_of("kind"))
 
         raw: dict[str, tuple[Model, SqlInfo | None]] = {}
-        for f in model_files:
-            raw[f.relation] = self._model(f, companions.get(f.relation, {}))
+        for f, loaded in zip(model_files, self._models(model_files, companions), strict=True):
+            raw[f.relation] = loaded
         raw.update((relation, (model, None)) for relation, model in extracts.items())
         names = _NameResolver(self.config.schema, raw)
 
@@ -513,6 +523,54 @@ class _Loader:
                 line=line,
                 hint="save the file as UTF-8",
             ) from None
+
+    def _models(
+        self, files: list[ProjectFile], companions: Mapping[str, Mapping[str, ProjectFile]]
+    ) -> Iterator[tuple[Model, SqlInfo | None]]:
+        """``_model`` of each file, in order. Once ``PARALLEL_AFTER`` files were not in the
+        parse cache (a cold scan) and at least ``PARALLEL_REST`` are left, the rest are
+        loaded in forked processes on all cores (``dbluigi.forked``)."""
+        done = 0
+        for file in files:
+            rest = len(files) - done
+            if self.cache.misses >= PARALLEL_AFTER and rest >= PARALLEL_REST and forked.available():
+                break
+            yield self._model(file, companions.get(file.relation, {}))
+            done += 1
+        else:
+            return
+        for loaded in self._forked(files[done:], companions):
+            yield loaded
+            done += 1
+        for file in files[done:]:  # left by a worker that died
+            yield self._model(file, companions.get(file.relation, {}))
+
+    def _forked(
+        self, files: list[ProjectFile], companions: Mapping[str, Mapping[str, ProjectFile]]
+    ) -> Iterator[tuple[Model, SqlInfo | None]]:
+        """``_model`` of each file, in order, from forked workers, each a range of files at a
+        time. A file that fails there is loaded here again, so its error is raised as in a
+        sequential load, and no later file's error before it."""
+
+        def load_range(start: int, end: int) -> _Loaded:
+            self.cache.take_used()  # the parent's, copied by the fork
+            loaded = []
+            for file in files[start:end]:
+                try:
+                    loaded.append(self._model(file, companions.get(file.relation, {})))
+                except Exception:
+                    break  # loaded again by the parent, which raises the error
+            return loaded, self.cache.take_used()
+
+        chunk = max(16, min(256, len(files) // (8 * forked.cores())))
+        start = 0
+        for loaded, used in forked.map_ranges(load_range, len(files), chunk=chunk):
+            self.cache.add_used(*used)
+            yield from loaded
+            end = min(start + chunk, len(files))
+            for file in files[start + len(loaded) : end]:  # from a failure on
+                yield self._model(file, companions.get(file.relation, {}))
+            start = end
 
     def _model(
         self, file: ProjectFile, companions: Mapping[str, ProjectFile]

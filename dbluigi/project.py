@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dbluigi import forked
 from dbluigi.cache import SqlInfoCache
@@ -32,12 +32,7 @@ from dbluigi.suggest import did_you_mean
 from dbluigi.writes import Chains, find_chains, order_chains, replay_edges
 
 if TYPE_CHECKING:
-    from typing import Any
-
     from dbluigi.seeds import YamlTable
-
-    # models loaded by a forked worker, and its cache's take_used()
-    _Loaded = tuple[list[tuple["Model", SqlInfo | None]], tuple[dict[str, Any], int, int]]
 
 QUERY_KINDS = ("table", "view", "incremental", "dump")
 TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed", "python")
@@ -528,49 +523,40 @@ class _Loader:
         self, files: list[ProjectFile], companions: Mapping[str, Mapping[str, ProjectFile]]
     ) -> Iterator[tuple[Model, SqlInfo | None]]:
         """``_model`` of each file, in order. Once ``PARALLEL_AFTER`` files were not in the
-        parse cache (a cold scan) and at least ``PARALLEL_REST`` are left, the rest are
-        loaded in forked processes on all cores (``dbluigi.forked``)."""
+        parse cache (a cold scan) and at least ``PARALLEL_REST`` are left, forked workers
+        on all cores (``dbluigi.forked``) load the rest ahead of this process, a range of
+        files at a time, and hand back only what they added to the parse cache: each
+        file is then loaded here as in a warm scan. A file that fails in a worker adds
+        nothing and is analyzed here again, so errors are raised as in a sequential load,
+        in file order."""
         done = 0
         for file in files:
-            rest = len(files) - done
-            if self.cache.misses >= PARALLEL_AFTER and rest >= PARALLEL_REST and forked.available():
+            left = len(files) - done
+            if self.cache.misses >= PARALLEL_AFTER and left >= PARALLEL_REST and forked.available():
                 break
             yield self._model(file, companions.get(file.relation, {}))
             done += 1
         else:
             return
-        for loaded in self._forked(files[done:], companions):
-            yield loaded
-            done += 1
+        rest = files[done:]
+
+        def load_range(start: int, end: int) -> tuple[dict[str, Any], int]:
+            self.cache.take_used()  # the parent's, copied by the fork
+            for file in rest[start:end]:
+                try:
+                    self._model(file, companions.get(file.relation, {}))
+                except Exception:
+                    break  # analyzed again by the parent, which raises the error
+            return self.cache.take_used()
+
+        chunk = max(16, min(256, len(rest) // (8 * forked.cores())))
+        for used, misses in forked.map_ranges(load_range, len(rest), chunk=chunk):
+            self.cache.add_used(used, misses)
+            for file in files[done : done + chunk]:
+                yield self._model(file, companions.get(file.relation, {}))
+            done += chunk
         for file in files[done:]:  # left by a worker that died
             yield self._model(file, companions.get(file.relation, {}))
-
-    def _forked(
-        self, files: list[ProjectFile], companions: Mapping[str, Mapping[str, ProjectFile]]
-    ) -> Iterator[tuple[Model, SqlInfo | None]]:
-        """``_model`` of each file, in order, from forked workers, each a range of files at a
-        time. A file that fails there is loaded here again, so its error is raised as in a
-        sequential load, and no later file's error before it."""
-
-        def load_range(start: int, end: int) -> _Loaded:
-            self.cache.take_used()  # the parent's, copied by the fork
-            loaded = []
-            for file in files[start:end]:
-                try:
-                    loaded.append(self._model(file, companions.get(file.relation, {})))
-                except Exception:
-                    break  # loaded again by the parent, which raises the error
-            return loaded, self.cache.take_used()
-
-        chunk = max(16, min(256, len(files) // (8 * forked.cores())))
-        start = 0
-        for loaded, used in forked.map_ranges(load_range, len(files), chunk=chunk):
-            self.cache.add_used(*used)
-            yield from loaded
-            end = min(start + chunk, len(files))
-            for file in files[start + len(loaded) : end]:  # from a failure on
-                yield self._model(file, companions.get(file.relation, {}))
-            start = end
 
     def _model(
         self, file: ProjectFile, companions: Mapping[str, ProjectFile]

@@ -594,3 +594,25 @@ def test_a_cold_load_on_all_cores_raises_the_first_error_in_file_order(
     write_project(tmp_path, {"s1/m100.sql": "select 1 as id"})
     assert first_error()[:2] == ("s2/m353.sql", 1)
     assert len(forks) == 3
+
+
+def test_files_a_dead_worker_left_are_loaded_by_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from dbluigi import project as loader
+
+    write_project(tmp_path, _layers(400))
+    alone = load_project(tmp_path, use_cache=False)
+    forks = _spy_forks(monkeypatch)
+    parent, model = os.getpid(), loader._Loader._model
+
+    def killed_in_a_worker(self, file, companions):  # type: ignore[no-untyped-def]
+        if os.getpid() != parent and file.path == "s1/m301.sql":
+            os._exit(1)
+        return model(self, file, companions)
+
+    monkeypatch.setattr(loader._Loader, "_model", killed_in_a_worker)
+    assert load_project(tmp_path, use_cache=False).models == alone.models
+    assert len(forks) == 1

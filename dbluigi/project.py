@@ -39,7 +39,7 @@ TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed", "python")
 PATCH_KINDS = ("table", "incremental", "seed")
 _INFERENCE_VALUE = "NULL"  # what runtime placeholders read as while inferring dependencies
 # A load parses the rest of its files on all cores once this many were not in the parse
-# cache and at least PARALLEL_REST are left (a pool costs about 30 ms to start).
+# cache and at least PARALLEL_REST are left (a pool takes 10-30 ms to start).
 PARALLEL_AFTER = 32
 PARALLEL_REST = 256
 

@@ -1,25 +1,40 @@
-"""Scan benchmark: load a generated project of N models cold (no cache) and warm.
+"""Scan benchmark: a generated project of N models scanned cold (no parse cache) and warm.
 
-    python bench/bench_scan.py [--models 1000] [--repeat 5]
+    python bench/bench_scan.py [--models 1000] [--repeat 5] [--base REV]
 
 Each model is a SELECT with a CTE, two joins and a subquery over 1-3 upstream models,
-with a few header lines, like a real "after load" file. Prints medians in seconds.
+with a few header lines, like a real "after load" file. Two measures, medians of
+``--repeat`` runs, in seconds:
+
+- the command as a user runs it, whole process: ``dbluigi lineage --format json``, *cold*
+  with the project's parse cache (``.dbluigi/cache/``) deleted before each run (every file
+  parsed by sqlglot), *warm* with it filled. With ``--base REV`` the same commands run
+  with REV too (checked out into a temporary git worktree), in alternating pairs (this,
+  base, base, this, ...), and the ratio is the median of the per-pair ratios;
+- ``load_project`` in this process, cold (the cache off) and warm.
+
+Python writes bytecode as it does for users (PYTHONDONTWRITEBYTECODE is unset).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dbluigi.project import load_project
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def generate(root: Path, count: int) -> None:
@@ -55,7 +70,7 @@ from base as b
         )
 
 
-def median_time(fn, repeat: int) -> float:
+def median_time(fn: Callable[[], object], repeat: int) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -64,22 +79,85 @@ def median_time(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+def lineage(tree: Path, project: Path, *, cold: bool) -> float:
+    """One whole ``dbluigi lineage --format json`` with ``tree``'s dbluigi, in seconds."""
+    if cold:
+        shutil.rmtree(project / ".dbluigi" / "cache", ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(tree)
+    command = [sys.executable, "-m", "dbluigi", "lineage", "--format", "json"]
+    started = time.perf_counter()
+    subprocess.run(
+        [*command, "--project", str(project)],
+        cwd=tree,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--base", help="a revision to compare with, whole processes in pairs")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="dbluigi-bench-scan-"))
+    work = Path(tempfile.mkdtemp(prefix="dbluigi-bench-scan-"))
+    root = work / "project"
+    trees = {"this": ROOT}
     try:
         generate(root, args.models)
+        if args.base:
+            trees["base"] = work / "base"
+            subprocess.run(
+                ["git", "worktree", "add", "--detach", str(trees["base"]), args.base],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        for tree in trees.values():  # bytecode written, and the first run's page cache
+            lineage(tree, root, cold=False)
+        times: dict[tuple[str, str], list[float]] = {}
+        for case in ("cold", "warm"):
+            for run in range(args.repeat):
+                order = list(trees) if run % 2 == 0 else list(reversed(trees))
+                for who in order:
+                    taken = lineage(trees[who], root, cold=case == "cold")
+                    times.setdefault((who, case), []).append(taken)
+        print(f"`dbluigi lineage --format json`, whole process, median of {args.repeat}:\n")
+        if args.base:
+            print("| models | case | base (s) | this (s) | paired ratio (min-max) |")
+            print("|---|---|---|---|---|")
+            for case in ("cold", "warm"):
+                this, base = times["this", case], times["base", case]
+                ratios = [t / b for t, b in zip(this, base, strict=True)]
+                print(
+                    f"| {args.models} | {case} scan | {statistics.median(base):.3f} | "
+                    f"{statistics.median(this):.3f} | {statistics.median(ratios):.2f}x "
+                    f"({min(ratios):.2f}-{max(ratios):.2f}) |"
+                )
+        else:
+            print("| models | cold scan (s) | warm scan (s) |")
+            print("|---|---|---|")
+            cold, warm = (statistics.median(times["this", c]) for c in ("cold", "warm"))
+            print(f"| {args.models} | {cold:.3f} | {warm:.3f} |")
+
         cold = median_time(lambda: load_project(root, use_cache=False), args.repeat)
         load_project(root)  # fill the cache
         warm = median_time(lambda: load_project(root), args.repeat)
-        print("| models | cold scan (s) | warm scan (s) |")
+        print(f"\n`load_project` in this process, median of {args.repeat}:\n")
+        print("| models | cold load (s) | warm load (s) |")
         print("|---|---|---|")
         print(f"| {args.models} | {cold:.3f} | {warm:.3f} |")
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if "base" in trees:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(trees["base"])],
+                cwd=ROOT,
+                check=False,
+            )
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,18 @@ class SqlInfoCache:
         self._used[key] = info.to_json()
         return info
 
+    def take_used(self) -> tuple[dict[str, Any], int]:
+        """The entries used and the misses counted since the last call, forgotten here:
+        what a forked worker hands back to its parent's cache (``add_used``)."""
+        taken = (self._used, self.misses)
+        self._used, self.hits, self.misses = {}, 0, 0
+        return taken
+
+    def add_used(self, used: dict[str, Any], misses: int) -> None:
+        """What a worker used (``take_used``): its entries are hits here, and saved."""
+        self._used.update(used)
+        self.misses += misses
+
     def save(self) -> None:
         """Write the entries this load used, atomically; a read-only project just skips it."""
         if not self.enabled or (self.misses == 0 and len(self._used) == len(self._old)):

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from dbluigi import forked
 from dbluigi.cache import SqlInfoCache
 from dbluigi.config import CONFIG_FILE, STATE_DIR, Config, load_config
 from dbluigi.errors import DuplicateRelationError, ProjectError
@@ -38,6 +39,10 @@ QUERY_KINDS = ("table", "view", "incremental", "dump")
 TABLE_CHECK_KINDS = ("table", "view", "incremental", "seed", "python")
 PATCH_KINDS = ("table", "incremental", "seed")
 _INFERENCE_VALUE = "NULL"  # what runtime placeholders read as while inferring dependencies
+# A load parses the rest of its files on all cores once this many were not in the parse
+# cache and at least PARALLEL_REST are left (a pool takes 10-30 ms to start).
+PARALLEL_AFTER = 32
+PARALLEL_REST = 256
 
 
 @dataclass(frozen=True)
@@ -398,8 +403,8 @@ class _Loader:
             _refuse_reserved(extract.relation, extract.path, extract.header.line_of("kind"))
 
         raw: dict[str, tuple[Model, SqlInfo | None]] = {}
-        for f in model_files:
-            raw[f.relation] = self._model(f, companions.get(f.relation, {}))
+        for f, loaded in zip(model_files, self._models(model_files, companions), strict=True):
+            raw[f.relation] = loaded
         raw.update((relation, (model, None)) for relation, model in extracts.items())
         names = _NameResolver(self.config.schema, raw)
 
@@ -529,6 +534,45 @@ class _Loader:
                 line=line,
                 hint="save the file as UTF-8",
             ) from None
+
+    def _models(
+        self, files: list[ProjectFile], companions: Mapping[str, Mapping[str, ProjectFile]]
+    ) -> Iterator[tuple[Model, SqlInfo | None]]:
+        """``_model`` of each file, in order. Once ``PARALLEL_AFTER`` files were not in the
+        parse cache (a cold scan) and at least ``PARALLEL_REST`` are left, forked workers
+        on all cores (``dbluigi.forked``) load the rest ahead of this process, a range of
+        files at a time, and hand back only what they added to the parse cache: each
+        file is then loaded here as in a warm scan. A file that fails in a worker adds
+        nothing and is analyzed here again, so errors are raised as in a sequential load,
+        in file order."""
+        done = 0
+        for file in files:
+            left = len(files) - done
+            if self.cache.misses >= PARALLEL_AFTER and left >= PARALLEL_REST and forked.available():
+                break
+            yield self._model(file, companions.get(file.relation, {}))
+            done += 1
+        else:
+            return
+        rest = files[done:]
+
+        def load_range(start: int, end: int) -> tuple[dict[str, Any], int]:
+            self.cache.take_used()  # the parent's, copied by the fork
+            for file in rest[start:end]:
+                try:
+                    self._model(file, companions.get(file.relation, {}))
+                except Exception:
+                    break  # analyzed again by the parent, which raises the error
+            return self.cache.take_used()
+
+        chunk = max(16, min(256, len(rest) // (8 * forked.cores())))
+        for used, misses in forked.map_ranges(load_range, len(rest), chunk=chunk):
+            self.cache.add_used(used, misses)
+            for file in files[done : done + chunk]:
+                yield self._model(file, companions.get(file.relation, {}))
+            done += chunk
+        for file in files[done:]:  # left by a worker that died
+            yield self._model(file, companions.get(file.relation, {}))
 
     def _model(
         self, file: ProjectFile, companions: Mapping[str, ProjectFile]

@@ -621,7 +621,10 @@ def _describe(e: SqlglotError) -> str:
 def _token_error(
     e: TokenError, text: str, dialect: str, path: str, line_offset: int
 ) -> SqlParseError:
-    missing = _TOKENIZER_MISSING.match(str(e.__cause__ or ""))
+    # what the tokenizer stumbled on: its cause (sqlglot's compiled build, sqlglotc, keeps
+    # it only as the context)
+    cause = e.__cause__ or e.__context__
+    missing = _TOKENIZER_MISSING.match(str(cause or ""))
     if missing:
         delimiter, offset = missing.group(1), int(missing.group(2))
         message = f"cannot parse SQL: {delimiter} opened here is never closed"
@@ -634,7 +637,7 @@ def _token_error(
         else:
             offset = e.end or 0
         message = "cannot parse SQL: unexpected end of text (an unclosed comment?)"
-        if not isinstance(e.__cause__, IndexError):
-            message = f"cannot parse SQL: {e.__cause__ or e}"
+        if not isinstance(cause, IndexError):
+            message = f"cannot parse SQL: {cause or e}"
     line = text.count("\n", 0, offset) + 1 + line_offset
     return SqlParseError(message, path=path, line=line, hint=_TOKEN_HINT.format(dialect=dialect))

@@ -531,3 +531,116 @@ def test_sql_sqlglot_cannot_parse_without_depends_is_an_error(tmp_path: Path) ->
         load_project(tmp_path, target=PG, use_cache=False)
     assert err.value.path == "sorted.check.sql"
     assert "check and patch files are rewritten with sqlglot" in str(err.value.hint)
+
+
+def _layers(count: int) -> dict[str, str | bytes]:
+    """``count`` models in three schemas, each reading the one before, some with a check
+    file, a patch or a header check: enough files for a load to parse on all cores."""
+    files: dict[str, str | bytes] = {"s0/m0.sql": "select 1 as id, 'a' as label"}
+    for i in range(1, count):
+        up = f"s{(i - 1) % 3}.m{i - 1}"
+        files[f"s{i % 3}/m{i}.sql"] = (
+            f"-- description: model {i}\n-- check: unique(id)\n"
+            f"with base as (select id, label from {up})\n"
+            f"select b.id, b.label from base as b where b.id in (select id from m{i - 1})\n"
+        )
+        if i % 50 == 0:
+            files[f"s{i % 3}/m{i}.check.sql"] = f"select id from m{i} where label is null"
+            files[f"s{i % 3}/m{i}.patch.sql"] = f"update m{i} set label = 'x' where label = ''"
+    return files
+
+
+def _spy_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from dbluigi import forked
+
+    if not forked.available():
+        pytest.skip("forked workers need Linux, two cores and a single-threaded process")
+    counts: list[int] = []
+    spread = forked.map_ranges
+
+    def spy(task, count, *, chunk):  # type: ignore[no-untyped-def]
+        counts.append(count)
+        return spread(task, count, chunk=chunk)
+
+    monkeypatch.setattr(forked, "map_ranges", spy)
+    return counts
+
+
+def test_a_cold_load_on_all_cores_is_the_sequential_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbluigi import forked
+
+    write_project(tmp_path / "a", _layers(400))
+    write_project(tmp_path / "b", _layers(400))
+    forks = _spy_forks(monkeypatch)
+    spread = load_project(tmp_path / "a")
+    assert len(forks) == 1 and forks[0] > 300  # once 32 files were not in the parse cache
+    with monkeypatch.context() as m:
+        m.setattr(forked, "available", lambda: False)
+        alone = load_project(tmp_path / "b")
+    assert list(spread.models) == list(alone.models)
+    assert spread.models == alone.models
+    assert spread.graph.order == alone.graph.order
+    assert spread.checks == alone.checks
+    cache = Path(".dbluigi/cache/sqlinfo.json")
+    assert (tmp_path / "a" / cache).read_text() == (tmp_path / "b" / cache).read_text()
+    # warm: every file is in the parse cache, and nothing is forked
+    assert load_project(tmp_path / "a").models == alone.models
+    assert len(forks) == 1
+
+
+def test_a_cold_load_on_all_cores_raises_the_first_error_in_file_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbluigi import forked
+
+    files = _layers(400)
+    files["s0/m300.sql"] = "select id,\n  from s2.m299 where"  # a parse error, line 2
+    files["s1/m100.sql"] = "-- kind: view\nselect 1 as id"  # a view with a patch
+    files["s2/m353.sql"] = (
+        "-- kind: table\nselect 1 as id;\nselect 2 as id\n"  # two queries in a table
+    )
+    write_project(tmp_path, files)
+    forks = _spy_forks(monkeypatch)
+
+    def first_error() -> tuple[str | None, int | None, str]:
+        with pytest.raises(ProjectError) as spread:
+            load_project(tmp_path, use_cache=False)
+        with monkeypatch.context() as m, pytest.raises(ProjectError) as alone:
+            m.setattr(forked, "available", lambda: False)
+            load_project(tmp_path, use_cache=False)
+        found = (spread.value.path, spread.value.line, str(spread.value))
+        assert found == (alone.value.path, alone.value.line, str(alone.value))
+        return found
+
+    assert first_error()[:2] == ("s0/m300.sql", 2)
+    write_project(tmp_path, {"s0/m300.sql": "select 1 as id"})
+    path, line, message = first_error()
+    assert (path, line) == ("s1/m100.patch.sql", None)
+    assert "a patch applies to a new table" in message
+    write_project(tmp_path, {"s1/m100.sql": "select 1 as id"})
+    assert first_error()[:2] == ("s2/m353.sql", 1)
+    assert len(forks) == 3
+
+
+def test_files_a_dead_worker_left_are_loaded_by_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from dbluigi import project as loader
+
+    write_project(tmp_path, _layers(400))
+    alone = load_project(tmp_path, use_cache=False)
+    forks = _spy_forks(monkeypatch)
+    parent, model = os.getpid(), loader._Loader._model
+
+    def killed_in_a_worker(self, file, companions):  # type: ignore[no-untyped-def]
+        if os.getpid() != parent and file.path == "s1/m301.sql":
+            os._exit(1)
+        return model(self, file, companions)
+
+    monkeypatch.setattr(loader._Loader, "_model", killed_in_a_worker)
+    assert load_project(tmp_path, use_cache=False).models == alone.models
+    assert len(forks) == 1

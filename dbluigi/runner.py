@@ -73,7 +73,7 @@ class RunOptions:
     command: str = "build"
     selectors: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    workers: int = 1
+    workers: int | None = None  # None: the target's default (``Session.default_workers``)
     fail_fast: bool = False
     force: bool = False  # rebuild: every selected model runs, with a new build id
     full_refresh: bool = False  # selected incremental models are rebuilt from scratch
@@ -616,7 +616,7 @@ def run_plan(
     session.try_lock(RUN_LOCK.format(run_id=run_id))
     if _close_interrupted_runs(session, state):
         notes.append("an earlier build was interrupted; its run is now marked 'interrupted'")
-    workers = options.workers
+    workers = options.workers if options.workers is not None else session.default_workers()
     if workers > 1 and not target.supports_concurrent_writers:
         notes.append(
             f"{target.name} allows one writer process: ran with 1 worker instead of {workers}"

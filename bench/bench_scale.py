@@ -3,6 +3,7 @@
     python bench/bench_scale.py [--rounds 3] [--small 1000] [--large 10000 20000]
                                 [--workers 1 2 4] [--large-workers 2] [--only small|large]
                                 [--pg postgresql://root@127.0.0.1:5432/test]
+    python bench/bench_scale.py --only scheduler [--rounds 3]
 
 The layered project of bench/genproject.py, built into a fresh database (a `CHECKPOINT`
 before each run) by dbluigi and, as the baseline, by the same build-aside + swap statements
@@ -14,6 +15,9 @@ it from the machine and the server) and with each of ``--workers``; at the large
 baseline of the same round and size (this VM's speed drifts; a ratio taken within one
 round compares like with like), with the median times, each dbluigi run's peak memory and
 the largest size's wall time over the next largest's (median of per-round ratios).
+
+``--only scheduler`` times luigi's local scheduler alone (no database, no luigi worker) at
+each size, handing out the same graph two tasks at a time: it should grow linearly.
 """
 
 from __future__ import annotations
@@ -100,6 +104,41 @@ class Case:
             self.pg.drop(name)
 
 
+def scheduler_alone(models: list[tuple[str, str]], running: int = 2) -> float:
+    """Seconds luigi's local scheduler (``FastScheduler``) takes to hand out a run of
+    ``models`` as a worker drives it: the run's root task needs every model, each model
+    its parents, ``running`` tasks at a time, each done as soon as it is handed out."""
+    import re
+
+    import luigi.scheduler
+
+    from dbluigi.luigi_tasks import FastScheduler
+
+    ids = [name for name, _ in models]
+    scheduler = FastScheduler(order={m: i for i, m in enumerate(ids)})
+    started = time.perf_counter()
+    pending = luigi.scheduler.PENDING
+    scheduler.add_task(worker="w", task_id="root", deps=ids, status=pending)
+    for name, sql in models:
+        parents = re.findall(r"\bbench\.(m\d+)", sql)
+        scheduler.add_task(worker="w", task_id=name, deps=parents, status=pending)
+    queue: list[str] = []
+    finished = 0
+    while True:
+        while len(queue) < running:
+            task = scheduler.get_work(worker="w", current_tasks=queue)["task_id"]
+            if task is None:
+                break
+            queue.append(task)
+        if not queue:
+            break
+        done = queue.pop(0)
+        scheduler.add_task(worker="w", task_id=done, status=luigi.scheduler.DONE, new_deps=[])
+        finished += 1
+    assert finished == len(ids) + 1, f"{finished} of {len(ids) + 1} tasks ran"
+    return time.perf_counter() - started
+
+
 def label(workers: int, used: set[int]) -> str:
     if workers == DEFAULT:
         return f"default workers ({', '.join(map(str, sorted(used)))})"
@@ -113,9 +152,19 @@ def main() -> None:
     parser.add_argument("--large", type=int, nargs="*", default=[10000, 20000])
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--large-workers", type=int, default=2)
-    parser.add_argument("--only", choices=("small", "large"))
+    parser.add_argument(
+        "--only", choices=("small", "large", "scheduler"), help="scheduler: no database"
+    )
     parser.add_argument("--pg", default=PG)
     args = parser.parse_args()
+    if args.only == "scheduler":
+        print("| models | scheduler alone (s, median) |\n|---|---|")
+        for count in (args.small, *args.large):
+            with tempfile.TemporaryDirectory(prefix="dbluigi-scale-") as tmp:
+                models = layered(Path(tmp), count)
+            times = [scheduler_alone(models) for _ in range(args.rounds)]
+            print(f"| {count:,} | {statistics.median(times):.2f} |")
+        return
     pg = Postgres(args.pg)
     plan: list[tuple[int, list[int]]] = []
     if args.only != "large":

@@ -11,7 +11,9 @@ in one `psql -f` session (``bench_build.baseline_script``: the physical limit). 
 runs, one after the other, the baseline and dbluigi at every size and worker count asked
 for: at the small size with the default number of workers (no ``--workers``: dbluigi picks
 it from the machine and the server) and with each of ``--workers``; at the large sizes with
-``--large-workers``. The ratio reported is the median of the per-round ratios to the
+``--large-workers``; at the small size also the statements dbluigi sends per model (lock,
+state, EXPLAIN, savepoint swap: ``bench_build.protocol_script``) in one psql session, the
+database's share of dbluigi's protocol without its Python. The ratio reported is the median of the per-round ratios to the
 baseline of the same round and size (this VM's speed drifts; a ratio taken within one
 round compares like with like), with the median times, each dbluigi run's peak memory and
 the largest size's wall time over the next largest's (median of per-round ratios).
@@ -33,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_build import Postgres, baseline_script, timed
+from bench_build import Postgres, baseline_script, protocol_script, timed
 from genproject import layered
 
 PG = os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
@@ -62,6 +64,8 @@ class Case:
         models = layered(self.project, count)
         self.script = work / f"baseline{count}.sql"
         baseline_script(models, self.script)
+        self.protocol = work / f"protocol{count}.sql"
+        protocol_script(models, self.protocol)
         # fill the parse cache for the target's dialect, as any earlier command would have
         admin = pg.admin.render_as_string(hide_password=False)
         lineage = [sys.executable, "-m", "dbluigi.cli", "lineage", "--project", str(self.project)]
@@ -71,14 +75,13 @@ class Case:
             check=True,
         )
 
-    def psql(self) -> float:
+    def psql(self, script: Path | None = None) -> float:
         name = f"bench_scale_psql_{self.count}"
         url = self.pg.fresh(name)
         self.pg.checkpoint()
+        path = str(script or self.script)
         try:
-            return timed(
-                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", str(self.script)]
-            )[0]
+            return timed(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-f", path])[0]
         finally:
             self.pg.drop(name)
 
@@ -175,9 +178,12 @@ def main() -> None:
         cases = {count: Case(pg, Path(tmp), count) for count, _ in plan}
         base: dict[int, list[float]] = {count: [] for count, _ in plan}
         runs: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
+        protocol: list[float] = []  # the small size only: it doubles a round's database time
         for round_no in range(1, args.rounds + 1):
             for count, worker_counts in plan:
                 base[count].append(cases[count].psql())
+                if count == args.small and args.only != "large":
+                    protocol.append(cases[count].psql(cases[count].protocol))
                 for w in worker_counts:
                     runs.setdefault((count, w), []).append(cases[count].dbluigi(w))
                     wall = runs[(count, w)][-1][0]
@@ -191,6 +197,13 @@ def main() -> None:
         f"| case ({args.rounds} rounds) | psql -f (s) | dbluigi (s) | paired ratio | peak memory |"
     )
     print("|---|---|---|---|---|")
+    if protocol:
+        ratio = statistics.median(a / b for a, b in zip(protocol, base[args.small], strict=True))
+        print(
+            f"| {args.small:,} models, the statements dbluigi sends, one psql session | "
+            f"{statistics.median(base[args.small]):.2f} | {statistics.median(protocol):.2f} | "
+            f"{ratio:.2f}x | |"
+        )
     for count, worker_counts in plan:
         psql = statistics.median(base[count])
         for w in worker_counts:

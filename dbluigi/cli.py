@@ -77,7 +77,7 @@ WorkersOpt = Annotated[
         "-w",
         min=1,
         help="Tasks run at once (default: [target] workers in dbluigi.toml, else 1 on "
-        "DuckDB and 2 per core, 4 to 8, on PostgreSQL).",
+        "DuckDB and 4 per core, 4 to 16, on PostgreSQL).",
         show_default=False,
     ),
 ]

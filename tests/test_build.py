@@ -452,12 +452,12 @@ def test_human_summary_when_a_root_fails_lists_the_first_skipped_only(
     assert "50 more tasks" in output
 
 
-def test_default_workers_are_two_per_core_from_four_to_eight(
+def test_default_workers_are_four_per_core_from_four_to_sixteen(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from dbluigi.targets import base
 
-    for cores, workers in ((1, 4), (2, 4), (3, 6), (4, 8), (64, 8)):
+    for cores, workers in ((1, 4), (2, 8), (3, 12), (4, 16), (64, 16)):
         monkeypatch.setattr(base.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
         assert base.machine_workers() == workers
 

@@ -67,7 +67,8 @@ WorkersOpt = Annotated[
         "--workers",
         "-w",
         min=1,
-        help="Tasks run at once (default: [target] workers in dbluigi.toml, else 1).",
+        help="Tasks run at once (default: [target] workers in dbluigi.toml, else 1 on "
+        "DuckDB and 4 per core, 4 to 16, on PostgreSQL).",
         show_default=False,
     ),
 ]

@@ -75,7 +75,7 @@ class Config:
     slow_factor: float | None = None  # None: dbluigi.audit.SLOW_FACTOR
     slow_seconds: float | None = None  # None: dbluigi.audit.SLOW_SECONDS
     scheduler_url: str | None = None  # a luigid central scheduler (``[scheduler] url``)
-    workers: int = 1  # tasks run at once (``[target] workers``); ``--workers`` wins
+    workers: int | None = None  # tasks run at once (``[target] workers``); ``--workers`` wins
     max_partitions: int = MAX_PARTITIONS  # values of one partitioned model, at most
     source_tables: Mapping[str, SourceTable] = field(  # [sources.NAME] tables, by relation
         default_factory=lambda: MappingProxyType({})
@@ -247,10 +247,11 @@ def _scheduler_url(value: Any) -> str | None:
     return url
 
 
-def _workers(value: Any, lines: TomlLines) -> int:
-    """``[target] workers``: how many models are built at once on the target (default 1)."""
+def _workers(value: Any, lines: TomlLines) -> int | None:
+    """``[target] workers``: how many models are built at once on the target (None: the
+    target's default, ``Session.default_workers``)."""
     if value is None:
-        return 1
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ProjectError(
             f"[target] workers = {value!r}: expected a whole number, 1 or more",

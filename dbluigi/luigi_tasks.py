@@ -256,9 +256,13 @@ def _graph() -> _TaskGraph:
 class FastScheduler(luigi.scheduler.Scheduler):
     """luigi's local scheduler with incremental ``get_work`` and ``count_pending``.
 
-    Tasks that may have become runnable (newly added as pending, or a dependency just
-    finished) go on a heap ordered like luigi's own ranking (priority, then age);
-    ``get_work`` pops until it finds one that is schedulable and fits the resources.
+    Each task keeps the set of its dependencies not yet done, updated whenever a task's
+    status changes (every change goes through the state's ``set_status``). A task whose
+    set empties while it is pending goes on a heap ordered like luigi's own ranking
+    (priority, then age); ``get_work`` pops until it finds one that is schedulable and
+    fits the resources. A task is so offered once per time it becomes runnable, never
+    once per finished dependency: the run's root, which depends on every model, would
+    otherwise be offered and its dependencies walked after each of them (quadratic).
     """
 
     def __init__(self, order: dict[str, int] | None = None, **kwargs: Any) -> None:
@@ -268,6 +272,7 @@ class FastScheduler(luigi.scheduler.Scheduler):
         self._order = order or {}  # task id -> run-order position, to break priority ties
         self._candidates: list[tuple[float, float, int, str]] = []
         self._dependents: dict[str, set[str]] = defaultdict(set)
+        self._waiting: dict[str, set[str]] = {}  # task id -> its dependencies not done
         self._sequence = itertools.count()
         self._lock = threading.RLock()
         # add_task makes a task object for the task and each dependency before looking
@@ -279,22 +284,57 @@ class FastScheduler(luigi.scheduler.Scheduler):
             return known if known is not None else make(task_id=task_id, **kwargs)
 
         self._make_task = make_unless_known
+        set_status = self._state.set_status
 
-    def add_task(self, task_id: str | None = None, **kwargs: Any) -> None:  # type: ignore[override]
+        def set_status_noting_done(task: Any, new_status: str, config: Any = None) -> None:
+            before = task.status
+            set_status(task, new_status, config)
+            if (before == DONE) != (task.status == DONE):
+                self._dependency_changed(task)
+            if before != PENDING and task.status == PENDING and self._waiting.get(task.id) == set():
+                self._offer(task)  # pending again (a retry) with nothing to wait for
+
+        self._state.set_status = set_status_noting_done  # type: ignore[method-assign]
+
+    def add_task(  # type: ignore[override]
+        self,
+        task_id: str | None = None,
+        deps: list[str] | None = None,
+        new_deps: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         with self._lock:
-            super().add_task(task_id=task_id, **kwargs)
+            super().add_task(task_id=task_id, deps=deps, new_deps=new_deps, **kwargs)
             task = self._state.get_task(task_id)
             if task is None:
                 return
-            for dep in task.deps or ():
-                self._dependents[dep].add(task.id)
-            if task.status == PENDING:
+            if deps is not None or new_deps or task.id not in self._waiting:
+                get = self._state.get_task
+                waiting = set()
+                for dep in task.deps or ():
+                    self._dependents[dep].add(task.id)
+                    dep_task = get(dep)
+                    if dep_task is None or dep_task.status != DONE:
+                        waiting.add(dep)
+                self._waiting[task.id] = waiting
+            if task.status == PENDING and not self._waiting[task.id]:
                 self._offer(task)
-            elif task.status == DONE:
-                for child in self._dependents.get(task.id, ()):
-                    child_task = self._state.get_task(child)
-                    if child_task is not None and child_task.status == PENDING:
-                        self._offer(child_task)
+
+    def _dependency_changed(self, task: Any) -> None:
+        """``task`` became done, or stopped being done: its dependents learn it, and a
+        pending one with nothing left to wait for is offered."""
+        done = task.status == DONE
+        for child in self._dependents.get(task.id, ()):
+            waiting = self._waiting.get(child)
+            if waiting is None:  # not added yet: its own add_task looks at its dependencies
+                continue
+            if not done:
+                waiting.add(task.id)
+            elif task.id in waiting:
+                waiting.discard(task.id)
+                child_task = self._state.get_task(child)
+                if not waiting and child_task is not None and child_task.status == PENDING:
+                    self._offer(child_task)
 
     def _offer(self, task: Any) -> None:
         rank = self._order.get(task.id, len(self._order))

@@ -73,7 +73,7 @@ class RunOptions:
     command: str = "build"
     selectors: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    workers: int = 1
+    workers: int | None = None  # None: the target's default (``Session.default_workers``)
     fail_fast: bool = False
     force: bool = False  # rebuild: every selected model runs, with a new build id
     full_refresh: bool = False  # selected incremental models are rebuilt from scratch
@@ -129,6 +129,10 @@ class Run:
         self._lock = threading.Lock()
         self._done: set[tuple[str, str | None]] = set()
         self._partitions: dict[str, tuple[PartitionDecision, ...]] = {}  # resolved during the run
+        # model -> (its partitions, the same by value): a model may have thousands of values
+        self._by_value: dict[
+            str, tuple[tuple[PartitionDecision, ...], dict[str, PartitionDecision]]
+        ] = {}
         self._failed = threading.Event()
         self._settled_badly: set[str] = set()  # models that failed or were skipped in this run
         self._decided: dict[str, Decision] = {}  # decisions settled once their parents ran
@@ -213,7 +217,7 @@ class Run:
             return True
         if partition is None:
             return not self.plan.decisions[model].run
-        return not next(p for p in self.partitions_of(model) if p.value == partition).run
+        return not self.partition_of(model, partition).run
 
     def is_settled(self, model: str) -> bool:
         """Whether ``model`` is done with in this run, built or not (what a check that
@@ -252,6 +256,15 @@ class Run:
 
     def partitions_of(self, model: str) -> tuple[PartitionDecision, ...]:
         return self._partitions.get(model, self.plan.decisions[model].partitions)
+
+    def partition_of(self, model: str, value: str) -> PartitionDecision:
+        """The decision for one value of a partitioned model."""
+        partitions = self.partitions_of(model)
+        known = self._by_value.get(model)
+        if known is None or known[0] is not partitions:  # first asked, or resolved since
+            known = (partitions, {p.value: p for p in partitions})
+            self._by_value[model] = known
+        return known[1][value]
 
     def resolve_partitions(self, model: str) -> tuple[PartitionDecision, ...]:
         """A partitioned model's values and decisions; values that come from a query on
@@ -298,11 +311,7 @@ class Run:
         attempt: int,
     ) -> TaskRecord:
         decision = self.decision_of(model)
-        part = (
-            next(p for p in self.partitions_of(model) if p.value == partition)
-            if partition
-            else None
-        )
+        part = self.partition_of(model, partition) if partition else None
         error = as_dbluigi(exc)
         failure_class = error.failure_class or "runtime"
         return TaskRecord(
@@ -331,11 +340,7 @@ class Run:
         publishes the model; failed attempts are recorded here. A conditional model
         (``plan.settle``) whose parents changed nothing is up to date: nothing is recorded.
         """
-        part = (
-            next(p for p in self.partitions_of(model) if p.value == partition)
-            if partition
-            else None
-        )
+        part = self.partition_of(model, partition) if partition else None
         spec = self.project.models[model]
         attempts = 1 + spec.header.retries
         name = model if partition is None else f"{model}[{partition}]"
@@ -437,11 +442,7 @@ class Run:
     ) -> TaskRecord:
         """The record of an attempt that found its work done, or superseded, by another build."""
         decision = after_run(self.decision_of(model), changed=True)  # what another published
-        part = (
-            next(p for p in self.partitions_of(model) if p.value == partition)
-            if partition
-            else None
-        )
+        part = self.partition_of(model, partition) if partition else None
         return TaskRecord(
             run_id=self.run_id,
             model=model,
@@ -626,7 +627,7 @@ def run_plan(
     session.try_lock(RUN_LOCK.format(run_id=run_id))
     if _close_interrupted_runs(session, state):
         notes.append("an earlier build was interrupted; its run is now marked 'interrupted'")
-    workers = options.workers
+    workers = options.workers if options.workers is not None else session.default_workers()
     if workers > 1 and not target.supports_concurrent_writers:
         notes.append(
             f"{target.name} allows one writer process: ran with 1 worker instead of {workers}"

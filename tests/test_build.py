@@ -215,7 +215,8 @@ def test_independent_branches_carry_on_unless_fail_fast(tmp_path: Path, target_u
         "main.c_fine": "success",
     }
     (tmp_path / "c_fine.sql").write_text("select 2 as n")
-    code, payload = build_json("--fail-fast", project=tmp_path, target=target_url)
+    # one worker: with more, c_fine may start alongside a_bad, before anything has failed
+    code, payload = build_json("--fail-fast", "--workers", "1", project=tmp_path, target=target_url)
     assert code == 1
     assert statuses(payload)["main.c_fine"] == "skipped"
 
@@ -408,7 +409,7 @@ def test_target_workers_is_validated(tmp_path: Path) -> None:
     (tmp_path / "dbluigi.toml").write_text("[target]\nworkers = 4\n")
     assert load_config(tmp_path).workers == 4
     (tmp_path / "dbluigi.toml").write_text("")
-    assert load_config(tmp_path).workers == 1
+    assert load_config(tmp_path).workers is None  # the target's default
 
 
 def test_human_summary_and_errors(tmp_path: Path, target_url: str) -> None:
@@ -449,6 +450,53 @@ def test_human_summary_when_a_root_fails_lists_the_first_skipped_only(
     table_rows = [line for line in output.splitlines() if "│" in line and "main." in line]
     assert len(table_rows) == 11  # the failure and the first ten skipped
     assert "50 more tasks" in output
+
+
+def test_default_workers_are_four_per_core_from_four_to_sixteen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dbluigi.targets import base
+
+    for cores, workers in ((1, 4), (2, 8), (3, 12), (4, 16), (64, 16)):
+        monkeypatch.setattr(base.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert base.machine_workers() == workers
+
+
+@pytest.mark.postgres
+def test_default_workers_on_postgres_come_from_the_machine(tmp_path: Path, pg_url: str) -> None:
+    from dbluigi.targets.base import machine_workers
+
+    count = 2 * machine_workers()
+    files = {
+        f"w{i}.sql": "select pg_backend_pid() as pid from (select pg_sleep(0.2)) as s"
+        for i in range(count)
+    }
+    write_project(tmp_path, files)
+    code, payload = build_json(project=tmp_path, target=pg_url)
+    assert code == 0, payload
+    assert not payload["notes"]
+    (workers,) = query(
+        pg_url, tmp_path, "select workers from dbluigi.runs where run_id = %s", [payload["run_id"]]
+    )[0]
+    # the machine's default, unless the server has few connections left (not so here)
+    assert workers == machine_workers()
+    sessions = " union ".join(f"select pid from main.w{i}" for i in range(count))
+    assert len(query(pg_url, tmp_path, sessions)) == workers  # that many sessions at once
+
+
+def test_duckdb_runs_one_worker_by_default_and_says_nothing(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    write_project(tmp_path, {"a.sql": "select 1 as id", "b.sql": "select 2 as id"})
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    assert code == 0 and not payload["notes"]
+    (workers,) = query(
+        duckdb_url,
+        tmp_path,
+        "select workers from dbluigi.runs where run_id = %s",
+        [payload["run_id"]],
+    )[0]
+    assert workers == 1
 
 
 def test_duckdb_with_workers_runs_one_and_says_so(tmp_path: Path, duckdb_url: str) -> None:

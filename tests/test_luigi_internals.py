@@ -29,7 +29,16 @@ def _parameters(func: object) -> list[str]:
 def test_scheduler_methods_and_signatures() -> None:
     scheduler = luigi.scheduler.Scheduler
     assert _parameters(scheduler.add_task)[:2] == ["self", "task_id"]
-    for name in ("status", "deps", "resources", "priority", "family", "params", "worker"):
+    for name in (
+        "status",
+        "deps",
+        "new_deps",
+        "resources",
+        "priority",
+        "family",
+        "params",
+        "worker",
+    ):
         assert name in _parameters(scheduler.add_task), name
     assert _parameters(scheduler.get_work)[:5] == [
         "self",
@@ -72,6 +81,13 @@ def test_scheduler_state_and_task_attributes() -> None:
     ):
         assert callable(getattr(state, name)), name
     assert _parameters(state.get_task)[:2] == ["task_id", "default"]
+    # FastScheduler wraps set_status, through which every status change goes
+    assert _parameters(luigi.scheduler.SimpleTaskState.set_status) == [
+        "self",
+        "task",
+        "new_status",
+        "config",
+    ]
     scheduler.add_task(worker="w", task_id="T_1", deps=["T_0"], resources={"r": 1}, priority=3)
     task = state.get_task("T_1")
     for name in ("id", "deps", "status", "priority", "workers", "resources", "family", "params"):

@@ -72,6 +72,55 @@ def test_fast_scheduler_hands_out_runnable_tasks_in_rank_order() -> None:
     assert reply["n_pending_tasks"] == 1
 
 
+def _finish(scheduler: FastScheduler, task_id: str) -> None:
+    """What the worker does with a task: take it, run it, report it done."""
+    assert scheduler.get_work(worker="w", current_tasks=[])["task_id"] == task_id
+    scheduler.add_task(worker="w", task_id=task_id, status=luigi.scheduler.DONE, new_deps=[])
+
+
+def test_fast_scheduler_runs_the_root_once_after_its_last_dependency() -> None:
+    models = [f"m{i:03d}" for i in range(300)]
+    tasks = {m: [] for m in models} | {"root": models}
+    scheduler = _scheduler_with(tasks)
+    walked = 0
+    schedulable = scheduler._schedulable
+
+    def counting(task: object) -> bool:
+        nonlocal walked
+        walked += len(task.deps)  # type: ignore[attr-defined]
+        return schedulable(task)
+
+    scheduler._schedulable = counting  # type: ignore[method-assign]
+    for model in models:
+        _finish(scheduler, model)
+    # the root is handed out once, when its last dependency is done; its dependencies
+    # are walked then, not after each of the 300 (which made large runs quadratic)
+    _finish(scheduler, "root")
+    assert scheduler.get_work(worker="w", current_tasks=[])["task_id"] is None
+    assert walked == len(models)
+
+
+def test_fast_scheduler_waits_for_dependencies_found_while_running() -> None:
+    scheduler = _scheduler_with({"a": [], "p": []})
+    assert scheduler.get_work(worker="w")["task_id"] == "a"
+    # a yields dynamic dependencies (a partitioned model's values): it waits for them
+    scheduler.add_task(worker="w", task_id="a", status=luigi.scheduler.PENDING, new_deps=["x"])
+    scheduler.add_task(worker="w", task_id="x", status=luigi.scheduler.PENDING, deps=["p"])
+    _finish(scheduler, "p")
+    _finish(scheduler, "x")
+    _finish(scheduler, "a")
+
+
+def test_fast_scheduler_waits_again_for_a_dependency_no_longer_done() -> None:
+    scheduler = _scheduler_with({"a": [], "b": [], "c": ["a", "b"]})
+    _finish(scheduler, "a")
+    assert scheduler.get_work(worker="w", current_tasks=[])["task_id"] == "b"
+    scheduler._state.set_status(scheduler._state.get_task("a"), luigi.scheduler.PENDING)
+    scheduler.add_task(worker="w", task_id="b", status=luigi.scheduler.DONE)
+    _finish(scheduler, "a")  # not c: a is to run again
+    _finish(scheduler, "c")
+
+
 def test_fast_scheduler_respects_resources() -> None:
     scheduler = FastScheduler(resources={"db": 1})
     for task_id in ("x", "y"):

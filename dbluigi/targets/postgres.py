@@ -176,6 +176,13 @@ SELECT
      WHERE n.nspname = %s AND c.relname = %s)
 """
 
+# connection slots not yet taken by client sessions, outside those kept for superusers
+_FREE_CONNECTIONS_SQL = """
+SELECT current_setting('max_connections')::int
+     - current_setting('superuser_reserved_connections')::int
+     - (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend')::int
+"""
+
 
 @dataclass(frozen=True)
 class PostgresTarget(Target):
@@ -370,6 +377,13 @@ class PostgresSession(Session):
         else:
             rows = self.query(_RELATIONS_SQL + " AND n.nspname = %s", (schema,)).rows
         return {(row[0], row[1]) for row in rows}
+
+    def default_workers(self) -> int:
+        """The machine's default (``base.machine_workers``), but at most half the
+        connections the server has left for ordinary users: a build never crowds others
+        out of a small or busy server."""
+        free = self.query(_FREE_CONNECTIONS_SQL, ()).rows[0][0]
+        return max(1, min(super().default_workers(), free // 2))
 
     def catalog(self) -> Catalog:
         rows = self.query(_CATALOG_SQL, ()).rows

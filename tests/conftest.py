@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -162,3 +164,34 @@ def retry_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waits: list[float] = []
     monkeypatch.setattr("dbluigi.runner._sleep", waits.append)
     return waits
+
+
+FORK_CHILD = "DBLUIGI_TEST_FORK_CHILD"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A test marked ``forks`` needs a process with no other thread (``dbluigi.forked``
+    never forks one that has threads). Once earlier tests have started threads (DuckDB,
+    luigi), it runs alone in a fresh pytest process, and must pass there."""
+    if pyfuncitem.get_closest_marker("forks") is None:
+        return None
+    from dbluigi import forked
+
+    if forked.available():
+        return None
+    if os.environ.get(FORK_CHILD):
+        pytest.fail("forked workers are not available even in a fresh process")
+    if not sys.platform.startswith("linux") or forked.cores() < 2:
+        pytest.skip("forked workers need Linux and two cores")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", pyfuncitem.nodeid],
+        env={**os.environ, FORK_CHILD: "1"},
+        cwd=pyfuncitem.config.rootpath,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "\n1 passed" in output, output
+    return True

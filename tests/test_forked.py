@@ -8,13 +8,7 @@ import pytest
 
 from dbluigi import forked
 
-pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(autouse=True)
-def _needs_fork() -> None:
-    if not forked.available():
-        pytest.skip("forked workers need Linux, two cores and a single-threaded process")
+pytestmark = [pytest.mark.unit, pytest.mark.forks]  # run alone when threads exist (conftest)
 
 
 def test_results_come_in_order_from_the_children() -> None:

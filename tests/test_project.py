@@ -553,8 +553,6 @@ def _layers(count: int) -> dict[str, str | bytes]:
 def _spy_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     from dbluigi import forked
 
-    if not forked.available():
-        pytest.skip("forked workers need Linux, two cores and a single-threaded process")
     counts: list[int] = []
     spread = forked.map_ranges
 
@@ -566,6 +564,7 @@ def _spy_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return counts
 
 
+@pytest.mark.forks
 def test_a_cold_load_on_all_cores_is_the_sequential_load(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -590,6 +589,7 @@ def test_a_cold_load_on_all_cores_is_the_sequential_load(
     assert len(forks) == 1
 
 
+@pytest.mark.forks
 def test_a_cold_load_on_all_cores_raises_the_first_error_in_file_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -624,6 +624,7 @@ def test_a_cold_load_on_all_cores_raises_the_first_error_in_file_order(
     assert len(forks) == 3
 
 
+@pytest.mark.forks
 def test_files_a_dead_worker_left_are_loaded_by_the_parent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

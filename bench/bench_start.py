@@ -42,7 +42,8 @@ def timed(command: list[str], tree: Path | None) -> float:
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
     started = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    # run from the tree: ``python -m`` puts the working folder first on sys.path
+    subprocess.run(command, env=env, cwd=tree or ROOT, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 

@@ -7,6 +7,7 @@ script checking the version pays for Python's start alone; every other command l
 
 from __future__ import annotations
 
+import gc
 import sys
 
 
@@ -16,6 +17,11 @@ def main() -> None:
 
         print(f"dbluigi {__version__}")
         return
+    # A project of 10,000 models is a few hundred thousand small objects that live for the
+    # whole command: collecting the youngest generation every 700 allocations (Python's
+    # default) rescans them for nothing, 10% of a `plan` of 10,000 models. Cyclic garbage
+    # is still collected, every 100,000 allocations; peak memory does not change.
+    gc.set_threshold(100_000, 50, 100)
     from dbluigi.cli import main as run
 
     run()

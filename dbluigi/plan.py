@@ -173,6 +173,8 @@ def input_file_hashes(project: Project, model: Model) -> tuple[tuple[str, str], 
         model,
         *(project.models[m] for m in project.chains.modifiers.get(model.relation, ())),
     )
+    if not any(member.header.inputs for member in members):
+        return ()
     paths = sorted({path for member in members for path in project.input_files(member)})
     hashes = []
     for path in paths:

@@ -30,8 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg2
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_versions import fresh_database
+from bench_versions import PG, fresh_database
 from genproject import layered
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +116,12 @@ def main() -> None:
                 line += f"; base {summary(runs['base'])}; paired ratio {ratio:.2f}x"
             print(line, flush=True)
     finally:
+        admin = psycopg2.connect(PG)
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            for name in ("dbluigi_bench_start_noop", "dbluigi_bench_start_plan"):
+                cursor.execute(f'drop database if exists "{name}"')
+        admin.close()
         if "base" in trees:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(trees["base"])],

@@ -109,11 +109,17 @@ class FileHashes:
         self.folder = folder
         self._old: dict[tuple[str, int, int, int, int], str] = {}
         self._used: dict[tuple[str, int, int, int, int], str] = {}  # since the last save
+        self._looked: dict[tuple[str, int, int, int, int], int] = {}  # when, before its stat
         with contextlib.suppress(OSError, ValueError, TypeError):
             data = json.loads((folder / HASHES_FILE).read_text(encoding="utf-8"))
-            self._old = {(p, s, m, c, i): h for p, s, m, c, i, h in data}
+            self._old = {
+                (p, s, m, c, i): h
+                for p, s, m, c, i, h in data
+                if isinstance(h, str) and isinstance(p, str)
+            }
 
     def hash(self, path: Path) -> str:
+        looked = time.time_ns()
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
         found = self._used.get(key) or self._old.get(key)
@@ -123,21 +129,32 @@ class FileHashes:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
             found = h.hexdigest()
+            self._looked[key] = looked
         self._used[key] = found
         return found
 
     def save(self) -> None:
-        """Write the hashes used since the last save of files that have stood still long
-        enough (entries of files gone or changed are dropped), atomically."""
-        if self._used.keys() == self._old.keys():
+        """Store the hashes used since the last save of files that had stood still long
+        enough when they were read, and keep the stored ones of files not looked at
+        (a build of a few models keeps the others' hashes); entries of files gone or
+        changed are dropped. Atomic; a read-only project just skips it."""
+        if not self._looked and self._used.keys() <= self._old.keys():
             self._used = {}
             return
-        settled = time.time_ns() - RACY_NS
-        kept = {key: h for key, h in self._used.items() if max(key[2], key[3]) < settled}
+        used_paths = {key[0] for key in self._used}
+        kept = {
+            key: h
+            for key, h in self._old.items()
+            if key[0] not in used_paths and os.path.exists(key[0])
+        }
+        for key, h in self._used.items():
+            looked = self._looked.get(key)
+            if looked is None or max(key[2], key[3]) < looked - RACY_NS:
+                kept[key] = h
         with contextlib.suppress(OSError):
             self.folder.mkdir(parents=True, exist_ok=True)
             tmp = self.folder / f".{HASHES_FILE}.{os.getpid()}"
             entries = [[*key, h] for key, h in kept.items()]
             tmp.write_text(json.dumps(entries, separators=(",", ":")), encoding="utf-8")
             os.replace(tmp, self.folder / HASHES_FILE)
-        self._old, self._used = kept, {}
+        self._old, self._used, self._looked = kept, {}, {}

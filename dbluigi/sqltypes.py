@@ -115,6 +115,8 @@ class SqlInfo:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SqlInfo:
         """The ``SqlInfo`` of ``to_json``; a KeyError for data of another shape."""
+        if not isinstance(data, dict):
+            raise TypeError(f"not a parse-cache entry: {type(data).__name__}")
         refs = _REFS
         fields: dict[str, Any] = {}
         for field in _REF_FIELDS:

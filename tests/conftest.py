@@ -185,7 +185,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not sys.platform.startswith("linux") or forked.cores() < 2:
         pytest.skip("forked workers need Linux and two cores")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", pyfuncitem.nodeid],
+        [sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", pyfuncitem.nodeid],
         env={**os.environ, FORK_CHILD: "1"},
         cwd=pyfuncitem.config.rootpath,
         capture_output=True,
@@ -193,5 +193,5 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         timeout=600,
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 0 and "\n1 passed" in output, output
+    assert result.returncode == 0 and f"PASSED {pyfuncitem.nodeid}" in output, output
     return True

@@ -97,9 +97,11 @@ def test_file_hashes_are_kept_across_processes_and_never_stale(
     assert FileHashes(folder).hash(seed) == hashlib.sha256(b"id\n2\n").hexdigest()
 
 
-def test_file_hashes_of_files_no_longer_used_are_dropped(
+def test_file_hashes_of_files_not_looked_at_are_kept_until_they_go(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A build of a few models keeps the stored hashes of the others' files; the entries
+    of a file deleted or changed since are dropped."""
     folder = tmp_path / "cache"
     files = [tmp_path / f"f{i}.csv" for i in range(3)]
     for i, f in enumerate(files):
@@ -109,8 +111,34 @@ def test_file_hashes_of_files_no_longer_used_are_dropped(
     for f in files:
         hashes.hash(f)
     hashes.save()
-    assert len(json.loads((folder / HASHES_FILE).read_text())) == 3
+
+    def stored() -> list[str]:
+        return sorted(e[0] for e in json.loads((folder / HASHES_FILE).read_text()))
+
+    assert stored() == sorted(map(str, files))
     hashes = FileHashes(folder)
     hashes.hash(files[0])
     hashes.save()
-    assert [e[0] for e in json.loads((folder / HASHES_FILE).read_text())] == [str(files[0])]
+    assert stored() == sorted(map(str, files))  # the other two were not looked at: kept
+
+    files[1].unlink()
+    files[0].write_text("x\nchanged\n")
+    hashes = FileHashes(folder)
+    assert hashes.hash(files[0]) == hashlib.sha256(b"x\nchanged\n").hexdigest()
+    hashes.save()
+    entries = json.loads((folder / HASHES_FILE).read_text())
+    assert sorted(e[0] for e in entries) == [str(files[0]), str(files[2])]
+    assert len(entries) == 2  # the old entry of the changed file is gone
+
+
+def test_a_corrupted_parse_cache_entry_is_a_miss(tmp_path: Path) -> None:
+    cache = SqlInfoCache(tmp_path)
+    key_text = "select 1 as id"
+    cache.analyze(key_text, dialect="duckdb", path="m.sql")
+    cache.save()
+    data = json.loads((tmp_path / CACHE_FILE).read_text())
+    for bad in ([], "x", 5, {"statements": "nope"}):
+        (tmp_path / CACHE_FILE).write_text(json.dumps({k: bad for k in data}))
+        again = SqlInfoCache(tmp_path)
+        assert again.analyze(key_text, dialect="duckdb", path="m.sql").is_query
+        assert again.misses == 1

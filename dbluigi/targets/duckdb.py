@@ -119,7 +119,8 @@ SELECT DISTINCT schema_name, table_name FROM duckdb_indexes()
 WHERE database_name = current_database()
 """
 # Statements that cannot change which relations exist, or their indexes: anything else
-# run by the user's SQL makes a session forget its mirror of the catalog.
+# run by the user's SQL makes a session forget its mirror of the catalog (EXPLAIN is not
+# one: EXPLAIN ANALYZE runs the statement it explains).
 _CATALOG_SAFE = frozenset(
     {
         duckdb.StatementType.SELECT,
@@ -127,7 +128,6 @@ _CATALOG_SAFE = frozenset(
         duckdb.StatementType.UPDATE,
         duckdb.StatementType.DELETE,
         duckdb.StatementType.MERGE_INTO,
-        duckdb.StatementType.EXPLAIN,
         duckdb.StatementType.COPY,
         duckdb.StatementType.ANALYZE,
         duckdb.StatementType.VARIABLE_SET,

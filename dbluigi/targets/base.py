@@ -22,14 +22,17 @@ import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from dbluigi.errors import FailureClass, TaskError
 from dbluigi.lazy import exp
 from dbluigi.names import index_name
+
+_R = TypeVar("_R")
 
 PORTABLE_TYPES = (
     "bigint",
@@ -424,6 +427,30 @@ class Session(ABC):
         with the guess while ``typing`` runs in another thread, and loads again when the
         types turn out otherwise; this one types first, then loads."""
         return self.load_csv(schema, name, path, typing())
+
+    def _load_while_typing(
+        self,
+        load: Callable[[], _R],
+        typing: Callable[[], Sequence[Column]],
+        refused: type[Exception],
+    ) -> tuple[_R | None, Exception | None, tuple[Column, ...]]:
+        """Run ``load`` here while ``typing`` runs in a thread (the database and DuckDB's
+        typing both let go of the GIL): what ``load`` returned, the error of type
+        ``refused`` it raised instead (maybe a value the guess did not expect), and the
+        types. A timeout or a lost connection is raised at once, without waiting for the
+        typing: the task is over."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix="dbluigi-typing")
+        try:
+            typed = pool.submit(typing)
+            try:
+                result = load()
+            except refused as exc:
+                if self.classify(exc) == "timeout" or self.connection_lost:
+                    raise
+                return None, exc, tuple(typed.result())
+            return result, None, tuple(typed.result())
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     @abstractmethod
     def load_rows(

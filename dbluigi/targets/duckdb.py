@@ -26,7 +26,6 @@ import re
 import string
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import islice
@@ -665,22 +664,14 @@ class DuckDBSession(Session):
         ``typing`` gave, as ``load_csv`` would load it."""
         guess = tuple(guess)
         with self._atomic():
-            pool = ThreadPoolExecutor(1, thread_name_prefix="dbluigi-typing")
-            try:
-                typed = pool.submit(typing)
-                failure: duckdb.Error | None = None
-                rows, rejected = 0, True
-                try:
-                    rows, rejected = self._load_csv_setting_aside(schema, name, path, guess)
-                except duckdb.Error as exc:
-                    if self.classify(exc) == "timeout":
-                        raise  # without waiting for the typing: the task is over
-                    failure = exc
-                columns = tuple(typed.result())
-            finally:
-                pool.shutdown(wait=False, cancel_futures=True)
+            loaded, failure, columns = self._load_while_typing(
+                lambda: self._load_csv_setting_aside(schema, name, path, guess),
+                typing,
+                duckdb.Error,
+            )
             if failure is not None:  # the transaction is aborted: nothing more can run
                 raise failure
+            rows, rejected = loaded or (0, True)
             if columns == guess and not rejected:
                 return rows
             self.execute(self._sql(exp.Drop(tables=[table_expr(schema, name)], kind="TABLE")))

@@ -17,7 +17,6 @@ import io
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -661,26 +660,17 @@ class PostgresSession(Session):
         succeeds proves nothing of the types: PostgreSQL takes ``007`` as a bigint, ``1e5``
         as a numeric and ``yes`` as a boolean, so only ``typing`` decides."""
         guess = tuple(guess)
+
+        def load() -> int:
+            self.defer([("SAVEPOINT dbluigi_load", None)])  # travels with CREATE TABLE
+            return self.load_csv(schema, name, path, guess)
+
         with self._atomic():
-            pool = ThreadPoolExecutor(1, thread_name_prefix="dbluigi-typing")
-            try:
-                typed = pool.submit(typing)
-                self.defer([("SAVEPOINT dbluigi_load", None)])  # travels with CREATE TABLE
-                failure: psycopg2.Error | None = None
-                rows = 0
-                try:
-                    rows = self.load_csv(schema, name, path, guess)
-                except psycopg2.Error as exc:
-                    if self.classify(exc) == "timeout" or self._connection.closed:
-                        raise  # without waiting for the typing: the task is over
-                    failure = exc  # maybe a value the guess did not expect
-                columns = tuple(typed.result())
-            finally:
-                pool.shutdown(wait=False, cancel_futures=True)
+            rows, failure, columns = self._load_while_typing(load, typing, psycopg2.Error)
             if columns == guess:
                 if failure is not None:  # the same load again would fail the same way
                     raise failure
-                return rows
+                return rows or 0
             self.execute("ROLLBACK TO SAVEPOINT dbluigi_load")
             self._failed_in_transaction = False
             return self.load_csv(schema, name, path, columns)

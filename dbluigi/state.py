@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import socket
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from dbluigi.names import STATE_SCHEMA
 from dbluigi.targets.base import Session
 
 SCHEMA = STATE_SCHEMA
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry migrates from the previous version; never edit a released one, append.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -56,6 +57,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "alter table dbluigi.models add column if not exists watermark varchar",
         """create table if not exists dbluigi.inputs (
             relation varchar primary key, version varchar, read_at timestamp)""",
+    ),
+    (  # 3: which worker ran each attempt (the docs site's run timeline groups by it)
+        "alter table dbluigi.task_runs add column if not exists worker varchar",
     ),
 )
 
@@ -96,6 +100,7 @@ STATE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("checks", "varchar"),
         ("watermark_from", "varchar"),
         ("watermark_to", "varchar"),
+        ("worker", "varchar"),
     ),
     "models": (
         ("model", "varchar"),
@@ -190,6 +195,7 @@ class TaskRecord:
     checks: tuple[CheckResult, ...] = field(default=())
     watermark_from: str | None = None  # incremental: the watermark the run started from
     watermark_to: str | None = None  # and the one it reached
+    worker: str = field(default_factory=lambda: this_worker())  # host, process and thread
 
 
 @dataclass(frozen=True)
@@ -261,6 +267,14 @@ class RunRecord(NamedTuple):
     hostname: str | None
     pid: int | None
     workers: int | None
+
+
+def this_worker() -> str:
+    """Who runs the task being recorded: host, process and luigi worker thread."""
+    return f"{_HOST}:{os.getpid()}/{threading.current_thread().name}"
+
+
+_HOST = socket.gethostname()
 
 
 def new_run_id() -> str:
@@ -604,9 +618,8 @@ class StateStore:
 
     def task_records(self, run_id: str) -> list[TaskRecord]:
         rows = self.session.query(
-            "select run_id, model, status, started_at, duration_s, attempt, partition_key, failure_class, "
-            "error, path, line, reason, rows_affected, fingerprint, build_id, explain_cost, checks, "
-            "watermark_from, watermark_to from dbluigi.task_runs where run_id = %s order by started_at, model, attempt",
+            f"select {_RECORD_COLUMNS} from dbluigi.task_runs where run_id = %s "
+            "order by started_at, model, attempt",
             [run_id],
         ).rows
         return [_record(r) for r in rows]
@@ -654,12 +667,33 @@ class StateStore:
         if model is not None:
             where, params = "where model = %s", [model]
         rows = self.session.query(
-            "select run_id, model, status, started_at, duration_s, attempt, partition_key, failure_class, "
-            "error, path, line, reason, rows_affected, fingerprint, build_id, explain_cost, checks, "
-            f"watermark_from, watermark_to from dbluigi.task_runs {where} order by started_at desc, model limit %s",
+            f"select {_RECORD_COLUMNS} from dbluigi.task_runs {where} "
+            "order by started_at desc, model limit %s",
             [*params, last],
         ).rows
         return [_record(r) for r in rows]
+
+    def latest_attempts(self, *, per_model: int) -> dict[str, list[TaskRecord]]:
+        """Each model's latest ``per_model`` task attempts, newest first, in one query."""
+        rows = self.session.query(
+            f"select {_RECORD_COLUMNS} from (select *, row_number() over (partition by model "
+            "order by started_at desc, attempt desc) as n from dbluigi.task_runs) t "
+            "where n <= %s order by model, started_at desc, attempt desc",
+            [per_model],
+        ).rows
+        found: dict[str, list[TaskRecord]] = {}
+        for row in rows:
+            record = _record(row)
+            found.setdefault(record.model, []).append(record)
+        return found
+
+
+# a TaskRecord as selected from ``task_runs`` (``_record`` reads it)
+_RECORD_COLUMNS = (
+    "run_id, model, status, started_at, duration_s, attempt, partition_key, failure_class, "
+    "error, path, line, reason, rows_affected, fingerprint, build_id, explain_cost, checks, "
+    "watermark_from, watermark_to, worker"
+)
 
 
 def _columns_of(table: str) -> str:
@@ -721,7 +755,7 @@ _UPDATE_MODEL = (
 
 _INSERT_TASK_RUN = (
     f"insert into dbluigi.task_runs {_columns_of('task_runs')} values "
-    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -746,6 +780,7 @@ def _task_run_values(r: TaskRecord) -> list[Any]:
         json.dumps([c.to_json() for c in r.checks]),
         r.watermark_from,
         r.watermark_to,
+        r.worker,
     ]
 
 
@@ -776,4 +811,5 @@ def _record(r: Sequence[Any]) -> TaskRecord:
         checks=checks,
         watermark_from=r[17],
         watermark_to=r[18],
+        worker=r[19] or "",
     )

@@ -675,6 +675,23 @@ class Session(ABC):
         select = exp.select(exp.Star()).from_(table_expr(schema, name)).limit(0)
         return self.query(self._sql(select)).columns
 
+    def column_types(self, schemas: Sequence[str]) -> dict[str, tuple[tuple[str, str], ...]]:
+        """The columns of every relation in ``schemas`` with their types, in order, as
+        ``{"schema.name": ((column, type), ...)}``: one catalog query."""
+        if not schemas:
+            return {}
+        marks = ", ".join(["%s"] * len(schemas))
+        rows = self.query(
+            "select table_schema, table_name, column_name, data_type "
+            "from information_schema.columns where table_catalog = current_database() "
+            f"and table_schema in ({marks}) order by table_schema, table_name, ordinal_position",
+            list(schemas),
+        ).rows
+        found: dict[str, list[tuple[str, str]]] = {}
+        for schema, name, column, data_type in rows:
+            found.setdefault(f"{schema}.{name}", []).append((str(column), str(data_type)))
+        return {relation: tuple(columns) for relation, columns in found.items()}
+
     # -- incremental models and dumps ---------------------------------------------------
 
     def ensure_indexes(self, schema: str, name: str, indexes: Sequence[IndexLike]) -> None:

@@ -237,7 +237,8 @@ def lineage(
     target: TargetOpt = None,
     var: VarOpt = None,
 ) -> None:
-    """Show the dependency graph; a selector without + shows its whole lineage."""
+    """Show the dependency graph; a selector without + shows its whole lineage.
+    MODEL.COLUMN shows where a column comes from, across models (text or json)."""
     with _errors():
         if fmt not in FORMATS:
             raise UsageError(
@@ -245,11 +246,88 @@ def lineage(
                 hint="for example --format mermaid",
             )
         proj = _load(project, target, var)
+        column = _column_selector(proj, selectors or []) if not exclude else None
+        if column is not None:
+            text = _column_lineage(proj, *column, fmt)
+            typer.echo(text)
+            return
         # a selector without +: its whole lineage, upstream and downstream
         wanted = [s if "+" in s else f"+{s}+" for s in selectors or ()]
         models = select(proj, wanted, exclude or ()) if selectors or exclude else None
         text = render_lineage(proj, models, fmt)
     typer.echo(text)
+
+
+def _column_selector(proj: Project, selectors: list[str]) -> tuple[str, str] | None:
+    """(model, column) when the one selector is ``schema.table.column`` or
+    ``table.column`` naming a model and a column; a selector naming a model stays one."""
+    if len(selectors) != 1 or re.search(r"[+@:*,\s]", selectors[0]):
+        return None
+    selector = selectors[0]
+    if _model_named(proj, selector) is not None:
+        return None
+    head, _, column = selector.rpartition(".")
+    relation = _model_named(proj, head) if head and column else None
+    return (relation, column) if relation else None
+
+
+def _model_named(proj: Project, name: str) -> str | None:
+    if name in proj.models:
+        return name
+    found = [r for r, m in proj.models.items() if m.name == name]
+    return found[0] if len(found) == 1 else None
+
+
+def _column_lineage(proj: Project, relation: str, column: str, fmt: str) -> str:
+    """``lineage MODEL.COLUMN``: the column's upstream tree, with the target's published
+    columns of the relations upstream when the target can be read without building."""
+    from dbluigi.columns import FORMATS as COLUMN_FORMATS
+    from dbluigi.columns import render_trace, trace
+
+    if fmt not in COLUMN_FORMATS:
+        raise UsageError(
+            f"--format {fmt!r} does not show a column's lineage; use {' or '.join(COLUMN_FORMATS)}",
+            hint=f"dbluigi lineage {relation}.{column} --format json",
+        )
+    known, unread = _published_columns(proj, relation)
+    found = trace(proj, relation, column, known)
+    if not any(node.kind == "source" for node in found.walk()):
+        unread = None  # no relation upstream needs the target to know its columns
+    if fmt == "json":
+        payload = {"column": found.to_json(), "target_read": unread is None, "note": unread}
+        return json.dumps(payload, indent=2)
+    text = render_trace(found, fmt)
+    return text if unread is None else f"{text}\n({unread})"
+
+
+def _published_columns(
+    proj: Project, relation: str
+) -> tuple[dict[str, tuple[str, ...]], str | None]:
+    """The published columns of ``relation`` and everything upstream of it, read from the
+    target when it exists (nothing is created, built or locked), and None; else nothing
+    and why the columns of sources are unknown."""
+    from dbluigi.columns import upstream_of
+    from dbluigi.targets import open_target
+    from dbluigi.targets.duckdb import DuckDBTarget
+
+    upstream = upstream_of(proj, relation)
+    tgt = open_target(proj.config.target_url, project_dir=proj.root)
+    if isinstance(tgt, DuckDBTarget) and not tgt.path.exists():
+        return {}, "the target was not built yet: the columns of sources are unknown"
+    known: dict[str, tuple[str, ...]] = {}
+    try:
+        session = tgt.connect()
+    except Exception:  # any driver's error: the lineage is the project's, the target an extra
+        return {}, "the target cannot be read: the columns of sources are unknown"
+    try:
+        present = session.relations()
+        for name in sorted(upstream):
+            schema, _, table = name.partition(".")
+            if (schema, table) in present:
+                known[name] = session.columns(schema, table)
+    finally:
+        session.close()
+    return known, None
 
 
 @app.command()

@@ -331,6 +331,75 @@ def _published_columns(
 
 
 @app.command()
+def docs(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="The folder to write the site into (its index.html at the root). "
+            "[default: .dbluigi/docs in the project]",
+            show_default=False,
+        ),
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Serve the site on 127.0.0.1 once written.")
+    ] = False,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="The port --serve listens on (0: any).")
+    ] = 8080,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+) -> None:
+    """Write a static docs site: the lineage graph, a page per model (SQL, columns and
+    where they come from, checks, last builds) and reports of the latest runs."""
+    from dbluigi.docs import build_docs
+
+    with _errors():
+        proj, unset = _load_unset_vars(project, target, var)
+        folder = out if out is not None else proj.root / ".dbluigi" / "docs"
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"--out {folder} is a file", hint="name a folder")
+        index, note = build_docs(proj, folder)
+    if unset:
+        err_console.print(
+            "[yellow]note:[/] variables without a value are shown by name: "
+            + _escape(", ".join(sorted(unset))),
+            highlight=False,
+        )
+    if note:
+        err_console.print(f"[yellow]structure only:[/] {_escape(note)}", highlight=False)
+    console.print(f"wrote {_escape(str(index))}", highlight=False)
+    if serve:
+        _serve(folder, port)
+
+
+def _serve(folder: Path, port: int) -> None:
+    """Serve ``folder`` on 127.0.0.1 until interrupted."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] --port {port}: {_escape(exc.strerror or str(exc))}")
+        raise typer.Exit(ERROR_EXIT) from None
+    console.print(f"serving http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command()
 def plan(
     selectors: SelectorArg = None,
     exclude: ExcludeOpt = None,

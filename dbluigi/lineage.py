@@ -1,4 +1,5 @@
-"""Render the graph for people and tools: text tree, Mermaid, Graphviz dot, JSON."""
+"""Render the graph for people and tools: text tree, Mermaid, Graphviz dot, JSON, and an
+interactive HTML page (``dbluigi.docs``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterable
 from dbluigi.graph import Edge
 from dbluigi.project import Project
 
-FORMATS = ("text", "mermaid", "dot", "json")
+FORMATS = ("text", "mermaid", "dot", "json", "html")
 
 
 def subgraph(project: Project, models: Iterable[str] | None = None) -> tuple[list[str], list[Edge]]:
@@ -22,6 +23,10 @@ def subgraph(project: Project, models: Iterable[str] | None = None) -> tuple[lis
 
 
 def render_lineage(project: Project, models: Iterable[str] | None = None, fmt: str = "text") -> str:
+    if fmt == "html":
+        from dbluigi.docs import lineage_html
+
+        return lineage_html(project, models)
     nodes, edges = subgraph(project, models)
     renderer = {"text": _text, "mermaid": _mermaid, "dot": _dot, "json": _json}[fmt]
     return renderer(project, nodes, edges)

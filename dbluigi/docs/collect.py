@@ -295,7 +295,7 @@ def _attempt(r: TaskRecord) -> dict[str, Any]:
         "partition": r.partition,
         "attempt": r.attempt,
         "status": r.status,
-        "started_at": _when(r.started_at),
+        "started_at": _when(r.started_at, precise=True),
         "duration_s": r.duration_s,
         "rows": r.rows,
         "failure_class": r.failure_class,
@@ -323,9 +323,11 @@ def _run(r: RunTasks) -> dict[str, Any]:
     }
 
 
-def _when(value: object) -> str | None:
+def _when(value: object, *, precise: bool = False) -> str | None:
+    """A time as the page shows it (UTC, as recorded); ``precise`` keeps milliseconds,
+    which the run timeline places bars by."""
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds")
+        return value.isoformat(sep=" ", timespec="milliseconds" if precise else "seconds")
     return str(value)

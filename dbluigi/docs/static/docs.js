@@ -37,6 +37,12 @@
     }
     return el;
   }
+  function put(el, ...kids) { // append, leaving out absent parts (null, undefined, false)
+    for (const kid of kids.flat()) {
+      if (kid !== null && kid !== undefined && kid !== false) el.append(kid);
+    }
+    return el;
+  }
   function s(tag, attrs) {
     const el = document.createElementNS(NS, tag);
     for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
@@ -68,10 +74,10 @@
     const meta = h("span", { class: "meta" },
       `${D.project.name} · ${D.nodes.length} nodes · target ${D.project.target} · ` +
       `dbluigi ${D.project.dbluigi} · ${D.project.generated_at}`);
-    root.replaceChildren(
+    const note = D.note ? h("div", { class: "note", id: "state-note" }, "Structure only: " + D.note) : null;
+    root.replaceChildren(...[
       h("header", { class: "top" }, h("span", { class: "brand" }, "dbluigi"), nav, meta),
-      D.note ? h("div", { class: "note", id: "state-note" }, "Structure only: " + D.note) : null,
-      h("main", {}, body));
+      note, h("main", {}, body)].filter(Boolean));
   }
 
   // -- the lineage graph ---------------------------------------------------------------
@@ -131,11 +137,11 @@
 
     function apply() { viewport.setAttribute("transform", `translate(${st.x},${st.y}) scale(${st.k})`); }
     function fit() {
-      const box = svg.getBoundingClientRect();
+      // the whole graph in view, right of the search panel
+      const box = svg.getBoundingClientRect(), left = box.width > 900 ? 350 : 20;
       const maxX = Math.max(...D.nodes.map((n) => n.x)) + NODE_W, maxY = Math.max(...D.nodes.map((n) => n.y)) + NODE_H;
-      const k = Math.min((box.width - 80) / Math.max(maxX, 1), (box.height - 80) / Math.max(maxY, 1), 1.5);
-      st.k = Math.max(k, 0.02); st.x = 40 + (box.width - 80 - maxX * st.k) / 2; st.y = 40;
-      if (box.width > 720 && maxX * st.k < box.width - 720) st.x = 360;
+      const k = Math.min((box.width - left - 20) / Math.max(maxX, 1), (box.height - 40) / Math.max(maxY, 1), 1.2);
+      st.k = Math.max(k, 0.02); st.x = left; st.y = 20;
       apply();
     }
     function zoomBy(f, cx, cy) {
@@ -205,7 +211,7 @@
       const n = byId.get(id), page = D.models ? D.models[id] : null;
       const up = closure(id, parents), down = closure(id, children);
       side.hidden = false;
-      side.replaceChildren(
+      side.replaceChildren(); put(side, 
         h("h3", {}, id),
         h("p", {}, badge(n.kind), statusBadge(n.status)),
         n.file ? h("p", { class: "muted" }, n.file) : null,
@@ -272,14 +278,14 @@
     }
     const last = page.builds[0];
     const body = h("div", { class: "page", id: "model-page", "data-id": id });
-    body.append(
+    put(body, 
       h("p", {}, h("a", { href: "#/" }, "← lineage")),
       h("h1", {}, id),
       h("p", {}, badge(n.kind), statusBadge(n.status), n.file ? h("code", {}, n.file) : null,
         ...n.tags.map((t) => badge("tag:" + t))),
       page.description ? h("p", { class: "description" }, page.description) : null);
     if (page.state) {
-      body.append(h("p", { class: "muted" }, `published ${page.state.built_at || "?"}` +
+      put(body, h("p", { class: "muted" }, `published ${page.state.built_at || "?"}` +
         (page.state.rows !== null && page.state.rows !== undefined ? `, ${page.state.rows} rows` : "") +
         (page.state.watermark ? `, watermark ${page.state.watermark}` : "")));
     }
@@ -294,7 +300,7 @@
       if (column && c.name === column) tr.classList.add("hl");
       return tr;
     });
-    body.append(...section("Columns",
+    put(body, ...section("Columns",
       page.columns_note ? h("p", { class: "muted" }, page.columns_note) : null,
       colRows.length ? table(["column", "type", "comes from"], colRows, { id: "columns" })
         : h("p", { class: "muted" }, "No columns known: not published in the target, and not traceable from the SQL.")));
@@ -306,7 +312,7 @@
         h("td", {}, c.last ? statusBadge(c.last.status) : h("span", { class: "muted" }, "no result yet")),
         h("td", {}, c.last && c.last.detail ? h("pre", { class: "error" }, c.last.detail) : "",
           c.kind !== "header" && c.text ? h("details", {}, h("summary", {}, "SQL"), h("pre", {}, c.text)) : null)));
-      body.append(...section("Checks", table(["kind", "check", "gates", "last result", "detail"], rows, { id: "checks" })));
+      put(body, ...section("Checks", table(["kind", "check", "gates", "last result", "detail"], rows, { id: "checks" })));
     }
     // builds
     const buildRows = page.builds.map((b) => h("tr", { class: "build" },
@@ -317,26 +323,26 @@
       h("td", {}, b.partition || ""),
       h("td", {}, b.watermark_from || b.watermark_to ? `${b.watermark_from || ""} → ${b.watermark_to || ""}` : ""),
       h("td", {}, b.error ? h("pre", { class: "error" }, b.error) : (b.reason || ""))));
-    body.append(...section("Last builds", buildRows.length
+    put(body, ...section("Last builds", buildRows.length
       ? table(["run", "started", "duration", "rows", "status", "class", "partition", "watermarks", "error / why"], buildRows, { id: "builds" })
       : h("p", { class: "muted", id: "builds" }, D.recorded ? "Never built in this target." : "Not known: the target's state was not read.")));
     // neighbours and writes
     const list = (ids) => ids.length ? h("ul", { class: "plain" }, ids.map((x) => h("li", {}, modelLink(x)))) : h("p", { class: "muted" }, "none");
-    body.append(h("div", { class: "cols" },
+    put(body, h("div", { class: "cols" },
       h("div", {}, ...section("Upstream", list(page.upstream))),
       h("div", {}, ...section("Downstream", list(page.downstream)))));
     if (page.writes.length || page.producer || page.modifiers.length) {
-      body.append(...section("Producers and modifiers",
+      put(body, ...section("Producers and modifiers",
         page.producer ? h("p", {}, "produced by ", modelLink(page.producer)) : null,
         page.modifiers.length ? h("p", {}, "modified, in its build, by ", ...page.modifiers.flatMap((m, i) => [i ? " → " : "", modelLink(m)])) : null,
         h("ul", { class: "plain" }, page.writes.map((w) => h("li", {}, w)))));
     }
-    if (page.headers.length) body.append(...section("Headers", h("pre", { id: "headers" }, page.headers.join("\n"))));
+    if (page.headers.length) put(body, ...section("Headers", h("pre", { id: "headers" }, page.headers.join("\n"))));
     if (page.written !== null && page.written !== undefined) {
-      body.append(...section(page.format === "sql" ? "SQL as written" : "File as written", h("pre", { id: "sql" }, page.written)));
+      put(body, ...section(page.format === "sql" ? "SQL as written" : "File as written", h("pre", { id: "sql" }, page.written)));
     }
     if (page.rendered && page.rendered !== page.written) {
-      body.append(...section("As rendered", h("pre", { id: "rendered" }, page.rendered)));
+      put(body, ...section("As rendered", h("pre", { id: "rendered" }, page.rendered)));
     }
     frame("graph", body);
     const hl = column && document.getElementById("col-" + column);
@@ -349,26 +355,26 @@
     const count = (st) => tasks.filter((t) => t.status === st).length;
     const failed = tasks.filter((t) => t.status === "failed");
     const box = h("div", { class: "run", "data-run": run.run_id });
-    box.append(h("h3", {}, h("a", { href: "#/run/" + encodeURIComponent(run.run_id) }, run.run_id), " ",
+    put(box, h("h3", {}, h("a", { href: "#/run/" + encodeURIComponent(run.run_id) }, run.run_id), " ",
       statusBadge(run.status), h("span", { class: "muted" }, ` ${run.command}${run.selector ? " " + run.selector : ""} · ${run.started_at || ""} → ${run.finished_at || "?"} · ${run.host || ""}`)));
-    box.append(h("p", { class: "counts" }, h("span", {}, `${tasks.length} task attempts`),
+    put(box, h("p", { class: "counts" }, h("span", {}, `${tasks.length} task attempts`),
       h("span", {}, `${count("success")} built`), h("span", {}, `${failed.length} failed`),
       h("span", {}, `${count("skipped")} skipped`)));
     if (!open) return box;
     if (failed.length) {
-      box.append(h("h4", {}, "Failures"));
+      put(box, h("h4", {}, "Failures"));
       for (const t of failed) {
-        box.append(h("div", { class: "failure" },
+        put(box, h("div", { class: "failure" },
           h("p", {}, modelLink(t.model), t.partition ? ` [${t.partition}]` : "", " ", badge(t.failure_class || "failed", "status-failed"),
             t.path ? h("span", { class: "muted" }, ` ${t.path}${t.line ? ":" + t.line : ""}`) : null),
           h("pre", { class: "error" }, t.error || "(no error text)"),
           ...t.checks.filter((c) => !c.passed).map((c) => h("p", { class: "muted" }, `check ${c.name}: ${c.detail}`))));
       }
     }
-    box.append(h("h4", {}, "Timeline"), timeline(tasks));
+    put(box, h("h4", {}, "Timeline"), timeline(tasks));
     const slow = tasks.filter((t) => t.status !== "skipped").sort((a, b) => b.duration_s - a.duration_s).slice(0, 10);
     if (slow.length) {
-      box.append(h("h4", {}, "Slowest tasks"), table(["model", "duration", "rows", "status"], slow.map((t) =>
+      put(box, h("h4", {}, "Slowest tasks"), table(["model", "duration", "rows", "status"], slow.map((t) =>
         h("tr", {}, h("td", {}, modelLink(t.model)), h("td", {}, fmtSeconds(t.duration_s)),
           h("td", {}, t.rows === null || t.rows === undefined ? "" : String(t.rows)), h("td", {}, statusBadge(t.status))))));
     }
@@ -396,16 +402,16 @@
         bar.style.width = Math.max(100 * t.duration_s * 1000 / span, 0.2).toFixed(3) + "%";
         lane.append(bar);
       }
-      box.append(lane);
+      put(box, lane);
     }
-    box.append(h("p", { class: "muted" }, `${(span / 1000).toFixed(2)} s from the first task's start to the last one's end`));
+    put(box, h("p", { class: "muted" }, `${(span / 1000).toFixed(2)} s from the first task's start to the last one's end`));
     return box;
   }
   function runsView(only) {
     const body = h("div", { class: "page", id: "runs" }, h("h1", {}, only ? "Run " + only : "Latest runs"));
     const runs = (D.runs || []).filter((r) => !only || r.run_id === only);
-    if (!runs.length) body.append(h("p", { class: "muted" }, D.recorded ? "No run recorded." : "Not known: the target's state was not read."));
-    runs.forEach((r, i) => body.append(runReport(r, !!only || i === 0)));
+    if (!runs.length) put(body, h("p", { class: "muted" }, D.recorded ? "No run recorded." : "Not known: the target's state was not read."));
+    runs.forEach((r, i) => put(body, runReport(r, !!only || i === 0)));
     frame("runs", body);
     window.scrollTo(0, 0);
   }

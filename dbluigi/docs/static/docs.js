@@ -138,9 +138,10 @@
     function apply() { viewport.setAttribute("transform", `translate(${st.x},${st.y}) scale(${st.k})`); }
     function fit() {
       // the whole graph in view, right of the search panel
-      const box = svg.getBoundingClientRect(), left = box.width > 900 ? 350 : 20;
+      const box = svg.getBoundingClientRect(), wide = box.width > 1100;
+      const left = wide ? 350 : 20, right = wide ? 370 : 20; // room for the panels
       const maxX = Math.max(...D.nodes.map((n) => n.x)) + NODE_W, maxY = Math.max(...D.nodes.map((n) => n.y)) + NODE_H;
-      const k = Math.min((box.width - left - 20) / Math.max(maxX, 1), (box.height - 40) / Math.max(maxY, 1), 1.2);
+      const k = Math.min((box.width - left - right) / Math.max(maxX, 1), (box.height - 40) / Math.max(maxY, 1), 1.2);
       st.k = Math.max(k, 0.02); st.x = left; st.y = 20;
       apply();
     }

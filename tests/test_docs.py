@@ -1,0 +1,232 @@
+"""``dbluigi docs`` and ``lineage --format html``: what the site's data holds, with and
+without a reachable target (the browser tests in test_docs_browser.py look at the pages)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbluigi.docs.layout import layout
+from tests.buildkit import cli, copy_example
+from tests.helpers import write_project
+
+FAILING_CHECK = (
+    "-- agencies of Texas are not expected yet: the check returns them\n"
+    "select agency_id, state_abbr from staging.agencies where state_abbr = 'TX'\n"
+)
+
+
+def site_data(folder: Path) -> dict[str, Any]:
+    """The document the site's script renders, as ``data.js`` holds it."""
+    text = (folder / "data.js").read_text(encoding="utf-8")
+    assert text.startswith("window.DBLUIGI_DATA = ")
+    return json.loads(text[len("window.DBLUIGI_DATA = ") :].rstrip().rstrip(";"))
+
+
+def built_with_a_failure(tmp_path: Path, target: str) -> Path:
+    """The example project built once, then again with a check of staging.agencies that
+    returns rows (its swap is refused, its readers are skipped)."""
+    project = copy_example(tmp_path)
+    code, out = cli("build", project=project, target=target)
+    assert code == 0, out
+    (project / "staging" / "texas.check.sql").write_text(FAILING_CHECK)
+    (project / "staging" / "agencies.check.sql").rename(project / "staging" / "kept.check")
+    (project / "staging" / "texas.check.sql").rename(project / "staging" / "agencies.check.sql")
+    code, out = cli("build", project=project, target=target)
+    assert code == 1, out
+    return project
+
+
+@pytest.mark.unit
+def test_layout_puts_every_node_right_of_its_parents() -> None:
+    order = ["a", "b", "c", "d", "e"]
+    parents = {"c": ["a", "b"], "d": ["c"], "e": ["a"]}
+    at = layout(order, parents)
+    assert at["a"].column == at["b"].column == 0
+    assert at["c"].column == 1 and at["e"].column == 1 and at["d"].column == 2
+    for child, ups in parents.items():
+        assert all(at[p].x < at[child].x for p in ups)
+    rows = [(p.column, p.row) for p in at.values()]
+    assert len(rows) == len(set(rows))  # no two nodes on one spot
+    assert layout(order, parents) == at  # the same picture every time
+
+
+def test_docs_shows_structure_and_records(tmp_path: Path, target_url: str) -> None:
+    project = built_with_a_failure(tmp_path, target_url)
+    out = tmp_path / "site"
+    code, output = cli("docs", "--out", str(out), project=project, target=target_url)
+    assert code == 0, output
+    assert (out / "index.html").is_file() and (out / "docs.js").is_file()
+    data = site_data(out)
+    assert data["recorded"] is True and data["note"] is None
+    ids = [n["id"] for n in data["nodes"]]
+    assert len(ids) == len(set(ids)) == 12
+    nodes = {n["id"]: n for n in data["nodes"]}
+    assert nodes["staging.agencies"]["status"] == "failed"
+    assert nodes["raw.agencies"]["status"] == "success"
+    assert nodes["api.cde_agencies"]["status"] == "skipped"
+
+    page = data["models"]["reporting.agency_reporting"]
+    assert page["description"].startswith("Months of offense data")
+    assert "-- check: rows > 0" in page["headers"]
+    assert "from raw.offense_monthly as m" in page["written"]
+    columns = {c["name"]: c for c in page["columns"]}
+    assert list(columns) == [
+        "agency_id",
+        "data_year",
+        "state_abbr",
+        "months_reported",
+        "reported_all_months",
+    ]
+    assert columns["state_abbr"]["sources"] == [
+        {"relation": "staging.agencies", "column": "state_abbr"}
+    ]
+    assert columns["months_reported"]["sources"] == [
+        {"relation": "raw.offense_monthly", "column": "month_num"}
+    ]
+    assert columns["agency_id"]["type"].lower() in ("bigint", "integer")
+    assert columns["reported_all_months"]["type"].lower() == "boolean"
+    assert page["upstream"] == ["raw.offense_monthly", "staging.agencies"]
+    assert page["downstream"] == ["api.cde_agencies", "api.offense_annual"]
+    # first built, then skipped when staging.agencies failed: newest first
+    assert [b["status"] for b in page["builds"]] == ["skipped", "success"]
+    assert page["builds"][1]["rows"] > 0
+    assert [c["last"]["status"] for c in page["checks"]] == ["passed"] * 3
+
+    staging = data["models"]["staging.agencies"]
+    check = next(c for c in staging["checks"] if c["kind"] == "sql")
+    assert check["file"] == "staging/agencies.check.sql" and check["line"] == 1
+    assert check["last"]["status"] == "failed"
+    assert staging["builds"][0]["failure_class"] == "check"
+    assert staging["modifiers"] == [] and staging["producer"] is None
+
+    latest, first = data["runs"]
+    assert latest["status"] == "failed" and first["status"] == "success"
+    failed = [t for t in latest["tasks"] if t["status"] == "failed"]
+    assert [t["model"] for t in failed] == ["staging.agencies"]
+    assert "first violating rows" in failed[0]["error"]
+    assert re.search(r"\| TX\b", failed[0]["error"])
+    assert all(t["worker"] for t in latest["tasks"] if t["status"] != "skipped")
+
+
+def test_docs_without_a_reachable_target_shows_structure_only(tmp_path: Path) -> None:
+    project = copy_example(tmp_path)
+    out = tmp_path / "site"
+    closed = "postgresql://root@127.0.0.1:9/nothing"  # nothing listens on port 9
+    code, output = cli("docs", "--out", str(out), project=project, target=closed)
+    assert code == 0, output
+    data = site_data(out)
+    assert data["recorded"] is False
+    assert "not reachable" in data["note"] and "127.0.0.1:9" in data["note"]
+    assert "structure only" in output
+    assert len(data["nodes"]) == 12 and data["runs"] == []
+    page = data["models"]["reporting.agency_reporting"]
+    assert page["builds"] == [] and page["state"] is None
+    # columns traced from the SQL alone, with no type (nothing published was read)
+    state_abbr = next(c for c in page["columns"] if c["name"] == "state_abbr")
+    assert state_abbr["type"] is None
+    assert state_abbr["sources"] == [{"relation": "staging.agencies", "column": "state_abbr"}]
+
+
+def test_docs_on_a_duckdb_never_built_creates_nothing(tmp_path: Path) -> None:
+    project = copy_example(tmp_path)
+    target = f"duckdb:///{tmp_path / 'none.duckdb'}"
+    code, output = cli("docs", project=project, target=target)
+    assert code == 0, output
+    assert not (tmp_path / "none.duckdb").exists()
+    data = site_data(project / ".dbluigi" / "docs")
+    assert "nothing built yet" in data["note"]
+
+
+def test_docs_with_variables_unset_names_them(tmp_path: Path, duckdb_url: str) -> None:
+    write_project(
+        tmp_path / "p",
+        {"m/a.sql": "select 1 as id where 1 = {{ limit }}", "m/b.sql": "select id from a"},
+    )
+    out = tmp_path / "site"
+    code, output = cli("docs", "--out", str(out), project=tmp_path / "p", target=duckdb_url)
+    assert code == 0, output
+    assert "limit" in output
+    page = site_data(out)["models"]["m.a"]
+    assert "{{ limit }}" in page["written"]
+    assert "dbluigi_unset_limit" in page["rendered"]
+
+
+def test_docs_refuses_an_out_that_is_a_file(tmp_path: Path, duckdb_url: str) -> None:
+    project = copy_example(tmp_path)
+    (tmp_path / "file").write_text("x")
+    code, output = cli(
+        "docs", "--out", str(tmp_path / "file"), project=project, target=duckdb_url
+    )
+    assert code == 2
+    assert "is a file" in output
+
+
+def test_a_value_cannot_close_the_script(tmp_path: Path, duckdb_url: str) -> None:
+    write_project(
+        tmp_path / "p",
+        {"m/a.sql": "-- description: ends </script><script>alert(1)</script>\nselect 1 as id"},
+    )
+    out = tmp_path / "site"
+    code, output = cli("docs", "--out", str(out), project=tmp_path / "p", target=duckdb_url)
+    assert code == 0, output
+    assert "</script>" not in (out / "data.js").read_text()
+    assert site_data(out)["models"]["m.a"]["description"].startswith("ends </script>")
+
+
+@pytest.mark.unit
+def test_lineage_html_is_one_file_with_nothing_to_fetch(tmp_path: Path) -> None:
+    project = copy_example(tmp_path)
+    code, html = cli("lineage", "--format", "html", project=project, target="duckdb")
+    assert code == 0
+    assert html.lstrip().startswith("<!doctype html>")
+    assert "window.DBLUIGI_DATA" in html and "<style>" in html
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+    assert "<script src=" not in html and "<link " not in html
+    text = html[html.index("window.DBLUIGI_DATA = ") + len("window.DBLUIGI_DATA = ") :]
+    data = json.loads(text[: text.index(";\n</script>")])
+    assert len(data["nodes"]) == 12 and "models" not in data
+
+
+@pytest.mark.unit
+def test_lineage_html_of_a_selection(tmp_path: Path) -> None:
+    project = copy_example(tmp_path)
+    code, html = cli(
+        "lineage", "api.offense_annual", "--format", "html", project=project, target="duckdb"
+    )
+    assert code == 0
+    ids = set(re.findall(r'"id":"([^"]+)"', html))
+    assert "api.offense_annual" in ids and "reporting.agency_reporting" in ids
+    assert "api.cde_agencies" not in ids
+
+
+def test_docs_serve_serves_the_site(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import urllib.request
+
+    project = copy_example(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dbluigi", "docs", "--serve", "--port", "0"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline(), process.stdout.readline()]
+        assert lines[0].startswith("wrote "), lines
+        url = re.search(r"http://127\.0\.0\.1:\d+/", lines[1])
+        assert url, lines
+        with urllib.request.urlopen(url.group(0), timeout=10) as response:
+            assert b'<script src="docs.js">' in response.read()
+        with urllib.request.urlopen(url.group(0) + "data.js", timeout=10) as response:
+            assert b"reporting.agency_reporting" in response.read()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

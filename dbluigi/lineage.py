@@ -23,11 +23,11 @@ def subgraph(project: Project, models: Iterable[str] | None = None) -> tuple[lis
 
 
 def render_lineage(project: Project, models: Iterable[str] | None = None, fmt: str = "text") -> str:
+    nodes, edges = subgraph(project, models)
     if fmt == "html":
         from dbluigi.docs import lineage_html
 
-        return lineage_html(project, models)
-    nodes, edges = subgraph(project, models)
+        return lineage_html(project, nodes)
     renderer = {"text": _text, "mermaid": _mermaid, "dot": _dot, "json": _json}[fmt]
     return renderer(project, nodes, edges)
 

@@ -159,9 +159,7 @@ def test_docs_with_variables_unset_names_them(tmp_path: Path, duckdb_url: str) -
 def test_docs_refuses_an_out_that_is_a_file(tmp_path: Path, duckdb_url: str) -> None:
     project = copy_example(tmp_path)
     (tmp_path / "file").write_text("x")
-    code, output = cli(
-        "docs", "--out", str(tmp_path / "file"), project=project, target=duckdb_url
-    )
+    code, output = cli("docs", "--out", str(tmp_path / "file"), project=project, target=duckdb_url)
     assert code == 2
     assert "is a file" in output
 

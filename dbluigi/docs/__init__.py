@@ -26,12 +26,10 @@ def build_docs(project: Project, out: Path, *, read_target: bool = True) -> tupl
     return write_site(data, out), recorded.note
 
 
-def lineage_html(project: Project, models: Iterable[str] | None = None) -> str:
-    """The lineage graph of ``models`` (and the sources they read) as one HTML file."""
+def lineage_html(project: Project, nodes: Iterable[str]) -> str:
+    """The lineage graph of ``nodes`` as one HTML file (``lineage --format html``)."""
     from dbluigi.docs.collect import Recorded, site_data
     from dbluigi.docs.site import single_page
-    from dbluigi.lineage import subgraph
 
-    nodes, _ = subgraph(project, models)
-    data = site_data(project, Recorded(note=None), {}, pages=False, only=nodes)
+    data = site_data(project, Recorded(note=None), {}, pages=False, only=list(nodes))
     return single_page(data)

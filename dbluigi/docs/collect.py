@@ -234,17 +234,17 @@ def _checks(
     model = project.models.get(node)
     results = _latest_results(attempts.get(node, ()))
     checks: list[dict[str, Any]] = []
-    for c in model.header.checks if model else ():
+    for header in model.header.checks if model else ():
         checks.append(
             {
                 "kind": "header",
-                "name": c.text,
+                "name": header.text,
                 "file": model.path if model else None,
-                "line": c.line,
-                "text": c.text,
+                "line": header.line,
+                "text": header.text,
                 "gate": node,
                 "owner": node,
-                "last": results.get(c.text),
+                "last": results.get(header.text),
             }
         )
     for c in project.checks:

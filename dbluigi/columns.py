@@ -179,11 +179,17 @@ def _trace(
     if model is None:
         names = tracer.known.get(relation)
         note = None
-        if names is None:
+        producer = next(
+            (m.relation for m in project.models.values() if relation in m.creates), None
+        )
+        if producer is not None:
+            note = f"created by {producer}, a SQL script: its columns cannot be traced"
+        elif names is None:
             note = "a relation no model produces; its columns are unknown here"
         elif column.lower() not in {n.lower() for n in names}:
             note = f"not among {relation}'s published columns"
-        return ColumnTrace(relation, column, "source", note=note)
+        kind = project.models[producer].kind if producer is not None else "source"
+        return ColumnTrace(relation, column, kind, note=note)
     if (relation, column) in path:
         return ColumnTrace(relation, column, model.kind, note="itself, as last published")
     own = tracer.columns(relation) if relation in tracer.prepared else None

@@ -291,13 +291,13 @@ def _column_lineage(proj: Project, relation: str, column: str, fmt: str) -> str:
         )
     known, unread = _published_columns(proj, relation)
     found = trace(proj, relation, column, known)
-    if not any(node.kind == "source" for node in found.walk()):
-        unread = None  # no relation upstream needs the target to know its columns
+    # said only when a relation upstream needs the target to know its columns
+    note = unread if any(node.kind == "source" for node in found.walk()) else None
     if fmt == "json":
-        payload = {"column": found.to_json(), "target_read": unread is None, "note": unread}
+        payload = {"column": found.to_json(), "target_read": unread is None, "note": note}
         return json.dumps(payload, indent=2)
     text = render_trace(found, fmt)
-    return text if unread is None else f"{text}\n({unread})"
+    return text if note is None else f"{text}\n({note})"
 
 
 def _published_columns(

@@ -29,6 +29,8 @@ from dbluigi.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from sqlglot.lineage import Node
+    from sqlglot.optimizer.scope import Scope
+    from sqlglot.schema import Schema
 
 FORMATS = ("text", "json")
 _INFERENCE_VALUE = "NULL"  # what runtime placeholders ({{ watermark }}) read as here
@@ -117,8 +119,9 @@ def trace(
             hint=did_you_mean(relation, project.models, quote=str) or "dbluigi ls lists them",
         )
     wanted = upstream_of(project, relation)
-    columns = _Tracer(project, known or {}).run(m for m in project.order if m in wanted)
-    own = columns[relation]
+    tracer = _Tracer(project, known or {})
+    tracer.prepare(m for m in project.order if m in wanted)  # every output name upstream
+    own = tracer.columns(relation)  # and the lineage of the models on the column's path
     if own.column(column) is None:
         if own.columns:
             listed = ", ".join(c.name for c in own.columns)
@@ -128,7 +131,7 @@ def trace(
         else:
             hint = own.note or "its columns are unknown"
         raise UsageError(f"model {relation} has no column {column!r}", hint=hint)
-    return _trace(project, columns, known or {}, relation, column, frozenset())
+    return _trace(project, tracer, relation, column, frozenset())
 
 
 def render_trace(found: ColumnTrace, fmt: str = "text") -> str:
@@ -167,24 +170,29 @@ def upstream_of(project: Project, relation: str) -> set[str]:
 
 def _trace(
     project: Project,
-    columns: Mapping[str, ModelColumns],
-    known: Mapping[str, Sequence[str]],
+    tracer: _Tracer,
     relation: str,
     column: str,
     path: frozenset[tuple[str, str]],
 ) -> ColumnTrace:
     model = project.models.get(relation)
     if model is None:
-        names = known.get(relation)
+        names = tracer.known.get(relation)
         note = None
-        if names is None:
+        producer = next(
+            (m.relation for m in project.models.values() if relation in m.creates), None
+        )
+        if producer is not None:
+            note = f"created by {producer}, a SQL script: its columns cannot be traced"
+        elif names is None:
             note = "a relation no model produces; its columns are unknown here"
         elif column.lower() not in {n.lower() for n in names}:
             note = f"not among {relation}'s published columns"
-        return ColumnTrace(relation, column, "source", note=note)
+        kind = project.models[producer].kind if producer is not None else "source"
+        return ColumnTrace(relation, column, kind, note=note)
     if (relation, column) in path:
         return ColumnTrace(relation, column, model.kind, note="itself, as last published")
-    own = columns.get(relation)
+    own = tracer.columns(relation) if relation in tracer.prepared else None
     found = own.column(column) if own else None
     if own is None or found is None:
         note = (own.note if own else None) or f"{relation} has no traced column {column!r}"
@@ -194,33 +202,77 @@ def _trace(
         relation,
         found.name,
         model.kind,
-        tuple(_trace(project, columns, known, s.relation, s.column, inner) for s in found.sources),
+        tuple(_trace(project, tracer, s.relation, s.column, inner) for s in found.sources),
         found.note,
     )
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A model's query, qualified with the columns upstream and scoped, once."""
+
+    relation: str
+    tree: exp.Query
+    scope: Scope
+    schema: Schema
+    outputs: tuple[str, ...]  # its output columns (the ones it names, under a star)
+    note: str | None
+    recursive: bool  # it has a recursive CTE
+
+
 class _Tracer:
-    """Traces models in run order; each model's output columns feed its readers."""
+    """Qualifies models in run order, each model's output columns feeding its readers,
+    and traces their columns. A qualified query is not kept: a thousand of them alive
+    make every cyclic garbage collection walk them all."""
 
     def __init__(self, project: Project, known: Mapping[str, Sequence[str]]) -> None:
         self.project = project
         self.known = {r: tuple(cols) for r, cols in known.items()}
         self.dialect = project.dialect
         self.inferred: dict[str, tuple[str, ...]] = {}
+        self.prepared: set[str] = set()
+        self.traced: dict[str, ModelColumns] = {}
 
     def run(self, order: Iterable[str]) -> dict[str, ModelColumns]:
-        result = {}
+        """Every model of ``order`` (a run order), traced."""
+        return {relation: self._prepare(relation, trace=True) for relation in order}
+
+    def prepare(self, order: Iterable[str]) -> None:
+        """The output columns of every model of ``order`` (a run order), untraced."""
         for relation in order:
-            traced = self._model(self.project.models[relation])
-            result[relation] = traced
-            if traced.columns and not _partial(traced):
-                self.inferred[relation] = tuple(c.name for c in traced.columns)
-        return result
+            self._prepare(relation, trace=False)
+
+    def columns(self, relation: str) -> ModelColumns:
+        """The lineage of a prepared model's columns (its query qualified again)."""
+        done = self.traced.get(relation)
+        return self._prepare(relation, trace=True) if done is None else done
+
+    def _prepare(self, relation: str, *, trace: bool) -> ModelColumns:
+        prepared = self._model(self.project.models[relation])
+        self.prepared.add(relation)
+        if isinstance(prepared, _Prepared):
+            if prepared.note is None:
+                self.inferred[relation] = prepared.outputs
+            if not trace:
+                return ModelColumns(relation, ())
+            try:
+                done = self._lineage(prepared)
+            except (errors.SqlglotError, ValueError) as exc:
+                done = self._leaf(
+                    self.project.models[relation], f"sqlglot cannot trace its columns: {exc}"
+                )
+        else:
+            done = prepared
+            if prepared.columns:
+                self.inferred[relation] = tuple(c.name for c in prepared.columns)
+        if trace:
+            self.traced[relation] = done
+        return done
 
     def columns_of(self, relation: str) -> tuple[str, ...] | None:
         return self.inferred.get(relation) or self.known.get(relation)
 
-    def _model(self, model: Model) -> ModelColumns:
+    def _model(self, model: Model) -> _Prepared | ModelColumns:
         relation = model.relation
         if model.kind == "seed":
             return self._seed(model)
@@ -258,7 +310,7 @@ class _Tracer:
         if not isinstance(tree, exp.Query):
             return self._leaf(model, "not a single SELECT: its columns cannot be traced")
         try:
-            return self._query(model, tree)
+            return self._qualify(model, tree)
         except (errors.SqlglotError, ValueError) as exc:
             return self._leaf(model, f"sqlglot cannot trace its columns: {exc}")
 
@@ -273,8 +325,7 @@ class _Tracer:
         note = f"a seed: its columns come from {model.path}"
         return ModelColumns(model.relation, tuple(ColumnLineage(n, ()) for n in names), note)
 
-    def _query(self, model: Model, tree: exp.Query) -> ModelColumns:
-        from sqlglot.lineage import lineage
+    def _qualify(self, model: Model, tree: exp.Query) -> _Prepared:
         from sqlglot.optimizer.qualify import qualify
         from sqlglot.optimizer.scope import build_scope
         from sqlglot.schema import MappingSchema
@@ -296,25 +347,38 @@ class _Tracer:
             db=self.project.config.schema,
             schema=schema,
             validate_qualify_columns=False,
-            identify=False,
+            quote_identifiers=False,  # names keep the quotes they were written with
         )
         scope = build_scope(tree)
         if scope is None:
             raise ValueError("not a query")
-        outputs = [n for n in _first_select(tree).named_selects if n != "*"]
+        outputs = tuple(n for n in _first_select(tree).named_selects if n != "*")
         note = None
         if _has_star(tree):
             starred = ", ".join(dict.fromkeys(unknown)) or "a relation"
             note = f"select * from {starred}, whose columns are unknown"
             if outputs:
                 note += ": only the columns it names are listed"
+        recursive = bool(tree.args.get("with_") and tree.args["with_"].args.get("recursive"))
+        return _Prepared(model.relation, tree, scope, schema, outputs, note, recursive)
+
+    def _lineage(self, prepared: _Prepared) -> ModelColumns:
+        from sqlglot.lineage import lineage
+
         nodes = lineage(
-            None, tree, schema, dialect=self.dialect, scope=scope, trim_selects=False, copy=False
+            None,
+            prepared.tree,
+            prepared.schema,
+            dialect=self.dialect,
+            scope=prepared.scope,
+            trim_selects=False,
+            copy=False,
         )
         # a recursive CTE's reference to itself adds no column its first branch lacks
-        recursive = bool(tree.args.get("with_") and tree.args["with_"].args.get("recursive"))
-        columns = tuple(self._column(name, nodes[name], recursive) for name in outputs)
-        return ModelColumns(model.relation, columns, note)
+        columns = tuple(
+            self._column(name, nodes[name], prepared.recursive) for name in prepared.outputs
+        )
+        return ModelColumns(prepared.relation, columns, prepared.note)
 
     def _column(self, name: str, node: Node, recursive: bool) -> ColumnLineage:
         sources: set[ColumnSource] = set()
@@ -380,10 +444,6 @@ class _Tracer:
         if _SIMPLE.fullmatch(last):
             return last
         return exp.to_column(sql, dialect=self.dialect).name
-
-
-def _partial(columns: ModelColumns) -> bool:
-    return columns.note is not None and "select *" in columns.note
 
 
 def _first_select(query: exp.Expr) -> exp.Query:

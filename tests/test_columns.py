@@ -231,6 +231,25 @@ def test_a_python_model_and_a_sql_script_are_not_traced(tmp_path: Path, target: 
 
 
 @unit
+def test_a_table_a_sql_script_creates_is_a_leaf_that_says_so(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        {
+            "s/setup.sql": "create table s.made (id int, name text);\n"
+            "insert into s.made values (1, 'a');",
+            "s/reader.sql": "select id, name as label from s.made",
+        },
+    )
+    project = load_project(tmp_path, use_cache=False)
+    found = trace(project, "s.reader", "label")
+    assert [(n.relation, n.column, n.kind) for n in found.walk()] == [
+        ("s.reader", "label", "table"),
+        ("s.made", "name", "sql"),
+    ]
+    assert found.sources[0].note == "created by s.setup, a SQL script: its columns cannot be traced"
+
+
+@unit
 @pytest.mark.parametrize("target", DIALECTS)
 def test_an_incremental_model_with_its_watermark(tmp_path: Path, target: str | None) -> None:
     found = model_columns(

@@ -35,6 +35,12 @@ def interpolate_env(value: str, *, where: str) -> str:
     return _ENV.sub(substitute, value)
 
 
+def unset_env(value: str) -> tuple[str, ...]:
+    """The ``${NAME}`` variables ``value`` names that the environment does not set."""
+    names = dict.fromkeys(m.group(1) for m in _ENV.finditer(value))
+    return tuple(name for name in names if name not in os.environ)
+
+
 class TomlLines:
     """Where sections and keys sit in the TOML text, for error messages.
 

@@ -11,7 +11,9 @@ reading the same state) agrees on them without talking to each other.
 
 Files a model reads (``-- inputs:`` globs), the versions of the input tables it reads
 and of source tables are part of the fingerprint too: they are read afresh at every
-plan, and kept with the build, so plan can say which one changed.
+plan, and kept with the build, so plan can say which one changed. A source whose url names
+an unset environment variable is not read: its copies run (their tasks fail, saying so),
+and plan says why first ("source version unknown: SHOP_URL is not set").
 
 Incremental models and incremental source copies run on every build, for the rows
 that arrived since the last one; whether they change anything is known only once
@@ -32,6 +34,7 @@ from typing import NamedTuple
 
 from dbluigi.cache import FileHashes
 from dbluigi.config import STATE_DIR
+from dbluigi.configfile import unset_env
 from dbluigi.project import Model, Project
 from dbluigi.state import ModelState
 from dbluigi.versions import (
@@ -54,6 +57,7 @@ FORCED = "forced"
 FULL_REFRESH = "full refresh"
 SOURCE_CHANGED = "source changed"  # a source table's version query answers differently
 SOURCE_UNREADABLE = "source version unreadable"  # its version query failed: run, and see
+SOURCE_UNKNOWN = "source version unknown"  # "...: X is not set": its url needs X to connect
 UP_TO_DATE = "up to date"
 PARTITIONS = "partitions rebuilt"
 INPUT_CHANGED = "input changed"  # "input changed: raw.x": an input table's version moved
@@ -280,7 +284,9 @@ def make_plan(
         stored_values = {v for (m, v) in (partition_state or {}) if m == relation}
         values_changed = not deferred and values is not None and stored_values != set(values)
         refresh = relation in full_refresh and model.kind in ("incremental", "extract")
-        if refresh and stored is not None:
+        if unknown := unknown_source(project, relation):  # first: nothing else can be told
+            reason = unknown
+        elif refresh and stored is not None:
             reason = FULL_REFRESH
         elif relation in forced:
             reason = FORCED
@@ -416,6 +422,19 @@ def incremental(project: Project, model: Model) -> bool:
         return True
     table = project.config.source_tables.get(model.relation)
     return model.kind == "extract" and table is not None and table.mode == "incremental"
+
+
+def unknown_source(project: Project, relation: str) -> str | None:
+    """Why the version of the source table ``relation`` copies is unknown: its source's url
+    names environment variables that are unset ("source version unknown: X is not set");
+    None for any other model. Its definition (its url) is unknown too, so this comes
+    before any other reason."""
+    table = project.config.source_tables.get(relation)
+    unset = unset_env(table.written_url) if table is not None else ()
+    if not unset:
+        return None
+    verb = "is" if len(unset) == 1 else "are"
+    return f"{SOURCE_UNKNOWN}: {', '.join(unset)} {verb} not set"
 
 
 def settle(decision: Decision, actual: Mapping[str, str]) -> Decision:

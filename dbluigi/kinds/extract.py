@@ -87,7 +87,9 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
 
 
 def source_table(project: Project, model: Model) -> SourceTable:
-    return project.config.source_tables[model.relation]
+    """The table ``model`` copies, its url filled in (``sources.ready``): before anything
+    is built aside, a source whose credentials are unset fails the task (``config``)."""
+    return sources.ready(project.config.source_tables[model.relation])
 
 
 def load_new(
@@ -181,12 +183,18 @@ def read_versions(project: Project, selected: Collection[str]) -> Mapping[str, s
     version query answers, or for a full copy without one what its source tells of its
     changes (``SourceConnection.change_versions``); an ``Unversioned`` one when the
     source cannot tell (the table is copied again, and plan says why), None when it
-    cannot be read (the table then runs, and its task says why)."""
+    cannot be read (the table then runs, and its task says why). A source whose url
+    names an unset variable is not read: plan says so (``plan.unknown_source``)."""
     by_source: dict[str, list[SourceTable]] = defaultdict(list)
     for relation in selected:
         table = project.config.source_tables.get(relation)
-        if table is not None:
-            by_source[table.source].append(table)
+        if table is None:
+            continue
+        try:
+            table = sources.ready(table)
+        except TaskError:
+            continue
+        by_source[table.source].append(table)
     versions: dict[str, str | None] = {}
     for tables in by_source.values():
         unread = [t for t in tables if sources.version_sql(t) is None]

@@ -23,6 +23,15 @@ A table key may name a schema of the source database (``"sales.orders"``); it is
 published as ``<schema>.<table>`` in the target. Each declared table becomes one
 ``extract`` model of the project (see ``dbluigi.project``).
 
+A source's credentials are needed only to connect to it: ``${NAME}`` in its url is
+filled in at load when the environment sets it, and otherwise left for ``resolve``,
+which whatever connects calls first (``dbluigi.sources.ready``). So ``lineage``,
+``plan`` or ``docs`` run without them, and only a task reading that source fails,
+with the error loading would have given. Until the url is known its engine may be
+too (``url = "${SHOP_URL}"``): ``where`` and ``version_query`` are then checked at
+load in the SQL of every engine a source can be (one that none accepts is an error
+now) and in the engine's own once the url is filled in.
+
 Pure: parsing and validation, no connection. Every error names dbluigi.toml, the
 line and the option.
 """
@@ -32,11 +41,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from dbluigi.configfile import CONFIG_FILE, TomlLines, interpolate_env
+from dbluigi.configfile import CONFIG_FILE, TomlLines, interpolate_env, unset_env
 from dbluigi.errors import ProjectError
 from dbluigi.lazy import errors, exp, sqlglot
 from dbluigi.suggest import did_you_mean
@@ -74,9 +83,9 @@ class SourceTable:
     """One table of a source database, as declared; it becomes an ``extract`` model."""
 
     source: str  # NAME of [sources.NAME]
-    engine: str  # "postgresql" | "mariadb"
-    url: str = field(repr=False)  # with secrets filled in: never show it, see display_url
-    display_url: str  # the URL with its password masked
+    engine: str | None  # "postgresql" | "mariadb"; None while its url's scheme is unset
+    url: str = field(repr=False)  # with secrets filled in ("" until resolved): never show it
+    display_url: str  # the URL with its password masked (as written, until resolved)
     table: str  # as named in the source: "orders" or "sales.orders"
     schema: str  # target schema
     name: str  # target table
@@ -88,6 +97,10 @@ class SourceTable:
     column_types: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     version_query: str | None = None
     line: int | None = None  # of its section (or of ``tables =``) in dbluigi.toml
+    written_url: str = field(default="", repr=False)  # as in dbluigi.toml, ``${NAME}`` and all
+    unset: tuple[str, ...] = ()  # the variables of its url the environment did not set at load
+    # lines of ``url``, ``where`` and ``version_query``, for what ``resolve`` checks later
+    option_lines: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def relation(self) -> str:
@@ -100,7 +113,14 @@ class SourceTable:
 
     @property
     def dialect(self) -> str:
+        """sqlglot's name for its engine; only for a resolved table (``resolve``)."""
+        assert self.engine is not None, f"{self.source}: its url is not resolved"
         return DIALECTS[self.engine]
+
+    @property
+    def resolved(self) -> bool:
+        """Whether its url is complete: nothing left for ``resolve`` to fill in or check."""
+        return not self.unset and self.engine is not None
 
     def definition(self) -> str:
         """What defines the copy, for its fingerprint: no password, and no version query
@@ -142,11 +162,13 @@ def parse_sources(sources: Any, lines: TomlLines) -> dict[str, SourceTable]:
                 hint='add url = "${SOURCE_URL}" (postgresql://... or mysql+pymysql://...)',
             )
         raw_url = _string(settings["url"], f"[sources.{source}] url", lines, where, "url")
-        try:
-            url = interpolate_env(raw_url, where=f"[sources.{source}] url")
-        except ProjectError as exc:
-            raise _error(exc.message, lines, where, "url", hint=exc.hint) from None
-        engine = _engine(url, source, lines, where)
+        url_line = lines.key(where, "url") or lines.section(where)
+        unset = unset_env(raw_url)
+        if unset:  # connecting will need them, not loading: see resolve
+            url, engine = "", _written_engine(raw_url, source, url_line)
+        else:
+            url = _filled_url(raw_url, source, url_line)
+            engine = _engine(url, source, url_line)
         schema = str(settings.get("schema", source)).lower()
         if not _IDENT.fullmatch(schema) or schema == STATE_SCHEMA:
             raise _error(
@@ -161,8 +183,10 @@ def parse_sources(sources: Any, lines: TomlLines) -> dict[str, SourceTable]:
             "source": source,
             "engine": engine,
             "url": url,
-            "display_url": mask_url(url),
+            "display_url": mask_url(url or raw_url),
             "schema": schema,
+            "written_url": raw_url,
+            "unset": unset,
         }
         tables = settings.get("tables")
         if tables is None:
@@ -256,18 +280,13 @@ def _table(
                     key,
                     hint='add mode = "incremental", or remove ' + key,
                 )
-    dialect = DIALECTS[common["engine"]]
+    # an engine not known yet (its url's scheme is unset): what one of them would accept
+    engine = common["engine"]
+    dialects = (DIALECTS[engine],) if engine is not None else tuple(DIALECTS.values())
     condition = options.get("where")
     if condition is not None:
         condition = _string(condition, f"{label} where", lines, section, "where")
-        try:
-            exp.maybe_parse(condition, into=exp.Condition, dialect=dialect)
-        except (errors.SqlglotError, ValueError) as exc:
-            raise fail(
-                f"where = {condition!r} is not one condition in {dialect} SQL: {_first(exc)}",
-                "where",
-                hint="write what follows WHERE, e.g. where = \"status <> 'test'\"",
-            ) from None
+        _require_condition(condition, dialects, fail)
     columns = _column_list(options.get("columns", ()), "columns", fail)
     lowered = [c.lower() for c in columns]
     for key, needed in (
@@ -300,7 +319,13 @@ def _table(
         version_query = _string(
             version_query, f"{label} version_query", lines, section, "version_query"
         )
-        _require_one_query(version_query, dialect, fail)
+        _require_one_query(version_query, dialects, fail)
+    url_line = lines.key(("sources", source), "url") or lines.section(("sources", source))
+    option_lines = {
+        "url": url_line,
+        "where": where_of("where"),
+        "version_query": where_of("version_query"),
+    }
     return SourceTable(
         table=table,
         name=parts[-1].lower(),
@@ -312,48 +337,120 @@ def _table(
         column_types=MappingProxyType({str(k).lower(): str(v) for k, v in types.items()}),
         version_query=version_query,
         line=line,
+        option_lines=MappingProxyType({k: v for k, v in option_lines.items() if v is not None}),
         **common,
     )
 
 
-def _require_one_query(sql: str, dialect: str, fail: Any) -> None:
-    """A version query runs on the read-only source session: one SELECT, nothing else."""
+def resolve(table: SourceTable) -> SourceTable:
+    """The table with its url's ``${NAME}`` filled in from the environment now, and checked
+    as loading checks a url that needs nothing filled in (its ``where`` and
+    ``version_query`` too, in its engine's SQL, when its engine was not known);
+    ProjectError naming dbluigi.toml and the line when a variable is still unset or the
+    url is not one dbluigi reads from."""
+    if table.resolved:
+        return table
+    url_line = table.option_lines.get("url")
+    url = _filled_url(table.written_url, table.source, url_line)
+    engine = _engine(url, table.source, url_line)
+    if table.engine is None:  # checked at load in every engine's SQL: now in its own
+        label = _section_name(("sources", table.source, "tables", table.table))
+
+        def fail(message: str, key: str, hint: str | None = None) -> ProjectError:
+            line = table.option_lines.get(key, table.line)
+            return ProjectError(f"{label} {message}", path=CONFIG_FILE, line=line, hint=hint)
+
+        if table.where is not None:
+            _require_condition(table.where, (DIALECTS[engine],), fail)
+        if table.version_query is not None:
+            _require_one_query(table.version_query, (DIALECTS[engine],), fail)
+    return replace(table, url=url, engine=engine, display_url=mask_url(url), unset=())
+
+
+def _filled_url(written: str, source: str, line: int | None) -> str:
     try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
-    except errors.SqlglotError as exc:
+        return interpolate_env(written, where=f"[sources.{source}] url")
+    except ProjectError as exc:
+        raise ProjectError(exc.message, path=CONFIG_FILE, line=line, hint=exc.hint) from None
+
+
+def _require_condition(condition: str, dialects: tuple[str, ...], fail: Any) -> None:
+    """``where`` is one condition in the SQL of one of ``dialects`` (its source's engine,
+    or any a source can be while that is not known)."""
+    problems = []
+    for dialect in dialects:
+        try:
+            exp.maybe_parse(condition, into=exp.Condition, dialect=dialect)
+            return
+        except (errors.SqlglotError, ValueError) as exc:
+            problems.append(_first(exc))
+    raise fail(
+        f"where = {condition!r} is not one condition in {' or '.join(dialects)} SQL: "
+        + problems[0],
+        "where",
+        hint="write what follows WHERE, e.g. where = \"status <> 'test'\"",
+    )
+
+
+def _require_one_query(sql: str, dialects: tuple[str, ...], fail: Any) -> None:
+    """A version query runs on the read-only source session: one SELECT, nothing else
+    (in the SQL of one of ``dialects``)."""
+    problems = []
+    for dialect in dialects:
+        try:
+            statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        except errors.SqlglotError as exc:
+            problems.append(_first(exc))
+            continue
+        if len(statements) == 1 and isinstance(statements[0], exp.Query):
+            return
+    if len(problems) == len(dialects):
         raise fail(
-            f"version_query does not parse as {dialect} SQL: {_first(exc)}", "version_query"
-        ) from None
-    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
-        raise fail(
-            "version_query must be one query (SELECT ...) whose result changes when the "
-            "table is reloaded",
+            f"version_query does not parse as {' or '.join(dialects)} SQL: {problems[0]}",
             "version_query",
-            hint='e.g. version_query = "select count(*), max(updated_at) from orders"',
         )
+    raise fail(
+        "version_query must be one query (SELECT ...) whose result changes when the "
+        "table is reloaded",
+        "version_query",
+        hint='e.g. version_query = "select count(*), max(updated_at) from orders"',
+    )
 
 
-def _engine(url: str, source: str, lines: TomlLines, where: tuple[str, ...]) -> str:
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    engine = SCHEMES.get(scheme)
-    if engine is None:
-        raise _error(
-            f"[sources.{source}] url {mask_url(url)!r} is not a database dbluigi reads from",
-            lines,
-            where,
-            "url",
-            hint="use postgresql://user:password@host:5432/db or "
-            "mysql+pymysql://user:password@host:3306/db (MariaDB, MySQL)",
-        )
+def _engine(url: str, source: str, line: int | None) -> str:
+    """The engine of a complete url, which must be a valid one."""
+    engine = _scheme_engine(url, source, line)
     try:
         parse_url(url)
     except ValueError as exc:
-        raise _error(
+        raise ProjectError(
             f"[sources.{source}] url {mask_url(url)!r} is not a valid URL ({_first(exc)})",
-            lines,
-            where,
-            "url",
+            path=CONFIG_FILE,
+            line=line,
         ) from None
+    return engine
+
+
+def _written_engine(written: str, source: str, line: int | None) -> str | None:
+    """The engine of a url still to be filled in, when its scheme is written out (the
+    rest is checked once it is filled in); None when the scheme comes from a variable."""
+    scheme = written.split("://", 1)[0] if "://" in written else written
+    if "${" in scheme:
+        return None
+    return _scheme_engine(written, source, line)
+
+
+def _scheme_engine(url: str, source: str, line: int | None) -> str:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    engine = SCHEMES.get(scheme)
+    if engine is None:
+        raise ProjectError(
+            f"[sources.{source}] url {mask_url(url)!r} is not a database dbluigi reads from",
+            path=CONFIG_FILE,
+            line=line,
+            hint="use postgresql://user:password@host:5432/db or "
+            "mysql+pymysql://user:password@host:3306/db (MariaDB, MySQL)",
+        )
     return engine
 
 

@@ -201,3 +201,20 @@ def test_commands_run_without_the_credentials_and_copies_fail_until_they_are_set
     }
     assert query(duckdb_url, root, "select n from main.counted") == [(1,)]
     assert query(duckdb_url, root, "select id, status from src.items") == [(1, "new")]
+
+
+def test_docs_runs_without_the_credentials(tmp_path: Path, duckdb_url: str) -> None:
+    root = write(tmp_path)
+    code, output = cli("build", "alone", project=root, target=duckdb_url)
+    assert code == 0, output
+    out = tmp_path / "site"
+    code, output = cli("docs", "--out", str(out), project=root, target=duckdb_url)
+    assert code == 0, output
+    text = (out / "data.js").read_text()
+    data = json.loads(text[text.index("{") :].rstrip().rstrip(";"))
+    assert data["recorded"] is True
+    nodes = {n["id"]: n for n in data["nodes"]}
+    assert nodes["main.alone"]["status"] == "success"
+    assert nodes["src.items"]["kind"] == "extract" and nodes["src.items"]["status"] is None
+    code, html = cli("lineage", "--format", "html", project=root, target=duckdb_url)
+    assert code == 0 and "src.items" in html

@@ -420,7 +420,15 @@ def _build(
         )
         tgt = open_target(proj.config.target_url, project_dir=proj.root)
         with _progress(as_json) as (on_plan, on_event):
-            result = run_plan(proj, tgt, options, _dispatch, on_event=on_event, on_plan=on_plan)
+            result = run_plan(
+                proj,
+                tgt,
+                options,
+                _dispatch,
+                on_event=on_event,
+                on_plan=on_plan,
+                on_note=None if as_json else _print_note,  # --json: notes are in its payload
+            )
     elapsed = time.perf_counter() - started
     if as_json:
         from dbluigi.artifact import json_text
@@ -730,9 +738,14 @@ def _result_json(result: RunResult, target: str, elapsed: float) -> dict[str, An
     }
 
 
+def _print_note(text: str) -> None:
+    """A note of a run, printed when it is made (most before the run starts)."""
+    console.print(f"[yellow]note:[/] {_escape(text)}", soft_wrap=True, highlight=False)
+
+
 def _print_summary(result: RunResult, elapsed: float) -> None:
-    for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
+    """The table of the tasks that ran, their errors and the counts (the run's notes
+    were printed as they were made)."""
     ran = [r for r in result.results if r.status != "up to date"]
     shown = _summary_rows(ran)
     if shown:

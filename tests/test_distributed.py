@@ -157,6 +157,19 @@ def test_luigid_names_each_task_by_its_model_and_partition_with_its_kind(
     assert set(kinds) <= {t["name"] for t in graph.values()}
 
 
+def test_resource_note_is_printed_before_the_run_with_its_brackets(
+    tmp_path: Path, pg_url: str, luigid: str
+) -> None:
+    from tests.buildkit import cli
+
+    write_project(tmp_path, {"a.sql": "select 1 as id", "b.sql": "select id from main.a"})
+    code, output = cli("build", "--scheduler-url", luigid, project=tmp_path, target=pg_url)
+    assert code == 0, output
+    note = "note: luigid runs as many tasks at once on this target as its [resources] dbluigi_"
+    assert output.count(note) == 1, output  # said once, not again after the run
+    assert output.index(note) < output.index("success main.a"), output
+
+
 def _root_id(tasks: dict[str, dict]) -> str:
     (root,) = [task_id for task_id, t in tasks.items() if t["name"] == "DbluigiRun"]
     return root

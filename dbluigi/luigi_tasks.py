@@ -7,7 +7,8 @@ start of the run, never by querying the database per task.
 
 luigid labels a task with its *family*, which luigi takes from the task's class
 (``DbluigiModel`` for every model). The worker tells the scheduler each task's
-``scheduler_name`` as its family instead (``staging.agencies``, ``sales[2015]``), and
+``scheduler_name`` as its family instead (``staging.agencies``, ``sales[2015]``,
+``staging.agencies settled``, ``raw.offenses missing``), and
 its kind travels as a parameter that is not part of its id: luigid's task list and
 graph then read as the project does. The class's own family stays what luigi loads a
 task by (a partition yielded at run time) and what the task id is made of.
@@ -166,6 +167,11 @@ class DbluigiSettled(_FixedParams, luigi.Task):
     build_id: str = luigi.Parameter()  # type: ignore[assignment]
     round: str = luigi.Parameter(default="")  # type: ignore[assignment]
 
+    @property
+    def scheduler_name(self) -> str:
+        """Its name in luigid: the model it waits for, apart from the model's own task."""
+        return f"{self.model} settled"
+
     def requires(self) -> list[luigi.Task]:
         return [_graph().tasks[self.model]]
 
@@ -198,6 +204,11 @@ class MissingRelation(_FixedParams, luigi.ExternalTask):
     """A parent that is neither selected nor built, or a source that does not exist."""
 
     relation: str = luigi.Parameter()  # type: ignore[assignment]
+
+    @property
+    def scheduler_name(self) -> str:
+        """Its name in luigid: the relation it stands for."""
+        return f"{self.relation} missing"
 
     def complete(self) -> bool:
         return False

@@ -121,6 +121,8 @@ def test_luigid_names_each_task_by_its_model_and_partition_with_its_kind(
         {
             "staging/agencies.sql": "select 1 as id",
             "reporting/totals.sql": "-- kind: view\nselect count(*) as n from staging.agencies",
+            # a check reading a model its model does not depend on: it waits for it settled
+            "reporting/totals.check.sql": "select region from staging.sales where region = ''",
             "staging/sales.sql": "-- partition: region in ('gb', '[us]')\n"
             "select '{{ region }}' as region, id from staging.agencies",
         },
@@ -128,7 +130,7 @@ def test_luigid_names_each_task_by_its_model_and_partition_with_its_kind(
     code, payload = build_json("--scheduler-url", luigid, project=tmp_path, target=pg_url)
     assert code == 0, payload
     done = _luigid_tasks(luigid, "DONE")
-    kinds = {t["name"]: t["params"].get("kind") for t in done.values() if "model" in t["params"]}
+    kinds = {t["name"]: t["params"]["kind"] for t in done.values() if "kind" in t["params"]}
     assert kinds == {
         "staging.agencies": "table",
         "reporting.totals": "view",
@@ -136,6 +138,7 @@ def test_luigid_names_each_task_by_its_model_and_partition_with_its_kind(
         "staging.sales[gb]": "table",
         "staging.sales[[us]]": "table",
     }
+    assert "staging.sales settled" in {t["name"] for t in done.values()}
     shown = {t["name"]: t["display_name"] for t in done.values()}
     assert shown["reporting.totals"].startswith("reporting.totals(")
     assert "kind=view" in shown["reporting.totals"]
@@ -147,6 +150,7 @@ def test_luigid_names_each_task_by_its_model_and_partition_with_its_kind(
         found = json.loads(response.read())["response"]
     assert {t["name"] for t in found.values()} == {
         "staging.sales",
+        "staging.sales settled",
         "staging.sales[gb]",
         "staging.sales[[us]]",
     }

@@ -173,7 +173,7 @@ def test_cached_parameters_give_the_task_ids_and_params_stock_luigi_gives() -> N
 
 
 def test_tasks_are_named_for_luigid_by_model_and_partition_kind_outside_the_id() -> None:
-    from dbluigi.luigi_tasks import DbluigiModel, DbluigiPartition
+    from dbluigi.luigi_tasks import DbluigiModel, DbluigiPartition, DbluigiSettled, MissingRelation
 
     model = DbluigiModel(model="staging.agencies", fingerprint="f", build_id="b", kind="table")
     assert model.scheduler_name == "staging.agencies"
@@ -188,6 +188,8 @@ def test_tasks_are_named_for_luigid_by_model_and_partition_kind_outside_the_id()
     )
     assert part.scheduler_name == "main.sales[[gb]]"
     assert DbluigiModel.get_task_family() == "DbluigiModel"  # what luigi loads a task by
+    assert MissingRelation(relation="raw.x").scheduler_name == "raw.x missing"
+    assert DbluigiSettled(model="main.a", build_id="b").scheduler_name == "main.a settled"
 
 
 def test_fast_scheduler_reuses_the_task_a_dependency_already_named() -> None:

@@ -137,10 +137,12 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(ERROR_EXIT) from None
 
 
-def _escape(text: str) -> str:
+def _escape(text: object) -> str:
+    """``text`` as rich prints it literally: user text (names, partition values, paths,
+    errors, rows) may hold brackets that rich would otherwise read as markup."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(str(text))
 
 
 def _load(project_dir: Path, target: str | None, var: list[str] | None) -> Project:
@@ -222,8 +224,8 @@ def init(folder: Annotated[Path, typer.Argument(help="The folder to create.")]) 
 
     with _errors():
         written = init_project(folder)
-    console.print(f"created {len(written)} files in {folder}")
-    console.print(f"next: [bold]dbluigi build --project {folder}[/]")
+    console.print(f"created {len(written)} files in {_escape(folder)}")
+    console.print(f"next: [bold]dbluigi build --project {_escape(folder)}[/]")
 
 
 @app.command()
@@ -435,7 +437,7 @@ def plan(
         rows = [_plan_row(proj, decided, model) for model in decided.selected]
         typer.echo(json.dumps({"target": tgt.display_url, "models": rows}, indent=2))
         return
-    console.print(f"plan on {tgt.display_url}", soft_wrap=True)
+    console.print(f"plan on {_escape(tgt.display_url)}", soft_wrap=True)
     selected = decided.selected
     width = max((len(model) for model in selected), default=0)
     shown = list(enumerate(selected, 1))
@@ -480,21 +482,22 @@ def _print_plan_row(i: int, row: dict[str, Any], width: int) -> None:
     if row["missing_parents"]:
         action = "[red]blocked[/]"
         why += f" (missing: {', '.join(row['missing_parents'])})"
-    line = f"{i:>4}  {action}  {row['model']:<{width}}  {row['kind']:<6} {why}"
+    model, kind = _escape(f"{row['model']:<{width}}"), _escape(f"{row['kind']:<6}")
+    line = f"{i:>4}  {action}  {model}  {kind} {_escape(why)}"
     if row["depends_on"]:
-        line += f"  [dim]<- {', '.join(row['depends_on'])}[/]"
+        line += f"  [dim]<- {_escape(', '.join(row['depends_on']))}[/]"
     console.print(line, soft_wrap=True, highlight=False)
     for note in row["writes"]:
-        console.print(f"{'':>15}[dim]{note}[/]", soft_wrap=True, highlight=False)
+        console.print(f"{'':>15}[dim]{_escape(note)}[/]", soft_wrap=True, highlight=False)
     if row["checks"]:
         console.print(
-            f"{'':>15}[dim]checks: {' · '.join(row['checks'])}[/]",
+            f"{'':>15}[dim]checks: {_escape(' · '.join(row['checks']))}[/]",
             soft_wrap=True,
             highlight=False,
         )
     if row["inputs"] is not None:
         files = ", ".join(row["inputs"]) or "no file matches " + ", ".join(row["input_globs"])
-        console.print(f"{'':>15}[dim]inputs: {files}[/]", soft_wrap=True, highlight=False)
+        console.print(f"{'':>15}[dim]inputs: {_escape(files)}[/]", soft_wrap=True, highlight=False)
 
 
 def _plan_row(proj: Project, decided: Plan, model: str) -> dict[str, Any]:
@@ -567,7 +570,15 @@ def _build(
         )
         tgt = open_target(proj.config.target_url, project_dir=proj.root)
         with _progress(as_json) as (on_plan, on_event):
-            result = run_plan(proj, tgt, options, _dispatch, on_event=on_event, on_plan=on_plan)
+            result = run_plan(
+                proj,
+                tgt,
+                options,
+                _dispatch,
+                on_event=on_event,
+                on_plan=on_plan,
+                on_note=None if as_json else _print_note,  # --json: notes are in its payload
+            )
     elapsed = time.perf_counter() - started
     if as_json:
         from dbluigi.artifact import json_text
@@ -632,7 +643,9 @@ def _watch(
         )
         if not as_json:
             err_console.print(
-                f"watching {project.resolve()} (Ctrl-C to stop)", soft_wrap=True, highlight=False
+                f"watching {_escape(project.resolve())} (Ctrl-C to stop)",
+                soft_wrap=True,
+                highlight=False,
             )
         with stop.handling_signals():
             cycles = watch(
@@ -679,7 +692,7 @@ class _CycleReport:
         self.idle_line = idle and not cycle.trigger.changed and not self._news(cycle)
         stamp = cycle.started_at.strftime("%H:%M:%S")
         if cycle.trigger.changed:
-            shown = ", ".join(cycle.trigger.changed[:3])
+            shown = _escape(", ".join(cycle.trigger.changed[:3]))
             more = len(cycle.trigger.changed) - 3
             console.print(
                 f"[dim]{stamp} changed: {shown}{f' and {more} more' if more > 0 else ''}[/]",
@@ -705,7 +718,7 @@ class _CycleReport:
             console.print(f"{stamp} nothing built; {then}", soft_wrap=True, highlight=False)
             return
         assert cycle.result is not None
-        line = f"{stamp} {_cycle_line(cycle.result)}; {then}"
+        line = f"{stamp} {_escape(_cycle_line(cycle.result))}; {then}"
         console.print(line, soft_wrap=True, highlight=False)
 
     def _news(self, cycle: Cycle) -> list[str]:
@@ -828,7 +841,7 @@ def _progress(quiet: bool) -> Iterator[tuple[Callable[[Plan], None], Callable[[s
             if model in running:
                 running.remove(model)
             progress.advance(task_id)
-        progress.update(task_id, running=", ".join(running[-3:]))
+        progress.update(task_id, running=_escape(", ".join(running[-3:])))
 
     with progress:
         yield on_plan, on_event
@@ -877,9 +890,14 @@ def _result_json(result: RunResult, target: str, elapsed: float) -> dict[str, An
     }
 
 
+def _print_note(text: str) -> None:
+    """A note of a run, printed when it is made (most before the run starts)."""
+    console.print(f"[yellow]note:[/] {_escape(text)}", soft_wrap=True, highlight=False)
+
+
 def _print_summary(result: RunResult, elapsed: float) -> None:
-    for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
+    """The table of the tasks that ran, their errors and the counts (the run's notes
+    were printed as they were made)."""
     ran = [r for r in result.results if r.status != "up to date"]
     shown = _summary_rows(ran)
     if shown:
@@ -899,10 +917,10 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
             )
             status = r.status if not r.failure_class else f"{r.status} ({r.failure_class})"
             table.add_row(
-                r.model if r.partition is None else f"{r.model} [{r.partition}]",
-                r.kind,
-                f"[{colour}]{status}[/]",
-                r.reason,
+                _escape(r.model if r.partition is None else f"{r.model} [{r.partition}]"),
+                _escape(r.kind),
+                f"[{colour}]{_escape(status)}[/]",
+                _escape(r.reason),
                 "" if r.rows is None else str(r.rows),
                 f"{r.duration_s:.2f}",
             )
@@ -914,7 +932,9 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
     built = len([r for r in ran if r.status == "success"])
     elsewhere = len([r for r in ran if r.status == "elsewhere"])
     for slow in result.slow:
-        console.print(f"[yellow]slow:[/] {slow.describe()}", soft_wrap=True, highlight=False)
+        console.print(
+            f"[yellow]slow:[/] {_escape(slow.describe())}", soft_wrap=True, highlight=False
+        )
     others = f", left to other workers {elsewhere}" if elsewhere else ""
     console.print(
         f"built {built}, failed {failed}, skipped {skipped}, up to date {up_to_date}{others} "
@@ -934,7 +954,7 @@ def _print_task_errors(result: RunResult) -> None:
             if not text.startswith(where):
                 text = f"{where}: {text}"
             err_console.print(
-                f"[bold red]{r.failure_class} error[/] in {r.model}:\n{_escape(text)}\n"
+                f"[bold red]{r.failure_class} error[/] in {_escape(r.model)}:\n{_escape(text)}\n"
             )
 
 
@@ -956,7 +976,7 @@ def _summary_rows(ran: list[TaskResult]) -> list[TaskResult]:
 
 def _print_artifact(result: RunResult) -> None:
     if result.artifact is not None:
-        console.print(f"run artifact: {result.artifact}", soft_wrap=True, highlight=False)
+        console.print(f"run artifact: {_escape(result.artifact)}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -1098,35 +1118,37 @@ def history(
             table.add_column(column)
         for r in runs:
             table.add_row(
-                r.run_id,
-                r.command,
-                r.selector or "",
+                _escape(r.run_id),
+                _escape(r.command),
+                _escape(r.selector or ""),
                 str(r.started_at)[:19],
                 str(r.finished_at or "")[:19],
-                r.status,
+                _escape(r.status),
             )
         console.print(table)
     table = Table(
-        title="task attempts" + (f" of {relation}" if relation else ""), title_justify="left"
+        title="task attempts" + (f" of {_escape(relation)}" if relation else ""),
+        title_justify="left",
     )
     columns = ("run", "model", "attempt", "status", "class", "why", "rows", "seconds", "cost")
     marks = any(t.watermark_from is not None or t.watermark_to is not None for t in records)
     for column in (*columns, *(("watermark",) if marks else ()), "error"):
         table.add_column(column)
     for t in records:
-        watermark = (_watermarks(t),) if marks else ()
+        watermark = (_escape(_watermarks(t)),) if marks else ()
+        model = f"{t.model} [{t.partition}]" if t.partition else t.model
         table.add_row(
-            t.run_id,
-            t.model,
+            _escape(t.run_id),
+            _escape(model),
             str(t.attempt),
-            t.status,
-            t.failure_class or "",
-            t.reason or "",
+            _escape(t.status),
+            _escape(t.failure_class or ""),
+            _escape(t.reason or ""),
             "" if t.rows is None else str(t.rows),
             f"{t.duration_s:.2f}",
             "" if t.explain_cost is None else f"{t.explain_cost:.6g}",
             *watermark,
-            (t.error or "").splitlines()[0][:80] if t.error else "",
+            _escape(t.error.splitlines()[0][:80]) if t.error else "",
         )
     console.print(table)
 
@@ -1187,7 +1209,7 @@ def _slow_history(
     for s in speeds[:last]:
         change = s.change
         table.add_row(
-            s.model,
+            _escape(s.model),
             str(s.builds),
             f"{s.median_s:.2f}",
             f"{s.last_s:.2f}",
@@ -1198,7 +1220,7 @@ def _slow_history(
         console.print(f"no model got slower (last build over {SLOWER_FACTOR:g}x its median before)")
     for s in slower:
         console.print(
-            f"[yellow]got slower:[/] {s.model}: last build {s.last_s:.2f}s, "
+            f"[yellow]got slower:[/] {_escape(s.model)}: last build {s.last_s:.2f}s, "
             f"{s.change or 0:.1f}x its median of {s.earlier_median_s or 0:.2f}s before",
             soft_wrap=True,
             highlight=False,
@@ -1242,8 +1264,11 @@ def check(
     else:
         for r in results:
             colour = "green" if r.status == "success" else "red"
+            reason = f" ({r.reason})" if r.reason else ""
             console.print(
-                f"[{colour}]{r.status:>8}[/] {r.model}" + (f" ({r.reason})" if r.reason else "")
+                f"[{colour}]{r.status:>8}[/] {_escape(r.model + reason)}",
+                soft_wrap=True,
+                highlight=False,
             )
             if r.error:
                 err_console.print(_escape(r.error))
@@ -1274,7 +1299,7 @@ def debug(
     with _errors():
         config = load_config(project, target=target)
         tgt = open_target(config.target_url, project_dir=project)
-        console.print(f"target: {tgt.display_url}", soft_wrap=True, highlight=False)
+        console.print(f"target: {_escape(tgt.display_url)}", soft_wrap=True, highlight=False)
         session = tgt.connect()
         try:
             console.print("connection: ok")
@@ -1287,7 +1312,7 @@ def debug(
         finally:
             session.close()
     for action in repaired:
-        console.print(f"[green]repaired:[/] {action}", soft_wrap=True, highlight=False)
+        console.print(f"[green]repaired:[/] {_escape(action)}", soft_wrap=True, highlight=False)
     if problems:
         for problem in problems:
             err_console.print(f"[bold red]state:[/] {_escape(problem)}", highlight=False)

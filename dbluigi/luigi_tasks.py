@@ -5,6 +5,14 @@ fingerprint, so every worker of a run (or of a central scheduler) names the same
 task the same way. ``complete()`` is answered from the plan decided once at the
 start of the run, never by querying the database per task.
 
+luigid labels a task with its *family*, which luigi takes from the task's class
+(``DbluigiModel`` for every model). The worker tells the scheduler each task's
+``scheduler_name`` as its family instead (``staging.agencies``, ``sales[2015]``,
+``staging.agencies settled``, ``raw.offenses missing``), and
+its kind travels as a parameter that is not part of its id: luigid's task list and
+graph then read as the project does. The class's own family stays what luigi loads a
+task by (a partition yielded at run time) and what the task id is made of.
+
 Stock luigi costs more than the SQL of a large project, so local runs plug two
 things into luigi's own extension points (``worker_scheduler_factory``):
 
@@ -82,6 +90,13 @@ class _BuildTask(_FixedParams, luigi.Task):
     # a tentative build keeps the last build id: this tells its run from the last one
     # (``plan.Decision.round``), which luigid may still hold as done
     round: str = luigi.Parameter(default="")  # type: ignore[assignment]
+    # shown by luigid beside the name; not part of the id (the fingerprint covers it)
+    kind: str = luigi.Parameter(default="", significant=False)  # type: ignore[assignment]
+
+    @property
+    def scheduler_name(self) -> str:
+        """The task's name in luigid: its model."""
+        return self.model
 
     @property
     def priority(self) -> int:  # type: ignore[override]
@@ -113,6 +128,7 @@ class DbluigiModel(_BuildTask):
                         partition=p.value,
                         fingerprint=p.fingerprint,
                         build_id=p.build_id,
+                        kind=self.kind,
                     )
                     for p in partitions
                 ]
@@ -123,6 +139,11 @@ class DbluigiPartition(_BuildTask):
     """One value of a partitioned model; the model's task gathers them all, as a wrapper."""
 
     partition: str = luigi.Parameter()  # type: ignore[assignment]
+
+    @property
+    def scheduler_name(self) -> str:
+        """The task's name in luigid: its model and partition value, as dbluigi prints them."""
+        return f"{self.model}[{self.partition}]"
 
     def requires(self) -> list[luigi.Task]:
         return _graph().parent_requirements[self.model]
@@ -145,6 +166,11 @@ class DbluigiSettled(_FixedParams, luigi.Task):
     model: str = luigi.Parameter()  # type: ignore[assignment]
     build_id: str = luigi.Parameter()  # type: ignore[assignment]
     round: str = luigi.Parameter(default="")  # type: ignore[assignment]
+
+    @property
+    def scheduler_name(self) -> str:
+        """Its name in luigid: the model it waits for, apart from the model's own task."""
+        return f"{self.model} settled"
 
     def requires(self) -> list[luigi.Task]:
         return [_graph().tasks[self.model]]
@@ -179,6 +205,11 @@ class MissingRelation(_FixedParams, luigi.ExternalTask):
 
     relation: str = luigi.Parameter()  # type: ignore[assignment]
 
+    @property
+    def scheduler_name(self) -> str:
+        """Its name in luigid: the relation it stands for."""
+        return f"{self.relation} missing"
+
     def complete(self) -> bool:
         return False
 
@@ -199,12 +230,14 @@ class _TaskGraph:
         decisions = run.plan.decisions
         # a modifier is built by its producer's task (dbluigi.writes): no task of its own
         built = [m for m in run.plan.selected if m not in run.project.chains.owner]
+        models = run.project.models
         self.tasks = {
             m: DbluigiModel(
                 model=m,
                 fingerprint=decisions[m].fingerprint,
                 build_id=decisions[m].build_id,
                 round=decisions[m].round,
+                kind=models[m].kind,
             )
             for m in built
         }
@@ -237,7 +270,11 @@ class _TaskGraph:
             ]
             partitions: list[luigi.Task] = [
                 DbluigiPartition(
-                    model=model, partition=p.value, fingerprint=p.fingerprint, build_id=p.build_id
+                    model=model,
+                    partition=p.value,
+                    fingerprint=p.fingerprint,
+                    build_id=p.build_id,
+                    kind=models[model].kind,
                 )
                 for p in decisions[model].partitions
             ]
@@ -492,6 +529,16 @@ class ThreadWorker(luigi.worker.Worker):
         super().__init__(*args, **kwargs)
         self._task_result_queue = _ResultQueue()  # type: ignore[assignment]
         self._pool = _ThreadPool()
+
+    def _add_task(self, *args: Any, **kwargs: Any) -> None:
+        """luigi's, naming a dbluigi task to the scheduler by its model (``scheduler_name``)
+        rather than by its class: luigid shows this family as the task's name."""
+        if kwargs.get("family"):
+            task = self._scheduled_tasks.get(kwargs.get("task_id"))
+            name = getattr(task, "scheduler_name", None)
+            if name is not None:
+                kwargs["family"] = name
+        super()._add_task(*args, **kwargs)
 
     def _get_work(self) -> Any:
         """luigi's, unless the run was asked to stop: then the worker phases out as on

@@ -614,28 +614,35 @@ def run_plan(
     *,
     on_event: EventCallback | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> RunResult:
     """Execute a build: everything stale in the selection, through ``dispatch``.
 
-    Once ``stop`` is set, the tasks running finish and no new one starts; the run is
-    recorded as ``stopped`` when models were left unbuilt (``dbluigi.watch``)."""
+    Each note is also given to ``on_note`` when it is made, most before the run starts
+    (they say how it will run); all of them are in the result. Once ``stop`` is set, the
+    tasks running finish and no new one starts; the run is recorded as ``stopped`` when
+    models were left unbuilt (``dbluigi.watch``)."""
     prepared = prepare(project, target, options)
     session, state, plan = prepared.session, prepared.state, prepared.plan
     run_id = new_run_id()
     notes: list[str] = []
+
+    def note(text: str) -> None:
+        notes.append(text)
+        if on_note is not None:
+            on_note(text)
+
     session.try_lock(RUN_LOCK.format(run_id=run_id))
     if _close_interrupted_runs(session, state):
-        notes.append("an earlier build was interrupted; its run is now marked 'interrupted'")
+        note("an earlier build was interrupted; its run is now marked 'interrupted'")
     workers = options.workers if options.workers is not None else session.default_workers()
     if workers > 1 and not target.supports_concurrent_writers:
-        notes.append(
-            f"{target.name} allows one writer process: ran with 1 worker instead of {workers}"
-        )
+        note(f"{target.name} allows one writer process: ran with 1 worker instead of {workers}")
         workers = 1
     options = replace(options, workers=workers)
     if options.scheduler_url:
-        notes.append(
+        note(
             f"luigid runs as many tasks at once on this target as its [resources] "
             f"{target.resource} allows (1 when unset)"
         )
@@ -663,7 +670,7 @@ def run_plan(
                 if run.unrecorded:  # failures recorded now that the target is back
                     state.record_tasks(run.unrecorded)
                     run.unrecorded.clear()
-                notes.append("the connection to the target was lost during the run")
+                note("the connection to the target was lost during the run")
             results = _results(
                 project,
                 plan,

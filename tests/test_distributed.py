@@ -105,12 +105,78 @@ def test_two_workers_share_a_luigid_scheduler(tmp_path: Path, pg_url: str, luigi
     # a worker that plans after the other published some models finds them up to date
     assert statuses <= {"success", "elsewhere", "up to date"}
     done = _luigid_tasks(luigid, "DONE")
-    model_tasks = {t["params"]["model"] for t in done.values() if t["name"] == "DbluigiModel"}
+    model_tasks = {t["name"] for t in done.values() if "kind" in t["params"]}
     assert model_tasks == set(
         models
     )  # one luigid task per model: the same identity in both workers
     code, payload = build_json("--scheduler-url", luigid, project=project, target=pg_url)
     assert code == 0 and all(r["status"] == "up to date" for r in payload["results"])
+
+
+def test_luigid_names_each_task_by_its_model_and_partition_with_its_kind(
+    tmp_path: Path, pg_url: str, luigid: str
+) -> None:
+    write_project(
+        tmp_path,
+        {
+            "staging/agencies.sql": "select 1 as id",
+            "reporting/totals.sql": "-- kind: view\nselect count(*) as n from staging.agencies",
+            # a check reading a model its model does not depend on: it waits for it settled
+            "reporting/totals.check.sql": "select region from staging.sales where region = ''",
+            "staging/sales.sql": "-- partition: region in ('gb', '[us]')\n"
+            "select '{{ region }}' as region, id from staging.agencies",
+        },
+    )
+    code, payload = build_json("--scheduler-url", luigid, project=tmp_path, target=pg_url)
+    assert code == 0, payload
+    done = _luigid_tasks(luigid, "DONE")
+    kinds = {t["name"]: t["params"]["kind"] for t in done.values() if "kind" in t["params"]}
+    assert kinds == {
+        "staging.agencies": "table",
+        "reporting.totals": "view",
+        "staging.sales": "table",
+        "staging.sales[gb]": "table",
+        "staging.sales[[us]]": "table",
+    }
+    assert "staging.sales settled" in {t["name"] for t in done.values()}
+    shown = {t["name"]: t["display_name"] for t in done.values()}
+    assert shown["reporting.totals"].startswith("reporting.totals(")
+    assert "kind=view" in shown["reporting.totals"]
+    # luigid's search (over the display name) finds a model by its name
+    query_string = urllib.parse.urlencode(
+        {"data": json.dumps({"status": "DONE", "search": "staging.sales"})}
+    )
+    with urllib.request.urlopen(f"{luigid}/api/task_list?{query_string}", timeout=10) as response:
+        found = json.loads(response.read())["response"]
+    assert {t["name"] for t in found.values()} == {
+        "staging.sales",
+        "staging.sales settled",
+        "staging.sales[gb]",
+        "staging.sales[[us]]",
+    }
+    # the graph luigid draws names the nodes the same way
+    graph_query = urllib.parse.urlencode({"data": json.dumps({"task_id": _root_id(done)})})
+    with urllib.request.urlopen(f"{luigid}/api/dep_graph?{graph_query}", timeout=10) as response:
+        graph = json.loads(response.read())["response"]
+    assert set(kinds) <= {t["name"] for t in graph.values()}
+
+
+def test_resource_note_is_printed_before_the_run_with_its_brackets(
+    tmp_path: Path, pg_url: str, luigid: str
+) -> None:
+    from tests.buildkit import cli
+
+    write_project(tmp_path, {"a.sql": "select 1 as id", "b.sql": "select id from main.a"})
+    code, output = cli("build", "--scheduler-url", luigid, project=tmp_path, target=pg_url)
+    assert code == 0, output
+    note = "note: luigid runs as many tasks at once on this target as its [resources] dbluigi_"
+    assert output.count(note) == 1, output  # said once, not again after the run
+    assert output.index(note) < output.index("success main.a"), output
+
+
+def _root_id(tasks: dict[str, dict]) -> str:
+    (root,) = [task_id for task_id, t in tasks.items() if t["name"] == "DbluigiRun"]
+    return root
 
 
 def test_tasks_hold_a_resource_named_for_the_target(tmp_path: Path, pg_url: str) -> None:

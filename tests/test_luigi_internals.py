@@ -141,3 +141,31 @@ def test_build_takes_the_factory() -> None:
         _Factory.create_worker
     )
     assert callable(luigi.rpc.RemoteScheduler)
+
+
+def test_worker_names_a_task_to_the_scheduler_through_add_task() -> None:
+    """``ThreadWorker._add_task`` swaps the family luigi sends for the task's
+    ``scheduler_name`` (what luigid shows as its name): luigi's worker must call it with
+    ``task_id`` and ``family`` as keywords, the task already in ``_scheduled_tasks``; a
+    parameter that is not significant still reaches the scheduler as a public one."""
+    assert _parameters(luigi.worker.Worker._add_task) == ["self", "args", "kwargs"]
+
+    class NamedForLuigid(luigi.Task):
+        scheduler_name = "staging.agencies"
+        kind = luigi.Parameter(default="", significant=False)
+
+        def complete(self) -> bool:
+            return False
+
+    named = NamedForLuigid(kind="table")
+    assert named.task_id == NamedForLuigid().task_id  # kind is not part of the id
+    assert named.task_id.startswith("NamedForLuigid_")
+    scheduler = FastScheduler()
+    with ThreadWorker(scheduler=scheduler, worker_processes=1) as worker:
+        assert worker.add(named)
+        assert worker._scheduled_tasks[named.task_id] is named
+    task = scheduler._state.get_task(named.task_id)
+    assert task.family == "staging.agencies"
+    assert task.public_params == {"kind": "table"}
+    assert task.pretty_id == "staging.agencies(kind=table)"
+    assert scheduler._serialize_task(named.task_id)["name"] == "staging.agencies"

@@ -153,6 +153,7 @@ def test_cached_parameters_give_the_task_ids_and_params_stock_luigi_gives() -> N
         fingerprint = luigi.Parameter()
         build_id = luigi.Parameter()
         round = luigi.Parameter(default="")
+        kind = luigi.Parameter(default="", significant=False)
 
     ours = DbluigiModel(model="main.a", fingerprint="f1", build_id="b1")
     stock = StockModel(model="main.a", fingerprint="f1", build_id="b1")
@@ -166,9 +167,29 @@ def test_cached_parameters_give_the_task_ids_and_params_stock_luigi_gives() -> N
     other = DbluigiModel(model="main.b", fingerprint="f1", build_id="b1")
     assert other.to_str_params()["model"] == "main.b" and other.task_id != ours.task_id
     part = DbluigiPartition(model="main.a", fingerprint="f", build_id="b", partition="2024")
-    names = ["model", "fingerprint", "build_id", "round", "partition"]
+    names = ["model", "fingerprint", "build_id", "round", "kind", "partition"]
     assert [n for n, _ in part.get_params()] == names
     assert MissingRelation(relation="x.y").to_str_params() == {"relation": "x.y"}
+
+
+def test_tasks_are_named_for_luigid_by_model_and_partition_kind_outside_the_id() -> None:
+    from dbluigi.luigi_tasks import DbluigiModel, DbluigiPartition, DbluigiSettled, MissingRelation
+
+    model = DbluigiModel(model="staging.agencies", fingerprint="f", build_id="b", kind="table")
+    assert model.scheduler_name == "staging.agencies"
+    assert (
+        model.task_id
+        == DbluigiModel(model="staging.agencies", fingerprint="f", build_id="b").task_id
+    )
+    assert model.to_str_params()["kind"] == "table"
+    assert "kind" not in model.to_str_params(only_significant=True)
+    part = DbluigiPartition(
+        model="main.sales", partition="[gb]", fingerprint="f", build_id="b", kind="table"
+    )
+    assert part.scheduler_name == "main.sales[[gb]]"
+    assert DbluigiModel.get_task_family() == "DbluigiModel"  # what luigi loads a task by
+    assert MissingRelation(relation="raw.x").scheduler_name == "raw.x missing"
+    assert DbluigiSettled(model="main.a", build_id="b").scheduler_name == "main.a settled"
 
 
 def test_fast_scheduler_reuses_the_task_a_dependency_already_named() -> None:

@@ -22,7 +22,7 @@ from dbluigi.lazy import exp
 from dbluigi.project import CheckFile, Model, Project
 from dbluigi.relation import Relation
 from dbluigi.sqltypes import TableRef
-from dbluigi.state import CheckResult
+from dbluigi.state import CheckResult, check_digest
 from dbluigi.targets.base import Session, table_expr
 
 SAMPLE_ROWS = 5
@@ -67,7 +67,12 @@ def run_checks(session: Session, project: Project, target: CheckTarget) -> Check
     for check in target.model.header.checks:
         violation = _header_check(session, project, target, check)
         results.append(
-            CheckResult(check.text, violation is None, violation.message if violation else "")
+            CheckResult(
+                check.text,
+                violation is None,
+                violation.message if violation else "",
+                digest=check_digest(check.text),
+            )
         )
         if violation:
             violations.append(violation)
@@ -89,11 +94,12 @@ def _result(
     check: CheckFile, name: str, violation: Violation | None, not_run: str | None = None
 ) -> CheckResult:
     owner = check.owner if check.moved else ""
+    digest = check_digest(check.sql)
     if not_run is not None:
-        return CheckResult(name, True, not_run, status="not run", owner=owner)
+        return CheckResult(name, True, not_run, status="not run", owner=owner, digest=digest)
     if violation is None:
-        return CheckResult(name, True, owner=owner)
-    return CheckResult(name, False, violation.message, owner=owner)
+        return CheckResult(name, True, owner=owner, digest=digest)
+    return CheckResult(name, False, violation.message, owner=owner, digest=digest)
 
 
 def _table(target: CheckTarget) -> exp.Table:

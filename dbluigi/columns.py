@@ -337,7 +337,11 @@ class _Tracer:
             if cols:
                 tables = mapping.setdefault(read.schema, {})
                 assert isinstance(tables, dict)
-                tables[read.name] = dict.fromkeys(cols, "UNKNOWN")
+                # quoted: a name with capitals is that name, not its lower-cased form
+                tables[read.name] = {
+                    exp.to_identifier(c, quoted=True).sql(dialect=self.dialect): "UNKNOWN"
+                    for c in cols
+                }
             elif read != model.relation:
                 unknown.append(read)
         schema = MappingSchema(mapping, dialect=self.dialect)

@@ -81,6 +81,11 @@ class CheckFile:
         return self.statements[0].line if self.statements else None
 
     @property
+    def sql(self) -> str:
+        """What it runs: its query (of a ``.check.sql``), or the whole ``.check.py``."""
+        return self.statements[0].sql if self.statements else self.text
+
+    @property
     def name(self) -> str:
         """How results and messages call it: ``path:line`` of a query, or the file."""
         return f"{self.path}:{self.line}" if self.line is not None else self.path

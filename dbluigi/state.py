@@ -13,6 +13,7 @@ transaction that publishes its table, so state and data never disagree.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -159,6 +160,7 @@ class CheckResult:
     detail: str = ""
     status: CheckStatus | Literal[""] = ""  # "not run": it reads a model that is not available
     owner: str = ""  # the model whose check it is, when it runs at another model's swap
+    digest: str = ""  # of the check's SQL as it ran (``check_digest``): which check it was
 
     def __post_init__(self) -> None:
         if not self.status:
@@ -169,7 +171,15 @@ class CheckResult:
         data["status"] = self.status
         if self.owner:
             data["owner"] = self.owner
+        if self.digest:
+            data["digest"] = self.digest
         return data
+
+
+def check_digest(sql: str) -> str:
+    """A short digest of a check's text, recorded with its result: a result names the
+    check it came from even after the file's queries moved or changed."""
+    return hashlib.sha1(sql.strip().encode("utf-8")).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -291,6 +301,25 @@ class StateStore:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self._record_columns = _RECORD_COLUMNS
+
+    def read_as_it_is(self) -> None:
+        """Read the state without creating or migrating it (``docs`` reads a state other
+        dbluigi versions share, and must not lock them out by upgrading it): a column
+        added by a later version than the state's reads as NULL. A state newer than this
+        dbluigi knows raises ``TargetError``; none at all, ``StateError``."""
+        present = self._columns()
+        if "task_runs" not in present or "meta" not in present:
+            raise StateError("there is no dbluigi state in this target")
+        version = self._meta_version()
+        if version > SCHEMA_VERSION:
+            raise TargetError(
+                f"the dbluigi state in this target is version {version}, newer than this "
+                f"dbluigi knows ({SCHEMA_VERSION})",
+                hint="upgrade dbluigi",
+            )
+        if "worker" not in present["task_runs"]:
+            self._record_columns = _RECORD_COLUMNS.removesuffix("worker") + "null as worker"
 
     def ensure(self) -> None:
         """Create or migrate the state tables to SCHEMA_VERSION, and check their shape.
@@ -618,7 +647,7 @@ class StateStore:
 
     def task_records(self, run_id: str) -> list[TaskRecord]:
         rows = self.session.query(
-            f"select {_RECORD_COLUMNS} from dbluigi.task_runs where run_id = %s "
+            f"select {self._record_columns} from dbluigi.task_runs where run_id = %s "
             "order by started_at, model, attempt",
             [run_id],
         ).rows
@@ -667,7 +696,7 @@ class StateStore:
         if model is not None:
             where, params = "where model = %s", [model]
         rows = self.session.query(
-            f"select {_RECORD_COLUMNS} from dbluigi.task_runs {where} "
+            f"select {self._record_columns} from dbluigi.task_runs {where} "
             "order by started_at desc, model limit %s",
             [*params, last],
         ).rows
@@ -676,7 +705,7 @@ class StateStore:
     def latest_attempts(self, *, per_model: int) -> dict[str, list[TaskRecord]]:
         """Each model's latest ``per_model`` task attempts, newest first, in one query."""
         rows = self.session.query(
-            f"select {_RECORD_COLUMNS} from (select *, row_number() over (partition by model "
+            f"select {self._record_columns} from (select *, row_number() over (partition by model "
             "order by started_at desc, attempt desc) as n from dbluigi.task_runs) t "
             "where n <= %s order by model, started_at desc, attempt desc",
             [per_model],
@@ -787,7 +816,12 @@ def _task_run_values(r: TaskRecord) -> list[Any]:
 def _record(r: Sequence[Any]) -> TaskRecord:
     checks = tuple(
         CheckResult(
-            c["name"], c["passed"], c.get("detail", ""), c.get("status", ""), c.get("owner", "")
+            c["name"],
+            c["passed"],
+            c.get("detail", ""),
+            c.get("status", ""),
+            c.get("owner", ""),
+            c.get("digest", ""),
         )
         for c in json.loads(r[16] or "[]")
     )

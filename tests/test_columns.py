@@ -275,7 +275,7 @@ THREE = {
     "raw/people.csv": "id,First_Name,city_id\n1,Ada,7\n",
     "staging/people.sql": """
         with p as (select * from raw.people)
-        select *, first_name || '!' as greeting from p
+        select *, "First_Name" || '!' as greeting from p
         """,
     "staging/cities.sql": "select id as city_id, name as city from raw.cities",
     "reporting/people.sql": """
@@ -293,9 +293,11 @@ def test_a_column_traced_across_three_models(tmp_path: Path, target: str | None)
     project = load_project(tmp_path, target=target, use_cache=False)
     found = project_columns(project, {"raw.cities": ("id", "name")})
     assert list(found) == list(project.order)
+    # PostgreSQL keeps the seed's quoted name; DuckDB compares names without case
+    first = "first_name" if project.dialect == "duckdb" else "First_Name"
     assert [c.name for c in found["staging.people"].columns] == [
         "id",
-        "first_name",
+        first,
         "city_id",
         "greeting",
     ]
@@ -386,3 +388,16 @@ def test_cli_lineage_reads_source_columns_from_the_target(tmp_path: Path) -> Non
         "└── staging.cities.city [table]",
         "    └── raw.cities.name [source]",
     ]
+
+
+@unit
+def test_a_published_column_with_capitals_keeps_its_name_on_postgres(tmp_path: Path) -> None:
+    write_project(
+        tmp_path, {"staging/people.sql": 'select p.id, p."Amount" as a from raw.people p'}
+    )
+    project = load_project(tmp_path, target=PG, use_cache=False)
+    found = project_columns(project, {"raw.people": ("id", "Amount")})
+    assert sources(found["staging.people"]) == {
+        "id": {("raw.people", "id")},
+        "a": {("raw.people", "Amount")},
+    }

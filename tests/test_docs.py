@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from dbluigi.docs.layout import layout
-from tests.buildkit import cli, copy_example
+from tests.buildkit import cli, copy_example, query
 from tests.helpers import write_project
+from tests.test_damage import _damage
 
 FAILING_CHECK = (
     "-- agencies of Texas are not expected yet: the check returns them\n"
@@ -228,3 +229,81 @@ def test_docs_serve_serves_the_site(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_check_results_follow_their_query_not_its_line(tmp_path: Path, duckdb_url: str) -> None:
+    root = tmp_path / "p"
+    first = "select id from m.a where id > 1"  # fails: a has ids 1 and 2
+    second = "select id from m.a where id < 0"  # passes
+    write_project(
+        root,
+        {
+            "m/a.sql": "select 1 as id union all select 2",
+            "m/a.check.sql": f"{first};\n{second};\n",
+        },
+    )
+    code, output = cli("build", project=root, target=duckdb_url)
+    assert code == 1, output
+    out = tmp_path / "site"
+    code, output = cli("docs", "--out", str(out), project=root, target=duckdb_url)
+    checks = {c["text"].strip(): c for c in site_data(out)["models"]["m.a"]["checks"]}
+    assert checks[first]["last"]["status"] == "failed"
+    assert checks[second]["last"]["status"] == "passed"
+    # the queries swap places (no build since): neither result is shown against the other
+    (root / "m" / "a.check.sql").write_text(f"{second};\n{first};\n")
+    code, output = cli("docs", "--out", str(out), project=root, target=duckdb_url)
+    assert code == 0, output
+    checks = {c["text"].strip(): c for c in site_data(out)["models"]["m.a"]["checks"]}
+    assert checks[first]["last"] is None and checks[second]["last"] is None
+
+
+def test_docs_reads_an_older_state_without_migrating_it(tmp_path: Path, target_url: str) -> None:
+    project = copy_example(tmp_path)
+    code, output = cli("build", project=project, target=target_url)
+    assert code == 0, output
+    # the state as dbluigi of schema version 2 left it: no task_runs.worker
+    _damage(
+        target_url,
+        project,
+        [
+            "alter table dbluigi.task_runs drop column worker",
+            "update dbluigi.meta set value = '2' where key = 'schema_version'",
+        ],
+    )
+    out = tmp_path / "site"
+    code, output = cli("docs", "--out", str(out), project=project, target=target_url)
+    assert code == 0, output
+    data = site_data(out)
+    assert data["recorded"] is True
+    assert data["runs"][0]["tasks"][0]["worker"] == ""
+    assert query(target_url, project, "select value from dbluigi.meta") == [("2",)]
+
+
+@pytest.mark.postgres
+def test_postgres_types_are_shown_as_declared(tmp_path: Path, pg_url: str) -> None:
+    root = tmp_path / "p"
+    write_project(
+        root,
+        {"m/a.sql": "select 1.5::numeric(10, 2) as x, 'a'::varchar(20) as y, array[1] as z"},
+    )
+    code, output = cli("build", project=root, target=pg_url)
+    assert code == 0, output
+    out = tmp_path / "site"
+    code, output = cli("docs", "--out", str(out), project=root, target=pg_url)
+    assert code == 0, output
+    columns = site_data(out)["models"]["m.a"]["columns"]
+    assert [(c["name"], c["type"]) for c in columns] == [
+        ("x", "numeric(10,2)"),
+        ("y", "character varying(20)"),
+        ("z", "integer[]"),
+    ]
+
+
+@pytest.mark.unit
+def test_no_value_can_change_how_the_single_page_parses(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    write_project(root, {"m/a.sql": "-- description: <!--<script> and </script>\nselect 1 as id"})
+    code, html = cli("lineage", "--format", "html", project=root, target="duckdb")
+    assert code == 0
+    data = html[html.index("window.DBLUIGI_DATA") : html.index("</script>")]
+    assert "<" not in data

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from dbluigi import __version__
-from dbluigi.columns import ModelColumns
+from dbluigi.columns import ColumnLineage, ModelColumns
 from dbluigi.docs.layout import layout
 from dbluigi.errors import DbluigiError
-from dbluigi.project import CheckFile, Model, Project
-from dbluigi.state import RunSummary, StateStore, TaskRecord
+from dbluigi.project import Model, Project
+from dbluigi.state import RunSummary, StateStore, TaskRecord, check_digest
 
 SOURCE_LINES = 40  # lines of a seed file shown as written
 
@@ -67,7 +67,7 @@ def read_recorded(project: Project, *, runs: int = 10, attempts: int = 10) -> Re
                 columns=columns,
             )
         store = StateStore(session)
-        store.ensure()
+        store.read_as_it_is()  # never migrated: other dbluigi versions may share it
         latest = [RunTasks(r, tuple(store.task_records(r.run_id))) for r in store.runs(runs)]
         return Recorded(
             columns=columns,
@@ -77,6 +77,8 @@ def read_recorded(project: Project, *, runs: int = 10, attempts: int = 10) -> Re
         )
     except DbluigiError as exc:
         return Recorded(note=f"the target's state cannot be read: {exc.message}")
+    except Exception as exc:  # a driver's error (a state too old to read): structure only
+        return Recorded(note=f"the target's state cannot be read: {str(exc).strip()}")
     finally:
         session.close()
 
@@ -210,8 +212,12 @@ def _columns(published: Sequence[tuple[str, str]], traced: ModelColumns | None) 
     names = [name for name, _ in published] or list(lineage)
     types = dict(published)
     rows = []
+    folded: dict[str, list[ColumnLineage]] = {}
+    for traced_column in lineage.values():
+        folded.setdefault(traced_column.name.lower(), []).append(traced_column)
     for name in names:
-        c = lineage.get(name) or lineage.get(name.lower())
+        same = folded.get(name.lower(), [])
+        c = lineage.get(name) or (same[0] if len(same) == 1 else None)
         rows.append(
             {
                 "name": name,
@@ -232,7 +238,6 @@ def _checks(
     its own queries gating another model's swap, each with its latest result (recorded
     with the attempts of the model whose swap it gates)."""
     model = project.models.get(node)
-    results = _latest_results(attempts.get(node, ()))
     checks: list[dict[str, Any]] = []
     for header in model.header.checks if model else ():
         checks.append(
@@ -244,48 +249,44 @@ def _checks(
                 "text": header.text,
                 "gate": node,
                 "owner": node,
-                "last": results.get(header.text),
+                "last": _latest_result(attempts.get(node, ()), header.text, header.text),
             }
         )
     for c in project.checks:
         if node in (c.owner, c.gate):
-            at_gate = results if c.gate == node else _latest_results(attempts.get(c.gate, ()))
-            checks.append(_check_file(c, at_gate.get(c.name) or at_gate.get(c.path)))
+            checks.append(
+                {
+                    "kind": c.format,
+                    "name": c.name,
+                    "file": c.path,
+                    "line": c.line,
+                    "text": c.sql,
+                    "gate": c.gate,
+                    "owner": c.owner,
+                    "waits": list(c.waits),
+                    "last": _latest_result(attempts.get(c.gate, ()), c.name, c.sql),
+                }
+            )
     return checks
 
 
-def _check_file(c: CheckFile, last: dict[str, Any] | None) -> dict[str, Any]:
-    text = c.statements[0].sql if c.statements and not c.whole else c.text
-    return {
-        "kind": c.format,
-        "name": c.name,
-        "file": c.path,
-        "line": c.line,
-        "text": text,
-        "gate": c.gate,
-        "owner": c.owner,
-        "waits": list(c.waits),
-        "last": last,
-    }
-
-
-def _latest_results(attempts: Sequence[TaskRecord]) -> dict[str, dict[str, Any]]:
-    """By check name, its latest result among a model's attempts (newest first)."""
-    found: dict[str, dict[str, Any]] = {}
+def _latest_result(attempts: Sequence[TaskRecord], name: str, sql: str) -> dict[str, Any] | None:
+    """The newest result of the check called ``name`` whose text is ``sql`` among a
+    model's attempts (newest first). A result recorded before results carried the digest
+    of their check's text is taken by name alone."""
+    digest = check_digest(sql)
     for record in attempts:
         for r in record.checks:
-            found.setdefault(r.name, _result(r, record))
-    return found
-
-
-def _result(r: Any, record: TaskRecord) -> dict[str, Any]:
-    return {
-        "passed": r.passed,
-        "status": r.status or ("passed" if r.passed else "failed"),
-        "detail": r.detail,
-        "run_id": record.run_id,
-        "when": _when(record.started_at),
-    }
+            if r.name == name and r.digest in ("", digest):
+                return {
+                    "passed": r.passed,
+                    "status": r.status or ("passed" if r.passed else "failed"),
+                    "detail": r.detail,
+                    "run_id": record.run_id,
+                    "partition": record.partition,
+                    "when": _when(record.started_at),
+                }
+    return None
 
 
 def _attempt(r: TaskRecord) -> dict[str, Any]:

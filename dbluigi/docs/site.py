@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,18 +23,16 @@ def _asset(name: str) -> str:
 
 
 def _data_script(data: dict[str, Any]) -> str:
-    """``data`` as a script; ``</`` is escaped so no value can close the script element."""
+    """``data`` as a script; every ``<`` is written ``\\u003c``, so no value can end the
+    script element or change how the HTML parser reads it (``</script>``, ``<!--``)."""
     text = json.dumps(data, separators=(",", ":"), default=str, ensure_ascii=False)
-    return "window.DBLUIGI_DATA = " + text.replace("</", "<\\/") + ";\n"
+    return "window.DBLUIGI_DATA = " + text.replace("<", "\\u003c") + ";\n"
 
 
 def _page(title: str, style: str, scripts: str) -> str:
-    template = _asset("index.html")
-    return (
-        template.replace("{title}", html.escape(title))
-        .replace("{style}", style)
-        .replace("{scripts}", scripts)
-    )
+    slots = {"title": html.escape(title), "style": style, "scripts": scripts}
+    # one pass over the template: what fills a slot is never read for slots itself
+    return re.sub(r"\{(title|style|scripts)\}", lambda m: slots[m.group(1)], _asset("index.html"))
 
 
 def write_site(data: dict[str, Any], out: Path) -> Path:

@@ -681,16 +681,20 @@ class Session(ABC):
         if not schemas:
             return {}
         marks = ", ".join(["%s"] * len(schemas))
-        rows = self.query(
-            "select table_schema, table_name, column_name, data_type "
-            "from information_schema.columns where table_catalog = current_database() "
-            f"and table_schema in ({marks}) order by table_schema, table_name, ordinal_position",
-            list(schemas),
-        ).rows
+        rows = self.query(self._column_types_sql(marks), list(schemas)).rows
         found: dict[str, list[tuple[str, str]]] = {}
         for schema, name, column, data_type in rows:
             found.setdefault(f"{schema}.{name}", []).append((str(column), str(data_type)))
         return {relation: tuple(columns) for relation, columns in found.items()}
+
+    def _column_types_sql(self, marks: str) -> str:
+        """The catalog query of ``column_types``: (schema, table, column, type) of the
+        schemas bound to ``marks``, in column order."""
+        return (
+            "select table_schema, table_name, column_name, data_type "
+            "from information_schema.columns where table_catalog = current_database() "
+            f"and table_schema in ({marks}) order by table_schema, table_name, ordinal_position"
+        )
 
     # -- incremental models and dumps ---------------------------------------------------
 

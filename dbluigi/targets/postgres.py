@@ -370,6 +370,17 @@ class PostgresSession(Session):
 
     # -- catalog ----------------------------------------------------------------------
 
+    def _column_types_sql(self, marks: str) -> str:
+        """Each type as PostgreSQL writes it in DDL (``numeric(10,2)``, ``character
+        varying(20)``, ``integer[]``), not information_schema's bare names."""
+        return (
+            "select n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
+            "from pg_attribute a join pg_class c on c.oid = a.attrelid "
+            "join pg_namespace n on n.oid = c.relnamespace "
+            f"where n.nspname in ({marks}) and a.attnum > 0 and not a.attisdropped "
+            "and c.relkind in ('r', 'p', 'v', 'm', 'f') order by n.nspname, c.relname, a.attnum"
+        )
+
     def relations(self, schema: str | None = None) -> set[tuple[str, str]]:
         if schema is None:
             rows = self.query(_RELATIONS_SQL, ()).rows

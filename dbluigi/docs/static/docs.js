@@ -115,7 +115,10 @@
       kind.textContent = n.kind + (n.status ? " · " + n.status : "");
       g.append(rect, title, name, kind);
       g.addEventListener("click", (ev) => { ev.stopPropagation(); select(n.id, false); });
-      g.addEventListener("dblclick", (ev) => { ev.stopPropagation(); location.hash = modelHref(n.id); });
+      g.addEventListener("dblclick", (ev) => {
+        ev.stopPropagation();
+        if (D.models) location.hash = modelHref(n.id); // the lineage-only page has no model pages
+      });
       nodeLayer.append(g); nodeEls.set(n.id, g);
     }
 
@@ -291,6 +294,7 @@
         (page.state.watermark ? `, watermark ${page.state.watermark}` : "")));
     }
     // columns
+    const exact = !!column && page.columns.some((c) => c.name === column);
     const colRows = page.columns.map((c) => {
       const from = c.sources.length
         ? h("span", {}, ...c.sources.flatMap((src, i) => [i ? ", " : "",
@@ -298,7 +302,9 @@
         : h("span", { class: "muted" }, c.note || "");
       const tr = h("tr", { id: "col-" + c.name, "data-column": c.name }, h("td", {}, h("code", {}, c.name)),
         h("td", {}, c.type || h("span", { class: "muted" }, "not published")), h("td", { class: "from" }, from));
-      if (column && c.name === column) tr.classList.add("hl");
+      if (column && (c.name === column || (!exact && c.name.toLowerCase() === column.toLowerCase()))) {
+        tr.classList.add("hl"); // a column traced on a case-folding target may differ in case
+      }
       return tr;
     });
     put(body, ...section("Columns",
@@ -310,7 +316,9 @@
       const rows = page.checks.map((c) => h("tr", {},
         h("td", {}, c.kind), h("td", {}, h("code", {}, c.name)),
         h("td", {}, c.gate === id ? (c.owner === id ? "this swap" : "this swap (a check of " + c.owner + ")") : h("span", {}, "gates ", modelLink(c.gate))),
-        h("td", {}, c.last ? statusBadge(c.last.status) : h("span", { class: "muted" }, "no result yet")),
+        h("td", {}, c.last ? [statusBadge(c.last.status), c.last.partition ? `[${c.last.partition}] ` : "",
+          h("a", { href: "#/run/" + encodeURIComponent(c.last.run_id), class: "muted" }, c.last.when || "")]
+          : h("span", { class: "muted" }, "no result yet")),
         h("td", {}, c.last && c.last.detail ? h("pre", { class: "error" }, c.last.detail) : "",
           c.kind !== "header" && c.text ? h("details", {}, h("summary", {}, "SQL"), h("pre", {}, c.text)) : null)));
       put(body, ...section("Checks", table(["kind", "check", "gates", "last result", "detail"], rows, { id: "checks" })));
@@ -418,7 +426,12 @@
   }
 
   function route() {
-    const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+    let parts;
+    try {
+      parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+    } catch (e) {
+      parts = []; // a malformed address: the graph
+    }
     if (parts[0] === "model" && parts[1]) modelView(parts[1], parts[2]);
     else if (parts[0] === "runs") runsView(null);
     else if (parts[0] === "run" && parts[1]) runsView(parts[1]);

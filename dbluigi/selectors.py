@@ -118,13 +118,13 @@ class _Selection:
         return {n for n in found if n in self.project.models}
 
     def part(self, part: str, word: str) -> set[str]:
-        shown = part if part == word else f"{part} (in {word})"
+        shown = repr(part) if part == word else f"{part!r} (in {word!r})"  # as typed
         match = _PART.fullmatch(part)
         if not part or match is None or not match["core"]:
-            raise SelectorError(f"empty selector {shown!r}", hint=EXAMPLES)
+            raise SelectorError(f"empty selector {shown}", hint=EXAMPLES)
         if match["at"] and match["up"] is not None:
             raise SelectorError(
-                f"selector {shown!r}: @ and a leading + do not go together",
+                f"selector {shown}: @ and a leading + do not go together",
                 hint=f"@ already takes every ancestor of the descendants: write @{match['core']}",
             )
         base = self.method(match["core"], shown)
@@ -152,7 +152,7 @@ class _Selection:
             return _by_name(project, core, shown)
         method = method.lower()
         if not value:
-            raise SelectorError(f"selector {shown!r} has no value after {method}:", hint=EXAMPLES)
+            raise SelectorError(f"selector {shown} has no value after {method}:", hint=EXAMPLES)
         if method == "tag":
             return _by_tag(project, value, shown)
         if method == "path":
@@ -166,7 +166,7 @@ class _Selection:
         close = close_matches(method, METHODS)
         maybe = f"did you mean {close[0]}:? " if close else ""
         raise SelectorError(
-            f"selector {shown!r}: unknown method {method!r}",
+            f"selector {shown}: unknown method {method!r}",
             hint=f"{maybe}methods: {', '.join(m + ':' for m in METHODS)}, and the keyword "
             "stale; without a method a selector names models (schema.name, name, raw.*)",
         )
@@ -174,7 +174,7 @@ class _Selection:
     def _target(self, shown: str) -> TargetState:
         if self.state is None:
             raise SelectorError(
-                f"selector {shown!r} reads the target's state, which this command does not",
+                f"selector {shown} reads the target's state, which this command does not",
                 hint="use it with build, rebuild, plan, check or lineage",
             )
         return self.state
@@ -188,14 +188,14 @@ class _Selection:
         wanted = value.lower()
         if wanted not in RESULTS:
             raise SelectorError(
-                f"selector {shown!r}: {value!r} is not a result",
+                f"selector {shown}: {value!r} is not a result",
                 hint=_hint(wanted, RESULTS, "results") + f"; one of {', '.join(RESULTS)}",
             )
         if self._results is None:
             records = self._target(shown).last_run()
             if records is None:
                 raise SelectorError(
-                    f"selector {shown!r}: the target has no run recorded yet",
+                    f"selector {shown}: the target has no run recorded yet",
                     hint="run dbluigi build first; result: selects by how the last run ended",
                 )
             self._results = last_results(records)
@@ -251,7 +251,7 @@ def _by_name(project: Project, name: str, shown: str) -> set[str]:
             found |= {m for m in models if fnmatch.fnmatchcase(Relation(m).name, name)}
         if not found:
             raise SelectorError(
-                f"selector {shown!r} matches no model",
+                f"selector {shown} matches no model",
                 hint=_hint(name, sorted(models), "models"),
             )
         return found
@@ -268,7 +268,7 @@ def _by_tag(project: Project, tag: str, shown: str) -> set[str]:
     found: set[str] = {m.relation for m in project.models.values() if wanted & set(m.tags)}
     if not found:
         raise SelectorError(
-            f"selector {shown!r}: no model has tag {tag!r}", hint=_hint(tag, tags, "tags")
+            f"selector {shown}: no model has tag {tag!r}", hint=_hint(tag, tags, "tags")
         )
     return found
 
@@ -285,11 +285,11 @@ def _by_kind(project: Project, kind: str, shown: str) -> set[str]:
     present = sorted({m.kind for m in project.models.values()})
     if kind in KINDS:
         raise SelectorError(
-            f"selector {shown!r}: no model is of kind {kind!r}",
+            f"selector {shown}: no model is of kind {kind!r}",
             hint=f"the project's kinds: {', '.join(present)}",
         )
     raise SelectorError(
-        f"selector {shown!r}: {kind!r} is not a kind",
+        f"selector {shown}: {kind!r} is not a kind",
         hint=_hint(kind, KINDS, "kinds") + f"; kinds: {', '.join(KINDS)}",
     )
 
@@ -306,7 +306,7 @@ def _by_source(project: Project, name: str, shown: str) -> set[str]:
         } | _matches(name, project.sources)
         if not found:
             raise SelectorError(
-                f"selector {shown!r} matches no source table",
+                f"selector {shown} matches no source table",
                 hint=_hint(
                     name, sorted({*project.sources, *(t.selector for t in tables)}), "source tables"
                 ),
@@ -322,7 +322,7 @@ def _by_source(project: Project, name: str, shown: str) -> set[str]:
     except SelectorError:
         choices = sorted({*project.sources, *(t.selector for t in tables)})
         raise SelectorError(
-            f"selector {shown!r} matches no source table",
+            f"selector {shown} matches no source table",
             hint=_hint(name, choices, "source tables"),
         ) from None
 
@@ -338,7 +338,7 @@ def _by_path(project: Project, prefix: str, shown: str) -> set[str]:
     if not found:
         folders = sorted({m.path.rsplit("/", 1)[0] + "/" for m in models if "/" in m.path})
         raise SelectorError(
-            f"selector {shown!r}: no model file under {prefix!r}",
+            f"selector {shown}: no model file under {prefix!r}",
             hint=_hint(prefix, folders, "folders"),
         )
     return found
@@ -353,7 +353,7 @@ def _resolve(project: Project, name: str, shown: str, *, nodes: Sequence[str]) -
             return matches[0]
         if len(matches) > 1:
             raise SelectorError(
-                f"selector {shown!r} is ambiguous: it matches {', '.join(sorted(matches))}",
+                f"selector {shown} is ambiguous: it matches {', '.join(sorted(matches))}",
                 hint="qualify it with its schema, for example " + sorted(matches)[0],
             )
     candidates = sorted(
@@ -361,7 +361,7 @@ def _resolve(project: Project, name: str, shown: str, *, nodes: Sequence[str]) -
     )
     what = "source" if nodes is project.sources else "model"
     raise SelectorError(
-        f"selector {shown!r} matches no {what}", hint=_hint(name, candidates, f"{what}s")
+        f"selector {shown} matches no {what}", hint=_hint(name, candidates, f"{what}s")
     )
 
 

@@ -560,6 +560,7 @@ class _Planner:
         self._catalog: Catalog | None = None
         self._models: dict[str, ModelState] | None = None
         self._read: tuple[frozenset[str], _Read] | None = None
+        self._stale: tuple[str, ...] | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -575,8 +576,10 @@ class _Planner:
 
     def stale(self) -> tuple[str, ...]:
         """What a build of every model would run now (what ``plan`` counts as would run)."""
-        plan, _ = self.plan(self.project.order, RunOptions())
-        return tuple(m for m in plan.to_run if not plan.decisions[m].conditional)
+        if self._stale is None:
+            plan, _ = self.plan(self.project.order, RunOptions())
+            self._stale = tuple(m for m in plan.to_run if not plan.decisions[m].conditional)
+        return self._stale
 
     def plan(self, selected: Sequence[str], options: RunOptions) -> tuple[Plan, versions.Versions]:
         """The plan of ``selected``, and the versions it observed."""

@@ -23,7 +23,7 @@ from dbluigi import __version__
 from dbluigi.errors import DbluigiError, ProjectError, UsageError
 from dbluigi.lineage import FORMATS, render_lineage
 from dbluigi.project import Project, load_project
-from dbluigi.selectors import select
+from dbluigi.selectors import TargetState, select
 
 if TYPE_CHECKING:
     from dbluigi.plan import Plan
@@ -53,12 +53,24 @@ TargetOpt = Annotated[
 VarOpt = Annotated[
     list[str] | None, typer.Option("--var", help="A variable, NAME=VALUE; repeatable.")
 ]
-SelectorArg = Annotated[
+SELECTOR_HELP = (
+    "Selectors, as dbt writes them: name, schema.name, a schema, wildcards (raw.*, *agencies), "
+    "tag:x, path:dir/, source:x, kind:view, stale (what build would run now), "
+    "result:error|fail|skipped|success (the last run); +x and N+x (upstream), x+ and x+N "
+    "(downstream), @x; a,b intersects, spaces and repeats unite."
+)
+SelectorArg = Annotated[list[str] | None, typer.Argument(help=SELECTOR_HELP, show_default=False)]
+SelectOpt = Annotated[
     list[str] | None,
-    typer.Argument(help="Selectors: name, schema.name, name+, +name, tag:x, path:dir/."),
+    typer.Option(
+        "--select", "-s", help="Selectors, as the arguments; repeatable.", show_default=False
+    ),
 ]
 ExcludeOpt = Annotated[
-    list[str] | None, typer.Option("--exclude", "-x", help="Selectors to leave out.")
+    list[str] | None,
+    typer.Option(
+        "--exclude", "-x", help="Selectors to leave out (the same forms).", show_default=False
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 WorkersOpt = Annotated[
@@ -217,6 +229,19 @@ def _refuse_unset_checks(proj: Project, selected: tuple[str, ...], unset: frozen
                     )
 
 
+def _target_state(proj: Project) -> TargetState:
+    """``stale`` and ``result:`` for commands without a run of their own: the target is
+    opened (and the runner imported) only when a selector uses them."""
+
+    def reader() -> TargetState:
+        from dbluigi.runner import target_state
+        from dbluigi.targets import open_target
+
+        return target_state(proj, open_target(proj.config.target_url, project_dir=proj.root))
+
+    return TargetState(stale=lambda: reader().stale(), last_run=lambda: reader().last_run())
+
+
 @app.command()
 def init(folder: Annotated[Path, typer.Argument(help="The folder to create.")]) -> None:
     """Create a starter project that `dbluigi build` runs as it is."""
@@ -231,6 +256,7 @@ def init(folder: Annotated[Path, typer.Argument(help="The folder to create.")]) 
 @app.command()
 def lineage(
     selectors: SelectorArg = None,
+    select_opt: SelectOpt = None,
     fmt: Annotated[
         str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")
     ] = "text",
@@ -248,14 +274,18 @@ def lineage(
                 hint="for example --format mermaid",
             )
         proj = _load(project, target, var)
-        column = _column_selector(proj, selectors or []) if not exclude else None
+        wanted = [*(selectors or ()), *(select_opt or ())]
+        column = _column_selector(proj, wanted) if not exclude else None
         if column is not None:
             text = _column_lineage(proj, *column, fmt)
             typer.echo(text)
             return
-        # a selector without +: its whole lineage, upstream and downstream
-        wanted = [s if "+" in s else f"+{s}+" for s in selectors or ()]
-        models = select(proj, wanted, exclude or ()) if selectors or exclude else None
+        # a selector without + or @: its whole lineage, upstream and downstream
+        models = (
+            select(proj, wanted, exclude or (), state=_target_state(proj), whole_lineage=True)
+            if wanted or exclude
+            else None
+        )
         text = render_lineage(proj, models, fmt)
     typer.echo(text)
 
@@ -404,6 +434,7 @@ def _serve(folder: Path, port: int) -> None:
 @app.command()
 def plan(
     selectors: SelectorArg = None,
+    select_opt: SelectOpt = None,
     exclude: ExcludeOpt = None,
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
@@ -428,7 +459,9 @@ def plan(
             proj,
             tgt,
             RunOptions(
-                command="plan", selectors=tuple(selectors or ()), exclude=tuple(exclude or ())
+                command="plan",
+                selectors=(*(selectors or ()), *(select_opt or ())),
+                exclude=tuple(exclude or ()),
             ),
         )
         prepared.session.close()
@@ -982,6 +1015,7 @@ def _print_artifact(result: RunResult) -> None:
 @app.command()
 def build(
     selectors: SelectorArg = None,
+    select_opt: SelectOpt = None,
     exclude: ExcludeOpt = None,
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
@@ -998,7 +1032,7 @@ def build(
     building what becomes stale."""
     _build(
         "build",
-        selectors,
+        [*(selectors or ()), *(select_opt or ())],
         exclude,
         project,
         target,
@@ -1016,9 +1050,8 @@ def build(
 
 @app.command()
 def rebuild(
-    selectors: Annotated[
-        list[str], typer.Argument(help="What to rebuild: name, name+ (and downstream), tag:x ...")
-    ],
+    selectors: SelectorArg = None,
+    select_opt: SelectOpt = None,
     exclude: ExcludeOpt = None,
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
@@ -1041,9 +1074,15 @@ def rebuild(
 ) -> None:
     """Rebuild the selection now, with new build ids (its downstream becomes stale);
     --watch: then keep building what becomes stale."""
+    wanted = [*(selectors or ()), *(select_opt or ())]
+    if not wanted:
+        with _errors():
+            raise UsageError(
+                "rebuild needs a selector", hint="for example: dbluigi rebuild agencies+"
+            )
     _build(
         "rebuild",
-        selectors,
+        wanted,
         exclude,
         project,
         target,
@@ -1230,6 +1269,7 @@ def _slow_history(
 @app.command()
 def check(
     selectors: SelectorArg = None,
+    select_opt: SelectOpt = None,
     exclude: ExcludeOpt = None,
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
@@ -1242,7 +1282,8 @@ def check(
 
     with _errors():
         proj, unset = _load_unset_vars(project, target, var)
-        selected = select(proj, selectors or (), exclude or ())
+        wanted = [*(selectors or ()), *(select_opt or ())]
+        selected = select(proj, wanted, exclude or (), state=_target_state(proj))
         _refuse_unset_checks(proj, selected, unset)
         tgt = open_target(proj.config.target_url, project_dir=proj.root)
         run = check_published(proj, tgt, selected)

@@ -48,9 +48,10 @@ from dbluigi.plan import (
 from dbluigi.project import Model, Project
 from dbluigi.publish import AlreadyBuilt, BuildRequest, publish
 from dbluigi.relation import Relation
-from dbluigi.selectors import select
+from dbluigi.selectors import TargetState, select
 from dbluigi.state import (
     CheckResult,
+    ModelState,
     StateStore,
     TaskRecord,
     TaskResult,
@@ -537,44 +538,139 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
     try:
         state = StateStore(session)
         state.ensure()
-        selected = select(project, options.selectors, options.exclude)
-        _refuse_excluded_chain_members(project, selected, options.exclude)
-        catalog = session.catalog()
-        relations = {(r.schema, r.name) for r in map(Relation, catalog.kinds)}
-        values = partition_values(session, project, selected)
-        _check_partition_option(options, values)
-        models = state.read_models()
-        versions.check_input_queries(project)
-        session.prepare_versions()
-        observed = versions.read(session, project, selected, models, catalog.kinds)
-        plan = make_plan(
-            project,
-            selected,
-            models,
-            relations,
-            forced=selected if options.force else (),
-            full_refresh=selected if options.full_refresh else (),
-            source_versions=read_versions(project, selected),
-            partition_values=values,
-            partition_state=state.read_partitions() if values else {},
-            forced_partitions=options.partitions,
-            max_identifier_bytes=target.max_identifier_bytes,
-            observed=observed,
-        )
+        planner = _Planner(project, target, session, state)
+        facts = TargetState(stale=planner.stale, last_run=lambda: _last_run(state))
+        selected = select(project, options.selectors, options.exclude, state=facts)
+        _refuse_excluded_chain_members(project, selected, options.exclude, facts)
+        plan, observed = planner.plan(selected, options)
     except BaseException:
         session.close()
         raise
-    return Prepared(session, state, plan, catalog, observed, frozenset(models))
+    return Prepared(session, state, plan, planner.catalog, observed, frozenset(planner.models))
+
+
+class _Planner:
+    """Decides plans on one session. The ``stale`` selector plans every model first; what
+    a plan reads of the target and the sources (partition values, versions of inputs,
+    outputs and source tables) is then read once, for every model, and the selection's
+    plan reuses it."""
+
+    def __init__(self, project: Project, target: Target, session: Session, state: StateStore):
+        self.project, self.target, self.session, self.state = project, target, session, state
+        self._catalog: Catalog | None = None
+        self._models: dict[str, ModelState] | None = None
+        self._read: tuple[frozenset[str], _Read] | None = None
+        self._stale: tuple[str, ...] | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = self.session.catalog()
+        return self._catalog
+
+    @property
+    def models(self) -> dict[str, ModelState]:
+        if self._models is None:
+            self._models = self.state.read_models()
+        return self._models
+
+    def stale(self) -> tuple[str, ...]:
+        """What a build of every model would run now (what ``plan`` counts as would run)."""
+        if self._stale is None:
+            plan, _ = self.plan(self.project.order, RunOptions())
+            self._stale = tuple(m for m in plan.to_run if not plan.decisions[m].conditional)
+        return self._stale
+
+    def plan(self, selected: Sequence[str], options: RunOptions) -> tuple[Plan, versions.Versions]:
+        """The plan of ``selected``, and the versions it observed."""
+        relations = {(r.schema, r.name) for r in map(Relation, self.catalog.kinds)}
+        read = self._read_for(selected, options)
+        chosen = set(selected)
+        values = {m: v for m, v in read.values.items() if m in chosen}
+        plan = make_plan(
+            self.project,
+            selected,
+            self.models,
+            relations,
+            forced=selected if options.force else (),
+            full_refresh=selected if options.full_refresh else (),
+            source_versions=read.source_versions,
+            partition_values=values,
+            partition_state=self.state.read_partitions() if values else {},
+            forced_partitions=options.partitions,
+            max_identifier_bytes=self.target.max_identifier_bytes,
+            observed=read.observed,
+        )
+        return plan, read.observed
+
+    def _read_for(self, selected: Sequence[str], options: RunOptions) -> _Read:
+        chosen = set(selected)
+        if self._read is not None and self._read[0] >= chosen:
+            read = self._read[1]
+            _check_partition_option(options, {m: v for m, v in read.values.items() if m in chosen})
+            return read
+        project, session = self.project, self.session
+        values = partition_values(session, project, selected)
+        _check_partition_option(options, values)
+        versions.check_input_queries(project)
+        session.prepare_versions()
+        read = _Read(
+            values,
+            versions.read(session, project, selected, self.models, self.catalog.kinds),
+            read_versions(project, selected),
+        )
+        self._read = (frozenset(chosen), read)
+        return read
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What a plan reads of the target and the sources for its selection."""
+
+    values: dict[str, tuple[str, ...]]
+    observed: versions.Versions
+    source_versions: Mapping[str, str | None]
+
+
+def _last_run(state: StateStore) -> list[TaskRecord] | None:
+    """The task attempts of the last run recorded (None when there is none)."""
+    runs = state.runs(1)
+    return state.task_records(runs[0].run_id) if runs else None
+
+
+def target_state(project: Project, target: Target) -> TargetState:
+    """``stale`` and ``result:`` for a command without a run of its own (``check``,
+    ``lineage``): each connects to the target only when a selector asks."""
+
+    def stale() -> tuple[str, ...]:
+        session = target.connect()
+        try:
+            state = StateStore(session)
+            state.ensure()
+            return _Planner(project, target, session, state).stale()
+        finally:
+            session.close()
+
+    def last_run() -> list[TaskRecord] | None:
+        session = target.connect()
+        try:
+            state = StateStore(session)
+            state.ensure()
+            return _last_run(state)
+        finally:
+            session.close()
+
+    return TargetState(stale=stale, last_run=last_run)
 
 
 def _refuse_excluded_chain_members(
-    project: Project, selected: Sequence[str], exclude: Sequence[str]
+    project: Project, selected: Sequence[str], exclude: Sequence[str], facts: TargetState
 ) -> None:
     """A relation's build is its whole chain (``dbluigi.writes``): excluding one member of
     a chain that runs is refused rather than silently ignored."""
     if not exclude:
         return
-    excluded = set(select(project, exclude))
+    excluded = set(select(project, exclude, state=facts))
     for model in selected:
         members = project.chains.members(model)
         left_out = [m for m in members if m in excluded]

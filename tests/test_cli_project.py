@@ -57,6 +57,50 @@ def test_unknown_selector_exits_2_with_closest_match() -> None:
     result = runner.invoke(app, ["lineage", "cde_agency", "--project", str(EXAMPLE)])
     assert result.exit_code == 2
     assert "matches no model" in result.output and "cde_agencies" in result.output
+    # the selector as typed, not the +cde_agency+ that lineage shows of it
+    assert "selector 'cde_agency' matches" in result.output and "+cde_agency" not in result.output
+    result = runner.invoke(app, ["lineage", "-s", "tag:api,path:apx/", "--project", str(EXAMPLE)])
+    assert result.exit_code == 2
+    assert "selector 'path:apx/' (in 'tag:api,path:apx/')" in result.output
+    assert "closest matches: api/" in result.output
+
+
+def test_lineage_takes_select_options_intersections_and_wildcards() -> None:
+    def ids(*args: str) -> set[str]:
+        result = runner.invoke(
+            app, ["lineage", *args, "--project", str(EXAMPLE), "--format", "json"]
+        )
+        assert result.exit_code == 0, result.output
+        return {n["id"] for n in json.loads(result.output)["nodes"]}
+
+    assert ids("-s", "offense_annual+") == {"api.offense_annual"}
+    assert ids("--select", "cde_agencies+", "-s", "offense_annual+") == {
+        "api.cde_agencies",
+        "api.offense_annual",
+    }
+    assert ids("-s", "tag:api,path:api/cde*+") == {"api.cde_agencies"}
+    assert ids("api.*+", "--exclude", "api.cde_agencies") == {
+        "api.offense_annual",
+        "api.offender_age_histogram",
+    }
+
+
+def test_help_lists_every_selector_form_unescaped() -> None:
+    for command in ("build", "rebuild", "plan", "lineage", "check"):
+        result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0
+        text = " ".join(result.output.replace("│", " ").split())
+        for form in ("schema.name", "raw.*", "tag:x", "path:dir/", "source:x", "kind:view"):
+            assert form in text, (command, form)
+        for form in ("stale", "result:error|fail|skipped|success", "N+x", "x+N", "@x", "a,b"):
+            assert form in text, (command, form)
+        assert "--select" in text and " -s " in text and "--exclude" in text
+
+
+def test_rebuild_needs_a_selector() -> None:
+    result = runner.invoke(app, ["rebuild", "--project", str(EXAMPLE)])
+    assert result.exit_code == 2
+    assert "rebuild needs a selector" in result.output
 
 
 def test_empty_project_exits_2(tmp_path: Path) -> None:

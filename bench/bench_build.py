@@ -32,13 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from genproject import SCHEMA, layered, wide
+
+from dbluigi.urls import parse_url
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_COUNTS = (1, 2, 4)
@@ -46,10 +47,10 @@ WORKER_COUNTS = (1, 2, 4)
 
 class Postgres:
     def __init__(self, admin_url: str) -> None:
-        self.admin = make_url(admin_url)
+        self.admin = parse_url(admin_url)
 
     def psql(self, database: str, *args: str, quiet: bool = True) -> None:
-        url = self.admin.set(database=database).render_as_string(hide_password=False)
+        url = replace(self.admin, database=database).render()
         cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, *args]
         subprocess.run(
             cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL if quiet else None
@@ -63,7 +64,7 @@ class Postgres:
             "-c",
             f'create database "{name}"',
         )
-        return self.admin.set(database=name).render_as_string(hide_password=False)
+        return replace(self.admin, database=name).render()
 
     def checkpoint(self) -> None:
         """CHECKPOINT before a timed run, so no run pays for the dirty pages of the one

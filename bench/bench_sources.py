@@ -34,11 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pymysql
-from sqlalchemy.engine import make_url
+
+from dbluigi.urls import parse_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DB = "dbluigi_bench_src"
@@ -64,14 +65,14 @@ class Measure:
 
 class Databases:
     def __init__(self, pg: str, mariadb: str) -> None:
-        self.pg = make_url(pg)
-        self.mariadb = make_url(mariadb)
+        self.pg = parse_url(pg)
+        self.mariadb = parse_url(mariadb)
 
     def pg_url(self, database: str) -> str:
-        return self.pg.set(database=database).render_as_string(hide_password=False)
+        return replace(self.pg, database=database).render()
 
     def mariadb_url(self, database: str) -> str:
-        return self.mariadb.set(database=database).render_as_string(hide_password=False)
+        return replace(self.mariadb, database=database).render()
 
     def psql(self, database: str, sql: str) -> None:
         subprocess.run(

@@ -4,7 +4,9 @@ Every error a user can cause says what happened, where (file and line, or the
 option), and what to do next. Every error carries the same optional attributes,
 set by keyword when it is made and never changed after it is raised: ``path``
 and ``line`` (where), ``failure_class`` (one of FAILURE_CLASSES, when a task
-failed), ``hint`` (what to do next) and ``explain_cost``. ``at()`` and
+failed), ``hint`` (what to do next), ``explain_cost`` and ``transient`` (trying
+again may succeed: a deadlock, a lock timeout, a lost connection; set by the
+adapter that read the driver's error, see ``Session.transient``). ``at()`` and
 ``with_cost()`` return an annotated copy to raise instead. The CLI is the only
 place that prints them and picks exit codes: an error that stops a command
 (``ProjectError``, ``UsageError``, ``SelectorError``, ``TargetError``) exits 2;
@@ -59,6 +61,7 @@ class DbluigiError(Exception):
 
     failure_class: FailureClass | None = None  # a subclass's default; None: not a task's failure
     explain_cost: float | None = None  # the query's estimated cost, when it was EXPLAINed
+    transient: bool = False  # trying again may succeed (``-- retries:`` retries only these)
 
     def __init__(
         self,
@@ -68,6 +71,7 @@ class DbluigiError(Exception):
         line: int | None = None,
         failure_class: FailureClass | None = None,
         hint: str | None = None,
+        transient: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -77,6 +81,8 @@ class DbluigiError(Exception):
             assert failure_class in FAILURE_CLASSES, failure_class
             self.failure_class = failure_class
         self.hint = hint
+        if transient:
+            self.transient = True
 
     @property
     def location(self) -> str:
@@ -209,8 +215,16 @@ class TaskError(DbluigiError):
         path: str | Path | None = None,
         line: int | None = None,
         hint: str | None = None,
+        transient: bool = False,
     ) -> None:
-        super().__init__(message, path=path, line=line, failure_class=failure_class, hint=hint)
+        super().__init__(
+            message,
+            path=path,
+            line=line,
+            failure_class=failure_class,
+            hint=hint,
+            transient=transient,
+        )
 
 
 class CheckFailed(TaskError):

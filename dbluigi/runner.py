@@ -10,6 +10,7 @@ forked workers or on other machines.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import traceback
@@ -62,7 +63,12 @@ from dbluigi.state import (
 from dbluigi.targets.base import Catalog, Session, Target
 
 RUN_LOCK = "dbluigi.run:{run_id}"  # held by a running build's own session, to tell it is alive
-RETRY_DELAY_S = 1.0  # before attempt n + 1: n times this
+RETRY_DELAY_S = 1.0  # the first wait between attempts: it doubles each time,
+RETRY_MAX_DELAY_S = 30.0  # up to this, and each wait is jittered (see ``retry_delay``)
+NOT_RETRIED = (
+    "not retried (retries: {retries}): the error is not transient; only a lost "
+    "connection, a deadlock, a serialization failure or a lock timeout is retried"
+)
 _sleep = time.sleep  # the wait between attempts (tests record it instead of waiting)
 
 # (model, "start" | "success" | "failed" | "skipped" | "up to date")
@@ -401,10 +407,14 @@ class Run:
                     error = connection_lost(exc, spec.path) if session.connection_lost else exc
                     failure_class = as_dbluigi(error).failure_class or "runtime"
                     skipped = failure_class == "upstream"
+                    retry = failure_class == "runtime" and session.transient(exc)
                     record = self._failure(model, partition, error, started, clock, attempt)
+                    if attempt < attempts and not retry and not skipped:
+                        note = NOT_RETRIED.format(retries=spec.header.retries)
+                        record = replace(record, error=f"{record.error}\n{note}")
                     self.record_failures(session, [record, *self._culprits(model, record)])
-                    if failure_class == "runtime" and attempt < attempts:
-                        _sleep(RETRY_DELAY_S * attempt)
+                    if retry and attempt < attempts:
+                        _sleep(retry_delay(attempt))
                         continue
                     self._failed.set()
                     self.settle_badly(self.blocked_by(model))
@@ -473,6 +483,14 @@ class StopRequested(Exception):
 
 
 STOPPED = "skipped: the build was stopped before it started"
+
+
+def retry_delay(attempt: int) -> float:
+    """The wait after failed attempt ``attempt`` (1, 2, ...): exponential, capped, and
+    jittered over its upper half, so workers that failed together (a deadlock) do not
+    come back together."""
+    ceiling = min(RETRY_MAX_DELAY_S, RETRY_DELAY_S * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
 
 
 def connection_lost(exc: Exception, path: str) -> TaskError:

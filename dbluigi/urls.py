@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 _URL = re.compile(
     r"""
@@ -40,6 +40,21 @@ class DatabaseURL:
     port: int | None
     database: str | None
     query: Mapping[str, str | tuple[str, ...]]
+
+    def render(self) -> str:
+        """The URL again, password included (``parse_url`` reads it back the same); with
+        ``dataclasses.replace``, another database on the same server."""
+        user = ""
+        if self.username is not None:
+            user = quote(self.username, safe="")
+            if self.password is not None:
+                user += ":" + quote(self.password, safe="")
+            user += "@"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host or ""
+        port = f":{self.port}" if self.port is not None else ""
+        database = f"/{quote(self.database, safe='/')}" if self.database is not None else ""
+        query = urlencode(list(self.query.items()), doseq=True, quote_via=quote)
+        return f"{self.drivername}://{user}{host}{port}{database}{'?' + query if query else ''}"
 
 
 def parse_url(url: str) -> DatabaseURL:

@@ -27,12 +27,12 @@ import tempfile
 from pathlib import Path
 
 import pymysql
-from sqlalchemy.engine import make_url
 from sqlglot import exp
 
 from dbluigi.seeds import sniff_csv
 from dbluigi.targets import open_target
 from dbluigi.targets.base import table_expr
+from dbluigi.urls import parse_url
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "orders"
 MARIADB_TYPES = {
@@ -50,7 +50,7 @@ MARIADB_TYPES = {
 
 def load_raw_tables(url: str, example: Path = EXAMPLE) -> list[str]:
     """Create and fill one MariaDB table per ``raw/*.csv``; returns the table names."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     connection = pymysql.connect(
         host=parsed.host,
         port=parsed.port or 3306,

@@ -21,14 +21,15 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg2
 import pytest
-from sqlalchemy.engine import make_url
 from sqlglot import exp
 
 from dbluigi.targets import Session, mask_url, open_target
+from dbluigi.urls import parse_url
 
 PG_ADMIN_URL = os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 MARIADB_ADMIN_URL = os.environ.get(
@@ -85,7 +86,7 @@ def _fresh_pg_database() -> Iterator[str]:
     try:
         with admin.cursor() as cursor:
             cursor.execute(exp.Create(this=database, kind="DATABASE").sql(dialect="postgres"))
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield replace(parse_url(PG_ADMIN_URL), database=name).render()
     finally:
         with admin.cursor() as cursor:
             cursor.execute(
@@ -130,7 +131,7 @@ def mariadb_url() -> Iterator[str]:
     """A fresh MariaDB database for this test; dropped afterwards."""
     import pymysql
 
-    admin_url = make_url(MARIADB_ADMIN_URL)
+    admin_url = parse_url(MARIADB_ADMIN_URL)
     try:
         admin = pymysql.connect(
             host=admin_url.host,
@@ -150,7 +151,7 @@ def mariadb_url() -> Iterator[str]:
     try:
         with admin.cursor() as cursor:
             cursor.execute(exp.Create(this=database, kind="DATABASE").sql(dialect="mysql"))
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
+        yield replace(admin_url, database=name).render()
     finally:
         with admin.cursor() as cursor:
             drop = exp.Drop(tables=[exp.Table(this=database)], kind="DATABASE", exists=True)

@@ -9,10 +9,10 @@ from typing import Any
 
 import psycopg2
 import pymysql
-from sqlalchemy.engine import make_url
 
 from dbluigi.config import load_config
 from dbluigi.sources import SourceTable
+from dbluigi.urls import parse_url
 
 
 def is_mariadb(url: str) -> bool:
@@ -76,7 +76,7 @@ def declared(root: Any, relation: str) -> SourceTable:
 
 
 def _mariadb(url: str) -> pymysql.connections.Connection:
-    parsed = make_url(url)
+    parsed = parse_url(url)
     return pymysql.connect(
         host=parsed.host,
         port=parsed.port or 3306,

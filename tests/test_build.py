@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dbluigi.targets import open_target
 from tests.buildkit import build_json, cli, copy_example, query, ran, statuses
 from tests.helpers import write_project as _write_project
 
@@ -308,26 +309,84 @@ def test_seed_types_and_bad_csv(tmp_path: Path, target_url: str) -> None:
     assert "row has 1 values, header has 5" in result["error"]
 
 
-def test_retries_only_runtime_failures(
+def test_retries_only_transient_failures(
     tmp_path: Path, target_url: str, retry_waits: list[float]
 ) -> None:
     write_project(
         tmp_path,
         {
-            "flaky.sql": "-- retries: 2\nselect cast('x' as integer) as n",
-            "broken.sql": "-- retries: 2\nselect nope from main.flaky",
+            "converted.sql": "-- retries: 3\nselect cast('x' as integer) as n",
+            "broken.sql": "-- retries: 3\nselect nope from main.ok",
+            "ok.sql": "select 1 as n",
         },
     )
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    attempts = query(
+    results = {r["model"]: r for r in payload["results"]}
+    assert {m: (r["failure_class"], r["attempts"]) for m, r in results.items()} == {
+        "main.converted": ("runtime", 1),
+        "main.broken": ("syntax", 1),
+        "main.ok": (None, 1),
+    }
+    rows = query(
         target_url,
         tmp_path,
-        "select model, count(*) from dbluigi.task_runs where run_id = %s group by model",
+        "select model, attempt, error from dbluigi.task_runs where run_id = %s "
+        "and status = 'failed' order by model",
         [payload["run_id"]],
     )
-    assert dict(attempts) == {"main.flaky": 3, "main.broken": 1}
-    assert retry_waits == [1.0, 2.0]  # a longer wait before each new attempt
+    assert [(m, a) for m, a, _ in rows] == [("main.broken", 1), ("main.converted", 1)]
+    for _, _, error in rows:  # the record says why the retries were not used
+        assert "not retried (retries: 3): the error is not transient" in error
+    assert retry_waits == []
+
+
+def test_a_transient_failure_is_retried_until_it_passes(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another session holds a row the model updates: a write-write conflict on DuckDB,
+    a lock timeout on PostgreSQL. It lets go during the wait after the first attempt."""
+    postgres = target_url.startswith("postgresql")
+    holder = open_target(target_url, project_dir=tmp_path).connect()
+    holder.ensure_schema("main")
+    holder.execute("create table main.counter (id integer, n integer)")
+    holder.execute("insert into main.counter values (1, 0)")
+    holder.execute("begin")
+    holder.execute("update main.counter set n = 100 where id = 1")  # not committed
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        holder.execute("rollback")
+
+    monkeypatch.setattr("dbluigi.runner._sleep", wait)
+    lock_timeout = "set local lock_timeout = '100ms';\n" if postgres else ""
+    write_project(
+        tmp_path,
+        {
+            "bump.sql": "-- kind: sql\n-- unmanaged: true\n-- retries: 3\n"
+            f"{lock_timeout}update main.counter set n = n + 1 where id = 1"
+        },
+    )
+    try:
+        code, payload = build_json(project=tmp_path, target=target_url)
+    finally:
+        holder.close()
+    assert code == 0, payload
+    (result,) = payload["results"]
+    assert result["status"] == "success" and result["attempts"] == 2
+    rows = query(
+        target_url,
+        tmp_path,
+        "select attempt, status, failure_class, error from dbluigi.task_runs "
+        "where run_id = %s order by attempt",
+        [payload["run_id"]],
+    )
+    assert [r[:3] for r in rows] == [(1, "failed", "runtime"), (2, "success", None)]
+    conflict = "lock timeout" if postgres else "Conflict on update"
+    assert conflict in rows[0][3] and "not retried" not in rows[0][3]
+    assert len(waits) == 1 and 0.5 <= waits[0] <= 1.0  # the first wait, jittered
+    assert query(target_url, tmp_path, "select n from main.counter") == [(1,)]
 
 
 def test_unreachable_target_masks_password(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import pytest
 from dbluigi.config import load_config
 from dbluigi.errors import FAILURE_CLASSES, ProjectError
 from dbluigi.guards import format_seconds
-from tests.buildkit import build_json, cli, query, statuses
+from dbluigi.targets import open_target
+from tests.buildkit import build_json, cli, query
 from tests.helpers import write_project as _write_project
 
 
@@ -266,22 +267,20 @@ def test_every_failure_class_in_summary_history_task_runs_and_artifact(
     assert got == EXPECTED
     assert {c for _, c in EXPECTED.values() if c} == set(FAILURE_CLASSES)
 
-    # task_runs: one class per failed attempt; only the runtime failure was retried
+    # task_runs: one class per failed attempt; none is transient, so none was retried
     rows = task_runs(pg_url, tmp_path, payload["run_id"])
     attempts: dict[str, list[tuple[int, str, str | None]]] = {}
     for model, attempt, status, failure_class in rows:
         attempts.setdefault(model, []).append((attempt, status, failure_class))
-    assert attempts["main.runtime_error"] == [(1, "failed", "runtime"), (2, "failed", "runtime")]
     for model, (status, failure_class) in EXPECTED.items():
-        if model != "main.runtime_error":
-            assert attempts[model] == [(1, status, failure_class)], model
+        assert attempts[model] == [(1, status, failure_class)], model
 
     # the artifact says the same
     artifact = json.loads(Path(payload["artifact"]).read_text())
     tasks = {t["model"]: t for t in artifact["tasks"]}
     assert {m: (t["status"], t["failure_class"]) for m, t in tasks.items()} == EXPECTED
     assert artifact["failure_classes"] == {c: 1 for c in FAILURE_CLASSES}
-    assert [a["attempt"] for a in tasks["main.runtime_error"]["attempts"]] == [1, 2]
+    assert [a["attempt"] for a in tasks["main.runtime_error"]["attempts"]] == [1]
     assert tasks["main.syntax_error"]["line"] == 3
     assert tasks["raw.people"]["file"] == "raw/people.csv" and tasks["raw.people"]["line"] == 4
 
@@ -316,47 +315,65 @@ def test_a_bad_header_is_a_config_error_before_anything_runs(tmp_path: Path, pg_
 
 
 @pytest.mark.postgres
-def test_runtime_retries_are_recorded_per_attempt_on_postgres(
-    tmp_path: Path, pg_url: str, retry_waits: list[float]
+def test_transient_retries_are_recorded_per_attempt_on_postgres(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """flaky times out on a row lock another session holds (55P03, transient) until the
+    second wait; hopeless fails on a conversion (22P02, not transient) once."""
+    holder = open_target(pg_url, project_dir=tmp_path).connect()
+    holder.ensure_schema("main")
+    holder.execute("create table main.counter (id integer, n integer)")
+    holder.execute("insert into main.counter values (1, 0)")
+    holder.execute("begin")
+    holder.execute("update main.counter set n = 100 where id = 1")  # not committed
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            holder.execute("rollback")
+
+    monkeypatch.setattr("dbluigi.runner._sleep", wait)
     write_project(
         tmp_path,
         {
-            "make_seq.sql": "create sequence if not exists main.tries",
-            # a sequence is not rolled back: attempts 1 and 2 divide by zero, 3 succeeds
-            "flaky.sql": "-- retries: 2\n-- depends: main.make_seq\n"
-            "select 1 / greatest(nextval('main.tries') - 2, 0) as n\n",
+            "flaky.sql": "-- kind: sql\n-- unmanaged: true\n-- retries: 2\n"
+            "set local lock_timeout = '100ms';\n"
+            "update main.counter set n = n + 1 where id = 1\n",
             "hopeless.sql": "-- retries: 1\nselect cast('x' as integer) as n",
             "checked.sql": "-- retries: 2\n-- check: rows > 5\nselect 1 as n",
         },
     )
-    code, payload = build_json(project=tmp_path, target=pg_url)
+    try:
+        code, payload = build_json("--workers", "1", project=tmp_path, target=pg_url)
+    finally:
+        holder.close()
     assert code == 1
     rows = query(
         pg_url,
         tmp_path,
-        "select model, attempt, status, failure_class, started_at from dbluigi.task_runs "
+        "select model, attempt, status, failure_class, error from dbluigi.task_runs "
         "where run_id = %s order by model, attempt",
         [payload["run_id"]],
     )
     attempts: dict[str, list[tuple[int, str, str | None]]] = {}
-    started: dict[str, list[object]] = {}
-    for model, attempt, status, failure_class, at in rows:
+    for model, attempt, status, failure_class, _ in rows:
         attempts.setdefault(model, []).append((attempt, status, failure_class))
-        started.setdefault(model, []).append(at)
     assert attempts["main.flaky"] == [
         (1, "failed", "runtime"),
         (2, "failed", "runtime"),
         (3, "success", None),
     ]
-    assert attempts["main.hopeless"] == [(1, "failed", "runtime"), (2, "failed", "runtime")]
+    assert attempts["main.hopeless"] == [(1, "failed", "runtime")]
     assert attempts["main.checked"] == [(1, "failed", "check")]  # checks are never retried
-    # the wait grows with each attempt: flaky waits 1 s then 2 s, hopeless 1 s
-    assert sorted(retry_waits) == [1.0, 1.0, 2.0]
-    assert query(pg_url, tmp_path, "select n from main.flaky") == [(1,)]
+    errors = {(m, a): e for m, a, _, _, e in rows}
+    assert "lock timeout" in errors["main.flaky", 1]
+    assert "not retried (retries: 1)" in errors["main.hopeless", 1]
+    # the wait doubles, jittered over its upper half: 0.5-1 s, then 1-2 s
+    assert len(waits) == 2 and 0.5 <= waits[0] <= 1.0 <= waits[1] <= 2.0
+    assert query(pg_url, tmp_path, "select n from main.counter") == [(1,)]
     results = {r["model"]: r for r in payload["results"]}
     assert results["main.flaky"]["status"] == "success" and results["main.flaky"]["attempts"] == 3
-    assert statuses(payload)["main.make_seq"] == "success"
 
 
 @pytest.mark.postgres

@@ -7,15 +7,16 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pymysql
 import pytest
-from sqlalchemy.engine import make_url
 
 from dbluigi import sources
 from dbluigi.sources import NoVersion, SourceTable
 from dbluigi.sources.mysql import SETTLED_S
+from dbluigi.urls import parse_url
 from tests.buildkit import build_json, cli, query, ran
 from tests.helpers import write_project
 from tests.sourcekit import create_items, declared, source_exec, source_rows, source_toml
@@ -147,7 +148,7 @@ def test_a_transaction_open_across_the_read_is_seen_when_it_commits(
     read, leaves it as it was. The transactions still open are part of the version."""
     create_items(mariadb_url, [(1, "new", "2024-01-01 00:00:00")])
     table = declared(project(tmp_path, mariadb_url), "src.items")
-    url = make_url(mariadb_url)
+    url = parse_url(mariadb_url)
     late = pymysql.connect(
         host=url.host,
         port=url.port or 3306,
@@ -222,7 +223,7 @@ def test_a_reader_without_the_process_privilege_has_its_tables_copied_every_buil
     tmp_path: Path, mariadb_url: str
 ) -> None:
     create_items(mariadb_url, [(1, "new", "2024-01-01 00:00:00")])
-    url = make_url(mariadb_url)
+    url = parse_url(mariadb_url)
     user = f"dbluigi_{secrets.token_hex(4)}"
     source_exec(
         mariadb_url,
@@ -230,7 +231,7 @@ def test_a_reader_without_the_process_privilege_has_its_tables_copied_every_buil
         f"grant select on `{url.database}`.* to '{user}'@'%'",
     )
     try:
-        reader = url.set(username=user, password="pw").render_as_string(hide_password=False)
+        reader = replace(url, username=user, password="pw").render()
         table = declared(project(tmp_path, reader), "src.items")
         settle()
         assert version(table) == NoVersion(

@@ -275,3 +275,27 @@ def test_bulk_row_reader_follows_the_protocol() -> None:
     with pytest.raises(pymysql.err.Error) as info:
         run(stream[0] + error)
     assert "boom" in str(info.value)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("code", "transient"),
+    [(1213, True), (1205, True), (2006, True), (2013, True), (1040, True), (1366, False)],
+)
+def test_mariadb_errors_that_may_pass_if_tried_again(code: int, transient: bool) -> None:
+    """PyMySQL's deadlock, lock wait timeout and lost connection are retried; a bad value
+    (1366, incorrect integer value) is not."""
+    import pymysql
+
+    source = object.__new__(mysql.MariaDBSource)  # classifying needs no connection
+    source.source = "shop"
+    error = pymysql.err.OperationalError(code, "from the server")
+    assert source.transient(error) is transient
+    try:
+        with source.reading():
+            raise error
+    except TaskError as exc:
+        assert transient and exc.transient and exc.failure_class == "runtime"
+        assert exc.message == f"source shop: ({code}, 'from the server')"
+    except pymysql.err.OperationalError:
+        assert not transient

@@ -60,3 +60,8 @@ def test_libpq_dsn_keeps_the_rest_as_written() -> None:
         "postgres://h/db?connect_timeout=3",
         {},
     )
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_a_rendered_url_reads_back_the_same(url: str) -> None:
+    assert parse_url(parse_url(url).render()) == parse_url(url)

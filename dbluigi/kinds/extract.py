@@ -99,11 +99,13 @@ def load_new(
     ``since`` on the watermark, when given); returns the number of rows."""
     table = source_table(project, model)
     with sources.connect(table) as source:
-        columns = source.describe(table)
+        with source.reading():
+            columns = source.describe(table)
         created = [Column(c.target_name, c.type) for c in columns]
 
         def produce(out: BinaryIO) -> int:
-            return source.copy_csv(table, columns, out, since=since)
+            with source.reading():
+                return source.copy_csv(table, columns, out, since=since)
 
         try:
             with located(session, model.path, table.line or 1, ""):

@@ -10,6 +10,10 @@ several. Each engine (``postgres.py``, ``mysql.py``) provides the catalog query,
 read-only transaction and the streaming statement; dbluigi itself only sends the
 SELECTs it builds here and version queries checked to be one query.
 
+``transient`` says whether an error of the engine's driver may pass if tried again (a
+deadlock, a lock wait timeout, a lost connection); ``reading`` marks such an error so
+the target's ``Session.transient`` sees it and ``-- retries:`` tries the copy again.
+
 ``change_versions`` gives full copies that declare no version query their default
 version: a string that changes whenever the table's data may have changed (MariaDB: see
 ``mysql.py``), or ``NoVersion`` saying why the engine cannot tell now (PostgreSQL
@@ -25,12 +29,13 @@ Types map to the portable types of ``dbluigi.targets``; column names are lowerca
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO, ClassVar
 
 from dbluigi.configfile import CONFIG_FILE
-from dbluigi.errors import FailureClass, TaskError
+from dbluigi.errors import DbluigiError, FailureClass, TaskError
 from dbluigi.lazy import exp, sqlglot
 from dbluigi.sources.config import SourceTable
 from dbluigi.suggest import close_matches, did_you_mean
@@ -108,6 +113,10 @@ class SourceConnection(ABC):
     def close(self) -> None:
         """Close the session; a statement still streaming is abandoned."""
 
+    def transient(self, exc: BaseException) -> bool:
+        """Whether this error of the engine's driver may pass if tried again."""
+        return False
+
     def _literal(self, value: Any) -> exp.Expression:
         """A watermark value as a SQL literal (an engine may first convert it)."""
         return literal(value)
@@ -127,6 +136,23 @@ class SourceConnection(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Raise a transient driver error raised inside as a ``runtime`` TaskError marked
+        ``transient`` (the target cannot tell one of this engine's errors); others pass
+        as they are."""
+        try:
+            yield
+        except DbluigiError:
+            raise
+        except Exception as exc:
+            if not self.transient(exc):
+                raise
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise TaskError(
+                f"source {self.source}: {reason}", failure_class="runtime", transient=True
+            ) from exc
 
     def query(self, sql: str) -> QueryResult:
         """Run one statement in a read-only transaction and fetch its rows.
@@ -232,13 +258,24 @@ class SourceConnection(ABC):
             f"cannot connect to source {self.source} ({self.display_url}): {reason}",
             failure_class="runtime",
             hint=_CONNECT_HINT.format(source=self.source),
+            transient=self.transient(exc),
         )
 
     def _error(
-        self, message: str, *, failure_class: FailureClass, hint: str | None = None
+        self,
+        message: str,
+        *,
+        failure_class: FailureClass,
+        hint: str | None = None,
+        transient: bool = False,
     ) -> TaskError:
         return TaskError(
-            message, failure_class=failure_class, path=CONFIG_FILE, line=self.line, hint=hint
+            message,
+            failure_class=failure_class,
+            path=CONFIG_FILE,
+            line=self.line,
+            hint=hint,
+            transient=transient,
         )
 
     def _table_error(

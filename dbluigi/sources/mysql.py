@@ -174,6 +174,12 @@ def _no_signal(kind: str, engine: str | None) -> str:
     return f"source has no version signal ({what}): copied every build"
 
 
+# PyMySQL error codes of a failure that may pass if tried again: deadlock (1213), lock
+# wait timeout (1205), too many connections (1040), server gone away (2006), connection
+# lost during a query (2013)
+TRANSIENT_ERRORS = frozenset({1213, 1205, 1040, 2006, 2013})
+
+
 class MariaDBSource(SourceConnection):
     """A MariaDB (or MySQL) source through PyMySQL, every transaction read-only."""
 
@@ -237,6 +243,13 @@ class MariaDBSource(SourceConnection):
             raise
         cursor.close()
         self._connection.commit()
+
+    def transient(self, exc: BaseException) -> bool:
+        """By PyMySQL's error code (``TRANSIENT_ERRORS``)."""
+        import pymysql
+
+        code = exc.args[0] if isinstance(exc, pymysql.Error) and exc.args else None
+        return code in TRANSIENT_ERRORS
 
     def _query(self, sql: str) -> QueryResult:
         with self._read_only() as cursor:

@@ -122,6 +122,12 @@ class PostgresSource(SourceConnection):
             except Exception:  # e.g. a COPY broken off midway: the session is done for
                 self.close()
 
+    def transient(self, exc: BaseException) -> bool:
+        """By SQLSTATE, as for a PostgreSQL target (``TRANSIENT_SQLSTATES``)."""
+        from dbluigi.targets.postgres import transient_sqlstate
+
+        return transient_sqlstate(getattr(exc, "pgcode", None))
+
     def _query(self, sql: str) -> QueryResult:
         with self._read_only() as cursor:
             cursor.execute(sql)

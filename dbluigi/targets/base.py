@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-from dbluigi.errors import FailureClass, TaskError
+from dbluigi.errors import DbluigiError, FailureClass, TaskError
 from dbluigi.lazy import exp
 from dbluigi.names import index_name
 
@@ -467,6 +467,26 @@ class Session(ABC):
     @abstractmethod
     def classify(self, exc: BaseException) -> FailureClass:
         """The failure class (``syntax``, ``timeout`` or ``runtime``) of a database error."""
+
+    def transient(self, exc: BaseException) -> bool:
+        """Whether trying again may succeed: the connection was lost, or ``exc`` or an
+        error it was raised from is one the engine calls transient (``_transient``: a
+        deadlock, a serialization failure, a lock timeout...) or one an adapter marked so
+        (a source's, see ``DbluigiError.transient``). A data or syntax error is not."""
+        if self.connection_lost:
+            return True
+        seen: set[int] = set()
+        link: BaseException | None = exc
+        while link is not None and id(link) not in seen:
+            seen.add(id(link))
+            if (isinstance(link, DbluigiError) and link.transient) or self._transient(link):
+                return True
+            link = link.__cause__ or (None if link.__suppress_context__ else link.__context__)
+        return False
+
+    def _transient(self, exc: BaseException) -> bool:
+        """Whether the engine says this error of its own may pass if tried again."""
+        return False
 
     @abstractmethod
     def try_lock(self, key: str) -> bool:

@@ -842,6 +842,13 @@ class DuckDBSession(Session):
             return "timeout"
         return "runtime"
 
+    def _transient(self, exc: BaseException) -> bool:
+        """A write-write conflict with another transaction of the file ("Conflict on
+        update", a catalog write-write conflict), or the file locked by another process."""
+        if isinstance(exc, duckdb.TransactionException):
+            return "conflict" in str(exc).lower()
+        return isinstance(exc, duckdb.IOException) and bool(_LOCKED.search(str(exc)))
+
     def try_lock(self, key: str) -> bool:
         """Always True: the file lock already keeps other processes out."""
         return True

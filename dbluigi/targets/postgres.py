@@ -58,6 +58,17 @@ _TYPES = {
     "json": "JSONB",
 }
 
+# SQLSTATEs of a failure that may pass if tried again: serialization failure, deadlock,
+# lock not available (lock_timeout), admin or crash shutdown, cannot connect now, too many
+# connections; and class 08, connection exceptions
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"})
+
+
+def transient_sqlstate(code: str | None) -> bool:
+    """Whether a PostgreSQL error of SQLSTATE ``code`` may pass if tried again."""
+    return code is not None and (code in TRANSIENT_SQLSTATES or code.startswith("08"))
+
+
 _RELKINDS = {"r": "table", "p": "table", "f": "table", "v": "view", "m": "view"}
 
 _CURSOR_NAME = "dbluigi_query"
@@ -759,6 +770,10 @@ class PostgresSession(Session):
         if code == "57014":
             return "timeout"
         return "runtime"
+
+    def _transient(self, exc: BaseException) -> bool:
+        """By SQLSTATE (``TRANSIENT_SQLSTATES``, class 08)."""
+        return transient_sqlstate(getattr(exc, "pgcode", None))
 
     def _error_position(self, exc: BaseException) -> int | None:
         diag = getattr(exc, "diag", None)

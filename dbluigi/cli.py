@@ -79,7 +79,7 @@ WorkersOpt = Annotated[
         "--workers",
         "-w",
         min=1,
-        help="Tasks run at once (default: [target] workers in dbluigi.toml, else 1 on "
+        help="Tasks run at once (default: \\[target] workers in dbluigi.toml, else 1 on "
         "DuckDB and 4 per core, 4 to 16, on PostgreSQL).",
         show_default=False,
     ),
@@ -104,7 +104,7 @@ IntervalOpt = Annotated[
     typer.Option(
         "--interval",
         help="With --watch: seconds (or 30s, 5m) between checks for stale models "
-        "(default: [watch] interval in dbluigi.toml, else 60).",
+        "(default: \\[watch] interval in dbluigi.toml, else 60).",
         show_default=False,
     ),
 ]

@@ -96,3 +96,14 @@ def test_a_run_artifact_path_prints_its_brackets(tmp_path: Path, duckdb_url: str
     code, out = cli("build", project=project, target=duckdb_url)
     assert code == 0, out
     assert f"run artifact: {project / '.dbluigi' / 'runs'}" in out, out
+
+
+def test_help_texts_print_their_brackets() -> None:
+    from typer.testing import CliRunner
+
+    from dbluigi.cli import app
+
+    result = CliRunner().invoke(app, ["build", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert "[target] workers in dbluigi.toml" in result.output
+    assert "[watch] interval in dbluigi.toml" in result.output

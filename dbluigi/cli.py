@@ -170,7 +170,7 @@ UNSET_VALUE = "dbluigi_unset_{name}"  # what an unset variable reads as where no
 
 
 def _load_unset_vars(
-    project_dir: Path, target: str | None, var: list[str] | None
+    project_dir: Path, target: str | None, var: list[str] | None, *, use_cache: bool = True
 ) -> tuple[Project, frozenset[str]]:
     """The project for commands that run none of its model SQL (``history``, ``check``):
     a variable with no value reads as a plain name (``dbluigi_unset_NAME``, which parses
@@ -185,7 +185,7 @@ def _load_unset_vars(
     first: VariableError | None = None
     while True:
         try:
-            project = load_project(project_dir, target=target, variables=given)
+            project = load_project(project_dir, target=target, variables=given, use_cache=use_cache)
         except VariableError as exc:
             name = exc.variable
             if name is None or name in given:  # not an undefined one: a real error
@@ -1331,16 +1331,34 @@ def debug(
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
 ) -> None:
-    """Check the connection to the target and the dbluigi state schema in it."""
+    """Show the configuration and versions, and check the target (and the dbluigi state
+    schema in it) and each source database; passwords are masked."""
     from dbluigi.config import load_config
+    from dbluigi.diagnostics import check_sources, versions
     from dbluigi.errors import REPAIR_HINT
     from dbluigi.state import SCHEMA_VERSION, StateStore
     from dbluigi.targets import open_target
 
     with _errors():
         config = load_config(project, target=target)
+        config_file = project / "dbluigi.toml"
+        console.print(
+            f"project: {_escape(str(project.resolve()))}", soft_wrap=True, highlight=False
+        )
+        shown_file = str(config_file.resolve()) if config_file.exists() else "none"
+        console.print(f"config file: {_escape(shown_file)}", soft_wrap=True, highlight=False)
+        console.print(
+            "versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+            soft_wrap=True,
+            highlight=False,
+        )
         tgt = open_target(config.target_url, project_dir=project)
         console.print(f"target: {_escape(tgt.display_url)}", soft_wrap=True, highlight=False)
+        workers = config.workers if config.workers is not None else "target default"
+        console.print(f"workers: {workers}", highlight=False)
+        console.print(f"default schema: {_escape(config.schema)}", highlight=False)
+        names = ", ".join(sorted(config.variables)) or "none"
+        console.print(f"vars: {_escape(names)}", soft_wrap=True, highlight=False)
         session = tgt.connect()
         try:
             console.print("connection: ok")
@@ -1359,8 +1377,309 @@ def debug(
             err_console.print(f"[bold red]state:[/] {_escape(problem)}", highlight=False)
         if not repair_state:
             err_console.print(f"  hint: {REPAIR_HINT.removeprefix('run ')}", highlight=False)
+    else:
+        console.print(f"state: ok (schema dbluigi, version {SCHEMA_VERSION})")
+    unreachable = 0
+    for source in check_sources(project):
+        where = f"source {source.name} ({source.url or 'no url'})"
+        if source.error is None:
+            console.print(f"{_escape(where)}: ok", soft_wrap=True, highlight=False)
+        else:
+            unreachable += 1
+            err_console.print(
+                f"[bold red]{_escape(where)}:[/] {_escape(source.error)}", highlight=False
+            )
+    if problems or unreachable:
         raise typer.Exit(ERROR_EXIT)
-    console.print(f"state: ok (schema dbluigi, version {SCHEMA_VERSION})")
+
+
+@app.command()
+def retry(
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+    workers: WorkersOpt = None,
+    fail_fast: FailFastOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build again what failed or was skipped in the last build (like `dbt retry`):
+    exactly those models, as `dbluigi build` would (forced when that run was a rebuild)."""
+    from dbluigi.retry import last_unbuilt
+    from dbluigi.state import StateStore
+    from dbluigi.targets import open_target
+
+    with _errors():
+        proj = _load(project, target, var)
+        session = open_target(proj.config.target_url, project_dir=proj.root).connect()
+        try:
+            store = StateStore(session)
+            store.ensure()
+            last = last_unbuilt(store)
+        finally:
+            session.close()
+    gone = [m for m in last.models if m not in proj.models] if last else []
+    models = [m for m in last.models if m in proj.models] if last else []
+    if last is None or not models:
+        what = "no build has run" if last is None else f"nothing failed in run {last.run_id}"
+        if as_json:
+            typer.echo(json.dumps({"run_id": None, "results": [], "exit_code": 0}))
+        else:
+            console.print(f"nothing to retry: {what}", soft_wrap=True, highlight=False)
+        raise typer.Exit(0)
+    for model in gone:
+        err_console.print(
+            f"[yellow]warning:[/] {_escape(model)} failed in run {last.run_id} but is no longer "
+            "a model of the project: not retried",
+            highlight=False,
+        )
+    if not as_json:
+        console.print(
+            f"retrying {len(models)} models of {last.command} run {last.run_id}: "
+            f"{_escape(', '.join(models))}",
+            soft_wrap=True,
+            highlight=False,
+        )
+    _build(
+        "retry", models, None, project, target, var, workers, fail_fast, as_json, force=last.force
+    )
+
+
+ModelArg = Annotated[str, typer.Argument(help="The model: name or schema.name.")]
+DialectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dialect", help="Transpile to this SQL dialect (sqlglot's names).", show_default=False
+    ),
+]
+PartitionOpt = Annotated[
+    str | None,
+    typer.Option("--partition", help="A partitioned model's value to fill in.", show_default=False),
+]
+
+
+def _one_model(proj: Project, selector: str) -> str:
+    """The one model ``selector`` names (a did-you-mean when none)."""
+    from dbluigi.errors import SelectorError
+
+    models = select(proj, [selector])
+    if len(models) != 1:
+        raise SelectorError(
+            f"{selector!r} selects {len(models)} models; this command takes one",
+            hint=f"name one of them: {', '.join(models[:5])}",
+        )
+    return models[0]
+
+
+def _render(
+    model: str,
+    dialect: str | None,
+    partition: str | None,
+    project: Path,
+    target: str | None,
+    var: list[str] | None,
+) -> None:
+    from dbluigi.preview import model_sql, transpile
+
+    with _errors():
+        proj = _load(project, target, var)
+        sql = model_sql(proj, _one_model(proj, model), partition=partition)
+        if dialect is not None:
+            sql = transpile(sql, proj.dialect, dialect)
+    typer.echo(sql)
+
+
+@app.command()
+def render(
+    model: ModelArg,
+    dialect: DialectOpt = None,
+    partition: PartitionOpt = None,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+) -> None:
+    """Print the SQL a build runs for a model, variables (and a --partition) filled in."""
+    _render(model, dialect, partition, project, target, var)
+
+
+@app.command("compile")
+def compile_(
+    model: ModelArg,
+    dialect: DialectOpt = None,
+    partition: PartitionOpt = None,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+) -> None:
+    """The same as `dbluigi render` (for dbt users: `dbt compile`)."""
+    _render(model, dialect, partition, project, target, var)
+
+
+SHOW_LIMIT = 5  # rows, as dbt show
+
+
+@app.command()
+def show(
+    model: Annotated[str | None, typer.Argument(help="The model: name or schema.name.")] = None,
+    sql: Annotated[
+        str | None, typer.Option("--sql", help="Run this SELECT instead.", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Rows to show.")] = SHOW_LIMIT,
+    published: Annotated[
+        bool,
+        typer.Option("--published", help="Show the published table, not the model's query."),
+    ] = False,
+    partition: PartitionOpt = None,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Preview rows: of a model's query run as a SELECT (as `dbt show`; nothing is
+    published), of its published table (--published; seeds, sql and python models), or
+    of --sql "select ...", against the target."""
+    from dbluigi.preview import model_sql, preview, published_query, query_model
+    from dbluigi.targets import open_target
+
+    with _errors():
+        if (model is None) == (sql is None):
+            raise UsageError(
+                "show takes a model or --sql, one of them",
+                hint='for example: dbluigi show agency_reporting, or --sql "select 1"',
+            )
+        if sql is not None and (published or partition):
+            raise UsageError("--published and --partition go with a model, not --sql")
+        proj = _load(project, target, var)
+        relation = _one_model(proj, model) if model is not None else None
+        session = open_target(proj.config.target_url, project_dir=proj.root).connect()
+        try:
+            if relation is None:
+                assert sql is not None
+                query, what = sql, "--sql"
+            elif published or not query_model(proj.models[relation]):
+                m = proj.models[relation]
+                query, what = published_query(session, m, proj.dialect), relation
+            else:
+                query = model_sql(proj, relation, partition=partition)
+                what = proj.models[relation].path
+            result = preview(session, query, dialect=proj.dialect, limit=limit, what=what)
+        finally:
+            session.close()
+    if as_json:
+        rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+        typer.echo(json.dumps({"columns": list(result.columns), "rows": rows}, default=str))
+        return
+    from rich.table import Table
+
+    table = Table(title=_escape(relation or "--sql"), title_justify="left")
+    for column in result.columns:
+        table.add_column(_escape(column))
+    for row in result.rows:
+        table.add_row(*("" if v is None else _escape(str(v)) for v in row))
+    console.print(table)
+    console.print(f"{len(result.rows)} rows (at most {limit})", highlight=False)
+
+
+LS_OUTPUTS = ("name", "path", "json")
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help=f"One of {', '.join(LS_OUTPUTS)}.")]
+
+
+def _ls(
+    selectors: list[str] | None,
+    exclude: list[str] | None,
+    output: str,
+    project: Path,
+    target: str | None,
+    var: list[str] | None,
+) -> None:
+    with _errors():
+        if output not in LS_OUTPUTS:
+            raise UsageError(
+                f"--output {output!r} is not one of {', '.join(LS_OUTPUTS)}",
+                hint="for example --output path",
+            )
+        proj, _ = _load_unset_vars(project, target, var)
+        models = select(proj, selectors or (), exclude or ())
+    for relation in models:
+        m = proj.models[relation]
+        if output == "name":
+            typer.echo(relation)
+        elif output == "path":
+            typer.echo(m.path)
+        else:
+            row = {
+                "relation": relation,
+                "kind": m.kind,
+                "file": m.path,
+                "tags": list(m.tags),
+                "depends": sorted(proj.graph.parents(relation)),
+            }
+            typer.echo(json.dumps(row))
+
+
+@app.command("ls")
+def ls(
+    selectors: SelectorArg = None,
+    exclude: ExcludeOpt = None,
+    output: OutputOpt = "name",
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+) -> None:
+    """List the selected models in run order (relation, file, or one JSON line each)."""
+    _ls(selectors, exclude, output, project, target, var)
+
+
+@app.command("list")
+def list_(
+    selectors: SelectorArg = None,
+    exclude: ExcludeOpt = None,
+    output: OutputOpt = "name",
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+) -> None:
+    """The same as `dbluigi ls`."""
+    _ls(selectors, exclude, output, project, target, var)
+
+
+@app.command()
+def clean(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+) -> None:
+    """Remove the caches under .dbluigi/ (cache/, docs/) and the tables builds left aside
+    (__dbluigi_new, __dbluigi_failed); never a published table, the state or the DuckDB file."""
+    from dbluigi import clean as cleaning
+    from dbluigi.errors import TargetError
+    from dbluigi.targets import open_target
+
+    with _errors():
+        # loaded without the parse cache: the load would write the cache clean removes
+        proj, _ = _load_unset_vars(project, target, var, use_cache=False)
+        session = open_target(proj.config.target_url, project_dir=proj.root).connect()
+        try:
+            found = cleaning.find(session, proj)
+            if found.running and found.tables:
+                raise TargetError(
+                    f"a build is running on the target (run {', '.join(found.running)}): "
+                    "its aside tables may be in use",
+                    hint="run dbluigi clean again when it has finished",
+                )
+            if found.empty:
+                console.print("nothing to clean", highlight=False)
+                return
+            console.print("to remove:", highlight=False)
+            for line in cleaning.describe(found):
+                console.print(f"  {_escape(line)}", soft_wrap=True, highlight=False)
+            if not yes and not typer.confirm("remove these?", default=False):
+                console.print("nothing removed", highlight=False)
+                return
+            cleaning.remove(session, found)
+        finally:
+            session.close()
+    console.print(f"removed {len(found.folders) + len(found.tables)}", highlight=False)
 
 
 def _task_json(r: TaskResult) -> dict[str, Any]:

@@ -662,6 +662,16 @@ class StateStore:
         ).rows
         return [RunSummary(*r) for r in rows]
 
+    def last_run_of(self, commands: Sequence[str]) -> RunSummary | None:
+        """The newest invocation of one of ``commands`` (``retry`` reads the last build)."""
+        marks = ", ".join(["%s"] * len(commands))
+        rows = self.session.query(
+            "select run_id, command, selector, started_at, finished_at, status, version, hostname "
+            f"from dbluigi.runs where command in ({marks}) order by started_at desc limit 1",
+            list(commands),
+        ).rows
+        return RunSummary(*rows[0]) if rows else None
+
     def run(self, run_id: str) -> RunRecord | None:
         """One invocation's ``runs`` row; None when there is none."""
         rows = self.session.query(

@@ -171,6 +171,11 @@ class CheckResult:
         data["status"] = self.status
         if self.owner:
             data["owner"] = self.owner
+        return data
+
+    def to_state(self) -> dict[str, Any]:
+        """As ``task_runs.checks`` keeps it: ``to_json`` and the digest of the check."""
+        data = self.to_json()
         if self.digest:
             data["digest"] = self.digest
         return data
@@ -816,7 +821,7 @@ def _task_run_values(r: TaskRecord) -> list[Any]:
         r.fingerprint,
         r.build_id,
         r.explain_cost,
-        json.dumps([c.to_json() for c in r.checks]),
+        json.dumps([c.to_state() for c in r.checks]),
         r.watermark_from,
         r.watermark_to,
         r.worker,

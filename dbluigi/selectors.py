@@ -237,6 +237,12 @@ def _within(base: set[str], step: Callable[[str], Collection[str]], depth: str) 
     return seen
 
 
+def _names_a_model(name: str, models: Iterable[str]) -> bool:
+    """Whether ``name`` is a model's relation or bare name as written: a model named
+    ``[gb]m`` is that model, not a wildcard's character set."""
+    return any(name in (m, Relation(m).name) for m in models)
+
+
 def _matches(pattern: str, values: Iterable[str]) -> set[str]:
     return {v for v in values if fnmatch.fnmatchcase(v, pattern)}
 
@@ -245,7 +251,7 @@ def _by_name(project: Project, name: str, shown: str) -> set[str]:
     """A relation or bare name, a wildcard, or a schema when no model has that name."""
     name = name.lower()
     models = project.models
-    if _WILDCARD.search(name):
+    if _WILDCARD.search(name) and not _names_a_model(name, models):
         found = _matches(name, models)
         if "." not in name:
             found |= {m for m in models if fnmatch.fnmatchcase(Relation(m).name, name)}

@@ -293,3 +293,32 @@ def test_every_example_is_covered() -> None:
     assert examples == ["lab", "orders", "sources_demo", "staging"]
     code, output = cli("lineage", project=EXAMPLES / "lab", target="duckdb:///unused.duckdb")
     assert code == 0 and "lab.experiment_measurements [python]" in output
+
+
+# -- from_dbt: the README's "Coming from dbt" conversion --------------------------------
+
+
+def test_from_dbt_builds_as_the_dbt_project_did(tmp_path: Path, target_url: str) -> None:
+    project = copy("from_dbt", tmp_path)
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 0 and all_succeeded(payload), payload
+    rows = query(
+        target_url,
+        project,
+        "select customer_id, number_of_orders, lifetime_value from marts.customers "
+        "order by customer_id",
+    )
+    # order 5 predates min_order_date: dbt's var, a dbluigi variable
+    assert [(int(c), int(n), float(v)) for c, n, v in rows] == [
+        (1, 2, 15.0),
+        (2, 1, 7.25),
+        (3, 1, 20.5),
+    ]
+    # dbt's accepted_values test is a check query: an unknown status stops the swap
+    with (project / "raw" / "orders.csv").open("a") as f:
+        f.write("6,2,2018-01-06,lost,1.00\n")
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 1
+    assert statuses(payload)["staging.stg_orders"] == "failed"
+    assert statuses(payload)["marts.customers"] == "skipped"
+    assert query(target_url, project, "select count(*) from staging.stg_orders") == [(4,)]

@@ -164,6 +164,15 @@ class Model:
         return (*((self.relation,) if self.creates_itself else ()), *self.creates)
 
     @property
+    def state_variant(self) -> str:
+        """For a ``sql`` model that creates tables other than its own name's (they may
+        move with a variable or a target's schemas), the key its build of them is also
+        kept under in the state (``StateStore.record_variant``); else ''."""
+        if not self.creates or self.header.partition is not None:
+            return ""
+        return "@" + ",".join(sorted(self.created))
+
+    @property
     def query(self) -> str:
         """The single query of a query kind."""
         return self.statements[0].sql
@@ -195,6 +204,11 @@ class Project:
     @property
     def dialect(self) -> str:
         return self.config.dialect
+
+    @cached_property
+    def state_variants(self) -> Mapping[str, str]:
+        """``Model.state_variant`` of the models that have one."""
+        return {r: m.state_variant for r, m in self.models.items() if m.state_variant}
 
     @cached_property
     def order(self) -> tuple[str, ...]:

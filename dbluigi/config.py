@@ -1,7 +1,8 @@
 """Project configuration: ``dbluigi.toml`` plus command-line overrides.
 
-Everything a run needs to know besides the SQL files: the target URL (from
-``--target``, ``DBLUIGI_TARGET``, or ``[target] url`` in that order), the
+Everything a run needs to know besides the SQL files: the target (from
+``--target``, ``DBLUIGI_TARGET``, ``[project] target``, or ``[target] url`` in that
+order; a name picks a ``[targets.NAME]`` section, ``dbluigi.environments``), the
 default schema, the guards every model gets unless its header says otherwise
 (``timeout``, ``max_cost``), variables, per-seed column types, and the
 thresholds of the slow-task report (``[audit]``), how often ``build --watch`` looks

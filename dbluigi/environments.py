@@ -19,6 +19,7 @@ from typing import Any
 
 from dbluigi.configfile import CONFIG_FILE, TomlLines, interpolate_env
 from dbluigi.errors import ProjectError
+from dbluigi.names import STATE_SCHEMA
 from dbluigi.suggest import close_matches, did_you_mean
 
 TARGET_KEYS = ("url", "workers", "vars", "schema_suffix", "schemas")
@@ -175,6 +176,13 @@ def _schema_map(settings: Mapping[str, Any], where: tuple[str, ...], lines: Toml
                 line=lines.key(where, "schemas"),
                 hint='for example schemas = { staging = "dev_staging" }',
             )
+    if STATE_SCHEMA in (str(d).lower() for d in schemas.values()):
+        raise ProjectError(
+            f"[targets.{name}] schemas: schema {STATE_SCHEMA} holds dbluigi's own state tables",
+            path=CONFIG_FILE,
+            line=lines.key(where, "schemas"),
+            hint="map the schema to another name",
+        )
     return SchemaMap(
         suffix.lower(),
         MappingProxyType({s.lower(): str(d).lower() for s, d in schemas.items()}),

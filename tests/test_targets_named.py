@@ -120,6 +120,20 @@ def test_unknown_target_names_the_file_and_the_closest(tmp_path: Path) -> None:
     assert "prod" in output and "dbluigi.toml" in output
 
 
+def test_bad_target_sections_name_their_line(tmp_path: Path) -> None:
+    for section, expected in (
+        ('url = "duckdb"\nschema_sufix = "_dev"', "did you mean 'schema_suffix'?"),
+        ('schemas = { staging = "dbluigi" }', "state tables"),
+        ('schema_suffix = "-dev"', "letters, digits and _ only"),
+        ("workers = 0", "whole number"),
+    ):
+        root = write_project(tmp_path, f"[targets.dev]\n{section}\n")
+        with pytest.raises(ProjectError) as raised:
+            load_config(root, target="dev")
+        assert expected in str(raised.value) + str(raised.value.hint)
+        assert raised.value.line == section.count("\n") + 2, section
+
+
 def test_unset_env_of_another_target_does_not_matter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,7 +47,11 @@ ProjectOpt = Annotated[
 TargetOpt = Annotated[
     str | None,
     typer.Option(
-        "--target", "-t", help="Target URL (default: DuckDB under .dbluigi/).", show_default=False
+        "--target",
+        "-t",
+        help="Target URL, or the name of a \\[targets.NAME] of dbluigi.toml (default: "
+        "\\[project] target, else DuckDB under .dbluigi/).",
+        show_default=False,
     ),
 ]
 VarOpt = Annotated[

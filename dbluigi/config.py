@@ -1,7 +1,8 @@
 """Project configuration: ``dbluigi.toml`` plus command-line overrides.
 
-Everything a run needs to know besides the SQL files: the target URL (from
-``--target``, ``DBLUIGI_TARGET``, or ``[target] url`` in that order), the
+Everything a run needs to know besides the SQL files: the target (from
+``--target``, ``DBLUIGI_TARGET``, ``[project] target``, or ``[target] url`` in that
+order; a name picks a ``[targets.NAME]`` section, ``dbluigi.environments``), the
 default schema, the guards every model gets unless its header says otherwise
 (``timeout``, ``max_cost``), variables, per-seed column types, and the
 thresholds of the slow-task report (``[audit]``), how often ``build --watch`` looks
@@ -24,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dbluigi.configfile import CONFIG_FILE, TomlLines, interpolate_env
+from dbluigi.environments import SchemaMap, choose, is_url, parse_targets
 from dbluigi.errors import ProjectError, UsageError
 from dbluigi.headers import parse_duration
 from dbluigi.sources.config import SourceTable, parse_sources
@@ -35,8 +37,17 @@ STATE_DIR = ".dbluigi"
 SEED_TYPES = PORTABLE_TYPES  # what a seed column may be declared as
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "project": ("name", "default_schema", "output", "timeout", "max_cost", "max_partitions"),
+    "project": (
+        "name",
+        "default_schema",
+        "output",
+        "timeout",
+        "max_cost",
+        "max_partitions",
+        "target",
+    ),
     "target": ("url", "workers"),
+    "targets": (),  # [targets.NAME], validated by dbluigi.environments
     "audit": ("slow_factor", "slow_seconds"),
     "scheduler": ("url",),
     "watch": ("interval",),
@@ -84,6 +95,8 @@ class Config:
         default_factory=lambda: MappingProxyType({})
     )
     watch_interval: float | None = None  # seconds (``[watch] interval``); ``--interval`` wins
+    target_name: str | None = None  # the [targets.NAME] chosen, if one was
+    schema_map: SchemaMap = field(default_factory=SchemaMap)  # where its models' schemas go
 
     @property
     def dialect(self) -> str:
@@ -133,7 +146,14 @@ def load_config(
     _validate_keys(data)
     lines = TomlLines(text)
     project = data.get("project", {})
-    url = target or os.environ.get("DBLUIGI_TARGET") or data.get("target", {}).get("url")
+    targets = parse_targets(data.get("targets", {}), lines)
+    chosen, chosen_by = _chosen_target(target, project)
+    named = None
+    if chosen is not None and not is_url(chosen):
+        named = choose(targets, chosen, chosen_by=chosen_by)
+        url = named.filled_url() or data.get("target", {}).get("url")
+    else:
+        url = chosen or data.get("target", {}).get("url")
     if url is not None:
         url = interpolate_env(str(url), where="the target URL")
     default_schema = project.get("default_schema")
@@ -146,7 +166,14 @@ def load_config(
         )
     audit = data.get("audit", {})
     merged_vars: dict[str, object] = dict(data.get("vars", {}))
+    merged_vars.update(named.variables if named else {})
     merged_vars.update(variables or {})
+    schema_map = named.schema_map if named else SchemaMap()
+    seed_types = {
+        _rename(relation, schema_map): types
+        for relation, types in _seed_types(data.get("seeds", {})).items()
+    }
+    workers = _workers(data.get("target", {}).get("workers"), lines)
     return Config(
         root=root,
         name=str(project.get("name", root.resolve().name)),
@@ -154,7 +181,7 @@ def load_config(
         default_schema=str(default_schema).lower() if default_schema else None,
         output=str(project.get("output", "exports")),
         variables=MappingProxyType(merged_vars),
-        seed_types=MappingProxyType(_seed_types(data.get("seeds", {}))),
+        seed_types=MappingProxyType(seed_types),
         timeout=_timeout(project.get("timeout"), lines),
         max_cost=_positive(project, "project", "max_cost", lines, "max_cost = 1e7"),
         slow_factor=_positive(audit, "audit", "slow_factor", lines, "slow_factor = 3"),
@@ -162,12 +189,31 @@ def load_config(
             audit, "audit", "slow_seconds", lines, "slow_seconds = 5", allow_zero=True
         ),
         scheduler_url=_scheduler_url(data.get("scheduler", {}).get("url")),
-        workers=_workers(data.get("target", {}).get("workers"), lines),
+        workers=named.workers if named and named.workers else workers,
         max_partitions=_max_partitions(project.get("max_partitions"), lines),
         source_tables=MappingProxyType(parse_sources(data.get("sources", {}), lines)),
         input_queries=MappingProxyType(_input_queries(data.get("inputs", {}), lines)),
         watch_interval=_watch_interval(data.get("watch", {}).get("interval"), lines),
+        target_name=named.name if named else None,
+        schema_map=schema_map,
     )
+
+
+def _chosen_target(option: str | None, project: Mapping[str, Any]) -> tuple[str | None, str]:
+    """The target a run asks for (a name or a URL) and what asked: ``--target``,
+    ``DBLUIGI_TARGET``, then ``[project] target``; (None, "") leaves it to ``[target] url``."""
+    if option:
+        return option, "--target"
+    if os.environ.get("DBLUIGI_TARGET"):
+        return os.environ["DBLUIGI_TARGET"], "DBLUIGI_TARGET"
+    if project.get("target") is not None:
+        return str(project["target"]), "[project] target"
+    return None, ""
+
+
+def _rename(relation: str, schema_map: SchemaMap) -> str:
+    schema, dot, name = relation.partition(".")
+    return f"{schema_map.rename(schema)}{dot}{name}" if dot and schema_map else relation
 
 
 def _input_queries(inputs: Mapping[str, Any], lines: TomlLines) -> dict[str, InputQuery]:

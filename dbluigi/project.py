@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from dbluigi import forked
 from dbluigi.cache import SqlInfoCache
 from dbluigi.config import CONFIG_FILE, STATE_DIR, Config, load_config
+from dbluigi.environments import SchemaMap
 from dbluigi.errors import DuplicateRelationError, ProjectError
 from dbluigi.exports import dump_file
 from dbluigi.graph import WAITS, Edge, Graph
@@ -163,6 +164,15 @@ class Model:
         return (*((self.relation,) if self.creates_itself else ()), *self.creates)
 
     @property
+    def state_variant(self) -> str:
+        """For a ``sql`` model that creates tables other than its own name's (they may
+        move with a variable or a target's schemas), the key its build of them is also
+        kept under in the state (``StateStore.record_variant``); else ''."""
+        if not self.creates or self.header.partition is not None:
+            return ""
+        return "@" + ",".join(sorted(self.created))
+
+    @property
     def query(self) -> str:
         """The single query of a query kind."""
         return self.statements[0].sql
@@ -194,6 +204,11 @@ class Project:
     @property
     def dialect(self) -> str:
         return self.config.dialect
+
+    @cached_property
+    def state_variants(self) -> Mapping[str, str]:
+        """``Model.state_variant`` of the models that have one."""
+        return {r: m.state_variant for r, m in self.models.items() if m.state_variant}
 
     @cached_property
     def order(self) -> tuple[str, ...]:
@@ -412,9 +427,12 @@ class _Loader:
             raw[f.relation] = loaded
         raw.update((relation, (model, None)) for relation, model in extracts.items())
         names = _NameResolver(self.config.schema, raw)
+        if self.config.schema_map:
+            names.rename_built(self.config.schema_map, raw, extracts)
 
         models: dict[str, Model] = {}
-        for relation, (model, info) in raw.items():
+        for original, (model, info) in raw.items():
+            relation = names.built(original)
             refs = (*info.reads, *info.references) if info else ()
             patch_refs = model.patch.refs if model.patch else ()
             reads = names.resolve_all((*refs, *patch_refs), model.path)
@@ -450,11 +468,11 @@ class _Loader:
             depends = tuple(names.resolve(_to_ref(d), model.path) for d in model.header.depends)
             own = {relation}
             models[relation] = Model(  # made anew, not replace()d: twice as fast at 10,000
-                relation=model.relation,
+                relation=relation,
                 path=model.path,
                 format=model.format,
                 kind=model.kind,
-                header=model.header,
+                header=self._moved_header(model.header, names, info, model.path),
                 text=model.text,
                 part=model.part,
                 statements=self._qualify(
@@ -638,7 +656,8 @@ class _Loader:
         """A check file, one ``CheckFile`` per query (each is placed on its own)."""
         text = self._read(file)
         if file.format == "python":
-            return [CheckFile(file.path, "python", file.relation, file.relation, text)]
+            owner = names.built(file.relation)
+            return [CheckFile(file.path, "python", owner, owner, text)]
         text = self._render(text, Header(), file.path)
         info = self._analyze_companion(text, file.path)
         for statement in info.statements:
@@ -664,8 +683,8 @@ class _Loader:
                 CheckFile(
                     file.path,
                     "sql",
-                    file.relation,
-                    file.relation,
+                    names.built(file.relation),
+                    names.built(file.relation),
                     text,
                     (qualified,),
                     names.resolve_all(refs, file.path),
@@ -680,22 +699,36 @@ class _Loader:
         refs: tuple[TableRef, ...] | list[TableRef],
         path: str,
     ) -> tuple[Statement, ...]:
-        """Qualify bare names that resolve to a model outside the default schema.
+        """Qualify bare names that resolve to a model outside the default schema, and
+        point names of relations the target builds elsewhere (``SchemaMap``) there.
 
         The graph resolves ``from agencies`` to the only model named agencies; the
         database would look in the default schema, so the SQL says it explicitly."""
-        resolved = {ref: names.resolve(ref, path) for ref in refs if ref.schema is None}
-        mapping = {
-            ref: TableRef(relation.schema, relation.name)
-            for ref, relation in resolved.items()
-            if relation.schema != names.default_schema and relation in names.models
-        }
+        mapping = {}
+        for ref in refs:
+            if ref.schema is not None and not names.renamed:
+                continue
+            relation = names.resolve(ref, path)
+            if relation.schema != (ref.schema or names.default_schema):
+                mapping[ref] = TableRef(relation.schema, relation.name)
         if not mapping:
             return statements
         return tuple(
             st if st.unparsed else replace(st, sql=_requalify(st.sql, mapping, self.dialect))
             for st in statements
         )
+
+    def _moved_header(
+        self, header: Header, names: _NameResolver, info: SqlInfo | None, path: str
+    ) -> Header:
+        """``header`` with its partition query pointed at the relations this target
+        builds (``SchemaMap``); as it is when the target keeps every schema."""
+        spec = header.partition
+        if not names.renamed or spec is None or spec.query is None:
+            return header
+        refs = self._analyze(spec.query, Header(), path).reads
+        (moved,) = self._qualify((Statement(spec.query, 1, "query"),), names, refs, path)
+        return replace(header, partition=replace(spec, query=moved.sql))
 
     def _render(self, text: str, header: Header, path: str) -> str:
         runtime = _runtime_placeholders(header)
@@ -917,14 +950,39 @@ class _NameResolver:
         self.models = models
         self.bare: dict[str, list[Relation]] = defaultdict(list)
         self._resolved: dict[TableRef, Relation] = {}  # the same reference, resolved once
+        self.renamed: dict[Relation, Relation] = {}  # what the target builds elsewhere
         for relation in sorted(models):
             self.bare[Relation(relation).name].append(Relation(relation))
 
     def resolve(self, ref: TableRef, path: str) -> Relation:
+        """The relation ``ref`` names, as the target builds it."""
         found = self._resolved.get(ref)
         if found is None:
             found = self._resolved[ref] = self._resolve(ref, path)
-        return found
+        return self.renamed.get(found, found)
+
+    def built(self, relation: str) -> Relation:
+        """The relation the target builds for the project's ``relation``."""
+        return self.renamed.get(Relation(relation), Relation(relation))
+
+    def rename_built(
+        self,
+        schema_map: SchemaMap,
+        raw: Mapping[str, tuple[Model, SqlInfo | None]],
+        extracts: Mapping[str, Model],
+    ) -> None:
+        """Move every relation the project builds (models, and tables ``sql`` models
+        create) to the schema the target's ``schema_map`` gives it: resolved references
+        name the moved relation from now on. Copies of source tables stay put."""
+        built = {Relation(r) for r in raw if r not in extracts}
+        for model, info in raw.values():
+            if info is not None:
+                built.update(self.resolve_all(info.creates, model.path))
+        self.renamed = {
+            r: Relation.of(schema_map.rename(r.schema), r.name)
+            for r in built
+            if schema_map.rename(r.schema) != r.schema
+        }
 
     def _resolve(self, ref: TableRef, path: str) -> Relation:
         if ref.schema is not None:

@@ -589,7 +589,7 @@ class _Planner:
     @property
     def models(self) -> dict[str, ModelState]:
         if self._models is None:
-            self._models = self.state.read_models()
+            self._models = self.state.read_models(self.project.state_variants)
         return self._models
 
     def stale(self) -> tuple[str, ...]:
@@ -879,7 +879,7 @@ def _results(
         m: [r.partition for r in rs if r.status != "success"] for m, rs in parts.items()
     }
     unbuilt = [m for m in plan.to_run if m not in last]
-    stored = state.read_models() if unbuilt else {}
+    stored = state.read_models(project.state_variants) if unbuilt else {}
     skipped: list[TaskRecord] = []
     held: set[str] = set()  # not started because the run was asked to stop
     results: list[TaskResult] = []

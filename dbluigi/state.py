@@ -30,6 +30,10 @@ from dbluigi.names import STATE_SCHEMA
 from dbluigi.targets.base import Session
 
 SCHEMA = STATE_SCHEMA
+# A models row whose partition_key starts so keeps a build of the tables a sql model
+# creates (``Model.state_variant``), so a switch back to them finds their build.
+VARIANT = "@"
+_NOT_VARIANT = f"substr(partition_key, 1, 1) <> '{VARIANT}'"
 SCHEMA_VERSION = 3
 
 # Each entry migrates from the previous version; never edit a released one, append.
@@ -477,25 +481,59 @@ class StateStore:
             ["interrupted", run_id, "running"],
         )
 
-    def read_models(self) -> dict[str, ModelState]:
-        """The whole models table, once per run."""
+    def read_models(self, variants: Mapping[str, str] | None = None) -> dict[str, ModelState]:
+        """The whole models table, once per run. A model named in ``variants`` gets the
+        build of that variant (``record_variant``) when the state keeps one."""
         rows = self.session.query(
             "select model, fingerprint, content_fp, build_id, generation, rows_affected, built_at, "
-            "output_version, inputs, watermark from dbluigi.models where partition_key = ''"
+            "output_version, inputs, watermark, partition_key from dbluigi.models "
+            f"where partition_key = '' or not ({_NOT_VARIANT})"
         ).rows
         _refuse_unusable(rows, fingerprint=1, build_id=3, generation=4)
-        return {
-            r[0]: ModelState(
-                r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6], r[7], json.loads(r[8] or "{}"), r[9]
-            )
-            for r in rows
-        }
+        wanted = variants or {}
+        found: dict[str, ModelState] = {}
+        for r in sorted(rows, key=lambda r: r[10] != ""):  # a variant's row wins
+            if r[10] == "" or wanted.get(r[0]) == r[10]:
+                found[r[0]] = ModelState(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    int(r[4]),
+                    r[5],
+                    r[6],
+                    r[7],
+                    json.loads(r[8] or "{}"),
+                    r[9],
+                )
+        return found
+
+    def record_variant(self, model: str, variant: str) -> None:
+        """Keep the build just recorded for ``model`` as that of ``variant`` too; call
+        after ``record_success``, in the same transaction."""
+        columns = [c for c, _ in STATE_TABLES["models"] if c != "partition_key"]
+        listed = ", ".join(columns)
+        self.session.defer(
+            [
+                (
+                    "delete from dbluigi.models where model = %s and partition_key = %s",
+                    [model, variant],
+                ),
+                (
+                    f"insert into dbluigi.models (partition_key, {listed}) "
+                    f"select %s, {listed} from dbluigi.models "
+                    "where model = %s and partition_key = ''",
+                    [variant, model],
+                ),
+            ]
+        )
 
     def read_partitions(self) -> dict[tuple[str, str], ModelState]:
         """The last build of every partition of partitioned models, once per run."""
         rows = self.session.query(
             "select model, partition_key, fingerprint, content_fp, build_id, generation, "
-            "rows_affected, built_at from dbluigi.models where partition_key <> ''"
+            "rows_affected, built_at from dbluigi.models "
+            f"where partition_key <> '' and {_NOT_VARIANT}"
         ).rows
         _refuse_unusable(rows, fingerprint=2, build_id=4, generation=5)
         return {
@@ -543,14 +581,18 @@ class StateStore:
         self.session.execute(
             "update dbluigi.models set output_version = v.version "
             f"from (values {values}) as v (model, version) "
-            "where dbluigi.models.model = v.model and dbluigi.models.partition_key = ''",
+            "where dbluigi.models.model = v.model and (dbluigi.models.partition_key = '' "
+            # and the variant row of the same build (record_variant)
+            f"or (not ({_NOT_VARIANT}) and dbluigi.models.build_id = (select w.build_id "
+            "from dbluigi.models w where w.model = v.model and w.partition_key = '')))",
             [p for row in rows for p in row],
         )
 
     def partition_keys(self, model: str) -> list[str]:
         """The partition values of a model that have a state row."""
         rows = self.session.query(
-            "select partition_key from dbluigi.models where model = %s and partition_key <> ''",
+            "select partition_key from dbluigi.models where model = %s and partition_key <> '' "
+            f"and {_NOT_VARIANT}",
             [model],
         ).rows
         return [r[0] for r in rows]
@@ -560,7 +602,7 @@ class StateStore:
         placeholders = ", ".join(["%s"] * len(keep)) or "''"
         self.session.execute(
             "delete from dbluigi.models where model = %s and partition_key <> '' "
-            f"and partition_key not in ({placeholders})",
+            f"and {_NOT_VARIANT} and partition_key not in ({placeholders})",
             [model, *keep],
         )
 

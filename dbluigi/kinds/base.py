@@ -566,8 +566,9 @@ def record(
     if isinstance(d, Decision):
         d = after_run(d, changed=changed)
         modifiers = [replace(m, fingerprint=d.fingerprint, build_id=d.build_id) for m in modifiers]
-    StateStore(session).record_tasks(modifiers)
-    StateStore(session).record_success(
+    store = StateStore(session)
+    store.record_tasks(modifiers)
+    store.record_success(
         TaskRecord(
             run_id=request.run_id,
             model=request.model.relation,
@@ -592,6 +593,8 @@ def record(
         inputs={**stored_inputs(request.decision), **dict(request.decision.inputs)},
         stored=request.stored if whole else None,
     )
+    if whole and request.model.state_variant:
+        store.record_variant(request.model.relation, request.model.state_variant)
 
 
 def check_failed(outcome: CheckOutcome, first: Violation, *, kept: str | None) -> CheckFailed:

@@ -1,0 +1,250 @@
+"""Named targets (``[targets.NAME]``): choosing one, its vars and workers, the schemas its
+models are built in, and state kept by the relation built, so that switching between a
+dev and a prod target (or between values of a schema variable) never rebuilds for nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from dbluigi.cli import app
+from dbluigi.config import load_config
+from dbluigi.errors import ProjectError
+from dbluigi.project import load_project
+from tests.buildkit import query, ran, statuses
+
+runner = CliRunner()
+
+MODELS = {
+    "raw/persons.csv": "id,name\n1,ann\n2,bob\n",
+    "staging/people.sql": "select id, name, '{{ greeting }}' as greeting from raw.persons\n",
+    "staging/people.check.sql": "select * from staging.people where id is null\n",
+    "setup/flags.sql": (
+        "-- kind: sql\ncreate table staging.flags (k integer);\ninsert into staging.flags values (1);\n"
+    ),
+    "reporting/summary.sql": (
+        "select count(*) as n, max(f.k) as k from people p cross join staging.flags f\n"
+    ),
+}
+
+
+def write_project(root: Path, toml: str, files: dict[str, str] | None = None) -> Path:
+    for path, text in (files or MODELS).items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    (root / "dbluigi.toml").write_text(toml)
+    return root
+
+
+def targets_toml(prod: str, dev: str) -> str:
+    return f"""
+[project]
+target = "prod"
+
+[vars]
+greeting = "hello"
+
+[targets.prod]
+url = "{prod}"
+workers = 2
+
+[targets.dev]
+url = "{dev}"
+schema_suffix = "_dev"
+vars = {{ greeting = "hi" }}
+
+[targets.mapped]
+url = "{dev}"
+schemas = {{ staging = "dev_staging", reporting = "dev_reporting" }}
+
+[targets.elsewhere]
+url = "postgresql://app:${{DBLUIGI_TEST_NEVER_SET}}@db.invalid/app"
+"""
+
+
+def run(*args: str, project: Path) -> tuple[int, str]:
+    result = runner.invoke(app, [*args, "--project", str(project)])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def run_json(*args: str, project: Path) -> tuple[int, dict[str, Any]]:
+    result = runner.invoke(app, [*args, "--json", "--project", str(project)])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, json.loads(result.stdout)
+
+
+def to_run(payload: dict[str, Any]) -> set[str]:
+    return {m["model"] for m in payload["models"] if m["run"]}
+
+
+# -- configuration (no database) ----------------------------------------------------------
+
+
+def test_name_or_url_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    monkeypatch.delenv("DBLUIGI_TEST_NEVER_SET", raising=False)
+    root = write_project(tmp_path, targets_toml("duckdb:///prod.duckdb", "duckdb:///dev.duckdb"))
+    default = load_config(root)
+    assert (default.target_name, default.target_url, default.workers) == (
+        "prod",
+        "duckdb:///prod.duckdb",
+        2,
+    )
+    dev = load_config(root, target="dev", variables={"greeting": "yo"})
+    assert dev.target_url == "duckdb:///dev.duckdb"
+    assert dev.variables["greeting"] == "yo"  # --var wins over the target's vars
+    assert load_config(root, target="dev").variables["greeting"] == "hi"
+    url = load_config(root, target="duckdb:///other.duckdb")
+    assert (url.target_name, url.target_url) == (None, "duckdb:///other.duckdb")
+    assert load_config(root, target="duckdb").target_name is None
+    monkeypatch.setenv("DBLUIGI_TARGET", "dev")
+    assert load_config(root).target_name == "dev"
+
+
+def test_unknown_target_names_the_file_and_the_closest(tmp_path: Path) -> None:
+    root = write_project(tmp_path, targets_toml("duckdb:///prod.duckdb", "duckdb:///dev.duckdb"))
+    with pytest.raises(ProjectError) as raised:
+        load_config(root, target="prd")
+    message = str(raised.value) + str(raised.value.hint)
+    assert "dbluigi.toml" in message and "did you mean 'prod'?" in message
+    assert "dev, elsewhere, mapped, prod" in message
+    code, output = run("plan", "--target", "prd", project=root)
+    assert code == 2
+    assert "prod" in output and "dbluigi.toml" in output
+
+
+def test_bad_target_sections_name_their_line(tmp_path: Path) -> None:
+    for section, expected in (
+        ('url = "duckdb"\nschema_sufix = "_dev"', "did you mean 'schema_suffix'?"),
+        ('schemas = { staging = "dbluigi" }', "state tables"),
+        ('schema_suffix = "-dev"', "letters, digits and _ only"),
+        ("workers = 0", "whole number"),
+    ):
+        root = write_project(tmp_path, f"[targets.dev]\n{section}\n")
+        with pytest.raises(ProjectError) as raised:
+            load_config(root, target="dev")
+        assert expected in str(raised.value) + str(raised.value.hint)
+        assert raised.value.line == section.count("\n") + 2, section
+
+
+def test_unset_env_of_another_target_does_not_matter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DBLUIGI_TEST_NEVER_SET", raising=False)
+    root = write_project(tmp_path, targets_toml("duckdb:///prod.duckdb", "duckdb:///dev.duckdb"))
+    assert load_config(root, target="dev").target_url == "duckdb:///dev.duckdb"
+    with pytest.raises(ProjectError, match="DBLUIGI_TEST_NEVER_SET"):
+        load_config(root, target="elsewhere")
+
+
+def test_schema_suffix_and_mapping_rename_relations_and_references(tmp_path: Path) -> None:
+    root = write_project(tmp_path, targets_toml("duckdb:///prod.duckdb", "duckdb:///dev.duckdb"))
+    prod = load_project(root, use_cache=False)
+    assert set(prod.models) == {"raw.persons", "staging.people", "setup.flags", "reporting.summary"}
+    dev = load_project(root, target="dev", use_cache=False)
+    assert set(dev.models) == {
+        "raw_dev.persons",
+        "staging_dev.people",
+        "setup_dev.flags",
+        "reporting_dev.summary",
+    }
+    summary = dev.models["reporting_dev.summary"]
+    assert set(summary.reads) == {"staging_dev.people", "staging_dev.flags"}
+    assert "staging_dev.flags" in summary.query and "staging_dev.people" in summary.query
+    assert "raw_dev.persons" in dev.models["staging_dev.people"].query
+    assert dev.models["setup_dev.flags"].creates == ("staging_dev.flags",)
+    (check,) = dev.checks
+    assert check.owner == "staging_dev.people" and "staging_dev.people" in check.sql
+    mapped = load_project(root, target="mapped", use_cache=False)
+    assert set(mapped.models) == {
+        "raw.persons",
+        "dev_staging.people",
+        "setup.flags",
+        "dev_reporting.summary",
+    }
+    assert "raw.persons" in mapped.models["dev_staging.people"].query
+
+
+# -- on the targets -------------------------------------------------------------------------
+
+
+def test_named_targets_build_in_their_schemas(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    root = write_project(tmp_path, targets_toml(target_url, target_url))
+    code, payload = run_json("build", project=root)  # [project] target = "prod"
+    assert code == 0, payload
+    assert ran(payload) == {"raw.persons", "staging.people", "setup.flags", "reporting.summary"}
+    code, payload = run_json("build", "--target", "dev", project=root)
+    assert code == 0, payload
+    assert ran(payload) == {
+        "raw_dev.persons",
+        "staging_dev.people",
+        "setup_dev.flags",
+        "reporting_dev.summary",
+    }
+    assert query(target_url, root, "select distinct greeting from staging_dev.people") == [("hi",)]
+    assert query(target_url, root, "select n, k from reporting_dev.summary") == [(2, 1)]
+    # prod's tables are untouched, and prod has nothing to run
+    assert query(target_url, root, "select distinct greeting from staging.people") == [("hello",)]
+    code, plan = run_json("plan", "--target", "prod", project=root)
+    assert code == 0 and to_run(plan) == set(), plan
+    code, payload = run_json("build", "--target", "prod", project=root)
+    assert code == 0 and ran(payload) == set(), payload
+    code, payload = run_json("build", "--target", "dev", project=root)
+    assert code == 0 and ran(payload) == set(), payload
+    # a mapping: only the schemas it names move; setup.flags now creates dev_staging.flags
+    code, payload = run_json("build", "--target", "mapped", project=root)
+    assert code == 0, payload
+    assert ran(payload) == {"dev_staging.people", "setup.flags", "dev_reporting.summary"}
+    assert query(target_url, root, "select n from dev_reporting.summary") == [(2,)]
+    # its state is that of the tables it creates: prod's build of staging.flags still counts
+    code, plan = run_json("plan", "--target", "prod", project=root)
+    assert code == 0 and to_run(plan) == set(), plan
+    code, payload = run_json("build", "--target", "mapped", project=root)
+    assert code == 0 and ran(payload) == set(), payload
+    # checks read the target's relations: this one fails on dev's rows only
+    (root / "staging/people.check.sql").write_text(
+        "select * from staging.people where greeting <> 'hello'\n"
+    )
+    code, payload = run_json("build", "--target", "dev", project=root)
+    assert code == 1 and statuses(payload)["staging_dev.people"] == "failed", payload
+    assert run_json("build", "--target", "prod", project=root)[0] == 0
+
+
+def test_a_target_in_another_database_has_its_own_state(
+    tmp_path: Path, duckdb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    other = f"duckdb:///{tmp_path / 'other.duckdb'}"
+    root = write_project(tmp_path / "p", targets_toml(duckdb_url, other).replace("_dev", ""))
+    (root / ".dbluigi").mkdir()
+    assert run_json("build", project=root)[0] == 0
+    code, payload = run_json("build", "--target", "dev", project=root)
+    assert code == 0 and "staging.people" in ran(payload)
+    assert query(other, root, "select distinct greeting from staging.people") == [("hi",)]
+    code, payload = run_json("build", "--target", "prod", project=root)
+    assert code == 0 and ran(payload) == set()
+
+
+def test_switching_a_schema_variable_back_runs_nothing(tmp_path: Path, target_url: str) -> None:
+    files = {
+        "setup/tables.sql": (
+            "-- kind: sql\ncreate table {{ schema }}.x (k integer);\n"
+            "insert into {{ schema }}.x values (1);\n"
+        ),
+    }
+    root = write_project(tmp_path, f'[target]\nurl = "{target_url}"\n', files)
+    for schema in ("a", "b"):
+        run("build", "--var", f"schema={schema}", project=root)  # creates its schema
+    for schema, expected in (("a", set()), ("b", set())):
+        code, payload = run_json("build", "--var", f"schema={schema}", project=root)
+        assert code == 0 and ran(payload) == expected, payload

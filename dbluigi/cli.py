@@ -50,7 +50,7 @@ TargetOpt = Annotated[
         "--target",
         "-t",
         help="Target URL, or the name of a \\[targets.NAME] of dbluigi.toml (default: "
-        "\\[project] target, else DuckDB under .dbluigi/).",
+        "$DBLUIGI_TARGET, else \\[project] target, else DuckDB under .dbluigi/).",
         show_default=False,
     ),
 ]

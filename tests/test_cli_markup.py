@@ -107,3 +107,12 @@ def test_help_texts_print_their_brackets() -> None:
     assert result.exit_code == 0
     assert "[target] workers in dbluigi.toml" in result.output
     assert "[watch] interval in dbluigi.toml" in result.output
+
+
+def test_target_help_names_its_environment_variable() -> None:
+    from typer.testing import CliRunner
+
+    from dbluigi.cli import app
+
+    result = CliRunner().invoke(app, ["plan", "--help"], env={"COLUMNS": "300"})
+    assert "$DBLUIGI_TARGET" in result.output and "[targets.NAME]" in result.output

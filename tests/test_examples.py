@@ -290,7 +290,7 @@ def _columns(target: str, project: Path) -> list[str]:
 def test_every_example_is_covered() -> None:
     # sources_demo needs MariaDB: built by tests/test_examples_sources.py
     examples = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
-    assert examples == ["lab", "orders", "sources_demo", "staging"]
+    assert examples == ["from_dbt", "lab", "orders", "sources_demo", "staging"]
     code, output = cli("lineage", project=EXAMPLES / "lab", target="duckdb:///unused.duckdb")
     assert code == 0 and "lab.experiment_measurements [python]" in output
 

@@ -1687,7 +1687,7 @@ def _print_test_results(results: list[Any]) -> None:
 
     table = Table(title="unit tests", title_justify="left")
     for column in ("result", "test", "model", "file"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     colours = {"passed": "green", "failed": "red", "error": "red"}
     for r in results:
         table.add_row(

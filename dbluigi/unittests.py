@@ -127,14 +127,11 @@ def run_tests(
 
 def drop_leftovers(session: Session, *, keep: str) -> list[str]:
     """Drop the ``dbluigi_test_*`` schemas (but ``keep``) no running test holds; their names."""
-    query = (
-        exp.select("schema_name")
-        .from_(exp.to_table("information_schema.schemata"))
-        .where(exp.column("schema_name").like(exp.Placeholder()))
-    )
-    found = session.query(query.sql(dialect=session.target.dialect), ("dbluigi\\_test\\_%",))
+    query = exp.select("schema_name").from_(exp.to_table("information_schema.schemata"))
+    found = session.query(query.sql(dialect=session.target.dialect))
+    names = {str(name) for (name, *_) in found.rows if str(name).startswith(SCRATCH_PREFIX)}
     dropped = []
-    for (name,) in sorted(set(found.rows)):
+    for name in sorted(names):
         if name != keep and session.try_lock(name):
             try:
                 _drop_schema(session, name)
@@ -145,9 +142,8 @@ def drop_leftovers(session: Session, *, keep: str) -> list[str]:
 
 
 def _drop_schema(session: Session, schema: str) -> None:
-    drop = exp.Drop(
-        this=exp.to_identifier(schema, quoted=True), kind="SCHEMA", exists=True, cascade=True
-    )
+    schema_name = exp.Table(db=exp.to_identifier(schema, quoted=True))
+    drop = exp.Drop(tables=[schema_name], kind="SCHEMA", exists=True, cascade=True)
     session.execute(drop.sql(dialect=session.target.dialect))
 
 
@@ -185,8 +181,7 @@ def _one(
     except _NotOnDuckDB as exc:
         return TestResult(test, relation, "error", f"{model.path}: {exc}", hint=ON_TARGET_HINT)
     except DbluigiError as exc:
-        where = f"{exc.path}:{exc.line}: " if exc.path and exc.line else ""
-        return TestResult(test, relation, "error", where + str(exc), hint=exc.hint or "")
+        return TestResult(test, relation, "error", str(exc), hint=exc.hint or "")
     except Exception as exc:  # the database refused the fixture or the query
         message = " ".join(str(exc).split())
         return TestResult(test, relation, "error", f"{type(exc).__name__}: {message}")
@@ -234,6 +229,11 @@ def _produce(
             project, model_sql(project, model.relation, partition=test.partition), mapping
         )
         session.create_table_as(out_schema, out_name, _runnable(sql, project, scratch))
+        if model.patch is not None:  # corrections, applied before the checks as in a build
+            for statement in model.patch.statements:
+                patch = _rewrite(project, statement.sql, mapping)
+                what = f"{model.patch.path}:{statement.line}"
+                session.execute(_runnable(patch, project, scratch, what=what))
     star = exp.select(exp.Star()).from_(table_expr(out_schema, out_name))
     result = session.query(star.sql(dialect=session.target.dialect))
     failed, names_run = _checks(project, model, session, scratch, (out_schema, out_name), mapping)

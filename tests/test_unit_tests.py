@@ -257,3 +257,41 @@ def test_the_example_rollup_test_catches_a_broken_rule(tmp_path: Path) -> None:
 def test_test_files_are_not_seeds(tmp_path: Path, name: str) -> None:
     root = write_project(tmp_path, {**SUMS, f"tests/{name}": "{}\n", f"rep/{name}": "{}\n"})
     assert sorted(load_project(root).models) == ["raw.m", "rep.totals"]
+
+
+def test_vars_partition_a_csv_input_and_typed_empty_input(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path,
+        {
+            "dbluigi.toml": '[project]\nname = "p"\n[vars]\nmin_v = "0"\n',
+            "raw/m.csv": "id,v\n1,2\n",
+            "rep/fixtures/m.csv": "id,v\n1,10\n2,-4\n",
+            "rep/part.sql": """
+                -- partition: year in 2010..2012
+                select id, v, {{ year }} as year from raw.m where v > {{ min_v }}
+            """,
+            "rep/j.sql": "select a.id, b.name from rep.part as a left join raw.names as b on b.id = a.id\n",
+            "rep/x.test.yml": """
+                part_and_vars:
+                  model: rep.part
+                  given: {raw.m: {csv: fixtures/m.csv}}
+                  vars: {min_v: "5"}
+                  partition: 2011
+                  expect: [{id: 1, v: 10, year: 2011}]
+                no_partition:
+                  model: rep.part
+                  given: {raw.m: []}
+                  expect: []
+                empty_names:
+                  model: rep.j
+                  given:
+                    rep.part: [{id: 1}]
+                    raw.names: {rows: [], columns: {id: bigint, name: text}}
+                  expect: [{id: 1, name: null}]
+            """,
+        },
+    )
+    code, out = _cli("--project", str(root))
+    assert code == 1, out
+    assert "2 passed, 1 failed" in out
+    assert "rep.part is partitioned by year" in out

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dbluigi.errors import DbluigiError, ProjectError
+from dbluigi.errors import DbluigiError, ProjectError, UsageError
 from dbluigi.lazy import exp
 from dbluigi.project import Model, Project, load_project
 from dbluigi.relation import Relation
@@ -171,7 +171,7 @@ def _one(
     model = project.models[relation]
     try:
         if on_target is None:
-            with _fixture_session(project) as session:
+            with _fixture_session() as session:
                 produced = _produce(project, model, test, session, None)
         else:
             session, scratch = on_target
@@ -214,7 +214,7 @@ def _produce(
     mapping = _mapping(project, names, {model.relation: (out_schema, out_name)})
     if model.kind == "python":
         if scratch is not None:
-            raise DbluigiError(
+            raise UsageError(
                 f"{model.path}: a Python model is tested in DuckDB only",
                 hint="run dbluigi test without --on-target",
             )
@@ -491,7 +491,8 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, (int, float, decimal.Decimal)):
-        number = decimal.Decimal(str(value)) if isinstance(value, float) else decimal.Decimal(value)
+        # a float to 12 significant digits: 0.1 + 0.2 computed is the 0.3 written
+        number = decimal.Decimal(f"{value:.12g}" if isinstance(value, float) else value)
         return number.normalize() if number.is_finite() else number
     if isinstance(value, (dt.date, dt.datetime, dt.time)):
         return value.isoformat()
@@ -502,7 +503,7 @@ def _canonical(value: Any) -> Any:
 
 
 @contextmanager
-def _fixture_session(project: Project) -> Iterator[Session]:
+def _fixture_session() -> Iterator[Session]:
     from dbluigi.targets.fixture import fixture_session
 
     session = fixture_session()

@@ -35,7 +35,15 @@ STATE_DIR = ".dbluigi"
 SEED_TYPES = PORTABLE_TYPES  # what a seed column may be declared as
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
-    "project": ("name", "default_schema", "output", "timeout", "max_cost", "max_partitions"),
+    "project": (
+        "name",
+        "default_schema",
+        "output",
+        "timeout",
+        "max_cost",
+        "max_partitions",
+        "test_before_build",
+    ),
     "target": ("url", "workers"),
     "audit": ("slow_factor", "slow_seconds"),
     "scheduler": ("url",),
@@ -84,6 +92,7 @@ class Config:
         default_factory=lambda: MappingProxyType({})
     )
     watch_interval: float | None = None  # seconds (``[watch] interval``); ``--interval`` wins
+    test_before_build: bool = False  # run a model's unit tests before building it
 
     @property
     def dialect(self) -> str:
@@ -167,6 +176,7 @@ def load_config(
         source_tables=MappingProxyType(parse_sources(data.get("sources", {}), lines)),
         input_queries=MappingProxyType(_input_queries(data.get("inputs", {}), lines)),
         watch_interval=_watch_interval(data.get("watch", {}).get("interval"), lines),
+        test_before_build=_flag(project, "test_before_build", lines),
     )
 
 
@@ -272,6 +282,19 @@ def _max_partitions(value: Any, lines: TomlLines) -> int:
             path=CONFIG_FILE,
             line=lines.key(("project",), "max_partitions"),
             hint=f"for example max_partitions = {MAX_PARTITIONS}",
+        )
+    return value
+
+
+def _flag(section: Mapping[str, Any], key: str, lines: TomlLines) -> bool:
+    """A true/false key of ``[project]``; off when absent."""
+    value = section.get(key, False)
+    if not isinstance(value, bool):
+        raise ProjectError(
+            f"[project] {key} = {value!r}: expected true or false",
+            path=CONFIG_FILE,
+            line=lines.key(("project",), key),
+            hint=f"{key} = true",
         )
     return value
 

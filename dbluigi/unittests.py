@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dbluigi.errors import DbluigiError, ProjectError, UsageError
+from dbluigi.errors import DbluigiError, ProjectError, TaskError, UsageError
 from dbluigi.lazy import exp
 from dbluigi.project import Model, Project, load_project
 from dbluigi.relation import Relation
@@ -123,6 +123,28 @@ def run_tests(
             session.unlock(scratch)
         finally:
             session.close()
+
+
+def gate(project: Project, relation: str) -> None:
+    """``[project] test_before_build``: run the unit tests of ``relation`` in DuckDB; a
+    TaskError of class ``test`` (at the first failing test) when one does not pass."""
+    from dbluigi.config import STATE_DIR
+    from dbluigi.testfiles import find_test_files, read_test_file
+
+    files = find_test_files(project.root, ignore=(STATE_DIR, project.config.output))
+    tests = [t for f in files for t in read_test_file(project.root, f)]
+    mine = [(t, rel) for t, rel in resolve(project, tests) if rel == relation]
+    failed = [r for r in run_tests(project, mine) if not r.passed]
+    if failed:
+        first = failed[0]
+        names = ", ".join(r.test.name for r in failed)
+        raise TaskError(
+            f"unit tests failed before the build ({names}): {first.message}",
+            failure_class="test",
+            path=first.test.path,
+            line=first.test.line,
+            hint=f"see them with: dbluigi test {relation}",
+        )
 
 
 def drop_leftovers(session: Session, *, keep: str) -> list[str]:

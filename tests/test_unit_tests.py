@@ -295,3 +295,40 @@ def test_vars_partition_a_csv_input_and_typed_empty_input(tmp_path: Path) -> Non
     assert code == 1, out
     assert "2 passed, 1 failed" in out
     assert "rep.part is partitioned by year" in out
+
+
+def test_test_before_build_fails_a_model_with_class_test(tmp_path: Path, duckdb_url: str) -> None:
+    from tests.buildkit import build_json
+
+    files = {
+        **SUMS,
+        "rep/totals.test.yml": """
+            sums:
+              model: rep.totals
+              given: {raw.m: [{id: 1, v: 2}, {id: 1, v: 3}]}
+              expect: [{id: 1, total: 6}]
+        """,
+        "rep/after.sql": "select * from rep.totals\n",
+    }
+    root = write_project(tmp_path, files)
+    code, payload = build_json(project=root, target=duckdb_url)
+    assert code == 0  # off by default
+    write_project(
+        root,
+        {**files, "dbluigi.toml": '[project]\nname = "p"\ntest_before_build = true\n'},
+    )
+    code, payload = build_json("rep.totals+", project=root, target=duckdb_url, command="rebuild")
+    assert code == 1
+    got = {r["model"]: (r["status"], r["failure_class"]) for r in payload["results"]}
+    assert got["rep.totals"] == ("failed", "test")
+    assert got["rep.after"] == ("skipped", "upstream")
+    error = next(r["error"] for r in payload["results"] if r["model"] == "rep.totals")
+    assert "unit tests failed before the build (sums)" in error
+    (root / "rep/totals.test.yml").write_text(
+        (root / "rep/totals.test.yml").read_text().replace("total: 6", "total: 5")
+    )
+    code, payload = build_json(project=root, target=duckdb_url)
+    assert code == 0, payload
+    (root / "dbluigi.toml").write_text('[project]\ntest_before_build = "yes"\n')
+    code, out = _cli("--project", str(root))
+    assert code == 2 and "test_before_build = 'yes': expected true or false" in out

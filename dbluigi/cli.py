@@ -1654,6 +1654,26 @@ def test_(
             "not in an in-memory DuckDB: for SQL that does not transpile to DuckDB.",
         ),
     ] = False,
+    generate: Annotated[
+        str | None,
+        typer.Option(
+            "--generate",
+            help="Write a starting test of this model from the target's current data "
+            "(a sample of its inputs that keeps joins matching, its output as expected).",
+            show_default=False,
+        ),
+    ] = None,
+    rows: Annotated[
+        int, typer.Option("--rows", min=1, help="With --generate: rows sampled per input.")
+    ] = 5,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="With --generate: the file to write (default: <model>.test.yml next to it).",
+            show_default=False,
+        ),
+    ] = None,
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
     var: VarOpt = None,
@@ -1667,6 +1687,10 @@ def test_(
 
     with _errors():
         proj = _load(project, target, var)
+        if generate is not None:
+            written = _generate_test(proj, generate, rows, out)
+            console.print(f"wrote {_escape(written)}", highlight=False)
+            raise typer.Exit(0)
         files = find_test_files(proj.root, ignore=(STATE_DIR, proj.config.output))
         tests = [t for f in files for t in read_test_file(proj.root, f)]
         resolved = resolve(proj, tests)
@@ -1680,6 +1704,29 @@ def test_(
         results = run_tests(proj, resolved, target=tgt, variables=parse_var_options(var))
     _print_test_results(results)
     raise typer.Exit(0 if all(r.passed for r in results) else 1)
+
+
+def _generate_test(proj: Project, selector: str, rows: int, out: Path | None) -> Path:
+    from dbluigi.targets import open_target
+    from dbluigi.testgen import generate
+
+    relation = _one_model(proj, selector)
+    model = proj.models[relation]
+    path = out or (proj.root / model.path).with_name(f"{model.name}.test.yml")
+    if path.exists():
+        raise UsageError(
+            f"--generate: {path} exists; dbluigi does not overwrite a test file",
+            hint="pass --out FILE (a name ending in .test.yml) or move the file aside",
+        )
+    try:
+        relative = path.resolve().relative_to(proj.root.resolve()).as_posix()
+    except ValueError:
+        relative = str(path)
+    tgt = open_target(proj.config.target_url, project_dir=proj.root)
+    text = generate(proj, tgt, relation, rows=rows, path=relative)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _print_test_results(results: list[Any]) -> None:

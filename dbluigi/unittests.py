@@ -147,6 +147,23 @@ def gate(project: Project, relation: str) -> None:
         )
 
 
+def produce_on_target(
+    project: Project, test: UnitTest, relation: str, session: Session
+) -> tuple[tuple[str, ...], tuple[tuple[Any, ...], ...]]:
+    """The columns and rows the model produces on the test's inputs, on the target (in a
+    scratch schema, dropped afterwards): what ``--generate`` expects."""
+    scratch = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
+    session.try_lock(scratch)
+    try:
+        drop_leftovers(session, keep=scratch)
+        session.ensure_schema(scratch)
+        produced = _produce(project, project.models[relation], test, session, scratch)
+    finally:
+        _drop_schema(session, scratch)
+        session.unlock(scratch)
+    return produced.columns, produced.rows
+
+
 def drop_leftovers(session: Session, *, keep: str) -> list[str]:
     """Drop the ``dbluigi_test_*`` schemas (but ``keep``) no running test holds; their names."""
     query = exp.select("schema_name").from_(exp.to_table("information_schema.schemata"))

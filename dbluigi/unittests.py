@@ -222,8 +222,13 @@ def _one(
     except DbluigiError as exc:
         return TestResult(test, relation, "error", str(exc), hint=exc.hint or "")
     except Exception as exc:  # the database refused the fixture or the query
-        message = " ".join(str(exc).split())
-        return TestResult(test, relation, "error", f"{type(exc).__name__}: {message}")
+        message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        if on_target is None and project.dialect != "duckdb":
+            message = (
+                f"{model.path}: fails in DuckDB (transpiled from {project.dialect}): {message}"
+            )
+            return TestResult(test, relation, "error", message, hint=ON_TARGET_HINT)
+        return TestResult(test, relation, "error", message)
     return _compare(test, relation, produced)
 
 

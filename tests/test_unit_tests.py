@@ -97,6 +97,7 @@ PG_MODEL = {
     """,
     "rep/latest.check.sql": "select * from rep.latest where amount_int < 0\n",
     "rep/locked.sql": "select user_id from raw.events for update\n",
+    "rep/pivot.sql": "select * from crosstab('select 1, 2, 3') as t(a int, b int)\n",
     "tests/latest.test.yml": """
         latest_per_user:
           model: rep.latest
@@ -118,6 +119,9 @@ PG_MODEL = {
           given:
             raw.events: [{user_id: 1, amount: 3, at: 2020-01-01}]
           expect: {checks_fail: ["unique(user_id)"]}
+        pivot:
+          model: rep.pivot
+          expect: []
         locked:
           model: rep.locked
           given: {raw.events: [{user_id: 1}]}
@@ -141,6 +145,8 @@ def test_a_postgresql_model_is_tested_without_postgresql(tmp_path: Path) -> None
     assert "error" in lines["locked"]
     assert "rep/locked.sql: its SQL does not transpile from postgres to DuckDB" in out
     assert "dbluigi test --on-target" in out
+    assert "error" in lines["pivot"]
+    assert "rep/pivot.sql: fails in DuckDB (transpiled from postgres)" in out
     assert not (root / ".dbluigi" / "target.duckdb").exists()
 
 

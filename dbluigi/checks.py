@@ -106,6 +106,13 @@ def _table(target: CheckTarget) -> exp.Table:
     return table_expr(target.schema, target.name)
 
 
+def header_violation(
+    session: Session, project: Project, target: CheckTarget, check: HeaderCheck
+) -> Violation | None:
+    """Run one header check on ``target``; its violation, or None when it holds."""
+    return _header_check(session, project, target, check)
+
+
 def _header_check(
     session: Session, project: Project, target: CheckTarget, check: HeaderCheck
 ) -> Violation | None:

@@ -1646,6 +1646,136 @@ def list_(
     _ls(selectors, exclude, output, project, target, var)
 
 
+@app.command("test")
+def test_(
+    selectors: SelectorArg = None,
+    exclude: ExcludeOpt = None,
+    on_target: Annotated[
+        bool,
+        typer.Option(
+            "--on-target",
+            help="Run the tests in a scratch schema of the target (dropped afterwards), "
+            "not in an in-memory DuckDB: for SQL that does not transpile to DuckDB.",
+        ),
+    ] = False,
+    generate: Annotated[
+        str | None,
+        typer.Option(
+            "--generate",
+            help="Write a starting test of this model from the target's current data "
+            "(a sample of its inputs that keeps joins matching, its output as expected).",
+            show_default=False,
+        ),
+    ] = None,
+    rows: Annotated[
+        int, typer.Option("--rows", min=1, help="With --generate: rows sampled per input.")
+    ] = 5,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="With --generate: the file to write (default: <model>.test.yml next to it).",
+            show_default=False,
+        ),
+    ] = None,
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
+) -> None:
+    """Unit tests: run models on the fixture rows of their *.test.yml files and compare
+    the rows they produce (in an in-memory DuckDB unless --on-target)."""
+    from dbluigi.config import STATE_DIR, parse_var_options
+    from dbluigi.targets import open_target
+    from dbluigi.testfiles import find_test_files, read_test_file
+    from dbluigi.unittests import resolve, run_tests
+
+    with _errors():
+        proj = _load(project, target, var)
+        if generate is not None:
+            written = _generate_test(proj, generate, rows, out)
+            console.print(f"wrote {_escape(written)}", highlight=False)
+            raise typer.Exit(0)
+        files = find_test_files(proj.root, ignore=(STATE_DIR, proj.config.output))
+        tests = [t for f in files for t in read_test_file(proj.root, f)]
+        resolved = resolve(proj, tests)
+        if selectors or exclude:
+            chosen = set(select(proj, selectors or (), exclude or ()))
+            resolved = [(t, rel) for t, rel in resolved if rel in chosen]
+        if not resolved:
+            console.print("no unit tests found (files named *.test.yml)", highlight=False)
+            raise typer.Exit(0)
+        tgt = open_target(proj.config.target_url, project_dir=proj.root) if on_target else None
+        results = run_tests(proj, resolved, target=tgt, variables=parse_var_options(var))
+    _print_test_results(results)
+    raise typer.Exit(0 if all(r.passed for r in results) else 1)
+
+
+def _generate_test(proj: Project, selector: str, rows: int, out: Path | None) -> Path:
+    from dbluigi.targets import open_target
+    from dbluigi.testgen import generate
+
+    relation = _one_model(proj, selector)
+    model = proj.models[relation]
+    path = out or (proj.root / model.path).with_name(f"{model.name}.test.yml")
+    if path.exists():
+        raise UsageError(
+            f"--generate: {path} exists; dbluigi does not overwrite a test file",
+            hint="pass --out FILE (a name ending in .test.yml) or move the file aside",
+        )
+    try:
+        relative = path.resolve().relative_to(proj.root.resolve()).as_posix()
+    except ValueError:
+        relative = str(path)
+    tgt = open_target(proj.config.target_url, project_dir=proj.root)
+    text = generate(proj, tgt, relation, rows=rows, path=relative)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _print_test_results(results: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="unit tests", title_justify="left")
+    for column in ("result", "test", "model", "file"):
+        table.add_column(column, overflow="fold")
+    colours = {"passed": "green", "failed": "red", "error": "red"}
+    for r in results:
+        table.add_row(
+            f"[{colours[r.status]}]{r.status}[/]",
+            _escape(r.test.name),
+            _escape(r.model),
+            _escape(r.test.where),
+        )
+    console.print(table)
+    for r in results:
+        if r.passed:
+            continue
+        console.print(
+            f"[red]{r.status}[/] {_escape(r.test.name)}: {_escape(r.message)}", highlight=False
+        )
+        if r.hint:
+            console.print(f"  hint: {_escape(r.hint)}", highlight=False)
+        if r.missing or r.unexpected:
+            diff = Table(show_lines=False)
+            diff.add_column("missing (expected, not produced)")
+            diff.add_column("unexpected (produced, not expected)")
+            left = [_row_text(r.columns, row) for row in r.missing]
+            right = [_row_text(r.columns, row) for row in r.unexpected]
+            for i in range(max(len(left), len(right))):
+                diff.add_row(
+                    _escape(left[i]) if i < len(left) else "",
+                    _escape(right[i]) if i < len(right) else "",
+                )
+            console.print(diff)
+    passed = sum(r.passed for r in results)
+    console.print(f"{passed} passed, {len(results) - passed} failed", highlight=False)
+
+
+def _row_text(columns: tuple[str, ...], row: tuple[Any, ...]) -> str:
+    return ", ".join(f"{c}={'NULL' if v is None else v}" for c, v in zip(columns, row, strict=True))
+
+
 @app.command()
 def clean(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,

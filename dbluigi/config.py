@@ -45,6 +45,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "max_cost",
         "max_partitions",
         "target",
+        "test_before_build",
     ),
     "target": ("url", "workers"),
     "targets": (),  # [targets.NAME], validated by dbluigi.environments
@@ -97,6 +98,7 @@ class Config:
     watch_interval: float | None = None  # seconds (``[watch] interval``); ``--interval`` wins
     target_name: str | None = None  # the [targets.NAME] chosen, if one was
     schema_map: SchemaMap = field(default_factory=SchemaMap)  # where its models' schemas go
+    test_before_build: bool = False  # run a model's unit tests before building it
 
     @property
     def dialect(self) -> str:
@@ -196,6 +198,7 @@ def load_config(
         watch_interval=_watch_interval(data.get("watch", {}).get("interval"), lines),
         target_name=named.name if named else None,
         schema_map=schema_map,
+        test_before_build=_flag(project, "test_before_build", lines),
     )
 
 
@@ -318,6 +321,19 @@ def _max_partitions(value: Any, lines: TomlLines) -> int:
             path=CONFIG_FILE,
             line=lines.key(("project",), "max_partitions"),
             hint=f"for example max_partitions = {MAX_PARTITIONS}",
+        )
+    return value
+
+
+def _flag(section: Mapping[str, Any], key: str, lines: TomlLines) -> bool:
+    """A true/false key of ``[project]``; off when absent."""
+    value = section.get(key, False)
+    if not isinstance(value, bool):
+        raise ProjectError(
+            f"[project] {key} = {value!r}: expected true or false",
+            path=CONFIG_FILE,
+            line=lines.key(("project",), key),
+            hint=f"{key} = true",
         )
     return value
 

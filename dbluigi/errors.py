@@ -38,7 +38,9 @@ REPAIR_HINT = (
     "run dbluigi debug --repair-state (it recreates missing state tables and columns and "
     "forgets unusable model rows, so those models rebuild; published tables are not touched)"
 )
-FailureClass = Literal["syntax", "runtime", "timeout", "check", "guard", "upstream", "config"]
+FailureClass = Literal[
+    "syntax", "runtime", "timeout", "check", "guard", "upstream", "config", "test"
+]
 """Why a task failed: the one class every failure has (DESIGN.md, "Guards and failure classes")."""
 FAILURE_CLASSES: tuple[FailureClass, ...] = get_args(FailureClass)
 

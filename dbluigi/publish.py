@@ -31,6 +31,10 @@ def publish(session: Session, request: BuildRequest) -> Published:
             path=request.model.path,
             line=request.model.header.line_of("kind"),
         )
+    if request.project.config.test_before_build:
+        from dbluigi.unittests import gate
+
+        gate(request.project, request.model.relation)
     cost: float | None = None
     try:
         request = kind.prepare(session, request)  # before EXPLAIN: it reads the same SQL

@@ -783,6 +783,37 @@ def _shape(value: Any, type_name: str) -> Any:
     raise ValueError
 
 
+def typed_rows(
+    items: Sequence[Mapping[str, Any]], types: Mapping[str, str] = {}
+) -> tuple[tuple[Column, ...], list[tuple[Any, ...]]]:
+    """Columns and rows of a list of mappings, typed as a YAML seed's are: a column in
+    ``types`` has that type, any other the narrowest type its values fit (``text`` when
+    all are NULL); a missing key is NULL. Raises ValueError naming a value that does not
+    fit its column's type."""
+    names = [*types]
+    for item in items:
+        names.extend(key for key in item if key not in names)
+    found: dict[str, str | None] = dict.fromkeys(names)
+    for item in items:
+        for key, value in item.items():
+            if value is not None and key not in types and found[key] != "text":
+                found[key] = _join(found[key], _python_type(value))
+    final = {name: types.get(name) or found[name] or "text" for name in names}
+    rows = []
+    for number, item in enumerate(items, 1):
+        row = []
+        for name in names:
+            try:
+                row.append(_shape(item.get(name), final[name]))
+            except ValueError:
+                raise ValueError(
+                    f"row {number}: column {name!r} has {item.get(name)!r}, "
+                    f"which is not a {final[name]}"
+                ) from None
+        rows.append(tuple(row))
+    return tuple(Column(name, final[name]) for name in names), rows
+
+
 @dataclass(frozen=True)
 class YamlTable:
     """One table of a multi-table YAML seed (``{name: [row, ...], ...}``)."""

@@ -243,7 +243,10 @@ TAXONOMY = {
     "checked.sql": "-- retries: 2\n-- check: unique(id)\nselect 1 as id union all select 1",
     "downstream.sql": "select * from main.checked",
     "ok.sql": "select 1 as id",
+    "tested.sql": "select 1 as id",  # test: its unit test expects 2 (test_before_build)
+    "tested.test.yml": "wrong:\n  model: main.tested\n  expect: [{id: 2}]\n",
 }
+TAXONOMY_PROJECT = "test_before_build = true\n"
 EXPECTED = {
     "raw.people": ("failed", "config"),
     "main.syntax_error": ("failed", "syntax"),
@@ -252,6 +255,7 @@ EXPECTED = {
     "main.too_costly": ("failed", "guard"),
     "main.checked": ("failed", "check"),
     "main.downstream": ("skipped", "upstream"),
+    "main.tested": ("failed", "test"),
     "main.ok": ("success", None),
 }
 
@@ -260,7 +264,7 @@ EXPECTED = {
 def test_every_failure_class_in_summary_history_task_runs_and_artifact(
     tmp_path: Path, pg_url: str
 ) -> None:
-    write_project(tmp_path, TAXONOMY)
+    write_project(tmp_path, TAXONOMY, project=TAXONOMY_PROJECT)
     code, payload = build_json(project=tmp_path, target=pg_url)
     assert code == 1
     got = {r["model"]: (r["status"], r["failure_class"]) for r in payload["results"]}
@@ -291,7 +295,7 @@ def test_every_failure_class_in_summary_history_task_runs_and_artifact(
     assert {m: classes[m] for m in EXPECTED} == {m: c for m, (_, c) in EXPECTED.items()}
 
     # and the text summary prints each with its file and line
-    write_project(tmp_path, {"ok.sql": "select 2 as id"})
+    write_project(tmp_path, {"ok.sql": "select 2 as id"}, project=TAXONOMY_PROJECT)
     code, summary = cli("build", project=tmp_path, target=pg_url)
     assert code == 1
     for model, (_, failure_class) in EXPECTED.items():

@@ -322,3 +322,15 @@ def test_from_dbt_builds_as_the_dbt_project_did(tmp_path: Path, target_url: str)
     assert statuses(payload)["staging.stg_orders"] == "failed"
     assert statuses(payload)["marts.customers"] == "skipped"
     assert query(target_url, project, "select count(*) from staging.stg_orders") == [(4,)]
+
+
+# -- unit tests of the examples' models (dbluigi test, issue 19) ------------------------
+
+
+@pytest.mark.parametrize("name", ["lab", "orders", "from_dbt"])
+def test_the_examples_unit_tests_pass(tmp_path: Path, name: str) -> None:
+    project = copy(name, tmp_path)
+    code, output = cli("test", project=project, target=f"duckdb:///{tmp_path / 'unused.duckdb'}")
+    assert code == 0, output
+    assert " 0 failed" in output and " passed" in output
+    assert not (tmp_path / "unused.duckdb").exists()  # unit tests never touch the target

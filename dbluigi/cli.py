@@ -571,8 +571,8 @@ def _build(
     watch: bool = False,
     interval: str | None = None,
 ) -> None:
-    from dbluigi.runner import RunOptions, run_plan
-    from dbluigi.targets import open_target
+    from dbluigi.api import execute
+    from dbluigi.runner import RunOptions
 
     if watch or interval is not None:
         with _errors():
@@ -594,20 +594,17 @@ def _build(
             command=command,
             selectors=tuple(selectors or ()),
             exclude=tuple(exclude or ()),
-            workers=workers or proj.config.workers,
+            workers=workers,
             fail_fast=fail_fast,
             force=force,
             full_refresh=full_refresh,
-            scheduler_url=_scheduler(scheduler_url or proj.config.scheduler_url),
+            scheduler_url=scheduler_url,
             partitions=tuple(partitions or ()),
         )
-        tgt = open_target(proj.config.target_url, project_dir=proj.root)
         with _progress(as_json) as (on_plan, on_event):
-            result = run_plan(
+            result = execute(  # what the Python API runs (dbluigi.api)
                 proj,
-                tgt,
                 options,
-                _dispatch,
                 on_event=on_event,
                 on_plan=on_plan,
                 on_note=None if as_json else _print_note,  # --json: notes are in its payload
@@ -616,7 +613,7 @@ def _build(
     if as_json:
         from dbluigi.artifact import json_text
 
-        typer.echo(json_text(_result_json(result, tgt.display_url, elapsed)), nl=False)
+        typer.echo(json_text(_result_json(result, result.target, elapsed)), nl=False)
     else:
         _print_summary(result, elapsed)
     raise typer.Exit(result.exit_code)
@@ -821,12 +818,9 @@ def _cycle_json(cycle: Cycle) -> dict[str, Any]:
 
 
 def _scheduler(url: str | None) -> str | None:
-    if url is not None and not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", url):
-        raise UsageError(
-            f"--scheduler-url {url!r} is not an http(s) URL of a luigid scheduler",
-            hint="for example --scheduler-url http://scheduler-host:8082",
-        )
-    return url
+    from dbluigi.api import scheduler_url
+
+    return scheduler_url(url)
 
 
 def _dispatch(run: Any) -> None:

@@ -90,18 +90,40 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunResult:
-    run_id: str
+    """What one run of ``build``, ``rebuild`` or ``check`` did: one ``TaskResult`` per
+    selected model (per value of a partitioned one), in run order. A failed task is a
+    result here, never an exception: ``ok`` is False and ``failed`` says which."""
+
+    run_id: str  # the run's id in the ``dbluigi.runs`` table and its artifact's name
     results: tuple[TaskResult, ...]
     notes: tuple[str, ...] = field(default=())
     slow: tuple[SlowTask, ...] = ()  # much slower than their history (dbluigi.audit)
     artifact: Path | None = None  # the run's JSON artifact (dbluigi.artifact)
+    target: str = ""  # the target's URL, password masked
+
+    @property
+    def ok(self) -> bool:
+        """Every selected model is built (or was up to date); no task failed or was skipped."""
+        return not self.failed
 
     @property
     def failed(self) -> tuple[TaskResult, ...]:
+        """The tasks that failed, and those skipped because something they need failed."""
         return tuple(r for r in self.results if r.status in ("failed", "skipped"))
 
     @property
+    def failed_models(self) -> tuple[str, ...]:
+        """The names of the models that failed or were skipped, each once."""
+        return tuple(dict.fromkeys(r.model for r in self.failed))
+
+    @property
+    def built(self) -> tuple[str, ...]:
+        """The names of the models this run built, each once."""
+        return tuple(dict.fromkeys(r.model for r in self.results if r.status == "success"))
+
+    @property
     def exit_code(self) -> int:
+        """What the command line exits with: 0 all built, 1 a task failed."""
         return 1 if self.failed else 0
 
 
@@ -806,7 +828,7 @@ def run_plan(
         if not session.connection_lost:
             session.unlock(RUN_LOCK.format(run_id=run_id))
         session.close()
-    return RunResult(run_id, tuple(results), tuple(notes), slow, artifact)
+    return RunResult(run_id, tuple(results), tuple(notes), slow, artifact, target.display_url)
 
 
 def _run_status(results: Sequence[TaskResult]) -> str:
@@ -1033,7 +1055,9 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
         artifact = write_run_artifact(session, project, run_id, results, notes=notes)
     finally:
         session.close()
-    return RunResult(run_id, tuple(results), tuple(notes), artifact=artifact)
+    return RunResult(
+        run_id, tuple(results), tuple(notes), artifact=artifact, target=target.display_url
+    )
 
 
 def _check_one(

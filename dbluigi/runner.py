@@ -34,6 +34,7 @@ from dbluigi.errors import (
 )
 from dbluigi.guards import ensure_names_fit, ensure_supported
 from dbluigi.kinds.extract import read_versions
+from dbluigi.names import STATE_SCHEMA
 from dbluigi.partitions import partition_values
 from dbluigi.plan import (
     UPSTREAM_UNCHANGED,
@@ -816,6 +817,7 @@ def run_plan(
                 shared=options.scheduler_url is not None,
                 stopped=run.stop_requested,
                 up_to_date=run.up_to_date,
+                catalog=prepared.catalog,
             )
             status = _run_status(results)
         finally:
@@ -878,6 +880,7 @@ def _results(
     shared: bool = False,
     stopped: bool = False,
     up_to_date: Collection[str] = (),
+    catalog: Catalog | None = None,
 ) -> list[TaskResult]:
     """One result per selected model.
 
@@ -932,6 +935,8 @@ def _results(
                 results.append(TaskResult(model, kind, "elsewhere", "left to another worker"))
                 continue
             # a model kept from starting by a stop request blocks nothing: it did not fail
+            status: TaskStatus = "skipped"
+            failure_class: FailureClass = "upstream"
             blockers = [p for p in project.model_parents(model) if p in bad - held]
             if producer is not None and producer in bad - held:
                 error = f"skipped: the build of {producer}, which it modifies, failed"
@@ -939,6 +944,9 @@ def _results(
                 error = f"skipped: partition {', '.join(failed_parts[model])} failed"
             elif blockers:
                 error = f"skipped: upstream {', '.join(blockers)} failed"
+            elif absent := [p for p in decision.missing_parents if p not in project.models]:
+                status, failure_class = "failed", "config"  # a misspelt name fails, not skips
+                error = _absent_error(absent, project, catalog or Catalog({}))
             elif decision.missing_parents:
                 missing = ", ".join(decision.missing_parents)
                 error = f"skipped: {missing} does not exist (not selected and never built); select it too, e.g. +{model.split('.', 1)[1]}"
@@ -951,9 +959,9 @@ def _results(
                 run_id=run_id,
                 model=model,
                 path=project.models[model].path,
-                status="skipped",
+                status=status,
                 started_at=now(),
-                failure_class="upstream",
+                failure_class=failure_class,
                 error=error,
                 reason=decision.reason,
                 fingerprint=decision.fingerprint,
@@ -966,6 +974,24 @@ def _results(
         results.append(_result(kind, record, attempts.get(model, 1)))
     state.record_tasks(skipped)
     return results
+
+
+def _absent_error(absent: Sequence[str], project: Project, catalog: Catalog) -> str:
+    """A model reads relations no model produces and the target does not have: most
+    often a misspelt name, so the closest model or table is named."""
+    from dbluigi.suggest import close_matches
+
+    known = [
+        name
+        for name in (*project.models, *catalog.kinds)
+        if not name.startswith(f"{STATE_SCHEMA}.") and "__dbluigi_" not in name
+    ]
+    lines = []
+    for name in absent:
+        line = f"{name} does not exist: no model produces it and the target has no such relation"
+        close = close_matches(name, dict.fromkeys(known))
+        lines.append(f"{line}; did you mean {close[0]}?" if close else line)
+    return "\n".join(lines)
 
 
 def _result(kind: str, r: TaskRecord, attempts: int) -> TaskResult:

@@ -36,7 +36,7 @@ app = typer.Typer(
     help="A folder of SQL files as a reliable, resumable ETL pipeline.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (typer, click)
 )
 console = Console(emoji=False)  # names like :x: print as written (and rich skips its emoji table)
 err_console = Console(stderr=True, soft_wrap=True, emoji=False)

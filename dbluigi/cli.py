@@ -951,7 +951,10 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
                 "" if r.rows is None else str(r.rows),
                 f"{r.duration_s:.2f}",
             )
-        console.print(table)
+        if console.is_terminal:
+            console.print(table)
+        else:  # a log: the table as wide as its longest row, so no model name is cut
+            Console(file=console.file, width=LOG_WIDTH, emoji=False).print(table)
     _print_task_errors(result)
     up_to_date = len(result.results) - len(ran)
     failed = len([r for r in ran if r.status == "failed"])
@@ -986,6 +989,7 @@ def _print_task_errors(result: RunResult) -> None:
 
 
 SUMMARY_ROWS = 40
+LOG_WIDTH = 100_000  # a table takes the width its cells need, never more
 
 
 def _summary_rows(ran: list[TaskResult]) -> list[TaskResult]:

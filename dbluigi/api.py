@@ -31,9 +31,10 @@ def load(
     target: str | None = None,
     vars: Mapping[str, object] | None = None,
 ) -> Project:
-    """Load and validate a project folder; ``target`` is a URL or a ``[targets.NAME]``
-    name, ``vars`` fill ``{{ name }}`` placeholders (as ``--var``). Its ``warnings`` are
-    on the project. Raises ``ProjectError`` (or a subclass) when the project is wrong."""
+    """Load and validate a project folder; ``target`` is a URL (as ``--target``; unset:
+    ``DBLUIGI_TARGET``, then ``dbluigi.toml``), ``vars`` fill ``{{ name }}`` placeholders
+    (as ``--var``). Its ``warnings`` are on the project. Raises ``ProjectError`` (or a
+    subclass) when the project is wrong."""
     variables = {str(k): str(v) for k, v in (vars or {}).items()}
     return load_project(project_dir, target=target, variables=variables)
 

@@ -36,7 +36,7 @@ app = typer.Typer(
     help="A folder of SQL files as a reliable, resumable ETL pipeline.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (typer, click)
 )
 console = Console(emoji=False)  # names like :x: print as written (and rich skips its emoji table)
 err_console = Console(stderr=True, soft_wrap=True, emoji=False)
@@ -575,8 +575,8 @@ def _build(
     watch: bool = False,
     interval: str | None = None,
 ) -> None:
-    from dbluigi.runner import RunOptions, run_plan
-    from dbluigi.targets import open_target
+    from dbluigi.api import execute
+    from dbluigi.runner import RunOptions
 
     if watch or interval is not None:
         with _errors():
@@ -598,20 +598,17 @@ def _build(
             command=command,
             selectors=tuple(selectors or ()),
             exclude=tuple(exclude or ()),
-            workers=workers or proj.config.workers,
+            workers=workers,
             fail_fast=fail_fast,
             force=force,
             full_refresh=full_refresh,
-            scheduler_url=_scheduler(scheduler_url or proj.config.scheduler_url),
+            scheduler_url=scheduler_url,
             partitions=tuple(partitions or ()),
         )
-        tgt = open_target(proj.config.target_url, project_dir=proj.root)
         with _progress(as_json) as (on_plan, on_event):
-            result = run_plan(
+            result = execute(  # what the Python API runs (dbluigi.api)
                 proj,
-                tgt,
                 options,
-                _dispatch,
                 on_event=on_event,
                 on_plan=on_plan,
                 on_note=None if as_json else _print_note,  # --json: notes are in its payload
@@ -620,7 +617,7 @@ def _build(
     if as_json:
         from dbluigi.artifact import json_text
 
-        typer.echo(json_text(_result_json(result, tgt.display_url, elapsed)), nl=False)
+        typer.echo(json_text(_result_json(result, result.target, elapsed)), nl=False)
     else:
         _print_summary(result, elapsed)
     raise typer.Exit(result.exit_code)
@@ -825,12 +822,9 @@ def _cycle_json(cycle: Cycle) -> dict[str, Any]:
 
 
 def _scheduler(url: str | None) -> str | None:
-    if url is not None and not re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", url):
-        raise UsageError(
-            f"--scheduler-url {url!r} is not an http(s) URL of a luigid scheduler",
-            hint="for example --scheduler-url http://scheduler-host:8082",
-        )
-    return url
+    from dbluigi.api import scheduler_url
+
+    return scheduler_url(url)
 
 
 def _dispatch(run: Any) -> None:
@@ -961,7 +955,10 @@ def _print_summary(result: RunResult, elapsed: float) -> None:
                 "" if r.rows is None else str(r.rows),
                 f"{r.duration_s:.2f}",
             )
-        console.print(table)
+        if console.is_terminal:
+            console.print(table)
+        else:  # a log: the table as wide as its longest row, so no model name is cut
+            Console(file=console.file, width=LOG_WIDTH, emoji=False).print(table)
     _print_task_errors(result)
     up_to_date = len(result.results) - len(ran)
     failed = len([r for r in ran if r.status == "failed"])
@@ -996,6 +993,7 @@ def _print_task_errors(result: RunResult) -> None:
 
 
 SUMMARY_ROWS = 40
+LOG_WIDTH = 100_000  # a table takes the width its cells need, never more
 
 
 def _summary_rows(ran: list[TaskResult]) -> list[TaskResult]:

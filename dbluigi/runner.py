@@ -34,6 +34,7 @@ from dbluigi.errors import (
 )
 from dbluigi.guards import ensure_names_fit, ensure_supported
 from dbluigi.kinds.extract import read_versions
+from dbluigi.names import STATE_SCHEMA
 from dbluigi.partitions import partition_values
 from dbluigi.plan import (
     UPSTREAM_UNCHANGED,
@@ -90,18 +91,40 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunResult:
-    run_id: str
+    """What one run of ``build``, ``rebuild`` or ``check`` did: one ``TaskResult`` per
+    selected model (per value of a partitioned one), in run order. A failed task is a
+    result here, never an exception: ``ok`` is False and ``failed`` says which."""
+
+    run_id: str  # the run's id in the ``dbluigi.runs`` table and its artifact's name
     results: tuple[TaskResult, ...]
     notes: tuple[str, ...] = field(default=())
     slow: tuple[SlowTask, ...] = ()  # much slower than their history (dbluigi.audit)
     artifact: Path | None = None  # the run's JSON artifact (dbluigi.artifact)
+    target: str = ""  # the target's URL, password masked
+
+    @property
+    def ok(self) -> bool:
+        """Every selected model is built (or was up to date); no task failed or was skipped."""
+        return not self.failed
 
     @property
     def failed(self) -> tuple[TaskResult, ...]:
+        """The tasks that failed, and those skipped because something they need failed."""
         return tuple(r for r in self.results if r.status in ("failed", "skipped"))
 
     @property
+    def failed_models(self) -> tuple[str, ...]:
+        """The names of the models that failed or were skipped, each once."""
+        return tuple(dict.fromkeys(r.model for r in self.failed))
+
+    @property
+    def built(self) -> tuple[str, ...]:
+        """The names of the models this run built, each once."""
+        return tuple(dict.fromkeys(r.model for r in self.results if r.status == "success"))
+
+    @property
     def exit_code(self) -> int:
+        """What the command line exits with: 0 all built, 1 a task failed."""
         return 1 if self.failed else 0
 
 
@@ -794,6 +817,7 @@ def run_plan(
                 shared=options.scheduler_url is not None,
                 stopped=run.stop_requested,
                 up_to_date=run.up_to_date,
+                catalog=prepared.catalog,
             )
             status = _run_status(results)
         finally:
@@ -806,7 +830,7 @@ def run_plan(
         if not session.connection_lost:
             session.unlock(RUN_LOCK.format(run_id=run_id))
         session.close()
-    return RunResult(run_id, tuple(results), tuple(notes), slow, artifact)
+    return RunResult(run_id, tuple(results), tuple(notes), slow, artifact, target.display_url)
 
 
 def _run_status(results: Sequence[TaskResult]) -> str:
@@ -856,6 +880,7 @@ def _results(
     shared: bool = False,
     stopped: bool = False,
     up_to_date: Collection[str] = (),
+    catalog: Catalog | None = None,
 ) -> list[TaskResult]:
     """One result per selected model.
 
@@ -910,6 +935,8 @@ def _results(
                 results.append(TaskResult(model, kind, "elsewhere", "left to another worker"))
                 continue
             # a model kept from starting by a stop request blocks nothing: it did not fail
+            status: TaskStatus = "skipped"
+            failure_class: FailureClass = "upstream"
             blockers = [p for p in project.model_parents(model) if p in bad - held]
             if producer is not None and producer in bad - held:
                 error = f"skipped: the build of {producer}, which it modifies, failed"
@@ -917,6 +944,9 @@ def _results(
                 error = f"skipped: partition {', '.join(failed_parts[model])} failed"
             elif blockers:
                 error = f"skipped: upstream {', '.join(blockers)} failed"
+            elif absent := [p for p in decision.missing_parents if p not in project.models]:
+                status, failure_class = "failed", "config"  # a misspelt name fails, not skips
+                error = _absent_error(absent, project, catalog or Catalog({}))
             elif decision.missing_parents:
                 missing = ", ".join(decision.missing_parents)
                 error = f"skipped: {missing} does not exist (not selected and never built); select it too, e.g. +{model.split('.', 1)[1]}"
@@ -929,9 +959,9 @@ def _results(
                 run_id=run_id,
                 model=model,
                 path=project.models[model].path,
-                status="skipped",
+                status=status,
                 started_at=now(),
-                failure_class="upstream",
+                failure_class=failure_class,
                 error=error,
                 reason=decision.reason,
                 fingerprint=decision.fingerprint,
@@ -944,6 +974,24 @@ def _results(
         results.append(_result(kind, record, attempts.get(model, 1)))
     state.record_tasks(skipped)
     return results
+
+
+def _absent_error(absent: Sequence[str], project: Project, catalog: Catalog) -> str:
+    """A model reads relations no model produces and the target does not have: most
+    often a misspelt name, so the closest model or table is named."""
+    from dbluigi.suggest import close_matches
+
+    known = [
+        name
+        for name in (*project.models, *catalog.kinds)
+        if not name.startswith(f"{STATE_SCHEMA}.") and "__dbluigi_" not in name
+    ]
+    lines = []
+    for name in absent:
+        line = f"{name} does not exist: no model produces it and the target has no such relation"
+        close = close_matches(name, dict.fromkeys(known))
+        lines.append(f"{line}; did you mean {close[0]}?" if close else line)
+    return "\n".join(lines)
 
 
 def _result(kind: str, r: TaskRecord, attempts: int) -> TaskResult:
@@ -1033,7 +1081,9 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
         artifact = write_run_artifact(session, project, run_id, results, notes=notes)
     finally:
         session.close()
-    return RunResult(run_id, tuple(results), tuple(notes), artifact=artifact)
+    return RunResult(
+        run_id, tuple(results), tuple(notes), artifact=artifact, target=target.display_url
+    )
 
 
 def _check_one(

@@ -199,6 +199,29 @@ def test_missing_source_is_reported(tmp_path: Path, target_url: str) -> None:
     assert "raw.nowhere does not exist" in payload["results"][0]["error"]
 
 
+def test_a_misspelt_relation_fails_naming_the_model_or_table_meant(
+    tmp_path: Path, target_url: str
+) -> None:
+    project = copy_example(tmp_path)
+    (project / "reporting/typo.sql").write_text("select * from staging.agencys\n")
+    (project / "reporting/outside.sql").write_text("select * from ext.lookup_code\n")
+    session = open_target(target_url, project_dir=project).connect()
+    session.ensure_schema("ext")
+    session.execute("create table ext.lookup_codes (code integer)")
+    session.close()
+    code, payload = build_json(project=project, target=target_url)
+    assert code == 1
+    results = {r["model"]: r for r in payload["results"]}
+    typo, outside = results["reporting.typo"], results["reporting.outside"]
+    assert typo["status"] == "failed" and typo["failure_class"] == "config"
+    assert typo["error"] == (
+        "staging.agencys does not exist: no model produces it and the target has no such "
+        "relation; did you mean staging.agencies?"
+    )
+    assert outside["error"].endswith("did you mean ext.lookup_codes?")  # a table, not a model
+    assert statuses(payload)["staging.agencies"] == "success"  # the rest is built
+
+
 def test_independent_branches_carry_on_unless_fail_fast(tmp_path: Path, target_url: str) -> None:
     write_project(
         tmp_path,

@@ -116,3 +116,16 @@ def test_target_help_names_its_environment_variable() -> None:
 
     result = CliRunner().invoke(app, ["plan", "--help"], env={"COLUMNS": "300"})
     assert "$DBLUIGI_TARGET" in result.output and "[targets.NAME]" in result.output
+
+
+def test_in_a_log_the_summary_prints_a_long_model_name_whole(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    name = "main." + "long_model_name_" * 6 + "x" * 95
+    name = name[:100]  # PostgreSQL cuts names at 63 bytes: DuckDB keeps all 100
+    project = write_project(tmp_path / "project", {f"{name[5:]}.sql": "select 1 as id"})
+    assert not cli_module.console.is_terminal  # CliRunner's output is a log, not a terminal
+    code, output = cli("build", project=project, target=duckdb_url)
+    assert code == 0, output
+    (row,) = [line for line in output.splitlines() if "│" in line and name in line]
+    assert "success" in row and len(name) == 100

@@ -38,3 +38,10 @@ def test_python_dash_m_runs_the_command_line() -> None:
     assert usage.returncode == 0 and "plan" in usage.stdout
     wrong = _run("-m", "dbluigi", "--no-such-option")
     assert wrong.returncode == 2
+
+
+def test_shell_completion_is_offered() -> None:
+    usage = _run("-m", "dbluigi", "--help")
+    assert "--install-completion" in usage.stdout and "--show-completion" in usage.stdout
+    script = _run("-m", "dbluigi", "--show-completion", "bash")
+    assert script.returncode == 0 and "complete" in script.stdout, script.stderr

@@ -78,7 +78,7 @@ def test_retry_builds_exactly_what_failed_and_was_skipped(tmp_path: Path, target
     assert history == [("m.a",), ("m.b",), ("m.c",)]
 
     code, payload = build_json(project=project, target=target_url, command="retry")
-    assert (code, payload["results"]) == (0, [])
+    assert (code, payload["tasks"]) == (0, [])
     code, output = cli("retry", project=project, target=target_url)
     assert code == 0 and "nothing to retry: nothing failed in run" in output
 

@@ -67,8 +67,9 @@ def build_artifact(
     notes: Sequence[str] = (),
     artifact: Path | None = None,
 ) -> dict[str, Any]:
-    """The run document as a JSON-ready dict: the run, then one entry per selected task
-    (those that ran with their attempts, then the up to date and those left to others)."""
+    """The run document as a JSON-ready dict: the run, then one entry per selected task in
+    the order of ``results`` (with no attempts when it did not run here: up to date, or
+    left to another worker), then any task attempted in the run but not among them."""
     attempts: dict[tuple[str, str], list[TaskRecord]] = {}
     for record in records:  # oldest first, so the last attempt of a task is its outcome
         attempts.setdefault((record.model, record.partition), []).append(record)

@@ -1,14 +1,15 @@
 """The run artifact: one JSON file per run, under ``<project>/.dbluigi/runs/``.
 
-Written at the end of every ``build``, ``rebuild`` and ``check`` run as
+Written at the end of every ``build``, ``rebuild``, ``retry`` and ``check`` run as
 ``<run_id>.json`` and copied to ``latest.json``, each atomically (written to a
 temporary file in the same folder, then renamed), so a reader never sees half a
 file. It is built from the audit tables (``dbluigi.runs`` and ``dbluigi.task_runs``),
 so it says what ``dbluigi history`` says, and from the run's results (models that
 were up to date, slow tasks, notes).
 
-``ARTIFACT_VERSION`` is the ``schema_version`` field: it changes when a field is
-renamed, removed or changes meaning; fields may be added without a change. The
+The same document is what ``build --json`` (and ``rebuild``, ``retry``, ``check``)
+prints: schema ``dbluigi/run/v1`` (``dbluigi.documents``), one entry in ``tasks`` per
+selected task with its outcome, and under each the list of its ``attempts``. The
 README documents every field.
 """
 
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from dbluigi import __version__
 from dbluigi.config import STATE_DIR
+from dbluigi.documents import RUN, document, iso_utc
 from dbluigi.errors import FAILURE_CLASSES
 from dbluigi.state import StateStore, TaskRecord
 from dbluigi.targets.base import Session
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
     from dbluigi.project import Project
     from dbluigi.state import TaskResult
 
-ARTIFACT_VERSION = 1
 RUNS_DIR = "runs"
 LATEST = "latest.json"
 
@@ -64,17 +65,25 @@ def build_artifact(
     *,
     slow: Sequence[SlowTask] = (),
     notes: Sequence[str] = (),
+    artifact: Path | None = None,
 ) -> dict[str, Any]:
-    """The artifact as a JSON-ready dict: the run, then one entry per task that ran."""
-    kinds = {r.model: r.kind for r in results}
+    """The run document as a JSON-ready dict: the run, then one entry per selected task in
+    the order of ``results`` (with no attempts when it did not run here: up to date, or
+    left to another worker), then any task attempted in the run but not among them."""
     attempts: dict[tuple[str, str], list[TaskRecord]] = {}
     for record in records:  # oldest first, so the last attempt of a task is its outcome
         attempts.setdefault((record.model, record.partition), []).append(record)
-    tasks = [_task(kinds.get(key[0]), tries) for key, tries in attempts.items()]
+    tasks = []
+    for result in results:
+        tries = attempts.pop((result.model, result.partition or ""), None)
+        tasks.append(_task(result.kind, tries) if tries else _unrun(result))
+    kinds = {r.model: r.kind for r in results}
+    tasks += [_task(kinds.get(key[0]), tries) for key, tries in attempts.items()]
     counts = {status: 0 for status in ("success", "failed", "skipped")}
     classes: dict[str, int] = {}
     for task in tasks:
-        counts[task["status"]] = counts.get(task["status"], 0) + 1
+        if task["attempts"] or task["status"] in counts:  # not the up to date
+            counts[task["status"]] = counts.get(task["status"], 0) + 1
         if task["failure_class"]:
             classes[task["failure_class"]] = classes.get(task["failure_class"], 0) + 1
     up_to_date = [r.model for r in results if r.status == "up to date"]
@@ -83,29 +92,38 @@ def build_artifact(
         r.model for r in results if r.status == "elsewhere" or r.reason == "built by another worker"
     ]
     started, finished = run.get("started_at"), run.get("finished_at")
-    return {
-        "schema_version": ARTIFACT_VERSION,
-        "run_id": run["run_id"],
-        "command": run.get("command"),
-        "selector": run.get("selector") or "",
-        "target": run.get("target"),
-        "status": run.get("status"),
-        "exit_code": 1 if counts["failed"] or counts["skipped"] else 0,
-        "started_at": _timestamp(started),
-        "finished_at": _timestamp(finished),
-        "duration_s": _seconds(started, finished),
-        "dbluigi_version": run.get("dbluigi_version") or __version__,
-        "hostname": run.get("hostname"),
-        "pid": run.get("pid"),
-        "workers": run.get("workers"),
-        "counts": {**counts, "up_to_date": len(up_to_date)},
-        "failure_classes": {c: classes[c] for c in FAILURE_CLASSES if c in classes},
-        "tasks": tasks,
-        "up_to_date": up_to_date,
-        "other_workers": other_workers,
-        "slow_tasks": [s.to_json() for s in slow],
-        "notes": list(notes),
-    }
+    return document(
+        RUN,
+        {
+            "run_id": run["run_id"],
+            "command": run.get("command"),
+            "selector": run.get("selector") or "",
+            "target": run.get("target"),
+            "status": run.get("status"),
+            "exit_code": 1 if counts["failed"] or counts["skipped"] else 0,
+            "started_at": _timestamp(started),
+            "finished_at": _timestamp(finished),
+            "duration_s": _seconds(started, finished),
+            "dbluigi_version": run.get("dbluigi_version") or __version__,
+            "hostname": run.get("hostname"),
+            "pid": run.get("pid"),
+            "workers": run.get("workers"),
+            "artifact": str(artifact) if artifact else None,
+            "counts": {**counts, "up_to_date": len(up_to_date)},
+            "failure_classes": {c: classes[c] for c in FAILURE_CLASSES if c in classes},
+            "tasks": tasks,
+            "up_to_date": up_to_date,
+            "other_workers": other_workers,
+            "slow_tasks": [s.to_json() for s in slow],
+            "notes": list(notes),
+        },
+    )
+
+
+def no_run(command: str, target: str) -> dict[str, Any]:
+    """The run document of a command that had nothing to run (``retry`` after a build
+    that failed nothing): no run id, no tasks."""
+    return build_artifact({"run_id": None, "command": command, "target": target}, [], [])
 
 
 def json_text(payload: dict[str, Any]) -> str:
@@ -141,22 +159,26 @@ def write_run_artifact(
     *,
     slow: Sequence[SlowTask] = (),
     notes: list[str],
-) -> Path | None:
-    """Read run ``run_id`` back from the audit tables and write its artifact.
+) -> dict[str, Any]:
+    """Read run ``run_id`` back from the audit tables, write its artifact and return it.
 
     Call after the run is finished. A file that cannot be written does not fail the
-    run: the reason is added to ``notes`` and None returned.
+    run: the reason is added to ``notes`` (and the document's) and ``artifact`` is None.
     """
     store = StateStore(session)
     record = store.run(run_id)
     run = dict(zip(_RUN_FIELDS, record, strict=True)) if record else {"run_id": run_id}
     records = store.task_records(run_id)
-    payload = build_artifact(run, records, results, slow=slow, notes=notes)
+    folder = runs_folder(project.root)
+    payload = build_artifact(
+        run, records, results, slow=slow, notes=notes, artifact=folder / f"{run_id}.json"
+    )
     try:
-        return write_artifact(runs_folder(project.root), payload)
+        write_artifact(folder, payload)
     except OSError as exc:
-        notes.append(f"could not write the run artifact under {runs_folder(project.root)}: {exc}")
-        return None
+        notes.append(f"could not write the run artifact under {folder}: {exc}")
+        payload.update(artifact=None, notes=list(notes))
+    return payload
 
 
 def _task(kind: str | None, tries: Sequence[TaskRecord]) -> dict[str, Any]:
@@ -194,15 +216,34 @@ def _task(kind: str | None, tries: Sequence[TaskRecord]) -> dict[str, Any]:
     }
 
 
+def _unrun(result: TaskResult) -> dict[str, Any]:
+    """A selected task that did not run here: up to date, or left to another worker."""
+    last = result.last
+    return {
+        "model": result.model,
+        "kind": result.kind,
+        "partition": result.partition,
+        "status": result.status,
+        "reason": result.reason,
+        "failure_class": result.failure_class,
+        "error": result.error,
+        "file": result.path,
+        "line": result.line,
+        "started_at": _timestamp(last.started_at) if last else None,
+        "duration_s": round(result.duration_s, 4),
+        "rows": result.rows,
+        "fingerprint": last.fingerprint if last else None,
+        "build_id": last.build_id if last else None,
+        "explain_cost": last.explain_cost if last else None,
+        "watermark_from": last.watermark_from if last else None,
+        "watermark_to": last.watermark_to if last else None,
+        "checks": [c.to_json() for c in last.checks] if last else [],
+        "attempts": [],
+    }
+
+
 def _timestamp(value: Any) -> str | None:
-    """ISO 8601 in UTC with a Z: the audit tables store naive UTC timestamps."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            return value.isoformat()
-        return value.isoformat(timespec="microseconds") + "Z"
-    return str(value)
+    return iso_utc(value) if isinstance(value, datetime) or value is None else str(value)
 
 
 def _seconds(started: Any, finished: Any) -> float | None:

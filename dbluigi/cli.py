@@ -20,6 +20,16 @@ import typer
 from rich.console import Console
 
 from dbluigi import __version__
+from dbluigi.documents import (
+    COLUMN_LINEAGE,
+    HISTORY,
+    LS,
+    PLAN,
+    SHOW,
+    SLOW_MODELS,
+    document,
+    with_iso_times,
+)
 from dbluigi.errors import DbluigiError, ProjectError, UsageError
 from dbluigi.lineage import FORMATS, render_lineage
 from dbluigi.project import Project, load_project
@@ -330,7 +340,10 @@ def _column_lineage(proj: Project, relation: str, column: str, fmt: str) -> str:
     # said only when a relation upstream needs the target to know its columns
     note = unread if any(node.kind == "source" for node in found.walk()) else None
     if fmt == "json":
-        payload = {"column": found.to_json(), "target_read": unread is None, "note": note}
+        payload = document(
+            COLUMN_LINEAGE,
+            {"column": found.to_json(), "target_read": unread is None, "note": note},
+        )
         return json.dumps(payload, indent=2)
     text = render_trace(found, fmt)
     return text if note is None else f"{text}\n({note})"
@@ -472,7 +485,8 @@ def plan(
         decided = prepared.plan
     if as_json:
         rows = [_plan_row(proj, decided, model) for model in decided.selected]
-        typer.echo(json.dumps({"target": tgt.display_url, "models": rows}, indent=2))
+        payload = document(PLAN, {"target": tgt.display_url, "models": rows})
+        typer.echo(json.dumps(payload, indent=2))
         return
     console.print(f"plan on {_escape(tgt.display_url)}", soft_wrap=True)
     selected = decided.selected
@@ -617,7 +631,7 @@ def _build(
     if as_json:
         from dbluigi.artifact import json_text
 
-        typer.echo(json_text(_result_json(result, result.target, elapsed)), nl=False)
+        typer.echo(json_text(_result_json(result)), nl=False)
     else:
         _print_summary(result, elapsed)
     raise typer.Exit(result.exit_code)
@@ -793,32 +807,33 @@ def _cycle_line(result: RunResult) -> str:
 
 
 def _cycle_json(cycle: Cycle) -> dict[str, Any]:
-    """One line of ``build --watch --json``: the cycle, and its run as ``build --json``
-    prints it, or the error that kept it from running."""
-    payload: dict[str, Any] = {
-        "cycle": cycle.trigger.number,
-        "trigger": cycle.trigger.reason,
-        "changed": list(cycle.trigger.changed),
-        "started_at": cycle.started_at.isoformat(timespec="seconds"),
-        "next_check_at": (
-            cycle.next_check_at.isoformat(timespec="seconds") if cycle.next_check_at else None
-        ),
-        "exit_code": cycle.exit_code,
-        "warnings": list(cycle.warnings),
-        "error": None,
-    }
-    if cycle.result is not None:
-        payload.update(_result_json(cycle.result, cycle.target or "", cycle.elapsed_s))
-        payload["exit_code"] = cycle.exit_code
-    if cycle.error is not None:
-        payload["error"] = {
-            "message": cycle.error.message,
-            "file": cycle.error.path,
-            "line": cycle.error.line,
-            "hint": cycle.error.hint,
-            "kind": type(cycle.error).__name__,
-        }
-    return payload
+    """One line of ``build --watch --json`` (``dbluigi/watch-cycle/v1``): the cycle, and
+    its run as ``build --json`` prints it, or the error that kept it from running."""
+    from dbluigi.documents import WATCH_CYCLE, document, iso_utc
+
+    error = cycle.error
+    return document(
+        WATCH_CYCLE,
+        {
+            "cycle": cycle.trigger.number,
+            "trigger": cycle.trigger.reason,
+            "changed": list(cycle.trigger.changed),
+            "started_at": iso_utc(cycle.started_at),
+            "next_check_at": iso_utc(cycle.next_check_at),
+            "exit_code": cycle.exit_code,
+            "warnings": list(cycle.warnings),
+            "error": None
+            if error is None
+            else {
+                "message": error.message,
+                "file": error.path,
+                "line": error.line,
+                "hint": error.hint,
+                "kind": type(error).__name__,
+            },
+            "run": _result_json(cycle.result) if cycle.result is not None else None,
+        },
+    )
 
 
 def _scheduler(url: str | None) -> str | None:
@@ -890,35 +905,10 @@ def _log_event(model: str, event: str) -> None:
             console.file.flush()
 
 
-def _result_json(result: RunResult, target: str, elapsed: float) -> dict[str, Any]:
-    return {
-        "run_id": result.run_id,
-        "target": target,
-        "exit_code": result.exit_code,
-        "elapsed_s": round(elapsed, 3),
-        "notes": list(result.notes),
-        "artifact": str(result.artifact) if result.artifact else None,
-        "slow_tasks": [s.to_json() for s in result.slow],
-        "results": [
-            {
-                "model": r.model,
-                "partition": r.partition,
-                "kind": r.kind,
-                "status": r.status,
-                "reason": r.reason,
-                "failure_class": r.failure_class,
-                "error": r.error,
-                "file": r.path,
-                "line": r.line,
-                "duration_s": round(r.duration_s, 4),
-                "rows": r.rows,
-                "attempts": r.attempts,
-                "watermark_from": r.last.watermark_from if r.last else None,
-                "watermark_to": r.last.watermark_to if r.last else None,
-            }
-            for r in result.results
-        ],
-    }
+def _result_json(result: RunResult) -> dict[str, Any]:
+    """The run document (``dbluigi/run/v1``): what the run's artifact holds."""
+    assert result.document is not None, "a finished run has its document"
+    return result.document
 
 
 def _print_note(text: str) -> None:
@@ -1143,12 +1133,21 @@ def history(
         wanted = {r.run_id for r in runs}
         records = [r for r in records if r.run_id in wanted]
     if as_json:
-        payload = {
-            "runs": [
-                {"host" if k == "hostname" else k: v for k, v in r._asdict().items()} for r in runs
-            ],
-            "tasks": [r.__dict__ | {"checks": [c.to_json() for c in r.checks]} for r in records],
-        }
+        payload = document(
+            HISTORY,
+            {
+                "runs": [
+                    with_iso_times(
+                        {"host" if k == "hostname" else k: v for k, v in r._asdict().items()}
+                    )
+                    for r in runs
+                ],
+                "tasks": [
+                    with_iso_times(r.__dict__ | {"checks": [c.to_json() for c in r.checks]})
+                    for r in records
+                ],
+            },
+        )
         typer.echo(json.dumps(payload, indent=2, default=str))
         return
     from rich.table import Table
@@ -1234,10 +1233,13 @@ def _slow_history(
             session.close()
     slower = [s for s in speeds if s.got_slower]
     if as_json:
-        payload = {
-            "slowest": [s.to_json() for s in speeds[:last]],
-            "got_slower": [s.to_json() for s in slower],
-        }
+        payload = document(
+            SLOW_MODELS,
+            {
+                "slowest": [s.to_json() for s in speeds[:last]],
+                "got_slower": [s.to_json() for s in slower],
+            },
+        )
         typer.echo(json.dumps(payload, indent=2))
         return
     from rich.table import Table
@@ -1292,18 +1294,9 @@ def check(
     results = run.results
     failed = [r for r in results if r.status != "success"]
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "run_id": run.run_id,
-                    "results": [_task_json(r) for r in results],
-                    "exit_code": 1 if failed else 0,
-                    "artifact": str(run.artifact) if run.artifact else None,
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        from dbluigi.artifact import json_text
+
+        typer.echo(json_text(_result_json(run)), nl=False)
     else:
         for r in results:
             colour = "green" if r.status == "success" else "red"
@@ -1412,7 +1405,8 @@ def retry(
 
     with _errors():
         proj = _load(project, target, var)
-        session = open_target(proj.config.target_url, project_dir=proj.root).connect()
+        tgt = open_target(proj.config.target_url, project_dir=proj.root)
+        session = tgt.connect()
         try:
             store = StateStore(session)
             store.ensure()
@@ -1424,7 +1418,9 @@ def retry(
     if last is None or not models:
         what = "no build has run" if last is None else f"nothing failed in run {last.run_id}"
         if as_json:
-            typer.echo(json.dumps({"run_id": None, "results": [], "exit_code": 0}))
+            from dbluigi.artifact import json_text, no_run
+
+            typer.echo(json_text(no_run("retry", tgt.display_url)), nl=False)
         else:
             console.print(f"nothing to retry: {what}", soft_wrap=True, highlight=False)
         raise typer.Exit(0)
@@ -1568,7 +1564,8 @@ def show(
             session.close()
     if as_json:
         rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
-        typer.echo(json.dumps({"columns": list(result.columns), "rows": rows}, default=str))
+        payload = document(SHOW, {"columns": list(result.columns), "rows": rows})
+        typer.echo(json.dumps(payload, default=str))
         return
     from rich.table import Table
 
@@ -1608,13 +1605,16 @@ def _ls(
         elif output == "path":
             typer.echo(m.path)
         else:
-            row = {
-                "relation": relation,
-                "kind": m.kind,
-                "file": m.path,
-                "tags": list(m.tags),
-                "depends": sorted(proj.graph.parents(relation)),
-            }
+            row = document(
+                LS,
+                {
+                    "relation": relation,
+                    "kind": m.kind,
+                    "file": m.path,
+                    "tags": list(m.tags),
+                    "depends": sorted(proj.graph.parents(relation)),
+                },
+            )
             typer.echo(json.dumps(row))
 
 
@@ -1812,17 +1812,6 @@ def clean(
         finally:
             session.close()
     console.print(f"removed {len(found.folders) + len(found.tables)}", highlight=False)
-
-
-def _task_json(r: TaskResult) -> dict[str, Any]:
-    return {
-        "model": r.model,
-        "status": r.status,
-        "failure_class": r.failure_class,
-        "error": r.error,
-        "file": r.path,
-        "line": r.line,
-    }
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Iterable
 
+from dbluigi.documents import LINEAGE, document
 from dbluigi.graph import Edge
 from dbluigi.project import Project
 
@@ -162,4 +163,5 @@ def lineage_json(project: Project, nodes: list[str], edges: list[Edge]) -> dict[
 
 
 def _json(project: Project, nodes: list[str], edges: list[Edge]) -> str:
-    return json.dumps(lineage_json(project, nodes, edges), indent=2)
+    payload = document(LINEAGE, lineage_json(project, nodes, edges))
+    return json.dumps(payload, indent=2)

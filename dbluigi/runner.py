@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from dbluigi import partitions, versions
 from dbluigi.artifact import write_run_artifact
@@ -99,8 +100,14 @@ class RunResult:
     results: tuple[TaskResult, ...]
     notes: tuple[str, ...] = field(default=())
     slow: tuple[SlowTask, ...] = ()  # much slower than their history (dbluigi.audit)
-    artifact: Path | None = None  # the run's JSON artifact (dbluigi.artifact)
+    document: dict[str, Any] | None = None  # the run document (dbluigi.artifact)
     target: str = ""  # the target's URL, password masked
+
+    @property
+    def artifact(self) -> Path | None:
+        """The run's JSON artifact, when it could be written."""
+        path = self.document.get("artifact") if self.document else None
+        return Path(path) if path else None
 
     @property
     def ok(self) -> bool:
@@ -825,12 +832,12 @@ def run_plan(
             if not session.connection_lost:
                 state.finish_run(run_id, status)
         slow = slow_tasks(session, project.config, run_id, results)
-        artifact = write_run_artifact(session, project, run_id, results, slow=slow, notes=notes)
+        document = write_run_artifact(session, project, run_id, results, slow=slow, notes=notes)
     finally:
         if not session.connection_lost:
             session.unlock(RUN_LOCK.format(run_id=run_id))
         session.close()
-    return RunResult(run_id, tuple(results), tuple(notes), slow, artifact, target.display_url)
+    return RunResult(run_id, tuple(results), tuple(notes), slow, document, target.display_url)
 
 
 def _run_status(results: Sequence[TaskResult]) -> str:
@@ -1078,11 +1085,11 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
             run_id, "failed" if any(r.status != "success" for r in results) else "success"
         )
         notes: list[str] = []
-        artifact = write_run_artifact(session, project, run_id, results, notes=notes)
+        document = write_run_artifact(session, project, run_id, results, notes=notes)
     finally:
         session.close()
     return RunResult(
-        run_id, tuple(results), tuple(notes), artifact=artifact, target=target.display_url
+        run_id, tuple(results), tuple(notes), document=document, target=target.display_url
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from dbluigi.cli import app
+from dbluigi.documents import schema_text
 from dbluigi.targets import open_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,15 +44,31 @@ def build_json(
     result = runner.invoke(app, arguments)
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
-    return result.exit_code, json.loads(result.stdout)  # warnings go to stderr
+    payload = json.loads(result.stdout)  # warnings go to stderr
+    validate(payload)
+    return result.exit_code, payload
+
+
+def validate(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` checked against the JSON Schema its ``schema`` field names, as shipped
+    in the package (``dbluigi/schemas``); returns it."""
+    import jsonschema
+
+    kind = re.fullmatch(r"dbluigi/([a-z-]+)/v1", payload["schema"])
+    assert kind, payload["schema"]
+    schema = json.loads(schema_text(kind.group(1)))
+    jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    ).validate(payload)
+    return payload
 
 
 def statuses(payload: dict[str, Any]) -> dict[str, str]:
-    return {r["model"]: r["status"] for r in payload["results"]}
+    return {r["model"]: r["status"] for r in payload["tasks"]}
 
 
 def ran(payload: dict[str, Any]) -> set[str]:
-    return {r["model"] for r in payload["results"] if r["status"] != "up to date"}
+    return {r["model"] for r in payload["tasks"] if r["status"] != "up to date"}
 
 
 def query(

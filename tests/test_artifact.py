@@ -1,4 +1,5 @@
-"""The run artifact: one JSON file per build, rebuild and check run, with a versioned schema."""
+"""The run artifact: one JSON file per build, rebuild and check run, with a versioned schema,
+the same document ``build --json`` prints."""
 
 from __future__ import annotations
 
@@ -6,15 +7,16 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from dbluigi.artifact import ARTIFACT_VERSION, build_artifact
+from dbluigi.artifact import build_artifact
 from dbluigi.runner import TaskResult
 from dbluigi.state import CheckResult, TaskRecord
 from dbluigi.targets.base import machine_workers
-from tests.buildkit import build_json, cli
+from tests.buildkit import build_json, cli, validate
 from tests.helpers import write_project
 
 RUN_KEYS = {
-    "schema_version",
+    "schema",
+    "artifact",
     "other_workers",
     "run_id",
     "command",
@@ -77,9 +79,10 @@ def test_every_build_writes_its_artifact_and_latest(tmp_path: Path, target_url: 
     assert latest.read_text() == path.read_text()
     assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, "latest.json"])
 
-    artifact = json.loads(path.read_text())
+    artifact = validate(json.loads(path.read_text()))
+    assert artifact == payload  # build --json prints the run's artifact
     assert set(artifact) == RUN_KEYS
-    assert artifact["schema_version"] == ARTIFACT_VERSION == 1
+    assert artifact["schema"] == "dbluigi/run/v1"
     assert artifact["run_id"] == payload["run_id"] and artifact["command"] == "build"
     assert artifact["status"] == "failed" and artifact["exit_code"] == 1
     assert artifact["started_at"].endswith("Z") and artifact["finished_at"].endswith("Z")
@@ -111,8 +114,13 @@ def test_every_build_writes_its_artifact_and_latest(tmp_path: Path, target_url: 
     code, output = cli("build", project=tmp_path, target=target_url)
     assert code == 0
     line = next(x for x in output.splitlines() if x.startswith("run artifact: "))
-    second = json.loads(Path(line.removeprefix("run artifact: ")).read_text())
-    assert second["tasks"] == [] and sorted(second["up_to_date"]) == ["main.people", "raw.people"]
+    second = validate(json.loads(Path(line.removeprefix("run artifact: ")).read_text()))
+    assert sorted((t["model"], t["status"], t["attempts"]) for t in second["tasks"]) == [
+        ("main.people", "up to date", []),
+        ("raw.people", "up to date", []),
+    ]
+    assert sorted(second["up_to_date"]) == ["main.people", "raw.people"]
+    assert second["counts"] == {"success": 0, "failed": 0, "skipped": 0, "up_to_date": 2}
     assert second["status"] == "success" and second["exit_code"] == 0
     assert json.loads(latest.read_text())["run_id"] == second["run_id"]
 
@@ -129,8 +137,9 @@ def test_rebuild_and_check_runs_write_artifacts(tmp_path: Path, duckdb_url: str)
     assert [t["reason"] for t in artifact["tasks"]] == ["forced"]
     code, output = cli("check", "--json", project=tmp_path, target=duckdb_url)
     assert code == 0
-    checked = json.loads(output)
+    checked = validate(json.loads(output))
     artifact = json.loads(Path(checked["artifact"]).read_text())
+    assert artifact == checked  # check --json prints its run's artifact too
     assert artifact["command"] == "check" and artifact["run_id"] == checked["run_id"]
     (task,) = artifact["tasks"]
     assert task["model"] == "main.people" and task["reason"] == "check"
@@ -177,13 +186,14 @@ def test_build_artifact_groups_attempts_under_their_task() -> None:
     assert artifact["counts"] == {"success": 1, "failed": 0, "skipped": 1, "up_to_date": 1}
     assert artifact["failure_classes"] == {"upstream": 1} and artifact["exit_code"] == 1
     assert artifact["started_at"] == "2024-05-01T12:00:00.000000Z" and artifact["duration_s"] == 0
-    a, b = artifact["tasks"]
+    a, b, c = artifact["tasks"]
     assert (a["model"], a["status"], a["explain_cost"], a["rows"]) == ("main.a", "success", 12.5, 3)
     assert [(x["attempt"], x["status"], x["error"]) for x in a["attempts"]] == [
         (1, "failed", "boom"),
         (2, "success", None),
     ]
     assert b["kind"] == "view" and b["failure_class"] == "upstream"
+    assert (c["status"], c["reason"], c["attempts"]) == ("up to date", "up to date", [])
     assert artifact["up_to_date"] == ["main.c"] and artifact["notes"] == ["a note"]
 
 

@@ -29,8 +29,8 @@ def test_example_builds_then_nothing_then_exactly_the_edited_closure(
     project = copy_example(tmp_path)
     code, first = build_json(project=project, target=target_url)
     assert code == 0, first
-    assert set(statuses(first).values()) == {"success"} and len(first["results"]) == EXAMPLE_MODELS
-    assert {r["reason"] for r in first["results"]} == {"new"}
+    assert set(statuses(first).values()) == {"success"} and len(first["tasks"]) == EXAMPLE_MODELS
+    assert {r["reason"] for r in first["tasks"]} == {"new"}
     # the patch ran: every county agency now carries "County" in its name
     bad = query(
         target_url,
@@ -55,7 +55,7 @@ def test_example_builds_then_nothing_then_exactly_the_edited_closure(
     code, third = build_json(project=project, target=target_url)
     assert code == 0
     assert ran(third) == {"reporting.agency_reporting", "api.cde_agencies", "api.offense_annual"}
-    reasons = {r["model"]: r["reason"] for r in third["results"] if r["status"] != "up to date"}
+    reasons = {r["model"]: r["reason"] for r in third["tasks"] if r["status"] != "up to date"}
     assert reasons == {
         "reporting.agency_reporting": "definition changed",
         "api.cde_agencies": "upstream rebuilt",
@@ -88,7 +88,7 @@ def test_rebuild_makes_downstream_stale_and_plus_rebuilds_it_now(
     )
     assert code == 0
     assert ran(plus) == {"reporting.agency_reporting", "api.cde_agencies", "api.offense_annual"}
-    assert {r["reason"] for r in plus["results"] if r["status"] != "up to date"} == {"forced"}
+    assert {r["reason"] for r in plus["tasks"] if r["status"] != "up to date"} == {"forced"}
     code, after = build_json(project=project, target=target_url)
     assert code == 0 and ran(after) == set()
 
@@ -109,7 +109,7 @@ def test_failing_check_keeps_published_table_and_skips_downstream(
     (tmp_path / "raw" / "people.csv").write_text("id,name\n1,ann\n2,bob\n2,bobby\n")
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     failed = results["staging.people"]
     assert failed["status"] == "failed" and failed["failure_class"] == "check"
     assert "unique(id)" in failed["error"] and "first violating rows" in failed["error"]
@@ -152,7 +152,7 @@ def test_check_file_violation_shows_sql_and_rows(tmp_path: Path, target_url: str
     target_project = tmp_path
     code, payload = build_json(project=target_project, target=target_url)
     assert code == 1
-    (result,) = payload["results"]
+    (result,) = payload["tasks"]
     assert result["failure_class"] == "check"
     assert result["file"] == "t.check.sql" and result["line"] == 1
     assert "select id, amount from main.t where amount < 0" in result["error"]
@@ -170,7 +170,7 @@ def test_sql_error_in_a_model_has_class_file_and_line(tmp_path: Path, target_url
     )
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     assert results["main.good"]["status"] == "success"
     bad = results["main.bad"]
     assert bad["failure_class"] == "syntax" and bad["file"] == "bad.sql"
@@ -183,7 +183,7 @@ def test_selection_never_builds_unselected_parents(tmp_path: Path, target_url: s
     write_project(tmp_path, {"a.sql": "select 1 as id", "b.sql": "select * from main.a"})
     code, payload = build_json("b", project=tmp_path, target=target_url)
     assert code == 1
-    (result,) = payload["results"]
+    (result,) = payload["tasks"]
     assert result["status"] == "skipped" and result["failure_class"] == "upstream"
     assert "main.a does not exist (not selected and never built)" in result["error"]
     code, payload = build_json("+b", project=tmp_path, target=target_url)
@@ -196,7 +196,7 @@ def test_missing_source_is_reported(tmp_path: Path, target_url: str) -> None:
     write_project(tmp_path, {"a.sql": "select * from raw.nowhere"})
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    assert "raw.nowhere does not exist" in payload["results"][0]["error"]
+    assert "raw.nowhere does not exist" in payload["tasks"][0]["error"]
 
 
 def test_a_misspelt_relation_fails_naming_the_model_or_table_meant(
@@ -211,7 +211,7 @@ def test_a_misspelt_relation_fails_naming_the_model_or_table_meant(
     session.close()
     code, payload = build_json(project=project, target=target_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     typo, outside = results["reporting.typo"], results["reporting.outside"]
     assert typo["status"] == "failed" and typo["failure_class"] == "config"
     assert typo["error"] == (
@@ -323,7 +323,7 @@ def test_seed_types_and_bad_csv(tmp_path: Path, target_url: str) -> None:
     )
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    (result,) = payload["results"]
+    (result,) = payload["tasks"]
     assert (
         result["failure_class"] == "config"
         and result["file"] == "raw/things.csv"
@@ -345,8 +345,8 @@ def test_retries_only_transient_failures(
     )
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
-    assert {m: (r["failure_class"], r["attempts"]) for m, r in results.items()} == {
+    results = {r["model"]: r for r in payload["tasks"]}
+    assert {m: (r["failure_class"], len(r["attempts"])) for m, r in results.items()} == {
         "main.converted": ("runtime", 1),
         "main.broken": ("syntax", 1),
         "main.ok": (None, 1),
@@ -396,8 +396,8 @@ def test_a_transient_failure_is_retried_until_it_passes(
     finally:
         holder.close()
     assert code == 0, payload
-    (result,) = payload["results"]
-    assert result["status"] == "success" and result["attempts"] == 2
+    (result,) = payload["tasks"]
+    assert result["status"] == "success" and len(result["attempts"]) == 2
     rows = query(
         target_url,
         tmp_path,

@@ -28,7 +28,7 @@ def test_check_py_gates_the_swap(tmp_path: Path, target_url: str) -> None:
     (tmp_path / "t.sql").write_text("select 1 as id, 500 as amount")
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    (result,) = payload["results"]
+    (result,) = payload["tasks"]
     assert result["failure_class"] == "check" and result["file"] == "t.check.py"
     assert "id 1 has amount 500" in result["error"]
     assert query(target_url, tmp_path, "select amount from main.t") == [(10,)]
@@ -46,7 +46,7 @@ def test_rows_relative_to_previous(tmp_path: Path, target_url: str) -> None:
     (tmp_path / "t.sql").write_text(f"-- check: rows >= 0.9 * previous\n{much_fewer}")
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    error = payload["results"][0]["error"]
+    error = payload["tasks"][0]["error"]
     assert "5 rows, expected >= 8.1 (0.9 x 9 previous rows)" in error
     assert query(target_url, tmp_path, "select count(*) from main.t") == [(9,)]
 
@@ -86,7 +86,7 @@ def test_check_command_reports_violations_of_published_tables(
     session.close()
     code, output = cli("check", "t", "--json", project=tmp_path, target=target_url)
     assert code == 1
-    (result,) = json.loads(output)["results"]
+    (result,) = json.loads(output)["tasks"]
     assert result["status"] == "failed" and result["failure_class"] == "check"
     assert "7" in result["error"]
 
@@ -255,7 +255,7 @@ def test_multi_table_yaml_seed_builds_and_rebuilds_one_table(
         "lookups.agency_types": "up to date",
         "api.type_names": "up to date",
     }
-    (failed,) = [r for r in payload["results"] if r["status"] == "failed"]
+    (failed,) = [r for r in payload["tasks"] if r["status"] == "failed"]
     assert failed["failure_class"] == "check" and failed["file"] == "lookups/states.check.sql"
     assert query(target_url, tmp_path, states) == [("ID", 16), ("OR", 41)]  # as it was
 
@@ -333,7 +333,7 @@ def test_sql_sqlglot_cannot_parse_runs_as_written(tmp_path: Path, pg_url: str) -
         "-- depends: raw.items\n-- check: rows > 5\nselect id\nfrom raw.items\norder by id using >\n"
     )
     code, payload = build_json(project=tmp_path, target=pg_url)
-    (result,) = [r for r in payload["results"] if r["model"] == "reporting.sorted"]
+    (result,) = [r for r in payload["tasks"] if r["model"] == "reporting.sorted"]
     assert code == 1 and result["failure_class"] == "check"
 
 

@@ -45,7 +45,7 @@ def test_unrelated_failure_never_withholds_a_model(
         "m.y": "success",
         "m.z": "success",
     }
-    z = next(r for r in payload["results"] if r["model"] == "m.z")
+    z = next(r for r in payload["tasks"] if r["model"] == "m.z")
     assert z["failure_class"] is None
     (check,) = [c for c in _checks(tmp_path, target_url, "m.z") if c["name"] == "m/z.check.sql:1"]
     assert check["status"] == "not run"
@@ -74,7 +74,7 @@ def test_check_reading_an_unrelated_model_gates_its_owner(tmp_path: Path, target
         "m.b": "success",
         "m.c": "failed",
     }
-    c = next(r for r in payload["results"] if r["model"] == "m.c")
+    c = next(r for r in payload["tasks"] if r["model"] == "m.c")
     assert c["failure_class"] == "check"
     assert "c.check.sql:1 returned violating rows" in c["error"]
     relations = {r[0] for r in query(target_url, tmp_path, _TABLES)}
@@ -145,7 +145,7 @@ def test_check_reading_a_downstream_model_gates_it(tmp_path: Path, target_url: s
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
     assert statuses(payload) == {"m.a": "success", "m.b": "failed"}
-    b = next(r for r in payload["results"] if r["model"] == "m.b")
+    b = next(r for r in payload["tasks"] if r["model"] == "m.b")
     assert b["failure_class"] == "check"
     assert "a.check.sql:1 (a check of m.a, run at m.b: it reads m.b)" in b["error"]
     (check,) = _checks(tmp_path, target_url, "m.b")

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from dbluigi.cli import app
 from dbluigi.targets import open_target
-from tests.buildkit import build_json, cli, query, statuses
+from tests.buildkit import build_json, cli, query, statuses, validate
 from tests.helpers import write_project
 
 PROJECT = {
@@ -78,7 +78,7 @@ def test_retry_builds_exactly_what_failed_and_was_skipped(tmp_path: Path, target
     assert history == [("m.a",), ("m.b",), ("m.c",)]
 
     code, payload = build_json(project=project, target=target_url, command="retry")
-    assert (code, payload["results"]) == (0, [])
+    assert (code, payload["tasks"]) == (0, [])
     code, output = cli("retry", project=project, target=target_url)
     assert code == 0 and "nothing to retry: nothing failed in run" in output
 
@@ -165,7 +165,10 @@ def test_show_previews_a_query_a_published_table_and_sql(tmp_path: Path, target_
     code, output = cli("show", "c", "--published", project=project, target=target_url)
     assert code == 2 and "m.c is not published" in output and "dbluigi build m.c" in output
     code, payload = _show(project, target_url, "--sql", "select 42 as answer")
-    assert (code, payload) == (0, {"columns": ["answer"], "rows": [{"answer": 42}]})
+    assert (code, payload) == (
+        0,
+        {"schema": "dbluigi/show/v1", "columns": ["answer"], "rows": [{"answer": 42}]},
+    )
 
     code, output = cli(
         "show", "--sql", "select '[red]x[/]' as v", project=project, target=target_url
@@ -198,7 +201,9 @@ def test_ls_lists_the_selection_in_run_order(tmp_path: Path, target_url: str) ->
     assert (code, output.splitlines()) == (0, ["m/c.sql"])
     code, output = cli("ls", "+b", "-o", "json", project=project, target=target_url)
     assert code == 0
-    assert [json.loads(line) for line in output.splitlines()] == [
+    lines = [validate(json.loads(line)) for line in output.splitlines()]  # a document a line
+    assert {line.pop("schema") for line in lines} == {"dbluigi/ls/v1"}
+    assert lines == [
         {"relation": "m.src", "kind": "seed", "file": "m/src.csv", "tags": [], "depends": []},
         {"relation": "m.a", "kind": "table", "file": "m/a.sql", "tags": [], "depends": ["m.src"]},
         {"relation": "m.b", "kind": "table", "file": "m/b.sql", "tags": [], "depends": ["m.a"]},

@@ -101,8 +101,8 @@ def test_two_builds_at_once_build_each_model_once(tmp_path: Path, pg_url: str) -
     # whatever one build left to the other is reported as built by it, never twice; a
     # build that planned after the other published a model finds it up to date
     for payload in outputs:
-        assert {r["status"] for r in payload["results"]} <= {"success", "up to date"}
-        assert len(payload["results"]) == 12
+        assert {r["status"] for r in payload["tasks"]} <= {"success", "up to date"}
+        assert len(payload["tasks"]) == 12
     assert query(pg_url, project, "select count(*) from dbluigi.models") == [(12,)]
     code, payload = build_json(project=project, target=pg_url)
     assert code == 0 and ran(payload) == set()

@@ -181,7 +181,7 @@ def test_a_header_check_on_a_missing_column_names_the_line_and_the_model(
     )
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     x, y = results["staging.x"], results["staging.y"]
     assert (x["status"], x["failure_class"], x["file"], x["line"]) == (
         "failed",
@@ -405,7 +405,7 @@ def test_a_lost_target_connection_fails_the_task_and_closes_the_run(
     import json
 
     payload = json.loads(out)
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     slow = results["main.slow"]
     assert (slow["status"], slow["failure_class"]) == ("failed", "runtime")
     assert "connection to the target lost" in slow["error"]
@@ -424,7 +424,7 @@ def test_a_lost_target_connection_fails_the_task_and_closes_the_run(
 
     code, again = build_json(project=tmp_path, target=pg_url)
     assert code == 0, again
-    assert {r["model"] for r in again["results"] if r["status"] == "success"} == {
+    assert {r["model"] for r in again["tasks"] if r["status"] == "success"} == {
         "main.slow",
         "main.after",
     }

@@ -48,7 +48,7 @@ def test_timeout_bounds_a_model_blocked_on_a_lock(tmp_path: Path, pg_url: str) -
         released.set()
         thread.join()
         holder.close()
-    result = {r["model"]: r for r in payload["results"]}["main.m"]
+    result = {r["model"]: r for r in payload["tasks"]}["main.m"]
     assert (code, result["failure_class"]) == (1, "timeout")
     assert elapsed < 8, f"the timed-out task waited {elapsed:.1f}s for the lock after its timeout"
 

@@ -101,7 +101,7 @@ def test_two_workers_share_a_luigid_scheduler(tmp_path: Path, pg_url: str, luigi
     assert query(pg_url, project, "select count(*) from dbluigi.models") == [
         (12,)
     ]  # graph complete
-    statuses = {r["status"] for p in payloads for r in p["results"]}
+    statuses = {r["status"] for p in payloads for r in p["tasks"]}
     # a worker that plans after the other published some models finds them up to date
     assert statuses <= {"success", "elsewhere", "up to date"}
     done = _luigid_tasks(luigid, "DONE")
@@ -110,7 +110,7 @@ def test_two_workers_share_a_luigid_scheduler(tmp_path: Path, pg_url: str, luigi
         models
     )  # one luigid task per model: the same identity in both workers
     code, payload = build_json("--scheduler-url", luigid, project=project, target=pg_url)
-    assert code == 0 and all(r["status"] == "up to date" for r in payload["results"])
+    assert code == 0 and all(r["status"] == "up to date" for r in payload["tasks"])
 
 
 def test_luigid_names_each_task_by_its_model_and_partition_with_its_kind(
@@ -233,7 +233,7 @@ def test_rebuild_through_luigid_runs_again_and_toml_names_the_scheduler(
     assert any("luigid" in note for note in payload["notes"])
     code, payload = build_json("a+", project=tmp_path, target=pg_url, command="rebuild")
     assert code == 0, payload
-    assert {r["model"]: r["status"] for r in payload["results"]} == {
+    assert {r["model"]: r["status"] for r in payload["tasks"]} == {
         "main.a": "success",
         "main.b": "success",
     }
@@ -262,7 +262,7 @@ def test_check_wait_is_released_through_luigid_when_the_model_read_fails(
     )
     code, payload = build_json(project=tmp_path, target=pg_url)
     assert code == 1, payload
-    assert {r["model"]: r["status"] for r in payload["results"]} == {
+    assert {r["model"]: r["status"] for r in payload["tasks"]} == {
         "m.src": "success",
         "m.a": "failed",
         "m.b": "skipped",

@@ -35,7 +35,7 @@ def test_a_dump_writes_csv_with_a_header_and_is_rebuilt_when_missing(
     write_project(tmp_path, {"items.sql": ITEMS, "items_csv.sql": DUMP})
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 0, payload
-    result = next(r for r in payload["results"] if r["model"] == "main.items_csv")
+    result = next(r for r in payload["tasks"] if r["model"] == "main.items_csv")
     assert (result["kind"], result["rows"]) == ("dump", 2)
     out = tmp_path / "exports" / "items_csv.csv"
     assert read_csv(out) == [
@@ -52,7 +52,7 @@ def test_a_dump_writes_csv_with_a_header_and_is_rebuilt_when_missing(
     assert "output missing" in plan_out
     code, again = build_json(project=tmp_path, target=target_url)
     assert ran(again) == {"main.items_csv"} and out.exists()
-    assert next(r for r in again["results"] if r["model"] == "main.items_csv")["reason"] == (
+    assert next(r for r in again["tasks"] if r["model"] == "main.items_csv")["reason"] == (
         "output missing"
     )
 
@@ -83,7 +83,7 @@ def test_a_failed_dump_leaves_the_previous_file(tmp_path: Path, target_url: str)
         "-- kind: dump\nselect id, cast(name as integer) as broken from main.items"
     )
     code, payload = build_json(project=tmp_path, target=target_url)
-    result = next(r for r in payload["results"] if r["model"] == "main.items_csv")
+    result = next(r for r in payload["tasks"] if r["model"] == "main.items_csv")
     assert code == 1 and result["failure_class"] == "runtime"
     assert result["file"] == "items_csv.sql" and result["line"] in (1, 2)
     assert out.read_bytes() == before
@@ -100,7 +100,7 @@ def test_a_check_file_gates_the_dump(tmp_path: Path, target_url: str) -> None:
         },
     )
     code, payload = build_json(project=tmp_path, target=target_url)
-    result = next(r for r in payload["results"] if r["model"] == "main.items_csv")
+    result = next(r for r in payload["tasks"] if r["model"] == "main.items_csv")
     assert code == 1 and result["failure_class"] == "check"
     assert "nothing was published" in result["error"]
     assert not (tmp_path / "exports" / "items_csv.csv").exists()
@@ -122,7 +122,7 @@ def test_a_dump_streams_its_rows(tmp_path: Path, target_url: str) -> None:
     finally:
         tracemalloc.stop()
     assert code == 0, payload
-    assert payload["results"][0]["rows"] == 300000
+    assert payload["tasks"][0]["rows"] == 300000
     out = tmp_path / "exports" / "big.csv"
     assert out.stat().st_size > 9_000_000
     assert peak < 4_000_000  # fetching the rows into Python would take well over 30 MB

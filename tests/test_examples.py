@@ -123,7 +123,7 @@ def test_orders_store_takes_changed_and_new_rows_without_duplicates(
     project = copy("orders", tmp_path)
     code, first = build_json(project=project, target=target_url)
     assert code == 0 and all_succeeded(first), first
-    assert len(first["results"]) == 15
+    assert len(first["tasks"]) == 15
     before = query(target_url, project, "select count(*) from store.order_lines")[0][0]
     assert before == 40
     export = project / "exports" / "monthly_sales.csv"
@@ -176,7 +176,7 @@ def test_orders_store_takes_changed_and_new_rows_without_duplicates(
 
     code, second = build_json(project=project, target=target_url)
     assert code == 0 and all_succeeded(second), second
-    upserted = {r["model"]: r["rows"] for r in second["results"] if r["model"].startswith("store.")}
+    upserted = {r["model"]: r["rows"] for r in second["tasks"] if r["model"].startswith("store.")}
     # only what changed since the watermark (plus rows at the watermark itself) travels
     assert upserted["store.order_lines"] < 10 and upserted["store.companies"] < 4
     for table in STORE:
@@ -222,7 +222,7 @@ def test_orders_store_takes_changed_and_new_rows_without_duplicates(
     # nothing reading them builds
     code, third = build_json(project=project, target=target_url)
     assert code == 0 and ran(third) == {f"store.{t}" for t in STORE}, third
-    assert {r["rows"] for r in third["results"] if r["status"] == "success"} == {0}
+    assert {r["rows"] for r in third["tasks"] if r["status"] == "success"} == {0}
 
 
 # -- lab: a recursive CTE and a dynamic pivot in Python ------------------------------------
@@ -270,7 +270,7 @@ def test_lab_roots_and_a_pivot_that_grows_a_column(tmp_path: Path, target_url: s
         f.write("11,99,orphan aliquot,2024-03-08\n")
     code, third = build_json(project=project, target=target_url)
     assert code == 1
-    failed = {r["model"]: r for r in third["results"] if r["status"] == "failed"}
+    failed = {r["model"]: r for r in third["tasks"] if r["status"] == "failed"}
     assert failed["lab.sample_lineage"]["failure_class"] == "check"
     assert failed["lab.sample_lineage"]["file"] == "lab/sample_lineage.check.sql"
     assert "11" in failed["lab.sample_lineage"]["error"]

@@ -30,7 +30,7 @@ def test_sources_demo_builds_from_mariadb_and_follows_the_source(
 
     code, first = build_json(project=root, target=target_url)
     assert code == 0, first
-    assert {r["model"]: r["kind"] for r in first["results"]} == {
+    assert {r["model"]: r["kind"] for r in first["tasks"]} == {
         "shop.customers": "extract",
         "shop.orders": "extract",
         "reporting.customer_revenue": "table",
@@ -88,7 +88,7 @@ def test_orders_example_reads_its_raw_tables_from_mariadb(
     sourced_target = f"duckdb:///{tmp_path / 'sourced.duckdb'}"
     code, payload = build_json(project=sourced, target=sourced_target)
     assert code == 0, payload
-    kinds = {r["model"]: r["kind"] for r in payload["results"]}
+    kinds = {r["model"]: r["kind"] for r in payload["tasks"]}
     assert {m for m, k in kinds.items() if k == "extract"} == {f"raw.{t}" for t in tables}
 
     # every table downstream of raw is the same as when raw came from the seeds

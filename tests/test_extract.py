@@ -149,7 +149,7 @@ def test_every_type_round_trips_for_each_source_and_target(
     code, payload = build_json(project=root, target=target_url)
     assert code == 0, payload
     assert statuses(payload) == {"src.types": "success"}
-    assert payload["results"][0]["rows"] == len(ROWS)
+    assert payload["tasks"][0]["rows"] == len(ROWS)
 
     rows = query(target_url, root, "select * from src.types order by id")
     assert [tuple(_normal(v) for v in row) for row in rows] == ROWS
@@ -235,13 +235,13 @@ def test_incremental_copy_upserts_new_and_changed_rows(
         tmp_path, source_url, tables, {"report/counts.sql": "select count(*) as n from src.items\n"}
     )
     code, first = build_json(project=root, target=target_url)
-    assert code == 0 and first["results"][0]["rows"] == 3
+    assert code == 0 and first["tasks"][0]["rows"] == 3
 
     # nothing new in the source: the copy runs, changes nothing, and its reader stays
     code, again = build_json(project=root, target=target_url)
     assert code == 0 and ran(again) == {"src.items"}
-    assert again["results"][0]["reason"] == "new rows since 2024-01-03 00:00:00"
-    assert again["results"][0]["rows"] == 0
+    assert again["tasks"][0]["reason"] == "new rows since 2024-01-03 00:00:00"
+    assert again["tasks"][0]["rows"] == 0
 
     source_exec(
         source_url,
@@ -251,7 +251,7 @@ def test_incremental_copy_upserts_new_and_changed_rows(
     )
     code, second = build_json(project=root, target=target_url)
     assert code == 0, second
-    results = {r["model"]: r for r in second["results"]}
+    results = {r["model"]: r for r in second["tasks"]}
     assert results["src.items"]["reason"] == "source changed"
     # only rows at or past the published watermark (2024-01-03) were read: 3, 4 and 1;
     # 3 was as published, so 2 rows changed
@@ -267,7 +267,7 @@ def test_incremental_copy_upserts_new_and_changed_rows(
     # a full refresh copies it again in full: the deleted row goes
     code, third = build_json("--full-refresh", "source:src.items", project=root, target=target_url)
     assert code == 0, third
-    assert {r["model"]: r["reason"] for r in third["results"]} == {"src.items": "full refresh"}
+    assert {r["model"]: r["reason"] for r in third["tasks"]} == {"src.items": "full refresh"}
     assert query(target_url, root, "select id from src.items order by id") == [(1,), (3,), (4,)]
 
 
@@ -286,7 +286,7 @@ def test_a_check_file_gates_the_copy(tmp_path: Path, source_url: str, target_url
     source_exec(source_url, "insert into items values (2, 'bad', '2024-01-02 00:00:00')")
     code, payload = build_json(project=root, target=target_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     assert results["src.items"]["failure_class"] == "check"
     assert "src/items.check.sql" in results["src.items"]["error"]
     assert results["report.ids"]["status"] == "skipped"
@@ -331,7 +331,7 @@ def test_an_unreachable_source_fails_its_task_with_the_url_masked(
     )
     code, payload = build_json(project=root, target=duckdb_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     failed = results["src.items"]
     assert failed["failure_class"] == "runtime"
     assert (
@@ -367,7 +367,7 @@ def test_a_missing_table_or_watermark_column_is_a_config_failure(
     root = project(tmp_path, source_url, tables)
     code, payload = build_json(project=root, target=duckdb_url)
     assert code == 1
-    failed = payload["results"][0]
+    failed = payload["tasks"][0]
     assert failed["failure_class"] == "config"
     assert message in failed["error"]
 
@@ -382,7 +382,7 @@ def test_a_column_with_no_mapping_is_named(
     assert code == 1
     assert (
         f"column 'took' of items in source src has type {odd}, which has no mapping"
-        in payload["results"][0]["error"]
+        in payload["tasks"][0]["error"]
     )
     assert source_rows(source_url, "select count(*) from items") == [(0,)]
 
@@ -415,7 +415,7 @@ def test_a_row_too_long_for_duckdb_fails_with_the_targets_reason(
     root = project(tmp_path, source_url, 'tables = ["items"]')
     code, payload = build_json(project=root, target=duckdb_url)
     assert code == 1
-    failed = payload["results"][0]
+    failed = payload["tasks"][0]
     assert failed["failure_class"] == "runtime"
     assert (
         "is 9,000,00" in failed["error"]

@@ -52,7 +52,7 @@ def test_timeout_stops_a_sleeping_query_and_leaves_the_published_table(
     code, payload = build_json(project=tmp_path, target=pg_url)
     assert time.perf_counter() - started < 4.5  # stopped at 1 s, not after the 5 s sleep
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     slow = results["main.slow"]
     assert slow["status"] == "failed" and slow["failure_class"] == "timeout"
     assert slow["file"] == "slow.sql" and slow["line"] == 1  # the statement that was stopped
@@ -79,7 +79,7 @@ def test_project_default_timeout_on_postgres_and_header_wins(tmp_path: Path, pg_
     )
     code, payload = build_json(project=tmp_path, target=pg_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     assert results["main.slow"]["failure_class"] == "timeout"
     assert "[project] timeout in dbluigi.toml" in results["main.slow"]["error"]
     assert results["main.patient"]["status"] == "success"
@@ -97,7 +97,7 @@ def test_timeout_interrupts_duckdb_and_leaves_the_published_table(
     code, payload = build_json(project=tmp_path, target=duckdb_url)
     assert time.perf_counter() - started < 10
     assert code == 1
-    (result,) = payload["results"]
+    (result,) = payload["tasks"]
     assert result["failure_class"] == "timeout" and result["file"] == "big.sql"
     assert "ran longer than its timeout of 1s" in result["error"]
     assert query(duckdb_url, tmp_path, "select n from main.big") == [(1,)]
@@ -157,7 +157,7 @@ def test_cost_guard_refuses_a_cross_join_before_it_runs(tmp_path: Path, pg_url: 
     )
     code, payload = build_json(project=tmp_path, target=pg_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     pairs = results["main.pairs"]
     assert pairs["failure_class"] == "guard" and pairs["file"] == "pairs.sql"
     assert pairs["line"] == 2  # the max_cost header
@@ -198,7 +198,7 @@ def test_project_default_max_cost_applies_to_table_and_view_models(
     )
     code, payload = build_json(project=tmp_path, target=pg_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     assert results["main.pairs"]["failure_class"] == "guard"
     assert "[project] max_cost in dbluigi.toml" in results["main.pairs"]["error"]
     assert results["main.fine"]["status"] == "success"  # its header raises the bound
@@ -267,7 +267,7 @@ def test_every_failure_class_in_summary_history_task_runs_and_artifact(
     write_project(tmp_path, TAXONOMY, project=TAXONOMY_PROJECT)
     code, payload = build_json(project=tmp_path, target=pg_url)
     assert code == 1
-    got = {r["model"]: (r["status"], r["failure_class"]) for r in payload["results"]}
+    got = {r["model"]: (r["status"], r["failure_class"]) for r in payload["tasks"]}
     assert got == EXPECTED
     assert {c for _, c in EXPECTED.values() if c} == set(FAILURE_CLASSES)
 
@@ -376,8 +376,10 @@ def test_transient_retries_are_recorded_per_attempt_on_postgres(
     # the wait doubles, jittered over its upper half: 0.5-1 s, then 1-2 s
     assert len(waits) == 2 and 0.5 <= waits[0] <= 1.0 <= waits[1] <= 2.0
     assert query(pg_url, tmp_path, "select n from main.counter") == [(1,)]
-    results = {r["model"]: r for r in payload["results"]}
-    assert results["main.flaky"]["status"] == "success" and results["main.flaky"]["attempts"] == 3
+    results = {r["model"]: r for r in payload["tasks"]}
+    assert (
+        results["main.flaky"]["status"] == "success" and len(results["main.flaky"]["attempts"]) == 3
+    )
 
 
 @pytest.mark.postgres

@@ -47,7 +47,7 @@ def store_rows(target: str, project: Path) -> list[tuple[object, ...]]:
 
 
 def task(payload: dict[str, object], model: str) -> dict[str, object]:
-    return next(r for r in payload["results"] if r["model"] == model)  # type: ignore[union-attr, index]
+    return next(r for r in payload["tasks"] if r["model"] == model)  # type: ignore[union-attr, index]
 
 
 def test_upserts_new_and_changed_rows_by_watermark(tmp_path: Path, target_url: str) -> None:

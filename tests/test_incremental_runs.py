@@ -77,7 +77,7 @@ def new_rows(target: str, project: Path) -> None:
 
 
 def result(payload: dict[str, Any], model: str) -> dict[str, Any]:
-    return next(r for r in payload["results"] if r["model"] == model)
+    return next(r for r in payload["tasks"] if r["model"] == model)
 
 
 def build_ids(target: str, project: Path) -> dict[str, tuple[str, int]]:
@@ -343,7 +343,7 @@ def test_workers_of_a_shared_scheduler_agree_on_the_readers(
 
     payloads = two_workers()
     assert build_ids(pg_url, project) == before
-    readers = {r["status"] for p in payloads for r in p["results"] if r["model"] != STORE}
+    readers = {r["status"] for p in payloads for r in p["tasks"] if r["model"] != STORE}
     assert readers <= {"up to date", "elsewhere"}, payloads
 
     new_rows(pg_url, project)

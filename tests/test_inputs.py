@@ -104,7 +104,7 @@ def test_a_sql_model_declares_inputs_and_a_glob_matching_nothing_is_allowed(
     (root / "data/codes.txt").unlink()
     (root / "data/more.txt").unlink()
     code, payload = build_json(project=root, target=target_url)
-    assert payload["results"][0]["reason"] == "input file changed: data/codes.txt (deleted)"
+    assert payload["tasks"][0]["reason"] == "input file changed: data/codes.txt (deleted)"
 
 
 def test_an_input_outside_the_project_is_a_project_error(tmp_path: Path, duckdb_url: str) -> None:

@@ -193,7 +193,7 @@ def test_a_long_model_with_a_failing_check_keeps_its_failed_table(
     write_project(tmp_path, {f"{name}.sql": model, "dbluigi.toml": "[vars]\nsecond = '1'\n"})
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    (result,) = payload["results"]
+    (result,) = payload["tasks"]
     assert result["status"] == "failed" and result["failure_class"] == "check"
     failed = failed_name(name, _limit(target_url, tmp_path))
     assert f"kept as main.{failed}" in result["error"]
@@ -229,7 +229,7 @@ def test_a_duckdb_file_may_have_any_name(tmp_path: Path, filename: str) -> None:
     assert code == 0, payload
     assert query(target, project, "select total from main.report") == [(50,)]
     code, payload = build_json(project=project, target=target)
-    assert code == 0 and {r["status"] for r in payload["results"]} == {"up to date"}
+    assert code == 0 and {r["status"] for r in payload["tasks"]} == {"up to date"}
 
 
 def test_a_schema_duckdb_keeps_for_itself_is_a_config_error(
@@ -291,7 +291,7 @@ def test_long_non_ascii_names_build_fail_a_check_and_publish(
     write_project(tmp_path, {f"{SCHEMA}/{MODEL}.sql": _model_sql("(1, 'a'), (1, 'b')")})
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"] if r["partition"] is None}
+    results = {r["model"]: r for r in payload["tasks"] if r["partition"] is None}
     failed = results[f"{SCHEMA}.{MODEL}"]
     assert failed["status"] == "failed" and failed["failure_class"] == "check"
     assert "unique(id)" in failed["error"] and "1 more failed" in failed["error"]
@@ -314,4 +314,4 @@ def test_long_non_ascii_names_build_fail_a_check_and_publish(
     assert _internal_tables(target_url, tmp_path, SCHEMA) == kept
 
     code, payload = build_json(project=tmp_path, target=target_url)
-    assert code == 0 and {r["status"] for r in payload["results"]} == {"up to date"}
+    assert code == 0 and {r["status"] for r in payload["tasks"]} == {"up to date"}

@@ -62,7 +62,7 @@ def test_partitions_build_resume_and_rebuild_one(tmp_path: Path, target_url: str
 
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    results = {(r["model"], r["partition"]): r for r in payload["results"]}
+    results = {(r["model"], r["partition"]): r for r in payload["tasks"]}
     assert results[("main.t", "2015")]["status"] == "failed"
     assert results[("main.t", "2015")]["failure_class"] in ("runtime", "syntax")
     assert results[("main.t", None)]["status"] == "skipped"
@@ -102,7 +102,7 @@ def test_partitions_build_resume_and_rebuild_one(tmp_path: Path, target_url: str
     assert [s[0] for s in states] == ["", "2014", "2015", "2016"]
 
     code, payload = build_json(project=tmp_path, target=target_url)
-    assert code == 0 and all(r["status"] == "up to date" for r in payload["results"])
+    assert code == 0 and all(r["status"] == "up to date" for r in payload["tasks"])
 
     # one value again, on request
     code, payload = build_json(
@@ -143,7 +143,7 @@ def test_partition_values_from_a_query_and_a_failing_check(tmp_path: Path, targe
     (tmp_path / "raw" / "years.csv").write_text("data_year,amount\n2020,1\n")
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    failed = [r for r in payload["results"] if r["status"] == "failed"]
+    failed = [r for r in payload["tasks"] if r["status"] == "failed"]
     assert [(r["model"], r["partition"], r["failure_class"]) for r in failed] == [
         ("main.t", None, "check")
     ]
@@ -215,7 +215,7 @@ def test_adding_a_value_builds_that_value_alone_and_shrinking_forgets_the_rest(
     )
     assert [k[0] for k in keys] == ["", "2016", "2017"]
     code, payload = build_json(project=tmp_path, target=duckdb_url)
-    assert code == 0 and all(r["status"] == "up to date" for r in payload["results"])
+    assert code == 0 and all(r["status"] == "up to date" for r in payload["tasks"])
 
 
 def test_tables_a_partition_query_reads_are_dependencies(tmp_path: Path, target_url: str) -> None:

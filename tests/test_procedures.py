@@ -59,7 +59,7 @@ def test_postgres_functions_and_procedures_are_recreated_with_their_file(
     (project / "fns/functions.sql").write_text(PG_FUNCTIONS.format(rate="1.25"))
     code, payload = build_json(project=project, target=pg_url)
     assert code == 0, payload
-    reasons = {r["model"]: r["reason"] for r in payload["results"] if r["status"] != "up to date"}
+    reasons = {r["model"]: r["reason"] for r in payload["tasks"] if r["status"] != "up to date"}
     assert reasons == {
         "fns.functions": "definition changed",
         "main.prices": "upstream rebuilt",

@@ -44,7 +44,7 @@ def step_project(root: Path, step: str = STEP, **files: str) -> Path:
 
 
 def result_of(payload: dict[str, object], model: str = "main.doubled") -> dict[str, object]:
-    return next(r for r in payload["results"] if r["model"] == model)  # type: ignore[union-attr, index]
+    return next(r for r in payload["tasks"] if r["model"] == model)  # type: ignore[union-attr, index]
 
 
 def test_a_step_builds_its_table_which_is_checked_and_swapped(

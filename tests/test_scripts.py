@@ -118,7 +118,7 @@ def test_a_failing_modifier_keeps_the_published_relation(tmp_path: Path, target_
     )
     code, payload = build_json(project=project, target=target_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     assert results["fixes.add_manual"]["status"] == "failed"
     assert results["fixes.add_manual"]["file"] == "fixes/add_manual.sql"
     assert results["fixes.add_manual"]["line"] == 2
@@ -170,7 +170,7 @@ def test_a_python_cleanup_is_a_modifier_and_undeclared_writes_fail(
     )
     code, payload = build_json(project=project, target=target_url)
     assert code == 1
-    failed = {r["model"]: r for r in payload["results"]}["fixes.clean"]
+    failed = {r["model"]: r for r in payload["tasks"]}["fixes.clean"]
     assert failed["failure_class"] == "config"
     assert "writes raw.people, which it does not declare" in failed["error"]
     assert query(target_url, project, "select count(*) from raw.people") == [(4,)]
@@ -309,7 +309,7 @@ def test_a_procedure_that_loads_a_table_is_replayed_with_it(tmp_path: Path, pg_u
     code, payload = build_json("--workers", "4", project=project, target=pg_url)
     assert code == 0, payload
     assert query(pg_url, project, "select count(*) from api.department_names") == [(3,)]
-    loaded = {r["model"]: r for r in payload["results"]}["setup.load"]
+    loaded = {r["model"]: r for r in payload["tasks"]}["setup.load"]
     assert loaded["status"] == "success" and loaded["rows"] is None  # a CALL does not say
     (project / "lookups" / "departments.csv").write_text("id,name\n1,Sales\n")
     code, payload = build_json("--workers", "4", project=project, target=pg_url)
@@ -478,7 +478,7 @@ def test_a_view_over_a_replayed_table_is_never_lost(tmp_path: Path, pg_url: str)
         session.close()
     code, payload = build_json("setup.d", project=project, target=pg_url, command="rebuild")
     assert code == 1
-    failed = {r["model"]: r for r in payload["results"]}["setup.d"]
+    failed = {r["model"]: r for r in payload["tasks"]}["setup.d"]
     assert "depend" in failed["error"]
     assert query(pg_url, project, "select * from public.app_view") == [(1,)]
 
@@ -497,7 +497,7 @@ def test_a_python_modifier_writing_the_published_name_is_told_where_to_write(
     )
     code, payload = build_json(project=project, target=duckdb_url)
     assert code == 1
-    failed = {r["model"]: r for r in payload["results"]}["fixes.clean"]
+    failed = {r["model"]: r for r in payload["tasks"]}["fixes.clean"]
     assert failed["failure_class"] == "config"
     assert "ctx.ref('staging.people')" in failed["error"]
 
@@ -521,4 +521,4 @@ def test_a_script_creating_the_table_of_its_own_name_is_replayed(
     session.close()
     code, after = build_json(project=project, target=target_url)
     assert code == 0
-    assert {r["model"]: r["reason"] for r in after["results"]}["main.codes"] == "relation missing"
+    assert {r["model"]: r["reason"] for r in after["tasks"]}["main.codes"] == "relation missing"

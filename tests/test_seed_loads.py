@@ -177,7 +177,7 @@ def test_a_large_seed_loads_with_the_reference_types(
     assert (guess.columns != reference.columns) == bool(surprises)
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 0, payload
-    assert payload["results"][0]["rows"] == ROWS
+    assert payload["tasks"][0]["rows"] == ROWS
     name = "postgresql" if target_url.startswith("postgresql") else "duckdb"
     loaded = query(target_url, tmp_path, COLUMNS_SQL, ["raw", "events"])
     assert loaded == expected_types(name, reference.columns)
@@ -222,7 +222,7 @@ def test_an_error_in_a_large_seed_names_its_line_and_publishes_nothing(
     big_seed(path, {MIDDLE: {"label": "l1,extra"}, MIDDLE + 1: {"code": "007"}})
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    (result,) = payload["results"]
+    (result,) = payload["tasks"]
     assert result["failure_class"] == "config" and result["file"] == "raw/events.csv"
     assert result["line"] == MIDDLE + 2  # the header is line 1, row 0 line 2
     assert "row has 8 values, header has 7" in result["error"]
@@ -238,7 +238,7 @@ def test_a_large_seed_past_its_timeout_publishes_nothing(tmp_path: Path, target_
     (tmp_path / "dbluigi.toml").write_text('[project]\ntimeout = "30ms"\n')
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
-    assert payload["results"][0]["failure_class"] == "timeout", payload
+    assert payload["tasks"][0]["failure_class"] == "timeout", payload
     assert query(target_url, tmp_path, "SELECT max(code) FROM raw.events") == [(500,)]
 
 

@@ -172,7 +172,7 @@ def test_commands_run_without_the_credentials_and_copies_fail_until_they_are_set
     # the copy fails, its reader is skipped, and the rest is up to date
     code, payload = build_json(project=root, target=duckdb_url)
     assert code == 1
-    results = {r["model"]: r for r in payload["results"]}
+    results = {r["model"]: r for r in payload["tasks"]}
     copy = results["src.items"]
     assert (copy["status"], copy["failure_class"]) == ("failed", "config")
     assert (copy["file"], copy["line"]) == ("dbluigi.toml", URL_LINE)

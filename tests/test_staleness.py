@@ -53,7 +53,7 @@ def _project(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
 
 
 def _reasons(payload: dict[str, object]) -> dict[str, str]:
-    results = payload["results"]
+    results = payload["tasks"]
     assert isinstance(results, list)
     return {r["model"]: r["reason"] for r in results if r["status"] != "up to date"}
 
@@ -506,7 +506,7 @@ PARTITIONED = {
 
 def _partition_runs(payload: dict[str, object]) -> dict[str, str]:
     """The reason of each partition value that ran."""
-    results = payload["results"]
+    results = payload["tasks"]
     assert isinstance(results, list)
     return {
         r["partition"]: r["reason"]

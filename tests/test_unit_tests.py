@@ -325,10 +325,10 @@ def test_test_before_build_fails_a_model_with_class_test(tmp_path: Path, duckdb_
     )
     code, payload = build_json("rep.totals+", project=root, target=duckdb_url, command="rebuild")
     assert code == 1
-    got = {r["model"]: (r["status"], r["failure_class"]) for r in payload["results"]}
+    got = {r["model"]: (r["status"], r["failure_class"]) for r in payload["tasks"]}
     assert got["rep.totals"] == ("failed", "test")
     assert got["rep.after"] == ("skipped", "upstream")
-    error = next(r["error"] for r in payload["results"] if r["model"] == "rep.totals")
+    error = next(r["error"] for r in payload["tasks"] if r["model"] == "rep.totals")
     assert "unit tests failed before the build (sums)" in error
     (root / "rep/totals.test.yml").write_text(
         (root / "rep/totals.test.yml").read_text().replace("total: 6", "total: 5")

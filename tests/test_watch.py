@@ -25,7 +25,7 @@ from dbluigi.project import load_project
 from dbluigi.runner import STOPPED, RunOptions, run_plan
 from dbluigi.targets import open_target
 from dbluigi.watch import Cycle, ProjectFilter, StopRequest, Trigger, loop
-from tests.buildkit import ROOT, cli, query
+from tests.buildkit import ROOT, cli, query, validate
 from tests.test_build import write_project
 from tests.test_distributed import _luigid_tasks, luigid  # noqa: F401 (a fixture)
 
@@ -294,7 +294,7 @@ class _Watch:
                 raise AssertionError(f"no cycle {what} in {CYCLE_TIMEOUT_S:g}s") from None
             if cycle is None:
                 raise AssertionError(f"the watch ended before a cycle {what}: {self.stop()}")
-            self.cycles.append(cycle)
+            self.cycles.append(validate(cycle))  # each line against the shipped schema
             if wanted(cycle):
                 return cycle
 
@@ -311,7 +311,7 @@ class _Watch:
         for reader in self._readers:
             reader.join(timeout=5)
         while (cycle := self._get_nowait()) is not None:
-            self.cycles.append(cycle)
+            self.cycles.append(validate(cycle))
         return self.process.returncode, "".join(self._errors)
 
     def _get_nowait(self) -> dict[str, Any] | None:
@@ -333,7 +333,7 @@ def watching() -> Iterator[list[_Watch]]:
 
 
 def _built(cycle: dict[str, Any]) -> set[str]:
-    return {r["model"] for r in cycle.get("results", []) if r["status"] == "success"}
+    return {r["model"] for r in (cycle["run"] or {}).get("tasks", []) if r["status"] == "success"}
 
 
 def _leftovers(pg_url: str, project: Path) -> list[tuple[Any, ...]]:
@@ -388,7 +388,7 @@ def test_watch_rebuilds_what_an_edit_makes_stale_and_stops_on_sigterm(
     assert code == 0, err
     assert all(c["exit_code"] == 0 for c in watch.cycles), watch.cycles
     runs = query(pg_url, tmp_path, "select run_id, command, status from dbluigi.runs")
-    assert sorted(runs) == sorted((c["run_id"], "build", "success") for c in watch.cycles)
+    assert sorted(runs) == sorted((c["run"]["run_id"], "build", "success") for c in watch.cycles)
     assert _leftovers(pg_url, tmp_path) == []
     assert query(pg_url, tmp_path, "select id from main.a") == [(2,)]
 
@@ -429,7 +429,7 @@ def test_a_failing_cycle_does_not_stop_the_loop(
 
     (tmp_path / "a.sql").write_text("select 1 / 0 as id")
     failed = watch.until(lambda c: c["exit_code"] == 1, "failing")
-    outcome = {r["model"]: r["status"] for r in failed["results"]}
+    outcome = {r["model"]: r["status"] for r in failed["run"]["tasks"]}
     assert outcome == {"main.a": "failed", "main.b": "skipped"}
     assert failed["next_check_at"] is not None
     assert query(pg_url, tmp_path, "select id from main.a") == [(1,)]  # the old table stays
@@ -474,7 +474,7 @@ def test_sigterm_lets_the_running_task_finish_and_starts_no_other(
     assert code == 0, err
     assert "stopping: running tasks finish" in err
     (cycle,) = watch.cycles
-    outcome = {r["model"]: (r["status"], r["error"]) for r in cycle["results"]}
+    outcome = {r["model"]: (r["status"], r["error"]) for r in cycle["run"]["tasks"]}
     assert outcome == {"main.slow": ("success", None), "main.after": ("skipped", STOPPED)}
     assert query(pg_url, tmp_path, "select id from main.slow") == [(1,)]
     assert query(pg_url, tmp_path, "select status from dbluigi.runs") == [("stopped",)]

@@ -253,7 +253,7 @@ def case_noop_and_edit(pg: Postgres, work: Path, count: int, rows: list[list[str
     target = pg.fresh(db)
     dbluigi(project, target)
     noop, payload = dbluigi(project, target)
-    assert all(r["status"] == "up to date" for r in payload["results"]), "no-op build ran something"
+    assert all(r["status"] == "up to date" for r in payload["tasks"]), "no-op build ran something"
     rows.append(
         [
             f"no-op build, {count} models up to date (process start included)",
@@ -267,7 +267,7 @@ def case_noop_and_edit(pg: Postgres, work: Path, count: int, rows: list[list[str
     victim = sorted((project / SCHEMA).glob("*.sql"))[count // 3]
     victim.write_text(victim.read_text() + "-- edited\n")
     edit, payload = dbluigi(project, target)
-    ran = [r for r in payload["results"] if r["status"] != "up to date"]
+    ran = [r for r in payload["tasks"] if r["status"] != "up to date"]
     closure_sql = sum(r["duration_s"] for r in ran)
     rows.append(
         [
@@ -350,7 +350,7 @@ def case_seed(
         pg.checkpoint()
         elapsed, payload = dbluigi(project, target)
         ours.append(elapsed)
-        tasks.append(sum(r["duration_s"] for r in payload["results"]))
+        tasks.append(sum(r["duration_s"] for r in payload["tasks"]))
         pg.drop(db)
     copy, elapsed, task = (statistics.median(x) for x in (copies, ours, tasks))
     rows.append(

@@ -54,7 +54,7 @@ def dbluigi(dbs: Databases, database: str, table: str, folder: Path) -> Measure:
     target = fresh_target(dbs, table=False)
     cmd = [sys.executable, "-m", "dbluigi.cli", "build", "--project", str(project)]
     measure, out = run([*cmd, "--target", target, "--json"])
-    result = json.loads(out)["results"][0]
+    result = json.loads(out)["tasks"][0]
     assert result["status"] == "success", result
     measure.task_seconds = result["duration_s"]
     return measure

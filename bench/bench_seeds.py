@@ -116,7 +116,7 @@ def create_table(types: dict[str, str], spelled: dict[str, str]) -> str:
 
 
 def task_time(payload: dict) -> float:
-    return sum(result["duration_s"] for result in payload["results"])
+    return sum(result["duration_s"] for result in payload["tasks"])
 
 
 def postgres_round(pg: Postgres, csv_path: Path, types: dict[str, str]) -> tuple[float, ...]:

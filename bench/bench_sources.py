@@ -225,7 +225,7 @@ def dbluigi(source_url: str, table: str, target: str, folder: Path) -> Measure:
             "--json",
         ]
     )
-    result = json.loads(out)["results"][0]
+    result = json.loads(out)["tasks"][0]
     assert result["status"] == "success", result
     measure.task_seconds = result["duration_s"]
     return measure

@@ -1702,10 +1702,37 @@ def test_(
         if not resolved:
             console.print("no unit tests found (files named *.test.yml)", highlight=False)
             raise typer.Exit(0)
+        published, unread = _published_types(proj, resolved)
         tgt = open_target(proj.config.target_url, project_dir=proj.root) if on_target else None
-        results = run_tests(proj, resolved, target=tgt, variables=parse_var_options(var))
+        results = run_tests(
+            proj, resolved, target=tgt, variables=parse_var_options(var), published=published
+        )
+    if unread:
+        err_console.print(f"[dim]note: {_escape(unread)}[/]", highlight=False)
     _print_test_results(results)
     raise typer.Exit(0 if all(r.passed for r in results) else 1)
+
+
+def _published_types(
+    proj: Project, resolved: list[Any]
+) -> tuple[dict[str, dict[str, str]], str | None]:
+    """The column types of the tests' inputs as the target publishes them, when it can be
+    read (a DuckDB file is never created for it); else nothing, and why, in words."""
+    from dbluigi.targets import open_target
+    from dbluigi.targets.duckdb import DuckDBTarget
+    from dbluigi.unittests import published_types
+
+    tgt = open_target(proj.config.target_url, project_dir=proj.root)
+    if isinstance(tgt, DuckDBTarget) and not tgt.path.exists():
+        return {}, None  # never built: nothing published to type the inputs by
+    try:
+        return published_types(proj, resolved, tgt), None
+    except Exception as exc:  # any driver's error: the tests run all the same
+        reason = exc.message if isinstance(exc, DbluigiError) else str(exc).strip()
+        return {}, (
+            "inputs typed by the test files and their values: the target cannot be read "
+            f"({reason.splitlines()[0] if reason else type(exc).__name__})"
+        )
 
 
 def _generate_test(proj: Project, selector: str, rows: int, out: Path | None) -> Path:

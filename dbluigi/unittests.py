@@ -107,22 +107,89 @@ def run_tests(
     *,
     target: Target | None = None,
     variables: Mapping[str, str] | None = None,
+    published: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[TestResult]:
-    """Run each (test, model relation); in an in-memory DuckDB, or on ``target``."""
+    """Run each (test, model relation); in an in-memory DuckDB, or on ``target``.
+    ``published`` (``published_types``) types the inputs that are neither seeds nor CSV
+    files as the target holds them."""
+    typed = published or {}
     if target is None:
-        return [_one(project, t, rel, None, variables) for t, rel in tests]
+        return [_one(project, t, rel, None, variables, typed) for t, rel in tests]
     session = target.connect()
     scratch = f"{SCRATCH_PREFIX}{secrets.token_hex(6)}"
     try:
         session.try_lock(scratch)
         drop_leftovers(session, keep=scratch)
-        return [_one(project, t, rel, (session, scratch), variables) for t, rel in tests]
+        return [_one(project, t, rel, (session, scratch), variables, typed) for t, rel in tests]
     finally:
         try:
             _drop_schema(session, scratch)
             session.unlock(scratch)
         finally:
             session.close()
+
+
+def published_types(
+    project: Project, tests: Sequence[tuple[UnitTest, str]], target: Target
+) -> dict[str, dict[str, str]]:
+    """The column types, as seed types (``bigint``, ``text`` ...), of the inputs of
+    ``tests`` that are published in ``target``; a column of a type no seed type stands
+    for is left for its values to type. Connects; raises what connecting raises."""
+    wanted: set[str] = set()
+    for test, relation in tests:
+        model = project.models[relation]
+        wanted.update(str(r) for r in (*model.reads, *model.depends))
+        wanted.update(g.relation for g in test.given)
+    session = target.connect()
+    try:
+        found = session.column_types(sorted({r.split(".", 1)[0] for r in wanted}))
+    finally:
+        session.close()
+    out: dict[str, dict[str, str]] = {}
+    for relation, columns in found.items():
+        if relation not in wanted:
+            continue
+        typed = {name: seed_type(t, target.dialect) for name, t in columns}
+        out[relation] = {name: t for name, t in typed.items() if t is not None}
+    return out
+
+
+def seed_type(type_sql: str, dialect: str) -> str | None:
+    """The seed type (``dbluigi.targets.base.PORTABLE_TYPES``) a column type as the target
+    writes it stands for, or None (an array, an interval ...: typed by the values)."""
+    from dbluigi.lazy import errors
+
+    try:
+        t = exp.DataType.build(type_sql, dialect=dialect)
+    except (errors.ParseError, ValueError):
+        return None
+    T = exp.DataType.Type
+    if t.this in exp.DataType.INTEGER_TYPES:
+        return "bigint"
+    if t.this in (T.DECIMAL, T.BIGDECIMAL, T.MONEY):
+        return "numeric"
+    if t.this in exp.DataType.REAL_TYPES:
+        return "double"
+    if t.this in (T.DATE, T.DATE32):
+        return "date"
+    if t.this in (T.TIMESTAMPTZ, T.TIMESTAMPLTZ):
+        return "timestamptz"
+    if t.this in (
+        T.TIMESTAMP,
+        T.TIMESTAMPNTZ,
+        T.DATETIME,
+        T.TIMESTAMP_S,
+        T.TIMESTAMP_MS,
+        T.TIMESTAMP_NS,
+    ):
+        return "timestamp"
+    if t.this == T.BOOLEAN:
+        return "boolean"
+    if t.this in (T.JSON, T.JSONB):
+        return "json"
+    if t.this in exp.DataType.TEXT_TYPES:
+        return "text"
+    return None
 
 
 def gate(project: Project, relation: str) -> None:
@@ -200,6 +267,7 @@ def _one(
     relation: str,
     on_target: tuple[Session, str] | None,
     variables: Mapping[str, str] | None,
+    published: Mapping[str, Mapping[str, str]] = {},
 ) -> TestResult:
     if test.variables:
         project = load_project(
@@ -211,12 +279,12 @@ def _one(
     try:
         if on_target is None:
             with _fixture_session() as session:
-                produced = _produce(project, model, test, session, None)
+                produced = _produce(project, model, test, session, None, published)
         else:
             session, scratch = on_target
             _drop_schema(session, scratch)
             session.ensure_schema(scratch)
-            produced = _produce(project, model, test, session, scratch)
+            produced = _produce(project, model, test, session, scratch, published)
     except _NotOnDuckDB as exc:
         return TestResult(test, relation, "error", f"{model.path}: {exc}", hint=ON_TARGET_HINT)
     except DbluigiError as exc:
@@ -243,13 +311,18 @@ class _Produced:
 
 
 def _produce(
-    project: Project, model: Model, test: UnitTest, session: Session, scratch: str | None
+    project: Project,
+    model: Model,
+    test: UnitTest,
+    session: Session,
+    scratch: str | None,
+    published: Mapping[str, Mapping[str, str]] = {},
 ) -> _Produced:
     new = f"{model.name}__dbluigi_new"
     names = _names(project, model, test, scratch)
     for given in _all_given(project, model, test):
         schema, name = names[given.relation]
-        columns, rows = _fixture(project, given, test)
+        columns, rows = _fixture(project, given, test, published.get(given.relation, {}))
         session.ensure_schema(schema)
         session.load_rows(schema, name, columns, rows)
     out_schema = scratch or model.schema
@@ -317,10 +390,11 @@ def _all_given(project: Project, model: Model, test: UnitTest) -> list[Given]:
 
 
 def _fixture(
-    project: Project, given: Given, test: UnitTest
+    project: Project, given: Given, test: UnitTest, published: Mapping[str, str] = {}
 ) -> tuple[tuple[Column, ...], list[tuple[Any, ...]]]:
-    """Typed columns and rows of one input: a seed's types from its file, else the test's
-    ``columns:``, else the values' (a CSV's sniffed)."""
+    """Typed columns and rows of one input: a seed's types from its file, else a CSV's
+    sniffed ones, else the published table's (every column of it: those the test leaves
+    out are NULL), with the test's ``columns:`` over any of them; else the values'."""
     from dbluigi.seeds import sniff_csv, typed_rows
 
     model = project.models.get(given.relation)
@@ -329,6 +403,8 @@ def _fixture(
         types = {c.name: c.type for c in _seed_columns(project, model)}
     elif given.csv is not None:
         types = {c.name: c.type for c in sniff_csv(given.csv).columns}
+    elif published:
+        types = dict(published)
     known = set(types)
     types.update(given.types)
     items = csv_rows(given.csv) if given.csv is not None else list(given.rows)

@@ -369,3 +369,38 @@ def test_generate_writes_a_test_that_passes_as_written(tmp_path: Path, target_ur
     )
     assert code == 2 and "does not overwrite" in out
     assert _scratch_schemas(target_url, root) == []
+
+
+def test_inputs_take_the_published_tables_types(tmp_path: Path, target_url: str) -> None:
+    """An input the target publishes is typed as published, with every column of it: a
+    test gives only what it cares about, and a string stands for a number there."""
+    root = write_project(
+        tmp_path / "p",
+        {
+            "rep/doubled.sql": "select id, amount * 2 as doubled, happened_at from ext.events",
+            "rep/doubled.test.yml": """
+doubles_the_amount:
+  model: rep.doubled
+  given:
+    ext.events:
+      - {id: 1, amount: "1.50"}
+  expect:
+    - {id: 1, doubled: 3.00, happened_at: null}
+""",
+        },
+    )
+    session = open_target(target_url, project_dir=root).connect()
+    try:
+        session.ensure_schema("ext")
+        session.execute(
+            "create table ext.events (id integer, amount numeric(10, 2), happened_at timestamp)"
+        )
+    finally:
+        session.close()
+    code, output = _cli("--project", str(root), "--target", target_url)
+    assert code == 0, output
+    assert "1 passed, 0 failed" in output
+    # without the target (nothing reachable) the same test has no happened_at to read
+    code, output = _cli("--project", str(root), "--target", CLOSED_PG)
+    assert code == 1
+    assert "the target cannot be read" in output and "happened_at" in output

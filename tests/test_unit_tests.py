@@ -404,3 +404,56 @@ doubles_the_amount:
     code, output = _cli("--project", str(root), "--target", CLOSED_PG)
     assert code == 1
     assert "the target cannot be read" in output and "happened_at" in output
+
+
+@pytest.mark.postgres
+def test_on_target_a_run_killed_mid_way_is_cleaned_up_by_the_next(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """SIGKILL while a test's model runs on the target: its scratch schema stays behind,
+    and the next run drops it (its lock went with the killed run's connection)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = {
+        "rep/slow.sql": "select id, pg_sleep(2) is null as slept from rep.src",
+        "rep/slow.test.yml": "slow:\n  model: rep.slow\n  given:\n    rep.src: [{id: 1}]\n"
+        "  expect: [{id: 1}]\n",
+    }
+    root = write_project(tmp_path, slow)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dbluigi", "test", "--on-target", "--project", str(root)],
+        env={**os.environ, "DBLUIGI_TARGET": pg_url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _scratch_schemas(pg_url, root) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # into the model's two seconds
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    left = _scratch_schemas(pg_url, root)
+    assert len(left) == 1, left  # what the killed run leaves
+    # its server session ends (and its lock goes) once the statement it ran does
+    session = open_target(pg_url, project_dir=root).connect()
+    try:
+        while time.monotonic() < deadline + 30:
+            busy = session.query(  # the killed run's lock on its scratch schema
+                "select count(*) from pg_locks where locktype = 'advisory' "
+                "and pid <> pg_backend_pid() and database = "
+                "(select oid from pg_database where datname = current_database())"
+            ).rows[0][0]
+            if not busy:
+                break
+            time.sleep(0.1)
+    finally:
+        session.close()
+    code, out = _cli("--project", str(root), "--target", pg_url, "--on-target")
+    assert code == 0, out
+    assert _scratch_schemas(pg_url, root) == []

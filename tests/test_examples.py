@@ -327,7 +327,7 @@ def test_from_dbt_builds_as_the_dbt_project_did(tmp_path: Path, target_url: str)
 # -- unit tests of the examples' models (dbluigi test, issue 19) ------------------------
 
 
-@pytest.mark.parametrize("name", ["lab", "orders", "from_dbt"])
+@pytest.mark.parametrize("name", ["lab", "orders", "from_dbt", "sources_demo/project"])
 def test_the_examples_unit_tests_pass(tmp_path: Path, name: str) -> None:
     project = copy(name, tmp_path)
     code, output = cli("test", project=project, target=f"duckdb:///{tmp_path / 'unused.duckdb'}")

@@ -1468,24 +1468,6 @@ def _one_model(proj: Project, selector: str) -> str:
     return models[0]
 
 
-def _render(
-    model: str,
-    dialect: str | None,
-    partition: str | None,
-    project: Path,
-    target: str | None,
-    var: list[str] | None,
-) -> None:
-    from dbluigi.preview import model_sql, transpile
-
-    with _errors():
-        proj = _load(project, target, var)
-        sql = model_sql(proj, _one_model(proj, model), partition=partition)
-        if dialect is not None:
-            sql = transpile(sql, proj.dialect, dialect)
-    typer.echo(sql)
-
-
 @app.command()
 def render(
     model: ModelArg,
@@ -1496,20 +1478,18 @@ def render(
     var: VarOpt = None,
 ) -> None:
     """Print the SQL a build runs for a model, variables (and a --partition) filled in."""
-    _render(model, dialect, partition, project, target, var)
+    from dbluigi.preview import model_sql, transpile
+
+    with _errors():
+        proj = _load(project, target, var)
+        sql = model_sql(proj, _one_model(proj, model), partition=partition)
+        if dialect is not None:
+            sql = transpile(sql, proj.dialect, dialect)
+    typer.echo(sql)
 
 
-@app.command("compile")
-def compile_(
-    model: ModelArg,
-    dialect: DialectOpt = None,
-    partition: PartitionOpt = None,
-    project: ProjectOpt = Path("."),
-    target: TargetOpt = None,
-    var: VarOpt = None,
-) -> None:
-    """The same as `dbluigi render` (for dbt users: `dbt compile`)."""
-    _render(model, dialect, partition, project, target, var)
+# dbt users type `dbt compile`: the same command under that name
+app.command("compile", help="The same as `dbluigi render` (for dbt users: `dbt compile`).")(render)
 
 
 SHOW_LIMIT = 5  # rows, as dbt show
@@ -1582,14 +1562,16 @@ LS_OUTPUTS = ("name", "path", "json")
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help=f"One of {', '.join(LS_OUTPUTS)}.")]
 
 
-def _ls(
-    selectors: list[str] | None,
-    exclude: list[str] | None,
-    output: str,
-    project: Path,
-    target: str | None,
-    var: list[str] | None,
+@app.command("ls")
+def ls(
+    selectors: SelectorArg = None,
+    exclude: ExcludeOpt = None,
+    output: OutputOpt = "name",
+    project: ProjectOpt = Path("."),
+    target: TargetOpt = None,
+    var: VarOpt = None,
 ) -> None:
+    """List the selected models in run order (relation, file, or one JSON line each)."""
     with _errors():
         if output not in LS_OUTPUTS:
             raise UsageError(
@@ -1618,30 +1600,7 @@ def _ls(
             typer.echo(json.dumps(row))
 
 
-@app.command("ls")
-def ls(
-    selectors: SelectorArg = None,
-    exclude: ExcludeOpt = None,
-    output: OutputOpt = "name",
-    project: ProjectOpt = Path("."),
-    target: TargetOpt = None,
-    var: VarOpt = None,
-) -> None:
-    """List the selected models in run order (relation, file, or one JSON line each)."""
-    _ls(selectors, exclude, output, project, target, var)
-
-
-@app.command("list")
-def list_(
-    selectors: SelectorArg = None,
-    exclude: ExcludeOpt = None,
-    output: OutputOpt = "name",
-    project: ProjectOpt = Path("."),
-    target: TargetOpt = None,
-    var: VarOpt = None,
-) -> None:
-    """The same as `dbluigi ls`."""
-    _ls(selectors, exclude, output, project, target, var)
+app.command("list", help="The same as `dbluigi ls`.")(ls)
 
 
 @app.command("test")

@@ -783,6 +783,19 @@ def _shape(value: Any, type_name: str) -> Any:
     raise ValueError
 
 
+def _types_of(
+    items: Sequence[Mapping[str, Any]], names: Sequence[str], forced: Mapping[str, str]
+) -> dict[str, str]:
+    """Each column's type, as a YAML seed's: ``forced`` where it says, else the narrowest
+    type its values fit (``text`` when all are NULL)."""
+    found: dict[str, str | None] = dict.fromkeys(names)
+    for item in items:
+        for key, value in item.items():
+            if value is not None and key not in forced and found[key] != "text":
+                found[key] = _join(found[key], _python_type(value))
+    return {name: forced.get(name) or found[name] or "text" for name in names}
+
+
 def typed_rows(
     items: Sequence[Mapping[str, Any]], types: Mapping[str, str] = {}
 ) -> tuple[tuple[Column, ...], list[tuple[Any, ...]]]:
@@ -793,12 +806,7 @@ def typed_rows(
     names = [*types]
     for item in items:
         names.extend(key for key in item if key not in names)
-    found: dict[str, str | None] = dict.fromkeys(names)
-    for item in items:
-        for key, value in item.items():
-            if value is not None and key not in types and found[key] != "text":
-                found[key] = _join(found[key], _python_type(value))
-    final = {name: types.get(name) or found[name] or "text" for name in names}
+    final = _types_of(items, names, types)
     rows = []
     for number, item in enumerate(items, 1):
         row = []
@@ -1014,12 +1022,7 @@ def read_yaml_seed(
                 names.append(key)
     _check_names(path, names, None, "key")
     forced = _check_overrides(path, names, overrides)
-    found: dict[str, str | None] = dict.fromkeys(names)
-    for item in data:
-        for key, value in item.items():
-            if value is not None and key not in forced and found[key] != "text":
-                found[key] = _join(found[key], _python_type(value))
-    types = {name: forced.get(name) or found[name] or "text" for name in names}
+    types = _types_of(data, names, forced)
     rows = []
     for item, line in zip(data, lines, strict=True):
         row = []

@@ -368,14 +368,13 @@ def _published_columns(
         session = tgt.connect()
     except Exception:  # any driver's error: the lineage is the project's, the target an extra
         return {}, "the target cannot be read: the columns of sources are unknown"
-    try:
-        present = session.relations()
-        for name in sorted(upstream):
-            schema, _, table = name.partition(".")
-            if (schema, table) in present:
-                known[name] = session.columns(schema, table)
+    try:  # one catalog query for every schema upstream, not a query per relation
+        found = session.column_types(sorted({name.split(".", 1)[0] for name in upstream}))
     finally:
         session.close()
+    for name in upstream:
+        if name in found:
+            known[name] = tuple(column for column, _ in found[name])
     return known, None
 
 

@@ -305,6 +305,16 @@ def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def _refuse_newer(version: int) -> None:
+    """A state written by a later dbluigi is not this one's to read or change."""
+    if version > SCHEMA_VERSION:
+        raise TargetError(
+            f"the dbluigi state in this target is version {version}, newer than this "
+            f"dbluigi knows ({SCHEMA_VERSION})",
+            hint="upgrade dbluigi",
+        )
+
+
 class StateStore:
     """Reads and writes the ``dbluigi`` schema through a target session."""
 
@@ -320,13 +330,7 @@ class StateStore:
         present = self._columns()
         if "task_runs" not in present or "meta" not in present:
             raise StateError("there is no dbluigi state in this target")
-        version = self._meta_version()
-        if version > SCHEMA_VERSION:
-            raise TargetError(
-                f"the dbluigi state in this target is version {version}, newer than this "
-                f"dbluigi knows ({SCHEMA_VERSION})",
-                hint="upgrade dbluigi",
-            )
+        _refuse_newer(self._meta_version())
         if "worker" not in present["task_runs"]:
             self._record_columns = _RECORD_COLUMNS.removesuffix("worker") + "null as worker"
 
@@ -350,12 +354,7 @@ class StateStore:
             s.lock_in_transaction("dbluigi.migrate")
             s.ensure_schema(SCHEMA)
             current = self._version()
-            if current > SCHEMA_VERSION:
-                raise TargetError(
-                    f"the dbluigi state in this target is version {current}, newer than this "
-                    f"dbluigi knows ({SCHEMA_VERSION})",
-                    hint="upgrade dbluigi",
-                )
+            _refuse_newer(current)
             for version in range(current, SCHEMA_VERSION):
                 for statement in MIGRATIONS[version]:
                     s.execute(statement)

@@ -252,21 +252,21 @@ def _checks(
                 "last": _latest_result(attempts.get(node, ()), header.text, header.text),
             }
         )
-    for c in project.checks:
-        if node in (c.owner, c.gate):
-            checks.append(
-                {
-                    "kind": c.format,
-                    "name": c.name,
-                    "file": c.path,
-                    "line": c.line,
-                    "text": c.sql,
-                    "gate": c.gate,
-                    "owner": c.owner,
-                    "waits": list(c.waits),
-                    "last": _latest_result(attempts.get(c.gate, ()), c.name, c.sql),
-                }
-            )
+    # those gating its swap, and its own that gate another model's (the project's indexes)
+    for c in (*project.gated_checks(node), *project.moved_checks.get(node, ())):
+        checks.append(
+            {
+                "kind": c.format,
+                "name": c.name,
+                "file": c.path,
+                "line": c.line,
+                "text": c.sql,
+                "gate": c.gate,
+                "owner": c.owner,
+                "waits": list(c.waits),
+                "last": _latest_result(attempts.get(c.gate, ()), c.name, c.sql),
+            }
+        )
     return checks
 
 

@@ -357,11 +357,10 @@ def _published_columns(
     and why the columns of sources are unknown."""
     from dbluigi.columns import upstream_of
     from dbluigi.targets import open_target
-    from dbluigi.targets.duckdb import DuckDBTarget
 
     upstream = upstream_of(proj, relation)
     tgt = open_target(proj.config.target_url, project_dir=proj.root)
-    if isinstance(tgt, DuckDBTarget) and not tgt.path.exists():
+    if not tgt.exists():
         return {}, "the target was not built yet: the columns of sources are unknown"
     known: dict[str, tuple[str, ...]] = {}
     try:
@@ -1677,11 +1676,10 @@ def _published_types(
     """The column types of the tests' inputs as the target publishes them, when it can be
     read (a DuckDB file is never created for it); else nothing, and why, in words."""
     from dbluigi.targets import open_target
-    from dbluigi.targets.duckdb import DuckDBTarget
     from dbluigi.unittests import published_types
 
     tgt = open_target(proj.config.target_url, project_dir=proj.root)
-    if isinstance(tgt, DuckDBTarget) and not tgt.path.exists():
+    if not tgt.exists():
         return {}, None  # never built: nothing published to type the inputs by
     try:
         return published_types(proj, resolved, tgt), None

@@ -331,8 +331,10 @@ class StateStore:
         if "task_runs" not in present or "meta" not in present:
             raise StateError("there is no dbluigi state in this target")
         _refuse_newer(self._meta_version())
-        if "worker" not in present["task_runs"]:
-            self._record_columns = _RECORD_COLUMNS.removesuffix("worker") + "null as worker"
+        have = present["task_runs"]
+        self._record_columns = ", ".join(
+            c if c in have else f"null as {c}" for c in _RECORD_COLUMNS.split(", ")
+        )
 
     def ensure(self) -> None:
         """Create or migrate the state tables to SCHEMA_VERSION, and check their shape.

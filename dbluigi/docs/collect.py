@@ -46,13 +46,12 @@ def read_recorded(project: Project, *, runs: int = 10, attempts: int = 10) -> Re
     """The target's record of the project: ``runs`` latest runs, ``attempts`` latest
     task attempts per model. Opens nothing it would create (a DuckDB file not there yet)."""
     from dbluigi.targets import open_target
-    from dbluigi.targets.duckdb import DuckDBTarget
 
     try:
         target = open_target(project.config.target_url, project_dir=project.root)
     except DbluigiError as exc:
         return Recorded(note=f"the target cannot be opened: {exc}")
-    if isinstance(target, DuckDBTarget) and not target.path.exists():
+    if not target.exists():
         return Recorded(note=f"nothing built yet: {target.display_url} does not exist")
     try:
         session = target.connect()

@@ -271,6 +271,12 @@ class Target(ABC):
         """Whether the versions of published relations are read at the end of the run."""
         return False
 
+    def exists(self) -> bool:
+        """Whether there is a database to read: commands that only read (``docs``,
+        ``lineage``, ``test``) never connect to one that is not there, which would create
+        it (a DuckDB file)."""
+        return True
+
     def written_elsewhere(self) -> bool:
         """Whether relations may have changed since dbluigi last looked (always, but on a
         DuckDB file no other process wrote since dbluigi closed it)."""

@@ -203,6 +203,10 @@ class DuckDBTarget(Target):
     def versions_after_run(self) -> bool:
         return True
 
+    def exists(self) -> bool:
+        """Whether the file is there (connecting would create it)."""
+        return self.path.exists()
+
     def written_elsewhere(self) -> bool:
         """Whether another process wrote the file since dbluigi last closed it (compared
         with the size and time recorded then, when the first session opened it)."""

@@ -6,6 +6,8 @@
 - ``inputs``: the version of each input table (read, not built, by the project) as the
   last run that looked at it saw it (``dbluigi.versions``).
 - ``meta``: the schema version, so later versions migrate the tables in place.
+- ``journal``: builds published on a target with one writer process, not yet folded
+  into ``models`` and ``task_runs`` (see ``StateStore.record_success``).
 
 The models table is read once per run; a model's row is written in the same
 transaction that publishes its table, so state and data never disagree.
@@ -14,11 +16,13 @@ transaction that publishes its table, so state and data never disagree.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +38,7 @@ SCHEMA = STATE_SCHEMA
 # creates (``Model.state_variant``), so a switch back to them finds their build.
 VARIANT = "@"
 _NOT_VARIANT = f"substr(partition_key, 1, 1) <> '{VARIANT}'"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry migrates from the previous version; never edit a released one, append.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -65,6 +69,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (  # 3: which worker ran each attempt (the docs site's run timeline groups by it)
         "alter table dbluigi.task_runs add column if not exists worker varchar",
+    ),
+    (  # 4: builds published on a one-writer target, folded later (StateStore.record_success)
+        "create table if not exists dbluigi.journal (entry_id varchar, entry varchar)",
     ),
 )
 
@@ -123,11 +130,13 @@ STATE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("watermark", "varchar"),
     ),
     "inputs": (("relation", "varchar"), ("version", "varchar"), ("read_at", "timestamp")),
+    "journal": (("entry_id", "varchar"), ("entry", "varchar")),
 }
 # the state's columns, in one catalog query (information_schema reads alike on both targets)
 _STATE_COLUMNS_SQL = (
     "select table_name, column_name from information_schema.columns "
-    "where table_schema = %s and table_name in ('meta', 'runs', 'task_runs', 'models', 'inputs')"
+    "where table_schema = %s and table_name in "
+    "('meta', 'runs', 'task_runs', 'models', 'inputs', 'journal')"
 )
 # a models row a plan cannot use: the build it stands for is unknown
 _UNUSABLE_MODELS = "fingerprint is null or build_id is null or generation is null"
@@ -315,18 +324,31 @@ def _refuse_newer(version: int) -> None:
         )
 
 
+# The journal (``StateStore.record_success``): for each target with one writer process
+# (by URL), the entries this process committed and has not folded yet; a target not
+# listed may hold entries a process that died left, so its first read looks.
+_JOURNALED: dict[str, set[str]] = {}
+_JOURNAL_LOCK = threading.Lock()
+_ENTRY_COUNT = itertools.count()
+
+
 class StateStore:
-    """Reads and writes the ``dbluigi`` schema through a target session."""
+    """Reads and writes the ``dbluigi`` schema through a target session.
+
+    Every read of ``models`` and ``task_runs`` outside a transaction first folds what the
+    journal holds (``settle_journal``), so readers never see the journal."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self._record_columns = _RECORD_COLUMNS
+        self._read_only = False
 
     def read_as_it_is(self) -> None:
         """Read the state without creating or migrating it (``docs`` reads a state other
         dbluigi versions share, and must not lock them out by upgrading it): a column
         added by a later version than the state's reads as NULL. A state newer than this
         dbluigi knows raises ``TargetError``; none at all, ``StateError``."""
+        self._read_only = True  # nor fold the journal
         present = self._columns()
         if "task_runs" not in present or "meta" not in present:
             raise StateError("there is no dbluigi state in this target")
@@ -350,6 +372,7 @@ class StateStore:
                     f"the dbluigi state in {self.session.target.display_url} is damaged: "
                     + "; ".join(problems)
                 )
+            self.settle_journal()
             return
         s = self.session
         with s.transaction():
@@ -364,6 +387,7 @@ class StateStore:
             s.execute(
                 "insert into dbluigi.meta values (%s, %s)", ["schema_version", str(SCHEMA_VERSION)]
             )
+        self.settle_journal()
 
     def _version(self) -> int:
         if self.session.relation_kind(SCHEMA, "meta") is None:
@@ -464,6 +488,7 @@ class StateStore:
 
     def model_state(self, model: str, partition: str = "") -> tuple[str, int] | None:
         """(build_id, generation) of the model's published build, read inside its lock."""
+        self.settle_journal()
         rows = self.session.query(
             "select build_id, generation from dbluigi.models where model = %s and partition_key = %s",
             [model, partition],
@@ -485,6 +510,7 @@ class StateStore:
     def read_models(self, variants: Mapping[str, str] | None = None) -> dict[str, ModelState]:
         """The whole models table, once per run. A model named in ``variants`` gets the
         build of that variant (``record_variant``) when the state keeps one."""
+        self.settle_journal()
         rows = self.session.query(
             "select model, fingerprint, content_fp, build_id, generation, rows_affected, built_at, "
             "output_version, inputs, watermark, partition_key from dbluigi.models "
@@ -531,6 +557,7 @@ class StateStore:
 
     def read_partitions(self) -> dict[tuple[str, str], ModelState]:
         """The last build of every partition of partitioned models, once per run."""
+        self.settle_journal()
         rows = self.session.query(
             "select model, partition_key, fingerprint, content_fp, build_id, generation, "
             "rows_affected, built_at from dbluigi.models "
@@ -567,6 +594,7 @@ class StateStore:
 
     def built_in(self, run_id: str) -> list[str]:
         """The models (not partitions) whose published build is run ``run_id``'s."""
+        self.settle_journal()
         rows = self.session.query(
             "select model from dbluigi.models where run_id = %s and partition_key = ''", [run_id]
         ).rows
@@ -577,6 +605,7 @@ class StateStore:
         found changed outside dbluigi (``versions.CHANGED_MARK``): one statement."""
         if not versions:
             return
+        self.settle_journal()
         rows = sorted(versions.items())
         values = ", ".join(["(%s, %s)"] * len(rows))
         self.session.execute(
@@ -591,6 +620,7 @@ class StateStore:
 
     def partition_keys(self, model: str) -> list[str]:
         """The partition values of a model that have a state row."""
+        self.settle_journal()
         rows = self.session.query(
             "select partition_key from dbluigi.models where model = %s and partition_key <> '' "
             f"and {_NOT_VARIANT}",
@@ -600,6 +630,7 @@ class StateStore:
 
     def forget_partitions(self, model: str, *, keep: Sequence[str]) -> None:
         """Delete the state rows of a model's partition values no longer listed."""
+        self.settle_journal()
         placeholders = ", ".join(["%s"] * len(keep)) or "''"
         self.session.execute(
             "delete from dbluigi.models where model = %s and partition_key <> '' "
@@ -643,6 +674,7 @@ class StateStore:
         output_version: tuple[str, Sequence[Any]] | None = None,
         inputs: Mapping[str, str] | None = None,
         stored: bool | None = None,
+        variant: str | None = None,
     ) -> None:
         """Record a successful build and its attempt; call inside the publishing transaction.
 
@@ -654,7 +686,13 @@ class StateStore:
         ``stored`` says whether the model's row was there when the run started (None: not
         known). On a target with one writer process nothing else writes it meanwhile, so
         the row is inserted or updated directly: DuckDB takes several times as long for an
-        upsert as for either."""
+        upsert as for either.
+
+        On such a target both rows go into one journal entry instead, the one write of the
+        publishing transaction (DuckDB takes about as long for each row written into the
+        state tables as for building a small model, most of it a fixed cost per table
+        written); readers fold the journal into the tables first (``settle_journal``).
+        ``variant`` keeps the build as that variant's too (``record_variant``)."""
         version_sql, version_params = output_version or ("%s", [None])
         values = [
             record.model,
@@ -679,21 +717,112 @@ class StateStore:
         if self.session.target.supports_concurrent_writers:
             upsert = insert + _UPSERT_MODEL
             self.session.defer([(upsert, values), task_run])
+        elif version_sql == "%s":  # a value, not an expression: the row can wait
+            self._journal({"models": values, "task_run": task_run[1], "variant": variant})
             return
+        else:
+            self._write_model(values, version_sql, stored)
+            self.session.execute(*task_run)
+        if variant:
+            self.record_variant(record.model, variant)
+
+    def _write_model(self, values: list[Any], version_sql: str, stored: bool | None) -> None:
         if stored is not False:
             update = _UPDATE_MODEL.format(version=version_sql)
             key, rest = values[:2], values[2:]
             if self.session.execute(update, [*rest, *key]) > 0:
-                self.session.execute(*task_run)
                 return
+        insert = (
+            f"insert into dbluigi.models {_columns_of('models')} "
+            f"values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, {version_sql}, %s, %s)"
+        )
         self.session.execute(insert, values)
-        self.session.execute(*task_run)
+
+    # -- the journal ----------------------------------------------------------------
+
+    def _journal(self, entry: dict[str, Any]) -> None:
+        """Write one journal entry; it counts as pending once its transaction commits."""
+        entry_id = f"{time.time_ns():020d}.{os.getpid()}.{next(_ENTRY_COUNT):012d}"
+        self.session.execute(
+            "insert into dbluigi.journal (entry_id, entry) values (%s, %s)",
+            [entry_id, json.dumps(entry, default=_json_value, separators=(",", ":"))],
+        )
+        key = self.session.target.display_url
+
+        def committed() -> None:
+            with _JOURNAL_LOCK:
+                _JOURNALED.setdefault(key, set()).add(entry_id)
+
+        self.session.after_commit(committed)
+
+    def settle_journal(self) -> None:
+        """Fold the journal into ``models`` and ``task_runs`` in one transaction, in the
+        order it was written; nothing to do when this process knows it holds nothing.
+
+        Inside a transaction it does nothing: the reads there (a partitioned model's own
+        rows) need no entry of this run, and a fold must commit on its own. A process
+        that died leaves its entries, which the next one folds when it first reads."""
+        session = self.session
+        if session.target.supports_concurrent_writers or session.in_transaction:
+            return
+        if self._read_only:
+            return
+        key = session.target.display_url
+        with _JOURNAL_LOCK:
+            known = _JOURNALED.get(key)
+            if known is not None and not known:
+                return
+            if session.relation_kind(SCHEMA, "journal") is None:  # no state (yet), or older
+                return
+            seen = set(known or ())
+            with session.transaction():
+                rows = session.query(
+                    "select entry_id, entry from dbluigi.journal order by entry_id"
+                ).rows
+                if rows:
+                    self._fold([json.loads(entry) for _, entry in rows])
+                    for chunk in _chunks([r[0] for r in rows], 1000):
+                        marks = ", ".join(["%s"] * len(chunk))
+                        session.execute(
+                            f"delete from dbluigi.journal where entry_id in ({marks})", chunk
+                        )
+            # what was known before is folded now, or was by an earlier fold
+            _JOURNALED[key] = (known or set()) - seen - {r[0] for r in rows}
+
+    def _fold(self, entries: Sequence[dict[str, Any]]) -> None:
+        models: dict[tuple[str, str], list[Any]] = {}
+        task_runs = []
+        for entry in entries:
+            row = _typed("models", entry["models"])
+            models[(row[0], row[1])] = row
+            if entry.get("variant"):
+                models[(row[0], entry["variant"])] = [row[0], entry["variant"], *row[2:]]
+            task_runs.append(_typed("task_runs", entry["task_run"]))
+        rows = list(models.values())
+        for chunk in _chunks(rows, 500):
+            keys = ", ".join(["(%s, %s)"] * len(chunk))
+            self.session.execute(
+                f"delete from dbluigi.models where (model, partition_key) in ({keys})",
+                [v for row in chunk for v in row[:2]],
+            )
+            self._insert_rows("models", chunk)
+        for chunk in _chunks(task_runs, 500):
+            self._insert_rows("task_runs", chunk)
+
+    def _insert_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        marks = "(" + ", ".join(["%s"] * len(STATE_TABLES[table])) + ")"
+        self.session.execute(
+            f"insert into dbluigi.{table} {_columns_of(table)} values "
+            + ", ".join([marks] * len(rows)),
+            [v for row in rows for v in row],
+        )
 
     def record_tasks(self, records: Sequence[TaskRecord]) -> None:
         if records:
             self.session.executemany(_INSERT_TASK_RUN, [_task_run_values(r) for r in records])
 
     def task_records(self, run_id: str) -> list[TaskRecord]:
+        self.settle_journal()
         rows = self.session.query(
             f"select {self._record_columns} from dbluigi.task_runs where run_id = %s "
             "order by started_at, model, attempt",
@@ -735,6 +864,7 @@ class StateStore:
         """Each model's latest ``limit`` successful build durations, newest first.
 
         Builds only: attempts of ``check`` runs and of run ``exclude_run`` do not count."""
+        self.settle_journal()
         params: list[object] = [exclude_run]
         where = ""
         if models is not None:
@@ -750,6 +880,7 @@ class StateStore:
         return found
 
     def history(self, *, last: int, model: str | None = None) -> list[TaskRecord]:
+        self.settle_journal()
         where, params = "", []
         if model is not None:
             where, params = "where model = %s", [model]
@@ -762,6 +893,7 @@ class StateStore:
 
     def latest_attempts(self, *, per_model: int) -> dict[str, list[TaskRecord]]:
         """Each model's latest ``per_model`` task attempts, newest first, in one query."""
+        self.settle_journal()
         rows = self.session.query(
             f"select {self._record_columns} from (select *, row_number() over (partition by model "
             "order by started_at desc, attempt desc) as n from dbluigi.task_runs) t "
@@ -781,6 +913,24 @@ _RECORD_COLUMNS = (
     "error, path, line, reason, rows_affected, fingerprint, build_id, explain_cost, checks, "
     "watermark_from, watermark_to, worker"
 )
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"a state value of type {type(value).__name__} cannot be journaled")
+
+
+def _typed(table: str, values: Sequence[Any]) -> list[Any]:
+    """A journaled row with its timestamps read back as such."""
+    return [
+        datetime.fromisoformat(v) if t == "timestamp" and isinstance(v, str) else v
+        for v, (_, t) in zip(values, STATE_TABLES[table], strict=True)
+    ]
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _columns_of(table: str) -> str:

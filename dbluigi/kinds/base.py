@@ -592,9 +592,8 @@ def record(
         output_version=session.output_version_sql(outputs) if outputs else None,
         inputs={**stored_inputs(request.decision), **dict(request.decision.inputs)},
         stored=request.stored if whole else None,
+        variant=request.model.state_variant if whole else None,
     )
-    if whole and request.model.state_variant:
-        store.record_variant(request.model.relation, request.model.state_variant)
 
 
 def check_failed(outcome: CheckOutcome, first: Violation, *, kept: str | None) -> CheckFailed:

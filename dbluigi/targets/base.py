@@ -316,6 +316,7 @@ class Session(ABC):
         self.target = target
         self._in_transaction = False
         self._failed_in_transaction = False
+        self._on_commit: list[Callable[[], None]] = []
         self._last_error: tuple[BaseException, str] | None = None
 
     # -- primitives each engine provides -------------------------------------------
@@ -593,14 +594,17 @@ class Session(ABC):
         self._begin()
         self._in_transaction = True
         self._failed_in_transaction = False
+        self._on_commit.clear()
         try:
             yield
         except BaseException:
             self._in_transaction = False
+            self._on_commit.clear()
             with suppress(Exception):  # the connection may be gone; the first error matters
                 self._rollback()
             raise
         self._in_transaction = False
+        done, self._on_commit = self._on_commit, []
         if self._transaction_aborted():
             self._rollback()
             raise TaskError(
@@ -614,6 +618,21 @@ class Session(ABC):
             with suppress(Exception):  # leave the session usable for the next transaction
                 self._rollback()
             raise
+        for callback in done:
+            callback()
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction (``transaction()``) is open on this session."""
+        return self._in_transaction
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the open transaction commits (at once outside one); a
+        transaction that rolls back forgets it."""
+        if self._in_transaction:
+            self._on_commit.append(callback)
+        else:
+            callback()
 
     def _transaction_aborted(self) -> bool:
         return self._failed_in_transaction

@@ -781,9 +781,6 @@ def run_plan(
     if _close_interrupted_runs(session, state):
         note("an earlier build was interrupted; its run is now marked 'interrupted'")
     workers = options.workers if options.workers is not None else session.default_workers()
-    if workers > 1 and not target.supports_concurrent_writers and False:
-        note(f"{target.name} allows one writer process: ran with 1 worker instead of {workers}")
-        workers = 1
     options = replace(options, workers=workers)
     if options.scheduler_url:
         note(

@@ -775,47 +775,13 @@ class StateStore:
             if session.relation_kind(SCHEMA, "journal") is None:  # no state (yet), or older
                 return
             seen = set(known or ())
-            with session.transaction():
-                rows = session.query(
-                    "select entry_id, entry from dbluigi.journal order by entry_id"
-                ).rows
-                if rows:
-                    self._fold([json.loads(entry) for _, entry in rows])
-                    for chunk in _chunks([r[0] for r in rows], 1000):
-                        marks = ", ".join(["%s"] * len(chunk))
-                        session.execute(
-                            f"delete from dbluigi.journal where entry_id in ({marks})", chunk
-                        )
+            with session.transaction():  # one snapshot: entries committed meanwhile stay
+                ids = [r[0] for r in session.query("select entry_id from dbluigi.journal").rows]
+                if ids:
+                    for statement in _FOLD:
+                        session.execute(statement)
             # what was known before is folded now, or was by an earlier fold
-            _JOURNALED[key] = (known or set()) - seen - {r[0] for r in rows}
-
-    def _fold(self, entries: Sequence[dict[str, Any]]) -> None:
-        models: dict[tuple[str, str], list[Any]] = {}
-        task_runs = []
-        for entry in entries:
-            row = _typed("models", entry["models"])
-            models[(row[0], row[1])] = row
-            if entry.get("variant"):
-                models[(row[0], entry["variant"])] = [row[0], entry["variant"], *row[2:]]
-            task_runs.append(_typed("task_runs", entry["task_run"]))
-        rows = list(models.values())
-        for chunk in _chunks(rows, 500):
-            keys = ", ".join(["(%s, %s)"] * len(chunk))
-            self.session.execute(
-                f"delete from dbluigi.models where (model, partition_key) in ({keys})",
-                [v for row in chunk for v in row[:2]],
-            )
-            self._insert_rows("models", chunk)
-        for chunk in _chunks(task_runs, 500):
-            self._insert_rows("task_runs", chunk)
-
-    def _insert_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
-        marks = "(" + ", ".join(["%s"] * len(STATE_TABLES[table])) + ")"
-        self.session.execute(
-            f"insert into dbluigi.{table} {_columns_of(table)} values "
-            + ", ".join([marks] * len(rows)),
-            [v for row in rows for v in row],
-        )
+            _JOURNALED[key] = (known or set()) - seen - set(ids)
 
     def record_tasks(self, records: Sequence[TaskRecord]) -> None:
         if records:
@@ -921,22 +887,44 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"a state value of type {type(value).__name__} cannot be journaled")
 
 
-def _typed(table: str, values: Sequence[Any]) -> list[Any]:
-    """A journaled row with its timestamps read back as such."""
-    return [
-        datetime.fromisoformat(v) if t == "timestamp" and isinstance(v, str) else v
-        for v, (_, t) in zip(values, STATE_TABLES[table], strict=True)
-    ]
-
-
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
 def _columns_of(table: str) -> str:
     """``(a, b, ...)``: inserts name their columns, so a column a repair added back (at the
     end of the table) takes its values all the same."""
     return "(" + ", ".join(name for name, _ in STATE_TABLES[table]) + ")"
+
+
+def _journaled(table: str, key: str, *, partition_key: str | None = None) -> str:
+    """The columns of ``table`` as a journal entry's list ``key`` holds them, typed."""
+    return ", ".join(
+        partition_key
+        if partition_key and name == "partition_key"
+        else f"cast(json_extract_string(entry, '$.{key}[{i}]') as {type_name}) as {name}"
+        for i, (name, type_name) in enumerate(STATE_TABLES[table])
+    )
+
+
+# Folding the journal (DuckDB: the one target with one writer process), in one snapshot:
+# the last build of each model row (and of its variant) replaces the stored one, every
+# attempt is appended, the entries are deleted.
+_VARIANT_OF = "json_extract_string(entry, '$.variant')"
+_JOURNAL_MODELS = f"""
+select {", ".join(n for n, _ in STATE_TABLES["models"])} from (
+    select *, row_number() over (partition by model, partition_key order by entry_id desc) as n
+    from (
+        select entry_id, {_journaled("models", "models")} from dbluigi.journal
+        union all
+        select entry_id, {_journaled("models", "models", partition_key=_VARIANT_OF)}
+        from dbluigi.journal where {_VARIANT_OF} is not null
+    ) as built
+) as latest where n = 1"""
+_FOLD = (
+    f"delete from dbluigi.models where (model, partition_key) in "
+    f"(select model, partition_key from ({_JOURNAL_MODELS}) as journaled)",
+    f"insert into dbluigi.models {_columns_of('models')} {_JOURNAL_MODELS}",
+    f"insert into dbluigi.task_runs {_columns_of('task_runs')} "
+    f"select {_journaled('task_runs', 'task_run')} from dbluigi.journal",
+    "delete from dbluigi.journal",
+)
 
 
 def _shape_problems(present: dict[str, set[str]]) -> list[str]:

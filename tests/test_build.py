@@ -566,9 +566,9 @@ def test_default_workers_on_postgres_come_from_the_machine(tmp_path: Path, pg_ur
     assert len(query(pg_url, tmp_path, sessions)) == workers  # that many sessions at once
 
 
-def test_duckdb_runs_one_worker_by_default_and_says_nothing(
-    tmp_path: Path, duckdb_url: str
-) -> None:
+def test_duckdb_builds_with_two_sessions_a_core_by_default(tmp_path: Path, duckdb_url: str) -> None:
+    from dbluigi.targets.base import usable_cores
+
     write_project(tmp_path, {"a.sql": "select 1 as id", "b.sql": "select 2 as id"})
     code, payload = build_json(project=tmp_path, target=duckdb_url)
     assert code == 0 and not payload["notes"]
@@ -578,11 +578,26 @@ def test_duckdb_runs_one_worker_by_default_and_says_nothing(
         "select workers from dbluigi.runs where run_id = %s",
         [payload["run_id"]],
     )[0]
-    assert workers == 1
+    assert workers == max(2, min(8, 2 * usable_cores()))
 
 
-def test_duckdb_with_workers_runs_one_and_says_so(tmp_path: Path, duckdb_url: str) -> None:
-    write_project(tmp_path, {"a.sql": "select 1 as id"})
+def test_duckdb_sessions_of_one_process_build_at_once(tmp_path: Path, duckdb_url: str) -> None:
+    """One process writes the file, but its sessions build models side by side: every
+    model is built, recorded once, and the attempts name more than one worker."""
+    heavy = "select count(*) as n from range(3000000) as t(x) where x % {k} = 0"
+    models = {f"m{k}.sql": heavy.format(k=k) for k in range(2, 10)}
+    models["top.sql"] = " union all ".join(f"select n from main.m{k}" for k in range(2, 10))
+    write_project(tmp_path, models)
     code, payload = build_json("--workers", "4", project=tmp_path, target=duckdb_url)
-    assert code == 0
-    assert any("one writer" in note for note in payload["notes"])
+    assert code == 0 and not payload["notes"], payload
+    assert ran(payload) == {f"main.m{k}" for k in range(2, 10)} | {"main.top"}
+    workers = query(
+        duckdb_url,
+        tmp_path,
+        "select count(distinct worker), count(*) from dbluigi.task_runs where run_id = %s",
+        [payload["run_id"]],
+    )
+    assert workers[0][0] > 1 and workers[0][1] == 9
+    assert query(duckdb_url, tmp_path, "select count(*) from main.top") == [(8,)]
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    assert code == 0 and ran(payload) == set()

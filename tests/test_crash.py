@@ -54,6 +54,15 @@ def test_sigkill_during_publish_leaves_old_or_new(
         target_url, tmp_path, "select status, count(*) from dbluigi.runs group by status"
     )
     assert dict(statuses) == {"success": 2, "interrupted": 1}
+    # the killed run's build of base is recorded when it committed (on DuckDB through the
+    # journal, which the next build folded)
+    recorded = query(
+        target_url,
+        tmp_path,
+        "select count(*) from dbluigi.task_runs t join dbluigi.runs r on r.run_id = t.run_id "
+        "where r.status = 'interrupted' and t.model = 'main.base' and t.status = 'success'",
+    )
+    assert recorded == [(1 if point == "after_commit" else 0,)]
     assert query(target_url, tmp_path, "select id from main.base") == [(2,)]
     assert query(target_url, tmp_path, "select ten from main.reader") == [(20,)]
     leftovers = query(

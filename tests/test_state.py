@@ -112,3 +112,88 @@ def test_a_build_is_recorded_whatever_the_run_knew_of_its_row(store: StateStore)
     build("b5", 5, None)
     assert [r.build_id for r in store.task_records("r1")] == ["b1", "b2", "b3", "b4", "b5"]
     assert len(store.read_models()) == 1
+
+
+def _journaled_build(store: StateStore, build_id: str, *, variant: str | None = None) -> None:
+    record = TaskRecord(
+        "r1", "main.a", "success", datetime(2026, 1, 1, 12, 30), fingerprint="f", build_id=build_id
+    )
+    with store.session.transaction():
+        store.record_success(
+            record,
+            kind="table",
+            content_fp="c",
+            generation=1,
+            output_version=("%s", ["pending"]),
+            variant=variant,
+        )
+
+
+def _raw(store: StateStore, sql: str) -> list[tuple[object, ...]]:
+    """A read that does not fold the journal (the tables as they are)."""
+    return [tuple(r) for r in store.session.query(sql).rows]
+
+
+def test_a_one_writer_target_journals_builds_and_every_read_folds_them(
+    duckdb_url: str, tmp_path: Path
+) -> None:
+    """On DuckDB a build's rows travel as one journal entry in its publishing
+    transaction; the first read of the state folds them into models and task_runs."""
+    session = open_target(duckdb_url, project_dir=tmp_path).connect()
+    store = StateStore(session)
+    store.ensure()
+    _journaled_build(store, "b1", variant="@dev")
+    assert _raw(store, "select count(*) from dbluigi.journal") == [(1,)]
+    assert _raw(store, "select count(*) from dbluigi.models") == [(0,)]
+
+    assert store.model_state("main.a") == ("b1", 1)
+    assert store.model_state("main.a", "@dev") == ("b1", 1)  # the variant kept it too
+    assert _raw(store, "select count(*) from dbluigi.journal") == [(0,)]
+    (attempt,) = store.task_records("r1")
+    assert (attempt.model, attempt.build_id, attempt.started_at) == (
+        "main.a",
+        "b1",
+        datetime(2026, 1, 1, 12, 30),
+    )
+    assert _raw(store, "select output_version from dbluigi.models where partition_key = ''") == [
+        ("pending",)
+    ]
+
+    # a newer build replaces the row; a rolled-back one leaves nothing behind
+    _journaled_build(store, "b2")
+    with pytest.raises(RuntimeError), session.transaction():
+        _journaled_build_in(store, "b3")
+        raise RuntimeError("the publish failed")
+    assert store.model_state("main.a") == ("b2", 1)
+    assert [r.build_id for r in store.task_records("r1")] == ["b1", "b2"]
+    assert _raw(store, "select count(*) from dbluigi.journal") == [(0,)]
+    session.close()
+
+
+def _journaled_build_in(store: StateStore, build_id: str) -> None:
+    """The journal entry of a build, inside the caller's transaction."""
+    record = TaskRecord("r1", "main.a", "success", datetime(2026, 1, 1), build_id=build_id)
+    store.record_success(
+        record, kind="table", content_fp="c", generation=9, output_version=("%s", ["pending"])
+    )
+
+
+def test_a_journal_left_by_a_process_that_died_is_folded_by_the_next(
+    duckdb_url: str, tmp_path: Path
+) -> None:
+    from dbluigi import state
+
+    session = open_target(duckdb_url, project_dir=tmp_path).connect()
+    store = StateStore(session)
+    store.ensure()
+    _journaled_build(store, "b1")
+    session.close()
+    state._JOURNALED.clear()  # a new process knows nothing of what the last one wrote
+
+    session = open_target(duckdb_url, project_dir=tmp_path).connect()
+    store = StateStore(session)
+    assert _raw(store, "select count(*) from dbluigi.journal") == [(1,)]
+    store.ensure()  # every command that uses the state starts so
+    assert _raw(store, "select model, build_id from dbluigi.models") == [("main.a", "b1")]
+    assert _raw(store, "select count(*) from dbluigi.journal") == [(0,)]
+    session.close()

@@ -301,8 +301,15 @@ def machine_workers() -> int:
     sessions build small models faster than 4, and as fast as 12. dbluigi's own Python runs
     on one core, so past a dozen or so sessions small models wait for it, and large ones
     for the database's cores, which ``--workers`` can ask for."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(MIN_DEFAULT_WORKERS, min(MAX_DEFAULT_WORKERS, WORKERS_PER_CORE * (cores or 1)))
+    cores = usable_cores()
+    return max(MIN_DEFAULT_WORKERS, min(MAX_DEFAULT_WORKERS, WORKERS_PER_CORE * cores))
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class Session(ABC):
@@ -327,7 +334,8 @@ class Session(ABC):
 
     def default_workers(self) -> int:
         """How many models a build runs at once when neither ``--workers`` nor ``[target]
-        workers`` says: one, unless the target takes concurrent writers."""
+        workers`` says: one, unless the target takes concurrent writers (a target whose
+        sessions of one process write at once says so itself)."""
         return machine_workers() if self.target.supports_concurrent_writers else 1
 
     def execute_batch(self, statements: Sequence[tuple[str, Sequence[Any] | None]]) -> None:

@@ -36,20 +36,40 @@ import heapq
 import itertools
 import logging
 import queue
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import luigi
-import luigi.configuration
-import luigi.interface
-import luigi.scheduler
-import luigi.worker
-from luigi.scheduler import DONE, PENDING, RUNNING
-
 from dbluigi.runner import Run
+
+
+@contextmanager
+def _hidden(*names: str) -> Iterator[None]:
+    """Modules that importing luigi would load only for what dbluigi does not use:
+    jsonschema (``DictParameter`` schemas) and, through tenacity, tornado (its retrying
+    of coroutines); half of luigi's import time, paid by every build. Hidden while luigi
+    loads, so that it takes them for absent; importable as ever afterwards."""
+    hidden = [name for name in names if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
+with _hidden("jsonschema", "tornado"):
+    import luigi
+    import luigi.configuration
+    import luigi.interface
+    import luigi.scheduler
+    import luigi.worker
+    from luigi.scheduler import DONE, PENDING, RUNNING
 
 _RUN: Run | None = None  # the run being dispatched
 
@@ -380,17 +400,20 @@ class FastScheduler(luigi.scheduler.Scheduler):
     def count_pending(self, worker: str) -> dict[str, Any]:  # type: ignore[override]
         state = self._state.get_worker(worker)
         pending = self._state.get_active_task_count_for_status(PENDING)
-        running = [
-            {"task_id": task.id, "worker": str(state)}
-            for task in self._state.get_active_tasks_by_status(RUNNING)
-        ]
         return {
             "n_pending_tasks": pending,
             "n_unique_pending": pending,
             "n_pending_last_scheduled": pending,
             "worker_state": state.state,
-            "running_tasks": running,
+            "running_tasks": self._running(state),
         }
+
+    def _running(self, state: Any) -> list[dict[str, str]]:
+        name = str(state)
+        return [
+            {"task_id": task.id, "worker": name}
+            for task in self._state.get_active_tasks_by_status(RUNNING)
+        ]
 
     def get_work(  # type: ignore[override]
         self,
@@ -441,7 +464,7 @@ class FastScheduler(luigi.scheduler.Scheduler):
                 task_module=getattr(best, "module", None),
                 task_params=best.params,
             )
-            reply["running_tasks"] = self.count_pending(worker)["running_tasks"]
+            reply["running_tasks"] = self._running(worker_state)
             return reply
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from dbluigi.artifact import build_artifact
 from dbluigi.runner import TaskResult
 from dbluigi.state import CheckResult, TaskRecord
-from dbluigi.targets.base import machine_workers
+from dbluigi.targets.base import machine_workers, usable_cores
 from tests.buildkit import build_json, cli, validate
 from tests.helpers import write_project
 
@@ -87,7 +87,8 @@ def test_every_build_writes_its_artifact_and_latest(tmp_path: Path, target_url: 
     assert artifact["status"] == "failed" and artifact["exit_code"] == 1
     assert artifact["started_at"].endswith("Z") and artifact["finished_at"].endswith("Z")
     # the target's default: one on DuckDB, the machine's on PostgreSQL
-    default = machine_workers() if target_url.startswith("postgresql") else 1
+    duckdb_default = max(2, min(8, 2 * usable_cores()))  # DuckDBSession.default_workers
+    default = machine_workers() if target_url.startswith("postgresql") else duckdb_default
     assert artifact["duration_s"] >= 0 and artifact["workers"] == default
     assert artifact["counts"] == {"success": 2, "failed": 1, "skipped": 0, "up_to_date": 0}
     assert artifact["failure_classes"] == {"runtime": 1}

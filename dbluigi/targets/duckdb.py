@@ -949,13 +949,13 @@ class DuckDBSession(Session):
         return result
 
     def relation_versions(self, relations: Sequence[str], *, track: bool) -> dict[str, str]:
-        """Tables: their row count, columns and storage layout; views: their SQL and
-        columns. Read after a CHECKPOINT, so what this process wrote is laid out as it
-        will stay (``track`` needs nothing more here)."""
+        """Tables: their row count, columns, and contents hashed (up to
+        ``CONTENT_HASH_ROWS`` rows) or storage layout; views: their SQL and columns. A
+        layout is read after a CHECKPOINT, so that what this process wrote is laid out as
+        it will stay; contents need none (the file is checkpointed when it is closed,
+        which a CHECKPOINT here would only do twice). ``track`` needs nothing more here."""
         if not relations:
             return {}
-        with self._owned():  # no relation changes
-            self.execute("CHECKPOINT")
         columns = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_COLUMNS_SQL).rows}
         views = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_VIEWS_SQL).rows}
         found: dict[str, str] = {}
@@ -965,6 +965,7 @@ class DuckDBSession(Session):
                 found[relation] = f"v{views[relation]}.{columns.get(relation, '')}"
             elif relation in columns:
                 tables.append(relation)
+        checkpointed = False
         for batch in _batches([(t,) for t in tables], 200):
             names = [str(t) for (t,) in batch]
             sql = " UNION ALL ".join(_COUNT_SQL.format(table=_quoted(t)) for t in names)
@@ -976,6 +977,10 @@ class DuckDBSession(Session):
                 for table, content in self.query(sql, small).rows:
                     found[table] = f"t{counts[table]}.{columns[table]}.c{content}"
             if large:
+                if not checkpointed:
+                    with self._owned():  # no relation changes
+                        self.execute("CHECKPOINT")
+                    checkpointed = True
                 sql = " UNION ALL ".join(_LAYOUT_SQL for _ in large)
                 params = [p for t in large for p in (t, _quoted(t))]
                 for table, layout in self.query(sql, params).rows:

@@ -325,8 +325,8 @@ def _refuse_newer(version: int) -> None:
 
 
 # The journal (``StateStore.record_success``): for each target with one writer process
-# (by URL), the entries this process committed and has not folded yet; a target not
-# listed may hold entries a process that died left, so its first read looks.
+# (by ``Target.identity``), the entries this process committed and has not folded yet; a
+# target not listed may hold entries a process that died left, so its first read looks.
 _JOURNALED: dict[str, set[str]] = {}
 _JOURNAL_LOCK = threading.Lock()
 _ENTRY_COUNT = itertools.count()
@@ -747,7 +747,7 @@ class StateStore:
             "insert into dbluigi.journal (entry_id, entry) values (%s, %s)",
             [entry_id, json.dumps(entry, default=_json_value, separators=(",", ":"))],
         )
-        key = self.session.target.display_url
+        key = self.session.target.identity
 
         def committed() -> None:
             with _JOURNAL_LOCK:
@@ -767,7 +767,7 @@ class StateStore:
             return
         if self._read_only:
             return
-        key = session.target.display_url
+        key = session.target.identity
         with _JOURNAL_LOCK:
             known = _JOURNALED.get(key)
             if known is not None and not known:

@@ -457,3 +457,20 @@ def test_on_target_a_run_killed_mid_way_is_cleaned_up_by_the_next(
     code, out = _cli("--project", str(root), "--target", pg_url, "--on-target")
     assert code == 0, out
     assert _scratch_schemas(pg_url, root) == []
+
+
+def test_fixture_databases_share_nothing_not_even_what_they_know_of_their_catalogs() -> None:
+    from dbluigi.targets.fixture import fixture_session
+
+    first, second = fixture_session(), fixture_session()
+    try:
+        first.catalog()
+        second.catalog()
+        first.create_table_as("main", "t", "select 1 as id")
+        assert first.relation_kind("main", "t") == "table"
+        assert second.relation_kind("main", "t") is None
+        second.create_table_as("main", "t", "select 2 as id")  # no "already exists"
+        assert second.query("select id from main.t").rows == ((2,),)
+    finally:
+        first.close()
+        second.close()

@@ -255,6 +255,12 @@ class Target(ABC):
     def connect(self) -> Session:
         """A new session; connection problems raise ``TargetError`` with the masked URL."""
 
+    @property
+    def identity(self) -> str:
+        """What tells this database from any other in this process (two spellings of one
+        database's URL may differ; a file's path is resolved)."""
+        return self.display_url
+
     @functools.cached_property
     def resource(self) -> str:
         """The luigi resource every task on this target holds while it runs, so luigi's

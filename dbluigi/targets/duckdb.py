@@ -222,6 +222,10 @@ class DuckDBTarget(Target):
         return f"duckdb:///{self.path}"
 
     @property
+    def identity(self) -> str:
+        return str(self.path.resolve())
+
+    @property
     def versions_after_run(self) -> bool:
         return True
 
@@ -395,10 +399,14 @@ class DuckDBSession(Session):
         # accounts for, how to undo what the open transaction changed in it, and how
         # deep in statements whose effect on the catalog this session notes itself
         self._file = target.path.resolve()
-        self._shared = _mirror_of(self._file)
+        self._shared = self._mirror_shared()
         self._writing = False  # counted in the mirror's ``writing``
         self._undo: list[tuple[tuple[str, str], str | None, bool]] = []
         self._own = 0
+
+    def _mirror_shared(self) -> _Mirror:
+        """The mirror this session keeps with the file's other sessions in this process."""
+        return _mirror_of(self._file)
 
     # -- statements -----------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from dbluigi.targets.duckdb import DuckDBSession, DuckDBTarget, _attach_statements
+from dbluigi.targets.duckdb import DuckDBSession, DuckDBTarget, _attach_statements, _Mirror
 
 MEMORY = Path(":memory:")
 
@@ -24,6 +24,10 @@ class FixtureSession(DuckDBSession):
     """A session on an in-memory DuckDB that can read another dialect's SQL."""
 
     read: str | None = None  # the dialect statements are written in, while set
+
+    def _mirror_shared(self) -> _Mirror:
+        """Its own: every fixture session is a database of its own."""
+        return _Mirror()
 
     def _run(self, sql: str, params: Sequence[Any] | None) -> duckdb.DuckDBPyConnection:
         if self.read is not None and self.read != "duckdb":

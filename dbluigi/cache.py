@@ -12,7 +12,9 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,52 @@ class FileHashes:
             tmp.write_text(json.dumps(entries, separators=(",", ":")), encoding="utf-8")
             os.replace(tmp, self.folder / HASHES_FILE)
         self._old, self._used, self._looked = kept, {}, {}
+
+
+TYPES_FILE = "seed-types.json"
+TYPES_KEPT = 512  # the newest entries kept: a file's types are a few dozen bytes
+
+
+class SeedTypes:
+    """The column types of CSV seeds, by the file's content (its sha256), the types the
+    project overrides and dbluigi's version: a file typed once loads again (into another
+    target, a ``--full-refresh``, a ``rebuild``) without the typing pass, whose answer
+    depends on nothing else. One JSON file under ``.dbluigi/cache/``; a damaged or
+    foreign one is empty, a read-only project keeps its entries in memory only."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._entries: dict[str, list[list[str]]] = {}
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            data = json.loads((folder / TYPES_FILE).read_text(encoding="utf-8"))
+            self._entries = {
+                key: value
+                for key, value in data.items()
+                if isinstance(value, list)
+                and all(isinstance(c, list) and len(c) == 2 for c in value)
+            }
+
+    @staticmethod
+    def key(content: str, overrides: Mapping[str, str]) -> str:
+        parts = [__version__, content, json.dumps(sorted(overrides.items()))]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+    def get(self, key: str) -> list[tuple[str, str]] | None:
+        with self._lock:
+            found = self._entries.get(key)
+        return None if found is None else [(str(name), str(kind)) for name, kind in found]
+
+    def put(self, key: str, columns: Sequence[tuple[str, str]]) -> None:
+        """Remember ``columns`` (name, type) for ``key``, and store the file at once."""
+        with self._lock:
+            self._entries.pop(key, None)
+            self._entries[key] = [[name, kind] for name, kind in columns]
+            while len(self._entries) > TYPES_KEPT:
+                del self._entries[next(iter(self._entries))]
+            text = json.dumps(self._entries, separators=(",", ":"))
+            with contextlib.suppress(OSError):
+                self.folder.mkdir(parents=True, exist_ok=True)
+                tmp = self.folder / f".{TYPES_FILE}.{os.getpid()}.{threading.get_ident()}"
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, self.folder / TYPES_FILE)

@@ -124,7 +124,17 @@ class _BuildTask(_FixedParams, luigi.Task):
 
     @property
     def resources(self) -> dict[str, int]:  # type: ignore[override]
-        return {_run().target.resource: 1}
+        """A slot of the target; on a target whose one writer process builds with several
+        sessions (DuckDB), also one of each relation the model changes in place: nothing
+        orders two unmanaged files that update one outside table, and where PostgreSQL
+        makes the second wait for the first's row locks, DuckDB fails it with a conflict.
+        luigi runs one task at a time of a resource it has no limit for."""
+        run = _run()
+        held = {run.target.resource: 1}
+        if not run.target.supports_concurrent_writers:
+            for relation in run.project.models[self.model].modifies:
+                held[f"{run.target.resource}:{relation}"] = 1
+        return held
 
 
 class DbluigiModel(_BuildTask):

@@ -329,6 +329,9 @@ def _refuse_newer(version: int) -> None:
 # target not listed may hold entries a process that died left, so its first read looks.
 _JOURNALED: dict[str, set[str]] = {}
 _JOURNAL_LOCK = threading.Lock()
+# entry ids order the journal: this process's start, then a count (never the wall clock
+# at the write, which may step back between a build and its retry)
+_ENTRY_PREFIX = f"{time.time_ns():020d}.{os.getpid():010d}"
 _ENTRY_COUNT = itertools.count()
 
 
@@ -347,12 +350,16 @@ class StateStore:
         """Read the state without creating or migrating it (``docs`` reads a state other
         dbluigi versions share, and must not lock them out by upgrading it): a column
         added by a later version than the state's reads as NULL. A state newer than this
-        dbluigi knows raises ``TargetError``; none at all, ``StateError``."""
-        self._read_only = True  # nor fold the journal
+        dbluigi knows raises ``TargetError``; none at all, ``StateError``. What a build
+        that died left in the journal is folded (the one write, and only into a state of
+        this dbluigi's version, whose tables it knows)."""
+        self._read_only = True
         present = self._columns()
         if "task_runs" not in present or "meta" not in present:
             raise StateError("there is no dbluigi state in this target")
-        _refuse_newer(self._meta_version())
+        version = self._meta_version()
+        _refuse_newer(version)
+        self._read_only = version != SCHEMA_VERSION
         have = present["task_runs"]
         self._record_columns = ", ".join(
             c if c in have else f"null as {c}" for c in _RECORD_COLUMNS.split(", ")
@@ -742,7 +749,7 @@ class StateStore:
 
     def _journal(self, entry: dict[str, Any]) -> None:
         """Write one journal entry; it counts as pending once its transaction commits."""
-        entry_id = f"{time.time_ns():020d}.{os.getpid()}.{next(_ENTRY_COUNT):012d}"
+        entry_id = f"{_ENTRY_PREFIX}.{next(_ENTRY_COUNT):012d}"
         self.session.execute(
             "insert into dbluigi.journal (entry_id, entry) values (%s, %s)",
             [entry_id, json.dumps(entry, default=_json_value, separators=(",", ":"))],
@@ -765,7 +772,7 @@ class StateStore:
         session = self.session
         if session.target.supports_concurrent_writers or session.in_transaction:
             return
-        if self._read_only:
+        if self._read_only:  # a state of an older version, read as it is
             return
         key = session.target.identity
         with _JOURNAL_LOCK:

@@ -601,3 +601,30 @@ def test_duckdb_sessions_of_one_process_build_at_once(tmp_path: Path, duckdb_url
     assert query(duckdb_url, tmp_path, "select count(*) from main.top") == [(8,)]
     code, payload = build_json(project=tmp_path, target=duckdb_url)
     assert code == 0 and ran(payload) == set()
+
+
+def test_unmanaged_updates_of_one_outside_table_never_collide(
+    tmp_path: Path, target_url: str
+) -> None:
+    """Nothing orders two unmanaged files updating one outside table: PostgreSQL makes the
+    second wait for the first's row locks, and on DuckDB (whose sessions of one process
+    build at once) they take turns rather than fail with a write-write conflict."""
+    session = open_target(target_url, project_dir=tmp_path).connect()
+    try:
+        session.execute("create schema if not exists raw")
+        session.execute(
+            "create table raw.ext as select i as id, 0 as a from generate_series(1, 200000) as t(i)"
+        )
+    finally:
+        session.close()
+    write_project(
+        tmp_path,
+        {
+            f"fix/u{k}.sql": "-- kind: sql\n-- unmanaged: true\n"
+            f"update raw.ext set a = a + {k} where id % 2 = 0"
+            for k in range(1, 5)
+        },
+    )
+    code, payload = build_json("--workers", "4", project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, tmp_path, "select sum(a) from raw.ext") == [(10 * 100000,)]

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from dbluigi import __version__
-from dbluigi.cache import CACHE_FILE, HASHES_FILE, RACY_NS, FileHashes, SqlInfoCache
+from dbluigi.cache import (
+    CACHE_FILE,
+    HASHES_FILE,
+    RACY_NS,
+    TYPES_FILE,
+    TYPES_KEPT,
+    FileHashes,
+    SeedTypes,
+    SqlInfoCache,
+)
 from dbluigi.sqlinfo import TableRef, analyze_sql
 
 pytestmark = pytest.mark.unit
@@ -142,3 +151,22 @@ def test_a_corrupted_parse_cache_entry_is_a_miss(tmp_path: Path) -> None:
         again = SqlInfoCache(tmp_path)
         assert again.analyze(key_text, dialect="duckdb", path="m.sql").is_query
         assert again.misses == 1
+
+
+def test_seed_types_are_kept_by_content_and_overrides_and_bounded(tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    types = SeedTypes(folder)
+    plain, overridden = types.key("abc", {}), types.key("abc", {"id": "text"})
+    assert plain != overridden and plain != types.key("abd", {})
+    types.put(plain, [("id", "bigint"), ("name", "text")])
+    again = SeedTypes(folder)  # read back from the file
+    assert again.get(plain) == [("id", "bigint"), ("name", "text")]
+    assert again.get(overridden) is None
+    for n in range(TYPES_KEPT + 5):
+        again.put(again.key(str(n), {}), [("c", "text")])
+    kept = json.loads((folder / TYPES_FILE).read_text())
+    assert len(kept) == TYPES_KEPT and plain not in kept  # the oldest went first
+    (folder / TYPES_FILE).write_text("[1, 2")  # damaged: nothing known, nothing raised
+    assert SeedTypes(folder).get(plain) is None
+    (folder / TYPES_FILE).write_text('{"k": [["a"]], "j": 3}')  # foreign shapes: skipped
+    assert SeedTypes(folder).get("k") is None

@@ -326,3 +326,45 @@ def test_every_type_loads_the_rows_the_reference_types_load(
         assert session.query("SELECT count(*) FROM raw.events").rows == ((reference.rows,),)
     finally:
         session.close()
+
+
+def test_a_seed_typed_once_loads_again_without_typing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV's types depend on its content alone (with the project's overrides and
+    dbluigi's version): a file typed once loads into another target, or again, without
+    the typing pass; new content is typed anew."""
+    from dbluigi import build
+
+    seed = tmp_path / "raw" / "codes.csv"
+    seed.parent.mkdir(parents=True)
+    seed.write_text("id,code,amount\n1,007,1.5\n2,12,2\n")
+    (tmp_path / "dbluigi.toml").write_text('[project]\nname = "typed"\n')
+
+    def target(name: str) -> str:
+        return f"duckdb:///{tmp_path / name}"
+
+    assert build(tmp_path, target=target("a.duckdb")).ok
+    assert (tmp_path / ".dbluigi" / "cache" / "seed-types.json").exists()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the file was typed again")
+
+    monkeypatch.setattr("dbluigi.seeds.sniff_csv", refuse)
+    monkeypatch.setattr("dbluigi.seeds.guess_csv", refuse)
+    assert build(tmp_path, target=target("b.duckdb")).ok
+    typed = query(target("b.duckdb"), tmp_path, COLUMNS_SQL, ["raw", "codes"])
+    assert typed == query(target("a.duckdb"), tmp_path, COLUMNS_SQL, ["raw", "codes"])
+    assert query(target("b.duckdb"), tmp_path, "select code from raw.codes order by id") == [
+        ("007",),
+        ("12",),
+    ]
+
+    seed.write_text("id,code,amount\n1,7,1.5\n")  # new content: typed anew
+    assert not build(tmp_path, target=target("c.duckdb")).ok
+    monkeypatch.undo()
+    assert build(tmp_path, target=target("c.duckdb")).ok
+    assert query(target("c.duckdb"), tmp_path, COLUMNS_SQL, ["raw", "codes"])[1] == (
+        "code",
+        TARGET_TYPES["duckdb"]["bigint"],
+    )

@@ -197,3 +197,65 @@ def test_a_journal_left_by_a_process_that_died_is_folded_by_the_next(
     assert _raw(store, "select model, build_id from dbluigi.models") == [("main.a", "b1")]
     assert _raw(store, "select count(*) from dbluigi.journal") == [(0,)]
     session.close()
+
+
+def _killed_after_a_publish(url: str, folder: Path) -> None:
+    """Another process journals a build of main.a (build b9), commits, and is killed."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    child = textwrap.dedent(
+        f"""
+        import os, signal
+        from datetime import datetime
+        from pathlib import Path
+        from dbluigi.targets import open_target
+        from dbluigi.state import StateStore, TaskRecord
+        s = open_target({url!r}, project_dir=Path({str(folder)!r})).connect()
+        store = StateStore(s)
+        store.ensure()
+        record = TaskRecord(
+            "r9", "main.a", "success", datetime(2026, 1, 1), fingerprint="f", build_id="b9"
+        )
+        with s.transaction():
+            store.record_success(
+                record, kind="table", content_fp="c", generation=1,
+                output_version=("%s", ["pending"]),
+            )
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", child], timeout=60)
+    assert done.returncode == -signal.SIGKILL
+
+
+def test_a_long_lived_process_folds_what_another_process_left_in_the_journal(
+    duckdb_url: str, tmp_path: Path
+) -> None:
+    """A watch loop or an API caller closes the file between runs; another process killed
+    after a publish meanwhile leaves its entry, which the next run here must see."""
+    session = open_target(duckdb_url, project_dir=tmp_path).connect()
+    StateStore(session).ensure()  # folds: this process knows the journal empty
+    session.close()
+    _killed_after_a_publish(duckdb_url, tmp_path)
+    session = open_target(duckdb_url, project_dir=tmp_path).connect()
+    store = StateStore(session)
+    store.ensure()
+    assert store.model_state("main.a") == ("b9", 1)
+    assert _raw(store, "select count(*) from dbluigi.journal") == [(0,)]
+    session.close()
+
+
+def test_a_state_read_as_it_is_sees_the_builds_a_killed_process_journaled(
+    duckdb_url: str, tmp_path: Path
+) -> None:
+    """``docs`` reads the state as it is, and folds what a build that died left."""
+    _killed_after_a_publish(duckdb_url, tmp_path)
+    session = open_target(duckdb_url, project_dir=tmp_path).connect()
+    store = StateStore(session)
+    store.read_as_it_is()
+    assert store.read_models()["main.a"].build_id == "b9"
+    assert [r.build_id for r in store.task_records("r9")] == ["b9"]
+    session.close()

@@ -987,3 +987,44 @@ def test_pg_create_table_as_explained_with_a_parallel_plan(pg_session: Session) 
         assert "Gather" in json.dumps(plan)
         rows, _ = pg_session.create_table_as_explained("s", "third", sql)
     assert rows == 66666 == pg_session.row_count("s", "third")
+
+
+def test_a_change_noted_while_another_session_reads_the_catalog_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sessions of a DuckDB file share what they know of its catalog: a table one of
+    them drops while another reads the catalog anew stays dropped in what both know."""
+    import threading
+
+    import dbluigi.targets.duckdb as duckdb_target
+
+    target = open_target(f"duckdb:///{tmp_path / 't.duckdb'}", project_dir=tmp_path)
+    reader, dropper = target.connect(), target.connect()
+    try:
+        reader.execute("create table main.x__dbluigi_new as select 1 as i")
+        reader.catalog()
+        rows_of = duckdb_target.DuckDBSession._relation_rows
+        read, go = threading.Event(), threading.Event()
+
+        def slow(self: duckdb_target.DuckDBSession) -> tuple[tuple[object, ...], ...]:
+            rows = rows_of(self)
+            read.set()
+            go.wait(10)  # a large catalog takes milliseconds to read
+            return rows
+
+        monkeypatch.setattr(duckdb_target.DuckDBSession, "_relation_rows", slow)
+        refresh = threading.Thread(target=reader.catalog)
+        refresh.start()
+        assert read.wait(10)
+        drop = threading.Thread(target=dropper.drop_relation, args=("main", "x__dbluigi_new"))
+        drop.start()  # the DROP runs now; noting it waits for the catalog read
+        drop.join(0.5)
+        go.set()
+        refresh.join(10)
+        drop.join(10)
+        monkeypatch.undo()
+        assert dropper.relation_kind("main", "x__dbluigi_new") is None
+        assert reader.relation_kind("main", "x__dbluigi_new") is None
+    finally:
+        reader.close()
+        dropper.close()

@@ -592,7 +592,7 @@ def record(
         output_version=session.output_version_sql(outputs) if outputs else None,
         inputs={**stored_inputs(request.decision), **dict(request.decision.inputs)},
         stored=request.stored if whole else None,
-        variant=request.model.state_variant if whole else None,
+        variant=(request.model.state_variant or None) if whole else None,
     )
 
 

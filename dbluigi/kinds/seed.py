@@ -1,13 +1,17 @@
 """The ``seed`` kind: a CSV or YAML file (or one table of a multi-table YAML file) loaded
 aside (COPY on PostgreSQL, DuckDB's CSV reader), checked and swapped in like a table.
 Column types come from ``dbluigi.seeds``; a large CSV file is typed while it loads, where
-the target can."""
+the target can. A file whose content was typed before loads with those types
+(``cache.SeedTypes``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dbluigi.errors import ProjectError
 from dbluigi.kinds.base import BuildRequest, Filled, Kind, Published, build_aside, located
-from dbluigi.targets.base import Session
+from dbluigi.plan import file_hash, seed_types
+from dbluigi.targets.base import Column, Session
 
 
 def build(session: Session, request: BuildRequest) -> Published:
@@ -25,6 +29,18 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
     overrides = project.config.seed_types.get(model.relation, {})
     try:
         if model.format == "csv":
+            cache = seed_types(project)
+            key = cache.key(file_hash(project, path), overrides)
+            known = cache.get(key)
+            if known is not None:  # this content was typed before
+                columns = tuple(Column(name, kind) for name, kind in known)
+                with located(session, model.path, 1, ""):
+                    return Filled(session.load_csv(model.schema, new, path, columns))
+
+            def typed(columns: Sequence[Column]) -> Sequence[Column]:
+                cache.put(key, [(c.name, c.type) for c in columns])
+                return columns
+
             guess = guess_csv(path, overrides=overrides)
             if guess is not None:  # a large file: typed while it loads, where the target can
                 with located(session, model.path, 1, ""):
@@ -34,10 +50,11 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
                             new,
                             path,
                             guess.columns,
-                            lambda: sniff_csv(path, guess=guess).columns,
+                            lambda: typed(sniff_csv(path, guess=guess).columns),
                         )
                     )
             table = sniff_csv(path, overrides=overrides)
+            typed(table.columns)
         else:
             table, rows = read_yaml_seed(path, overrides=overrides, table=model.part)
     except ProjectError as exc:

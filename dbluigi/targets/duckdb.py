@@ -148,11 +148,16 @@ class _Mirror:
         self.known: dict[tuple[str, str], str] | None = None
         self.indexed: set[tuple[str, str]] = set()
         self.writing = 0
-        self.lock = threading.Lock()
+        # held while it changes, and by catalog() from its read of the catalog until it
+        # is installed: a change noted meanwhile is applied to what was read
+        self.lock = threading.RLock()
 
 
 _MIRRORS: dict[Path, _Mirror] = {}
 _MIRRORS_LOCK = threading.Lock()
+# per file: how many times this process opened it with no session of it open before
+# (another process may have written it in between)
+_EPOCHS: dict[Path, int] = {}
 
 
 def _mirror_of(file: Path) -> _Mirror:
@@ -223,7 +228,11 @@ class DuckDBTarget(Target):
 
     @property
     def identity(self) -> str:
-        return str(self.path.resolve())
+        """The file's resolved path, and how many times this process opened it anew:
+        what another process wrote in between is another database as far as what this
+        process knew of it goes."""
+        key = self.path.resolve()
+        return f"{key}#{_EPOCHS.get(key, 0)}"
 
     @property
     def versions_after_run(self) -> bool:
@@ -255,6 +264,7 @@ class DuckDBTarget(Target):
         if entry[0] == 0:  # other processes may have written it: no mirror of it holds
             with _MIRRORS_LOCK:
                 _MIRRORS.pop(key, None)
+                _EPOCHS[key] = _EPOCHS.get(key, 0) + 1
             seen = _seen_path(self.path)
             entry[1] = not seen.exists() or seen.read_text() != _file_identity(self.path)
             entry[2] = False
@@ -525,18 +535,20 @@ class DuckDBSession(Session):
         return self._shared.known
 
     def _forget_catalog(self) -> None:
-        self._shared.known = None
+        with self._shared.lock:
+            self._shared.known = None
         self._undo.clear()
 
     def _note(self, schema: str, name: str, kind: str | None, *, indexed: bool = False) -> None:
         """This session made ``schema.name`` a ``kind`` (None: dropped it)."""
-        known = self._mirror()
-        if known is None:
-            return
-        key = _fold(schema, name)
-        if self._in_transaction:
-            self._undo.append((key, known.get(key), key in self._shared.indexed))
-        self._set_known(known, key, kind, indexed)
+        with self._shared.lock:
+            known = self._mirror()
+            if known is None:
+                return
+            key = _fold(schema, name)
+            if self._in_transaction:
+                self._undo.append((key, known.get(key), key in self._shared.indexed))
+            self._set_known(known, key, kind, indexed)
 
     def _set_known(
         self,
@@ -556,10 +568,11 @@ class DuckDBSession(Session):
 
     def _undo_changes(self) -> None:
         """The open transaction rolled back: so does what it changed in the mirror."""
-        known = self._mirror()
-        if known is not None and self._undo:
-            for key, kind, indexed in reversed(self._undo):
-                self._set_known(known, key, kind, indexed)
+        with self._shared.lock:
+            known = self._mirror()
+            if known is not None and self._undo:
+                for key, kind, indexed in reversed(self._undo):
+                    self._set_known(known, key, kind, indexed)
         self._undo.clear()
 
     @contextmanager

@@ -17,6 +17,11 @@ database:
 - DuckDB: ``python -c`` creating the table from ``read_csv`` with the right types (no
   detection) in a new DuckDB file vs ``dbluigi build`` into a new DuckDB file.
 
+Each round runs dbluigi twice after its baseline: first with the project's cache of seed
+types emptied (the first build of a file: the typing pass runs while the file loads), then
+with the types that build kept (``.dbluigi/cache/seed-types.json``: the same file into
+another target, a ``--full-refresh`` or a ``rebuild``), each into a fresh database.
+
 Prints, for each case, the medians, the median of the paired ratios, and dbluigi's task
 time (from ``--json``: the seed task alone, without process start, planning and state).
 """
@@ -119,20 +124,31 @@ def task_time(payload: dict) -> float:
     return sum(result["duration_s"] for result in payload["tasks"])
 
 
+def forget_types(csv_path: Path) -> None:
+    """Empty the project's cache of seed types: the next build types the file."""
+    (csv_path.parent.parent / ".dbluigi" / "cache" / "seed-types.json").unlink(missing_ok=True)
+
+
 def postgres_round(pg: Postgres, csv_path: Path, types: dict[str, str]) -> tuple[float, ...]:
-    """One paired round on PostgreSQL: (psql \\copy, dbluigi build, dbluigi task)."""
+    """One paired round on PostgreSQL: (psql \\copy, dbluigi build, dbluigi task, dbluigi
+    build with the types known, its task)."""
     db = "bench_seeds_psql"
     url = pg.fresh(db)
     pg.psql(db, "-c", create_table(types, PG_TYPES))
     pg.checkpoint()
     copy, _ = timed(["psql", "-X", "-q", url, "-c", f"\\copy {TABLE} from '{csv_path}' csv header"])
     pg.drop(db)
-    db = "bench_seeds_dbluigi"
-    target = pg.fresh(db)
-    pg.checkpoint()
-    elapsed, payload = dbluigi(csv_path.parent.parent, target)
-    pg.drop(db)
-    return copy, elapsed, task_time(payload)
+    measured: list[float] = [copy]
+    for known in (False, True):
+        if not known:
+            forget_types(csv_path)
+        db = "bench_seeds_dbluigi"
+        target = pg.fresh(db)
+        pg.checkpoint()
+        elapsed, payload = dbluigi(csv_path.parent.parent, target)
+        pg.drop(db)
+        measured += [elapsed, task_time(payload)]
+    return tuple(measured)
 
 
 def duckdb_round(work: Path, csv_path: Path, types: dict[str, str]) -> tuple[float, ...]:
@@ -151,13 +167,21 @@ def duckdb_round(work: Path, csv_path: Path, types: dict[str, str]) -> tuple[flo
         "con.close()\n"
     )
     baseline, _ = timed([sys.executable, "-c", script])
-    elapsed, payload = dbluigi(csv_path.parent.parent, f"duckdb:///{ours_db}")
+    measured: list[float] = [baseline]
+    for known in (False, True):
+        if not known:
+            forget_types(csv_path)
+        for suffix in ("", ".wal", ".dbluigi-seen"):
+            ours_db.with_name(ours_db.name + suffix).unlink(missing_ok=True)
+        elapsed, payload = dbluigi(csv_path.parent.parent, f"duckdb:///{ours_db}")
+        measured += [elapsed, task_time(payload)]
     for db in (baseline_db, ours_db):
         db.unlink(missing_ok=True)
-    return baseline, elapsed, task_time(payload)
+    return tuple(measured)
 
 
 def report(case: str, rounds: list[tuple[float, ...]]) -> list[str]:
+    """A table row of (baseline, dbluigi, dbluigi task) rounds."""
     baseline, ours, task = (statistics.median(r[i] for r in rounds) for i in range(3))
     ratio = statistics.median(r[1] / r[0] for r in rounds)
     task_ratio = statistics.median(r[2] / r[0] for r in rounds)
@@ -168,6 +192,14 @@ def report(case: str, rounds: list[tuple[float, ...]]) -> list[str]:
         f"{task:.2f}",
         f"{ratio:.2f}x",
         f"{task_ratio:.2f}x",
+    ]
+
+
+def both(case: str, rounds: list[tuple[float, ...]]) -> list[list[str]]:
+    """The rows of a case: the file typed by the build, and its types known before."""
+    return [
+        report(f"{case}, first build of the file", [r[:3] for r in rounds]),
+        report(f"{case}, types known", [(r[0], r[3], r[4]) for r in rounds]),
     ]
 
 
@@ -195,10 +227,10 @@ def main() -> None:
             case = f"{args.rows:,} rows, {label} ({size:.0f} MB)"
             if "postgres" in targets:
                 rounds = [postgres_round(pg, csv_path, types) for _ in range(args.rounds)]
-                table.append(report(f"PostgreSQL, {case}, vs psql \\copy", rounds))
+                table += both(f"PostgreSQL, {case}, vs psql \\copy", rounds)
             if "duckdb" in targets:
                 rounds = [duckdb_round(work, csv_path, types) for _ in range(args.rounds)]
-                table.append(report(f"DuckDB, {case}, vs read_csv", rounds))
+                table += both(f"DuckDB, {case}, vs read_csv", rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

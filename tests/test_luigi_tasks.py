@@ -217,12 +217,14 @@ def test_thread_pool_reuses_idle_threads_and_grows_past_a_stuck_one() -> None:
     names: list[str] = []
     try:
         for _ in range(5):  # one at a time: one thread does them all
-            assert pool.submit(lambda: names.append(threading.current_thread().name)).wait(5)
+            assert pool.submit(lambda: names.append(threading.current_thread().name)).acquire(
+                timeout=5
+            )
         assert len(set(names)) == 1 and names[0].startswith("dbluigi-worker")
         stuck = threading.Event()
         pool.submit(stuck.wait)  # a task luigi gave up on keeps its thread
         ran = pool.submit(lambda: names.append(threading.current_thread().name))
-        assert ran.wait(5), "a job waited behind a stuck thread"
+        assert ran.acquire(timeout=5), "a job waited behind a stuck thread"
         stuck.set()
     finally:
         pool.shutdown()

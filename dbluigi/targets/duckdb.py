@@ -112,6 +112,12 @@ WHERE database_name = current_database() AND NOT temporary AND NOT internal
 CONTENT_HASH_ROWS = 2_000_000
 _CONTENT_SQL = "SELECT %s, sum(hash(dbluigi_row)) FROM {table} AS dbluigi_row"
 _COUNT_SQL = "SELECT %s, count(*) FROM {table}"
+_COUNTED_SQL = "SELECT %s, count(*), sum(hash(dbluigi_row)) FROM {table} AS dbluigi_row"
+# DuckDB's estimate of each table's rows: never fewer than it holds
+_SIZES_SQL = """
+SELECT schema_name, table_name, estimated_size FROM duckdb_tables()
+WHERE database_name = current_database()
+"""
 _LAYOUT_SQL = """SELECT %s, (SELECT sum(hash(row_group_id, column_id, column_path, segment_id,
     count, block_id, block_offset, has_updates, persistent, stats::VARCHAR))
   FROM pragma_storage_info(%s))"""
@@ -974,7 +980,13 @@ class DuckDBSession(Session):
         ``CONTENT_HASH_ROWS`` rows) or storage layout; views: their SQL and columns. A
         layout is read after a CHECKPOINT, so that what this process wrote is laid out as
         it will stay; contents need none (the file is checkpointed when it is closed,
-        which a CHECKPOINT here would only do twice). ``track`` needs nothing more here."""
+        which a CHECKPOINT here would only do twice). ``track`` needs nothing more here.
+        The statements leave the catalog as it is: they are not parsed to tell (the
+        queries of a thousand tables are long)."""
+        with self._owned():
+            return self._relation_versions(relations)
+
+    def _relation_versions(self, relations: Sequence[str]) -> dict[str, str]:
         if not relations:
             return {}
         columns = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_COLUMNS_SQL).rows}
@@ -986,11 +998,25 @@ class DuckDBSession(Session):
                 found[relation] = f"v{views[relation]}.{columns.get(relation, '')}"
             elif relation in columns:
                 tables.append(relation)
+        # tables whose size DuckDB estimates small enough are counted and hashed in one
+        # scan; the others are counted first (the count decides: contents or layout)
+        sizes = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_SIZES_SQL).rows}
         checkpointed = False
         for batch in _batches([(t,) for t in tables], 200):
             names = [str(t) for (t,) in batch]
-            sql = " UNION ALL ".join(_COUNT_SQL.format(table=_quoted(t)) for t in names)
-            counts = {table: count for table, count in self.query(sql, names).rows}
+            counts: dict[str, int] = {}
+            few = [t for t in names if (sizes.get(t) or CONTENT_HASH_ROWS + 1) <= CONTENT_HASH_ROWS]
+            if few:
+                sql = " UNION ALL ".join(_COUNTED_SQL.format(table=_quoted(t)) for t in few)
+                for table, count, content in self.query(sql, few).rows:
+                    counts[table] = count
+                    if count <= CONTENT_HASH_ROWS:
+                        found[table] = f"t{count}.{columns[table]}.c{content}"
+            names = [t for t in names if t not in found]
+            uncounted = [t for t in names if t not in counts]
+            if uncounted:
+                sql = " UNION ALL ".join(_COUNT_SQL.format(table=_quoted(t)) for t in uncounted)
+                counts.update({table: count for table, count in self.query(sql, uncounted).rows})
             small = [t for t in names if counts[t] <= CONTENT_HASH_ROWS]
             large = [t for t in names if counts[t] > CONTENT_HASH_ROWS]
             if small:  # hashed whole: exact, and cheaper than their layout
@@ -999,8 +1025,7 @@ class DuckDBSession(Session):
                     found[table] = f"t{counts[table]}.{columns[table]}.c{content}"
             if large:
                 if not checkpointed:
-                    with self._owned():  # no relation changes
-                        self.execute("CHECKPOINT")
+                    self.execute("CHECKPOINT")
                     checkpointed = True
                 sql = " UNION ALL ".join(_LAYOUT_SQL for _ in large)
                 params = [p for t in large for p in (t, _quoted(t))]

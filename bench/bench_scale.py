@@ -67,7 +67,7 @@ class Case:
         self.protocol = work / f"protocol{count}.sql"
         protocol_script(models, self.protocol)
         # fill the parse cache for the target's dialect, as any earlier command would have
-        admin = pg.admin.render_as_string(hide_password=False)
+        admin = pg.admin.render()
         lineage = [sys.executable, "-m", "dbluigi.cli", "lineage", "--project", str(self.project)]
         subprocess.run(
             [*lineage, "--target", admin],

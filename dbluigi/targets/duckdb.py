@@ -237,8 +237,12 @@ class DuckDBTarget(Target):
         """The file's resolved path, and how many times this process opened it anew:
         what another process wrote in between is another database as far as what this
         process knew of it goes."""
-        key = self.path.resolve()
+        key = self._resolved
         return f"{key}#{_EPOCHS.get(key, 0)}"
+
+    @functools.cached_property
+    def _resolved(self) -> Path:
+        return self.path.resolve()
 
     @property
     def versions_after_run(self) -> bool:

@@ -1028,3 +1028,29 @@ def test_a_change_noted_while_another_session_reads_the_catalog_is_kept(
     finally:
         reader.close()
         dropper.close()
+
+
+def test_duckdb_versions_of_many_tables_are_the_same_read_on_one_connection_or_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of small tables are counted and hashed on as many connections as there are
+    cores; what they read is what one connection reads."""
+    import dbluigi.targets.duckdb as duckdb_target
+
+    target = open_target(f"duckdb:///{tmp_path / 't.duckdb'}", project_dir=tmp_path)
+    session = target.connect()
+    try:
+        session.ensure_schema("s")
+        names = [f"s.t{i}" for i in range(450)]
+        for i, name in enumerate(names):
+            session.execute(f"create table {name} as select range as x from range({i % 7})")
+        monkeypatch.setattr(duckdb_target, "usable_cores", lambda: 4)
+        several = session.relation_versions(names, track=False)
+        monkeypatch.setattr(duckdb_target, "usable_cores", lambda: 1)
+        one = session.relation_versions(names, track=False)
+        assert several == one and len(one) == 450
+        assert one["s.t3"].startswith("t3.") and one["s.t3"] == one["s.t10"]  # the same rows
+        session.execute("insert into s.t10 values (99)")
+        assert session.relation_versions(["s.t10"], track=False)["s.t10"] != one["s.t10"]
+    finally:
+        session.close()

@@ -28,6 +28,7 @@ import re
 import string
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import islice
@@ -1003,20 +1004,18 @@ class DuckDBSession(Session):
             elif relation in columns:
                 tables.append(relation)
         # tables whose size DuckDB estimates small enough are counted and hashed in one
-        # scan; the others are counted first (the count decides: contents or layout)
+        # scan, batches on several connections at once; the others are counted first (the
+        # count decides: contents or layout)
         sizes = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_SIZES_SQL).rows}
+        few = [t for t in tables if (sizes.get(t) or CONTENT_HASH_ROWS + 1) <= CONTENT_HASH_ROWS]
+        counts: dict[str, int] = {}
+        for table, count, content in self._counted(few):
+            counts[table] = count
+            if count <= CONTENT_HASH_ROWS:
+                found[table] = f"t{count}.{columns[table]}.c{content}"
         checkpointed = False
-        for batch in _batches([(t,) for t in tables], 200):
+        for batch in _batches([(t,) for t in tables if t not in found], 200):
             names = [str(t) for (t,) in batch]
-            counts: dict[str, int] = {}
-            few = [t for t in names if (sizes.get(t) or CONTENT_HASH_ROWS + 1) <= CONTENT_HASH_ROWS]
-            if few:
-                sql = " UNION ALL ".join(_COUNTED_SQL.format(table=_quoted(t)) for t in few)
-                for table, count, content in self.query(sql, few).rows:
-                    counts[table] = count
-                    if count <= CONTENT_HASH_ROWS:
-                        found[table] = f"t{count}.{columns[table]}.c{content}"
-            names = [t for t in names if t not in found]
             uncounted = [t for t in names if t not in counts]
             if uncounted:
                 sql = " UNION ALL ".join(_COUNT_SQL.format(table=_quoted(t)) for t in uncounted)
@@ -1036,6 +1035,42 @@ class DuckDBSession(Session):
                 for table, layout in self.query(sql, params).rows:
                     found[table] = f"t{counts[table]}.{columns[table]}.{layout}"
         return found
+
+    def _counted(self, tables: Sequence[str]) -> list[tuple[Any, ...]]:
+        """(table, count, hash of the contents) of each table, in batches of 200 tables
+        run on as many connections as there are cores: a batch of small tables costs
+        DuckDB a plan per table, which one connection does one at a time."""
+        batches = [[str(t) for (t,) in batch] for batch in _batches([(t,) for t in tables], 200)]
+        if len(batches) <= 1 or usable_cores() <= 1:
+            return [
+                row for names in batches for row in self._counted_batch(self._connection, names)
+            ]
+        mine = threading.local()
+        opened: list[duckdb.DuckDBPyConnection] = []
+
+        def run(names: list[str]) -> list[tuple[Any, ...]]:
+            cursor = getattr(mine, "cursor", None)
+            if cursor is None:
+                cursor = mine.cursor = self._connection.cursor()
+                opened.append(cursor)
+            return self._counted_batch(cursor, names)
+
+        try:
+            with ThreadPoolExecutor(min(usable_cores(), len(batches))) as pool:
+                return [row for rows in pool.map(run, batches) for row in rows]
+        finally:
+            for cursor in opened:
+                cursor.close()
+
+    def _counted_batch(
+        self, connection: duckdb.DuckDBPyConnection, names: list[str]
+    ) -> list[tuple[Any, ...]]:
+        sql = " UNION ALL ".join(_COUNTED_SQL.format(table=_quoted(t)) for t in names)
+        try:
+            return [tuple(row) for row in connection.execute(qmark(sql), names).fetchall()]
+        except duckdb.Error as exc:
+            self._record_error(exc, sql)
+            raise
 
 
 def _batches(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:

@@ -415,10 +415,9 @@ class DuckDBSession(Session):
         super().__init__(target)
         self._connection = connection
         self._closed_once = False
-        # the mirror of the catalog (see the module docstring): folded (schema, name) ->
-        # kind, the tables among them with indexes, the count of catalog changes it
-        # accounts for, how to undo what the open transaction changed in it, and how
-        # deep in statements whose effect on the catalog this session notes itself
+        # the mirror of the catalog it shares (see the module docstring), whether it
+        # counts there as writing, how to undo what its open transaction changed in it,
+        # and how deep in statements whose effect on the catalog this session notes itself
         self._file = target.path.resolve()
         self._shared = self._mirror_shared()
         self._writing = False  # counted in the mirror's ``writing``
@@ -1007,7 +1006,7 @@ class DuckDBSession(Session):
         # scan, batches on several connections at once; the others are counted first (the
         # count decides: contents or layout)
         sizes = {f"{r[0]}.{r[1]}": r[2] for r in self.query(_SIZES_SQL).rows}
-        few = [t for t in tables if (sizes.get(t) or CONTENT_HASH_ROWS + 1) <= CONTENT_HASH_ROWS]
+        few = [t for t in tables if _at_most(sizes.get(t), CONTENT_HASH_ROWS)]
         counts: dict[str, int] = {}
         for table, count, content in self._counted(few):
             counts[table] = count
@@ -1071,6 +1070,11 @@ class DuckDBSession(Session):
         except duckdb.Error as exc:
             self._record_error(exc, sql)
             raise
+
+
+def _at_most(size: int | None, limit: int) -> bool:
+    """Whether an estimated size is known, and not above ``limit`` (an empty table's is 0)."""
+    return size is not None and size <= limit
 
 
 def _batches(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:

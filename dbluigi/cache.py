@@ -209,3 +209,16 @@ class SeedTypes:
                 tmp = self.folder / f".{TYPES_FILE}.{os.getpid()}.{threading.get_ident()}"
                 tmp.write_text(text, encoding="utf-8")
                 os.replace(tmp, self.folder / TYPES_FILE)
+
+
+_SEED_TYPES: dict[Path, SeedTypes] = {}  # by cache folder, for the process's life
+_SEED_TYPES_LOCK = threading.Lock()
+
+
+def seed_types(folder: Path) -> SeedTypes:
+    """The cache of CSV seeds' column types under ``folder``, read once per process."""
+    with _SEED_TYPES_LOCK:
+        found = _SEED_TYPES.get(folder)
+        if found is None:
+            found = _SEED_TYPES[folder] = SeedTypes(folder)
+        return found

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
-from dbluigi.cache import FileHashes, SeedTypes
+from dbluigi.cache import FileHashes
 from dbluigi.config import STATE_DIR
 from dbluigi.configfile import unset_env
 from dbluigi.project import Model, Project
@@ -636,17 +636,6 @@ def _hash(*parts: str) -> str:
 
 
 _FILE_HASHES: dict[Path, FileHashes] = {}  # by project folder, for the process's life
-
-
-_SEED_TYPES: dict[Path, SeedTypes] = {}  # by project folder, for the process's life
-
-
-def seed_types(project: Project) -> SeedTypes:
-    """The project's cache of CSV seeds' column types (``cache.SeedTypes``)."""
-    found = _SEED_TYPES.get(project.root)
-    if found is None:
-        found = _SEED_TYPES[project.root] = SeedTypes(project.root / STATE_DIR / "cache")
-    return found
 
 
 def file_hash(project: Project, path: Path) -> str:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dbluigi.cache import seed_types
+from dbluigi.config import STATE_DIR
 from dbluigi.errors import ProjectError
 from dbluigi.kinds.base import BuildRequest, Filled, Kind, Published, build_aside, located
-from dbluigi.plan import file_hash, seed_types
+from dbluigi.plan import file_hash
 from dbluigi.targets.base import Column, Session
 
 
@@ -29,7 +31,7 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
     overrides = project.config.seed_types.get(model.relation, {})
     try:
         if model.format == "csv":
-            cache = seed_types(project)
+            cache = seed_types(project.root / STATE_DIR / "cache")
             key = cache.key(file_hash(project, path), overrides)
             known = cache.get(key)
             if known is not None:  # this content was typed before

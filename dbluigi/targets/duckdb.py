@@ -270,7 +270,7 @@ class DuckDBTarget(Target):
             entry[2] = True
 
     def _opening(self) -> None:
-        key = self.path.resolve()
+        key = self._resolved
         entry = _OPEN.setdefault(key, [0, True, False])
         if entry[0] == 0:  # other processes may have written it: no mirror of it holds
             with _MIRRORS_LOCK:

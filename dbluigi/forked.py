@@ -10,12 +10,9 @@ and only their results come back.
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
@@ -32,6 +29,8 @@ def cores() -> int:
 
 def available() -> bool:
     """Whether ``map_ranges`` may fork here (see the module's docstring)."""
+    import multiprocessing  # with the first cold scan, not with every command
+
     if sys.platform != "linux" or cores() < 2 or multiprocessing.current_process().daemon:
         return False
     try:
@@ -47,6 +46,10 @@ def map_ranges(task: Callable[[int, int], _T], count: int, *, chunk: int) -> Ite
     ``task`` should not raise (an exception is raised here as is). When a child dies
     (killed, out of memory), the results stop early: the caller does the rest itself."""
     global _task
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     starts = range(0, count, chunk)
     context = multiprocessing.get_context("fork")
     _task = task

@@ -36,13 +36,14 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from dbluigi.errors import ProjectError
 from dbluigi.suggest import did_you_mean
 from dbluigi.targets.base import PORTABLE_TYPES, Column, quote_name
+
+if TYPE_CHECKING:
+    import yaml
 
 OVERRIDE_OPTION = "column_types"
 
@@ -697,34 +698,44 @@ def _sniff_batch(
 # -- YAML -------------------------------------------------------------------------------
 
 
-class _SeedLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core scalars: only true/false are booleans, only plain
-    decimal digits are integers (no octal ``012``, no base-60 ``1:20``)."""
-
-
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
-_SeedLoader.yaml_implicit_resolvers = {
-    first: [
-        (tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL_TAG, _INT_TAG, _FLOAT_TAG)
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_SeedLoader.add_implicit_resolver(
-    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_SeedLoader.add_implicit_resolver(
-    _INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789")
-)
-_SeedLoader.add_implicit_resolver(
-    _FLOAT_TAG,
-    re.compile(
-        r"^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?[0-9]+[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
+
+
+@functools.cache
+def _seed_loader() -> type[yaml.SafeLoader]:
+    """SafeLoader with YAML 1.2 core scalars: only true/false are booleans, only plain
+    decimal digits are integers (no octal ``012``, no base-60 ``1:20``). Made on first use:
+    YAML's parser loads with the first YAML seed, not with every CSV one."""
+    import yaml
+
+    class SeedLoader(yaml.SafeLoader):
+        pass
+
+    SeedLoader.yaml_implicit_resolvers = {
+        first: [
+            (tag, regexp)
+            for tag, regexp in resolvers
+            if tag not in (_BOOL_TAG, _INT_TAG, _FLOAT_TAG)
+        ]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    SeedLoader.add_implicit_resolver(
+        _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
+    SeedLoader.add_implicit_resolver(
+        _INT_TAG, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789")
+    )
+    SeedLoader.add_implicit_resolver(
+        _FLOAT_TAG,
+        re.compile(
+            r"^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?[0-9]+[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        ),
+        list("-+0123456789."),
+    )
+    return SeedLoader
 
 
 def _python_type(value: Any) -> str:
@@ -851,6 +862,8 @@ def yaml_tables(path: str | Path, text: str) -> tuple[YamlTable, ...] | None:
     (and says what is wrong with it). Checks that every key is a table name, given once,
     and every value a non-empty list of mappings; the rows' columns and values are
     ``read_yaml_seed``'s to check."""
+    import yaml
+
     text = text.removeprefix("\ufeff")
     if not _starts_with_mapping(text):
         return None
@@ -916,8 +929,10 @@ def yaml_tables(path: str | Path, text: str) -> tuple[YamlTable, ...] | None:
 
 def _starts_with_mapping(text: str) -> bool:
     """Whether the document's top level is a mapping, read no further than its start."""
+    import yaml
+
     try:
-        for event in yaml.parse(text, Loader=_SeedLoader):
+        for event in yaml.parse(text, Loader=_seed_loader()):
             if isinstance(event, yaml.NodeEvent):
                 return isinstance(event, yaml.MappingStartEvent)
     except yaml.YAMLError:
@@ -926,6 +941,8 @@ def _starts_with_mapping(text: str) -> bool:
 
 
 def _reaches_outside(node: yaml.Node, start: int, end: int) -> bool:
+    import yaml
+
     seen: set[int] = set()
     stack = [node]
     while stack:
@@ -944,7 +961,9 @@ def _reaches_outside(node: yaml.Node, start: int, end: int) -> bool:
 
 def _compose(path: str | Path, text: str) -> yaml.Node | None:
     """The node tree of the file's one document (None: the file is empty)."""
-    loader = _SeedLoader(text)
+    import yaml
+
+    loader = _seed_loader()(text)
     try:
         return loader.get_single_node()
     except yaml.YAMLError as exc:
@@ -967,6 +986,8 @@ def read_yaml_seed(
     """Read a YAML list of mappings: typed columns (union of keys, first-seen order;
     a missing key is NULL) and the rows, values shaped for those types. ``table`` names
     the key whose list to read in a multi-table file (see ``yaml_tables``)."""
+    import yaml
+
     path = Path(path)
     raw = path.read_bytes()
     try:
@@ -978,7 +999,7 @@ def read_yaml_seed(
             line=raw.count(b"\n", 0, exc.start) + 1,
             hint="save the file as UTF-8",
         ) from None
-    loader = _SeedLoader(text)
+    loader = _seed_loader()(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -1044,6 +1065,8 @@ def read_yaml_seed(
 
 def _table_part(path: Path, node: yaml.Node | None, data: Any, table: str) -> tuple[Any, Any]:
     """The node and the value of ``table``'s list in a multi-table file."""
+    import yaml
+
     if isinstance(node, yaml.MappingNode) and isinstance(data, dict):
         for key_node, value_node in reversed(node.value):  # the last of a key wins, as in data
             if key_node.tag == _STR_TAG and key_node.value == table and table in data:
@@ -1056,6 +1079,8 @@ def _table_part(path: Path, node: yaml.Node | None, data: Any, table: str) -> tu
 
 
 def _describe_node(node: yaml.Node) -> str:
+    import yaml
+
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):

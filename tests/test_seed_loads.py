@@ -8,8 +8,11 @@ rows, and errors that name the file and line; a failure publishes nothing.
 from __future__ import annotations
 
 import csv
+import json
 import random
 import signal
+import subprocess
+import sys
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +22,7 @@ import pytest
 from dbluigi.errors import ProjectError
 from dbluigi.seeds import VECTORIZED_FROM_BYTES, guess_csv, sniff_csv
 from dbluigi.targets import Column, Session, open_target
-from tests.buildkit import build_json, cli_process, query
+from tests.buildkit import ROOT, build_json, cli_process, query
 from tests.helpers import TYPED_POOLS, write_big_csv
 
 TARGET_TYPES = {  # information_schema.columns.data_type of each portable type
@@ -368,3 +371,35 @@ def test_a_seed_typed_once_loads_again_without_typing(
         "code",
         TARGET_TYPES["duckdb"]["bigint"],
     )
+
+
+def test_a_csv_seed_builds_without_sqlglot_yaml_or_rich(tmp_path: Path, target_url: str) -> None:
+    """A build of CSV seeds writes its SQL as text: neither sqlglot nor YAML's parser is
+    imported (a fifth of a second a command), nor rich when the output is ``--json``;
+    the seed loads as ever, first typed, then with its types known."""
+    big_seed(tmp_path / "raw" / "events.csv")
+    (tmp_path / "raw" / "codes.csv").write_text("id,code,amount\n1,007,1.5\n2,12,\n")
+    (tmp_path / "dbluigi.toml").write_text('[project]\nname = "lean"\n')
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print(sorted(n for n in ('sqlglot', 'yaml', 'rich') "
+        "if n in sys.modules), file=sys.stderr))\n"
+        "from dbluigi.cli import main\n"
+        "sys.argv = ['dbluigi', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    for attempt in ("typed", "types known"):
+        command = ["build"] if attempt == "typed" else ["rebuild", "raw.events", "raw.codes"]
+        args = [*command, "--json", "--project", str(tmp_path), "--target", target_url]
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=ROOT
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip().splitlines()[-1] == "[]", (attempt, done.stderr)
+        statuses = {task["model"]: task["status"] for task in json.loads(done.stdout)["tasks"]}
+        assert statuses == {"raw.codes": "success", "raw.events": "success"}, attempt
+    assert query(target_url, tmp_path, "select id, code, amount from raw.codes order by id") == [
+        (1, "007", Decimal("1.5")),
+        (2, "12", None),
+    ]
+    assert query(target_url, tmp_path, "select count(*) from raw.events") == [(ROWS,)]

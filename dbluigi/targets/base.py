@@ -148,6 +148,11 @@ def quote_name(*parts: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
 
 
+def sql_string(value: str) -> str:
+    """``'it''s'``: a string literal as PostgreSQL and DuckDB both write it."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def ident(name: str) -> exp.Identifier:
     """A quoted identifier."""
     return exp.to_identifier(name, quoted=True)
@@ -548,8 +553,8 @@ class Session(ABC):
         return not self.connection_lost
 
     @abstractmethod
-    def _data_type(self, portable: str) -> exp.DataType:
-        """The engine's type for a portable type name."""
+    def _data_type(self, portable: str) -> str:
+        """The engine's type for a portable type name, as its SQL spells it."""
 
     def _index_name(self, table: str, columns: Sequence[str], *, unique: bool) -> str:
         """The name dbluigi gives an index of ``table`` on this target (``names.index_name``)."""
@@ -679,10 +684,7 @@ class Session(ABC):
         kind = self.relation_kind(schema, name)
         if kind is None:
             return
-        drop = exp.Drop(
-            tables=[table_expr(schema, name)], kind="VIEW" if kind == "view" else "TABLE"
-        )
-        self.execute(self._sql(drop))
+        self.execute(f"DROP {'VIEW' if kind == 'view' else 'TABLE'} {quote_name(schema, name)}")
 
     def create_table_as(self, schema: str, name: str, query_sql: str) -> int:
         """CREATE TABLE schema.name AS <query_sql>; returns the new table's row count."""
@@ -698,21 +700,18 @@ class Session(ABC):
         return self.create_table_as(schema, name, query_sql), None
 
     def create_table(self, schema: str, name: str, columns: Sequence[Column]) -> None:
-        """CREATE TABLE with portable column types."""
+        """CREATE TABLE with portable column types (written without sqlglot: a seed or a
+        load runs without importing it)."""
         if not columns:
             raise ValueError(f"{schema}.{name}: a table needs at least one column")
-        definitions = [
-            exp.ColumnDef(this=ident(column.name), kind=self._column_type(column))
-            for column in columns
-        ]
-        create = exp.Create(
-            this=exp.Schema(this=table_expr(schema, name), expressions=definitions),
-            kind="TABLE",
+        definitions = ", ".join(
+            f"{quote_name(column.name)} {self._column_type(column)}" for column in columns
         )
-        self.execute(self._sql(create))
+        self.execute(f"CREATE TABLE {quote_name(schema, name)} ({definitions})")
 
-    def _column_type(self, column: Column) -> exp.DataType:
-        """The engine's type of a column: a portable type, or ``numeric(p,s)``."""
+    def _column_type(self, column: Column) -> str:
+        """The engine's type of a column, as its SQL spells it: a portable type, or
+        ``numeric(p,s)``."""
         params = numeric_precision(column.type)
         if params is None:
             return self._data_type(column.type)
@@ -722,7 +721,7 @@ class Session(ABC):
                 f"column {column.name!r} is {column.type}, and {self.target.name} decimals "
                 f"hold at most {self.target.max_numeric_precision} digits"
             )
-        return exp.DataType.build(f"DECIMAL({precision}, {scale})", dialect=self.target.dialect)
+        return f"DECIMAL({precision}, {scale})"
 
     def row_count(self, schema: str, name: str) -> int:
         """SELECT count(*) of a relation."""

@@ -50,6 +50,7 @@ from dbluigi.targets.base import (
     Target,
     ident,
     quote_name,
+    sql_string,
     strip_statement_end,
     table_expr,
     usable_cores,
@@ -183,13 +184,17 @@ def qmark(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda m: "?" if m.group() == "%s" else "%", sql)
 
 
-def _statement_types(sql: str) -> tuple[duckdb.StatementType, ...]:
+def _statement_types(
+    sql: str, connection: duckdb.DuckDBPyConnection
+) -> tuple[duckdb.StatementType, ...]:
     """The type of each statement of ``sql``, as DuckDB parses it (none when it cannot:
-    it would not run either); remembered per text."""
+    it would not run either); remembered per text. Parsed by the session's connection:
+    ``duckdb.extract_statements`` would first open DuckDB's default in-memory database
+    (35 ms)."""
     types = _STATEMENT_TYPES.get(sql)
     if types is None:
         try:
-            types = tuple(statement.type for statement in duckdb.extract_statements(sql))
+            types = tuple(statement.type for statement in connection.extract_statements(sql))
         except duckdb.Error:
             types = ()
         if len(_STATEMENT_TYPES) >= 4096:
@@ -198,17 +203,17 @@ def _statement_types(sql: str) -> tuple[duckdb.StatementType, ...]:
     return types
 
 
-def _catalog_safe(sql: str) -> bool:
+def _catalog_safe(sql: str, connection: duckdb.DuckDBPyConnection) -> bool:
     """Whether running ``sql`` leaves the catalog as it was (queries and DML only)."""
-    types = _statement_types(sql)
+    types = _statement_types(sql, connection)
     return bool(types) and all(t in _CATALOG_SAFE for t in types)
 
 
-def _one_query(sql: str) -> bool:
+def _one_query(sql: str, connection: duckdb.DuckDBPyConnection) -> bool:
     """Whether ``sql`` is one query: wrapped in CREATE TABLE/VIEW AS, it creates that alone.
     Without a semicolon the wrapped text is one statement, whatever it holds (parsing it
     costs DuckDB more than the rest of a small model's own work)."""
-    return ";" not in sql or _statement_types(sql) == (duckdb.StatementType.SELECT,)
+    return ";" not in sql or _statement_types(sql, connection) == (duckdb.StatementType.SELECT,)
 
 
 def _fold(schema: str, name: str) -> tuple[str, str]:
@@ -345,7 +350,7 @@ class DuckDBTarget(Target):
 def _attach_statements(path: Path) -> list[str]:
     """ATTACH the file as ``CATALOG`` (once per process), USE it, DETACH ``memory``."""
     catalog = quote_name(CATALOG)
-    file = "'" + str(path).replace("'", "''") + "'"
+    file = sql_string(str(path))
     return [
         f"ATTACH IF NOT EXISTS {file} AS {catalog}",
         f"USE {catalog}",
@@ -432,7 +437,11 @@ class DuckDBSession(Session):
 
     def _run(self, sql: str, params: Sequence[Any] | None) -> duckdb.DuckDBPyConnection:
         statement = sql if params is None else qmark(sql)
-        if not self._own and self._shared.known is not None and not _catalog_safe(statement):
+        if (
+            not self._own
+            and self._shared.known is not None
+            and not _catalog_safe(statement, self._connection)
+        ):
             self._forget_catalog()
         try:
             if params is None:
@@ -447,7 +456,11 @@ class DuckDBSession(Session):
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         statement = qmark(sql)
-        if not self._own and self._shared.known is not None and not _catalog_safe(statement):
+        if (
+            not self._own
+            and self._shared.known is not None
+            and not _catalog_safe(statement, self._connection)
+        ):
             self._forget_catalog()
         try:
             self._connection.executemany(statement, [list(row) for row in rows])
@@ -617,7 +630,7 @@ class DuckDBSession(Session):
     def create_table_as(self, schema: str, name: str, query_sql: str) -> int:
         with self._owned():
             count = super().create_table_as(schema, name, query_sql)
-        if _one_query(strip_statement_end(query_sql)):
+        if _one_query(strip_statement_end(query_sql), self._connection):
             self._note(schema, name, "table")
         else:  # more than the table may have changed
             self._forget_catalog()
@@ -637,7 +650,7 @@ class DuckDBSession(Session):
     ) -> None:
         with self._owned():
             super().replace_view(schema, name, query_sql, views)
-        if _one_query(strip_statement_end(query_sql)):
+        if _one_query(strip_statement_end(query_sql), self._connection):
             self._note(schema, name, "view")
         else:
             self._forget_catalog()
@@ -651,8 +664,8 @@ class DuckDBSession(Session):
             super()._create_indexes(schema, name, indexes, skip_existing=skip_existing)
         self._note(schema, name, "table", indexed=True)
 
-    def _data_type(self, portable: str) -> exp.DataType:
-        return exp.DataType.build(_TYPES[portable], dialect="duckdb")
+    def _data_type(self, portable: str) -> str:
+        return _TYPES[portable]
 
     def _index_sql(self, schema: str, name: str) -> list[tuple[str, str]]:
         if not self._may_have_indexes(schema, name):
@@ -708,10 +721,10 @@ class DuckDBSession(Session):
     def load_csv(self, schema: str, name: str, path: Path, columns: Sequence[Column]) -> int:
         """CREATE TABLE, then INSERT ... SELECT FROM read_csv with the given types and
         no auto-detection; an empty field, quoted or not, is NULL."""
-        insert = self._read_csv_insert(schema, name, columns, {"header": exp.true()})
+        insert = self._read_csv_insert(schema, name, columns, {"header": "TRUE"})
         with self._atomic():
             self.create_table(schema, name, columns)
-            return self._run(self._sql(insert), [str(path)]).rowcount
+            return self._run(insert, [str(path)]).rowcount
 
     def load_csv_typing(
         self,
@@ -740,7 +753,7 @@ class DuckDBSession(Session):
             rows, rejected = loaded or (0, True)
             if columns == guess and not rejected:
                 return rows
-            self.execute(self._sql(exp.Drop(tables=[table_expr(schema, name)], kind="TABLE")))
+            self.execute(f"DROP TABLE {quote_name(schema, name)}")
             return self.load_csv(schema, name, path, columns)
 
     def _load_csv_setting_aside(
@@ -749,35 +762,34 @@ class DuckDBSession(Session):
         """``load_csv``, rows whose values do not take the types set aside: the rows
         loaded, and whether any was set aside."""
         rejects = {"rejects_table": _REJECTS, "rejects_scan": f"{_REJECTS}_scan"}
-        options: dict[str, exp.Expression] = {
-            "header": exp.true(),
-            "store_rejects": exp.true(),
-            "rejects_limit": exp.Literal.number(1),  # one tells enough; the load goes on
-            **{key: exp.Literal.string(table) for key, table in rejects.items()},
+        options = {
+            "header": "TRUE",
+            "store_rejects": "TRUE",
+            "rejects_limit": "1",  # one tells enough; the load goes on
+            **{key: sql_string(table) for key, table in rejects.items()},
         }
         insert = self._read_csv_insert(schema, name, columns, options)
         self.create_table(schema, name, columns)
-        rows = self._run(self._sql(insert), [str(path)]).rowcount
-        count = exp.select(exp.func("count", exp.Star())).from_(exp.to_table(_REJECTS))
-        rejected = bool(self.query(self._sql(count)).rows[0][0])
+        rows = self._run(insert, [str(path)]).rowcount
+        rejected = bool(self.query(f"SELECT count(*) FROM {quote_name(_REJECTS)}").rows[0][0])
         for table in rejects.values():
-            self.execute(self._sql(exp.Drop(tables=[exp.to_table(table)], kind="TABLE")))
+            self.execute(f"DROP TABLE {quote_name(table)}")
         return rows, rejected
 
     def load_csv_stream(self, schema: str, name: str, columns: Sequence[Column], path: Path) -> int:
         """CREATE TABLE, then INSERT ... SELECT FROM read_csv reading ``path`` (a named pipe
         is read as it is written); a quoted empty field is an empty string, not NULL."""
-        options: dict[str, exp.Expression] = {
-            "header": exp.false(),
-            "allow_quoted_nulls": exp.false(),
-            "max_line_size": exp.Literal.number(STREAM_LINE_BYTES),  # 2 MiB by default
-            "buffer_size": exp.Literal.number(2 * STREAM_LINE_BYTES),
+        options = {
+            "header": "FALSE",
+            "allow_quoted_nulls": "FALSE",
+            "max_line_size": str(STREAM_LINE_BYTES),  # 2 MiB by default
+            "buffer_size": str(2 * STREAM_LINE_BYTES),
         }
         insert = self._read_csv_insert(schema, name, columns, options)
         with self._atomic():
             self.create_table(schema, name, columns)
             try:
-                return self._run(self._sql(insert), [str(path)]).rowcount
+                return self._run(insert, [str(path)]).rowcount
             except duckdb.InvalidInputException as exc:
                 long_row = _LONG_ROW.search(str(exc))
                 if long_row is None:
@@ -790,43 +802,29 @@ class DuckDBSession(Session):
                 ) from None
 
     def _read_csv_insert(
-        self,
-        schema: str,
-        name: str,
-        columns: Sequence[Column],
-        extra: dict[str, exp.Expression],
-    ) -> exp.Insert:
-        """INSERT INTO schema.name SELECT * FROM read_csv(?, <typed columns, options>)."""
-        types = exp.Struct(
-            expressions=[
-                exp.PropertyEQ(
-                    this=ident(column.name),
-                    expression=exp.Literal.string(self._sql(self._column_type(column))),
-                )
-                for column in columns
-            ]
+        self, schema: str, name: str, columns: Sequence[Column], extra: Mapping[str, str]
+    ) -> str:
+        """INSERT INTO schema.name SELECT * FROM read_csv(?, <typed columns, options>);
+        ``extra`` holds more options, each as a SQL literal. Written without sqlglot."""
+        types = ", ".join(
+            f"{sql_string(column.name)}: {sql_string(self._column_type(column))}"
+            for column in columns
         )
         options = {
-            "columns": types,
-            "nullstr": exp.Literal.string(""),
-            "auto_detect": exp.false(),
-            "delim": exp.Literal.string(","),
-            "quote": exp.Literal.string('"'),
-            "escape": exp.Literal.string('"'),
-            "encoding": exp.Literal.string("utf-8"),
+            "columns": "{" + types + "}",
+            "nullstr": "''",
+            "auto_detect": "FALSE",
+            "delim": "','",
+            "quote": "'\"'",
+            "escape": "'\"'",
+            "encoding": "'utf-8'",
             **extra,
         }
-        reader = exp.ReadCSV(
-            this=exp.Placeholder(),
-            expressions=[
-                exp.EQ(this=exp.column(key), expression=value) for key, value in options.items()
-            ],
-        )
-        return exp.Insert(
-            this=exp.Schema(
-                this=table_expr(schema, name), expressions=[ident(c.name) for c in columns]
-            ),
-            expression=exp.select(exp.Star()).from_(exp.Table(this=reader)),
+        settings = ", ".join(f"{quote_name(key)} = {value}" for key, value in options.items())
+        names = ", ".join(quote_name(column.name) for column in columns)
+        return (
+            f"INSERT INTO {quote_name(schema, name)} ({names}) "
+            f"SELECT * FROM read_csv(?, {settings})"
         )
 
     def load_rows(
@@ -880,7 +878,7 @@ class DuckDBSession(Session):
 
     def copy_out_csv(self, query_sql: str, path: Path) -> int:
         """``COPY (query) TO 'file' (FORMAT csv, HEADER)``: DuckDB streams it to the file."""
-        file = exp.Literal.string(str(path)).sql(dialect="duckdb")
+        file = sql_string(str(path))
         sql = f"COPY (\n{strip_statement_end(query_sql)}\n) TO {file} (FORMAT csv, HEADER)"
         row = self._run(sql, None).fetchone()
         return int(row[0]) if row else 0

@@ -480,8 +480,8 @@ class PostgresSession(Session):
             params += [f"{relation}=", _regclass_name(relation)]
         return (" || ';' || ".join(parts), params) if parts else None
 
-    def _data_type(self, portable: str) -> exp.DataType:
-        return exp.DataType.build(_TYPES[portable], dialect="postgres")
+    def _data_type(self, portable: str) -> str:
+        return _TYPES[portable]
 
     def _indexes(self, schema: str, name: str) -> list[tuple[str, bool, tuple[str, ...]]]:
         rows = self.query(_INDEXES_SQL, (schema, name)).rows
@@ -640,25 +640,14 @@ class PostgresSession(Session):
             return cursor.rowcount
 
     def _copy_sql(self, schema: str, name: str, columns: Sequence[Column], header: bool) -> str:
-        names = [ident(column.name) for column in columns]
-        params = [
-            exp.CopyParameter(this=exp.var("FORMAT"), expression=exp.var("csv")),
-            exp.CopyParameter(this=exp.var("HEADER"), expression=exp.Boolean(this=header)),
-        ]
-        if header:  # a file: "" is NULL as well, as in DuckDB's read_csv
-            params.append(
-                exp.CopyParameter(
-                    this=exp.var("FORCE_NULL"),
-                    expression=exp.Tuple(expressions=[exp.column(n.copy()) for n in names]),
-                )
-            )
-        copy = exp.Copy(
-            this=exp.Schema(this=table_expr(schema, name), expressions=names),
-            kind=True,
-            files=[exp.var("STDIN")],
-            params=params,
-        )
-        return self._sql(copy)
+        """``COPY ... FROM STDIN WITH (FORMAT csv, ...)``, written without sqlglot (a seed or
+        a load runs without importing it); from a file (``header``), ``""`` is NULL as
+        well, as in DuckDB's read_csv."""
+        names = ", ".join(quote_name(column.name) for column in columns)
+        options = f"FORMAT csv, HEADER {'TRUE' if header else 'FALSE'}"
+        if header:
+            options += f", FORCE_NULL ({names})"
+        return f"COPY {quote_name(schema, name)} ({names}) FROM STDIN WITH ({options})"
 
     def load_csv(self, schema: str, name: str, path: Path, columns: Sequence[Column]) -> int:
         """CREATE TABLE, then COPY ... FROM STDIN (FORMAT csv, HEADER) streaming the file;

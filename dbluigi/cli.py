@@ -68,6 +68,12 @@ class _LazyConsole:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._console, name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "_options":
+            object.__setattr__(self, name, value)
+        else:  # console.width = 250
+            setattr(self._console, name, value)
+
 
 # names like :x: print as written (and rich skips its emoji table)
 console = cast("Console", _LazyConsole(emoji=False))

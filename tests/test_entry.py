@@ -3,6 +3,7 @@ and ``python -m dbluigi`` as the ``dbluigi`` script."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -43,5 +44,13 @@ def test_python_dash_m_runs_the_command_line() -> None:
 def test_shell_completion_is_offered() -> None:
     usage = _run("-m", "dbluigi", "--help")
     assert "--install-completion" in usage.stdout and "--show-completion" in usage.stdout
-    script = _run("-m", "dbluigi", "--show-completion", "bash")
+    # the shell named, not detected from the processes above pytest (there may be none)
+    script = subprocess.run(
+        [sys.executable, "-m", "dbluigi", "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
+    )
     assert script.returncode == 0 and "complete" in script.stdout, script.stderr

@@ -5,11 +5,13 @@ Exit codes: 0 all built, 1 a task failed, 2 usage or project error.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -163,7 +165,27 @@ SchedulerOpt = Annotated[
 def main() -> None:
     # sqlglot warns on statements it keeps as commands; dbluigi reports what matters itself
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
-    app()
+    _app_for(sys.argv[1:])()
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """``app`` with only the command ``args`` start with, when they do: typer makes a click
+    command of every registered command each time it runs (inspecting their signatures,
+    about 25 ms), where one is used. Anything else (no command, an option first, shell
+    completion) runs the whole ``app``."""
+    if not args:
+        return app
+    chosen = [
+        info
+        for info in app.registered_commands
+        if args[0]
+        == (info.name or typer.main.get_command_name(getattr(info.callback, "__name__", "")))
+    ]
+    if not chosen:
+        return app
+    narrowed = copy.copy(app)
+    narrowed.registered_commands = chosen
+    return narrowed
 
 
 @app.callback(invoke_without_command=True)

@@ -54,3 +54,28 @@ def test_shell_completion_is_offered() -> None:
         env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
     )
     assert script.returncode == 0 and "complete" in script.stdout, script.stderr
+
+
+def test_a_command_runs_as_it_does_in_the_whole_app() -> None:
+    """``main`` gives typer only the command named first (typer makes a click command of
+    every registered one each time it runs): each command's help, and its errors, are the
+    same as the whole app's; anything else runs the whole app."""
+    from typer.main import get_command_name
+    from typer.testing import CliRunner
+
+    from dbluigi.cli import _app_for, app
+
+    runner = CliRunner()
+    names = [
+        info.name or get_command_name(getattr(info.callback, "__name__", ""))
+        for info in app.registered_commands
+    ]
+    assert {"build", "rebuild", "ls", "list", "render", "compile", "test"} <= set(names)
+    for name in names:
+        for args in ([name, "--help"], [name, "--no-such-option"]):
+            narrowed = runner.invoke(_app_for(args), args)
+            whole = runner.invoke(app, args)
+            assert (narrowed.exit_code, narrowed.output) == (whole.exit_code, whole.output), args
+        assert _app_for([name]).registered_commands != app.registered_commands
+    for args in ([], ["--help"], ["--version"], ["no-such-command"], ["--project", "build"]):
+        assert _app_for(args) is app

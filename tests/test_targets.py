@@ -1054,3 +1054,40 @@ def test_duckdb_versions_of_many_tables_are_the_same_read_on_one_connection_or_s
         assert session.relation_versions(["s.t10"], track=False)["s.t10"] != one["s.t10"]
     finally:
         session.close()
+
+
+def test_duckdb_sessions_opened_at_once_count_as_one_opening(tmp_path: Path) -> None:
+    """Sessions of one file opened on several threads at the same moment: the file is
+    opened anew once (one epoch, one comparison with how dbluigi last saw it), and when
+    the last closes, none is counted open."""
+    import threading
+
+    from dbluigi.targets import duckdb as duckdb_target
+
+    target = open_target(f"duckdb:///{tmp_path / 'at_once.duckdb'}", project_dir=tmp_path)
+    assert isinstance(target, DuckDBTarget)
+    target.connect().close()  # the file exists; nothing of it is open
+    key = target.path.resolve()
+    epoch = duckdb_target._EPOCHS[key]
+    for _ in range(5):
+        start = threading.Barrier(8)
+        sessions: list[Session] = []
+
+        def open_one(start: threading.Barrier, sessions: list[Session]) -> None:
+            start.wait()
+            sessions.append(target.connect())
+
+        threads = [threading.Thread(target=open_one, args=(start, sessions)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(sessions) == 8 and duckdb_target._OPEN[key][0] == 8
+        epoch += 1
+        assert duckdb_target._EPOCHS[key] == epoch
+        closing = [threading.Thread(target=session.close) for session in sessions]
+        for thread in closing:
+            thread.start()
+        for thread in closing:
+            thread.join()
+        assert duckdb_target._OPEN[key][0] == 0

@@ -176,6 +176,7 @@ def _mirror_of(file: Path) -> _Mirror:
 SEEN_SUFFIX = ".dbluigi-seen"  # next to the file: its size and time when dbluigi closed it
 # per file: [sessions open in this process, written elsewhere, a run accounts for writes]
 _OPEN: dict[Path, list[Any]] = {}
+_OPEN_LOCK = threading.Lock()  # sessions open and close on several threads (then _MIRRORS_LOCK)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -276,27 +277,29 @@ class DuckDBTarget(Target):
 
     def _opening(self) -> None:
         key = self._resolved
-        entry = _OPEN.setdefault(key, [0, True, False])
-        if entry[0] == 0:  # other processes may have written it: no mirror of it holds
-            with _MIRRORS_LOCK:
-                _MIRRORS.pop(key, None)
-                _EPOCHS[key] = _EPOCHS.get(key, 0) + 1
-            seen = _seen_path(self.path)
-            entry[1] = not seen.exists() or seen.read_text() != _file_identity(self.path)
-            entry[2] = False
-        entry[0] += 1
+        with _OPEN_LOCK:
+            entry = _OPEN.setdefault(key, [0, True, False])
+            if entry[0] == 0:  # other processes may have written it: no mirror of it holds
+                with _MIRRORS_LOCK:
+                    _MIRRORS.pop(key, None)
+                    _EPOCHS[key] = _EPOCHS.get(key, 0) + 1
+                seen = _seen_path(self.path)
+                entry[1] = not seen.exists() or seen.read_text() != _file_identity(self.path)
+                entry[2] = False
+            entry[0] += 1
 
     def _closed(self, *, remember: bool = True) -> None:
         """A session closed; when it was the last of this process, remember how the file
         looks now, unless what another process wrote was not looked at yet (or the open
         failed: another process may be writing it)."""
-        entry = _OPEN.get(self.path.resolve())
-        if entry is None:
-            return
-        entry[0] -= 1
-        if entry[0] == 0 and remember and entry[2] and not entry[1] and self.path.exists():
-            with suppress(OSError):  # a read-only folder: the next run compares versions
-                _seen_path(self.path).write_text(_file_identity(self.path))
+        with _OPEN_LOCK:
+            entry = _OPEN.get(self.path.resolve())
+            if entry is None:
+                return
+            entry[0] -= 1
+            if entry[0] == 0 and remember and entry[2] and not entry[1] and self.path.exists():
+                with suppress(OSError):  # a read-only folder: the next run compares versions
+                    _seen_path(self.path).write_text(_file_identity(self.path))
 
     def connect(self) -> DuckDBSession:
         """Open the file (created if missing) as the catalog ``CATALOG``; a file held by

@@ -173,6 +173,9 @@ class Run:
         self._failed = threading.Event()
         self._settled_badly: set[str] = set()  # models that failed or were skipped in this run
         self._decided: dict[str, Decision] = {}  # decisions settled once their parents ran
+        # build ids of models this process finished in this run, as settling read them
+        self._finished_builds: dict[str, tuple[str, int] | None] = {}
+        self._reading: dict[str, threading.Lock] = {}  # one read of a parent at a time
         self.up_to_date: set[str] = set()  # conditional models whose parents changed nothing
         self.unrecorded: list[TaskRecord] = []  # failures the target could not take
         self._stop = stop  # set: start no more tasks (a watch loop was asked to stop)
@@ -241,13 +244,28 @@ class Run:
         store = StateStore(session)
         actual = {}
         for parent in decision.pending:
-            built = store.model_state(self.project.chains.owner.get(parent, parent))
+            built = self._parent_build(self.project.chains.owner.get(parent, parent), store)
             if built is not None:
                 actual[parent] = built[0]
         settled = settle(decision, actual)
         with self._lock:
             self._decided[model] = settled
         return settled
+
+    def _parent_build(self, parent: str, store: StateStore) -> tuple[str, int] | None:
+        """The parent's published (build_id, generation), read from the state once this
+        process finished it in this run: this run builds it no more, so its readers (an
+        incremental model may have hundreds) share one read. A parent finished by another
+        worker of a shared scheduler is read each time, as it was before."""
+        with self._lock:
+            reading = self._reading.setdefault(parent, threading.Lock())
+        with reading:
+            if parent in self._finished_builds:
+                return self._finished_builds[parent]
+            built = store.model_state(parent)
+            if (parent, None) in self._done:
+                self._finished_builds[parent] = built
+            return built
 
     def is_complete(self, model: str, partition: str | None = None) -> bool:
         if (model, partition) in self._done:

@@ -6,6 +6,7 @@ the watermarks each run started from and reached are recorded."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -431,3 +432,39 @@ def test_plan_runs_incremental_models_tentatively_and_their_readers_conditionall
     moved = settle(report, {STORE: grown.build_id})
     assert moved.run and moved.reason == CHANGED and moved.generation == report.generation
     assert moved.build_id != report.build_id
+
+
+def test_the_readers_of_an_incremental_model_read_its_build_once(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the incremental model ran, its conditional readers (there may be hundreds)
+    settle on one read of its build from the state, made after it finished: none runs
+    when it changed nothing, all run on its new build when it did."""
+    from dbluigi import build
+    from dbluigi.state import StateStore
+
+    readers = {f"out/reader_{i}.sql": REPORT for i in range(6)}
+    project = items_project(tmp_path, target_url, **readers)
+    assert build(project, target=target_url).ok
+    reads: list[str] = []
+    original = StateStore.model_state
+
+    def counted(self: StateStore, model: str, partition: str = "") -> tuple[str, int] | None:
+        if sys._getframe(1).f_code.co_name == "_parent_build":  # a reader settling
+            reads.append(str(model))
+        return original(self, model, partition)
+
+    monkeypatch.setattr(StateStore, "model_state", counted)
+    quiet = build(project, target=target_url)
+    assert quiet.ok and {r.model for r in quiet.results if r.status == "success"} == {STORE}
+    assert reads == [STORE]
+
+    reads.clear()
+    new_rows(target_url, project)
+    changed = build(project, target=target_url)
+    assert changed.ok and all(r.status == "success" for r in changed.results)
+    assert reads == [STORE]
+    for i in range(6):
+        assert query(target_url, project, f"select n, top from out.reader_{i}") == [(3, "c")]
+    again = build(project, target=target_url)
+    assert {r.model for r in again.results if r.status == "success"} == {STORE}

@@ -70,6 +70,12 @@ class _LazyConsole:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._console, name)
 
+    def __enter__(self) -> Console:  # rich's Live holds its console while it draws
+        return self._console.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._console.__exit__(*exc)
+
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "_options":
             object.__setattr__(self, name, value)
@@ -919,7 +925,7 @@ def _progress(quiet: bool) -> Iterator[tuple[Callable[[Plan], None], Callable[[s
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[running]}"),
-        console=console,
+        console=console._console if isinstance(console, _LazyConsole) else console,
         transient=True,
     )
     running: list[str] = []

@@ -3,9 +3,12 @@ and ``python -m dbluigi`` as the ``dbluigi`` script."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +82,33 @@ def test_a_command_runs_as_it_does_in_the_whole_app() -> None:
         assert _app_for([name]).registered_commands != app.registered_commands
     for args in ([], ["--help"], ["--version"], ["no-such-command"], ["--project", "build"]):
         assert _app_for(args) is app
+
+
+@pytest.mark.parametrize("shown", ["terminal", "DBLUIGI_PROGRESS"])
+def test_the_live_display_of_a_build(tmp_path: Path, shown: str) -> None:
+    """On a terminal (or with DBLUIGI_PROGRESS set) a build shows its progress live, as
+    rich draws it, and builds; the summary follows."""
+    (tmp_path / "dbluigi.toml").write_text('[project]\nname = "live"\n')
+    (tmp_path / "a.sql").write_text("select 1 as x\n")
+    (tmp_path / "b.sql").write_text("select x from a\n")
+    command = [sys.executable, "-m", "dbluigi", "build", "-p", str(tmp_path)]
+    env = {**os.environ, "COLUMNS": "120"}
+    if shown == "terminal":
+        import pty
+
+        main, replica = pty.openpty()
+        with os.fdopen(main, "rb", buffering=0) as screen:
+            done = subprocess.Popen(command, stdout=replica, stderr=replica, cwd=ROOT, env=env)
+            os.close(replica)
+            output = b""
+            with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+                while chunk := screen.read(4096):
+                    output += chunk
+            code = done.wait(timeout=120)
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))
+    else:
+        env["DBLUIGI_PROGRESS"] = "1"
+        finished = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+        code, text = finished.returncode, finished.stdout + finished.stderr
+    assert code == 0, text
+    assert "built 2, failed 0" in text and "Traceback" not in text

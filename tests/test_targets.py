@@ -1091,3 +1091,17 @@ def test_duckdb_sessions_opened_at_once_count_as_one_opening(tmp_path: Path) -> 
         for thread in closing:
             thread.join()
         assert duckdb_target._OPEN[key][0] == 0
+
+
+def test_duckdb_statement_types_are_the_texts_not_a_closed_connections() -> None:
+    """A statement's types are remembered by its text; a connection that cannot parse
+    (closed) answers nothing for that once, and leaves the text to the next."""
+    from dbluigi.targets.duckdb import _catalog_safe, _statement_types
+
+    closed = duckdb.connect()
+    closed.close()
+    assert _statement_types("select 4242 as closed_then_open", closed) == ()
+    with duckdb.connect() as connection:
+        assert _catalog_safe("select 4242 as closed_then_open", connection)
+        assert not _catalog_safe("create table t (x int)", connection)
+        assert not _catalog_safe("select from where", connection)  # unparsable: not safe

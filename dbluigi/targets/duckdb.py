@@ -196,8 +196,10 @@ def _statement_types(
     if types is None:
         try:
             types = tuple(statement.type for statement in connection.extract_statements(sql))
-        except duckdb.Error:
+        except duckdb.ParserException:
             types = ()
+        except duckdb.Error:  # the connection's (closed, say): not the text's, not remembered
+            return ()
         if len(_STATEMENT_TYPES) >= 4096:
             _STATEMENT_TYPES.clear()
         _STATEMENT_TYPES[sql] = types

@@ -36,14 +36,12 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dbluigi.errors import ProjectError
+from dbluigi.lazy import yaml
 from dbluigi.suggest import did_you_mean
 from dbluigi.targets.base import PORTABLE_TYPES, Column, quote_name
-
-if TYPE_CHECKING:
-    import yaml
 
 OVERRIDE_OPTION = "column_types"
 
@@ -708,7 +706,6 @@ def _seed_loader() -> type[yaml.SafeLoader]:
     """SafeLoader with YAML 1.2 core scalars: only true/false are booleans, only plain
     decimal digits are integers (no octal ``012``, no base-60 ``1:20``). Made on first use:
     YAML's parser loads with the first YAML seed, not with every CSV one."""
-    import yaml
 
     class SeedLoader(yaml.SafeLoader):
         pass
@@ -862,8 +859,6 @@ def yaml_tables(path: str | Path, text: str) -> tuple[YamlTable, ...] | None:
     (and says what is wrong with it). Checks that every key is a table name, given once,
     and every value a non-empty list of mappings; the rows' columns and values are
     ``read_yaml_seed``'s to check."""
-    import yaml
-
     text = text.removeprefix("\ufeff")
     if not _starts_with_mapping(text):
         return None
@@ -929,8 +924,6 @@ def yaml_tables(path: str | Path, text: str) -> tuple[YamlTable, ...] | None:
 
 def _starts_with_mapping(text: str) -> bool:
     """Whether the document's top level is a mapping, read no further than its start."""
-    import yaml
-
     try:
         for event in yaml.parse(text, Loader=_seed_loader()):
             if isinstance(event, yaml.NodeEvent):
@@ -941,8 +934,6 @@ def _starts_with_mapping(text: str) -> bool:
 
 
 def _reaches_outside(node: yaml.Node, start: int, end: int) -> bool:
-    import yaml
-
     seen: set[int] = set()
     stack = [node]
     while stack:
@@ -961,8 +952,6 @@ def _reaches_outside(node: yaml.Node, start: int, end: int) -> bool:
 
 def _compose(path: str | Path, text: str) -> yaml.Node | None:
     """The node tree of the file's one document (None: the file is empty)."""
-    import yaml
-
     loader = _seed_loader()(text)
     try:
         return loader.get_single_node()
@@ -986,8 +975,6 @@ def read_yaml_seed(
     """Read a YAML list of mappings: typed columns (union of keys, first-seen order;
     a missing key is NULL) and the rows, values shaped for those types. ``table`` names
     the key whose list to read in a multi-table file (see ``yaml_tables``)."""
-    import yaml
-
     path = Path(path)
     raw = path.read_bytes()
     try:
@@ -1065,8 +1052,6 @@ def read_yaml_seed(
 
 def _table_part(path: Path, node: yaml.Node | None, data: Any, table: str) -> tuple[Any, Any]:
     """The node and the value of ``table``'s list in a multi-table file."""
-    import yaml
-
     if isinstance(node, yaml.MappingNode) and isinstance(data, dict):
         for key_node, value_node in reversed(node.value):  # the last of a key wins, as in data
             if key_node.tag == _STR_TAG and key_node.value == table and table in data:
@@ -1079,8 +1064,6 @@ def _table_part(path: Path, node: yaml.Node | None, data: Any, table: str) -> tu
 
 
 def _describe_node(node: yaml.Node) -> str:
-    import yaml
-
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):

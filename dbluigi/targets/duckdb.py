@@ -176,7 +176,7 @@ def _mirror_of(file: Path) -> _Mirror:
 SEEN_SUFFIX = ".dbluigi-seen"  # next to the file: its size and time when dbluigi closed it
 # per file: [sessions open in this process, written elsewhere, a run accounts for writes]
 _OPEN: dict[Path, list[Any]] = {}
-_OPEN_LOCK = threading.Lock()  # sessions open and close on several threads (then _MIRRORS_LOCK)
+_OPEN_LOCK = threading.Lock()  # sessions open and close on several threads; before _MIRRORS_LOCK
 
 
 @functools.lru_cache(maxsize=1024)

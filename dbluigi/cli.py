@@ -925,7 +925,7 @@ def _progress(quiet: bool) -> Iterator[tuple[Callable[[Plan], None], Callable[[s
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[running]}"),
-        console=console._console if isinstance(console, _LazyConsole) else console,
+        console=console,
         transient=True,
     )
     running: list[str] = []

@@ -18,9 +18,14 @@ from tests.buildkit import ROOT
 pytestmark = pytest.mark.unit
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, cwd=ROOT, check=False
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -48,13 +53,12 @@ def test_shell_completion_is_offered() -> None:
     usage = _run("-m", "dbluigi", "--help")
     assert "--install-completion" in usage.stdout and "--show-completion" in usage.stdout
     # the shell named, not detected from the processes above pytest (there may be none)
-    script = subprocess.run(
-        [sys.executable, "-m", "dbluigi", "--show-completion", "bash"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
+    script = _run(
+        "-m",
+        "dbluigi",
+        "--show-completion",
+        "bash",
+        env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
     )
     assert script.returncode == 0 and "complete" in script.stdout, script.stderr
 
@@ -91,14 +95,15 @@ def test_the_live_display_of_a_build(tmp_path: Path, shown: str) -> None:
     (tmp_path / "dbluigi.toml").write_text('[project]\nname = "live"\n')
     (tmp_path / "a.sql").write_text("select 1 as x\n")
     (tmp_path / "b.sql").write_text("select x from a\n")
-    command = [sys.executable, "-m", "dbluigi", "build", "-p", str(tmp_path)]
-    env = {**os.environ, "COLUMNS": "120"}
+    args = ["-m", "dbluigi", "build", "-p", str(tmp_path)]
     if shown == "terminal":
         import pty
 
         main, replica = pty.openpty()
         with os.fdopen(main, "rb", buffering=0) as screen:
-            done = subprocess.Popen(command, stdout=replica, stderr=replica, cwd=ROOT, env=env)
+            done = subprocess.Popen(
+                [sys.executable, *args], stdout=replica, stderr=replica, cwd=ROOT
+            )
             os.close(replica)
             output = b""
             with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
@@ -107,8 +112,7 @@ def test_the_live_display_of_a_build(tmp_path: Path, shown: str) -> None:
             code = done.wait(timeout=120)
         text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode(errors="replace"))
     else:
-        env["DBLUIGI_PROGRESS"] = "1"
-        finished = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+        finished = _run(*args, env={"DBLUIGI_PROGRESS": "1"})
         code, text = finished.returncode, finished.stdout + finished.stderr
     assert code == 0, text
     assert "built 2, failed 0" in text and "Traceback" not in text

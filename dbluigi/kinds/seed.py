@@ -22,10 +22,6 @@ def build(session: Session, request: BuildRequest) -> Published:
 
 def fill(session: Session, request: BuildRequest, new: str) -> Filled:
     """The file's rows into ``new``, typed."""
-    # the seed reader (and YAML's parser with it) loads when a seed is built, not with
-    # every command that imports the kinds
-    from dbluigi.seeds import guess_csv, read_yaml_seed, sniff_csv
-
     model, project = request.model, request.project
     path = project.root / model.path
     overrides = project.config.seed_types.get(model.relation, {})
@@ -38,6 +34,9 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
                 columns = tuple(Column(name, kind) for name, kind in known)
                 with located(session, model.path, 1, ""):
                     return Filled(session.load_csv(model.schema, new, path, columns))
+            # the seed reader loads when a file is typed, not with every command that
+            # imports the kinds, nor for a file whose types are known
+            from dbluigi.seeds import guess_csv, sniff_csv
 
             def typed(columns: Sequence[Column]) -> Sequence[Column]:
                 cache.put(key, [(c.name, c.type) for c in columns])
@@ -58,6 +57,8 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
             table = sniff_csv(path, overrides=overrides)
             typed(table.columns)
         else:
+            from dbluigi.seeds import read_yaml_seed  # and YAML's parser with it
+
             table, rows = read_yaml_seed(path, overrides=overrides, table=model.part)
     except ProjectError as exc:
         raise exc.at(path=model.path) from exc  # as the user knows it, relative to the project

@@ -1,13 +1,13 @@
 """``dbluigi`` and ``python -m dbluigi``: the command line, started cheaply.
 
 ``dbluigi --version`` answers before typer, rich, sqlglot and luigi are imported, so a
-script checking the version pays for Python's start alone; every other command loads
-``dbluigi.cli``.
+script checking the version pays for Python's start alone. When ``dbluigi server`` serves
+this installation, a command runs there, in a process that has all of them imported
+already (``dbluigi.client``); otherwise ``dbluigi.cli`` is loaded here.
 """
 
 from __future__ import annotations
 
-import gc
 import sys
 
 
@@ -17,14 +17,14 @@ def main() -> None:
 
         print(f"dbluigi {__version__}")
         return
-    # A project of 10,000 models is a few hundred thousand small objects that live for the
-    # whole command: collecting the youngest generation every 700 allocations (Python's
-    # default) rescans them for nothing, 10% of a `plan` of 10,000 models. Cyclic garbage
-    # is still collected, every 100,000 allocations; peak memory does not change.
-    gc.set_threshold(100_000, 50, 100)
-    from dbluigi.cli import main as run
+    from dbluigi.client import exit_like, run_on_server
 
-    run()
+    ended = run_on_server(sys.argv[1:])
+    if ended is not None:
+        exit_like(ended)
+    from dbluigi.cli import run_here
+
+    run_here()
 
 
 if __name__ == "__main__":

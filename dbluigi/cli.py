@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
 import json
 import logging
 import os
@@ -166,6 +167,17 @@ SchedulerOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def run_here() -> None:
+    """The command of ``sys.argv``, in this process (``dbluigi``, or a process of ``dbluigi
+    server``)."""
+    # A project of 10,000 models is a few hundred thousand small objects that live for the
+    # whole command: collecting the youngest generation every 700 allocations (Python's
+    # default) rescans them for nothing, 10% of a `plan` of 10,000 models. Cyclic garbage
+    # is still collected, every 100,000 allocations; peak memory does not change.
+    gc.set_threshold(100_000, 50, 100)
+    main()
 
 
 def main() -> None:
@@ -1853,6 +1865,78 @@ def clean(
         finally:
             session.close()
     console.print(f"removed {len(found.folders) + len(found.tables)}", highlight=False)
+
+
+server_app = typer.Typer(
+    help="Keep dbluigi loaded in a process of its own, so that commands start in "
+    "milliseconds: while it runs, each dbluigi command of this user and installation runs "
+    "in a copy of it (same folder, environment, input and output, exit code, signals). "
+    "It follows upgrades and edits of dbluigi by starting again, and stops after "
+    "--idle-minutes without a command. $DBLUIGI_NO_SERVER=1 runs a command without it.",
+    no_args_is_help=True,
+)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("start")
+def server_start(
+    idle_minutes: Annotated[
+        float,
+        typer.Option(
+            "--idle-minutes", help="Stop after this long without a command; 0: never.", min=0
+        ),
+    ] = 180,
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Serve in this process, logging to stderr.")
+    ] = False,
+) -> None:
+    """Start the server (in the background unless --foreground)."""
+    from dbluigi import server
+
+    with _errors():
+        if foreground:
+            server.serve(run_here, idle_minutes)
+            return
+        started = server.start(idle_minutes)
+    console.print(
+        f"dbluigi server running (pid {started['pid']}), socket {_escape(started['socket'])}",
+        highlight=False,
+    )
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the server; the commands it runs finish first."""
+    from dbluigi import server
+
+    with _errors():
+        stopped = server.stop()
+    if stopped is None:
+        console.print("no dbluigi server was running", highlight=False)
+    else:
+        console.print(f"dbluigi server stopped (pid {stopped['pid']})", highlight=False)
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Whether a server runs for this installation (exit 0) or not (exit 1)."""
+    from dbluigi import server
+
+    found = server.status()
+    if found is None:
+        console.print("no dbluigi server is running", highlight=False)
+        raise typer.Exit(1)
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(found["started"]))
+    idle = found.get("idle_seconds")
+    console.print(
+        f"dbluigi server {found['dbluigi']} running (pid {found['pid']}) since {since}; "
+        f"{found['served']} connections, {found['running']} running now; "
+        + (f"stops after {idle / 60:g} idle minutes" if idle else "never stops when idle")
+        + (" (stale: starting again now)" if found.get("stale") else "")
+        + f"\nsocket {_escape(found['socket'])}\nlog {_escape(server.log_path())}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,8 @@ again may succeed: a deadlock, a lock timeout, a lost connection; set by the
 adapter that read the driver's error, see ``Session.transient``). ``at()`` and
 ``with_cost()`` return an annotated copy to raise instead. The CLI is the only
 place that prints them and picks exit codes: an error that stops a command
-(``ProjectError``, ``UsageError``, ``SelectorError``, ``TargetError``) exits 2;
+(``ProjectError``, ``UsageError``, ``SelectorError``, ``TargetError``,
+``ServerError``) exits 2;
 a failed task is recorded in the run and the run exits 1.
 
     DbluigiError                  path, line, failure_class, hint, explain_cost
@@ -23,6 +24,7 @@ a failed task is recorded in the run and the run exits 1.
     ├── SelectorError         a selector matches nothing or is ambiguous
     ├── TargetError           the target database is unreachable, locked or refuses
     │   └── StateError        the ``dbluigi`` state schema is damaged (repairable)
+    ├── ServerError           ``dbluigi server`` cannot start or stop
     └── TaskError             a task failed while running; requires its failure class
         └── CheckFailed       a gating check returned rows
 """
@@ -202,6 +204,11 @@ class StateError(TargetError):
 
     def __init__(self, message: str, *, hint: str | None = REPAIR_HINT) -> None:
         super().__init__(message, hint=hint)
+
+
+class ServerError(DbluigiError):
+    """``dbluigi server`` cannot start (its socket's folder is not private, another server
+    answers there, the imports fail) or stop."""
 
 
 class TaskError(DbluigiError):

@@ -31,6 +31,10 @@ from sqlglot import exp
 from dbluigi.targets import Session, mask_url, open_target
 from dbluigi.urls import parse_url
 
+# A dbluigi server the developer runs must not serve the suite's commands (they would run
+# in it, not in the process a test looks at); tests/test_server.py starts its own.
+os.environ["DBLUIGI_NO_SERVER"] = "1"
+
 PG_ADMIN_URL = os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 MARIADB_ADMIN_URL = os.environ.get(
     "DBLUIGI_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test"

@@ -1,0 +1,286 @@
+"""A command run by ``dbluigi server`` (``dbluigi/server.py``), when one serves this
+installation: the client side.
+
+``dbluigi`` starts by looking for the server's socket (one ``stat``); without one the
+command runs here, as always. With one, this process hands the command over: its
+arguments, working directory, environment and umask as one message, and its standard
+input, output and error themselves (the descriptors, passed over the socket), so the
+served command reads and writes exactly where this one would. It then waits, passing on
+the signals it gets (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT), and exits the way the served
+command did: its code, or the signal that ended it. Killed, it hangs the command up.
+
+Imports here are the standard library's, and only once a socket is found: a command with
+no server pays for nothing but the ``stat``.
+
+Messages are JSON, each after its length (4 bytes, big-endian). The server greets with
+who it is; this side answers with the command; the command's process says its pid (the
+signals go to it directly); the server ends with ``{"exit": n}`` or ``{"signal": n}``. What the server says of itself decides whether it may run the command:
+it must be the same installation (the same interpreter, ``dbluigi`` package and module
+path) and be run by the same user; otherwise, or when anything goes wrong before the
+command is handed over, the command runs here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import zlib
+
+TYPE_CHECKING = False  # typing's costs a served command 2 ms
+if TYPE_CHECKING:
+    from typing import Any
+
+SERVER_DIR_ENV = "DBLUIGI_SERVER_DIR"
+NO_SERVER_ENV = "DBLUIGI_NO_SERVER"
+FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+
+
+def installation() -> dict[str, Any]:
+    """What makes a server's code this process's code: the environment (``sys.prefix``),
+    the ``dbluigi`` package's folder and the module path as Python set it up (without its
+    first entry: the script's folder, or the working directory under ``python -m``)."""
+    import dbluigi
+
+    return {
+        "prefix": sys.prefix,
+        "package": os.path.dirname(os.path.abspath(dbluigi.__file__)),
+        "path": sys.path[1:],
+    }
+
+
+def server_dir() -> str:
+    """The folder of this user's server sockets: ``$DBLUIGI_SERVER_DIR``, else
+    ``$XDG_RUNTIME_DIR/dbluigi``, else ``/tmp/dbluigi-<uid>``."""
+    if os.environ.get(SERVER_DIR_ENV):
+        return os.path.abspath(os.environ[SERVER_DIR_ENV])
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "dbluigi")
+    return f"/tmp/dbluigi-{os.getuid()}"
+
+
+def socket_path(identity: dict[str, Any] | None = None) -> str:
+    """The socket of the server of this installation (a name short enough for a Unix
+    socket, whatever the folders' lengths)."""
+    key = zlib.crc32(repr(sorted((identity or installation()).items())).encode())
+    return os.path.join(server_dir(), f"server-{key:08x}.sock")
+
+
+def private(folder: str) -> bool:
+    """Whether ``folder`` is a real folder of this user that no one else may write: a
+    socket elsewhere could be anyone's, and would be sent the environment."""
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    import stat
+
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def run_on_server(argv: list[str]) -> dict[str, int] | None:
+    """Run ``argv`` (without the program's name) on this installation's server; how it
+    ended (``{"exit": n}`` or ``{"signal": n}``), or None when no server may run it (then
+    nothing happened, and the caller runs the command itself)."""
+    if os.environ.get(NO_SERVER_ENV) or (argv and argv[0] == "server"):
+        return None
+    identity = installation()
+    path = socket_path(identity)
+    if not os.path.exists(path) or not private(os.path.dirname(path)):
+        return None
+    import socket
+
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.settimeout(5)
+        connection.connect(path)
+        if not same_user(connection):
+            return None
+        hello = receive(connection)
+        if hello is None or hello.get("stale") or hello.get("installation") != identity:
+            return None
+        stdio = [_stdio(stream) for stream in (sys.stdin, sys.stdout, sys.stderr)]
+        fds = [0, 1, 2]
+        for fd in fds:
+            os.fstat(fd)  # a closed one cannot be passed: run here
+        main = sys.modules.get("__main__")
+        request = {
+            "argv0": sys.argv[0],
+            "package": getattr(main, "__package__", None),
+            "argv": argv,
+            "cwd": os.getcwd(),
+            "env": dict(os.environ),
+            "umask": _umask(),
+            "nice": os.getpriority(os.PRIO_PROCESS, 0),
+            "ignored": _ignored(),
+            "path0": sys.path[0],
+            "stdio": stdio,
+        }
+        send(connection, request, fds)
+    except OSError:
+        connection.close()
+        return None
+    # handed over: from here on the command runs there, whatever happens to this side
+    return _wait(connection)
+
+
+def same_user(connection: Any) -> bool:
+    """Whether the other end of a Unix socket runs as this user (``SO_PEERCRED``)."""
+    import socket
+    import struct
+
+    size = struct.calcsize("3i")
+    _, uid, _ = struct.unpack(
+        "3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size)
+    )
+    return bool(uid == os.getuid())
+
+
+def _stdio(stream: Any) -> dict[str, Any] | None:
+    """How Python set up one of this process's standard streams, for the served command
+    to set up its own the same way (encoding, errors, line buffering)."""
+    if stream is None:
+        return None
+    return {
+        "encoding": getattr(stream, "encoding", None),
+        "errors": getattr(stream, "errors", None),
+        "line_buffering": bool(getattr(stream, "line_buffering", False)),
+    }
+
+
+def _ignored() -> list[int]:
+    """The signals this process ignores (a command started with ``&`` by a script
+    ignores SIGINT and SIGQUIT): the served command ignores them too."""
+    import signal
+
+    names = (*FORWARDED_SIGNALS, "SIGUSR1", "SIGUSR2")
+    return [
+        int(getattr(signal, name))
+        for name in names
+        if signal.getsignal(getattr(signal, name)) is signal.SIG_IGN
+    ]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _wait(connection: Any) -> dict[str, int]:
+    """Forward this process's signals to the served command until it ends; how it ended."""
+    import signal
+
+    command: list[int] = []  # its process, once it said
+    pending: list[int] = []  # signals that came before
+
+    def forward(signum: int, frame: Any) -> None:
+        if command:
+            with _suppress_lookup():
+                os.kill(command[0], signum)
+        else:
+            pending.append(signum)
+
+    for name in FORWARDED_SIGNALS:
+        if signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:
+            signal.signal(getattr(signal, name), forward)
+    connection.settimeout(None)
+    while True:
+        try:
+            message = receive(connection)
+        except OSError:
+            message = None
+        if message is None:  # the server went away
+            print(
+                "dbluigi: the server running this command stopped before it ended "
+                "(dbluigi server status)",
+                file=sys.stderr,
+            )
+            return {"exit": 1}
+        if isinstance(message.get("pid"), int):
+            command.append(message["pid"])
+            for signum in pending:
+                forward(signum, None)
+        elif "exit" in message or "signal" in message:
+            return message
+
+
+class _suppress_lookup:
+    """``contextlib.suppress(ProcessLookupError)``, without importing contextlib."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
+        return kind is not None and issubclass(kind, ProcessLookupError)
+
+
+def exit_like(ended: dict[str, int]) -> None:
+    """Leave this process the way the served command left: its exit code, or killed by
+    the same signal."""
+    sys.stdout.flush()
+    if "signal" in ended:
+        import signal
+
+        signum = ended["signal"]
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        raise SystemExit(128 + signum)  # a signal that does not end a process
+    raise SystemExit(ended["exit"])
+
+
+# -- messages ---------------------------------------------------------------------------
+
+
+def send(connection: Any, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    """One message, with ``fds`` passed along (``SCM_RIGHTS``)."""
+    import json
+    import socket
+    import struct
+
+    body = json.dumps(message).encode()
+    data = struct.pack(">I", len(body)) + body
+    if fds:
+        import array
+
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+        sent = connection.sendmsg([data], rights)
+        data = data[sent:]
+    connection.sendall(data)
+
+
+def receive(connection: Any, fds: list[int] | None = None) -> dict[str, Any] | None:
+    """The next message (None at the end of the connection); descriptors passed with it
+    are appended to ``fds`` when given."""
+    import json
+    import struct
+
+    header = _exactly(connection, 4, fds)
+    if header is None:
+        return None
+    body = _exactly(connection, struct.unpack(">I", header)[0], None)
+    if body is None:
+        return None
+    message = json.loads(body)
+    return message if isinstance(message, dict) else None
+
+
+def _exactly(connection: Any, size: int, fds: list[int] | None) -> bytes | None:
+    import array
+    import socket
+
+    data = b""
+    while len(data) < size:
+        if fds is not None:
+            room = socket.CMSG_SPACE(16 * array.array("i").itemsize)
+            chunk, ancillary, _, _ = connection.recvmsg(size - len(data), room)
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    received = array.array("i")
+                    received.frombytes(payload[: len(payload) - len(payload) % received.itemsize])
+                    fds.extend(received)
+        else:
+            chunk = connection.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data

@@ -1,0 +1,336 @@
+"""``dbluigi server``: commands run in a process forked from it behave as they do run
+directly (output, exit codes, folder, environment, input, signals), and the server
+follows its installation, its socket and its user."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.buildkit import ROOT
+
+pytestmark = pytest.mark.unit  # DuckDB in the test's folder; no server database
+
+SEED = "id,name\n1,a\n2,b\n"
+
+
+def _env(server_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DBLUIGI_NO_SERVER", "DBLUIGI_TARGET")}
+    return {**env, "DBLUIGI_SERVER_DIR": str(server_dir), **extra}
+
+
+def _run(
+    *args: str, env: dict[str, str], cwd: Path = ROOT, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dbluigi", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
+
+
+def _served(env: dict[str, str]) -> int:
+    """How many connections the server took (each command, and each status, counts)."""
+    done = _run("server", "status", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return int(done.stdout.split("; ")[1].split()[0])
+
+
+def _pid(env: dict[str, str]) -> int:
+    done = _run("server", "status", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return int(done.stdout.split("(pid ")[1].split(")")[0])
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A private folder for the server's socket (short: a socket's path has 107 bytes)."""
+    folder = Path(tempfile.mkdtemp(prefix="dbls-"))
+    try:
+        yield folder
+    finally:
+        _run("server", "stop", env=_env(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def served(server_dir: Path) -> dict[str, str]:
+    """The environment of commands run by a server started for the test."""
+    env = _env(server_dir)
+    started = _run("server", "start", "--idle-minutes", "10", env=env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "dbluigi server running" in started.stdout
+    return env
+
+
+def _project(tmp_path: Path) -> Path:
+    project = tmp_path / "proj"
+    (project / "raw").mkdir(parents=True)
+    (project / "dbluigi.toml").write_text('[project]\nname = "p"\n')
+    (project / "raw" / "people.csv").write_text(SEED)
+    (project / "marts").mkdir()
+    (project / "marts" / "names.sql").write_text("select id, upper(name) as name from raw.people\n")
+    return project
+
+
+def test_a_command_runs_in_the_server_as_it_runs_alone(
+    tmp_path: Path, served: dict[str, str]
+) -> None:
+    project = _project(tmp_path)
+    before = _served(served)
+    target = f"duckdb:///{tmp_path / 'served.duckdb'}"
+    built = _run("build", "-p", str(project), "-t", target, "--json", env=served)
+    assert built.returncode == 0, built.stderr
+    assert {t["model"]: t["status"] for t in json.loads(built.stdout)["tasks"]} == {
+        "raw.people": "success",
+        "marts.names": "success",
+    }
+    assert _served(served) == before + 2  # the build, then this status
+
+    alone = {**served, "DBLUIGI_NO_SERVER": "1"}
+    for args in (
+        ["plan", "-p", str(project), "-t", target],  # up to date: the same plan
+        ["lineage", "-p", str(project)],
+        ["build", "-p", str(tmp_path / "missing"), "-t", target],  # a project error: exit 2
+        ["no-such-command"],  # a usage error, named after the program
+        ["plan", "--help"],
+    ):
+        here, there = _run(*args, env=alone), _run(*args, env=served)
+        assert (there.returncode, there.stdout, there.stderr) == (
+            here.returncode,
+            here.stdout,
+            here.stderr,
+        ), args
+    assert "Usage: python -m dbluigi" in _run("no-such-command", env=served).stderr
+    assert _served(served) == before + 9  # and each of those ran there
+
+
+def test_a_failed_build_exits_as_it_would_alone(tmp_path: Path, served: dict[str, str]) -> None:
+    project = _project(tmp_path)
+    (project / "marts" / "names.sql").write_text("select no_such_column from raw.people\n")
+    target = f"duckdb:///{tmp_path / 'failing.duckdb'}"
+    done = _run("build", "-p", str(project), "-t", target, env=served)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "marts.names" in done.stdout and "no_such_column" in done.stdout + done.stderr
+
+
+def test_the_command_has_the_clients_folder_environment_and_input(
+    tmp_path: Path, served: dict[str, str]
+) -> None:
+    project = _project(tmp_path)
+    target = f"duckdb:///{tmp_path / 'env.duckdb'}"
+    env = {**served, "DBLUIGI_TARGET": target}
+    built = _run(
+        "build", env=env, cwd=project
+    )  # the project: the folder; the target: $DBLUIGI_TARGET
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert (tmp_path / "env.duckdb").exists()
+    assert (project / ".dbluigi" / "cache").is_dir()  # written in the client's folder
+
+    # input: clean asks before it removes the caches; "n" keeps them
+    kept = _run("clean", env=env, cwd=project, stdin="n\n")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert "nothing removed" in kept.stdout
+    assert (project / ".dbluigi" / "cache").is_dir()
+    removed = _run("clean", env=env, cwd=project, stdin="y\n")
+    assert removed.returncode == 0 and "removed" in removed.stdout
+    assert not (project / ".dbluigi" / "cache").exists()
+
+
+def _watching(project: Path, target: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``build --watch --json`` through the server, once its first cycle is done."""
+    command = ["build", "--watch", "--json", "-p", str(project), "-t", target]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dbluigi", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()  # a cycle's line
+    assert json.loads(first)["schema"], first
+    return process
+
+
+def test_ctrl_c_reaches_the_command(tmp_path: Path, served: dict[str, str]) -> None:
+    project = _project(tmp_path)
+    process = _watching(project, f"duckdb:///{tmp_path / 'watch.duckdb'}", served)
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors  # a watch stopped by Ctrl-C exits 0
+    assert "stopping: running tasks finish" in errors
+
+
+def test_a_killed_client_hangs_its_command_up(tmp_path: Path, served: dict[str, str]) -> None:
+    project = _project(tmp_path)
+    process = _watching(project, f"duckdb:///{tmp_path / 'killed.duckdb'}", served)
+    assert "1 running now" in _run("server", "status", env=served).stdout
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while "0 running now" not in _run("server", "status", env=served).stdout:
+        assert time.monotonic() < deadline, "the command still runs"
+        time.sleep(0.1)
+
+
+def test_a_changed_installation_starts_the_server_again(tmp_path: Path, server_dir: Path) -> None:
+    # a folder of the module path changes as pip installs into it
+    path_entry = tmp_path / "site"
+    path_entry.mkdir()
+    module_path = [str(path_entry), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = _env(server_dir, PYTHONPATH=os.pathsep.join(module_path))
+    assert _run("server", "start", env=env).returncode == 0
+    started = _run("server", "status", env=env).stdout
+    (path_entry / "new_distribution.py").write_text("")
+    project = _project(tmp_path)
+    done = _run("lineage", "-p", str(project), env=env)  # run by the client itself
+    assert done.returncode == 0 and "marts.names" in done.stdout
+    deadline = time.monotonic() + 60
+    while True:
+        now = _run("server", "status", env=env).stdout
+        if now.startswith("dbluigi server") and "stale" not in now and now != started:
+            break
+        assert time.monotonic() < deadline, now
+        time.sleep(0.1)
+    assert f"(pid {_pid(env)})" in started  # the same process, started again (exec)
+    assert _run("lineage", "-p", str(project), env=env).returncode == 0
+
+
+def test_stop_and_a_server_gone_leave_commands_to_the_client(
+    tmp_path: Path, served: dict[str, str], server_dir: Path
+) -> None:
+    project = _project(tmp_path)
+    pid = _pid(served)
+    socket_file = next(server_dir.glob("*.sock"))
+    os.kill(pid, signal.SIGKILL)  # gone without removing its socket
+    time.sleep(0.2)
+    assert socket_file.exists()
+    done = _run("lineage", "-p", str(project), env=served)
+    assert done.returncode == 0 and "marts.names" in done.stdout
+    assert _run("server", "status", env=served).returncode == 1
+
+    assert _run("server", "start", env=served).returncode == 0  # replaces the dead socket
+    stopped = _run("server", "stop", env=served)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert not list(server_dir.glob("*.sock"))
+    assert _run("lineage", "-p", str(project), env=served).returncode == 0
+    assert "no dbluigi server" in _run("server", "stop", env=served).stdout
+
+
+def test_a_folder_others_may_write_is_not_used(
+    tmp_path: Path, served: dict[str, str], server_dir: Path
+) -> None:
+    socket_file = next(server_dir.glob("*.sock"))
+    assert (server_dir.stat().st_mode & 0o777, socket_file.stat().st_mode & 0o777) == (
+        0o700,
+        0o600,
+    )
+    project = _project(tmp_path)
+    before = _served(served)
+    server_dir.chmod(0o777)  # a socket there could be anyone's: not talked to
+    try:
+        done = _run("lineage", "-p", str(project), env=served)
+        assert done.returncode == 0 and "marts.names" in done.stdout
+    finally:
+        server_dir.chmod(0o700)
+    assert _served(served) == before + 1  # this status only: the lineage ran in its client
+
+    _run("server", "stop", env=served)
+    server_dir.chmod(0o777)
+    refused = _run("server", "start", env=served)
+    assert refused.returncode == 2
+    assert str(server_dir) in refused.stderr and "chmod 700" in refused.stderr
+
+
+PROBE = """
+import os, signal, time
+from luigi.configuration import get_config
+
+def run(ctx):
+    seen = {
+        "tz": time.strftime("%z"),
+        "home": os.environ.get("PROBE"),
+        "luigi": get_config().get("probe", "value", "unset"),
+        "nice": str(os.getpriority(os.PRIO_PROCESS, 0)),
+        "sigint": "ignored" if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else "handled",
+        "umask": oct(os.umask(0o022)),
+    }
+    ctx.execute(f"create table {ctx.table} (k text, v text)")
+    ctx.executemany(f"insert into {ctx.table} values (%s, %s)", sorted(seen.items()))
+"""
+
+
+def _probe(project: Path, target: str, env: dict[str, str], *prefix: str) -> dict[str, str]:
+    """What a Python model of a build sees of its process, run as ``prefix dbluigi``."""
+    command = [*prefix, sys.executable, "-m", "dbluigi", "rebuild", "marts.probe"]
+    done = subprocess.run(
+        ["sh", "-c", 'umask 027; exec "$@"', "sh", *command, "-p", str(project), "-t", target],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    from tests.buildkit import query
+
+    return dict(query(target, project, "select k, v from marts.probe"))
+
+
+def test_the_command_has_the_clients_time_zone_configuration_priority_and_signals(
+    tmp_path: Path, served: dict[str, str]
+) -> None:
+    project = _project(tmp_path)
+    (project / "marts" / "probe.py").write_text(PROBE)
+    (project / "luigi.cfg").write_text("[probe]\nvalue = from the project folder\n")
+    target = f"duckdb:///{tmp_path / 'probe.duckdb'}"
+    env = {**served, "TZ": "Asia/Kathmandu", "PROBE": "yes"}
+    # as a script's `dbluigi ... &` starts it: SIGINT ignored; and a lower priority
+    ignoring = [
+        sys.executable,
+        "-c",
+        "import os, signal, sys; "
+        "signal.signal(signal.SIGINT, signal.SIG_IGN); os.execvp(sys.argv[1], sys.argv[1:])",
+        "nice",
+        "-n",
+        "5",
+    ]
+    before = _served(served)
+    there = _probe(project, target, env, *ignoring)
+    assert _served(served) == before + 2  # the probe ran in the server
+    alone = _probe(project, target, {**env, "DBLUIGI_NO_SERVER": "1"}, *ignoring)
+    assert (
+        there
+        == alone
+        == {
+            "tz": "+0545",
+            "home": "yes",
+            "luigi": "from the project folder",
+            "nice": str(os.getpriority(os.PRIO_PROCESS, 0) + 5),
+            "sigint": "ignored",
+            "umask": "0o27",
+        }
+    )
+
+    config = tmp_path / "elsewhere.cfg"
+    config.write_text("[probe]\nvalue = from LUIGI_CONFIG_PATH\n")
+    (project / "luigi.cfg").unlink()
+    there = _probe(project, target, {**env, "LUIGI_CONFIG_PATH": str(config)})
+    assert there["luigi"] == "from LUIGI_CONFIG_PATH" and there["sigint"] == "handled"

@@ -88,21 +88,18 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, str
     return elapsed, done.stdout
 
 
-def dbluigi(project: Path, target: str, *args: str) -> tuple[float, dict]:
-    elapsed, out = timed(
-        [
-            sys.executable,
-            "-m",
-            "dbluigi.cli",
-            "build",
-            "--project",
-            str(project),
-            "--target",
-            target,
-            "--json",
-            *args,
-        ]
-    )
+def dbluigi(
+    project: Path,
+    target: str,
+    *args: str,
+    module: str = "dbluigi.cli",
+    env: dict[str, str] | None = None,
+) -> tuple[float, dict]:
+    """``build --json`` of ``project`` into ``target``: (seconds, what it printed).
+    ``module`` ``dbluigi`` runs the ``dbluigi`` command's own entry point (which a
+    ``dbluigi server`` may serve); ``dbluigi.cli`` the command line alone."""
+    command = ["build", "--project", str(project), "--target", target, "--json", *args]
+    elapsed, out = timed([sys.executable, "-m", module, *command], env)
     return elapsed, json.loads(out)
 
 

@@ -22,6 +22,13 @@ types emptied (the first build of a file: the typing pass runs while the file lo
 with the types that build kept (``.dbluigi/cache/seed-types.json``: the same file into
 another target, a ``--full-refresh`` or a ``rebuild``), each into a fresh database.
 
+The pre-typed baselines know the types before they start; a first build has to find them
+in the file. So each round also runs the same work without dbluigi, next to the first
+build: the file typed from every one of its rows by DuckDB's own CSV detection
+(``read_csv(..., sample_size = -1)``), then loaded; into DuckDB, one ``CREATE TABLE AS``
+from that detection; into PostgreSQL, a ``python -c`` printing the ``CREATE TABLE`` of the
+detected types and the ``\\copy``, piped into ``psql``.
+
 Prints, for each case, the medians, the median of the paired ratios, and dbluigi's task
 time (from ``--json``: the seed task alone, without process start, planning and state).
 """
@@ -29,14 +36,17 @@ time (from ``--json``: the seed task alone, without process start, planning and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import random
+import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -129,30 +139,55 @@ def forget_types(csv_path: Path) -> None:
     (csv_path.parent.parent / ".dbluigi" / "cache" / "seed-types.json").unlink(missing_ok=True)
 
 
-def postgres_round(pg: Postgres, csv_path: Path, types: dict[str, str]) -> tuple[float, ...]:
-    """One paired round on PostgreSQL: (psql \\copy, dbluigi build, dbluigi task, dbluigi
-    build with the types known, its task)."""
+Round = dict[str, float]  # what one paired round measured, by name (see ``builds``)
+
+
+def builds(project: Path, target: Callable[[], str], modes: list[str]) -> Round:
+    """dbluigi's builds of a round, each into a fresh database (``target()`` makes one):
+    for each mode (``alone``: its own process; ``served``: through ``dbluigi server``),
+    the first build of the file (``first``, its types forgotten) and the next one
+    (``known``): ``<case> <mode>`` the whole command, ``... task`` the seed task."""
+    measured: Round = {}
+    for mode in modes:
+        for case in ("first", "known"):
+            if case == "first":
+                forget_types(project / "raw" / f"{TABLE}.csv")
+            env = {"DBLUIGI_NO_SERVER": "1"} if mode == "alone" else {"DBLUIGI_NO_SERVER": ""}
+            elapsed, payload = dbluigi(project, target(), module="dbluigi", env=env)
+            measured[f"{case} {mode}"] = elapsed
+            measured[f"{case} {mode} task"] = task_time(payload)
+    return measured
+
+
+def postgres_round(pg: Postgres, csv_path: Path, types: dict[str, str], modes: list[str]) -> Round:
+    """One paired round on PostgreSQL: psql \\copy into a pre-typed table (``baseline``),
+    dbluigi's builds, and the same work as a first build without dbluigi (``detect``)."""
     db = "bench_seeds_psql"
     url = pg.fresh(db)
     pg.psql(db, "-c", create_table(types, PG_TYPES))
     pg.checkpoint()
     copy, _ = timed(["psql", "-X", "-q", url, "-c", f"\\copy {TABLE} from '{csv_path}' csv header"])
     pg.drop(db)
-    measured: list[float] = [copy]
-    for known in (False, True):
-        if not known:
-            forget_types(csv_path)
-        db = "bench_seeds_dbluigi"
-        target = pg.fresh(db)
+
+    def fresh() -> str:
+        target = pg.fresh("bench_seeds_dbluigi")
         pg.checkpoint()
-        elapsed, payload = dbluigi(csv_path.parent.parent, target)
-        pg.drop(db)
-        measured += [elapsed, task_time(payload)]
-    return tuple(measured)
+        return target
+
+    measured = builds(csv_path.parent.parent, fresh, modes)
+    pg.drop("bench_seeds_dbluigi")
+    url = pg.fresh("bench_seeds_detect")
+    pg.checkpoint()
+    psql = f"psql -X -q -v ON_ERROR_STOP=1 {url}"
+    detect, _ = timed(["sh", "-c", f"{detect_then_copy(csv_path)} | {psql}"])
+    pg.drop("bench_seeds_detect")
+    return {"baseline": copy, "detect": detect, **measured}
 
 
-def duckdb_round(work: Path, csv_path: Path, types: dict[str, str]) -> tuple[float, ...]:
-    """One paired round on DuckDB: (python read_csv, dbluigi build, dbluigi task)."""
+def duckdb_round(work: Path, csv_path: Path, types: dict[str, str], modes: list[str]) -> Round:
+    """One paired round on DuckDB: ``read_csv`` with the types from Python
+    (``baseline``), dbluigi's builds, and ``read_csv`` detecting the types from every row
+    (``detect``)."""
     baseline_db, ours_db = work / "baseline.duckdb", work / "dbluigi.duckdb"
     for db in (baseline_db, ours_db):
         db.unlink(missing_ok=True)
@@ -167,20 +202,57 @@ def duckdb_round(work: Path, csv_path: Path, types: dict[str, str]) -> tuple[flo
         "con.close()\n"
     )
     baseline, _ = timed([sys.executable, "-c", script])
-    measured: list[float] = [baseline]
-    for known in (False, True):
-        if not known:
-            forget_types(csv_path)
+
+    def fresh() -> str:
         for suffix in ("", ".wal", ".dbluigi-seen"):
             ours_db.with_name(ours_db.name + suffix).unlink(missing_ok=True)
-        elapsed, payload = dbluigi(csv_path.parent.parent, f"duckdb:///{ours_db}")
-        measured += [elapsed, task_time(payload)]
+        return f"duckdb:///{ours_db}"
+
+    measured = builds(csv_path.parent.parent, fresh, modes)
+    baseline_db.unlink(missing_ok=True)
+    detecting = (
+        "import duckdb\n"
+        f"con = duckdb.connect({str(baseline_db)!r})\n"
+        f'con.execute("create table {TABLE} as select * from read_csv({str(csv_path)!r}, '
+        'header = true, sample_size = -1)")\n'
+        "con.close()\n"
+    )
+    detect, _ = timed([sys.executable, "-c", detecting])
     for db in (baseline_db, ours_db):
         db.unlink(missing_ok=True)
-    return tuple(measured)
+    return {"baseline": baseline, "detect": detect, **measured}
 
 
-def report(case: str, rounds: list[tuple[float, ...]]) -> list[str]:
+# DuckDB's names of the types its CSV detection gives, as PostgreSQL spells them
+DETECTED_IN_POSTGRES = {
+    "BIGINT": "bigint",
+    "BOOLEAN": "boolean",
+    "DATE": "date",
+    "DOUBLE": "double precision",
+    "TIME": "time",
+    "TIMESTAMP": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "VARCHAR": "text",
+}
+
+
+def detect_then_copy(csv_path: Path) -> str:
+    """A shell command printing the psql script of the same work without dbluigi: the
+    CREATE TABLE of the types DuckDB detects from every row of the file, then \\copy."""
+    script = (
+        "import duckdb\n"
+        f"spelled = {DETECTED_IN_POSTGRES!r}\n"
+        'found = duckdb.sql("describe select * from read_csv('
+        f'{str(csv_path)!r}, header = true, sample_size = -1)").fetchall()\n'
+        "columns = ', '.join(f'{name} {spelled.get(kind, kind.lower())}' "
+        "for name, kind, *_ in found)\n"
+        f"print(f'create table {TABLE} ({{columns}});')\n"
+        f"print(\"\\\\copy {TABLE} from '{csv_path}' csv header\")\n"
+    )
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}"
+
+
+def report(case: str, rounds: list[tuple[float, float, float]]) -> list[str]:
     """A table row of (baseline, dbluigi, dbluigi task) rounds."""
     baseline, ours, task = (statistics.median(r[i] for r in rounds) for i in range(3))
     ratio = statistics.median(r[1] / r[0] for r in rounds)
@@ -195,12 +267,43 @@ def report(case: str, rounds: list[tuple[float, ...]]) -> list[str]:
     ]
 
 
-def both(case: str, rounds: list[tuple[float, ...]]) -> list[list[str]]:
-    """The rows of a case: the file typed by the build, and its types known before."""
-    return [
-        report(f"{case}, first build of the file", [r[:3] for r in rounds]),
-        report(f"{case}, types known", [(r[0], r[3], r[4]) for r in rounds]),
-    ]
+def rows(case: str, same_work: str, rounds: list[Round], modes: list[str]) -> list[list[str]]:
+    """The rows of a case: in each mode, the file typed by the build, and its types known
+    before; then the first build next to the same work without dbluigi (``same_work``)."""
+    named = {"alone": "", "served": ", dbluigi server running"}
+
+    def paired(baseline: str, build: str) -> list[tuple[float, float, float]]:
+        return [(r[baseline], r[build], r[f"{build} task"]) for r in rounds]
+
+    table = []
+    for mode in modes:
+        table += [
+            report(
+                f"{case}, first build of the file{named[mode]}", paired("baseline", f"first {mode}")
+            ),
+            report(f"{case}, types known{named[mode]}", paired("baseline", f"known {mode}")),
+        ]
+    table.append(
+        report(
+            f"{case.split(', vs ')[0]}, first build of the file vs {same_work}",
+            paired("detect", "first alone"),
+        )
+    )
+    return table
+
+
+@contextlib.contextmanager
+def server(work: Path) -> Iterator[None]:
+    """``dbluigi server`` running for the benchmark's commands (its own socket folder)."""
+    folder = work / "server"
+    folder.mkdir(mode=0o700)
+    os.environ["DBLUIGI_SERVER_DIR"] = str(folder)
+    command = [sys.executable, "-m", "dbluigi", "server"]
+    subprocess.run([*command, "start"], check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        subprocess.run([*command, "stop"], check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> None:
@@ -209,6 +312,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="paired rounds of each case")
     parser.add_argument("--every-type", action="store_true", help="also a file of every type")
     parser.add_argument("--only", choices=("postgres", "duckdb"), action="append")
+    parser.add_argument(
+        "--server", action="store_true", help="also each build with dbluigi server running"
+    )
     parser.add_argument(
         "--pg", default=os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
     )
@@ -220,17 +326,33 @@ def main() -> None:
     if args.every_type:
         files.append(("every type", "every", every_type, EVERY))
     table: list[list[str]] = []
+    modes = ["alone", "served"] if args.server else ["alone"]
     try:
-        for label, name, write, types in files:
-            csv_path = project_with(work, name, write, args.rows)
-            size = csv_path.stat().st_size / 1e6
-            case = f"{args.rows:,} rows, {label} ({size:.0f} MB)"
-            if "postgres" in targets:
-                rounds = [postgres_round(pg, csv_path, types) for _ in range(args.rounds)]
-                table += both(f"PostgreSQL, {case}, vs psql \\copy", rounds)
-            if "duckdb" in targets:
-                rounds = [duckdb_round(work, csv_path, types) for _ in range(args.rounds)]
-                table += both(f"DuckDB, {case}, vs read_csv", rounds)
+        with server(work) if args.server else contextlib.nullcontext():
+            for label, name, write, types in files:
+                csv_path = project_with(work, name, write, args.rows)
+                size = csv_path.stat().st_size / 1e6
+                case = f"{args.rows:,} rows, {label} ({size:.0f} MB)"
+                if "postgres" in targets:
+                    rounds = [
+                        postgres_round(pg, csv_path, types, modes) for _ in range(args.rounds)
+                    ]
+                    table += rows(
+                        f"PostgreSQL, {case}, vs psql \\copy",
+                        "DuckDB's detection over every row, then psql \\copy",
+                        rounds,
+                        modes,
+                    )
+                if "duckdb" in targets:
+                    rounds = [
+                        duckdb_round(work, csv_path, types, modes) for _ in range(args.rounds)
+                    ]
+                    table += rows(
+                        f"DuckDB, {case}, vs read_csv",
+                        "read_csv detecting the types from every row",
+                        rounds,
+                        modes,
+                    )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

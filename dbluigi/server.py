@@ -14,8 +14,8 @@ client that goes away hangs its command up (SIGHUP).
 
 The server holds no database connection, no thread and no state of a command: every
 command starts from the same imported modules, as a new process would. It follows its
-installation: when a file of the ``dbluigi`` package or a folder of the module path (where
-``pip`` installs) changed since it started, it answers that it is stale (the command runs
+installation: when a file of the ``dbluigi`` package or a ``site-packages`` folder of the
+module path (where ``pip`` installs) changed since it started, it answers that it is stale (the command runs
 in the client), lets the commands it runs finish, and starts again as a new process
 (``os.execv``). It stops taking commands after ``idle_minutes`` without one, on SIGTERM,
 SIGINT or SIGHUP, or when its socket is taken away, and exits once the commands it runs
@@ -422,8 +422,10 @@ def _preload() -> None:
 
 def fingerprint() -> dict[str, tuple[int, int]]:
     """The modification time and size of every file of the ``dbluigi`` package, and of
-    every folder of the module path (installing or removing a distribution changes its
-    folder)."""
+    each ``site-packages`` folder of the module path (installing, upgrading or removing a
+    distribution changes its folder). Other folders of the path are left out: a project
+    folder on ``$PYTHONPATH`` changes with every build (its DuckDB file's WAL comes and
+    goes), and would start the server again each time."""
     found: dict[str, tuple[int, int]] = {}
     package = client.installation()["package"]
     for folder, dirs, files in os.walk(package):
@@ -436,6 +438,8 @@ def fingerprint() -> dict[str, tuple[int, int]]:
                 st = os.stat(path)
                 found[path] = (st.st_mtime_ns, st.st_size)
     for folder in sys.path[1:]:
+        if os.path.basename(os.path.normpath(folder)) not in ("site-packages", "dist-packages"):
+            continue
         with contextlib.suppress(OSError):
             st = os.stat(folder)
             found[folder] = (st.st_mtime_ns, 0)

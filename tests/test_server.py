@@ -190,15 +190,22 @@ def test_a_killed_client_hangs_its_command_up(tmp_path: Path, served: dict[str, 
 
 
 def test_a_changed_installation_starts_the_server_again(tmp_path: Path, server_dir: Path) -> None:
-    # a folder of the module path changes as pip installs into it
-    path_entry = tmp_path / "site"
-    path_entry.mkdir()
-    module_path = [str(path_entry), *filter(None, [os.environ.get("PYTHONPATH")])]
+    # a site-packages folder of the module path changes as pip installs into it; a project
+    # folder on the path changes with every build, and is not the installation
+    site_packages = tmp_path / "lib" / "site-packages"
+    site_packages.mkdir(parents=True)
+    project = _project(tmp_path)
+    module_path = [str(site_packages), str(project), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = _env(server_dir, PYTHONPATH=os.pathsep.join(module_path))
     assert _run("server", "start", env=env).returncode == 0
+    before = _served(env)
+    target = f"duckdb:///{project / 'in_the_project.duckdb'}"  # files come and go there
+    assert _run("build", "-p", str(project), "-t", target, env=env).returncode == 0
+    assert _run("lineage", "-p", str(project), env=env).returncode == 0
+    assert _served(env) == before + 3  # the status, the build and the lineage: all served
     started = _run("server", "status", env=env).stdout
-    (path_entry / "new_distribution.py").write_text("")
-    project = _project(tmp_path)
+
+    (site_packages / "new_distribution.py").write_text("")
     done = _run("lineage", "-p", str(project), env=env)  # run by the client itself
     assert done.returncode == 0 and "marts.names" in done.stdout
     deadline = time.monotonic() + 60
@@ -209,7 +216,9 @@ def test_a_changed_installation_starts_the_server_again(tmp_path: Path, server_d
         assert time.monotonic() < deadline, now
         time.sleep(0.1)
     assert f"(pid {_pid(env)})" in started  # the same process, started again (exec)
+    before = _served(env)
     assert _run("lineage", "-p", str(project), env=env).returncode == 0
+    assert _served(env) == before + 2  # served again
 
 
 def test_stop_and_a_server_gone_leave_commands_to_the_client(

@@ -1,6 +1,7 @@
 """The fixed cost of a command: ``--version``, a no-op build, ``plan`` on a large project.
 
-    python bench/bench_start.py [--rounds 7] [--base REV] [--models 1000] [--large 10000]
+    python bench/bench_start.py [--rounds 7] [--base REV] [--server] [--models 1000]
+                                [--large 10000]
 
 Each case is one whole process (interpreter start, imports, project, state), timed from
 outside, ``--rounds`` times; medians are reported with the fastest and slowest run. The
@@ -39,8 +40,9 @@ from genproject import layered
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def timed(command: list[str], tree: Path | None) -> float:
+def timed(command: list[str], tree: Path | None, extra: dict[str, str] | None = None) -> float:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra or {"DBLUIGI_NO_SERVER": "1"})
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
     started = time.perf_counter()
@@ -57,11 +59,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--base", help="an earlier revision to compare with, paired")
+    parser.add_argument("--server", action="store_true", help="also through dbluigi server")
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--large", type=int, default=10000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dbluigi-start-"))
     trees: dict[str, Path] = {"this": ROOT}
+    envs: dict[str, dict[str, str]] = {}
+    if args.server:
+        folder = work / "server"
+        folder.mkdir(mode=0o700)
+        trees["served"] = ROOT
+        envs["served"] = {"DBLUIGI_SERVER_DIR": str(folder), "PYTHONPATH": str(ROOT)}
+        timed([sys.executable, "-m", "dbluigi", "server", "start"], ROOT, envs["served"])
     if args.base:
         trees["base"] = work / "base"
         subprocess.run(
@@ -99,23 +109,30 @@ def main() -> None:
         }
         timed([*dbluigi, "build", "--project", str(small), "--target", noop_target], ROOT)
         for command in cases.values():  # warm-up: bytecode, parse cache, the state schema
-            for tree in trees.values():
-                timed(command, tree)
+            for who, tree in trees.items():
+                timed(command, tree, envs.get(who))
         print(f"{args.rounds} rounds; machine load {os.getloadavg()[0]:.2f}")
         for case, command in cases.items():
             runs: dict[str, list[float]] = {who: [] for who in trees}
             for round_ in range(args.rounds):
                 order = list(trees) if round_ % 2 == 0 else list(reversed(trees))
                 for who in order:
-                    runs[who].append(timed(command, trees[who]))
+                    runs[who].append(timed(command, trees[who], envs.get(who)))
             line = f"{case}: this {summary(runs['this'])}"
             if "base" in runs:
                 ratio = statistics.median(
                     a / b for a, b in zip(runs["this"], runs["base"], strict=True)
                 )
                 line += f"; base {summary(runs['base'])}; paired ratio {ratio:.2f}x"
+            if "served" in runs:
+                ratio = statistics.median(
+                    a / b for a, b in zip(runs["served"], runs["this"], strict=True)
+                )
+                line += f"; served {summary(runs['served'])}; served / alone {ratio:.2f}x"
             print(line, flush=True)
     finally:
+        if "served" in envs:
+            timed([sys.executable, "-m", "dbluigi", "server", "stop"], ROOT, envs["served"])
         admin = psycopg2.connect(PG)
         admin.autocommit = True
         with admin.cursor() as cursor:

@@ -93,6 +93,7 @@ def serve(run_command: Callable[[], None], idle_minutes: float | None = IDLE_MIN
     """Listen for commands until stopped (see the module docstring), each run by
     ``run_command`` (``sys.argv`` as the client's); ``idle_minutes`` None (or 0) never stops
     for idleness."""
+    launched_in = os.getcwd()  # sys.path[0] under `python -m`: the restart's, too
     os.chdir("/")  # the server's own folder is nobody's; each command has the client's
     identity = client.installation()
     path = client.socket_path(identity)
@@ -108,8 +109,11 @@ def serve(run_command: Callable[[], None], idle_minutes: float | None = IDLE_MIN
     wake, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
-    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in (signal.SIGCHLD, *_STOP_SIGNALS):
         signal.signal(signum, _noted)
+    # a stop asked while the server that started this one was starting again (blocked
+    # then, see below) is delivered now, to this one
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     state = _Server(
         listener,
         path,
@@ -127,12 +131,22 @@ def serve(run_command: Callable[[], None], idle_minutes: float | None = IDLE_MIN
     finally:
         _stop_listening(state)
         signal.set_wakeup_fd(-1)
-    if state.restart:
-        _log("a file of the installation changed: starting again")
-        os.execv(sys.executable, _command(idle_minutes))
+    if not state.restart:
+        return
+    # `server stop` may come now (it finds this server stale, then signals it): the signal
+    # waits, blocked, for the new server, rather than be lost with this process's handler
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # runs the handlers of any due
+    if any(signum != signal.SIGCHLD for signum in _PENDING_SIGNALS):
+        _log("stopping, not starting again")
+        return
+    _log("a file of the installation changed: starting again")
+    with contextlib.suppress(OSError):  # started from "/", it could import another dbluigi
+        os.chdir(launched_in)
+    os.execv(sys.executable, _command(idle_minutes))
 
 
 _PENDING_SIGNALS: list[int] = []
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _LUIGI_CONFIG_PATHS: dict[str, list[str]] = {}  # luigi's own, without the server's variable
 
 
@@ -159,7 +173,12 @@ def _loop(state: _Server, wake_write: int) -> None:
                     os.read(state.wake, 512)
         while _PENDING_SIGNALS:
             signum = _PENDING_SIGNALS.pop()
-            if signum != signal.SIGCHLD and not state.stopping:
+            if signum == signal.SIGCHLD:
+                continue
+            if state.restart:  # stale, and asked to stop: stop, do not start again
+                _log(f"{signal.Signals(signum).name}: stopping, not starting again")
+                state.restart = False
+            if not state.stopping:
                 _log(f"{signal.Signals(signum).name}: stopping once the running commands end")
                 _stop_listening(state)
         _reap(state)

@@ -189,14 +189,29 @@ def test_a_killed_client_hangs_its_command_up(tmp_path: Path, served: dict[str, 
         time.sleep(0.1)
 
 
-def test_a_changed_installation_starts_the_server_again(tmp_path: Path, server_dir: Path) -> None:
-    # a site-packages folder of the module path changes as pip installs into it; a project
-    # folder on the path changes with every build, and is not the installation
+@pytest.fixture
+def other_installation(tmp_path: Path, server_dir: Path) -> Iterator[dict[str, str]]:
+    """The environment of commands of an installation with two more module path folders:
+    a ``site-packages`` (``tmp_path / "lib" / "site-packages"``, where a test "installs")
+    and the project's (files come and go in it as it builds); its server is stopped at
+    the end (the other fixtures stop the usual installation's only)."""
     site_packages = tmp_path / "lib" / "site-packages"
     site_packages.mkdir(parents=True)
     project = _project(tmp_path)
     module_path = [str(site_packages), str(project), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = _env(server_dir, PYTHONPATH=os.pathsep.join(module_path))
+    try:
+        yield env
+    finally:
+        _run("server", "stop", env=env)
+
+
+def test_a_changed_installation_starts_the_server_again(
+    tmp_path: Path, other_installation: dict[str, str]
+) -> None:
+    # a site-packages folder of the module path changes as pip installs into it; a project
+    # folder on the path changes with every build, and is not the installation
+    env, project = other_installation, tmp_path / "proj"
     assert _run("server", "start", env=env).returncode == 0
     before = _served(env)
     target = f"duckdb:///{project / 'in_the_project.duckdb'}"  # files come and go there
@@ -205,7 +220,7 @@ def test_a_changed_installation_starts_the_server_again(tmp_path: Path, server_d
     assert _served(env) == before + 3  # the status, the build and the lineage: all served
     started = _run("server", "status", env=env).stdout
 
-    (site_packages / "new_distribution.py").write_text("")
+    (tmp_path / "lib" / "site-packages" / "new_distribution.py").write_text("")
     done = _run("lineage", "-p", str(project), env=env)  # run by the client itself
     assert done.returncode == 0 and "marts.names" in done.stdout
     deadline = time.monotonic() + 60
@@ -219,6 +234,20 @@ def test_a_changed_installation_starts_the_server_again(tmp_path: Path, server_d
     before = _served(env)
     assert _run("lineage", "-p", str(project), env=env).returncode == 0
     assert _served(env) == before + 2  # served again
+
+
+def test_stop_while_the_server_starts_again_stops_it(
+    tmp_path: Path, other_installation: dict[str, str]
+) -> None:
+    env = other_installation
+    assert _run("server", "start", env=env).returncode == 0
+    pid = _pid(env)
+    (tmp_path / "lib" / "site-packages" / "new.py").write_text("")  # stale from now on
+    # stop finds it stale (so it starts again) and signals it: the new one must stop
+    stopped = _run("server", "stop", env=env)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert f"stopped (pid {pid})" in stopped.stdout
+    assert _run("server", "status", env=env).returncode == 1
 
 
 def test_stop_and_a_server_gone_leave_commands_to_the_client(

@@ -359,14 +359,19 @@ def _take_over(request: dict[str, Any], fds: list[int]) -> None:
 
 def _fresh_luigi_configuration() -> None:
     """luigi reads its configuration (``luigi.cfg`` in the working folder,
-    ``$LUIGI_CONFIG_PATH``) once, when it is imported: read again, as the command's."""
-    from luigi import configuration
+    ``$LUIGI_CONFIG_PATH``) once, when it is imported: read again, as the command's.
+
+    luigi's logging setup holds the configuration it found at import
+    (``BaseLogging.config``): it is pointed at the new one, or the ``no_configure_logging``
+    a build sets would not reach it and luigi would log every task to stderr."""
+    from luigi import configuration, setup_logging
 
     for parser in (configuration.LuigiConfigParser, configuration.LuigiTomlParser):
         parser._instance = None
         parser._config_paths = list(_LUIGI_CONFIG_PATHS.get(parser.__name__, parser._config_paths))
     if "LUIGI_CONFIG_PATH" in os.environ:
         configuration.add_config_path(os.environ["LUIGI_CONFIG_PATH"])
+    setup_logging.BaseLogging.config = configuration.get_config()
 
 
 def _stream(fd: int, mode: str, how: dict[str, Any] | None) -> io.TextIOWrapper:

@@ -250,6 +250,20 @@ def test_stop_while_the_server_starts_again_stops_it(
     assert _run("server", "status", env=env).returncode == 1
 
 
+def test_a_build_writes_what_it_writes_alone(tmp_path: Path, served: dict[str, str]) -> None:
+    """luigi's log lines included: a build silences them, also in a process forked from
+    a server that imported luigi long before."""
+    project = _project(tmp_path)
+    before = _served(served)
+    for name, env in (("served", served), ("alone", {**served, "DBLUIGI_NO_SERVER": "1"})):
+        target = f"duckdb:///{tmp_path / name}.duckdb"
+        done = _run("build", "-p", str(project), "-t", target, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stderr == "", done.stderr
+        assert "built 2, failed 0" in done.stdout
+    assert _served(served) == before + 2  # the first build, then this status
+
+
 def test_stop_and_a_server_gone_leave_commands_to_the_client(
     tmp_path: Path, served: dict[str, str], server_dir: Path
 ) -> None:

@@ -87,6 +87,13 @@ def run_on_server(argv: list[str]) -> dict[str, int] | None:
     path = socket_path(identity)
     if not os.path.exists(path) or not private(os.path.dirname(path)):
         return None
+    # A closed standard stream cannot be passed, and the socket would take its number:
+    # the command would read or write the connection itself. Run here, as Python set up.
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            return None
     import socket
 
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -100,8 +107,6 @@ def run_on_server(argv: list[str]) -> dict[str, int] | None:
             return None
         stdio = [_stdio(stream) for stream in (sys.stdin, sys.stdout, sys.stderr)]
         fds = [0, 1, 2]
-        for fd in fds:
-            os.fstat(fd)  # a closed one cannot be passed: run here
         main = sys.modules.get("__main__")
         request = {
             "argv0": sys.argv[0],
@@ -217,7 +222,8 @@ class _suppress_lookup:
 def exit_like(ended: dict[str, int]) -> None:
     """Leave this process the way the served command left: its exit code, or killed by
     the same signal."""
-    sys.stdout.flush()
+    if sys.stdout is not None:
+        sys.stdout.flush()
     if "signal" in ended:
         import signal
 

@@ -264,6 +264,29 @@ def test_a_build_writes_what_it_writes_alone(tmp_path: Path, served: dict[str, s
     assert _served(served) == before + 2  # the first build, then this status
 
 
+def test_a_closed_standard_stream_runs_the_command_in_its_client(
+    tmp_path: Path, served: dict[str, str]
+) -> None:
+    """The connection to the server would take the stream's number: the command would
+    read or write the connection."""
+    project = _project(tmp_path)
+    before = _served(served)
+    for closing, output in (("<&-", "stdout"), (">&-", None), ("2>&-", "stdout")):
+        command = f'exec "$@" {closing}'
+        done = subprocess.run(
+            ["sh", "-c", command, "sh", sys.executable, "-m", "dbluigi", "ls", "-p", str(project)],
+            capture_output=True,
+            text=True,
+            env=served,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, (closing, done.stdout + done.stderr)
+        if output:
+            assert done.stdout.split() == ["raw.people", "marts.names"], closing
+    assert _served(served) == before + 1  # this status only
+
+
 def test_stop_and_a_server_gone_leave_commands_to_the_client(
     tmp_path: Path, served: dict[str, str], server_dir: Path
 ) -> None:

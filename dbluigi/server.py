@@ -48,6 +48,9 @@ from dbluigi.errors import ServerError
 
 IDLE_MINUTES = 180  # as Bazel's server: a forgotten one does not stay for days
 START_SECONDS = 60  # how long ``start`` waits for a new server to listen
+# A socket removed (its folder deleted, say) is seen within this long, even with nothing
+# else to wake the server: it would otherwise wait, unreachable, for its idle minutes.
+CHECK_SECONDS = 5.0
 _EXTRA_MODULES = (
     "luigi",
     "sqlglot",
@@ -162,9 +165,10 @@ def _loop(state: _Server, wake_write: int) -> None:
     selector.register(state.wake, selectors.EVENT_READ)
     state.inherited = [selector, state.wake, wake_write]
     while not (state.stopping and not state.children):
-        timeout = None
+        timeout = None if state.stopping else CHECK_SECONDS  # is the socket still there?
         if state.idle_seconds and not state.children and not state.stopping:
-            timeout = max(1.0, state.last_active + state.idle_seconds - time.monotonic())
+            idle_left = state.last_active + state.idle_seconds - time.monotonic()
+            timeout = min(CHECK_SECONDS, max(1.0, idle_left))
         for key, _ in selector.select(timeout):
             if key.fileobj is state.listener:
                 _accept(state)

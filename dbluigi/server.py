@@ -285,6 +285,7 @@ def _reap(state: _Server) -> None:
 def _run_command(state: _Server, connection: socket.socket) -> None:
     """Run the client's command in this (forked) process, then leave it."""
     code = 1
+    killed_by: signal.Signals | None = None
     try:
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
@@ -311,14 +312,21 @@ def _run_command(state: _Server, connection: socket.socket) -> None:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             if not isinstance(exc.code, int | None):
                 print(exc.code, file=sys.stderr)
-        except KeyboardInterrupt:
-            code = 130
+        except KeyboardInterrupt:  # as Python ends on one: a traceback, then killed by SIGINT
+            import traceback
+
+            traceback.print_exc()
+            code, killed_by = 130, signal.SIGINT
     except BaseException:  # the command's own errors are the CLI's; this is the server's
         import traceback
 
         traceback.print_exc()
         code = 1
     finally:
+        # as Python ends: it waits for the threads that are not daemons (a Ctrl-C's stop
+        # request runs on one), then runs the atexit functions
+        with contextlib.suppress(BaseException):
+            threading._shutdown()  # type: ignore[attr-defined]
         with contextlib.suppress(BaseException):
             import atexit
 
@@ -326,6 +334,9 @@ def _run_command(state: _Server, connection: socket.socket) -> None:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(BaseException):
                 stream.flush()
+        if killed_by is not None:  # a shell running a script stops it too, as it would alone
+            signal.signal(killed_by, signal.SIG_DFL)
+            os.kill(os.getpid(), killed_by)
         os._exit(code)
 
 

@@ -626,13 +626,21 @@ def _listening(pid: int, process: subprocess.Popen[bytes] | None = None) -> dict
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs: an ended one nobody reaped yet (a zombie; its
+    parent, once the starting ``dbluigi`` left, is whatever adopts orphans, which in a
+    container may be a program that never reaps) has ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != b"Z"
 
 
 def stop(wait_seconds: float = 30) -> dict[str, Any] | None:

@@ -1906,13 +1906,19 @@ def server_start(
 
 @server_app.command("stop")
 def server_stop() -> None:
-    """Stop the server; the commands it runs finish first."""
+    """Stop the server: it takes no more commands, and exits once those it runs end."""
     from dbluigi import server
 
     with _errors():
         stopped = server.stop()
     if stopped is None:
         console.print("no dbluigi server was running", highlight=False)
+    elif stopped.get("finishing"):
+        console.print(
+            f"dbluigi server (pid {stopped['pid']}) takes no more commands; it exits when "
+            "the ones it runs end",
+            highlight=False,
+        )
     else:
         console.print(f"dbluigi server stopped (pid {stopped['pid']})", highlight=False)
 

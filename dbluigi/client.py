@@ -30,6 +30,7 @@ TYPE_CHECKING = False  # typing's costs a served command 2 ms
 if TYPE_CHECKING:
     from typing import Any
 
+SUPPORTED = sys.platform == "linux"  # the peer's user comes from SO_PEERCRED
 SERVER_DIR_ENV = "DBLUIGI_SERVER_DIR"
 NO_SERVER_ENV = "DBLUIGI_NO_SERVER"
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
@@ -81,7 +82,7 @@ def run_on_server(argv: list[str]) -> dict[str, int] | None:
     """Run ``argv`` (without the program's name) on this installation's server; how it
     ended (``{"exit": n}`` or ``{"signal": n}``), or None when no server may run it (then
     nothing happened, and the caller runs the command itself)."""
-    if os.environ.get(NO_SERVER_ENV) or (argv and argv[0] == "server"):
+    if not SUPPORTED or os.environ.get(NO_SERVER_ENV) or (argv and argv[0] == "server"):
         return None
     identity = installation()
     path = socket_path(identity)
@@ -142,13 +143,14 @@ def same_user(connection: Any) -> bool:
 
 def _stdio(stream: Any) -> dict[str, Any] | None:
     """How Python set up one of this process's standard streams, for the served command
-    to set up its own the same way (encoding, errors, line buffering)."""
+    to set up its own the same way (encoding, errors, buffering)."""
     if stream is None:
         return None
     return {
         "encoding": getattr(stream, "encoding", None),
         "errors": getattr(stream, "errors", None),
         "line_buffering": bool(getattr(stream, "line_buffering", False)),
+        "write_through": bool(getattr(stream, "write_through", False)),
     }
 
 

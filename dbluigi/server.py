@@ -28,6 +28,7 @@ import contextlib
 import gc
 import importlib
 import io
+import locale
 import os
 import pkgutil
 import selectors
@@ -96,7 +97,11 @@ def serve(run_command: Callable[[], None], idle_minutes: float | None = IDLE_MIN
     """Listen for commands until stopped (see the module docstring), each run by
     ``run_command`` (``sys.argv`` as the client's); ``idle_minutes`` None (or 0) never stops
     for idleness."""
-    launched_in = os.getcwd()  # sys.path[0] under `python -m`: the restart's, too
+    if not client.SUPPORTED:
+        raise ServerError(
+            f"dbluigi server runs on Linux (it asks the kernel who connects: SO_PEERCRED), "
+            f"not on {sys.platform}"
+        )
     os.chdir("/")  # the server's own folder is nobody's; each command has the client's
     identity = client.installation()
     path = client.socket_path(identity)
@@ -143,8 +148,8 @@ def serve(run_command: Callable[[], None], idle_minutes: float | None = IDLE_MIN
         _log("stopping, not starting again")
         return
     _log("a file of the installation changed: starting again")
-    with contextlib.suppress(OSError):  # started from "/", it could import another dbluigi
-        os.chdir(launched_in)
+    with contextlib.suppress(OSError):  # see _home
+        os.chdir(_home())
     os.execv(sys.executable, _command(idle_minutes))
 
 
@@ -351,6 +356,8 @@ def _take_over(request: dict[str, Any], fds: list[int]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     time.tzset()  # $TZ, read when Python started
+    with contextlib.suppress(locale.Error):  # the encoding open() takes by default
+        locale.setlocale(locale.LC_CTYPE, "")
     _fresh_luigi_configuration()
     os.umask(int(request["umask"]))
     with contextlib.suppress(OSError):  # lower only: `nice dbluigi build`
@@ -399,7 +406,7 @@ def _stream(fd: int, mode: str, how: dict[str, Any] | None) -> io.TextIOWrapper:
         errors=how.get("errors") or ("backslashreplace" if fd == 2 else "strict"),
         newline="\n",
         line_buffering=bool(how.get("line_buffering")),
-        write_through=fd == 2,
+        write_through=bool(how.get("write_through", fd == 2)),  # $PYTHONUNBUFFERED's
     )
 
 
@@ -574,6 +581,7 @@ def start(idle_minutes: float | None = IDLE_MINUTES) -> dict[str, Any]:
     with open(log, "ab") as out:
         process = subprocess.Popen(
             _command(idle_minutes),
+            cwd=_home(),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -592,6 +600,14 @@ def start(idle_minutes: float | None = IDLE_MINUTES) -> dict[str, Any]:
         f"the server stopped as it started (exit {process.returncode}); "
         f"the end of its log ({log}):\n{_tail(log)}"
     )
+
+
+def _home() -> str:
+    """The folder a server starts in: ``python -m dbluigi`` puts it first on the module
+    path, so it is the folder holding this ``dbluigi`` package, the one the server must
+    import (from another folder, one holding another copy of dbluigi, or none, could come
+    first)."""
+    return os.path.dirname(client.installation()["package"])
 
 
 def _command(idle_minutes: float | None) -> list[str]:
@@ -644,8 +660,9 @@ def _alive(pid: int) -> bool:
 
 
 def stop(wait_seconds: float = 30) -> dict[str, Any] | None:
-    """Stop this installation's server (it lets running commands finish); what it said of
-    itself, or None when none was running."""
+    """Stop this installation's server: what it said of itself (with ``finishing`` True
+    when it still runs commands: it takes no more, and exits once they end), or None when
+    none was running."""
     running = status()
     if running is None:
         return None
@@ -656,11 +673,12 @@ def stop(wait_seconds: float = 30) -> dict[str, Any] | None:
     while time.monotonic() < deadline:
         if not _alive(pid):
             return running
+        if running.get("running") and not os.path.exists(running["socket"]):
+            return {**running, "finishing": True}
         time.sleep(0.05)
     raise ServerError(
-        f"the server (pid {pid}) is still running {wait_seconds:.0f} s after SIGTERM: "
-        "it waits for the commands it runs to end",
-        hint=f"stop those commands (Ctrl-C), or kill {pid}",
+        f"the server (pid {pid}) is still running {wait_seconds:.0f} s after SIGTERM",
+        hint=f"read its log ({log_path()}), or kill {pid}",
     )
 
 

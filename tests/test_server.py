@@ -177,6 +177,35 @@ def test_ctrl_c_reaches_the_command(tmp_path: Path, served: dict[str, str]) -> N
     assert "stopping: running tasks finish" in errors
 
 
+def test_stop_while_a_command_runs_takes_no_more_and_lets_it_end(
+    tmp_path: Path, served: dict[str, str], server_dir: Path
+) -> None:
+    project = _project(tmp_path)
+    process = _watching(project, f"duckdb:///{tmp_path / 'stopping.duckdb'}", served)
+    pid = _pid(served)
+    stopped = _run("server", "stop", env=served)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "takes no more commands" in stopped.stdout
+    assert not list(server_dir.glob("*.sock"))
+    assert _run("lineage", "-p", str(project), env=served).returncode == 0  # run alone
+    process.send_signal(signal.SIGINT)  # the watch it runs ends as it would alone
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
+    deadline = time.monotonic() + 30
+    while _running(pid):  # then the server exits
+        assert time.monotonic() < deadline, "the server still runs"
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (an ended one that nothing reaped yet does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def test_a_killed_client_hangs_its_command_up(tmp_path: Path, served: dict[str, str]) -> None:
     project = _project(tmp_path)
     process = _watching(project, f"duckdb:///{tmp_path / 'killed.duckdb'}", served)
@@ -334,7 +363,7 @@ def test_a_folder_others_may_write_is_not_used(
 
 
 PROBE = """
-import os, signal, time
+import os, signal, sys, time
 from luigi.configuration import get_config
 
 def run(ctx):
@@ -345,6 +374,7 @@ def run(ctx):
         "nice": str(os.getpriority(os.PRIO_PROCESS, 0)),
         "sigint": "ignored" if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else "handled",
         "umask": oct(os.umask(0o022)),
+        "unbuffered": str(sys.stdout.write_through),
     }
     ctx.execute(f"create table {ctx.table} (k text, v text)")
     ctx.executemany(f"insert into {ctx.table} values (%s, %s)", sorted(seen.items()))
@@ -376,7 +406,7 @@ def test_the_command_has_the_clients_time_zone_configuration_priority_and_signal
     (project / "marts" / "probe.py").write_text(PROBE)
     (project / "luigi.cfg").write_text("[probe]\nvalue = from the project folder\n")
     target = f"duckdb:///{tmp_path / 'probe.duckdb'}"
-    env = {**served, "TZ": "Asia/Kathmandu", "PROBE": "yes"}
+    env = {**served, "TZ": "Asia/Kathmandu", "PROBE": "yes", "PYTHONUNBUFFERED": "1"}
     # as a script's `dbluigi ... &` starts it: SIGINT ignored; and a lower priority
     ignoring = [
         sys.executable,
@@ -401,6 +431,7 @@ def test_the_command_has_the_clients_time_zone_configuration_priority_and_signal
             "nice": str(os.getpriority(os.PRIO_PROCESS, 0) + 5),
             "sigint": "ignored",
             "umask": "0o27",
+            "unbuffered": "True",
         }
     )
 
@@ -409,3 +440,24 @@ def test_the_command_has_the_clients_time_zone_configuration_priority_and_signal
     (project / "luigi.cfg").unlink()
     there = _probe(project, target, {**env, "LUIGI_CONFIG_PATH": str(config)})
     assert there["luigi"] == "from LUIGI_CONFIG_PATH" and there["sigint"] == "handled"
+
+
+def test_the_server_runs_the_dbluigi_of_its_client(tmp_path: Path, server_dir: Path) -> None:
+    """Started from a folder holding another ``dbluigi`` (a checkout, say), the server
+    still imports the one its ``dbluigi`` command runs."""
+    decoy = tmp_path / "checkout"
+    (decoy / "dbluigi").mkdir(parents=True)
+    (decoy / "dbluigi" / "__init__.py").write_text("raise ImportError('the wrong dbluigi')\n")
+    script = str(Path(sys.executable).parent / "dbluigi")  # its module path starts in bin/
+    env = _env(server_dir)
+    started = subprocess.run(
+        [script, "server", "start"], capture_output=True, text=True, cwd=decoy, env=env, timeout=120
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    project = _project(tmp_path)
+    before = _served(env)
+    done = subprocess.run(
+        [script, "lineage", "-p", str(project)], capture_output=True, text=True, cwd=decoy, env=env
+    )
+    assert done.returncode == 0 and "marts.names" in done.stdout, done.stderr
+    assert _served(env) == before + 2

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -96,9 +97,12 @@ def fresh(target: Path) -> None:
         target.with_name(target.name + suffix).unlink(missing_ok=True)
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str], served: dict[str, str] | None = None) -> float:
+    """Seconds ``cmd`` takes, run alone, or through the server of ``served`` (its
+    environment) when given."""
+    env = {**os.environ, **(served or {"DBLUIGI_NO_SERVER": "1"})}
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
@@ -111,6 +115,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", type=Path, help="folder for the files (default: temporary)")
     parser.add_argument("--print-only", action="store_true", help="write files, print commands")
+    parser.add_argument(
+        "--server", action="store_true", help="also each build through dbluigi server"
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_duckdb_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -119,7 +126,14 @@ def main() -> None:
     print(f"baseline: {shlex.join(baseline)}")
     if args.print_only:
         return
+    served: dict[str, str] | None = None
+    if args.server:
+        folder = work / "server"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        served = {"DBLUIGI_SERVER_DIR": str(folder), "DBLUIGI_NO_SERVER": ""}
+        timed([sys.executable, "-m", "dbluigi", "server", "start"], served)
     pairs: list[tuple[float, float]] = []
+    served_pairs: list[tuple[float, float]] = []
     for round_ in range(args.rounds):
         fresh(target)
         if round_ % 2 == 0:
@@ -130,9 +144,17 @@ def main() -> None:
             ours = timed(dbluigi)
             base = timed(baseline)
         pairs.append((ours, base))
-        print(
+        line = (
             f"round {round_ + 1}: dbluigi {ours:.2f} s, baseline {base:.2f} s, {ours / base:.2f}x"
         )
+        if served is not None:
+            fresh(target)
+            through = timed(dbluigi, served)
+            served_pairs.append((through, base))
+            line += f"; served {through:.2f} s, {through / base:.2f}x"
+        print(line)
+    if served is not None:
+        timed([sys.executable, "-m", "dbluigi", "server", "stop"], served)
     noop = [timed(dbluigi) for _ in range(args.rounds)]  # the last build's file is up to date
     empty = work / "empty.duckdb"  # the baseline's fixed cost: start, import, a new file
     start = [sys.executable, "-c", f"import duckdb; duckdb.connect({str(empty)!r}).close()"]
@@ -149,6 +171,10 @@ def main() -> None:
     print(f"  fresh build, dbluigi:           {ours_median:.2f} s")
     print(f"  the same statements, baseline:  {base_median:.2f} s")
     print(f"  paired ratio:                   {ratio:.2f}x")
+    if served_pairs:
+        through = statistics.median(o for o, _ in served_pairs)
+        served_ratio = statistics.median(o / b for o, b in served_pairs)
+        print(f"  fresh build, dbluigi served:    {through:.2f} s, {served_ratio:.2f}x")
     print(f"  no-op build (the fixed cost):   {statistics.median(noop):.2f} s")
     print(f"  baseline's start and new file:  {statistics.median(started):.2f} s")
     print(f"  dbluigi's own, per model:       {per_model:.2f} ms, fixed costs included")

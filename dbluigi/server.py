@@ -102,6 +102,9 @@ def serve(run_command: Callable[[], None], idle_minutes: float | None = IDLE_MIN
             f"dbluigi server runs on Linux (it asks the kernel who connects: SO_PEERCRED), "
             f"not on {sys.platform}"
         )
+    # what a server started again (exec) reads from its environment, fixed while the
+    # starting folder is still the one relative names in it were meant from
+    os.environ.update(_environment())
     os.chdir("/")  # the server's own folder is nobody's; each command has the client's
     identity = client.installation()
     path = client.socket_path(identity)
@@ -582,6 +585,7 @@ def start(idle_minutes: float | None = IDLE_MINUTES) -> dict[str, Any]:
         process = subprocess.Popen(
             _command(idle_minutes),
             cwd=_home(),
+            env=_environment(),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -604,10 +608,30 @@ def start(idle_minutes: float | None = IDLE_MINUTES) -> dict[str, Any]:
 
 def _home() -> str:
     """The folder a server starts in: ``python -m dbluigi`` puts it first on the module
-    path, so it is the folder holding this ``dbluigi`` package, the one the server must
-    import (from another folder, one holding another copy of dbluigi, or none, could come
-    first)."""
-    return os.path.dirname(client.installation()["package"])
+    path. When the folder holding this ``dbluigi`` package is on the module path already
+    (installed, or on ``$PYTHONPATH``), the server's private folder, which holds no
+    module: the folder of the package, first, would put a ``site-packages`` before the
+    standard library (a ``dataclasses`` backport installed there would replace Python's).
+    Otherwise the command ran from that folder (``python -m dbluigi`` in a checkout) and
+    the server must too: from another folder, one holding another copy of dbluigi, or
+    none, could come first."""
+    parent = os.path.dirname(client.installation()["package"])
+    return client.server_dir() if parent in sys.path[1:] else parent
+
+
+def _environment() -> dict[str, str]:
+    """The environment of a server to start: this one, with the relative folders of
+    ``$PYTHONPATH`` (an empty entry is the working folder) and ``$DBLUIGI_SERVER_DIR``
+    made absolute, as this process read them: the server starts in another folder, and
+    would otherwise import from other folders and listen on another socket than this
+    installation's (``start`` waited a minute for it, in vain)."""
+    env = dict(os.environ)
+    if env.get("PYTHONPATH"):
+        entries = env["PYTHONPATH"].split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry) for entry in entries)
+    if env.get(client.SERVER_DIR_ENV):
+        env[client.SERVER_DIR_ENV] = client.server_dir()
+    return env
 
 
 def _command(idle_minutes: float | None) -> list[str]:

@@ -461,3 +461,25 @@ def test_the_server_runs_the_dbluigi_of_its_client(tmp_path: Path, server_dir: P
     )
     assert done.returncode == 0 and "marts.names" in done.stdout, done.stderr
     assert _served(env) == before + 2
+
+
+def test_relative_folders_of_the_environment_are_the_clients(
+    tmp_path: Path, server_dir: Path
+) -> None:
+    """``$PYTHONPATH=.`` and a relative ``$DBLUIGI_SERVER_DIR`` name the folder of the
+    command starting the server, not the one the server starts in: it listens on the
+    socket of its client's installation (``start`` waited a minute in vain)."""
+    project = _project(tmp_path)
+    module_path = [".", *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = _env(server_dir, PYTHONPATH=os.pathsep.join(module_path))
+    env["DBLUIGI_SERVER_DIR"] = os.path.relpath(server_dir, project)
+    try:
+        started = _run("server", "start", env=env, cwd=project)
+        assert started.returncode == 0, started.stdout + started.stderr
+        status = _run("server", "status", env=env, cwd=project)
+        before = int(status.stdout.split("; ")[1].split()[0])
+        assert _run("lineage", env=env, cwd=project).returncode == 0
+        status = _run("server", "status", env=env, cwd=project)
+        assert int(status.stdout.split("; ")[1].split()[0]) == before + 2  # served
+    finally:
+        _run("server", "stop", env=env, cwd=project)

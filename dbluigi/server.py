@@ -435,6 +435,9 @@ def _hang_up_with(connection: socket.socket) -> None:
     fd = connection.fileno()
     fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+    # the kernel signals what comes from now on: a client gone already (killed as it
+    # handed the command over) would leave the command running for no one
+    hung_up(signal.SIGIO, None)
 
 
 # -- what the server loads, and when it is stale --------------------------------------------

@@ -483,3 +483,41 @@ def test_relative_folders_of_the_environment_are_the_clients(
         assert int(status.stdout.split("; ")[1].split()[0]) == before + 2  # served
     finally:
         _run("server", "stop", env=env, cwd=project)
+
+
+HAND_OVER_AND_LEAVE = """
+import os, socket, sys
+from dbluigi import client
+
+connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+connection.connect(client.socket_path())
+assert client.receive(connection)["installation"] == client.installation()
+request = {"argv0": "dbluigi", "package": None, "argv": sys.argv[1:], "cwd": os.getcwd(),
+           "env": dict(os.environ), "umask": 0o022, "nice": 0, "ignored": [], "path0": "",
+           "stdio": None}
+client.send(connection, request, [0, 1, 2])
+connection.close()  # gone before the command is told its pid
+"""
+
+
+def test_a_client_gone_as_it_hands_over_hangs_its_command_up(
+    tmp_path: Path, served: dict[str, str]
+) -> None:
+    project = _project(tmp_path)
+    target = f"duckdb:///{tmp_path / 'left.duckdb'}"
+    command = ["build", "--watch", "-p", str(project), "-t", target]
+    done = subprocess.run(
+        [sys.executable, "-c", HAND_OVER_AND_LEAVE, *command],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=served,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 30
+    while "0 running now" not in _run("server", "status", env=served).stdout:
+        assert time.monotonic() < deadline, "the command still runs"
+        time.sleep(0.1)

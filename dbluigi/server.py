@@ -194,6 +194,8 @@ def _loop(state: _Server, wake_write: int) -> None:
                 _log(f"{signal.Signals(signum).name}: stopping once the running commands end")
                 _stop_listening(state)
         _reap(state)
+        if state.restart and not state.stopping and not state.children:
+            _stop_listening(state)  # stale, and its commands ended: start again
         if state.stopping:
             continue
         if not os.path.exists(state.path):  # taken away: take no more commands
@@ -255,7 +257,8 @@ def _accept(state: _Server) -> None:
     if stale:  # the client runs the command itself; this server starts again
         connection.close()
         state.restart = True
-        _stop_listening(state)
+        if not state.children:  # else it listens on until they end (_loop): unlisted,
+            _stop_listening(state)  # `stop` would miss it, and it would come back later
         return
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -577,7 +580,8 @@ def start(idle_minutes: float | None = IDLE_MINUTES) -> dict[str, Any]:
     """Start a server for this installation in the background, unless one runs; what it
     says of itself once it listens."""
     running = status()
-    if running is not None and running.get("stale"):  # it is starting again by itself
+    # a stale server starts again by itself, once the commands it runs have ended
+    if running is not None and running.get("stale") and not running.get("running"):
         running = _listening(int(running["pid"]))
     if running is not None:
         return running

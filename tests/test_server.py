@@ -521,3 +521,27 @@ def test_a_client_gone_as_it_hands_over_hangs_its_command_up(
     while "0 running now" not in _run("server", "status", env=served).stdout:
         assert time.monotonic() < deadline, "the command still runs"
         time.sleep(0.1)
+
+
+def test_stop_stops_a_stale_server_that_still_runs_a_command(
+    tmp_path: Path, other_installation: dict[str, str]
+) -> None:
+    """It used to remove its socket at once: `stop` found no server, and it came back
+    once its command ended."""
+    env = other_installation
+    assert _run("server", "start", env=env).returncode == 0
+    pid = _pid(env)
+    process = _watching(tmp_path / "proj", f"duckdb:///{tmp_path / 'stale.duckdb'}", env)
+    (tmp_path / "lib" / "site-packages" / "new.py").write_text("")  # stale from now on
+    assert "stale" in _run("server", "status", env=env).stdout
+    assert "running (pid" in _run("server", "start", env=env).stdout  # the same, waiting
+    stopped = _run("server", "stop", env=env)
+    assert "takes no more commands" in stopped.stdout, stopped.stdout + stopped.stderr
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
+    deadline = time.monotonic() + 30
+    while _running(pid):  # it exits, and does not start again
+        assert time.monotonic() < deadline, "the server still runs"
+        time.sleep(0.1)
+    assert _run("server", "status", env=env).returncode == 1

@@ -14,10 +14,11 @@ no server pays for nothing but the ``stat``.
 
 Messages are JSON, each after its length (4 bytes, big-endian). The server greets with
 who it is; this side answers with the command; the command's process says its pid (the
-signals go to it directly); the server ends with ``{"exit": n}`` or ``{"signal": n}``. What the server says of itself decides whether it may run the command:
-it must be the same installation (the same interpreter, ``dbluigi`` package and module
-path) and be run by the same user; otherwise, or when anything goes wrong before the
-command is handed over, the command runs here.
+signals go to it directly); the server ends with ``{"exit": n}`` or ``{"signal": n}``.
+What the server says of itself decides whether it may run the command: it must be the
+same installation (``sys.prefix``, ``dbluigi`` package folder and module path) and run
+as the same user; otherwise, or when anything goes wrong before the command is handed
+over, the command runs here.
 """
 
 from __future__ import annotations
@@ -175,17 +176,18 @@ def _umask() -> int:
 
 def _wait(connection: Any) -> dict[str, int]:
     """Forward this process's signals to the served command until it ends; how it ended."""
+    import contextlib  # loaded already: Python's start imports it
     import signal
 
     command: list[int] = []  # its process, once it said
     pending: list[int] = []  # signals that came before
 
     def forward(signum: int, frame: Any) -> None:
-        if command:
-            with _suppress_lookup():
-                os.kill(command[0], signum)
-        else:
+        if not command:
             pending.append(signum)
+            return
+        with contextlib.suppress(ProcessLookupError):  # it has just ended
+            os.kill(command[0], signum)
 
     for name in FORWARDED_SIGNALS:
         if signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:
@@ -209,16 +211,6 @@ def _wait(connection: Any) -> dict[str, int]:
                 forward(signum, None)
         elif "exit" in message or "signal" in message:
             return message
-
-
-class _suppress_lookup:
-    """``contextlib.suppress(ProcessLookupError)``, without importing contextlib."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
-        return kind is not None and issubclass(kind, ProcessLookupError)
 
 
 def exit_like(ended: dict[str, int]) -> None:

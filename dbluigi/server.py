@@ -515,7 +515,7 @@ def _listen(path: str) -> socket.socket:
             hint=f"chmod 700 {folder}, or set ${client.SERVER_DIR_ENV} to another folder",
         )
     if os.path.exists(path):
-        if _answers(path):
+        if status(path) is not None:
             raise ServerError(
                 f"a server already runs for this installation ({path})",
                 hint="dbluigi server status; dbluigi server stop",
@@ -527,14 +527,6 @@ def _listen(path: str) -> socket.socket:
     listener.listen(64)
     listener.setblocking(False)
     return listener
-
-
-def _answers(path: str) -> bool:
-    try:
-        with _connected(path) as connection:
-            return client.receive(connection) is not None
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
@@ -555,9 +547,10 @@ def _log(message: str) -> None:
 # -- start, stop, status (``dbluigi server ...``) ------------------------------------------
 
 
-def status() -> dict[str, Any] | None:
-    """What the server of this installation says of itself, or None when none answers."""
-    path = client.socket_path()
+def status(path: str | None = None) -> dict[str, Any] | None:
+    """What the server of this installation (or the one at ``path``) says of itself, or
+    None when none answers."""
+    path = path or client.socket_path()
     if not os.path.exists(path):
         return None
     try:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
 import os
 import random
 import shlex
@@ -333,26 +334,22 @@ def main() -> None:
                 csv_path = project_with(work, name, write, args.rows)
                 size = csv_path.stat().st_size / 1e6
                 case = f"{args.rows:,} rows, {label} ({size:.0f} MB)"
-                if "postgres" in targets:
-                    rounds = [
-                        postgres_round(pg, csv_path, types, modes) for _ in range(args.rounds)
-                    ]
-                    table += rows(
+                cases = {
+                    "postgres": (
+                        functools.partial(postgres_round, pg, csv_path, types, modes),
                         f"PostgreSQL, {case}, vs psql \\copy",
                         "DuckDB's detection over every row, then psql \\copy",
-                        rounds,
-                        modes,
-                    )
-                if "duckdb" in targets:
-                    rounds = [
-                        duckdb_round(work, csv_path, types, modes) for _ in range(args.rounds)
-                    ]
-                    table += rows(
+                    ),
+                    "duckdb": (
+                        functools.partial(duckdb_round, work, csv_path, types, modes),
                         f"DuckDB, {case}, vs read_csv",
                         "read_csv detecting the types from every row",
-                        rounds,
-                        modes,
-                    )
+                    ),
+                }
+                for target in targets:
+                    measure, label_of_case, same_work = cases[target]
+                    rounds = [measure() for _ in range(args.rounds)]
+                    table += rows(label_of_case, same_work, rounds, modes)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -6,8 +6,9 @@ command runs here, as always. With one, this process hands the command over: its
 arguments, working directory, environment and umask as one message, and its standard
 input, output and error themselves (the descriptors, passed over the socket), so the
 served command reads and writes exactly where this one would. It then waits, passing on
-the signals it gets (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT), and exits the way the served
-command did: its code, or the signal that ended it. Killed, it hangs the command up.
+the signals it gets (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT; Ctrl-Z stops the command with it and
+``fg``/``bg`` continue both), and exits the way the served command did: its code, or the
+signal that ended it. Killed, it hangs the command up.
 
 Imports here are the standard library's, and only once a socket is found: a command with
 no server pays for nothing but the ``stat``.
@@ -18,7 +19,10 @@ signals go to it directly); the server ends with ``{"exit": n}`` or ``{"signal":
 What the server says of itself decides whether it may run the command: it must be the
 same installation (``sys.prefix``, ``dbluigi`` package folder and module path) and run
 as the same user; otherwise, or when anything goes wrong before the command is handed
-over, the command runs here.
+over, the command runs here. The command's process may still decline it
+(``{"declined": why}``, before its pid) when it cannot run it as this process would: an
+interpreter started with other options or hash seed, resource limits it may not take,
+a control group it may not join. The command then runs here too.
 """
 
 from __future__ import annotations
@@ -121,13 +125,47 @@ def run_on_server(argv: list[str]) -> dict[str, int] | None:
             "ignored": _ignored(),
             "path0": sys.path[0],
             "stdio": stdio,
+            "interpreter": interpreter(),
+            "limits": limits(),
+            "cgroup": cgroup(),
         }
         send(connection, request, fds)
     except OSError:
         connection.close()
         return None
-    # handed over: from here on the command runs there, whatever happens to this side
+    # handed over: from here on the command runs there, whatever happens to this side,
+    # unless its process declines it before it starts (then it runs here)
     return _wait(connection)
+
+
+def interpreter() -> dict[str, Any]:
+    """How this Python was started (``-X``, ``-W``, ``-O``, ``-B``, ... and the variables
+    that set them): a served command has its server's, which must be the same."""
+    return {
+        "flags": list(sys.flags),
+        "warnoptions": list(sys.warnoptions),
+        "xoptions": {name: value for name, value in sys._xoptions.items()},
+    }
+
+
+def limits() -> dict[str, list[int]]:
+    """This process's resource limits (``ulimit``), soft and hard, by name."""
+    import resource
+
+    return {
+        name: list(resource.getrlimit(getattr(resource, name)))
+        for name in dir(resource)
+        if name.startswith("RLIMIT_")
+    }
+
+
+def cgroup() -> str | None:
+    """The control groups this process is in (``/proc/self/cgroup``), None if unknown."""
+    try:
+        with open("/proc/self/cgroup") as groups:
+            return groups.read()
+    except OSError:
+        return None
 
 
 def same_user(connection: Any) -> bool:
@@ -174,8 +212,10 @@ def _umask() -> int:
     return mask
 
 
-def _wait(connection: Any) -> dict[str, int]:
-    """Forward this process's signals to the served command until it ends; how it ended."""
+def _wait(connection: Any) -> dict[str, int] | None:
+    """Forward this process's signals to the served command until it ends; how it ended,
+    or None when its process declined it (nothing ran; the signals that came meanwhile
+    are this process's again)."""
     import contextlib  # loaded already: Python's start imports it
     import signal
 
@@ -189,9 +229,28 @@ def _wait(connection: Any) -> dict[str, int]:
         with contextlib.suppress(ProcessLookupError):  # it has just ended
             os.kill(command[0], signum)
 
-    for name in FORWARDED_SIGNALS:
-        if signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:
-            signal.signal(getattr(signal, name), forward)
+    def suspend(signum: int, frame: Any) -> None:
+        """Ctrl-Z: stop the command (its process group: it leads one, in a session of
+        its own, where SIGTSTP is discarded), then this process, as the shell expects;
+        ``fg`` or ``bg`` continues this process here, and it continues the command."""
+        if command:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(command[0], signal.SIGSTOP)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)
+        signal.signal(signal.SIGTSTP, suspend)
+        if command:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(command[0], signal.SIGCONT)
+
+    handlers = {
+        **{getattr(signal, name): forward for name in FORWARDED_SIGNALS},
+        signal.SIGTSTP: suspend,
+    }
+    before: dict[int, Any] = {}  # the handlers replaced
+    for signum, handler in handlers.items():
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            before[signum] = signal.signal(signum, handler)
     connection.settimeout(None)
     while True:
         try:
@@ -209,6 +268,13 @@ def _wait(connection: Any) -> dict[str, int]:
             command.append(message["pid"])
             for signum in pending:
                 forward(signum, None)
+        elif "declined" in message and not command:
+            connection.close()
+            for signum, previous in before.items():
+                signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+            for signum in pending:
+                signal.raise_signal(signum)
+            return None
         elif "exit" in message or "signal" in message:
             return message
 

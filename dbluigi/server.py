@@ -6,10 +6,12 @@ The server imports every module of dbluigi, luigi, sqlglot with its dialects, th
 database drivers, typer and rich, then listens on a Unix socket in a folder only its user
 may enter (``client.server_dir``), named for its installation. For each connection it
 checks that the peer runs as the same user, says who it is, and forks: the child starts a
-session of its own, takes the client's standard input, output and error, working
-directory, environment, umask and arguments, tells the client its pid (the client
-passes its signals on to it), and runs the command exactly as ``dbluigi`` would
-(``cli.run_here``). The server reaps the child and tells the client how it ended; a
+session of its own, takes the client's resource limits and control group, standard
+input, output and error, working directory, environment, umask and arguments, tells the
+client its pid (the client passes its signals on to it), and runs the command exactly as
+``dbluigi`` would (``cli.run_here``). What it cannot take (``_declined``: other
+interpreter options, another hash seed, a limit or control group refused), it declines
+before anything runs, and the client runs the command itself. The server reaps the child and tells the client how it ended; a
 client that goes away hangs its command up (SIGHUP).
 
 The server holds no database connection, no thread and no state of a command: every
@@ -311,6 +313,11 @@ def _run_command(state: _Server, connection: socket.socket) -> None:
         request = client.receive(connection, fds)
         if request is None or len(fds) != 3:  # a status or a stop: nothing to run
             os._exit(0)
+        why = _declined(request)
+        if why is not None:  # the client runs the command itself
+            _log(f"declined a command: {why}")
+            client.send(connection, {"declined": why})
+            os._exit(0)
         _take_over(request, fds)
         connection.settimeout(None)
         client.send(connection, {"pid": os.getpid()})  # the client signals it directly
@@ -349,6 +356,49 @@ def _run_command(state: _Server, connection: socket.socket) -> None:
             signal.signal(killed_by, signal.SIG_DFL)
             os.kill(os.getpid(), killed_by)
         os._exit(code)
+
+
+def _declined(request: dict[str, Any]) -> str | None:
+    """Why this process cannot run the client's command as the client would, or None once
+    it can: the same interpreter options; the hash seed the client asks for, if it asks
+    (Python drew this one when the server started); the client's resource limits, taken
+    here (a hard limit above the server's cannot be, but by root); its control group,
+    joined (cgroup v2; the commands of another terminal tab run in another one)."""
+    if request.get("interpreter") != client.interpreter():
+        return "its Python was started with other options (-X, -W, -O, -B, PYTHON* variables)"
+    seed = request["env"].get("PYTHONHASHSEED") or "random"
+    if seed != "random" and seed != os.environ.get("PYTHONHASHSEED"):
+        return f"it asks for PYTHONHASHSEED={seed}"
+    import resource
+
+    for name, wanted in (request.get("limits") or {}).items():
+        which = getattr(resource, name)
+        if list(resource.getrlimit(which)) != wanted:
+            try:
+                resource.setrlimit(which, tuple(wanted))
+            except (ValueError, OSError) as exc:
+                return f"its resource limit {name} {tuple(wanted)} cannot be taken here ({exc})"
+    groups = request.get("cgroup")
+    if groups is not None and groups != client.cgroup():
+        return _join(groups)
+    return None
+
+
+def _join(groups: str) -> str | None:
+    """Move this process into the control group ``groups`` (``/proc/self/cgroup`` of the
+    client) names; why it could not, or None."""
+    lines = groups.splitlines()
+    if len(lines) != 1 or not lines[0].startswith("0::/"):
+        return "it runs in other control groups, of cgroup v1, which a served command does not join"
+    group = lines[0][len("0::") :]
+    try:
+        with open(os.path.join("/sys/fs/cgroup", group.lstrip("/"), "cgroup.procs"), "w") as procs:
+            procs.write(str(os.getpid()))
+    except OSError as exc:
+        return f"it runs in another control group ({group}), which the server may not join ({exc.strerror})"
+    if client.cgroup() != groups:
+        return f"it runs in another control group ({group}), which the server could not join"
+    return None
 
 
 def _take_over(request: dict[str, Any], fds: list[int]) -> None:

@@ -4,15 +4,17 @@ follows its installation, its socket and its user."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -152,8 +154,11 @@ def test_the_command_has_the_clients_folder_environment_and_input(
     assert not (project / ".dbluigi" / "cache").exists()
 
 
-def _watching(project: Path, target: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    """``build --watch --json`` through the server, once its first cycle is done."""
+def _watching(
+    project: Path, target: str, env: dict[str, str], *, job: bool = False
+) -> subprocess.Popen[str]:
+    """``build --watch --json`` through the server, once its first cycle is done; in a
+    process group of its own with ``job``."""
     command = ["build", "--watch", "--json", "-p", str(project), "-t", target]
     process = subprocess.Popen(
         [sys.executable, "-m", "dbluigi", *command],
@@ -161,6 +166,7 @@ def _watching(project: Path, target: str, env: dict[str, str]) -> subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        process_group=0 if job else None,
     )
     assert process.stdout is not None
     first = process.stdout.readline()  # a cycle's line
@@ -363,11 +369,14 @@ def test_a_folder_others_may_write_is_not_used(
 
 
 PROBE = """
-import os, signal, sys, time
+import os, resource, signal, sys, time
 from luigi.configuration import get_config
 
 def run(ctx):
     seen = {
+        "client": str(os.getpid() == int(os.environ["PROBE_PID"])),  # it ran in its client
+        "cgroup": open("/proc/self/cgroup").read(),
+        "nofile": str(resource.getrlimit(resource.RLIMIT_NOFILE)),
         "tz": time.strftime("%z"),
         "home": os.environ.get("PROBE"),
         "luigi": get_config().get("probe", "value", "unset"),
@@ -381,11 +390,15 @@ def run(ctx):
 """
 
 
-def _probe(project: Path, target: str, env: dict[str, str], *prefix: str) -> dict[str, str]:
-    """What a Python model of a build sees of its process, run as ``prefix dbluigi``."""
+def _probe(
+    project: Path, target: str, env: dict[str, str], *prefix: str, shell: str = "umask 027"
+) -> dict[str, str]:
+    """What a Python model of a build sees of its process, run as ``prefix dbluigi`` by
+    a shell that runs ``shell`` first (its pid is the command's: ``exec``)."""
     command = [*prefix, sys.executable, "-m", "dbluigi", "rebuild", "marts.probe"]
+    script = f'{shell}; export PROBE_PID=$$; exec "$@"'
     done = subprocess.run(
-        ["sh", "-c", 'umask 027; exec "$@"', "sh", *command, "-p", str(project), "-t", target],
+        ["sh", "-c", script, "sh", *command, "-p", str(project), "-t", target],
         capture_output=True,
         text=True,
         env=env,
@@ -417,10 +430,16 @@ def test_the_command_has_the_clients_time_zone_configuration_priority_and_signal
         "-n",
         "5",
     ]
+    # `ulimit -n`: the command has the client's limit, not the server's
+    lower = min(n for n in (*resource.getrlimit(resource.RLIMIT_NOFILE), 512) if n >= 0)
+    shell = f"umask 027; ulimit -n {lower}"
     before = _served(served)
-    there = _probe(project, target, env, *ignoring)
+    there = _probe(project, target, env, *ignoring, shell=shell)
     assert _served(served) == before + 2  # the probe ran in the server
-    alone = _probe(project, target, {**env, "DBLUIGI_NO_SERVER": "1"}, *ignoring)
+    assert there.pop("client") == "False"
+    alone = _probe(project, target, {**env, "DBLUIGI_NO_SERVER": "1"}, *ignoring, shell=shell)
+    assert alone.pop("client") == "True"
+    assert alone.pop("cgroup") == there.pop("cgroup")
     assert (
         there
         == alone
@@ -432,6 +451,7 @@ def test_the_command_has_the_clients_time_zone_configuration_priority_and_signal
             "sigint": "ignored",
             "umask": "0o27",
             "unbuffered": "True",
+            "nofile": str((lower, lower)),  # dash's ulimit sets both
         }
     )
 
@@ -440,6 +460,114 @@ def test_the_command_has_the_clients_time_zone_configuration_priority_and_signal
     (project / "luigi.cfg").unlink()
     there = _probe(project, target, {**env, "LUIGI_CONFIG_PATH": str(config)})
     assert there["luigi"] == "from LUIGI_CONFIG_PATH" and there["sigint"] == "handled"
+
+
+def _log_of(server_dir: Path) -> str:
+    return "".join(log.read_text() for log in server_dir.glob("*.log"))
+
+
+def test_what_the_server_cannot_give_a_command_runs_it_in_its_client(
+    tmp_path: Path, served: dict[str, str], server_dir: Path
+) -> None:
+    """An interpreter of other options or hash seed: the command's process declines it
+    before anything runs, and the client runs it, as it would alone."""
+    project = _project(tmp_path)
+    (project / "marts" / "probe.py").write_text(PROBE)
+    target = f"duckdb:///{tmp_path / 'declined.duckdb'}"
+    assert _probe(project, target, served)["client"] == "False"  # served, as it is
+    for variable, value, why in (
+        ("PYTHONHASHSEED", "123", "it asks for PYTHONHASHSEED=123"),
+        ("PYTHONWARNINGS", "ignore::UserWarning", "its Python was started with other options"),
+        ("PYTHONDEVMODE", "1", "its Python was started with other options"),
+    ):
+        seen = _probe(project, target, {**served, variable: value})
+        assert seen["client"] == "True", variable
+        assert why in _log_of(server_dir)
+
+
+def _cgroup_to_make() -> Path | None:
+    """A control group this test may make: under the cgroup v2 folder of this process
+    (joined by a served command), or a cgroup v1 hierarchy's root (declined), when
+    writable."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        number, controllers, group = line.split(":", 2)
+        if number == "0" and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+            folder = Path("/sys/fs/cgroup") / group.lstrip("/")
+        elif controllers == "pids" and group == "/":
+            folder = Path("/sys/fs/cgroup/pids")
+        else:
+            continue
+        if os.access(folder, os.W_OK):
+            return folder / f"dbluigi-test-{os.getpid()}"
+    return None
+
+
+def test_a_served_command_runs_in_its_clients_control_group(
+    tmp_path: Path, served: dict[str, str]
+) -> None:
+    """Its limits (memory, processes) are the client's: joined when the server may
+    (cgroup v2), else the command runs in its client."""
+    group = _cgroup_to_make()
+    if group is None:
+        pytest.skip("no control group this process may make here")
+    project = _project(tmp_path)
+    (project / "marts" / "probe.py").write_text(PROBE)
+    target = f"duckdb:///{tmp_path / 'cgroup.duckdb'}"
+    group.mkdir()
+    try:
+        shell = f"echo $$ > {group / 'cgroup.procs'}"
+        seen = _probe(project, target, served, shell=shell)
+        alone = _probe(project, target, {**served, "DBLUIGI_NO_SERVER": "1"}, shell=shell)
+    finally:
+        deadline = time.monotonic() + 30
+        while True:  # once its processes have ended
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+    assert seen["cgroup"] == alone["cgroup"] and group.name in alone["cgroup"]
+    v2 = "/sys/fs/cgroup/pids" not in str(group)
+    assert seen["client"] == ("False" if v2 else "True")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started that still run."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_ctrl_z_stops_the_command_with_its_client(tmp_path: Path, served: dict[str, str]) -> None:
+    project = _project(tmp_path)
+    # a job of its own, as a shell starts one (in an orphaned one, SIGTSTP stops nothing)
+    process = _watching(project, f"duckdb:///{tmp_path / 'ctrlz.duckdb'}", served, job=True)
+    server = _pid(served)
+    _until(lambda: len(_children(server)) == 1, "the command is not the server's one child")
+    (command,) = _children(server)
+    process.send_signal(signal.SIGTSTP)
+    _until(lambda: _state(process.pid) == "T" and _state(command) == "T", "not stopped")
+    os.kill(process.pid, signal.SIGCONT)  # fg
+    _until(lambda: _state(process.pid) != "T" and _state(command) != "T", "not continued")
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
 
 
 def test_the_server_runs_the_dbluigi_of_its_client(tmp_path: Path, server_dir: Path) -> None:

@@ -29,6 +29,7 @@ from dbluigi.names import RESERVED, STATE_SCHEMA, reserved_name
 from dbluigi.relation import Relation
 from dbluigi.render import PLACEHOLDER, render
 from dbluigi.scan import ProjectFile, scan_files
+from dbluigi.snapshot import ProjectSnapshot
 from dbluigi.sqltypes import SqlInfo, Statement, TableRef
 from dbluigi.suggest import did_you_mean
 from dbluigi.writes import Chains, find_chains, order_chains, replay_edges
@@ -359,12 +360,23 @@ def load_project(
     """Scan ``root`` and build the validated project; raises ProjectError on any bad input."""
     root = Path(root)
     config = load_config(root, target=target, variables=variables)
-    files = scan_files(root, default_schema=config.schema, ignore=(STATE_DIR, config.output))
+    snapshot = ProjectSnapshot(root / STATE_DIR / "cache", root, config) if use_cache else None
+    kept = snapshot.read() if snapshot is not None else None
+    if kept is not None:  # nothing changed since it was loaded
+        return kept
+    folders: dict[str, list[str]] = {}
+    files = scan_files(
+        root, default_schema=config.schema, ignore=(STATE_DIR, config.output), folders=folders
+    )
+    if snapshot is not None:
+        snapshot.look_at(files)
     cache = SqlInfoCache(root / STATE_DIR / "cache", enabled=use_cache)
     loader = _Loader(root, config, cache)
     project = loader.load(files)
     _check_dump_paths(project)
     cache.save()
+    if snapshot is not None:
+        snapshot.write(project, folders)
     return project
 
 

@@ -41,9 +41,14 @@ class ProjectFile:
 
 
 def scan_files(
-    root: Path, *, default_schema: str, ignore: tuple[str, ...] = ()
+    root: Path,
+    *,
+    default_schema: str,
+    ignore: tuple[str, ...] = (),
+    folders: dict[str, list[str]] | None = None,
 ) -> list[ProjectFile]:
-    """Every model, seed and companion file under ``root``, sorted by path."""
+    """Every model, seed and companion file under ``root``, sorted by path; ``folders``
+    gets the names each folder walked held (but the hidden ones), by its path."""
     if not root.is_dir():
         raise ProjectError(
             f"project folder {root} does not exist",
@@ -54,6 +59,8 @@ def scan_files(
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir
+        if folders is not None:
+            folders[rel_dir] = visible([*dirnames, *filenames])
         dirnames[:] = sorted(
             d
             for d in dirnames
@@ -70,6 +77,11 @@ def scan_files(
     found.sort(key=lambda f: f.path)
     _reject_duplicates(found)
     return found
+
+
+def visible(names: list[str]) -> list[str]:
+    """The names of a folder a scan sees, sorted: all but the hidden ones."""
+    return sorted(name for name in names if not name.startswith("."))
 
 
 def classify(path: str, default_schema: str) -> ProjectFile | None:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from dbluigi import __version__, client
+from dbluigi.codestamp import stamp
 from dbluigi.errors import ServerError
 
 IDLE_MINUTES = 180  # as Bazel's server: a forgotten one does not stay for days
@@ -110,7 +111,7 @@ def serve(run_command: Callable[[], None], idle_minutes: float | None = IDLE_MIN
     os.chdir("/")  # the server's own folder is nobody's; each command has the client's
     identity = client.installation()
     path = client.socket_path(identity)
-    stamp = fingerprint()  # before the imports: a file changed meanwhile is seen
+    code = stamp()  # before the imports: a file changed meanwhile is seen
     for name in ("LUIGI_CONFIG_PATH", "LUIGI_CONFIG_PARSER"):  # each command has its own
         os.environ.pop(name, None)
     _preload()
@@ -131,7 +132,7 @@ def serve(run_command: Callable[[], None], idle_minutes: float | None = IDLE_MIN
         listener,
         path,
         identity,
-        stamp,
+        code,
         idle_minutes * 60 if idle_minutes else None,
         inode=os.stat(path).st_ino,
         wake=wake,
@@ -239,7 +240,7 @@ def _accept(state: _Server) -> None:
         if not client.same_user(connection):
             connection.close()
             return
-        stale = fingerprint() != state.fingerprint
+        stale = stamp() != state.fingerprint
         client.send(
             connection,
             {
@@ -523,32 +524,6 @@ def _preload() -> None:
             "a server must fork from a single thread",
             hint="report it: a module dbluigi imports starts a thread",
         )
-
-
-def fingerprint() -> dict[str, tuple[int, int]]:
-    """The modification time and size of every file of the ``dbluigi`` package, and of
-    each ``site-packages`` folder of the module path (installing, upgrading or removing a
-    distribution changes its folder). Other folders of the path are left out: a project
-    folder on ``$PYTHONPATH`` changes with every build (its DuckDB file's WAL comes and
-    goes), and would start the server again each time."""
-    found: dict[str, tuple[int, int]] = {}
-    package = client.installation()["package"]
-    for folder, dirs, files in os.walk(package):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        for name in files:
-            if name.endswith((".pyc", ".pyo")):
-                continue
-            path = os.path.join(folder, name)
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                found[path] = (st.st_mtime_ns, st.st_size)
-    for folder in sys.path[1:]:
-        if os.path.basename(os.path.normpath(folder)) not in ("site-packages", "dist-packages"):
-            continue
-        with contextlib.suppress(OSError):
-            st = os.stat(folder)
-            found[folder] = (st.st_mtime_ns, 0)
-    return found
 
 
 # -- the socket ---------------------------------------------------------------------------

@@ -1,0 +1,162 @@
+"""A loaded project kept for the next command: ``.dbluigi/cache/project-*.pickle``.
+
+Loading a project reads every file, parses its header, looks its SQL up in the parse
+cache and assembles the graph (0.1 s for 1,000 models, 0.6 s for 10,000). A command on a
+project in which nothing changed since it was last loaded reads the project back instead,
+once it has checked that nothing did change, as git checks its index:
+
+- the same code (``dbluigi.codestamp``), Python and configuration: ``dbluigi.toml``,
+  the target, ``--var`` and the environment variables it reads (the ``Config`` itself);
+- every folder the scan walked still holds the same names (a file added, removed or
+  renamed; a folder made);
+- every file has the same size, modification and change times (in nanoseconds) and
+  inode: an edit, an editor's rewrite, a checkout, a ``touch``. Each file is looked at
+  before it is read: one changed while the project loads is seen by the next command.
+
+A load is not kept when one of its files changed less than two seconds before it was
+looked at (``cache.RACY_NS``, git's "racy" rule): a file system's clock ticks coarsely,
+and an edit within the same tick would leave the same times. The file starts with what is checked (JSON), and nothing of
+it is unpickled before that passes: a file put into ``.dbluigi/`` by someone else (a
+checkout with it committed) would have to name this checkout's inodes and change times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copyreg
+import gc
+import hashlib
+import io
+import json
+import os
+import pickle
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from dbluigi import __version__
+from dbluigi.cache import RACY_NS
+from dbluigi.codestamp import stamp
+from dbluigi.scan import visible
+
+if TYPE_CHECKING:
+    from dbluigi.config import Config
+    from dbluigi.project import Project
+    from dbluigi.scan import ProjectFile
+
+FORMAT = 1  # bumped when the file's layout changes
+MAGIC = b"dbluigi project snapshot\n"
+KEPT = 4  # snapshots of as many configurations (targets, variables) kept side by side
+
+
+class ProjectSnapshot:
+    """The snapshot of the project at ``folder`` (its cache folder) for ``config``."""
+
+    def __init__(self, folder: Path, root: Path, config: Config) -> None:
+        self.root = root
+        self.key = hashlib.sha256(
+            _dumps((FORMAT, __version__, sys.version, sorted(stamp().items()), config))
+        ).hexdigest()
+        # one file a configuration: a project built into two targets in turn keeps both
+        self.path = folder / f"project-{self.key[:16]}.pickle"
+        self.files: dict[str, list[int]] | None = None  # what look_at saw
+        self.looked_at = 0  # ns
+
+    def read(self) -> Project | None:
+        """The project as it was kept, or None when there is none or anything changed."""
+        try:
+            with self.path.open("rb") as handle:
+                if handle.readline() != MAGIC:
+                    return None
+                header = json.loads(handle.readline())
+                if header.get("key") != self.key or not self._unchanged(header):
+                    return None
+                with _collector_paused():  # it would scan the objects made, for nothing
+                    project: Project = pickle.load(handle)
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
+            return None  # unreadable, or of another shape: loaded from the files
+        return project
+
+    def look_at(self, files: list[ProjectFile]) -> None:
+        """Note each file's identity (size, times, inode), before the load reads it."""
+        self.looked_at = time.time_ns()
+        try:
+            self.files = {f.path: _identity(os.path.join(self.root, f.path)) for f in files}
+        except OSError:  # gone since the scan: the load says so, and nothing is kept
+            self.files = None
+
+    def write(self, project: Project, folders: Mapping[str, list[str]]) -> None:
+        """Keep ``project``, loaded from the files ``look_at`` saw in ``folders`` (the
+        names each folder of the scan held); not when a file changed just before. The
+        oldest snapshots beyond ``KEPT`` go."""
+        if self.files is None:
+            return
+        newest = max((max(i[2], i[3]) for i in self.files.values()), default=0)
+        if newest >= self.looked_at - RACY_NS:
+            return
+        header = {"key": self.key, "folders": dict(folders), "files": self.files}
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with temporary.open("wb") as handle:
+                handle.write(MAGIC)
+                handle.write(json.dumps(header, separators=(",", ":")).encode() + b"\n")
+                handle.write(_dumps(project))
+            os.replace(temporary, self.path)
+            kept = sorted(
+                self.path.parent.glob("project-*.pickle"),
+                key=lambda path: path.stat().st_mtime_ns,
+                reverse=True,
+            )
+            for old in kept[KEPT:]:
+                old.unlink()
+        except OSError:  # a read-only folder, a full disk: the next command loads again
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+
+    def _unchanged(self, header: dict[str, Any]) -> bool:
+        for folder, names in header["folders"].items():
+            if visible(os.listdir(os.path.join(self.root, folder))) != names:
+                return False
+        for path, identity in header["files"].items():
+            if _identity(os.path.join(self.root, path)) != identity:
+                return False
+        return True
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off: unpickling makes no garbage, and the
+    collections the new objects would start take half as long as the unpickling."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _identity(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _proxy(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    return MappingProxyType(mapping)
+
+
+def _dumps(value: object) -> bytes:
+    """``pickle.dumps``, with the read-only mappings of the project (``MappingProxyType``,
+    which pickle cannot take) kept as such."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = {
+        **copyreg.dispatch_table,
+        MappingProxyType: lambda m: (_proxy, (dict(m),)),
+    }
+    pickler.dump(value)
+    return buffer.getvalue()

@@ -1,0 +1,261 @@
+"""The loaded project kept between commands (``dbluigi.snapshot``): read back only while
+nothing it was loaded from changed; otherwise the project is loaded from its files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import dbluigi.project
+from dbluigi import snapshot
+from dbluigi.project import Project, load_project
+
+pytestmark = pytest.mark.unit
+
+DUCKDB = "duckdb:///t.duckdb"
+
+
+def _project(root: Path) -> Path:
+    (root / "raw").mkdir(parents=True)
+    (root / "marts").mkdir()
+    (root / "dbluigi.toml").write_text('[project]\nname = "p"\n\n[vars]\nlow = 1\n')
+    (root / "raw" / "people.csv").write_text("id,name\n1,a\n2,b\n")
+    (root / "marts" / "names.sql").write_text("select id, upper(name) as name from raw.people\n")
+    (root / "marts" / "totals.sql").write_text("select count(*) as n from marts.names\n")
+    return root
+
+
+class Loads:
+    """``load_project``, telling whether the files were scanned (not read back)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.scans = 0
+        scan = dbluigi.project.scan_files
+
+        def counted(*args: object, **kwargs: object) -> object:
+            self.scans += 1
+            return scan(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(dbluigi.project, "scan_files", counted)
+
+    def __call__(self, root: Path, **options: object) -> tuple[Project, bool]:
+        """The project, and whether it was read back."""
+        before = self.scans
+        project = load_project(root, target=options.pop("target", DUCKDB), **options)  # type: ignore[arg-type]
+        return project, self.scans == before
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> Loads:
+    # files written by the test a moment ago are kept (the racy rule has its own test);
+    # each change below comes a clock tick after the load it follows
+    monkeypatch.setattr(snapshot, "RACY_NS", 0)
+    return Loads(monkeypatch)
+
+
+def _same(kept: Project, loaded: Project) -> None:
+    assert kept.models == loaded.models
+    assert kept.graph.order == loaded.graph.order
+    assert kept.checks == loaded.checks
+    assert kept.config == loaded.config
+    assert kept.root == loaded.root
+
+
+def _tick() -> None:
+    time.sleep(0.05)  # past the file system clock's tick
+
+
+def test_an_unchanged_project_is_read_back_as_it_was_loaded(tmp_path: Path, loads: Loads) -> None:
+    root = _project(tmp_path / "p")
+    first, read_back = loads(root)
+    assert not read_back
+    assert len(list((root / ".dbluigi" / "cache").glob("project-*.pickle"))) == 1
+    again, read_back = loads(root)
+    assert read_back
+    _same(again, first)
+    assert again.model_parents("marts.totals") == ("marts.names",)
+
+
+def _edit(root: Path) -> None:  # the same size
+    (root / "marts" / "names.sql").write_text("select id, lower(name) as name from raw.people\n")
+
+
+def _edit_keeping_times(root: Path) -> None:  # size and modification time as they were
+    path = root / "marts" / "names.sql"
+    st = path.stat()
+    path.write_text("select id, lower(name) as name from raw.people\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _add(root: Path) -> None:
+    (root / "marts" / "extra.sql").write_text("select n + 1 as m from marts.totals\n")
+
+
+def _remove(root: Path) -> None:
+    (root / "marts" / "totals.sql").unlink()
+
+
+def _rename(root: Path) -> None:
+    (root / "marts" / "totals.sql").rename(root / "marts" / "sums.sql")
+
+
+def _new_folder(root: Path) -> None:
+    (root / "staging").mkdir()
+    (root / "staging" / "people.sql").write_text("select * from raw.people\n")
+
+
+def _new_deeper_folder(root: Path) -> None:
+    (root / "marts" / "deeper").mkdir()
+    (root / "marts" / "deeper" / "more.sql").write_text("select 1 as one\n")
+
+
+def _companion(root: Path) -> None:
+    (root / "marts" / "names.check.sql").write_text("select * from marts.names where id is null\n")
+
+
+def _configuration(root: Path) -> None:
+    (root / "dbluigi.toml").write_text('[project]\nname = "p"\n\n[vars]\nlow = 2\n')
+
+
+def _seed_replaced(root: Path) -> None:  # an editor's save: a new file renamed over it
+    new = root / "raw" / "people.new"
+    new.write_text("id,name\n1,a\n2,b\n")
+    new.rename(root / "raw" / "people.csv")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _edit,
+        _edit_keeping_times,
+        _add,
+        _remove,
+        _rename,
+        _new_folder,
+        _new_deeper_folder,
+        _companion,
+        _configuration,
+        _seed_replaced,
+    ],
+)
+def test_every_change_is_seen(tmp_path: Path, loads: Loads, change: Callable[[Path], None]) -> None:
+    root = _project(tmp_path / "p")
+    loads(root)
+    assert loads(root)[1]
+    _tick()
+    change(root)
+    changed, read_back = loads(root)
+    assert not read_back
+    _same(changed, load_project(root, target=DUCKDB, use_cache=False))
+    _tick()
+    again, read_back = loads(root)  # and the new state is kept in turn
+    assert read_back
+    _same(again, changed)
+
+
+def test_a_hidden_file_changes_nothing(tmp_path: Path, loads: Loads) -> None:
+    root = _project(tmp_path / "p")
+    loads(root)
+    _tick()
+    (root / "marts" / ".names.sql.swp").write_text("an editor's")
+    assert loads(root)[1]
+
+
+def test_variables_targets_and_the_environment_each_have_their_own(
+    tmp_path: Path, loads: Loads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _project(tmp_path / "p")
+    (root / "dbluigi.toml").write_text(
+        '[project]\nname = "p"\ntarget = "duckdb:///${SNAPSHOT_DB}.duckdb"\n\n[vars]\nlow = 1\n'
+    )
+    monkeypatch.setenv("SNAPSHOT_DB", "one")
+    one, _ = loads(root, target=None)
+    monkeypatch.setenv("SNAPSHOT_DB", "two")  # the target the environment names
+    two, read_back = loads(root, target=None)
+    assert not read_back and two.config.target_url != one.config.target_url
+    given, read_back = loads(root, target=None, variables={"low": "3"})
+    assert not read_back and given.config.variables["low"] == "3"
+    postgres, read_back = loads(root, target="postgresql://root@127.0.0.1:5432/test")
+    assert not read_back and postgres.dialect == "postgres"
+    for variables, target, expected in (
+        (None, None, two),
+        ({"low": "3"}, None, given),
+        (None, "postgresql://root@127.0.0.1:5432/test", postgres),
+    ):  # each configuration's own, side by side
+        kept, read_back = loads(root, variables=variables, target=target)
+        assert read_back
+        _same(kept, expected)
+
+
+def test_a_file_changed_just_before_the_load_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _project(tmp_path / "p")  # its files changed a moment ago: within the racy time
+    loads = Loads(monkeypatch)
+    loads(root)
+    assert not list((root / ".dbluigi" / "cache").glob("project-*.pickle"))
+    assert not loads(root)[1]
+
+
+def test_a_snapshot_from_elsewhere_or_damaged_is_not_read(tmp_path: Path, loads: Loads) -> None:
+    root = _project(tmp_path / "p")
+    loads(root)
+    copy = tmp_path / "copy"  # a checkout with .dbluigi/ committed, say
+    shutil.copytree(root, copy)
+    project, read_back = loads(copy)
+    assert not read_back and project.root == copy
+    (kept,) = (root / ".dbluigi" / "cache").glob("project-*.pickle")
+    for damaged in (b"", b"not a snapshot\n", kept.read_bytes()[:-100], snapshot.MAGIC + b"{\n"):
+        kept.write_bytes(damaged)
+        project, read_back = loads(root)
+        assert not read_back
+        _same(project, load_project(root, target=DUCKDB, use_cache=False))
+
+
+def test_another_dbluigi_does_not_read_it(
+    tmp_path: Path, loads: Loads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _project(tmp_path / "p")
+    loads(root)
+    monkeypatch.setattr(snapshot, "stamp", lambda: {"dbluigi/project.py": (1, 1)})
+    assert not loads(root)[1]
+
+
+def test_without_the_cache_nothing_is_read_or_kept(tmp_path: Path, loads: Loads) -> None:
+    root = _project(tmp_path / "p")
+    loads(root, use_cache=False)
+    assert not (root / ".dbluigi").exists()
+
+
+def _lineage(root: Path) -> dict[str, list[str]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "dbluigi", "lineage", "--format", "json", "-p", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    graph = json.loads(done.stdout)
+    parents: dict[str, list[str]] = {node["id"]: [] for node in graph["nodes"]}
+    for edge in graph["edges"]:
+        parents[edge["to"]].append(edge["from"])
+    return {node: sorted(found) for node, found in parents.items()}
+
+
+def test_commands_read_it_back_and_see_an_edit(tmp_path: Path) -> None:
+    root = _project(tmp_path / "p")
+    time.sleep(2.1)  # the files stood still long enough to be kept
+    first = _lineage(root)
+    assert list((root / ".dbluigi" / "cache").glob("project-*.pickle"))
+    assert _lineage(root) == first
+    (root / "marts" / "totals.sql").write_text("select count(*) as n from raw.people\n")
+    edited = _lineage(root)
+    assert edited != first and edited["marts.totals"] == ["raw.people"]

@@ -1,4 +1,5 @@
-"""Scan benchmark: a generated project of N models scanned cold (no parse cache) and warm.
+"""Scan benchmark: a generated project of N models scanned cold (no parse cache), warm
+(the parse cache filled, the project changed since the last command) and unchanged.
 
     python bench/bench_scan.py [--models 1000] [--repeat 5] [--base REV]
 
@@ -7,11 +8,17 @@ with a few header lines, like a real "after load" file. Two measures, medians of
 ``--repeat`` runs, in seconds:
 
 - the command as a user runs it, whole process: ``dbluigi lineage --format json``, *cold*
-  with the project's parse cache (``.dbluigi/cache/``) deleted before each run (every file
-  parsed by sqlglot), *warm* with it filled. With ``--base REV`` the same commands run
-  with REV too (checked out into a temporary git worktree), in alternating pairs (this,
-  base, base, this, ...), and the ratio is the median of the per-pair ratios;
-- ``load_project`` in this process, cold (the cache off) and warm.
+  with the project's caches (``.dbluigi/cache/``) deleted before each run (every file
+  parsed by sqlglot), *warm* with the parse cache filled but the loaded project kept by
+  the last command deleted (``project-*.pickle``: as after an edit, every file is read
+  and assembled again), *unchanged* with both (the kept project is read back). With
+  ``--base REV`` the same commands run with REV too (checked out into a temporary git
+  worktree), in alternating pairs (this, base, base, this, ...), and the ratio is the
+  median of the per-pair ratios;
+- ``load_project`` in this process, cold (the cache off), warm and unchanged.
+
+The generated files stand still for two seconds before the first run: a project loaded
+within two seconds of a file's change is not kept (``dbluigi.snapshot``).
 
 Python writes bytecode as it does for users (PYTHONDONTWRITEBYTECODE is unset).
 """
@@ -19,6 +26,7 @@ Python writes bytecode as it does for users (PYTHONDONTWRITEBYTECODE is unset).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import shutil
@@ -79,10 +87,22 @@ def median_time(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def lineage(tree: Path, project: Path, *, cold: bool) -> float:
+CASES = ("cold", "warm", "unchanged")
+
+
+def forget(project: Path, case: str) -> None:
+    """Delete what ``case`` runs without: every cache (cold), the kept project (warm)."""
+    cache = project / ".dbluigi" / "cache"
+    if case == "cold":
+        shutil.rmtree(cache, ignore_errors=True)
+    elif case == "warm":
+        for kept in cache.glob("project-*.pickle"):
+            kept.unlink()
+
+
+def lineage(tree: Path, project: Path, *, case: str) -> float:
     """One whole ``dbluigi lineage --format json`` with ``tree``'s dbluigi, in seconds."""
-    if cold:
-        shutil.rmtree(project / ".dbluigi" / "cache", ignore_errors=True)
+    forget(project, case)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = str(tree)
     command = [sys.executable, "-m", "dbluigi", "lineage", "--format", "json"]
@@ -108,6 +128,7 @@ def main() -> None:
     trees = {"this": ROOT}
     try:
         generate(root, args.models)
+        time.sleep(2.1)  # the files stand still, as between an edit and a command
         if args.base:
             trees["base"] = work / "base"
             subprocess.run(
@@ -117,19 +138,19 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
             )
         for tree in trees.values():  # bytecode written, and the first run's page cache
-            lineage(tree, root, cold=False)
+            lineage(tree, root, case="unchanged")
         times: dict[tuple[str, str], list[float]] = {}
-        for case in ("cold", "warm"):
+        for case in CASES:
             for run in range(args.repeat):
                 order = list(trees) if run % 2 == 0 else list(reversed(trees))
                 for who in order:
-                    taken = lineage(trees[who], root, cold=case == "cold")
+                    taken = lineage(trees[who], root, case=case)
                     times.setdefault((who, case), []).append(taken)
         print(f"`dbluigi lineage --format json`, whole process, median of {args.repeat}:\n")
         if args.base:
             print("| models | case | base (s) | this (s) | paired ratio (min-max) |")
             print("|---|---|---|---|---|")
-            for case in ("cold", "warm"):
+            for case in CASES:
                 this, base = times["this", case], times["base", case]
                 ratios = [t / b for t, b in zip(this, base, strict=True)]
                 print(
@@ -138,18 +159,20 @@ def main() -> None:
                     f"({min(ratios):.2f}-{max(ratios):.2f}) |"
                 )
         else:
-            print("| models | cold scan (s) | warm scan (s) |")
-            print("|---|---|---|")
-            cold, warm = (statistics.median(times["this", c]) for c in ("cold", "warm"))
-            print(f"| {args.models} | {cold:.3f} | {warm:.3f} |")
+            print("| models | cold scan (s) | warm scan (s) | unchanged (s) |")
+            print("|---|---|---|---|")
+            cold, warm, same = (statistics.median(times["this", c]) for c in CASES)
+            print(f"| {args.models} | {cold:.3f} | {warm:.3f} | {same:.3f} |")
 
-        cold = median_time(lambda: load_project(root, use_cache=False), args.repeat)
-        load_project(root)  # fill the cache
-        warm = median_time(lambda: load_project(root), args.repeat)
+        def load(case: str) -> None:
+            forget(root, case)
+            load_project(root, use_cache=case != "cold")
+
+        loads = [median_time(functools.partial(load, case), args.repeat) for case in CASES]
         print(f"\n`load_project` in this process, median of {args.repeat}:\n")
-        print("| models | cold load (s) | warm load (s) |")
-        print("|---|---|---|")
-        print(f"| {args.models} | {cold:.3f} | {warm:.3f} |")
+        print("| models | cold load (s) | warm load (s) | unchanged (s) |")
+        print("|---|---|---|---|")
+        print(f"| {args.models} | {' | '.join(f'{t:.3f}' for t in loads)} |")
     finally:
         if "base" in trees:
             subprocess.run(

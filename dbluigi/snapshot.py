@@ -31,6 +31,7 @@ import json
 import os
 import pickle
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -76,8 +77,8 @@ class ProjectSnapshot:
                     return None
                 with _collector_paused():  # it would scan the objects made, for nothing
                     project: Project = pickle.load(handle)
-        except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
-            return None  # unreadable, or of another shape: loaded from the files
+        except Exception:  # unreadable, damaged, of another shape: loaded from the files
+            return None
         return project
 
     def look_at(self, files: list[ProjectFile]) -> None:
@@ -98,7 +99,7 @@ class ProjectSnapshot:
         if newest >= self.looked_at - RACY_NS:
             return
         header = {"key": self.key, "folders": dict(folders), "files": self.files}
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with temporary.open("wb") as handle:

@@ -356,6 +356,11 @@ def _run_command(state: _Server, connection: socket.socket) -> None:
         if killed_by is not None:  # a shell running a script stops it too, as it would alone
             signal.signal(killed_by, signal.SIG_DFL)
             os.kill(os.getpid(), killed_by)
+        # said here as well as by the server, which may have been killed meanwhile (the
+        # client would only learn that it had gone); the client leaving now is no hang-up
+        signal.signal(signal.SIGIO, signal.SIG_IGN)
+        with contextlib.suppress(BaseException):
+            client.send(connection, {"exit": code})
         os._exit(code)
 
 

@@ -224,6 +224,36 @@ def test_a_killed_client_hangs_its_command_up(tmp_path: Path, served: dict[str, 
         time.sleep(0.1)
 
 
+SLOW = """
+import time
+
+def run(ctx):
+    time.sleep(3)
+    ctx.execute(f"create table {ctx.table} as select 1 as one")
+"""
+
+
+def test_a_command_ends_as_it_ended_when_its_server_was_killed_meanwhile(
+    tmp_path: Path, served: dict[str, str]
+) -> None:
+    project = _project(tmp_path)
+    (project / "marts" / "slow.py").write_text(SLOW)
+    target = f"duckdb:///{tmp_path / 'slow.duckdb'}"
+    server = _pid(served)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dbluigi", "build", "-p", str(project), "-t", target],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=served,
+    )
+    _until(lambda: len(_children(server)) == 1, "the build is not running in the server")
+    os.kill(server, signal.SIGKILL)
+    out, errors = process.communicate(timeout=120)
+    assert process.returncode == 0, out + errors
+    assert "stopped before it ended" not in errors
+
+
 @pytest.fixture
 def other_installation(tmp_path: Path, server_dir: Path) -> Iterator[dict[str, str]]:
     """The environment of commands of an installation with two more module path folders:

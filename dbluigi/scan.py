@@ -60,7 +60,7 @@ def scan_files(
         rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
         rel_dir = "" if rel_dir == "." else rel_dir
         if folders is not None:
-            folders[rel_dir] = visible([*dirnames, *filenames])
+            folders[rel_dir] = seen(dirnames, filenames)
         dirnames[:] = sorted(
             d
             for d in dirnames
@@ -79,9 +79,17 @@ def scan_files(
     return found
 
 
-def visible(names: list[str]) -> list[str]:
-    """The names of a folder a scan sees, sorted: all but the hidden ones."""
-    return sorted(name for name in names if not name.startswith("."))
+_SUFFIXES = tuple((*MODEL_SUFFIXES, *COMPANION_SUFFIXES))
+
+
+def seen(folders: list[str], files: list[str]) -> list[str]:
+    """What of a folder's entries a scan could take: its folders and the files of a
+    project's suffixes (not the hidden ones), sorted, a folder's name ending in ``/``.
+    Other files (the data ``-- inputs:`` read, an editor's scratch) change nothing."""
+    return sorted(
+        [f"{name}/" for name in folders if not name.startswith(".")]
+        + [name for name in files if not name.startswith(".") and name.lower().endswith(_SUFFIXES)]
+    )
 
 
 def classify(path: str, default_schema: str) -> ProjectFile | None:

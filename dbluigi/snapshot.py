@@ -7,8 +7,9 @@ once it has checked that nothing did change, as git checks its index:
 
 - the same code (``dbluigi.codestamp``), Python and configuration: ``dbluigi.toml``,
   the target, ``--var`` and the environment variables it reads (the ``Config`` itself);
-- every folder the scan walked still holds the same names (a file added, removed or
-  renamed; a folder made);
+- every folder the scan walked still holds the same folders and files of a project's
+  suffixes (a file added, removed or renamed; a folder made; other files, such as the
+  data ``-- inputs:`` globs read, change nothing);
 - every file has the same size, modification and change times (in nanoseconds) and
   inode: an edit, an editor's rewrite, a checkout, a ``touch``. Each file is looked at
   before it is read: one changed while the project loads is seen by the next command.
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from dbluigi import __version__
 from dbluigi.cache import RACY_NS
 from dbluigi.codestamp import stamp
-from dbluigi.scan import visible
+from dbluigi.scan import seen
 
 if TYPE_CHECKING:
     from dbluigi.config import Config
@@ -120,7 +121,12 @@ class ProjectSnapshot:
 
     def _unchanged(self, header: dict[str, Any]) -> bool:
         for folder, names in header["folders"].items():
-            if visible(os.listdir(os.path.join(self.root, folder))) != names:
+            with os.scandir(os.path.join(self.root, folder)) as entries:
+                folders: list[str] = []
+                files: list[str] = []
+                for entry in entries:
+                    (folders if entry.is_dir() else files).append(entry.name)
+            if seen(folders, files) != names:
                 return False
         for path, identity in header["files"].items():
             if _identity(os.path.join(self.root, path)) != identity:

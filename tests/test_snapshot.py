@@ -161,11 +161,17 @@ def test_every_change_is_seen(tmp_path: Path, loads: Loads, change: Callable[[Pa
     _same(again, changed)
 
 
-def test_a_hidden_file_changes_nothing(tmp_path: Path, loads: Loads) -> None:
+def test_files_a_scan_does_not_take_change_nothing(tmp_path: Path, loads: Loads) -> None:
     root = _project(tmp_path / "p")
     loads(root)
     _tick()
     (root / "marts" / ".names.sql.swp").write_text("an editor's")
+    (root / "marts" / "notes.md").write_text("what the marts are")
+    (root / "data").mkdir()
+    loads(root)  # a new folder is looked into once
+    _tick()
+    (root / "data" / "today.log").write_text("the data an -- inputs: glob reads\n")
+    (root / "marts" / "notes.md").unlink()
     assert loads(root)[1]
 
 

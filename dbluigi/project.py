@@ -362,7 +362,7 @@ def load_project(
     config = load_config(root, target=target, variables=variables)
     snapshot = ProjectSnapshot(root / STATE_DIR / "cache", root, config) if use_cache else None
     kept = snapshot.read() if snapshot is not None else None
-    if kept is not None:  # nothing changed since it was loaded
+    if isinstance(kept, Project):  # nothing changed since it was loaded
         return kept
     folders: dict[str, list[str]] = {}
     files = scan_files(

@@ -46,7 +46,6 @@ from dbluigi.scan import seen
 
 if TYPE_CHECKING:
     from dbluigi.config import Config
-    from dbluigi.project import Project
     from dbluigi.scan import ProjectFile
 
 FORMAT = 1  # bumped when the file's layout changes
@@ -67,7 +66,7 @@ class ProjectSnapshot:
         self.files: dict[str, list[int]] | None = None  # what look_at saw
         self.looked_at = 0  # ns
 
-    def read(self) -> Project | None:
+    def read(self) -> object | None:
         """The project as it was kept, or None when there is none or anything changed."""
         try:
             with self.path.open("rb") as handle:
@@ -77,7 +76,7 @@ class ProjectSnapshot:
                 if header.get("key") != self.key or not self._unchanged(header):
                     return None
                 with _collector_paused():  # it would scan the objects made, for nothing
-                    project: Project = pickle.load(handle)
+                    project: object = pickle.load(handle)
         except Exception:  # unreadable, damaged, of another shape: loaded from the files
             return None
         return project
@@ -90,7 +89,7 @@ class ProjectSnapshot:
         except OSError:  # gone since the scan: the load says so, and nothing is kept
             self.files = None
 
-    def write(self, project: Project, folders: Mapping[str, list[str]]) -> None:
+    def write(self, project: object, folders: Mapping[str, list[str]]) -> None:
         """Keep ``project``, loaded from the files ``look_at`` saw in ``folders`` (the
         names each folder of the scan held); not when a file changed just before. The
         oldest snapshots beyond ``KEPT`` go."""

@@ -52,6 +52,16 @@ class Loads:
         project = load_project(root, target=options.pop("target", DUCKDB), **options)  # type: ignore[arg-type]
         return project, self.scans == before
 
+    def twice(self, root: Path, **options: object) -> Project:
+        """Load twice from the files: the second load, which saw what the first did,
+        keeps the project."""
+        first, read_back = self(root, **dict(options))
+        assert not read_back
+        second, read_back = self(root, **dict(options))
+        assert not read_back
+        _same(second, first)
+        return second
+
 
 @pytest.fixture
 def loads(monkeypatch: pytest.MonkeyPatch) -> Loads:
@@ -73,15 +83,32 @@ def _tick() -> None:
     time.sleep(0.05)  # past the file system clock's tick
 
 
+def _kept(root: Path) -> list[Path]:
+    return list((root / ".dbluigi" / "cache").glob("project-*.pickle"))
+
+
 def test_an_unchanged_project_is_read_back_as_it_was_loaded(tmp_path: Path, loads: Loads) -> None:
     root = _project(tmp_path / "p")
     first, read_back = loads(root)
     assert not read_back
-    assert len(list((root / ".dbluigi" / "cache").glob("project-*.pickle"))) == 1
+    (noted,) = _kept(root)  # what the load looked at, without the project
+    size = noted.stat().st_size
+    _, read_back = loads(root)  # it saw the same: this one keeps the project
+    assert not read_back and noted.stat().st_size > size
     again, read_back = loads(root)
     assert read_back
     _same(again, first)
     assert again.model_parents("marts.totals") == ("marts.names",)
+
+
+def test_a_project_changed_before_each_load_is_never_kept(tmp_path: Path, loads: Loads) -> None:
+    root = _project(tmp_path / "p")
+    for n in range(3):
+        loads(root)
+        (noted,) = _kept(root)
+        assert b'kept":false' in noted.read_bytes() and noted.stat().st_size < 4096
+        _tick()
+        (root / "marts" / "names.sql").write_text(f"select {n} as id\n")
 
 
 def _edit(root: Path) -> None:  # the same size
@@ -148,7 +175,7 @@ def _seed_replaced(root: Path) -> None:  # an editor's save: a new file renamed 
 )
 def test_every_change_is_seen(tmp_path: Path, loads: Loads, change: Callable[[Path], None]) -> None:
     root = _project(tmp_path / "p")
-    loads(root)
+    loads.twice(root)
     assert loads(root)[1]
     _tick()
     change(root)
@@ -156,19 +183,20 @@ def test_every_change_is_seen(tmp_path: Path, loads: Loads, change: Callable[[Pa
     assert not read_back
     _same(changed, load_project(root, target=DUCKDB, use_cache=False))
     _tick()
-    again, read_back = loads(root)  # and the new state is kept in turn
+    assert not loads(root)[1]  # the new state is kept in turn
+    again, read_back = loads(root)
     assert read_back
     _same(again, changed)
 
 
 def test_files_a_scan_does_not_take_change_nothing(tmp_path: Path, loads: Loads) -> None:
     root = _project(tmp_path / "p")
-    loads(root)
+    loads.twice(root)
     _tick()
     (root / "marts" / ".names.sql.swp").write_text("an editor's")
     (root / "marts" / "notes.md").write_text("what the marts are")
     (root / "data").mkdir()
-    loads(root)  # a new folder is looked into once
+    loads.twice(root)  # a new folder is looked into
     _tick()
     (root / "data" / "today.log").write_text("the data an -- inputs: glob reads\n")
     (root / "marts" / "notes.md").unlink()
@@ -183,14 +211,14 @@ def test_variables_targets_and_the_environment_each_have_their_own(
         '[project]\nname = "p"\ntarget = "duckdb:///${SNAPSHOT_DB}.duckdb"\n\n[vars]\nlow = 1\n'
     )
     monkeypatch.setenv("SNAPSHOT_DB", "one")
-    one, _ = loads(root, target=None)
+    one = loads.twice(root, target=None)
     monkeypatch.setenv("SNAPSHOT_DB", "two")  # the target the environment names
-    two, read_back = loads(root, target=None)
-    assert not read_back and two.config.target_url != one.config.target_url
-    given, read_back = loads(root, target=None, variables={"low": "3"})
-    assert not read_back and given.config.variables["low"] == "3"
-    postgres, read_back = loads(root, target="postgresql://root@127.0.0.1:5432/test")
-    assert not read_back and postgres.dialect == "postgres"
+    two = loads.twice(root, target=None)
+    assert two.config.target_url != one.config.target_url
+    given = loads.twice(root, target=None, variables={"low": "3"})
+    assert given.config.variables["low"] == "3"
+    postgres = loads.twice(root, target="postgresql://root@127.0.0.1:5432/test")
+    assert postgres.dialect == "postgres"
     for variables, target, expected in (
         (None, None, two),
         ({"low": "3"}, None, given),
@@ -207,18 +235,19 @@ def test_a_file_changed_just_before_the_load_is_not_kept(
     root = _project(tmp_path / "p")  # its files changed a moment ago: within the racy time
     loads = Loads(monkeypatch)
     loads(root)
-    assert not list((root / ".dbluigi" / "cache").glob("project-*.pickle"))
-    assert not loads(root)[1]
+    assert not _kept(root)
+    loads(root)
+    assert not _kept(root) and not loads(root)[1]
 
 
 def test_a_snapshot_from_elsewhere_or_damaged_is_not_read(tmp_path: Path, loads: Loads) -> None:
     root = _project(tmp_path / "p")
-    loads(root)
+    loads.twice(root)
     copy = tmp_path / "copy"  # a checkout with .dbluigi/ committed, say
     shutil.copytree(root, copy)
     project, read_back = loads(copy)
     assert not read_back and project.root == copy
-    (kept,) = (root / ".dbluigi" / "cache").glob("project-*.pickle")
+    (kept,) = _kept(root)
     for damaged in (b"", b"not a snapshot\n", kept.read_bytes()[:-100], snapshot.MAGIC + b"{\n"):
         kept.write_bytes(damaged)
         project, read_back = loads(root)
@@ -230,7 +259,8 @@ def test_another_dbluigi_does_not_read_it(
     tmp_path: Path, loads: Loads, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = _project(tmp_path / "p")
-    loads(root)
+    loads.twice(root)
+    assert loads(root)[1]
     monkeypatch.setattr(snapshot, "stamp", lambda: {"dbluigi/project.py": (1, 1)})
     assert not loads(root)[1]
 
@@ -260,8 +290,10 @@ def test_commands_read_it_back_and_see_an_edit(tmp_path: Path) -> None:
     root = _project(tmp_path / "p")
     time.sleep(2.1)  # the files stood still long enough to be kept
     first = _lineage(root)
-    assert list((root / ".dbluigi" / "cache").glob("project-*.pickle"))
-    assert _lineage(root) == first
+    assert _lineage(root) == first  # kept
+    assert _lineage(root) == first  # read back
+    (kept,) = _kept(root)
+    assert b'kept":true' in kept.read_bytes()[:200_000]
     (root / "marts" / "totals.sql").write_text("select count(*) as n from raw.people\n")
     edited = _lineage(root)
     assert edited != first and edited["marts.totals"] == ["raw.people"]

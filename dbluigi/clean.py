@@ -1,9 +1,9 @@
 """``dbluigi clean``: what a project leaves behind that nothing needs.
 
 - the caches under ``.dbluigi/`` (``cache/``: parsed files, file hashes, seed types and
-  the loaded project, rebuilt on the next load; ``docs/``: generated documentation). Run artifacts (``runs/``) are the
-  record of what ran and stay; the DuckDB target file (``target.duckdb``) is the
-  warehouse and is never touched;
+  the loaded project, rebuilt on the next load; ``docs/``: generated documentation).
+  Run artifacts (``runs/``) are the record of what ran and stay; the DuckDB target file
+  (``target.duckdb``) is the warehouse and is never touched;
 - tables a build left aside in the project's schemas: ``<name>__dbluigi_new`` (a build
   that died before its swap) and ``<name>__dbluigi_failed`` (kept after a failed check,
   for inspection). Never a published table, never the ``dbluigi`` state schema, never a

@@ -48,7 +48,7 @@ def scan_files(
     folders: dict[str, list[str]] | None = None,
 ) -> list[ProjectFile]:
     """Every model, seed and companion file under ``root``, sorted by path; ``folders``
-    gets the names each folder walked held (but the hidden ones), by its path."""
+    gets what of each folder walked a scan could take (``seen``), by its path."""
     if not root.is_dir():
         raise ProjectError(
             f"project folder {root} does not exist",

@@ -11,8 +11,9 @@ input, output and error, working directory, environment, umask and arguments, te
 client its pid (the client passes its signals on to it), and runs the command exactly as
 ``dbluigi`` would (``cli.run_here``). What it cannot take (``_declined``: other
 interpreter options, another hash seed, a limit or control group refused), it declines
-before anything runs, and the client runs the command itself. The server reaps the child and tells the client how it ended; a
-client that goes away hangs its command up (SIGHUP).
+before anything runs, and the client runs the command itself. The child tells the client
+how the command ended, and so does the server once it reaps the child (a killed child
+tells nothing); a client that goes away hangs its command up (SIGHUP).
 
 The server holds no database connection, no thread and no state of a command: every
 command starts from the same imported modules, as a new process would. It follows its

@@ -39,17 +39,19 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dbluigi import __version__
 from dbluigi.cache import RACY_NS
 from dbluigi.codestamp import stamp
+from dbluigi.config import Config
 from dbluigi.scan import seen
+from dbluigi.urls import mask_url
 
 if TYPE_CHECKING:
-    from dbluigi.config import Config
     from dbluigi.scan import ProjectFile
 
 FORMAT = 1  # bumped when the file's layout changes
@@ -62,8 +64,10 @@ class ProjectSnapshot:
 
     def __init__(self, folder: Path, root: Path, config: Config) -> None:
         self.root = root
+        self.config = config
+        code = sorted(stamp().items())
         self.key = hashlib.sha256(
-            _dumps((FORMAT, __version__, sys.version, sorted(stamp().items()), config))
+            _dumps((FORMAT, __version__, sys.version, code, _without_secrets(config)))
         ).hexdigest()
         # one file a configuration: a project built into two targets in turn keeps both
         self.path = folder / f"project-{self.key[:16]}.pickle"
@@ -84,7 +88,7 @@ class ProjectSnapshot:
                     self.unchanged = True  # this load keeps it
                     return None
                 with _collector_paused():  # it would scan the objects made, for nothing
-                    project: object = pickle.load(handle)
+                    project: object = _Unpickler(handle, self.config).load()
         except Exception:  # unreadable, damaged, of another shape: loaded from the files
             return None
         return project
@@ -120,7 +124,7 @@ class ProjectSnapshot:
                 handle.write(MAGIC)
                 handle.write(json.dumps(header, separators=(",", ":")).encode() + b"\n")
                 if self.unchanged:
-                    handle.write(_dumps(project))
+                    handle.write(_dumps(project, configuration=False))
             os.replace(temporary, self.path)
             kept = sorted(
                 self.path.parent.glob("project-*.pickle"),
@@ -166,18 +170,54 @@ def _identity(path: str) -> list[int]:
     return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
 
 
+def _without_secrets(config: Config) -> Config:
+    """``config`` with the passwords of its URLs masked: a password changes nothing a
+    load reads, and a hash of it kept on disk could be guessed at."""
+    return replace(
+        config,
+        target_url=mask_url(config.target_url) if config.target_url else None,
+        scheduler_url=mask_url(config.scheduler_url) if config.scheduler_url else None,
+        source_tables={
+            name: replace(table, url=table.display_url)
+            for name, table in config.source_tables.items()
+        },
+    )
+
+
 def _proxy(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
     return MappingProxyType(mapping)
 
 
-def _dumps(value: object) -> bytes:
+def _configuration() -> Config:
+    """What a kept project holds instead of its configuration (``_Unpickler``)."""
+    raise pickle.UnpicklingError("a kept project is read by ProjectSnapshot.read")
+
+
+def _dumps(value: object, *, configuration: bool = True) -> bytes:
     """``pickle.dumps``, with the read-only mappings of the project (``MappingProxyType``,
-    which pickle cannot take) kept as such."""
+    which pickle cannot take) kept as such; without ``configuration``, the ``Config``
+    left out: it holds the target's and sources' URLs, passwords from the environment
+    included, which a file under the project must not, and the key says it is the same."""
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.dispatch_table = {
         **copyreg.dispatch_table,
         MappingProxyType: lambda m: (_proxy, (dict(m),)),
     }
+    if not configuration:
+        pickler.dispatch_table[Config] = lambda c: (_configuration, ())
     pickler.dump(value)
     return buffer.getvalue()
+
+
+class _Unpickler(pickle.Unpickler):
+    """Unpickles a kept project with ``config`` for its configuration."""
+
+    def __init__(self, file: BinaryIO, config: Config) -> None:
+        super().__init__(file)
+        self.config = config
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == (__name__, _configuration.__name__):
+            return lambda: self.config
+        return super().find_class(module, name)

@@ -229,6 +229,26 @@ def test_variables_targets_and_the_environment_each_have_their_own(
         _same(kept, expected)
 
 
+def test_no_password_is_kept(tmp_path: Path, loads: Loads, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The configuration holds the target's URL, its password from the environment
+    included: a kept project leaves it out, and is read back with this command's."""
+    root = _project(tmp_path / "p")
+    (root / "dbluigi.toml").write_text(
+        '[project]\nname = "p"\ntarget = "postgresql://u:${SNAPSHOT_PW}@127.0.0.1:5432/db"\n'
+    )
+    monkeypatch.setenv("SNAPSHOT_PW", "hunter2-kept-nowhere")
+    loaded = loads.twice(root, target=None)
+    (kept,) = _kept(root)
+    assert b"hunter2" not in kept.read_bytes()
+    again, read_back = loads(root, target=None)
+    assert read_back and again.config.target_url == loaded.config.target_url
+    assert "hunter2-kept-nowhere" in (again.config.target_url or "")
+    # nor a hash of it: another password reads the same project back
+    monkeypatch.setenv("SNAPSHOT_PW", "another")
+    again, read_back = loads(root, target=None)
+    assert read_back and "another" in (again.config.target_url or "")
+
+
 def test_a_file_changed_just_before_the_load_is_not_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

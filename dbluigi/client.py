@@ -138,6 +138,25 @@ def run_on_server(argv: list[str]) -> dict[str, int] | None:
     return _wait(connection)
 
 
+# Read by Python as it starts only, and shown neither in sys.flags nor in sys._xoptions
+# (PYTHONFAULTHANDLER is -X faulthandler, PYTHONPROFILEIMPORTTIME -X importtime, ...)
+STARTUP_VARIABLES = (
+    "PYTHONFAULTHANDLER",
+    "PYTHONTRACEMALLOC",
+    "PYTHONPROFILEIMPORTTIME",
+    "PYTHONPYCACHEPREFIX",
+    "PYTHONNODEBUGRANGES",
+    "PYTHONMALLOC",
+    "PYTHONMALLOCSTATS",
+    "PYTHONPERFSUPPORT",
+    "PYTHON_PERF_JIT_SUPPORT",
+    "PYTHON_CPU_COUNT",
+    "PYTHON_PRESITE",
+    "PYTHON_GIL",
+    "PYTHON_JIT",
+)
+
+
 def interpreter() -> dict[str, Any]:
     """How this Python was started (``-X``, ``-W``, ``-O``, ``-B``, ... and the variables
     that set them): a served command has its server's, which must be the same."""
@@ -145,6 +164,11 @@ def interpreter() -> dict[str, Any]:
         "flags": list(sys.flags),
         "warnoptions": list(sys.warnoptions),
         "xoptions": {name: value for name, value in sys._xoptions.items()},
+        "variables": {  # ignored under -E or -I (in sys.flags), and when empty
+            name: os.environ[name]
+            for name in STARTUP_VARIABLES
+            if os.environ.get(name) and not sys.flags.ignore_environment
+        },
     }
 
 

@@ -509,6 +509,10 @@ def test_what_the_server_cannot_give_a_command_runs_it_in_its_client(
         ("PYTHONHASHSEED", "123", "it asks for PYTHONHASHSEED=123"),
         ("PYTHONWARNINGS", "ignore::UserWarning", "its Python was started with other options"),
         ("PYTHONDEVMODE", "1", "its Python was started with other options"),
+        # as -X faulthandler, -X importtime, -X tracemalloc: read as Python starts only
+        ("PYTHONFAULTHANDLER", "1", "its Python was started with other options"),
+        ("PYTHONPROFILEIMPORTTIME", "1", "its Python was started with other options"),
+        ("PYTHONTRACEMALLOC", "5", "its Python was started with other options"),
     ):
         seen = _probe(project, target, {**served, variable: value})
         assert seen["client"] == "True", variable

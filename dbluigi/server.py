@@ -34,6 +34,7 @@ import io
 import locale
 import os
 import pkgutil
+import select
 import selectors
 import signal
 import socket
@@ -86,6 +87,7 @@ class _Server:
     last_active: float = field(default_factory=time.monotonic)
     restart: bool = False
     selector: selectors.BaseSelector | None = None
+    hangups: Any = None  # the clients' connections, for their end (select.epoll)
     run_command: Callable[[], None] | None = None
     inherited: list[Any] = field(default_factory=list)  # what a child closes first
 
@@ -175,7 +177,9 @@ def _loop(state: _Server, wake_write: int) -> None:
     assert state.listener is not None
     selector.register(state.listener, selectors.EVENT_READ)
     selector.register(state.wake, selectors.EVENT_READ)
-    state.inherited = [selector, state.wake, wake_write]
+    state.hangups = select.epoll()
+    selector.register(state.hangups, selectors.EVENT_READ)
+    state.inherited = [selector, state.hangups, state.wake, wake_write]
     while not (state.stopping and not state.children):
         timeout = None if state.stopping else CHECK_SECONDS  # is the socket still there?
         if state.idle_seconds and not state.children and not state.stopping:
@@ -184,6 +188,8 @@ def _loop(state: _Server, wake_write: int) -> None:
         for key, _ in selector.select(timeout):
             if key.fileobj is state.listener:
                 _accept(state)
+            elif key.fileobj is state.hangups:
+                _continue_hung_up(state)
             else:
                 with contextlib.suppress(BlockingIOError):
                     os.read(state.wake, 512)
@@ -269,6 +275,22 @@ def _accept(state: _Server) -> None:
         _run_command(state, connection)
     state.served += 1
     state.children[pid] = connection
+    state.hangups.register(connection.fileno(), select.EPOLLRDHUP)
+
+
+def _continue_hung_up(state: _Server) -> None:
+    """Hang up the commands whose clients went away, continued: one stopped with its
+    client (Ctrl-Z), the client then killed (``kill -9 %1``), would otherwise stay
+    stopped for ever (``_hang_up_with`` runs in the command, a stopped process runs
+    nothing; continued, its SIGIO may reach another thread than the one that hangs up)."""
+    for fd, _ in state.hangups.poll(0):
+        state.hangups.unregister(fd)
+        for pid, connection in state.children.items():
+            if connection.fileno() == fd:  # not reaped yet: still this command's pid
+                with contextlib.suppress(OSError):  # ended already
+                    os.killpg(pid, signal.SIGCONT)
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGHUP)
 
 
 def _reap(state: _Server) -> None:
@@ -284,6 +306,8 @@ def _reap(state: _Server) -> None:
         if connection is None:
             continue
         state.last_active = time.monotonic()
+        with contextlib.suppress(OSError, ValueError):  # unless its client went first
+            state.hangups.unregister(connection.fileno())
         ended = (
             {"signal": os.WTERMSIG(status)}
             if os.WIFSIGNALED(status)

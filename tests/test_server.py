@@ -604,6 +604,31 @@ def test_ctrl_z_stops_the_command_with_its_client(tmp_path: Path, served: dict[s
     assert process.returncode == 0, errors
 
 
+def test_a_client_killed_while_stopped_ends_its_command(
+    tmp_path: Path, served: dict[str, str]
+) -> None:
+    """``kill -9 %1`` on a job stopped by Ctrl-Z ends it alone: the stopped command of a
+    client gone ends too, rather than stay stopped for ever (holding its target)."""
+    project = _project(tmp_path)
+    process = _watching(project, f"duckdb:///{tmp_path / 'stopped.duckdb'}", served, job=True)
+    server = _pid(served)
+    _until(lambda: len(_children(server)) == 1, "the command is not the server's one child")
+    (command,) = _children(server)
+    process.send_signal(signal.SIGTSTP)
+    _until(lambda: _state(process.pid) == "T" and _state(command) == "T", "not stopped")
+    process.kill()
+    process.wait(timeout=60)
+    try:
+        _until(lambda: not _running(command), "the command of a killed client is still there")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # not left stopped by a failure
+            os.kill(command, signal.SIGKILL)
+        for stream in (process.stdout, process.stderr):
+            assert stream is not None
+            stream.close()
+    assert "0 running now" in _run("server", "status", env=served).stdout
+
+
 def test_the_server_runs_the_dbluigi_of_its_client(tmp_path: Path, server_dir: Path) -> None:
     """Started from a folder holding another ``dbluigi`` (a checkout, say), the server
     still imports the one its ``dbluigi`` command runs."""

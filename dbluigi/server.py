@@ -341,7 +341,10 @@ def _run_command(state: _Server, connection: socket.socket) -> None:
             os._exit(0)
         why = _declined(request)
         if why is not None:  # the client runs the command itself
-            _log(f"declined a command: {why}")
+            # the log may refuse this line, under the client's limits taken (`ulimit -f`):
+            # the client must be told all the same
+            with contextlib.suppress(Exception):
+                _log(f"declined a command: {why}")
             client.send(connection, {"declined": why})
             os._exit(0)
         _take_over(request, fds)

@@ -566,6 +566,50 @@ def test_a_served_command_runs_in_its_clients_control_group(
     assert seen["client"] == ("False" if v2 else "True")
 
 
+def test_a_command_declined_once_it_took_its_limits_runs_in_its_client(
+    tmp_path: Path, served: dict[str, str], server_dir: Path
+) -> None:
+    """A cgroup v1 difference declines a command once it took the client's limits: a
+    file size limit (``ulimit -f``) below the server log's size does not end it unrun."""
+    group = _cgroup_to_make()
+    if group is None or "/sys/fs/cgroup/pids" not in str(group):
+        pytest.skip("no cgroup v1 group this process may make here (a v2 one is joined)")
+    project = _project(tmp_path)
+    for log in server_dir.glob("*.log"):
+        with log.open("a") as out:
+            out.write("#" * 4096 + "\n")  # more than `ulimit -f 1`: a KiB
+    script = f'echo $$ > {group / "cgroup.procs"}; ulimit -f 1; exec "$@"'
+    command = ["sh", "-c", script, "sh", sys.executable, "-m", "dbluigi", "lineage"]
+    group.mkdir()
+    try:
+        there, here = (
+            subprocess.run(
+                [*command, "-p", str(project)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+                check=False,
+            )
+            for env in (served, {**served, "DBLUIGI_NO_SERVER": "1"})
+        )
+    finally:
+        _until(lambda: not _rmdir(group), "the group is still in use")
+    assert here.returncode == 0, here.stderr
+    assert (there.returncode, there.stdout, there.stderr) == (
+        here.returncode,
+        here.stdout,
+        here.stderr,
+    )
+
+
+def _rmdir(folder: Path) -> bool:
+    """Whether ``folder`` is still there (in use) after trying to remove it."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+    return folder.exists()
+
+
 def _children(pid: int) -> list[int]:
     """The processes ``pid`` started that still run."""
     found = []

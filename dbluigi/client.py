@@ -129,13 +129,29 @@ def run_on_server(argv: list[str]) -> dict[str, int] | None:
             "limits": limits(),
             "cgroup": cgroup(),
         }
-        send(connection, request, fds)
+        import signal
+
+        # what comes as it is handed over waits for _wait's handlers (Ctrl-Z stopping
+        # this process alone now would leave the command running)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _caught())
+        try:
+            send(connection, request, fds)
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
     except OSError:
         connection.close()
         return None
     # handed over: from here on the command runs there, whatever happens to this side,
     # unless its process declines it before it starts (then it runs here)
-    return _wait(connection)
+    return _wait(connection, mask)
+
+
+def _caught() -> set[int]:
+    """The signals a client passes on (``_wait``): Ctrl-C, SIGTERM, ..., and Ctrl-Z."""
+    import signal
+
+    return {int(getattr(signal, name)) for name in (*FORWARDED_SIGNALS, "SIGTSTP")}
 
 
 # Read by Python as it starts only, and shown neither in sys.flags nor in sys._xoptions
@@ -236,10 +252,11 @@ def _umask() -> int:
     return mask
 
 
-def _wait(connection: Any) -> dict[str, int] | None:
+def _wait(connection: Any, mask: Any = None) -> dict[str, int] | None:
     """Forward this process's signals to the served command until it ends; how it ended,
     or None when its process declined it (nothing ran; the signals that came meanwhile
-    are this process's again)."""
+    are this process's again). ``mask``: the signal mask to restore once the handlers
+    are in place (the caught signals were blocked as the command was handed over)."""
     import contextlib  # loaded already: Python's start imports it
     import signal
 
@@ -256,16 +273,18 @@ def _wait(connection: Any) -> dict[str, int] | None:
     def suspend(signum: int, frame: Any) -> None:
         """Ctrl-Z: stop the command (its process group: it leads one, in a session of
         its own, where SIGTSTP is discarded), then this process, as the shell expects;
-        ``fg`` or ``bg`` continues this process here, and it continues the command."""
-        if command:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(command[0], signal.SIGSTOP)
+        ``fg`` or ``bg`` continues this process here, and it continues the command.
+        Before the command's pid, this waits for it (or for a decline)."""
+        if not command:
+            pending.append(signum)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(command[0], signal.SIGSTOP)
         signal.signal(signal.SIGTSTP, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTSTP)
         signal.signal(signal.SIGTSTP, suspend)
-        if command:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(command[0], signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(command[0], signal.SIGCONT)
 
     handlers = {
         **{getattr(signal, name): forward for name in FORWARDED_SIGNALS},
@@ -275,6 +294,8 @@ def _wait(connection: Any) -> dict[str, int] | None:
     for signum, handler in handlers.items():
         if signal.getsignal(signum) is not signal.SIG_IGN:
             before[signum] = signal.signal(signum, handler)
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     connection.settimeout(None)
     while True:
         try:
@@ -291,7 +312,7 @@ def _wait(connection: Any) -> dict[str, int] | None:
         if isinstance(message.get("pid"), int):
             command.append(message["pid"])
             for signum in pending:
-                forward(signum, None)
+                handlers[signum](signum, None)
         elif "declined" in message and not command:
             connection.close()
             for signum, previous in before.items():

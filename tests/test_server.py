@@ -673,6 +673,50 @@ def test_a_client_killed_while_stopped_ends_its_command(
     assert "0 running now" in _run("server", "status", env=served).stdout
 
 
+CTRL_Z_AS_IT_HANDS_OVER = """
+import os, signal, socket, subprocess, time
+from dbluigi import client
+
+ours, theirs = socket.socketpair()
+command = subprocess.Popen(["sleep", "120"], process_group=0)  # the served command
+if os.fork() == 0:  # the server, slow to say the command's pid: Ctrl-Z comes first
+    ours.close()
+    time.sleep(1)
+    client.send(theirs, {"pid": command.pid})
+    while open(f"/proc/{command.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.05)
+    client.send(theirs, {"exit": 0})
+    os._exit(0)
+theirs.close()
+mask = signal.pthread_sigmask(signal.SIG_BLOCK, client._caught())  # as run_on_server
+print(command.pid, flush=True)
+print(client._wait(ours, mask), flush=True)
+"""
+
+
+def test_ctrl_z_as_the_command_is_handed_over_stops_it_too(tmp_path: Path) -> None:
+    """Ctrl-Z before the command's process said its pid: the command stops with its
+    client once it does, rather than run on while the shell says the job is stopped."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", CTRL_Z_AS_IT_HANDS_OVER],
+        stdout=subprocess.PIPE,
+        text=True,
+        process_group=0,  # a job of its own, as a shell starts one
+    )
+    assert process.stdout is not None
+    command = int(process.stdout.readline())
+    try:
+        process.send_signal(signal.SIGTSTP)
+        _until(lambda: _state(process.pid) == "T" and _state(command) == "T", "not stopped")
+        os.kill(process.pid, signal.SIGCONT)  # fg
+        _until(lambda: _state(command) != "T", "the command not continued")
+    finally:
+        os.kill(command, signal.SIGKILL)
+        os.kill(process.pid, signal.SIGCONT)
+    assert process.stdout.readline().strip() == "{'exit': 0}"
+    assert process.wait(timeout=60) == 0
+
+
 def test_the_server_runs_the_dbluigi_of_its_client(tmp_path: Path, server_dir: Path) -> None:
     """Started from a folder holding another ``dbluigi`` (a checkout, say), the server
     still imports the one its ``dbluigi`` command runs."""

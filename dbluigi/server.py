@@ -392,12 +392,24 @@ def _run_command(state: _Server, connection: socket.socket) -> None:
         os._exit(code)
 
 
+# Limits a copy of the server cannot take as a process started under them would have.
+_FIXED_AT_START = {
+    # the copy starts with the server's memory (its imports): it would meet the limit
+    # sooner than the same command alone
+    "RLIMIT_AS": "counts the server's memory too",
+    "RLIMIT_DATA": "counts the server's memory too",
+    # the main thread's stack, and every thread's default size, are set as a process starts
+    "RLIMIT_STACK": "sizes stacks as a process starts",
+}
+
+
 def _declined(request: dict[str, Any]) -> str | None:
     """Why this process cannot run the client's command as the client would, or None once
     it can: the same interpreter options; the hash seed the client asks for, if it asks
     (Python drew this one when the server started); the client's resource limits, taken
-    here (a hard limit above the server's cannot be, but by root); its control group,
-    joined (cgroup v2; the commands of another terminal tab run in another one)."""
+    here (a hard limit above the server's cannot be, but by root; memory and stack limits
+    other than the server's cannot be at all); its control group, joined (cgroup v2; the
+    commands of another terminal tab run in another one)."""
     if request.get("interpreter") != client.interpreter():
         return "its Python was started with other options (-X, -W, -O, -B, PYTHON* variables)"
     seed = request["env"].get("PYTHONHASHSEED") or "random"
@@ -408,6 +420,8 @@ def _declined(request: dict[str, Any]) -> str | None:
     for name, wanted in (request.get("limits") or {}).items():
         which = getattr(resource, name)
         if list(resource.getrlimit(which)) != wanted:
+            if name in _FIXED_AT_START:
+                return f"its resource limit {name} {tuple(wanted)} {_FIXED_AT_START[name]}"
             try:
                 resource.setrlimit(which, tuple(wanted))
             except (ValueError, OSError) as exc:

@@ -499,8 +499,9 @@ def _log_of(server_dir: Path) -> str:
 def test_what_the_server_cannot_give_a_command_runs_it_in_its_client(
     tmp_path: Path, served: dict[str, str], server_dir: Path
 ) -> None:
-    """An interpreter of other options or hash seed: the command's process declines it
-    before anything runs, and the client runs it, as it would alone."""
+    """An interpreter of other options or hash seed, a memory or stack limit: the
+    command's process declines it before anything runs, and the client runs it, as it
+    would alone."""
     project = _project(tmp_path)
     (project / "marts" / "probe.py").write_text(PROBE)
     target = f"duckdb:///{tmp_path / 'declined.duckdb'}"
@@ -516,6 +517,17 @@ def test_what_the_server_cannot_give_a_command_runs_it_in_its_client(
     ):
         seen = _probe(project, target, {**served, variable: value})
         assert seen["client"] == "True", variable
+        assert why in _log_of(server_dir)
+    # limits a forked copy cannot honour: its memory starts as the server's, its stacks
+    # were sized when the server started
+    stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    stack_kb = 4096 if stack == resource.RLIM_INFINITY else max(1024, stack // 2048)
+    for shell, why in (
+        ("ulimit -v 16000000", "RLIMIT_AS"),  # 16 GB: the command runs alone under it
+        (f"ulimit -s {stack_kb}", "RLIMIT_STACK"),
+    ):
+        seen = _probe(project, target, served, shell=shell)
+        assert seen["client"] == "True", shell
         assert why in _log_of(server_dir)
 
 

@@ -363,6 +363,8 @@ def load_project(
     snapshot = ProjectSnapshot(root / STATE_DIR / "cache", root, config) if use_cache else None
     kept = snapshot.read() if snapshot is not None else None
     if isinstance(kept, Project):  # nothing changed since it was loaded
+        # where dumps write depends on the output folder's symlinks, outside the files
+        _check_dump_paths(kept)
         return kept
     folders: dict[str, list[str]] = {}
     files = scan_files(

@@ -16,6 +16,7 @@ import pytest
 
 import dbluigi.project
 from dbluigi import snapshot
+from dbluigi.errors import ProjectError
 from dbluigi.project import Project, load_project
 
 pytestmark = pytest.mark.unit
@@ -201,6 +202,24 @@ def test_files_a_scan_does_not_take_change_nothing(tmp_path: Path, loads: Loads)
     (root / "data" / "today.log").write_text("the data an -- inputs: glob reads\n")
     (root / "marts" / "notes.md").unlink()
     assert loads(root)[1]
+
+
+def test_dumps_are_checked_again_when_read_back(tmp_path: Path, loads: Loads) -> None:
+    """Where a dump writes is resolved through the output folder's symlinks, which the
+    scan does not look at: two dumps that came to write one file are refused as in a load."""
+    root = _project(tmp_path / "p")
+    for name in ("a", "b"):
+        (root / "marts" / f"dump_{name}.sql").write_text(
+            f"-- kind: dump\n-- path: {name}.csv\nselect * from marts.names\n"
+        )
+    (root / "exports").mkdir()
+    loads.twice(root)
+    assert loads(root)[1]
+    (root / "exports" / "b.csv").symlink_to("a.csv")
+    with pytest.raises(ProjectError, match="both write"):
+        load_project(root, target=DUCKDB, use_cache=False)
+    with pytest.raises(ProjectError, match="both write"):
+        loads(root)
 
 
 def test_variables_targets_and_the_environment_each_have_their_own(

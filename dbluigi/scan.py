@@ -48,7 +48,8 @@ def scan_files(
     folders: dict[str, list[str]] | None = None,
 ) -> list[ProjectFile]:
     """Every model, seed and companion file under ``root``, sorted by path; ``folders``
-    gets what of each folder walked a scan could take (``seen``), by its path."""
+    gets what of each folder walked a scan could take (``seen``), by its path, or
+    ``[UNLISTED]`` for one it could not list."""
     if not root.is_dir():
         raise ProjectError(
             f"project folder {root} does not exist",
@@ -56,9 +57,13 @@ def scan_files(
         )
     ignored = {part.strip("/") for part in ignore}
     found: list[ProjectFile] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        rel_dir = "" if rel_dir == "." else rel_dir
+
+    def unlisted(error: OSError) -> None:  # a folder os.walk passes over, unreadable
+        if folders is not None and error.filename is not None:
+            folders[_relative(os.fsdecode(error.filename), root)] = [UNLISTED]
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted):
+        rel_dir = _relative(dirpath, root)
         if folders is not None:
             folders[rel_dir] = seen(dirnames, filenames)
         dirnames[:] = sorted(
@@ -80,6 +85,14 @@ def scan_files(
 
 
 _SUFFIXES = tuple((*MODEL_SUFFIXES, *COMPANION_SUFFIXES))
+# what ``folders`` gets for a folder the scan could not list (no name holds a "/"): it
+# is never the same as a listing, so a project loaded without its files is not read back
+UNLISTED = "/"
+
+
+def _relative(path: str, root: Path) -> str:
+    rel_dir = os.path.relpath(path, root).replace(os.sep, "/")
+    return "" if rel_dir == "." else rel_dir
 
 
 def seen(folders: list[str], files: list[str]) -> list[str]:

@@ -204,6 +204,33 @@ def test_files_a_scan_does_not_take_change_nothing(tmp_path: Path, loads: Loads)
     assert loads(root)[1]
 
 
+def test_a_folder_the_scan_could_not_list_is_not_taken_as_unchanged(
+    tmp_path: Path, loads: Loads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder os.walk cannot list (no permission, gone while walked) is passed over;
+    once it can be, its models load: the project kept without them is not read back."""
+    root = _project(tmp_path / "p")
+    (root / "locked").mkdir()
+    (root / "locked" / "hidden.sql").write_text("select 1 as one\n")
+    locked = {str(root / "locked")}
+    scandir = os.scandir
+
+    def refused(path: str = ".") -> object:
+        if os.fspath(path).rstrip("/") in locked:  # as chmod 0 does, but for root too
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    without = loads(root)[0]
+    assert "locked.hidden" not in without.models
+    _tick()
+    loads(root)
+    _tick()
+    locked.clear()  # chmod 755
+    project, read_back = loads(root)
+    assert not read_back and "locked.hidden" in project.models
+
+
 def test_dumps_are_checked_again_when_read_back(tmp_path: Path, loads: Loads) -> None:
     """Where a dump writes is resolved through the output folder's symlinks, which the
     scan does not look at: two dumps that came to write one file are refused as in a load."""

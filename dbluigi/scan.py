@@ -65,7 +65,8 @@ def scan_files(
     for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted):
         rel_dir = _relative(dirpath, root)
         if folders is not None:
-            folders[rel_dir] = seen(dirnames, filenames)
+            links = {d for d in dirnames if os.path.islink(os.path.join(dirpath, d))}
+            folders[rel_dir] = seen(dirnames, filenames, links)
         dirnames[:] = sorted(
             d
             for d in dirnames
@@ -95,12 +96,19 @@ def _relative(path: str, root: Path) -> str:
     return "" if rel_dir == "." else rel_dir
 
 
-def seen(folders: list[str], files: list[str]) -> list[str]:
+def seen(
+    folders: list[str], files: list[str], links: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
     """What of a folder's entries a scan could take: its folders and the files of a
-    project's suffixes (not the hidden ones), sorted, a folder's name ending in ``/``.
+    project's suffixes (not the hidden ones), sorted, a folder's name ending in ``/``
+    (``/@`` for a symbolic link to one, ``links``: the scan does not walk into it).
     Other files (the data ``-- inputs:`` read, an editor's scratch) change nothing."""
     return sorted(
-        [f"{name}/" for name in folders if not name.startswith(".")]
+        [
+            f"{name}/@" if name in links else f"{name}/"
+            for name in folders
+            if not name.startswith(".")
+        ]
         + [name for name in files if not name.startswith(".") and name.lower().endswith(_SUFFIXES)]
     )
 

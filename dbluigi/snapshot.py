@@ -142,9 +142,12 @@ class ProjectSnapshot:
             with os.scandir(os.path.join(self.root, folder)) as entries:
                 folders: list[str] = []
                 files: list[str] = []
+                links: set[str] = set()
                 for entry in entries:
                     (folders if entry.is_dir() else files).append(entry.name)
-            if seen(folders, files) != names:
+                    if entry.is_symlink():
+                        links.add(entry.name)
+            if seen(folders, files, links) != names:
                 return False
         for path, identity in header["files"].items():
             if _identity(os.path.join(self.root, path)) != identity:

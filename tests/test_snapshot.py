@@ -231,6 +231,32 @@ def test_a_folder_the_scan_could_not_list_is_not_taken_as_unchanged(
     assert not read_back and "locked.hidden" in project.models
 
 
+def test_a_folder_made_a_symbolic_link_or_back_is_a_change(tmp_path: Path, loads: Loads) -> None:
+    """The scan does not walk into a symbolic link to a folder: a folder moved elsewhere
+    and linked back (its files the same inodes, times and all) leaves the project, and
+    comes back into it when the link is replaced by the folder."""
+    root = _project(tmp_path / "p")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "staging").mkdir()
+    (root / "staging" / "people.sql").write_text("select * from raw.people\n")
+    loads.twice(root)
+    assert loads(root)[1]
+    _tick()
+    (root / "staging").rename(elsewhere / "staging")
+    (root / "staging").symlink_to(elsewhere / "staging")
+    linked, read_back = loads(root)
+    assert not read_back and "staging.people" not in linked.models
+    _tick()
+    assert not loads(root)[1]  # kept in turn
+    assert loads(root)[1]
+    _tick()
+    (root / "staging").unlink()
+    (elsewhere / "staging").rename(root / "staging")
+    moved_back, read_back = loads(root)
+    assert not read_back and "staging.people" in moved_back.models
+
+
 def test_dumps_are_checked_again_when_read_back(tmp_path: Path, loads: Loads) -> None:
     """Where a dump writes is resolved through the output folder's symlinks, which the
     scan does not look at: two dumps that came to write one file are refused as in a load."""

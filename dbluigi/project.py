@@ -356,11 +356,16 @@ def load_project(
     target: str | None = None,
     variables: Mapping[str, str] | None = None,
     use_cache: bool = True,
+    keep: bool = True,
 ) -> Project:
-    """Scan ``root`` and build the validated project; raises ProjectError on any bad input."""
+    """Scan ``root`` and build the validated project; raises ProjectError on any bad input.
+    ``use_cache`` off, no cache is read or written; ``keep`` off, the project is not kept
+    for (nor read back from) another command (``dbluigi.snapshot``), as the loads of a
+    unit test's variables: they would push the project the commands load out."""
     root = Path(root)
     config = load_config(root, target=target, variables=variables)
-    snapshot = ProjectSnapshot(root / STATE_DIR / "cache", root, config) if use_cache else None
+    keeping = use_cache and keep
+    snapshot = ProjectSnapshot(root / STATE_DIR / "cache", root, config) if keeping else None
     kept = snapshot.read() if snapshot is not None else None
     if isinstance(kept, Project):  # nothing changed since it was loaded
         # where dumps write depends on the output folder's symlinks, outside the files

@@ -133,7 +133,7 @@ class ProjectSnapshot:
             )
             for old in kept[KEPT:]:
                 old.unlink()
-        except OSError:  # a read-only folder, a full disk: the next command loads again
+        except Exception:  # a read-only folder, a full disk: the next command loads again
             with contextlib.suppress(OSError):
                 temporary.unlink()
 

@@ -274,6 +274,7 @@ def _one(
             project.root,
             target=project.config.target_url,
             variables={**(variables or {}), **test.variables},
+            keep=False,
         )
     model = project.models[relation]
     try:

@@ -363,6 +363,18 @@ def test_without_the_cache_nothing_is_read_or_kept(tmp_path: Path, loads: Loads)
     assert not (root / ".dbluigi").exists()
 
 
+def test_a_unit_tests_variables_keep_nothing(tmp_path: Path, loads: Loads) -> None:
+    """``dbluigi test`` loads the project again with each test's variables: those loads
+    neither note nor keep it, so the project of the commands stays kept."""
+    root = _project(tmp_path / "p")
+    loads.twice(root)
+    for n in range(5):
+        for _ in range(2):
+            loads(root, variables={"low": str(n)}, keep=False)
+    assert len(_kept(root)) == 1
+    assert loads(root)[1]
+
+
 def _lineage(root: Path) -> dict[str, list[str]]:
     done = subprocess.run(
         [sys.executable, "-m", "dbluigi", "lineage", "--format", "json", "-p", str(root)],

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -34,6 +35,14 @@ from dbluigi.urls import parse_url
 # A dbluigi server the developer runs must not serve the suite's commands (they would run
 # in it, not in the process a test looks at); tests/test_server.py starts its own.
 os.environ["DBLUIGI_NO_SERVER"] = "1"
+
+# A suite started in the background by a script (`pytest &` without job control) inherits
+# SIGINT and SIGQUIT ignored, and so would every command a test starts: the tests of
+# Ctrl-C would then see none. They are given back as a terminal gives them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 PG_ADMIN_URL = os.environ.get("DBLUIGI_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 MARIADB_ADMIN_URL = os.environ.get(

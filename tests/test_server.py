@@ -644,15 +644,21 @@ def _until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)
 
 
-def test_ctrl_z_stops_the_command_with_its_client(tmp_path: Path, served: dict[str, str]) -> None:
+def _stopped_job(tmp_path: Path, served: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    """A served watch, stopped by Ctrl-Z: its client process, and its command's pid."""
     project = _project(tmp_path)
     # a job of its own, as a shell starts one (in an orphaned one, SIGTSTP stops nothing)
-    process = _watching(project, f"duckdb:///{tmp_path / 'ctrlz.duckdb'}", served, job=True)
+    process = _watching(project, f"duckdb:///{tmp_path / 'job.duckdb'}", served, job=True)
     server = _pid(served)
     _until(lambda: len(_children(server)) == 1, "the command is not the server's one child")
     (command,) = _children(server)
     process.send_signal(signal.SIGTSTP)
     _until(lambda: _state(process.pid) == "T" and _state(command) == "T", "not stopped")
+    return process, command
+
+
+def test_ctrl_z_stops_the_command_with_its_client(tmp_path: Path, served: dict[str, str]) -> None:
+    process, command = _stopped_job(tmp_path, served)
     os.kill(process.pid, signal.SIGCONT)  # fg
     _until(lambda: _state(process.pid) != "T" and _state(command) != "T", "not continued")
     process.send_signal(signal.SIGINT)
@@ -665,13 +671,7 @@ def test_a_client_killed_while_stopped_ends_its_command(
 ) -> None:
     """``kill -9 %1`` on a job stopped by Ctrl-Z ends it alone: the stopped command of a
     client gone ends too, rather than stay stopped for ever (holding its target)."""
-    project = _project(tmp_path)
-    process = _watching(project, f"duckdb:///{tmp_path / 'stopped.duckdb'}", served, job=True)
-    server = _pid(served)
-    _until(lambda: len(_children(server)) == 1, "the command is not the server's one child")
-    (command,) = _children(server)
-    process.send_signal(signal.SIGTSTP)
-    _until(lambda: _state(process.pid) == "T" and _state(command) == "T", "not stopped")
+    process, command = _stopped_job(tmp_path, served)
     process.kill()
     process.wait(timeout=60)
     try:

@@ -101,6 +101,19 @@ HASHES_FILE = "files.json"
 RACY_NS = 2_000_000_000
 
 
+def identity(path: str | Path) -> tuple[int, int, int, int]:
+    """What tells a file's content apart without reading it: size, modification and
+    change times (ns; no tool sets a change time back) and inode (a file renamed over)."""
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def settled(seen: tuple[int, ...] | list[int], looked: int) -> bool:
+    """Whether the file of ``identity`` ``seen`` had stood still long enough when it was
+    looked at (``looked``, ns) for a later change to change its times."""
+    return max(seen[1], seen[2]) < looked - RACY_NS
+
+
 class FileHashes:
     """The sha256 of files the fingerprints read (CSV seeds, ``-- inputs:`` files), kept
     under ``.dbluigi/cache/`` while a file's size, modification and change times and inode
@@ -122,8 +135,7 @@ class FileHashes:
 
     def hash(self, path: Path) -> str:
         looked = time.time_ns()
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+        key = (str(path), *identity(path))
         found = self._used.get(key) or self._old.get(key)
         if found is None:
             h = hashlib.sha256()
@@ -151,7 +163,7 @@ class FileHashes:
         }
         for key, h in self._used.items():
             looked = self._looked.get(key)
-            if looked is None or max(key[2], key[3]) < looked - RACY_NS:
+            if looked is None or settled(key[1:], looked):
                 kept[key] = h
         with contextlib.suppress(OSError):
             self.folder.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dbluigi import __version__
-from dbluigi.cache import RACY_NS
+from dbluigi.cache import identity, settled
 from dbluigi.codestamp import stamp
 from dbluigi.config import Config
 from dbluigi.scan import seen
@@ -97,7 +97,7 @@ class ProjectSnapshot:
         """Note each file's identity (size, times, inode), before the load reads it."""
         self.looked_at = time.time_ns()
         try:
-            self.files = {f.path: _identity(os.path.join(self.root, f.path)) for f in files}
+            self.files = {f.path: list(identity(os.path.join(self.root, f.path))) for f in files}
         except OSError:  # gone since the scan: the load says so, and nothing is kept
             self.files = None
 
@@ -108,8 +108,7 @@ class ProjectSnapshot:
         beyond ``KEPT`` go."""
         if self.files is None:
             return
-        newest = max((max(i[2], i[3]) for i in self.files.values()), default=0)
-        if newest >= self.looked_at - RACY_NS:
+        if not all(settled(noted, self.looked_at) for noted in self.files.values()):
             return
         header = {
             "key": self.key,
@@ -149,8 +148,8 @@ class ProjectSnapshot:
                         links.add(entry.name)
             if seen(folders, files, links) != names:
                 return False
-        for path, identity in header["files"].items():
-            if _identity(os.path.join(self.root, path)) != identity:
+        for path, noted in header["files"].items():
+            if list(identity(os.path.join(self.root, path))) != noted:
                 return False
         return True
 
@@ -166,11 +165,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _identity(path: str) -> list[int]:
-    st = os.stat(path)
-    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _without_secrets(config: Config) -> Config:

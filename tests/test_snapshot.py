@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import dbluigi.cache
 import dbluigi.project
 from dbluigi import snapshot
 from dbluigi.errors import ProjectError
@@ -68,7 +69,7 @@ class Loads:
 def loads(monkeypatch: pytest.MonkeyPatch) -> Loads:
     # files written by the test a moment ago are kept (the racy rule has its own test);
     # each change below comes a clock tick after the load it follows
-    monkeypatch.setattr(snapshot, "RACY_NS", 0)
+    monkeypatch.setattr(dbluigi.cache, "RACY_NS", 0)
     return Loads(monkeypatch)
 
 

@@ -28,7 +28,11 @@ _URL = re.compile(
     """,
     re.VERBOSE,
 )
-_QUERY_PASSWORD_RE = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+# a query parameter whose value is a secret: ``password``, libpq's ``sslpassword``, a
+# driver's ``passwd``, ``pwd``, ``secret``, ``token``, ``access_token``...
+_QUERY_PASSWORD_RE = re.compile(
+    r"([?&][\w.-]*(?:password|passwd|pwd|secret|token)=)[^&]*", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True)

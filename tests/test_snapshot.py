@@ -307,12 +307,18 @@ def test_no_password_is_kept(tmp_path: Path, loads: Loads, monkeypatch: pytest.M
     included: a kept project leaves it out, and is read back with this command's."""
     root = _project(tmp_path / "p")
     (root / "dbluigi.toml").write_text(
-        '[project]\nname = "p"\ntarget = "postgresql://u:${SNAPSHOT_PW}@127.0.0.1:5432/db"\n'
+        '[project]\nname = "p"\ntarget = "postgresql://u:${SNAPSHOT_PW}@127.0.0.1:5432/db"\n\n'
+        # a source's URL, and its client key's passphrase (libpq's sslpassword)
+        '[sources.crm]\nschema = "crm"\ntables = ["accounts"]\n'
+        'url = "postgresql://r:${SNAPSHOT_PW}@crm-db/crm?sslmode=require&sslpassword=${KEY_PW}"\n'
     )
     monkeypatch.setenv("SNAPSHOT_PW", "hunter2-kept-nowhere")
+    monkeypatch.setenv("KEY_PW", "passphrase-kept-nowhere")
     loaded = loads.twice(root, target=None)
     (kept,) = _kept(root)
     assert b"hunter2" not in kept.read_bytes()
+    assert b"passphrase-kept" not in kept.read_bytes()
+    assert "sslpassword=***" in loaded.models["crm.accounts"].text  # what lineage shows
     again, read_back = loads(root, target=None)
     assert read_back and again.config.target_url == loaded.config.target_url
     assert "hunter2-kept-nowhere" in (again.config.target_url or "")

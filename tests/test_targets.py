@@ -103,6 +103,11 @@ def test_unsupported_url_names_the_option_and_the_accepted_forms(url: str, tmp_p
 def test_mask_url() -> None:
     assert mask_url("postgresql://ada:s3cret@db:5432/x") == "postgresql://ada:***@db:5432/x"
     assert "s3cret" not in mask_url("postgresql://ada@db/x?password=s3cret")
+    # libpq's sslpassword (the client key's passphrase) and other drivers' secrets too
+    masked = mask_url("postgresql://ada@db/x?sslmode=require&sslpassword=s3cret&application_name=a")
+    assert masked == "postgresql://ada@db/x?sslmode=require&sslpassword=***&application_name=a"
+    for name in ("PASSWORD", "passwd", "pwd", "secret", "token", "access_token"):
+        assert "s3cret" not in mask_url(f"mysql://ada@db/x?charset=utf8&{name}=s3cret"), name
     assert "cret" not in mask_url("postgresql://ada:s3@cret@db/x")  # unencoded @
     assert mask_url("postgresql://ada@db/x") == "postgresql://ada@db/x"
     assert mask_url("not a url") == "not a url"

@@ -22,7 +22,8 @@ as the same user; otherwise, or when anything goes wrong before the command is h
 over, the command runs here. The command's process may still decline it
 (``{"declined": why}``, before its pid) when it cannot run it as this process would: an
 interpreter started with other options or hash seed, resource limits it may not take,
-a control group it may not join. The command then runs here too.
+a control group it may not join, other namespaces (a container, ``unshare``, ``chroot``),
+or when anything fails before the command starts. The command then runs here too.
 """
 
 from __future__ import annotations
@@ -111,24 +112,8 @@ def run_on_server(argv: list[str]) -> dict[str, int] | None:
         hello = receive(connection)
         if hello is None or hello.get("stale") or hello.get("installation") != identity:
             return None
-        stdio = [_stdio(stream) for stream in (sys.stdin, sys.stdout, sys.stderr)]
         fds = [0, 1, 2]
-        main = sys.modules.get("__main__")
-        request = {
-            "argv0": sys.argv[0],
-            "package": getattr(main, "__package__", None),
-            "argv": argv,
-            "cwd": os.getcwd(),
-            "env": dict(os.environ),
-            "umask": _umask(),
-            "nice": os.getpriority(os.PRIO_PROCESS, 0),
-            "ignored": _ignored(),
-            "path0": sys.path[0],
-            "stdio": stdio,
-            "interpreter": interpreter(),
-            "limits": limits(),
-            "cgroup": cgroup(),
-        }
+        request = command_message(argv)
         import signal
 
         # what comes as it is handed over waits for _wait's handlers (Ctrl-Z stopping
@@ -145,6 +130,28 @@ def run_on_server(argv: list[str]) -> dict[str, int] | None:
     # handed over: from here on the command runs there, whatever happens to this side,
     # unless its process declines it before it starts (then it runs here)
     return _wait(connection, mask)
+
+
+def command_message(argv: list[str]) -> dict[str, Any]:
+    """What the served command takes of this process, with its standard streams (passed
+    beside it): ``argv`` (without the program's name) and all that a process started here
+    would have."""
+    main = sys.modules.get("__main__")
+    return {
+        "argv0": sys.argv[0],
+        "package": getattr(main, "__package__", None),
+        "argv": argv,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "umask": _umask(),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "ignored": _ignored(),
+        "path0": sys.path[0],
+        "stdio": [_stdio(stream) for stream in (sys.stdin, sys.stdout, sys.stderr)],
+        "interpreter": interpreter(),
+        "limits": limits(),
+        "cgroup": cgroup(),
+    }
 
 
 def _caught() -> set[int]:
@@ -208,16 +215,22 @@ def cgroup() -> str | None:
         return None
 
 
-def same_user(connection: Any) -> bool:
-    """Whether the other end of a Unix socket runs as this user (``SO_PEERCRED``)."""
+def peer(connection: Any) -> tuple[int, int]:
+    """The process at the other end of a Unix socket, as it connected: its pid (as this
+    process's pid namespace numbers it) and user (``SO_PEERCRED``)."""
     import socket
     import struct
 
     size = struct.calcsize("3i")
-    _, uid, _ = struct.unpack(
+    pid, uid, _ = struct.unpack(
         "3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size)
     )
-    return bool(uid == os.getuid())
+    return pid, uid
+
+
+def same_user(connection: Any) -> bool:
+    """Whether the other end of a Unix socket runs as this user."""
+    return peer(connection)[1] == os.getuid()
 
 
 def _stdio(stream: Any) -> dict[str, Any] | None:

@@ -10,8 +10,9 @@ session of its own, takes the client's resource limits and control group, standa
 input, output and error, working directory, environment, umask and arguments, tells the
 client its pid (the client passes its signals on to it), and runs the command exactly as
 ``dbluigi`` would (``cli.run_here``). What it cannot take (``_declined``: other
-interpreter options, another hash seed, a limit or control group refused), it declines
-before anything runs, and the client runs the command itself. The child tells the client
+namespaces or root folder, other interpreter options, another hash seed, a limit or
+control group refused; or a failure of its own), it declines before anything runs, and
+the client runs the command itself. The child tells the client
 how the command ended, and so does the server once it reaps the child (a killed child
 tells nothing); a client that goes away hangs its command up (SIGHUP).
 
@@ -57,6 +58,9 @@ START_SECONDS = 60  # how long ``start`` waits for a new server to listen
 # A socket removed (its folder deleted, say) is seen within this long, even with nothing
 # else to wake the server: it would otherwise wait, unreachable, for its idle minutes.
 CHECK_SECONDS = 5.0
+# A server asked to stop that still runs this long after its socket went is finishing the
+# commands it runs (``stop``); with none, it exits within milliseconds of the socket going.
+FINISHING_SECONDS = 1.0
 _EXTRA_MODULES = (
     "luigi",
     "sqlglot",
@@ -339,15 +343,25 @@ def _run_command(state: _Server, connection: socket.socket) -> None:
         request = client.receive(connection, fds)
         if request is None or len(fds) != 3:  # a status or a stop: nothing to run
             os._exit(0)
-        why = _declined(request)
+        log = os.dup(2)  # the server's log; _take_over makes 2 the client's standard error
+        try:
+            why = _declined(request, client.peer(connection)[0])
+            if why is None:
+                _take_over(request, fds)
+        except Exception as exc:  # nothing of the command ran: it runs in its client
+            why = f"the server failed to take it over ({type(exc).__name__}: {exc})"
+            with contextlib.suppress(Exception):
+                import traceback
+
+                os.write(log, traceback.format_exc().encode())
         if why is not None:  # the client runs the command itself
             # the log may refuse this line, under the client's limits taken (`ulimit -f`):
             # the client must be told all the same
             with contextlib.suppress(Exception):
-                _log(f"declined a command: {why}")
+                _log(f"declined a command: {why}", log)
             client.send(connection, {"declined": why})
             os._exit(0)
-        _take_over(request, fds)
+        os.close(log)
         connection.settimeout(None)
         client.send(connection, {"pid": os.getpid()})  # the client signals it directly
         _hang_up_with(connection)
@@ -403,13 +417,17 @@ _FIXED_AT_START = {
 }
 
 
-def _declined(request: dict[str, Any]) -> str | None:
-    """Why this process cannot run the client's command as the client would, or None once
-    it can: the same interpreter options; the hash seed the client asks for, if it asks
-    (Python drew this one when the server started); the client's resource limits, taken
-    here (a hard limit above the server's cannot be, but by root; memory and stack limits
-    other than the server's cannot be at all); its control group, joined (cgroup v2; the
-    commands of another terminal tab run in another one)."""
+def _declined(request: dict[str, Any], pid: int) -> str | None:
+    """Why this process cannot run the command of the client (process ``pid``) as the
+    client would, or None once it can: the same namespaces and root folder; the same
+    interpreter options; the hash seed the client asks for, if it asks (Python drew this
+    one when the server started); the client's resource limits, taken here (a hard limit
+    above the server's cannot be, but by root; memory and stack limits other than the
+    server's cannot be at all); its control group, joined (cgroup v2; the commands of
+    another terminal tab run in another one)."""
+    elsewhere = _elsewhere(pid)
+    if elsewhere is not None:
+        return elsewhere
     if request.get("interpreter") != client.interpreter():
         return "its Python was started with other options (-X, -W, -O, -B, PYTHON* variables)"
     seed = request["env"].get("PYTHONHASHSEED") or "random"
@@ -429,6 +447,42 @@ def _declined(request: dict[str, Any]) -> str | None:
     groups = request.get("cgroup")
     if groups is not None and groups != client.cgroup():
         return _join(groups)
+    return None
+
+
+# What a command sees of the machine through each namespace of its process (``/proc/<pid>/ns``)
+_NAMESPACES = {
+    "mnt": "mount namespace (its files and folders)",
+    "net": "network namespace (its localhost and its routes to the databases)",
+    "pid": "process namespace (the server's pids mean nothing there)",
+    "user": "user namespace",
+    "uts": "host name namespace",
+    "ipc": "IPC namespace",
+    "cgroup": "control group namespace",
+}
+
+
+def _elsewhere(pid: int) -> str | None:
+    """Why the process ``pid`` sees another machine than this one (a container,
+    ``unshare``, ``chroot``: the same socket reached from there), or None: a copy of the
+    server would read other files, reach other databases and signal other processes."""
+
+    def identity(path: str) -> tuple[int, int]:
+        found = os.stat(path)
+        return found.st_dev, found.st_ino
+
+    try:
+        for name, what in _NAMESPACES.items():
+            try:
+                ours = identity(f"/proc/self/ns/{name}")
+            except FileNotFoundError:  # a kernel without it
+                continue
+            if identity(f"/proc/{pid}/ns/{name}") != ours:
+                return f"it runs in another {what}"
+        if identity(f"/proc/{pid}/root") != identity("/"):
+            return "it runs under another root folder (chroot)"
+    except OSError as exc:
+        return f"its namespaces cannot be compared with the server's ({exc.strerror})"
     return None
 
 
@@ -612,8 +666,13 @@ def _connected(path: str) -> Iterator[socket.socket]:
         connection.close()
 
 
-def _log(message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", file=sys.stderr, flush=True)
+def _log(message: str, fd: int | None = None) -> None:
+    """A line of the server's log (its standard error, or ``fd``)."""
+    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+    if fd is None:
+        print(line, file=sys.stderr, flush=True)
+    else:
+        os.write(fd, (line + "\n").encode())
 
 
 # -- start, stop, status (``dbluigi server ...``) ------------------------------------------
@@ -766,10 +825,17 @@ def stop(wait_seconds: float = 30) -> dict[str, Any] | None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait_seconds
+    unlisted: float | None = None  # when its socket went: it takes no more commands
     while time.monotonic() < deadline:
         if not _alive(pid):
             return running
-        if running.get("running") and not os.path.exists(running["socket"]):
+        if unlisted is None and not os.path.exists(running["socket"]):
+            unlisted = time.monotonic()
+        # a server with nothing to run exits as its socket goes; one still alive a moment
+        # later finishes commands (those it ran when asked, or one that started since)
+        if unlisted is not None and (
+            running.get("running") or time.monotonic() - unlisted >= FINISHING_SECONDS
+        ):
             return {**running, "finishing": True}
         time.sleep(0.05)
     raise ServerError(

@@ -10,12 +10,14 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -832,3 +834,101 @@ def test_stop_stops_a_stale_server_that_still_runs_a_command(
         assert time.monotonic() < deadline, "the server still runs"
         time.sleep(0.1)
     assert _run("server", "status", env=env).returncode == 1
+
+
+def test_stop_racing_a_command_that_starts_reports_the_server_finishing(
+    tmp_path: Path, served: dict[str, str]
+) -> None:
+    """A command that starts between `stop` reading the server's status (no command
+    running then) and its SIGTERM keeps the server running: it said so after 30 s, as
+    an error, although the server was only finishing that command."""
+    project = _project(tmp_path)
+    process = _watching(project, f"duckdb:///{tmp_path / 'race.duckdb'}", served)
+    # the status as `stop` read it just before the watch started
+    script = (
+        "from dbluigi import server\n"
+        "read = server.status\n"
+        "server.status = lambda path=None: {**read(path), 'running': 0}\n"
+        "print(server.stop(wait_seconds=20).get('finishing'))\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=served, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (0, "True\n"), done.stderr
+    assert time.monotonic() - started < 10
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
+
+
+def _unshare(*flags: str) -> bool:
+    """Whether this process may start a command in new namespaces (root, or a kernel
+    that lets users make them)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(["unshare", *flags, "true"], timeout=30).returncode == 0
+    return False
+
+
+@pytest.mark.parametrize(
+    ("flag", "why"),
+    [
+        ("--net", "another network namespace"),  # another localhost: other databases
+        ("--mount", "another mount namespace"),
+        ("--uts", "another host name namespace"),
+        ("--ipc", "another IPC namespace"),
+    ],
+)
+def test_a_client_in_other_namespaces_runs_its_command_itself(
+    tmp_path: Path, served: dict[str, str], server_dir: Path, flag: str, why: str
+) -> None:
+    """A client in a container or under `unshare` that reaches the socket sees another
+    machine: served, its command would read the server's files, reach the server's
+    databases (127.0.0.1 is another host in another network namespace) and record the
+    server's host name. It runs in its client."""
+    if not _unshare(flag):
+        pytest.skip(f"unshare {flag} is not permitted here")
+    project = _project(tmp_path)
+    (project / "marts" / "probe.py").write_text(PROBE)
+    target = f"duckdb:///{tmp_path / 'namespaces.duckdb'}"
+    seen = _probe(project, target, served, "unshare", flag)
+    assert seen["client"] == "True", flag
+    assert f"declined a command: it runs in {why}" in _log_of(server_dir)
+    assert _probe(project, target, served)["client"] == "False"  # served, as it is
+
+
+def test_a_failure_before_the_command_starts_runs_it_in_its_client(tmp_path: Path) -> None:
+    """Anything failing in the server's copy before the command starts (a bug, the
+    unforeseen) declines it: its client runs the command itself, and the traceback goes
+    to the server's log. It used to end the client with exit 1 and nothing said."""
+    from dbluigi import client, server
+
+    log = tmp_path / "server.log"
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the server's copy, given a connection
+        try:
+            ours.close()
+            with log.open("w") as out:
+                os.dup2(out.fileno(), 2)
+
+            def failing(request: dict[str, Any], fds: list[int]) -> None:
+                raise RuntimeError("taking over failed")
+
+            server._take_over = failing  # type: ignore[assignment]
+            listener = socket.socket(socket.AF_UNIX)
+            state = server._Server(listener, "", {}, {}, None, 0, -1, run_command=lambda: None)
+            server._run_command(state, theirs)
+        finally:
+            os._exit(99)
+    theirs.close()
+    try:
+        client.send(ours, client.command_message(["lineage"]), [0, 1, 2])
+        assert client._wait(ours) is None  # declined: nothing ran there
+    finally:
+        ours.close()
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    written = log.read_text()
+    assert "RuntimeError: taking over failed" in written
+    assert "declined a command: the server failed to take it over" in written

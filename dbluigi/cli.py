@@ -1466,7 +1466,8 @@ def retry(
     as_json: JsonOpt = False,
 ) -> None:
     """Build again what failed or was skipped in the last build (like `dbt retry`):
-    exactly those models, as `dbluigi build` would (forced when that run was a rebuild)."""
+    exactly those models, as `dbluigi build` would, with the options that run was given
+    (forced when it was a rebuild; its --full-refresh and --partition)."""
     from dbluigi.retry import last_unbuilt
     from dbluigi.state import StateStore
     from dbluigi.targets import open_target
@@ -1499,14 +1500,26 @@ def retry(
             highlight=False,
         )
     if not as_json:
+        given = f" ({' '.join(last.options)})" if last.options else ""
         console.print(
-            f"retrying {len(models)} models of {last.command} run {last.run_id}: "
+            f"retrying {len(models)} models of {last.command} run {last.run_id}{given}: "
             f"{_escape(', '.join(models))}",
             soft_wrap=True,
             highlight=False,
         )
     _build(
-        "retry", models, None, project, target, var, workers, fail_fast, as_json, force=last.force
+        "retry",
+        models,
+        None,
+        project,
+        target,
+        var,
+        workers,
+        fail_fast,
+        as_json,
+        force=last.force,
+        full_refresh=last.full_refresh,
+        partitions=list(last.partitions),
     )
 
 

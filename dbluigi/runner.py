@@ -53,6 +53,7 @@ from dbluigi.publish import AlreadyBuilt, BuildRequest, publish
 from dbluigi.relation import Relation
 from dbluigi.selectors import TargetState, select
 from dbluigi.state import (
+    RUN_OPTIONS,
     CheckResult,
     ModelState,
     StateStore,
@@ -807,7 +808,12 @@ def run_plan(
         )
     try:
         state.start_run(
-            run_id, options.command, " ".join(options.selectors), target.display_url, workers
+            run_id,
+            options.command,
+            " ".join(options.selectors),
+            target.display_url,
+            workers,
+            {name: getattr(options, name) for name in RUN_OPTIONS},
         )
         if on_plan is not None:
             on_plan(plan)

@@ -38,7 +38,7 @@ SCHEMA = STATE_SCHEMA
 # creates (``Model.state_variant``), so a switch back to them finds their build.
 VARIANT = "@"
 _NOT_VARIANT = f"substr(partition_key, 1, 1) <> '{VARIANT}'"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each entry migrates from the previous version; never edit a released one, append.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -73,7 +73,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 4: builds published on a one-writer target, folded later (StateStore.record_success)
         "create table if not exists dbluigi.journal (entry_id varchar, entry varchar)",
     ),
+    (  # 5: the options a run was given that a retry gives again (RUN_OPTIONS)
+        "alter table dbluigi.runs add column if not exists options varchar",
+    ),
 )
+# A run's options ``retry`` takes again, kept in ``runs.options`` (JSON) when given
+RUN_OPTIONS = ("force", "full_refresh", "partitions")
 
 # The shape of the state tables at SCHEMA_VERSION, column by column: what ``ensure``
 # validates once per run and ``repair`` restores (a migration that changes it changes this).
@@ -91,6 +96,7 @@ STATE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("hostname", "varchar"),
         ("pid", "integer"),
         ("workers", "integer"),
+        ("options", "varchar"),
     ),
     "task_runs": (
         ("run_id", "varchar"),
@@ -279,6 +285,23 @@ class RunSummary(NamedTuple):
     status: str
     version: str | None
     hostname: str | None
+    options: Mapping[str, Any] | None = None  # those of RUN_OPTIONS it was given (retry)
+
+    @property
+    def force(self) -> bool:
+        """Whether the run forced its models: a ``rebuild``, or a retry of one (a run kept
+        before its options were, by state version 4, forced when it was a rebuild)."""
+        if self.options is None:
+            return self.command == "rebuild"
+        return bool(self.options.get("force"))
+
+    @property
+    def full_refresh(self) -> bool:
+        return bool((self.options or {}).get("full_refresh"))
+
+    @property
+    def partitions(self) -> tuple[str, ...]:
+        return tuple((self.options or {}).get("partitions") or ())
 
 
 class RunRecord(NamedTuple):
@@ -646,11 +669,19 @@ class StateStore:
         )
 
     def start_run(
-        self, run_id: str, command: str, selector: str, target: str, workers: int
+        self,
+        run_id: str,
+        command: str,
+        selector: str,
+        target: str,
+        workers: int,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
+        """Record a run as it starts; ``options``: those of ``RUN_OPTIONS`` it was given."""
+        given = {k: v for k, v in (options or {}).items() if k in RUN_OPTIONS and v}
         self.session.execute(
             f"insert into dbluigi.runs {_columns_of('runs')} "
-            "values (%s, %s, %s, %s, %s, null, %s, %s, %s, %s, %s)",
+            "values (%s, %s, %s, %s, %s, null, %s, %s, %s, %s, %s, %s)",
             [
                 run_id,
                 command,
@@ -662,6 +693,7 @@ class StateStore:
                 socket.gethostname(),
                 os.getpid(),
                 workers,
+                json.dumps(given, separators=(",", ":")) if given else None,
             ],
         )
 
@@ -816,11 +848,15 @@ class StateStore:
         """The newest invocation of one of ``commands`` (``retry`` reads the last build)."""
         marks = ", ".join(["%s"] * len(commands))
         rows = self.session.query(
-            "select run_id, command, selector, started_at, finished_at, status, version, hostname "
-            f"from dbluigi.runs where command in ({marks}) order by started_at desc limit 1",
+            "select run_id, command, selector, started_at, finished_at, status, version, "
+            f"hostname, options from dbluigi.runs where command in ({marks}) "
+            "order by started_at desc limit 1",
             list(commands),
         ).rows
-        return RunSummary(*rows[0]) if rows else None
+        if not rows:
+            return None
+        *summary, options = rows[0]
+        return RunSummary(*summary, options=json.loads(options) if options else None)
 
     def run(self, run_id: str) -> RunRecord | None:
         """One invocation's ``runs`` row; None when there is none."""

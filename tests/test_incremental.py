@@ -366,3 +366,29 @@ def test_a_bare_name_is_qualified_and_the_watermark_kept(tmp_path: Path, target_
     (project / "raw/orders.csv").write_text(FIRST + "4,40,2024-01-04 10:00:00,false\n")
     code, payload = build_json(project=project, target=target_url)
     assert code == 0 and task(payload, "store.recent")["rows"] == 1  # the new row alone
+
+
+def test_retry_of_a_full_refresh_refreshes_in_full(tmp_path: Path, target_url: str) -> None:
+    """`retry` gives the models a failed `build --full-refresh` left unbuilt the same
+    option, as `dbt retry` does; it used to upsert them, keeping what the refresh meant to
+    drop. A retry of that retry refreshes too."""
+    project = orders_project(tmp_path)
+    assert build_json(project=project, target=target_url)[0] == 0
+    # order 1 changes without a newer updated_at, order 3 goes: only a refresh sees both
+    (project / "raw/orders.csv").write_text(
+        HEADER + "1,11,2024-01-01 10:00:00,false\n2,20,2024-01-02 10:00:00,false\n"
+    )
+    # a check that fails on what the refresh makes (order 1 at 11)
+    check = project / "store/orders.check.sql"
+    check.write_text("select * from store.orders where amount = 11\n")
+    code, refreshed = build_json("--full-refresh", project=project, target=target_url)
+    assert code == 1 and task(refreshed, "store.orders")["status"] == "failed"
+    assert task(refreshed, "store.orders")["reason"] == "full refresh"
+
+    code, output = cli("retry", project=project, target=target_url)
+    assert code == 1 and "(--full-refresh): store.orders" in output, output
+    check.write_text("select * from store.orders where amount < 0\n")  # mended
+    code, retried = build_json(project=project, target=target_url, command="retry")
+    assert code == 0, retried
+    assert task(retried, "store.orders")["reason"] == "full refresh"
+    assert store_rows(target_url, project) == [(1, 11, False), (2, 20, False)]

@@ -232,3 +232,24 @@ def test_tables_a_partition_query_reads_are_dependencies(tmp_path: Path, target_
     code, payload = build_json("--workers", "4", project=tmp_path, target=target_url)
     assert code == 0, payload
     assert query(target_url, tmp_path, "select year from main.t order by 1") == [(2020,), (2021,)]
+
+
+def test_retry_of_a_partition_rebuild_rebuilds_that_partition(
+    tmp_path: Path, target_url: str
+) -> None:
+    """`retry` after a failed `rebuild t --partition V` rebuilds V again, not every value."""
+    write_project(tmp_path, {"t.sql": MODEL, "dbluigi.toml": PINNED})
+    good = [(2014, 1, True), (2015, 1, True), (2016, 1, True)]
+    _control(target_url, tmp_path, good)
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    _control(target_url, tmp_path, [*good[:2], (2016, 1, False)])
+    code, payload = build_json(
+        "t", "--partition", "2016", project=tmp_path, target=target_url, command="rebuild"
+    )
+    assert code == 1
+    assert _runs(target_url, tmp_path, payload["run_id"]) == [("", "skipped"), ("2016", "failed")]
+
+    _control(target_url, tmp_path, good)
+    code, payload = build_json(project=tmp_path, target=target_url, command="retry")
+    assert code == 0, payload
+    assert _runs(target_url, tmp_path, payload["run_id"]) == [("", "success"), ("2016", "success")]

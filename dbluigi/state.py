@@ -855,8 +855,18 @@ class StateStore:
         ).rows
         if not rows:
             return None
-        *summary, options = rows[0]
-        return RunSummary(*summary, options=json.loads(options) if options else None)
+        run_id, command, selector, started, finished, status, version, host, options = rows[0]
+        return RunSummary(
+            run_id,
+            command,
+            selector,
+            started,
+            finished,
+            status,
+            version,
+            host,
+            json.loads(options) if options else None,
+        )
 
     def run(self, run_id: str) -> RunRecord | None:
         """One invocation's ``runs`` row; None when there is none."""

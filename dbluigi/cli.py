@@ -1279,7 +1279,7 @@ def _history_target(
         config = load_config(project, target=target, variables=parse_var_options(var))
         return project, config.target_url, None
     proj, _ = _load_unset_vars(project, target, var)
-    return proj.root, proj.config.target_url, select(proj, [model])[0]
+    return proj.root, proj.config.target_url, _one_model(proj, model)
 
 
 def _slow_history(

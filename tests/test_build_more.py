@@ -138,6 +138,18 @@ def test_history_json_lists_attempts(tmp_path: Path, duckdb_url: str) -> None:
     ]
 
 
+def test_history_model_takes_one_model(tmp_path: Path, duckdb_url: str) -> None:
+    """`--model` with a selector of several models said nothing and showed one of them."""
+    write_project(tmp_path, {"a.sql": "select 1 as id", "ab.sql": "select id from a"})
+    assert build_json(project=tmp_path, target=duckdb_url)[0] == 0
+    code, output = cli("history", "--model", "a*", project=tmp_path, target=duckdb_url)
+    assert code == 2
+    assert "'a*' selects 2 models; this command takes one" in output
+    assert "main.a, main.ab" in output
+    code, output = cli("history", "--model", "ab", "--json", project=tmp_path, target=duckdb_url)
+    assert code == 0 and [t["model"] for t in json.loads(output)["tasks"]] == ["main.ab"]
+
+
 def test_view_model_edited_with_the_table_it_reads(tmp_path: Path, target_url: str) -> None:
     write_project(
         tmp_path,

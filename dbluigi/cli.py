@@ -1624,8 +1624,9 @@ def show(
         finally:
             session.close()
     if as_json:
-        rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
-        payload = document(SHOW, {"columns": list(result.columns), "rows": rows})
+        keys = _distinct_names(result.columns)
+        rows = [dict(zip(keys, row, strict=True)) for row in result.rows]
+        payload = document(SHOW, {"columns": keys, "rows": rows})
         typer.echo(json.dumps(payload, default=str))
         return
     from rich.table import Table
@@ -1637,6 +1638,21 @@ def show(
         table.add_row(*("" if v is None else _escape(str(v)) for v in row))
     console.print(table)
     console.print(f"{len(result.rows)} rows (at most {limit})", highlight=False)
+
+
+def _distinct_names(columns: tuple[str, ...] | list[str]) -> list[str]:
+    """Column names as keys of one object: a name given again becomes ``name_1``,
+    ``name_2``... (the first that no column has), as DuckDB names them."""
+    taken = set(columns)
+    keys: list[str] = []
+    for name in columns:
+        key, n = name, 0
+        while key in keys or (key != name and key in taken):
+            n += 1
+            key = f"{name}_{n}"
+        taken.add(key)
+        keys.append(key)
+    return keys
 
 
 LS_OUTPUTS = ("name", "path", "json")

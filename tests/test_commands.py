@@ -170,6 +170,15 @@ def test_show_previews_a_query_a_published_table_and_sql(tmp_path: Path, target_
         {"schema": "dbluigi/show/v1", "columns": ["answer"], "rows": [{"answer": 42}]},
     )
 
+    # a name given twice keeps both values (PostgreSQL's kept the last), named as DuckDB
+    # names them
+    code, payload = _show(project, target_url, "--sql", "select 1 as a, 2 as a, 3 as a_2")
+    assert (code, payload["columns"], payload["rows"]) == (
+        0,
+        ["a", "a_1", "a_2"],
+        [{"a": 1, "a_1": 2, "a_2": 3}],
+    )
+
     code, output = cli(
         "show", "--sql", "select '[red]x[/]' as v", project=project, target=target_url
     )

@@ -827,13 +827,24 @@ class StateStore:
             self.session.executemany(_INSERT_TASK_RUN, [_task_run_values(r) for r in records])
 
     def task_records(self, run_id: str) -> list[TaskRecord]:
+        """A run's task attempts, in the order they started."""
+        return self.task_records_of([run_id])[run_id]
+
+    def task_records_of(self, run_ids: Sequence[str]) -> dict[str, list[TaskRecord]]:
+        """Each run's task attempts, in the order they started, in one query."""
         self.settle_journal()
+        found: dict[str, list[TaskRecord]] = {run_id: [] for run_id in run_ids}
+        if not found:
+            return found
+        marks = ", ".join(["%s"] * len(found))
         rows = self.session.query(
-            f"select {self._record_columns} from dbluigi.task_runs where run_id = %s "
+            f"select {self._record_columns} from dbluigi.task_runs where run_id in ({marks}) "
             "order by started_at, model, attempt",
-            [run_id],
+            list(found),
         ).rows
-        return [_record(r) for r in rows]
+        for record in map(_record, rows):
+            found[record.run_id].append(record)
+        return found
 
     def runs(self, last: int) -> list[RunSummary]:
         """The ``last`` invocations, newest first."""

@@ -67,7 +67,9 @@ def read_recorded(project: Project, *, runs: int = 10, attempts: int = 10) -> Re
             )
         store = StateStore(session)
         store.read_as_it_is()  # never migrated: other dbluigi versions may share it
-        latest = [RunTasks(r, tuple(store.task_records(r.run_id))) for r in store.runs(runs)]
+        summaries = store.runs(runs)
+        tasks = store.task_records_of([r.run_id for r in summaries])
+        latest = [RunTasks(r, tuple(tasks[r.run_id])) for r in summaries]
         return Recorded(
             columns=columns,
             built=store.read_models(),

@@ -730,10 +730,16 @@ class _Loader:
             relation = names.resolve(ref, path)
             if relation.schema != (ref.schema or names.default_schema):
                 mapping[ref] = TableRef(relation.schema, relation.name)
-        if not mapping:
+        # CREATE SCHEMA and DROP SCHEMA of a schema whose relations the target moves
+        schemas = {o.schema: m.schema for o, m in names.renamed.items() if o.schema}
+        if not any(st.kind in _SCHEMA_KINDS for st in statements):
+            schemas = {}
+        if not mapping and not schemas:
             return statements
         return tuple(
-            st if st.unparsed else replace(st, sql=_requalify(st.sql, mapping, self.dialect))
+            st
+            if st.unparsed
+            else replace(st, sql=_requalify(st.sql, mapping, self.dialect, schemas))
             for st in statements
         )
 
@@ -855,7 +861,16 @@ def _runtime_placeholders(header: Header) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _requalify(sql: str, mapping: Mapping[TableRef, TableRef], dialect: str) -> str:
+# the kinds of statement that may name a schema alone (``sqlinfo._kind``)
+_SCHEMA_KINDS = ("create_schema", "drop")
+
+
+def _requalify(
+    sql: str,
+    mapping: Mapping[TableRef, TableRef],
+    dialect: str,
+    schemas: Mapping[str, str] | None = None,
+) -> str:
     """``replace_relations`` on SQL that may hold runtime ``{{ name }}`` placeholders,
     which cross sqlglot as plain identifiers and come back as they were written."""
     hidden: dict[str, str] = {}
@@ -867,7 +882,9 @@ def _requalify(sql: str, mapping: Mapping[TableRef, TableRef], dialect: str) -> 
 
     from dbluigi.sqlinfo import replace_relations  # sqlglot loads only when SQL is rewritten
 
-    result = replace_relations(PLACEHOLDER.sub(hide, sql), mapping, dialect=dialect)
+    result = replace_relations(
+        PLACEHOLDER.sub(hide, sql), mapping, dialect=dialect, schemas=schemas
+    )
     for token, placeholder in hidden.items():
         result = result.replace(token, placeholder)
     return result

@@ -248,8 +248,27 @@ def _matches(pattern: str, values: Iterable[str]) -> set[str]:
 
 
 def _by_name(project: Project, name: str, shown: str) -> set[str]:
-    """A relation or bare name, a wildcard, or a schema when no model has that name."""
+    """A relation or bare name, a wildcard, or a schema when no model has that name; on a
+    target that builds a schema elsewhere (``schema_suffix``, ``schemas``), the name as
+    the project has it too (``staging.x`` selects ``staging_dev.x``), so one command line
+    serves every target."""
     name = name.lower()
+    try:
+        return _by_name_as_built(project, name, shown)
+    except SelectorError as as_typed:
+        schema, dot, rest = name.partition(".")
+        schema_map = project.config.schema_map
+        moved = schema_map.rename(schema) if schema_map else schema
+        if moved == schema:
+            raise
+        try:
+            return _by_name_as_built(project, f"{moved}{dot}{rest}", shown)
+        except SelectorError:
+            raise as_typed from None  # what the name as typed matched: nothing
+
+
+def _by_name_as_built(project: Project, name: str, shown: str) -> set[str]:
+    """``_by_name`` of the relations as the target builds them."""
     models = project.models
     if _WILDCARD.search(name) and not _names_a_model(name, models):
         found = _matches(name, models)

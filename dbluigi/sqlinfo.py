@@ -202,8 +202,16 @@ def split_statements(
     return [(c.sql, c.line) for c in _chunks(text, dialect, path, line_offset)]
 
 
-def replace_relations(sql: str, mapping: Mapping[TableRef, TableRef], *, dialect: str) -> str:
-    """Point the table references of ``sql`` named in ``mapping`` at other tables.
+def replace_relations(
+    sql: str,
+    mapping: Mapping[TableRef, TableRef],
+    *,
+    dialect: str,
+    schemas: Mapping[str, str] | None = None,
+) -> str:
+    """Point the table references of ``sql`` named in ``mapping`` at other tables, and
+    the CREATE SCHEMA and DROP SCHEMA statements of a schema in ``schemas`` at the one it
+    maps to (names as the database folds them).
 
     CTE names are left alone. A replaced table that had no alias gets its old name as
     alias, so ``name.column`` references keep binding.
@@ -215,6 +223,8 @@ def replace_relations(sql: str, mapping: Mapping[TableRef, TableRef], *, dialect
         raise SqlParseError(f"cannot parse SQL: {_describe(e)}") from None
     out = []
     for tree in trees:
+        if schemas:
+            _move_schema(tree, schemas, d)
         kind = _kind(tree)
         if not _opaque(tree, kind):
             # Analyze a normalized copy so names match the mapping, and rewrite the original
@@ -235,6 +245,23 @@ def replace_relations(sql: str, mapping: Mapping[TableRef, TableRef], *, dialect
                 _unqualify_columns(tree, {(r.schema, r.name) for _, r in targets if r.schema})
         out.append(tree.sql(dialect=d))
     return ";\n".join(out)
+
+
+def _move_schema(tree: exp.Expr, schemas: Mapping[str, str], d: Dialect) -> None:
+    """Point a CREATE SCHEMA or DROP SCHEMA statement at the schema ``schemas`` maps its
+    schema to, when it does."""
+    if not isinstance(tree, exp.Create | exp.Drop):
+        return
+    if str(tree.args.get("kind") or "").upper() != "SCHEMA":
+        return
+    named = tree.args.get("tables") or [tree.this]  # DROP SCHEMA a, b
+    for table in named:
+        schema = table.args.get("db") if isinstance(table, exp.Table) else None
+        if not isinstance(schema, exp.Identifier):
+            continue
+        moved = schemas.get(d.normalize_identifier(schema.copy()).name)
+        if moved is not None:
+            table.set("db", exp.to_identifier(moved))
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from dbluigi.cli import app
 from dbluigi.config import load_config
-from dbluigi.errors import ProjectError
+from dbluigi.errors import ProjectError, SelectorError
 from dbluigi.project import load_project
+from dbluigi.selectors import select
 from tests.buildkit import query, ran, statuses
 
 runner = CliRunner()
@@ -172,6 +173,36 @@ def test_schema_suffix_and_mapping_rename_relations_and_references(tmp_path: Pat
     assert "raw.persons" in mapped.models["dev_staging.people"].query
 
 
+def test_selectors_take_the_projects_names_on_every_target(tmp_path: Path) -> None:
+    """A selector written for the project (`staging.people+`, `staging.*`, `staging`)
+    selects the same models on a target that builds them elsewhere, so one command line
+    serves every target; it failed with "matches no model" there. The moved names select
+    them too, and a name that is neither still fails."""
+    root = write_project(tmp_path, targets_toml("duckdb:///prod.duckdb", "duckdb:///dev.duckdb"))
+    dev = load_project(root, target="dev", use_cache=False)
+    mapped = load_project(root, target="mapped", use_cache=False)
+    everything_dev = {"raw_dev.persons", "staging_dev.people", "setup_dev.flags"}
+    for selector, expected in (
+        ("staging.people+", {"staging_dev.people", "reporting_dev.summary"}),
+        ("staging.*", {"staging_dev.people"}),
+        ("staging", {"staging_dev.people"}),
+        ("+reporting.summary", {*everything_dev, "reporting_dev.summary"}),
+        ("raw.persons", {"raw_dev.persons"}),
+        ("staging_dev.people", {"staging_dev.people"}),  # as built
+        ("people", {"staging_dev.people"}),
+    ):
+        assert set(select(dev, [selector])) == expected, selector
+    for selector, expected in (
+        ("staging.people+", {"dev_staging.people", "dev_reporting.summary"}),
+        ("staging.*", {"dev_staging.people"}),
+        ("staging", {"dev_staging.people"}),
+        ("raw.persons", {"raw.persons"}),  # raw is not mapped
+    ):
+        assert set(select(mapped, [selector])) == expected, selector
+    with pytest.raises(SelectorError, match=r"'staging\.nobody' matches no model"):
+        select(dev, ["staging.nobody"])
+
+
 # -- on the targets -------------------------------------------------------------------------
 
 
@@ -218,6 +249,42 @@ def test_named_targets_build_in_their_schemas(
     code, payload = run_json("build", "--target", "dev", project=root)
     assert code == 1 and statuses(payload)["staging_dev.people"] == "failed", payload
     assert run_json("build", "--target", "prod", project=root)[0] == 0
+
+
+def test_a_scripts_create_and_drop_schema_move_with_its_tables(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `sql` script's CREATE SCHEMA and DROP SCHEMA of a schema whose tables the target
+    moves go where the tables go: a dev build made prod's schema (and its DROP SCHEMA ...
+    CASCADE dropped prod's tables, in the database the two targets share). Another
+    schema's statement runs as written."""
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    script = (
+        "-- kind: sql\n"
+        "drop schema if exists audit cascade;\n"
+        "create schema audit;\n"
+        "create schema if not exists Elsewhere;\n"
+        "create table audit.events as select 1 as id;\n"
+    )
+    files = {
+        "setup/audit.sql": script,
+        "report/counts.sql": "select count(*) as n from audit.events",
+    }
+    root = write_project(tmp_path, targets_toml(target_url, target_url), files)
+    dev = load_project(root, target="dev", use_cache=False)
+    sql = ";".join(st.sql for st in dev.models["setup_dev.audit"].statements).lower()
+    assert "schema if exists audit_dev cascade" in sql and "create schema audit_dev" in sql
+    assert "create schema if not exists elsewhere" in sql
+    assert run_json("build", project=root)[0] == 0  # prod
+    code, payload = run_json("build", "--target", "dev", project=root)
+    assert code == 0, payload
+    assert query(target_url, root, "select n from report_dev.counts") == [(1,)]
+    assert query(target_url, root, "select count(*) from audit.events") == [(1,)]  # prod's
+    schemas = {  # DuckDB keeps the case it was given
+        str(r[0]).lower()
+        for r in query(target_url, root, "select schema_name from information_schema.schemata")
+    }
+    assert {"audit", "audit_dev", "elsewhere"} <= schemas
 
 
 def test_a_target_in_another_database_has_its_own_state(

@@ -730,17 +730,16 @@ class _Loader:
             relation = names.resolve(ref, path)
             if relation.schema != (ref.schema or names.default_schema):
                 mapping[ref] = TableRef(relation.schema, relation.name)
-        # CREATE SCHEMA and DROP SCHEMA of a schema whose relations the target moves
-        schemas = {o.schema: m.schema for o, m in names.renamed.items() if o.schema}
-        if not any(st.kind in _SCHEMA_KINDS for st in statements):
-            schemas = {}
+        # and CREATE SCHEMA or DROP SCHEMA of a schema whose relations the target moves
+        of_schema = [_names_a_schema(st) for st in statements]
+        schemas = names.moved_schemas() if any(of_schema) else {}
         if not mapping and not schemas:
             return statements
         return tuple(
             st
-            if st.unparsed
+            if st.unparsed or not (mapping or of_schema[i])
             else replace(st, sql=_requalify(st.sql, mapping, self.dialect, schemas))
-            for st in statements
+            for i, st in enumerate(statements)
         )
 
     def _moved_header(
@@ -861,8 +860,13 @@ def _runtime_placeholders(header: Header) -> tuple[str, ...]:
     return tuple(names)
 
 
-# the kinds of statement that may name a schema alone (``sqlinfo._kind``)
-_SCHEMA_KINDS = ("create_schema", "drop")
+_DROP_SCHEMA = re.compile(r"\bdrop\s+schema\b", re.IGNORECASE)
+
+
+def _names_a_schema(statement: Statement) -> bool:
+    """Whether a statement may be a CREATE SCHEMA or a DROP SCHEMA (``sqlinfo._kind``)."""
+    kind = statement.kind
+    return kind == "create_schema" or (kind == "drop" and bool(_DROP_SCHEMA.search(statement.sql)))
 
 
 def _requalify(
@@ -987,6 +991,7 @@ class _NameResolver:
         self.bare: dict[str, list[Relation]] = defaultdict(list)
         self._resolved: dict[TableRef, Relation] = {}  # the same reference, resolved once
         self.renamed: dict[Relation, Relation] = {}  # what the target builds elsewhere
+        self._moved_schemas: dict[str, str] | None = None
         for relation in sorted(models):
             self.bare[Relation(relation).name].append(Relation(relation))
 
@@ -1000,6 +1005,12 @@ class _NameResolver:
     def built(self, relation: str) -> Relation:
         """The relation the target builds for the project's ``relation``."""
         return self.renamed.get(Relation(relation), Relation(relation))
+
+    def moved_schemas(self) -> Mapping[str, str]:
+        """Each schema the target builds elsewhere, and where."""
+        if self._moved_schemas is None:
+            self._moved_schemas = {o.schema: m.schema for o, m in self.renamed.items() if o.schema}
+        return self._moved_schemas
 
     def rename_built(
         self,
@@ -1019,6 +1030,7 @@ class _NameResolver:
             for r in built
             if schema_map.rename(r.schema) != r.schema
         }
+        self._moved_schemas = None
 
     def _resolve(self, ref: TableRef, path: str) -> Relation:
         if ref.schema is not None:

@@ -147,7 +147,10 @@ def test_unreachable_postgres_is_a_target_error_without_the_password(tmp_path: P
     assert "hint:" in text
 
 
-def test_duckdb_file_held_by_another_process(tmp_path: Path) -> None:
+def test_duckdb_file_held_by_another_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("dbluigi.targets.duckdb.LOCK_WAIT_S", 0.5)
     path = tmp_path / "held.duckdb"
     code = (
         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
@@ -164,6 +167,29 @@ def test_duckdb_file_held_by_another_process(tmp_path: Path) -> None:
         assert "held by another process" in text
         assert f"PID {holder.pid}" in text
         assert "wait for the other dbluigi/duckdb process or point --target elsewhere" in text
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_duckdb_file_held_for_a_moment_is_waited_for(tmp_path: Path) -> None:
+    """A command that holds the file briefly (`docs`, `show`, `plan` by hand) does not fail
+    a build starting meanwhile (DuckDB lets one process open a file): it waits for the
+    file, up to LOCK_WAIT_S; it failed at once."""
+    path = tmp_path / "busy.duckdb"
+    code = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+        "print('ready', flush=True); time.sleep(1); c.close()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        session = open_target(f"duckdb:///{path}", project_dir=tmp_path).connect()
+        assert holder.poll() is not None  # it had let go
+        assert list(session.query("select 42").rows) == [(42,)]
+        session.close()
     finally:
         holder.kill()
         holder.wait()

@@ -27,6 +27,7 @@ import json
 import re
 import string
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -76,6 +77,10 @@ CATALOG = "dbluigi_target"
 _PLACEHOLDER = re.compile(r"%[s%]")
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
 _LOCKED = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
+# How long opening a file another process holds is tried again before it fails: a command
+# that holds it for a moment (`docs`, `show`, `plan`) does not fail a build starting then
+LOCK_WAIT_S = 5.0
+_LOCK_POLL_S = 0.1
 # what DuckDB says of a file that is not a database, or a database whose blocks are damaged
 _CORRUPT = re.compile(
     r"not a valid DuckDB database file|corrupt database file|checksum .*does not match",
@@ -314,20 +319,23 @@ class DuckDBTarget(Target):
         an in-memory database of its own, whose default ``memory`` catalog is then
         detached; sessions of one process share that database, as they share a file
         opened directly."""
-        self._opening()  # before the file is opened: how it looked then
-        try:
-            connection = duckdb.connect(_instance_name(self.path))
-        except duckdb.Error as exc:
-            self._closed(remember=False)
-            raise self._open_error(exc) from None
-        try:
-            for statement in _attach_statements(self.path):
-                connection.execute(statement)
-        except duckdb.Error as exc:
-            connection.close()
-            self._closed(remember=False)
-            raise self._open_error(exc) from None
-        return DuckDBSession(self, connection)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            self._opening()  # before the file is opened: how it looked then
+            connection = None
+            try:
+                connection = duckdb.connect(_instance_name(self.path))
+                for statement in _attach_statements(self.path):
+                    connection.execute(statement)
+            except duckdb.Error as exc:
+                if connection is not None:
+                    connection.close()
+                self._closed(remember=False)
+                if _LOCKED.search(str(exc)) and time.monotonic() < deadline:
+                    time.sleep(_LOCK_POLL_S)  # held by another process: for a moment?
+                    continue
+                raise self._open_error(exc) from None
+            return DuckDBSession(self, connection)
 
     def _open_error(self, exc: duckdb.Error) -> TargetError:
         message = str(exc)

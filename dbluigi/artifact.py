@@ -15,8 +15,10 @@ README documents every field.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,6 +39,10 @@ if TYPE_CHECKING:
 
 RUNS_DIR = "runs"
 LATEST = "latest.json"
+# Run artifacts kept under .dbluigi/runs, the newest (a build every minute would add a
+# file a minute for ever); every run stays in the state (``dbluigi history``)
+KEPT_ARTIFACTS = 1000
+_RUN_FILE = re.compile(r"\d{8}T\d{6}-[0-9a-f]+\.json")  # <run_id>.json (state.new_run_id)
 
 _RUN_FIELDS = (  # the artifact's names of ``state.RunRecord``'s fields, in order
     "run_id",
@@ -148,7 +154,23 @@ def write_artifact(folder: Path, payload: dict[str, Any]) -> Path:
     path = folder / f"{payload['run_id']}.json"
     _write_atomically(path, text)
     _write_atomically(folder / LATEST, text)
+    _keep_newest(folder)
     return path
+
+
+def _keep_newest(folder: Path) -> None:
+    """Remove the run artifacts older than the newest ``KEPT_ARTIFACTS`` (by the time in
+    their run id, then, within its second, by when each was written); other files stay."""
+    runs = [p for p in folder.iterdir() if _RUN_FILE.fullmatch(p.name)]
+    if len(runs) <= KEPT_ARTIFACTS:
+        return
+    written: dict[Path, int] = {}
+    for path in runs:
+        with contextlib.suppress(FileNotFoundError):  # another build's pruning took it
+            written[path] = path.stat().st_mtime_ns
+    by_age = sorted(written, key=lambda p: (p.name[:15], written[p]))
+    for old in by_age[: len(by_age) - KEPT_ARTIFACTS]:
+        old.unlink(missing_ok=True)
 
 
 def write_run_artifact(

@@ -7,6 +7,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from dbluigi.artifact import build_artifact
 from dbluigi.runner import TaskResult
 from dbluigi.state import CheckResult, TaskRecord
@@ -145,6 +147,23 @@ def test_rebuild_and_check_runs_write_artifacts(tmp_path: Path, duckdb_url: str)
     (task,) = artifact["tasks"]
     assert task["model"] == "main.people" and task["reason"] == "check"
     assert [c["name"] for c in task["checks"]] == ["rows > 0", "unique(id)"]
+
+
+def test_the_newest_artifacts_are_kept(
+    tmp_path: Path, duckdb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build every minute (`--watch --interval 1m`) wrote a file a minute for ever: the
+    newest KEPT_ARTIFACTS stay (the runs themselves stay in the state), other files too."""
+    monkeypatch.setattr("dbluigi.artifact.KEPT_ARTIFACTS", 2)
+    write_project(tmp_path, {"a.sql": "select 1 as id"})
+    runs = tmp_path / ".dbluigi" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "notes.txt").write_text("mine")
+    (runs / "19990101T000000-abcdef.json").write_text("{}")  # the oldest run
+    ids = [build_json(project=tmp_path, target=duckdb_url)[1]["run_id"] for _ in range(3)]
+    assert sorted(p.name for p in runs.iterdir()) == sorted(
+        [f"{ids[1]}.json", f"{ids[2]}.json", "latest.json", "notes.txt"]
+    )
 
 
 def test_an_artifact_that_cannot_be_written_is_a_note_not_a_failure(

@@ -1468,6 +1468,8 @@ def retry(
     """Build again what failed or was skipped in the last build (like `dbt retry`):
     exactly those models, as `dbluigi build` would, with the options that run was given
     (forced when it was a rebuild; its --full-refresh and --partition)."""
+    from dataclasses import replace
+
     from dbluigi.retry import last_unbuilt
     from dbluigi.state import StateStore
     from dbluigi.targets import open_target
@@ -1493,6 +1495,10 @@ def retry(
         else:
             console.print(f"nothing to retry: {what}", soft_wrap=True, highlight=False)
         raise typer.Exit(0)
+    if not any(proj.models[m].header.partition is not None for m in models):
+        # --partition was for a partitioned model that built: its readers are retried
+        # without it (a build refuses --partition when no selected model is partitioned)
+        last = replace(last, partitions=())
     for model in gone:
         err_console.print(
             f"[yellow]warning:[/] {_escape(model)} failed in run {last.run_id} but is no longer "

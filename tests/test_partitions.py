@@ -253,3 +253,28 @@ def test_retry_of_a_partition_rebuild_rebuilds_that_partition(
     code, payload = build_json(project=tmp_path, target=target_url, command="retry")
     assert code == 0, payload
     assert _runs(target_url, tmp_path, payload["run_id"]) == [("", "success"), ("2016", "success")]
+
+
+def test_retry_of_a_partition_rebuild_whose_reader_failed(tmp_path: Path, target_url: str) -> None:
+    """`rebuild t+ --partition V` whose partitions built but whose reader failed: `retry`
+    rebuilds the reader, without --partition (no model it selects is partitioned; a build
+    refuses the option then, which made the retry fail with a usage error)."""
+    write_project(
+        tmp_path,
+        {"t.sql": MODEL, "reader.sql": "select count(*) as n from main.t", "dbluigi.toml": PINNED},
+    )
+    _control(target_url, tmp_path, [(2014, 1, True), (2015, 1, True), (2016, 1, True)])
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    check = tmp_path / "reader.check.sql"
+    check.write_text("select * from main.reader where n > 0\n")
+    code, payload = build_json(
+        "t+", "--partition", "2016", project=tmp_path, target=target_url, command="rebuild"
+    )
+    assert code == 1
+    failed = [(t["model"], t["status"]) for t in payload["tasks"] if t["status"] != "success"]
+    assert failed == [("main.reader", "failed")]
+
+    check.write_text("select * from main.reader where n < 0\n")
+    code, payload = build_json(project=tmp_path, target=target_url, command="retry")
+    assert code == 0, payload
+    assert [(t["model"], t["status"]) for t in payload["tasks"]] == [("main.reader", "success")]

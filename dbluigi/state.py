@@ -486,13 +486,17 @@ class StateStore:
             for migration in MIGRATIONS:  # every statement is idempotent (IF NOT EXISTS)
                 for statement in migration:
                     s.execute(statement)
+            migrated = self._columns()  # a migration adds columns of an older state
             for table, columns in STATE_TABLES.items():
                 if table not in present:
                     done.append(f"created dbluigi.{table}")
                     continue
                 for column, type_name in columns:
                     if column not in present[table]:
-                        s.execute(f"alter table {SCHEMA}.{table} add column {column} {type_name}")
+                        if column not in migrated[table]:
+                            s.execute(
+                                f"alter table {SCHEMA}.{table} add column {column} {type_name}"
+                            )
                         done.append(f"added column dbluigi.{table}.{column}")
             if "meta" not in present or self._stored_version() != str(SCHEMA_VERSION):
                 s.execute("delete from dbluigi.meta where key = %s", ["schema_version"])

@@ -259,3 +259,16 @@ def test_a_state_read_as_it_is_sees_the_builds_a_killed_process_journaled(
     assert store.read_models()["main.a"].build_id == "b9"
     assert [r.build_id for r in store.task_records("r9")] == ["b9"]
     session.close()
+
+
+def test_repair_of_a_state_of_an_older_version(store: StateStore) -> None:
+    """`debug --repair-state` on a state an older dbluigi made (version 4: no
+    ``runs.options``), as `debug` advises for it: the migration adds the column, which the
+    repair added again (an error: the column exists)."""
+    store.session.execute("alter table dbluigi.runs drop column options")
+    store.session.execute("update dbluigi.meta set value = '4' where key = 'schema_version'")
+    assert store.repair() == [
+        "added column dbluigi.runs.options",
+        "set the state schema version to 5",
+    ]
+    assert store.diagnose() == []

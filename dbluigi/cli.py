@@ -389,7 +389,14 @@ def _model_named(proj: Project, name: str) -> str | None:
     if name in proj.models:
         return name
     found = [r for r, m in proj.models.items() if m.name == name]
-    return found[0] if len(found) == 1 else None
+    if len(found) == 1:
+        return found[0]
+    # the project's name of a relation the target builds elsewhere, as selectors take it
+    schema, dot, rest = name.partition(".")
+    schema_map = proj.config.schema_map
+    if dot and schema_map and f"{schema_map.rename(schema)}.{rest}" in proj.models:
+        return f"{schema_map.rename(schema)}.{rest}"
+    return None
 
 
 def _column_lineage(proj: Project, relation: str, column: str, fmt: str) -> str:

@@ -203,6 +203,16 @@ def test_selectors_take_the_projects_names_on_every_target(tmp_path: Path) -> No
         select(dev, ["staging.nobody"])
 
 
+def test_lineage_of_a_column_takes_the_projects_names_on_every_target(tmp_path: Path) -> None:
+    """`lineage staging.people.name` traces the column on a target that builds
+    staging elsewhere, as `lineage staging.people` selects the model there; it failed
+    with "matches no model"."""
+    root = write_project(tmp_path, targets_toml("duckdb:///prod.duckdb", "duckdb:///dev.duckdb"))
+    code, output = run("lineage", "staging.people.name", "--target", "dev", project=root)
+    assert code == 0, output
+    assert "staging_dev.people.name" in output and "raw_dev.persons.name" in output
+
+
 # -- on the targets -------------------------------------------------------------------------
 
 

@@ -29,9 +29,10 @@ _URL = re.compile(
     re.VERBOSE,
 )
 # a query parameter whose value is a secret: ``password``, libpq's ``sslpassword``, a
-# driver's ``passwd``, ``pwd``, ``secret``, ``token``, ``access_token``...
+# driver's ``passwd``, ``pwd``, ``secret``, ``token``, ``access_token``, ``api_key``...
+# (a path named so, libpq's ``sslkey``, is masked too: harmless)
 _QUERY_PASSWORD_RE = re.compile(
-    r"([?&][\w.-]*(?:password|passwd|pwd|secret|token)=)[^&]*", re.IGNORECASE
+    r"([?&][\w.-]*(?:password|passwd|pwd|secret|token|key)=)[^&]*", re.IGNORECASE
 )
 
 

@@ -106,7 +106,7 @@ def test_mask_url() -> None:
     # libpq's sslpassword (the client key's passphrase) and other drivers' secrets too
     masked = mask_url("postgresql://ada@db/x?sslmode=require&sslpassword=s3cret&application_name=a")
     assert masked == "postgresql://ada@db/x?sslmode=require&sslpassword=***&application_name=a"
-    for name in ("PASSWORD", "passwd", "pwd", "secret", "token", "access_token"):
+    for name in ("PASSWORD", "passwd", "pwd", "secret", "token", "access_token", "api_key"):
         assert "s3cret" not in mask_url(f"mysql://ada@db/x?charset=utf8&{name}=s3cret"), name
     assert "cret" not in mask_url("postgresql://ada:s3@cret@db/x")  # unencoded @
     assert mask_url("postgresql://ada@db/x") == "postgresql://ada@db/x"

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -147,29 +148,35 @@ def test_unreachable_postgres_is_a_target_error_without_the_password(tmp_path: P
     assert "hint:" in text
 
 
-def test_duckdb_file_held_by_another_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("dbluigi.targets.duckdb.LOCK_WAIT_S", 0.5)
-    path = tmp_path / "held.duckdb"
+@contextmanager
+def _held(path: Path, seconds: float) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the DuckDB file ``path`` for ``seconds``, once it holds it."""
     code = (
         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-        "print('ready', flush=True); time.sleep(30)"
+        f"print('ready', flush=True); time.sleep({seconds}); c.close()"
     )
     holder = subprocess.Popen(
         [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        with pytest.raises(TargetError) as caught:
-            open_target(f"duckdb:///{path}", project_dir=tmp_path).connect()
-        text = str(caught.value)
-        assert "held by another process" in text
-        assert f"PID {holder.pid}" in text
-        assert "wait for the other dbluigi/duckdb process or point --target elsewhere" in text
+        yield holder
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_duckdb_file_held_by_another_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("dbluigi.targets.duckdb.LOCK_WAIT_S", 0.5)
+    path = tmp_path / "held.duckdb"
+    with _held(path, 30) as holder, pytest.raises(TargetError) as caught:
+        open_target(f"duckdb:///{path}", project_dir=tmp_path).connect()
+    text = str(caught.value)
+    assert "held by another process" in text
+    assert f"PID {holder.pid}" in text
+    assert "wait for the other dbluigi/duckdb process or point --target elsewhere" in text
 
 
 def test_duckdb_file_held_for_a_moment_is_waited_for(tmp_path: Path) -> None:
@@ -177,22 +184,11 @@ def test_duckdb_file_held_for_a_moment_is_waited_for(tmp_path: Path) -> None:
     a build starting meanwhile (DuckDB lets one process open a file): it waits for the
     file, up to LOCK_WAIT_S; it failed at once."""
     path = tmp_path / "busy.duckdb"
-    code = (
-        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-        "print('ready', flush=True); time.sleep(1); c.close()"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    with _held(path, 1) as holder:
         session = open_target(f"duckdb:///{path}", project_dir=tmp_path).connect()
         assert holder.poll() is not None  # it had let go
         assert list(session.query("select 42").rows) == [(42,)]
         session.close()
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_duckdb_file_in_a_missing_folder(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ ratios is reported: this VM's speed drifts, and a pair compares like with like.
 - ``--version``: ``python -m dbluigi --version``.
 - no-op build: the layered project of ``--models`` models (``genproject.layered``),
   built once into a fresh PostgreSQL database, then built again with nothing to do.
+  Each revision (this, served, base) has databases of its own: an earlier revision may
+  keep another version of the state.
 - ``plan`` of ``--large`` models on PostgreSQL, nothing built yet (every model is
   planned to run; the output is the summary), parse cache warm, the project unchanged
   since the last command (its loaded project is read back: ``dbluigi.snapshot``).
@@ -87,40 +89,56 @@ def main() -> None:
         layered(large, args.large)
         time.sleep(2.1)  # the files stand still, as between an edit and a command (a
         # project loaded within two seconds of a change is not kept: dbluigi.snapshot)
-        noop_target = fresh_database("dbluigi_bench_start_noop")
-        plan_target = fresh_database("dbluigi_bench_start_plan")
-        dbluigi = [sys.executable, "-m", "dbluigi"]
-        cases = {
-            "python -c pass (the floor)": [sys.executable, "-c", "pass"],
-            "dbluigi --version": [*dbluigi, "--version"],
-            f"no-op build, {args.models:,} models (PostgreSQL)": [
-                *dbluigi,
-                "build",
-                "--project",
-                str(small),
-                "--target",
-                noop_target,
-            ],
-            f"plan, {args.large:,} models (PostgreSQL)": [
-                *dbluigi,
-                "plan",
-                "--project",
-                str(large),
-                "--target",
-                plan_target,
-            ],
+        # each revision has its target databases: an earlier one may keep another
+        # version of the state, which it would refuse (or this one would migrate)
+        databases = {
+            who: {case: f"dbluigi_bench_start_{case}_{who}" for case in ("noop", "plan")}
+            for who in trees
         }
-        timed([*dbluigi, "build", "--project", str(small), "--target", noop_target], ROOT)
-        for command in cases.values():  # warm-up: bytecode, parse cache, the state schema
-            for who, tree in trees.items():
+        target = {
+            who: {case: fresh_database(name) for case, name in names.items()}
+            for who, names in databases.items()
+        }
+        dbluigi = [sys.executable, "-m", "dbluigi"]
+
+        def cases_of(who: str) -> dict[str, list[str]]:
+            return {
+                "python -c pass (the floor)": [sys.executable, "-c", "pass"],
+                "dbluigi --version": [*dbluigi, "--version"],
+                f"no-op build, {args.models:,} models (PostgreSQL)": [
+                    *dbluigi,
+                    "build",
+                    "--project",
+                    str(small),
+                    "--target",
+                    target[who]["noop"],
+                ],
+                f"plan, {args.large:,} models (PostgreSQL)": [
+                    *dbluigi,
+                    "plan",
+                    "--project",
+                    str(large),
+                    "--target",
+                    target[who]["plan"],
+                ],
+            }
+
+        cases = {who: cases_of(who) for who in trees}
+        for who, tree in trees.items():  # the no-op's first build
+            timed(
+                [*dbluigi, "build", "--project", str(small), "--target", target[who]["noop"]],
+                tree,
+                envs.get(who),
+            )
+            for command in cases[who].values():  # warm-up: bytecode, caches, the state
                 timed(command, tree, envs.get(who))
         print(f"{args.rounds} rounds; machine load {os.getloadavg()[0]:.2f}")
-        for case, command in cases.items():
+        for case in cases["this"]:
             runs: dict[str, list[float]] = {who: [] for who in trees}
             for round_ in range(args.rounds):
                 order = list(trees) if round_ % 2 == 0 else list(reversed(trees))
                 for who in order:
-                    runs[who].append(timed(command, trees[who], envs.get(who)))
+                    runs[who].append(timed(cases[who][case], trees[who], envs.get(who)))
             line = f"{case}: this {summary(runs['this'])}"
             if "base" in runs:
                 ratio = statistics.median(
@@ -139,8 +157,9 @@ def main() -> None:
         admin = psycopg2.connect(PG)
         admin.autocommit = True
         with admin.cursor() as cursor:
-            for name in ("dbluigi_bench_start_noop", "dbluigi_bench_start_plan"):
-                cursor.execute(f'drop database if exists "{name}"')
+            for who in trees:
+                for case in ("noop", "plan"):
+                    cursor.execute(f'drop database if exists "dbluigi_bench_start_{case}_{who}"')
         admin.close()
         if "base" in trees:
             subprocess.run(

@@ -253,18 +253,30 @@ def _by_name(project: Project, name: str, shown: str) -> set[str]:
     the project has it too (``staging.x`` selects ``staging_dev.x``), so one command line
     serves every target."""
     name = name.lower()
+    schema, dot, rest = name.partition(".")
+    schema_map = project.config.schema_map
+    moved = f"{schema_map.rename(schema)}{dot}{rest}" if schema_map else name
     try:
-        return _by_name_as_built(project, name, shown)
+        found = _by_name_as_built(project, name, shown)
     except SelectorError as as_typed:
-        schema, dot, rest = name.partition(".")
-        schema_map = project.config.schema_map
-        moved = schema_map.rename(schema) if schema_map else schema
-        if moved == schema:
+        if moved == name:
             raise
         try:
-            return _by_name_as_built(project, f"{moved}{dot}{rest}", shown)
+            return _by_name_as_built(project, moved, shown)
         except SelectorError:
             raise as_typed from None  # what the name as typed matched: nothing
+    if dot and moved != name:  # the project's name of other models too?
+        try:
+            also = _by_name_as_built(project, moved, shown)
+        except SelectorError:
+            also = found
+        if also != found:
+            raise SelectorError(
+                f"selector {shown} names {', '.join(sorted(found))} as this target builds "
+                f"them, and {', '.join(sorted(also))} by the project's names",
+                hint=f"name them as built: {sorted(found)[0]} or {sorted(also)[0]}",
+            )
+    return found
 
 
 def _by_name_as_built(project: Project, name: str, shown: str) -> set[str]:

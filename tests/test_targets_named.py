@@ -203,6 +203,20 @@ def test_selectors_take_the_projects_names_on_every_target(tmp_path: Path) -> No
         select(dev, ["staging.nobody"])
 
 
+def test_a_name_of_two_models_on_a_target_that_moves_schemas_is_refused(tmp_path: Path) -> None:
+    """With schemas `a` and `a_dev` and `schema_suffix = "_dev"`, `a_dev.t` is the
+    project's `a.t` as built and the project's own `a_dev.t`: it selected the first,
+    silently."""
+    files = {"a/t.sql": "select 1 as id", "a_dev/t.sql": "select 2 as id"}
+    root = write_project(tmp_path, targets_toml("duckdb:///p.duckdb", "duckdb:///d.duckdb"), files)
+    dev = load_project(root, target="dev", use_cache=False)
+    assert set(dev.models) == {"a_dev.t", "a_dev_dev.t"}
+    with pytest.raises(SelectorError, match=r"names a_dev\.t as this target builds them, and "):
+        select(dev, ["a_dev.t"])
+    assert select(dev, ["a.t"]) == ("a_dev.t",)  # the project's a.t
+    assert select(dev, ["a_dev_dev.t"]) == ("a_dev_dev.t",)  # as built
+
+
 def test_lineage_of_a_column_takes_the_projects_names_on_every_target(tmp_path: Path) -> None:
     """`lineage staging.people.name` traces the column on a target that builds
     staging elsewhere, as `lineage staging.people` selects the model there; it failed

@@ -12,9 +12,9 @@ client its pid (the client passes its signals on to it), and runs the command ex
 ``dbluigi`` would (``cli.run_here``). What it cannot take (``_declined``: other
 namespaces or root folder, other interpreter options, another hash seed, a limit or
 control group refused; or a failure of its own), it declines before anything runs, and
-the client runs the command itself. The child tells the client
-how the command ended, and so does the server once it reaps the child (a killed child
-tells nothing); a client that goes away hangs its command up (SIGHUP).
+the client runs the command itself. The child tells the client how the command ended,
+and so does the server once it reaps the child (a killed child tells nothing); a client
+that goes away hangs its command up (SIGHUP).
 
 The server holds no database connection, no thread and no state of a command: every
 command starts from the same imported modules, as a new process would. It follows its

@@ -310,8 +310,8 @@ class DuckDBTarget(Target):
 
     def connect(self) -> DuckDBSession:
         """Open the file (created if missing) as the catalog ``CATALOG``; a file held by
-        another process is a ``TargetError`` naming that process, a damaged one a
-        ``TargetError`` naming the file.
+        another process is waited for (``LOCK_WAIT_S``), then a ``TargetError`` naming that
+        process; a damaged one a ``TargetError`` naming the file.
 
         DuckDB names a database after its file, so a file called like a schema
         (``raw.duckdb`` next to a ``raw/`` folder, or ``dbluigi.duckdb``) would make

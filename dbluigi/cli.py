@@ -392,11 +392,8 @@ def _model_named(proj: Project, name: str) -> str | None:
     if len(found) == 1:
         return found[0]
     # the project's name of a relation the target builds elsewhere, as selectors take it
-    schema, dot, rest = name.partition(".")
-    schema_map = proj.config.schema_map
-    if dot and schema_map and f"{schema_map.rename(schema)}.{rest}" in proj.models:
-        return f"{schema_map.rename(schema)}.{rest}"
-    return None
+    moved = proj.config.schema_map.relation(name)
+    return moved if moved != name and moved in proj.models else None
 
 
 def _column_lineage(proj: Project, relation: str, column: str, fmt: str) -> str:

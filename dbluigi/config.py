@@ -172,7 +172,7 @@ def load_config(
     merged_vars.update(variables or {})
     schema_map = named.schema_map if named else SchemaMap()
     seed_types = {
-        _rename(relation, schema_map): types
+        schema_map.relation(relation): types
         for relation, types in _seed_types(data.get("seeds", {})).items()
     }
     workers = _workers(data.get("target", {}).get("workers"), lines)
@@ -212,11 +212,6 @@ def _chosen_target(option: str | None, project: Mapping[str, Any]) -> tuple[str 
     if project.get("target") is not None:
         return str(project["target"]), "[project] target"
     return None, ""
-
-
-def _rename(relation: str, schema_map: SchemaMap) -> str:
-    schema, dot, name = relation.partition(".")
-    return f"{schema_map.rename(schema)}{dot}{name}" if dot and schema_map else relation
 
 
 def _input_queries(inputs: Mapping[str, Any], lines: TomlLines) -> dict[str, InputQuery]:

@@ -46,6 +46,11 @@ class SchemaMap:
         """The schema models of ``schema`` are built in on this target."""
         return self.schemas.get(schema, schema + self.suffix)
 
+    def relation(self, relation: str) -> str:
+        """``schema.name`` as this target builds it (a name without a schema as it is)."""
+        schema, dot, name = relation.partition(".")
+        return f"{self.rename(schema)}.{name}" if dot and self else relation
+
 
 @dataclass(frozen=True)
 class NamedTarget:

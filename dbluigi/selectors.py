@@ -253,9 +253,8 @@ def _by_name(project: Project, name: str, shown: str) -> set[str]:
     the project has it too (``staging.x`` selects ``staging_dev.x``), so one command line
     serves every target."""
     name = name.lower()
-    schema, dot, rest = name.partition(".")
-    schema_map = project.config.schema_map
-    moved = f"{schema_map.rename(schema)}{dot}{rest}" if schema_map else name
+    schema_map, dot = project.config.schema_map, "." in name
+    moved = schema_map.relation(name) if dot else schema_map.rename(name)  # or a schema
     try:
         found = _by_name_as_built(project, name, shown)
     except SelectorError as as_typed:

@@ -116,3 +116,25 @@ def test_the_live_display_of_a_build(tmp_path: Path, shown: str) -> None:
         code, text = finished.returncode, finished.stdout + finished.stderr
     assert code == 0, text
     assert "built 2, failed 0" in text and "Traceback" not in text
+
+
+def test_a_command_ends_as_python_ends_it(tmp_path: Path) -> None:
+    """``dbluigi`` freezes what is alive before Python finalizes (its collections then
+    skip it): the end is otherwise Python's own. The build's output is all there, its exit
+    status is the command's, and the DuckDB file is closed cleanly (checkpointed, no WAL
+    left), on success and on failure."""
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "one.sql").write_text("select 1 as id\n")
+    db = tmp_path / "t.duckdb"
+    args = ["-m", "dbluigi", "build", "--project", str(project), "--target", f"duckdb:///{db}"]
+    alone = {"DBLUIGI_NO_SERVER": "1"}
+    built = _run(*args, "--json", env=alone)
+    assert built.returncode == 0, built.stderr
+    assert '"status": "success"' in built.stdout and built.stdout.rstrip().endswith("}")
+    assert db.exists() and not db.with_name(db.name + ".wal").exists()
+    (project / "two.sql").write_text("select id / 0 as broken from one where nonsense\n")
+    failed = _run(*args, env=alone)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "two" in failed.stdout + failed.stderr
+    assert not db.with_name(db.name + ".wal").exists()

@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
+import typer.core
 
 from dbluigi import __version__
 from dbluigi.documents import (
@@ -223,12 +225,94 @@ PLAN_SHOWN = 50  # models that would run, listed under the summary
 @contextmanager
 def _errors() -> Iterator[None]:
     """Print a dbluigi error that stops the command (it says where and what to do next)
-    and exit 2."""
+    and exit 2; on stdout as well, as ``dbluigi/error/v1``, when the command was asked
+    for JSON (``_Command``)."""
     try:
         yield
     except DbluigiError as exc:
         err_console.print(f"[bold red]error:[/] {_escape(str(exc))}")
+        command = _json_errors.get()
+        if command is not None:
+            _print_error_json(command, _error_json(exc))
         raise typer.Exit(ERROR_EXIT) from None
+
+
+def _error_json(error: DbluigiError) -> dict[str, Any]:
+    """An error as JSON documents carry it (``error`` of ``dbluigi/error/v1`` and of a
+    watch cycle)."""
+    return {
+        "message": error.message,
+        "file": error.path,
+        "line": error.line,
+        "hint": error.hint,
+        "kind": type(error).__name__,
+    }
+
+
+def _print_error_json(command: str, error: dict[str, Any]) -> None:
+    """``dbluigi/error/v1`` on one line: a document alone, or the last line of a stream of
+    them (``build --watch --json``)."""
+    from dbluigi.documents import ERROR, document
+
+    payload = document(ERROR, {"command": command, "exit_code": ERROR_EXIT, "error": error})
+    typer.echo(json.dumps(payload, separators=(",", ":")))
+
+
+# the command being run, while it runs, when it was asked for JSON
+_json_errors: ContextVar[str | None] = ContextVar("dbluigi_json_errors", default=None)
+# click's UsageError, which typer vendors from 0.28 on (and re-exports only a subclass of)
+_ClickUsageError = cast(
+    "type[Exception]", next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+)
+_JSON_OPTIONS = {"--json"} | {f"{o}=json" for o in ("--format", "--output")}
+_JSON_VALUED = ("--format", "-f", "--output", "-o")
+
+
+class _Command(typer.core.TyperCommand):
+    """A command that, asked for JSON, says why it stopped in JSON on stdout too
+    (``dbluigi/error/v1``): a usage error as its options are read, or a dbluigi error as it
+    runs (``_errors``). A script reading stdout then reads a document either way."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        given = list(args)  # click's parser consumes the list
+        try:
+            return super().parse_args(ctx, args)
+        except _ClickUsageError as exc:
+            if _asks_json(given):
+                _print_error_json(
+                    ctx.info_name,
+                    {
+                        "message": exc.format_message(),  # type: ignore[attr-defined]
+                        "file": None,
+                        "line": None,
+                        "hint": f"dbluigi {ctx.info_name} --help lists its options",
+                        "kind": "UsageError",
+                    },
+                )
+            raise
+
+    def invoke(self, ctx: Any) -> Any:
+        params = ctx.params
+        asked = (
+            params.get("as_json") is True
+            or params.get("fmt") == "json"
+            or params.get("output") == "json"
+        )
+        token = _json_errors.set(ctx.info_name if asked else None)
+        try:
+            return super().invoke(ctx)
+        finally:
+            _json_errors.reset(token)
+
+
+def _asks_json(args: list[str]) -> bool:
+    """Whether command-line ``args`` (not yet read) ask for JSON: ``--json``, ``--format
+    json`` or ``--output json`` (``-f``, ``-o``, ``=json``), before a ``--``."""
+    args = args[: args.index("--")] if "--" in args else args
+    return any(
+        a in _JSON_OPTIONS or (a in _JSON_VALUED and args[i + 1 : i + 2] == ["json"])
+        for i, a in enumerate(args)
+    )
 
 
 def _escape(text: object) -> str:
@@ -324,7 +408,7 @@ def _target_state(proj: Project) -> TargetState:
     return TargetState(stale=lambda: reader().stale(), last_run=lambda: reader().last_run())
 
 
-@app.command()
+@app.command(cls=_Command)
 def init(folder: Annotated[Path, typer.Argument(help="The folder to create.")]) -> None:
     """Create a starter project that `dbluigi build` runs as it is."""
     from dbluigi.scaffold import init_project
@@ -335,7 +419,7 @@ def init(folder: Annotated[Path, typer.Argument(help="The folder to create.")]) 
     console.print(f"next: [bold]dbluigi build --project {_escape(folder)}[/]")
 
 
-@app.command()
+@app.command(cls=_Command)
 def lineage(
     selectors: SelectorArg = None,
     select_opt: SelectOpt = None,
@@ -449,7 +533,7 @@ def _published_columns(
     return known, None
 
 
-@app.command()
+@app.command(cls=_Command)
 def docs(
     out: Annotated[
         Path | None,
@@ -518,7 +602,7 @@ def _serve(folder: Path, port: int) -> None:
         server.server_close()
 
 
-@app.command()
+@app.command(cls=_Command)
 def plan(
     selectors: SelectorArg = None,
     select_opt: SelectOpt = None,
@@ -892,15 +976,7 @@ def _cycle_json(cycle: Cycle) -> dict[str, Any]:
             "next_check_at": iso_utc(cycle.next_check_at),
             "exit_code": cycle.exit_code,
             "warnings": list(cycle.warnings),
-            "error": None
-            if error is None
-            else {
-                "message": error.message,
-                "file": error.path,
-                "line": error.line,
-                "hint": error.hint,
-                "kind": type(error).__name__,
-            },
+            "error": None if error is None else _error_json(error),
             "run": _result_json(cycle.result) if cycle.result is not None else None,
         },
     )
@@ -1076,7 +1152,7 @@ def _print_artifact(result: RunResult) -> None:
         console.print(f"run artifact: {_escape(result.artifact)}", soft_wrap=True, highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def build(
     selectors: SelectorArg = None,
     select_opt: SelectOpt = None,
@@ -1112,7 +1188,7 @@ def build(
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 def rebuild(
     selectors: SelectorArg = None,
     select_opt: SelectOpt = None,
@@ -1163,7 +1239,7 @@ def rebuild(
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 def history(
     last: Annotated[
         int,
@@ -1342,7 +1418,7 @@ def _slow_history(
         )
 
 
-@app.command()
+@app.command(cls=_Command)
 def check(
     selectors: SelectorArg = None,
     select_opt: SelectOpt = None,
@@ -1385,7 +1461,7 @@ def check(
     raise typer.Exit(1 if failed else 0)
 
 
-@app.command()
+@app.command(cls=_Command)
 def debug(
     repair_state: Annotated[
         bool,
@@ -1460,7 +1536,7 @@ def debug(
         raise typer.Exit(ERROR_EXIT)
 
 
-@app.command()
+@app.command(cls=_Command)
 def retry(
     project: ProjectOpt = Path("."),
     target: TargetOpt = None,
@@ -1559,7 +1635,7 @@ def _one_model(proj: Project, selector: str) -> str:
     return models[0]
 
 
-@app.command()
+@app.command(cls=_Command)
 def render(
     model: ModelArg,
     dialect: DialectOpt = None,
@@ -1586,7 +1662,7 @@ app.command("compile", help="The same as `dbluigi render` (for dbt users: `dbt c
 SHOW_LIMIT = 5  # rows, as dbt show
 
 
-@app.command()
+@app.command(cls=_Command)
 def show(
     model: Annotated[str | None, typer.Argument(help="The model: name or schema.name.")] = None,
     sql: Annotated[
@@ -1669,7 +1745,7 @@ LS_OUTPUTS = ("name", "path", "json")
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help=f"One of {', '.join(LS_OUTPUTS)}.")]
 
 
-@app.command("ls")
+@app.command("ls", cls=_Command)
 def ls(
     selectors: SelectorArg = None,
     exclude: ExcludeOpt = None,
@@ -1710,7 +1786,7 @@ def ls(
 app.command("list", help="The same as `dbluigi ls`.")(ls)
 
 
-@app.command("test")
+@app.command("test", cls=_Command)
 def test_(
     selectors: SelectorArg = None,
     exclude: ExcludeOpt = None,
@@ -1866,7 +1942,7 @@ def _row_text(columns: tuple[str, ...], row: tuple[Any, ...]) -> str:
     return ", ".join(f"{c}={'NULL' if v is None else v}" for c, v in zip(columns, row, strict=True))
 
 
-@app.command()
+@app.command(cls=_Command)
 def clean(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     project: ProjectOpt = Path("."),

@@ -22,7 +22,8 @@ LS = "ls"  # a line of ls --output json
 SHOW = "show"
 LINEAGE = "lineage"  # lineage --format json
 COLUMN_LINEAGE = "column-lineage"  # lineage MODEL.COLUMN --format json
-KINDS = (RUN, WATCH_CYCLE, PLAN, HISTORY, SLOW_MODELS, LS, SHOW, LINEAGE, COLUMN_LINEAGE)
+ERROR = "error"  # why a command asked for JSON stopped before its document
+KINDS = (RUN, WATCH_CYCLE, PLAN, HISTORY, SLOW_MODELS, LS, SHOW, LINEAGE, COLUMN_LINEAGE, ERROR)
 VERSION = 1
 
 

@@ -160,3 +160,44 @@ def test_watch_cycle_lines_validate() -> None:
     line = validate(_cycle_json(broken))
     assert line["run"] is None and line["error"]["file"] == "a.sql" and line["exit_code"] == 2
     assert line["next_check_at"] == "2026-05-01T12:00:30.000000Z"
+
+
+def test_a_json_command_that_stops_prints_an_error_document(tmp_path: Path) -> None:
+    """A command asked for JSON (``--json``, ``--format json``, ``--output json``) that stops
+    before its document (a usage error, a broken project, a selector matching nothing)
+    prints ``dbluigi/error/v1`` on stdout, so a script parsing stdout reads why; stderr
+    says it as before, and the exit status is 2."""
+    from typer.testing import CliRunner
+
+    from dbluigi.cli import app
+
+    project = tmp_path / "p"
+    write_project(project, {**PROJECT, "broken.sql": "-- dependz: main.people\nselect 1 as x"})
+    where = ["--project", str(project), "--target", f"duckdb:///{tmp_path / 't.duckdb'}"]
+
+    def stopped(*args: str) -> dict[str, Any]:
+        result = CliRunner().invoke(app, [*args, *where])
+        assert result.exit_code == 2, result.output
+        assert "error" in result.stderr.lower() or "Usage" in result.stderr
+        return validate(json.loads(result.stdout))
+
+    broken = stopped("build", "--json")
+    assert broken["schema"] == "dbluigi/error/v1" and broken["command"] == "build"
+    assert broken["exit_code"] == 2
+    assert broken["error"]["kind"] == "HeaderError" and broken["error"]["file"] == "broken.sql"
+    assert broken["error"]["line"] == 1 and "dependz" in broken["error"]["message"]
+    assert broken["error"]["hint"] == "did you mean 'depends'?"
+    (project / "broken.sql").unlink()
+    usage = stopped("build", "--json", "--no-such-option")
+    assert (
+        usage["error"]["kind"] == "UsageError" and "--no-such-option" in usage["error"]["message"]
+    )
+    assert stopped("rebuild", "--workers", "lots", "--json")["error"]["kind"] == "UsageError"
+    nothing = stopped("plan", "nosuchmodel", "--json")
+    assert nothing["command"] == "plan" and nothing["error"]["kind"] == "SelectorError"
+    assert stopped("lineage", "nosuchmodel", "--format", "json")["command"] == "lineage"
+    assert stopped("ls", "nosuchmodel", "-o", "json")["error"]["kind"] == "SelectorError"
+    assert stopped("history", "--json", "--limit", "-3")["command"] == "history"
+    # asked for text, an error stays on stderr alone
+    text = CliRunner().invoke(app, ["plan", "nosuchmodel", *where])
+    assert text.exit_code == 2 and text.stdout == ""

@@ -732,15 +732,20 @@ class _Loader:
                 mapping[ref] = TableRef(relation.schema, relation.name)
         # and CREATE SCHEMA or DROP SCHEMA of a schema whose relations the target moves
         of_schema = [_names_a_schema(st) for st in statements]
-        schemas = names.moved_schemas() if any(of_schema) else {}
+        schemas = names.moved_schemas()
         if not mapping and not schemas:
             return statements
-        return tuple(
-            st
-            if st.unparsed or not (mapping or of_schema[i])
-            else replace(st, sql=_requalify(st.sql, mapping, self.dialect, schemas))
-            for i, st in enumerate(statements)
-        )
+        moved = []
+        for i, st in enumerate(statements):
+            sql = st.sql
+            if not st.unparsed and (mapping or of_schema[i]):
+                sql = _requalify(sql, mapping, self.dialect, schemas if of_schema[i] else None)
+            if schemas and _kept_as_written(st) and _mentions(sql, schemas):
+                from dbluigi.sqlinfo import move_by_tokens
+
+                sql = move_by_tokens(sql, names.moved_relations(), schemas, dialect=self.dialect)
+            moved.append(st if sql == st.sql else replace(st, sql=sql))
+        return tuple(moved)
 
     def _moved_header(
         self, header: Header, names: _NameResolver, info: SqlInfo | None, path: str
@@ -861,6 +866,19 @@ def _runtime_placeholders(header: Header) -> tuple[str, ...]:
 
 
 _DROP_SCHEMA = re.compile(r"\bdrop\s+schema\b", re.IGNORECASE)
+
+
+def _kept_as_written(statement: Statement) -> bool:
+    """Whether sqlglot keeps a statement's names as written: it cannot parse it, or keeps
+    it as a command (``GRANT``, ``COMMENT ON``, ``DO``, ``CREATE SCHEMA ...
+    AUTHORIZATION``). Routines keep their names (``sqlinfo.move_by_tokens``)."""
+    return statement.unparsed is not None or statement.kind == "other"
+
+
+def _mentions(sql: str, schemas: Mapping[str, str]) -> bool:
+    """Whether ``sql`` may name one of ``schemas`` (a quick look before tokenizing)."""
+    lowered = sql.lower()
+    return any(schema.lower() in lowered for schema in schemas)
 
 
 def _names_a_schema(statement: Statement) -> bool:
@@ -992,6 +1010,7 @@ class _NameResolver:
         self._resolved: dict[TableRef, Relation] = {}  # the same reference, resolved once
         self.renamed: dict[Relation, Relation] = {}  # what the target builds elsewhere
         self._moved_schemas: dict[str, str] | None = None
+        self._moved_relations: dict[tuple[str, str], str] | None = None
         for relation in sorted(models):
             self.bare[Relation(relation).name].append(Relation(relation))
 
@@ -1012,6 +1031,15 @@ class _NameResolver:
             self._moved_schemas = {o.schema: m.schema for o, m in self.renamed.items() if o.schema}
         return self._moved_schemas
 
+    def moved_relations(self) -> Mapping[tuple[str, str], str]:
+        """Each relation the target builds elsewhere, as ``(schema, name)``, and the schema
+        it builds it in."""
+        if self._moved_relations is None:
+            self._moved_relations = {
+                (o.schema, o.name): m.schema for o, m in self.renamed.items() if o.schema
+            }
+        return self._moved_relations
+
     def rename_built(
         self,
         schema_map: SchemaMap,
@@ -1030,7 +1058,7 @@ class _NameResolver:
             for r in built
             if schema_map.rename(r.schema) != r.schema
         }
-        self._moved_schemas = None
+        self._moved_schemas = self._moved_relations = None
 
     def _resolve(self, ref: TableRef, path: str) -> Relation:
         if ref.schema is not None:

@@ -22,6 +22,7 @@ check at the freshly built ``<name>__dbluigi_new`` table.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -262,6 +263,94 @@ def _move_schema(tree: exp.Expr, schemas: Mapping[str, str], d: Dialect) -> None
         moved = schemas.get(d.normalize_identifier(schema.copy()).name)
         if moved is not None:
             table.set("db", exp.to_identifier(moved))
+
+
+def move_by_tokens(
+    sql: str,
+    relations: Mapping[tuple[str, str], str],
+    schemas: Mapping[str, str],
+    *,
+    dialect: str,
+) -> str:
+    """Move the names of a statement that sqlglot keeps as a command or cannot parse (so
+    ``replace_relations`` leaves it as written), token by token:
+
+    - ``schema.name`` of a relation in ``relations`` (``(schema, name)`` -> the schema the
+      target builds it in), in a name of two parts or more (``db.s.t``, ``s.t.column``);
+    - a schema in ``schemas`` named after ``SCHEMA`` (``CREATE SCHEMA a AUTHORIZATION u``,
+      ``ALTER SCHEMA a``, ``GRANT ... ON SCHEMA a, b``, ``SET SCHEMA a``);
+    - both inside a dollar-quoted block (``DO $$ ... $$``), which runs as SQL.
+
+    A routine's definition is left as written, body and all: routines keep the schema
+    they are written in, and a body moved under a name that is not would change the
+    routine another target uses. Names compare as the database folds them (unquoted: any
+    case; quoted: exactly). Strings and comments are left alone, and so is SQL the
+    tokenizer cannot read."""
+    try:
+        tokens = _dialect(dialect).tokenize(sql)
+    except TokenError:
+        return sql
+    if tokens and tokens[0].token_type is TokenType.CREATE:
+        defined = [t.text.lower() for t in tokens[1:4]]
+        if {"function", "procedure", "macro"} & set(defined):
+            return sql
+    edits: list[tuple[int, int, str]] = []  # (start, end inclusive, text)
+
+    def folded(token: Token) -> str | None:
+        if token.token_type is TokenType.IDENTIFIER:
+            return token.text
+        return token.text.lower() if _WORD.fullmatch(token.text) else None
+
+    def moved(token: Token, to: str) -> None:
+        quoted = token.token_type is TokenType.IDENTIFIER
+        edits.append((token.start, token.end, f'"{to}"' if quoted else to))
+
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.token_type is TokenType.STRING and sql.startswith("$", token.start):
+            quote = _DOLLAR_QUOTE.match(sql, token.start)
+            if quote is not None:
+                body = sql[quote.end() : token.end + 1 - len(quote.group(0))]
+                inner = move_by_tokens(body, relations, schemas, dialect=dialect)
+                if inner != body:
+                    edits.append((token.start, token.end, quote.group(0) + inner + quote.group(0)))
+        elif token.token_type is TokenType.SCHEMA:
+            j = i + 1
+            while j < len(tokens) and tokens[j].text.lower() in ("if", "not", "exists"):
+                j += 1
+            while j < len(tokens):  # a, b, c
+                name = folded(tokens[j])
+                if name is not None and name in schemas:
+                    moved(tokens[j], schemas[name])
+                if j + 1 >= len(tokens) or tokens[j + 1].token_type is not TokenType.COMMA:
+                    break
+                j += 2
+            i = j
+        elif folded(token) is not None:  # a name of several parts: its relation, if moved
+            j, parts = i, [token]
+            while (
+                j + 2 < len(tokens)
+                and tokens[j + 1].token_type is TokenType.DOT
+                and folded(tokens[j + 2]) is not None
+            ):
+                j += 2
+                parts.append(tokens[j])
+            for schema, relation in itertools.pairwise(parts):
+                to = relations.get((folded(schema) or "", folded(relation) or ""))
+                if to is not None:
+                    moved(schema, to)
+                    break
+            i = j + 1
+            continue
+        i += 1
+    for start, end, text in sorted(edits, reverse=True):
+        sql = sql[:start] + text + sql[end + 1 :]
+    return sql
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_DOLLAR_QUOTE = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 
 
 @dataclass(frozen=True)

@@ -311,6 +311,85 @@ def test_a_scripts_create_and_drop_schema_move_with_its_tables(
     assert {"audit", "audit_dev", "elsewhere"} <= schemas
 
 
+PG = "postgresql://root@127.0.0.1:5432/test"  # loaded only: nothing connects
+
+
+def test_commands_sqlglot_keeps_as_written_move_with_the_tables_they_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Statements sqlglot keeps as commands or cannot parse (a ``-- depends:`` script) name
+    the target's relations too: ``GRANT`` and ``COMMENT ON`` of a table the script
+    creates, ``CREATE SCHEMA ... AUTHORIZATION``, ``ALTER SCHEMA``, ``GRANT ... ON SCHEMA``,
+    and the dollar-quoted body of a ``DO`` block. On dev they ran as written:
+    they touched prod's schema and tables, or failed where prod had not built them. A
+    table the project only reads, a string, and another schema keep their names."""
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    script = (
+        "-- kind: sql\n"
+        "create schema if not exists audit authorization root;\n"
+        "alter schema audit owner to root;\n"
+        "grant usage on schema audit, elsewhere to public;\n"
+        "create table audit.events as select 1 as id;\n"
+        "comment on table audit.events is 'audit.events, as written';\n"
+        "grant select on audit.events, audit.inputs to public;\n"
+        'do $$ begin insert into "audit".events select id from audit.inputs; end $$;\n'
+        "create function audit.last_id() returns int language sql\n"
+        "  as $body$ select max(id) from audit.events $body$;\n"
+    )
+    as_written = (
+        "-- kind: sql\n-- depends: setup.audit\n"
+        "insert into audit.events select (xmlparse(document '<a/>') is document)::int;\n"
+    )
+    files = {"setup/audit.sql": script, "setup/owner.sql": as_written}
+    root = write_project(tmp_path, targets_toml(PG, PG), files)
+    dev = load_project(root, target="dev", use_cache=False)
+    moved = [st.sql for st in dev.models["setup_dev.audit"].statements]
+    assert "schema if not exists audit_dev authorization root" in moved[0].lower()
+    assert moved[1].lower() == "alter schema audit_dev owner to root"
+    assert "schema audit_dev, elsewhere to" in moved[2].lower()
+    assert "audit_dev.events is 'audit.events, as written'" in moved[4].lower()
+    assert "audit_dev.events, audit.inputs" in moved[5].lower()  # audit.inputs: an input
+    assert 'insert into "audit_dev".events select id from audit.inputs' in moved[6]
+    # a routine keeps its name, and so its body: another target's routine stays its own
+    assert "function audit.last_id()" in moved[7].lower() and "from audit.events" in moved[7]
+    (kept,) = dev.models["setup_dev.owner"].statements
+    assert kept.unparsed is not None
+    assert kept.sql.endswith(
+        "insert into audit_dev.events select (xmlparse(document '<a/>') is document)::int"
+    )
+    prod = load_project(root, target="prod", use_cache=False)
+    assert [st.sql for st in prod.models["setup.audit"].statements][6].startswith("do $$")
+    assert "audit_dev" not in " ".join(st.sql for st in prod.models["setup.audit"].statements)
+
+
+def test_a_scripts_grants_comments_and_blocks_reach_the_targets_tables(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL, dev's build of a script that grants, comments and inserts in a DO
+    block acts on dev's tables; prod's stay as prod built them."""
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    script = (
+        "-- kind: sql\n"
+        "create schema if not exists audit authorization current_user;\n"
+        "create table audit.events as select 1 as id;\n"
+        "comment on table audit.events is 'built';\n"
+        "grant select on audit.events to public;\n"
+        "do $$ begin insert into audit.events values (2); end $$;\n"
+    )
+    files = {
+        "setup/audit.sql": script,
+        "report/counts.sql": "select count(*) as n from audit.events",
+    }
+    root = write_project(tmp_path, targets_toml(pg_url, pg_url), files)
+    assert run_json("build", project=root)[0] == 0  # prod
+    code, payload = run_json("build", "--target", "dev", project=root)
+    assert code == 0, payload
+    assert query(pg_url, root, "select n from report_dev.counts") == [(2,)]
+    assert query(pg_url, root, "select count(*) from audit.events") == [(2,)]  # prod's own
+    comment = "select obj_description(%s::regclass)"
+    assert query(pg_url, root, comment.replace("%s", "'audit_dev.events'")) == [("built",)]
+
+
 def test_a_target_in_another_database_has_its_own_state(
     tmp_path: Path, duckdb_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -44,7 +44,8 @@ class StepContext:
     - ``ctx.table``: the new table to create, as SQL (``"lab"."pivot__dbluigi_new"``);
     - ``ctx.relation``: the model's published relation, ``schema.name``;
     - ``ctx.upstream``: each relation the step depends on, mapped to its SQL name;
-      ``ctx.ref(name)`` looks one up and refuses a relation not declared in ``# depends:``;
+      ``ctx.ref(name)`` looks one up (by the project's name on every target, or as
+      built) and refuses a relation not declared in ``# depends:``;
     - ``ctx.execute / query / executemany``: statements with ``%s`` parameters on every
       target, run in the model's transaction (never commit or roll back yourself);
     - ``ctx.quote(name)``: an identifier quoted for the target (for dynamic columns);
@@ -84,6 +85,7 @@ class StepContext:
             *((r.schema, aside.get(r, r.name)) for r in model.modifies),
         }
         self._model = model
+        self._schema_map = project.config.schema_map
         self.variables: Mapping[str, object] = MappingProxyType(dict(project.config.variables))
         self.project_dir: Path = project.root.resolve()
         self.inputs: tuple[Path, ...] = tuple(
@@ -97,10 +99,14 @@ class StepContext:
         return self
 
     def ref(self, relation: str) -> str:
-        """The SQL name of an upstream relation (``schema.name``, or a bare name if unique)."""
+        """The SQL name of an upstream relation (``schema.name``, or a bare name if unique).
+        On a target that builds schemas elsewhere (``schema_suffix``, ``schemas``), the
+        project's name of a relation names it as the target builds it, as the name as built
+        does."""
         wanted = relation.lower()
-        if wanted in self.upstream:
-            return self.upstream[wanted]
+        for name in (wanted, self._schema_map.relation(wanted)):
+            if name in self.upstream:
+                return self.upstream[name]
         bare = [r for r in self.upstream if Relation(r).name == wanted]
         if len(bare) == 1:
             return self.upstream[bare[0]]

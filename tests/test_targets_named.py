@@ -390,6 +390,29 @@ def test_a_scripts_grants_comments_and_blocks_reach_the_targets_tables(
     assert query(pg_url, root, comment.replace("%s", "'audit_dev.events'")) == [("built",)]
 
 
+def test_a_python_step_refs_the_projects_names_on_every_target(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ctx.ref("staging.people")``, as the step is written for every target, names the
+    relation the target builds (``staging_dev.people`` on dev). It failed on dev: "is not a
+    dependency (declared: staging_dev.people)". The name as built refs it too."""
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    step = (
+        "# depends: staging.people\n"
+        "def run(ctx):\n"
+        "    assert ctx.ref('staging.people') == ctx.ref(ctx.relation.split('.')[0].replace("
+        "'lab', 'staging') + '.people') == ctx.ref('people')\n"
+        "    ctx.execute(f\"create table {ctx.table} as select id from {ctx.ref('staging.people')}\")\n"
+    )
+    files = {"staging/people.sql": "select 1 as id", "lab/pivot.py": step}
+    root = write_project(tmp_path, targets_toml(target_url, target_url), files)
+    for target in ("dev", "prod"):
+        code, payload = run_json("build", "--target", target, project=root)
+        assert code == 0, payload
+    assert query(target_url, root, "select id from lab_dev.pivot") == [(1,)]
+    assert query(target_url, root, "select id from lab.pivot") == [(1,)]
+
+
 def test_a_target_in_another_database_has_its_own_state(
     tmp_path: Path, duckdb_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -299,7 +299,8 @@ def move_by_tokens(
     def folded(token: Token) -> str | None:
         if token.token_type is TokenType.IDENTIFIER:
             return token.text
-        return token.text.lower() if _WORD.fullmatch(token.text) else None
+        # a word as written: a string's text ('audit') is no name
+        return token.text.lower() if _WORD.fullmatch(sql, token.start, token.end + 1) else None
 
     def moved(token: Token, to: str) -> None:
         quoted = token.token_type is TokenType.IDENTIFIER

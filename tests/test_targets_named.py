@@ -362,6 +362,26 @@ def test_commands_sqlglot_keeps_as_written_move_with_the_tables_they_name(
     assert "audit_dev" not in " ".join(st.sql for st in prod.models["setup.audit"].statements)
 
 
+def test_a_string_after_schema_stays_a_string(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``set schema 'audit'`` (PostgreSQL's ``set search_path``, which takes a string) came
+    out of a dev load as ``set schema audit_dev``: a syntax error on dev, where prod's
+    statement ran. A string is left as written, after ``SCHEMA`` as anywhere else."""
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    script = (
+        "-- kind: sql\n"
+        "create table audit.events as select 1 as id;\n"
+        "set schema 'audit';\n"
+        "grant usage on schema audit to public;\n"
+    )
+    root = write_project(tmp_path, targets_toml(PG, PG), {"setup/audit.sql": script})
+    dev = load_project(root, target="dev", use_cache=False)
+    moved = [st.sql.lower() for st in dev.models["setup_dev.audit"].statements]
+    assert moved[1] == "set schema 'audit'"
+    assert moved[2] == "grant usage on schema audit_dev to public"
+
+
 def test_a_scripts_grants_comments_and_blocks_reach_the_targets_tables(
     tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

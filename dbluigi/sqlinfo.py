@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -32,7 +32,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.optimizer.scope import traverse_scope
-from sqlglot.tokens import Token, TokenType
+from sqlglot.tokens import Token, Tokenizer, TokenType
 
 from dbluigi.errors import SqlParseError
 from dbluigi.sqltypes import SqlInfo, Statement, TableRef, Unparsed
@@ -279,7 +279,8 @@ def move_by_tokens(
       target builds it in), in a name of two parts or more (``db.s.t``, ``s.t.column``);
     - a schema in ``schemas`` named after ``SCHEMA`` (``CREATE SCHEMA a AUTHORIZATION u``,
       ``ALTER SCHEMA a``, ``GRANT ... ON SCHEMA a, b``, ``SET SCHEMA a``);
-    - both inside a dollar-quoted block (``DO $$ ... $$``), which runs as SQL.
+    - both inside a dollar-quoted block that runs as SQL (``DO $$ ... $$``, ``EXECUTE
+      $q$ ... $q$``); any other dollar-quoted string is a string.
 
     A routine's definition is left as written, body and all: routines keep the schema
     they are written in, and a body moved under a name that is not would change the
@@ -287,7 +288,7 @@ def move_by_tokens(
     case; quoted: exactly). Strings and comments are left alone, and so is SQL the
     tokenizer cannot read."""
     try:
-        tokens = _dialect(dialect).tokenize(sql)
+        tokens = _word_tokenizer(dialect)().tokenize(sql)
     except TokenError:
         return sql
     if tokens and tokens[0].token_type is TokenType.CREATE:
@@ -309,7 +310,7 @@ def move_by_tokens(
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        if token.token_type is TokenType.STRING and sql.startswith("$", token.start):
+        if token.token_type is TokenType.HEREDOC_STRING and _runs(tokens[max(0, i - 3) : i]):
             quote = _DOLLAR_QUOTE.match(sql, token.start)
             if quote is not None:
                 body = sql[quote.end() : token.end + 1 - len(quote.group(0))]
@@ -348,6 +349,26 @@ def move_by_tokens(
     for start, end, text in sorted(edits, reverse=True):
         sql = sql[:start] + text + sql[end + 1 :]
     return sql
+
+
+@functools.cache
+def _word_tokenizer(dialect: str) -> Callable[[], Tokenizer]:
+    """The dialect's tokenizer without its commands: sqlglot's reads a statement that
+    starts with one (``DO``, ``LOCK``, ``REFRESH``, ``VACUUM``, ``EXECUTE``...) as that
+    word and the rest as one string, whose names it hides."""
+    d = _dialect(dialect)
+    tokenizer = d.tokenizer_class
+    return functools.partial(
+        type(f"{tokenizer.__name__}Words", (tokenizer,), {"COMMANDS": set()}), dialect=d
+    )
+
+
+def _runs(before: list[Token]) -> bool:
+    """Whether a dollar-quoted string after the tokens ``before`` runs as SQL: the block
+    of ``DO`` (``DO LANGUAGE plpgsql``), the statement of ``EXECUTE``; any other is a
+    string."""
+    words = [t.text.lower() for t in before]
+    return words[-1:] in (["do"], ["execute"], ["exec"]) or words[-3:-1] == ["do", "language"]
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")

@@ -382,6 +382,36 @@ def test_a_string_after_schema_stays_a_string(
     assert moved[2] == "grant usage on schema audit_dev to public"
 
 
+def test_statements_sqlglot_reads_as_one_command_word_move_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sqlglot's tokenizer reads a statement that starts with one of its command words
+    (``LOCK``, ``REFRESH``, ``VACUUM``, ``REINDEX``, ``DO``) as that word and one string:
+    on dev, ``lock table audit.events`` locked prod's table and ``refresh materialized
+    view`` refreshed prod's view; a ``DO`` block moved only when its dollar-quoted body
+    was the very last thing in it (not with a comment after it, nor with an ``EXECUTE
+    $q$...$q$ USING ...`` inside)."""
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    script = (
+        "-- kind: sql\n"
+        "create table audit.events as select 1 as id;\n"
+        "create materialized view audit.counts as select count(*) as n from audit.events;\n"
+        "lock table audit.events in exclusive mode;\n"
+        "refresh materialized view audit.counts;\n"
+        "vacuum audit.events;\n"
+        "do $$ begin insert into audit.events values (2); end $$ /* seed */;\n"
+        "do $$ begin execute $q$insert into audit.events select $1$q$ using 3; end $$;\n"
+    )
+    root = write_project(tmp_path, targets_toml(PG, PG), {"setup/audit.sql": script})
+    dev = load_project(root, target="dev", use_cache=False)
+    moved = [st.sql.lower() for st in dev.models["setup_dev.audit"].statements]
+    assert moved[2] == "lock table audit_dev.events in exclusive mode"
+    assert moved[3] == "refresh materialized view audit_dev.counts"
+    assert moved[4] == "vacuum audit_dev.events"
+    assert "insert into audit_dev.events values (2); end $$" in moved[5]
+    assert "$q$insert into audit_dev.events select $1$q$ using 3" in moved[6]
+
+
 def test_a_scripts_grants_comments_and_blocks_reach_the_targets_tables(
     tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1783,7 +1783,7 @@ def ls(
             typer.echo(json.dumps(row))
 
 
-app.command("list", help="The same as `dbluigi ls`.")(ls)
+app.command("list", cls=_Command, help="The same as `dbluigi ls`.")(ls)
 
 
 @app.command("test", cls=_Command)

@@ -201,3 +201,24 @@ def test_a_json_command_that_stops_prints_an_error_document(tmp_path: Path) -> N
     # asked for text, an error stays on stderr alone
     text = CliRunner().invoke(app, ["plan", "nosuchmodel", *where])
     assert text.exit_code == 2 and text.stdout == ""
+
+
+def test_the_list_alias_asked_for_json_prints_an_error_document(tmp_path: Path) -> None:
+    """``dbluigi list nosuchmodel -o json`` (``ls`` under its other name) printed nothing
+    on stdout where ``dbluigi ls nosuchmodel -o json`` printed ``dbluigi/error/v1``: a
+    script parsing stdout failed on empty input."""
+    from typer.testing import CliRunner
+
+    from dbluigi.cli import app
+
+    project = tmp_path / "p"
+    write_project(project, PROJECT)
+    where = ["--project", str(project), "--target", f"duckdb:///{tmp_path / 't.duckdb'}"]
+    for name in ("ls", "list"):
+        result = CliRunner().invoke(app, [name, "nosuchmodel", "-o", "json", *where])
+        assert result.exit_code == 2, result.output
+        error = validate(json.loads(result.stdout))
+        assert error["command"] == name and error["error"]["kind"] == "SelectorError"
+        result = CliRunner().invoke(app, [name, "-o", "json", "--no-such-option", *where])
+        assert result.exit_code == 2, result.output
+        assert validate(json.loads(result.stdout))["error"]["kind"] == "UsageError"

@@ -264,8 +264,9 @@ _json_errors: ContextVar[str | None] = ContextVar("dbluigi_json_errors", default
 _ClickUsageError = cast(
     "type[Exception]", next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 )
-_JSON_OPTIONS = {"--json"} | {f"{o}=json" for o in ("--format", "--output")}
-_JSON_VALUED = ("--format", "-f", "--output", "-o")
+# the parameters that ask a command for JSON (as _Command.invoke reads them): a flag
+# (None), or an option and its value
+_JSON_PARAMS: dict[str, str | None] = {"as_json": None, "fmt": "json", "output": "json"}
 
 
 class _Command(typer.core.TyperCommand):
@@ -278,7 +279,7 @@ class _Command(typer.core.TyperCommand):
         try:
             return super().parse_args(ctx, args)
         except _ClickUsageError as exc:
-            if _asks_json(given):
+            if _asks_json(given, self.params):
                 _print_error_json(
                     ctx.info_name,
                     {
@@ -305,14 +306,23 @@ class _Command(typer.core.TyperCommand):
             _json_errors.reset(token)
 
 
-def _asks_json(args: list[str]) -> bool:
-    """Whether command-line ``args`` (not yet read) ask for JSON: ``--json``, ``--format
-    json`` or ``--output json`` (``-f``, ``-o``, ``=json``), before a ``--``."""
+def _asks_json(args: list[str], params: list[Any]) -> bool:
+    """Whether command-line ``args`` (not yet read) ask for JSON with the options of the
+    command (``params``): ``--json``, ``--format json`` or ``--output json`` (``-f json``,
+    ``-ojson``, ``--output=json``), before a ``--``. Another command's ``-o`` (``docs
+    --out``) asks for nothing."""
     args = args[: args.index("--")] if "--" in args else args
-    return any(
-        a in _JSON_OPTIONS or (a in _JSON_VALUED and args[i + 1 : i + 2] == ["json"])
-        for i, a in enumerate(args)
-    )
+    flags = {
+        o for p in params if p.name in _JSON_PARAMS and _JSON_PARAMS[p.name] is None for o in p.opts
+    }
+    valued = {o: _JSON_PARAMS[p.name] for p in params if _JSON_PARAMS.get(p.name) for o in p.opts}
+    for i, arg in enumerate(args):
+        if arg in flags or (arg in valued and args[i + 1 : i + 2] == [valued[arg]]):
+            return True
+        name, _, value = arg.partition("=") if arg.startswith("--") else (arg[:2], "", arg[2:])
+        if name in valued and value == valued[name]:
+            return True
+    return False
 
 
 def _escape(text: object) -> str:

@@ -222,3 +222,18 @@ def test_the_list_alias_asked_for_json_prints_an_error_document(tmp_path: Path) 
         result = CliRunner().invoke(app, [name, "-o", "json", "--no-such-option", *where])
         assert result.exit_code == 2, result.output
         assert validate(json.loads(result.stdout))["error"]["kind"] == "UsageError"
+
+
+def test_an_option_named_like_a_json_one_asks_for_no_json(tmp_path: Path) -> None:
+    """``dbluigi docs -o json --typo`` (``-o`` is ``docs --out``: a folder named json)
+    printed ``dbluigi/error/v1`` on stdout, though docs prints no JSON; ``-ojson``, which
+    asks ls for JSON, printed none."""
+    from typer.testing import CliRunner
+
+    from dbluigi.cli import app
+
+    docs = CliRunner().invoke(app, ["docs", "-o", "json", "--typo"])
+    assert docs.exit_code == 2 and docs.stdout == ""
+    ls = CliRunner().invoke(app, ["ls", "-ojson", "--typo", "--project", str(tmp_path)])
+    assert ls.exit_code == 2
+    assert validate(json.loads(ls.stdout))["error"]["kind"] == "UsageError"

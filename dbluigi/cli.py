@@ -1845,7 +1845,7 @@ def test_(
             written = _generate_test(proj, generate, rows, out)
             console.print(f"wrote {_escape(written)}", highlight=False)
             raise typer.Exit(0)
-        files = find_test_files(proj.root, ignore=(STATE_DIR, proj.config.output))
+        files = find_test_files(proj.root, ignore=(STATE_DIR, *proj.config.outputs))
         tests = [t for f in files for t in read_test_file(proj.root, f)]
         resolved = resolve(proj, tests)
         if selectors or exclude:

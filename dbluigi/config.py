@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dbluigi.configfile import CONFIG_FILE, TomlLines, interpolate_env
-from dbluigi.environments import SchemaMap, choose, is_url, parse_targets
+from dbluigi.environments import NamedTarget, SchemaMap, choose, is_url, parse_targets
 from dbluigi.errors import ProjectError, UsageError
 from dbluigi.headers import parse_duration
 from dbluigi.sources.config import SourceTable, parse_sources
@@ -77,7 +77,8 @@ class Config:
     name: str
     target_url: str | None
     default_schema: str | None
-    output: str = "exports"
+    output: str = "exports"  # where this target's dumps go
+    outputs: tuple[str, ...] = ("exports",)  # every target's: none of them is the project's
     variables: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     seed_types: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: MappingProxyType({})
@@ -181,7 +182,8 @@ def load_config(
         name=str(project.get("name", root.resolve().name)),
         target_url=url,
         default_schema=str(default_schema).lower() if default_schema else None,
-        output=str(project.get("output", "exports")),
+        output=named.output if named and named.output else str(project.get("output", "exports")),
+        outputs=_outputs(project, targets),
         variables=MappingProxyType(merged_vars),
         seed_types=MappingProxyType(seed_types),
         timeout=_timeout(project.get("timeout"), lines),
@@ -200,6 +202,14 @@ def load_config(
         schema_map=schema_map,
         test_before_build=_flag(project, "test_before_build", lines),
     )
+
+
+def _outputs(project: Mapping[str, Any], targets: Mapping[str, NamedTarget]) -> tuple[str, ...]:
+    """The output folder of every target, which no target reads as part of the project: a
+    dev build's CSV dump is no seed of prod's."""
+    found = [str(project.get("output", "exports"))]
+    found += [t.output for t in targets.values() if t.output is not None]
+    return tuple(dict.fromkeys(found))
 
 
 def _chosen_target(option: str | None, project: Mapping[str, Any]) -> tuple[str | None, str]:

@@ -22,7 +22,7 @@ from dbluigi.errors import ProjectError
 from dbluigi.names import STATE_SCHEMA
 from dbluigi.suggest import close_matches, did_you_mean
 
-TARGET_KEYS = ("url", "workers", "vars", "schema_suffix", "schemas")
+TARGET_KEYS = ("url", "workers", "vars", "schema_suffix", "schemas", "output")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -61,6 +61,7 @@ class NamedTarget:
     workers: int | None = None
     variables: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     schema_map: SchemaMap = field(default_factory=SchemaMap)
+    output: str | None = None  # the folder its dumps are written in, over [project] output
     line: int | None = None
 
     def filled_url(self) -> str | None:
@@ -101,6 +102,7 @@ def parse_targets(section: Mapping[str, Any], lines: TomlLines) -> dict[str, Nam
             workers=_workers(settings.get("workers"), where, lines),
             variables=MappingProxyType(_table(settings, "vars", where, lines)),
             schema_map=_schema_map(settings, where, lines),
+            output=_output(settings, where, lines),
             line=line,
         )
     return found
@@ -119,6 +121,19 @@ def choose(targets: Mapping[str, NamedTarget], name: str, *, chosen_by: str) -> 
         if close
         else "add a [targets.NAME] section, or give a URL such as postgresql://host/db",
     )
+
+
+def _output(settings: Mapping[str, Any], where: tuple[str, ...], lines: TomlLines) -> str | None:
+    """The target's ``output`` folder, relative to the project (or absolute)."""
+    output = _text(settings, "output", where, lines)
+    if output is not None and not output.strip():
+        raise ProjectError(
+            f"[targets.{where[1]}] output is empty",
+            path=CONFIG_FILE,
+            line=lines.key(where, "output"),
+            hint='name a folder of the project for its dumps, e.g. output = "exports_dev"',
+        )
+    return output
 
 
 def _text(

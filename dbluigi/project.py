@@ -373,7 +373,7 @@ def load_project(
         return kept
     folders: dict[str, list[str]] = {}
     files = scan_files(
-        root, default_schema=config.schema, ignore=(STATE_DIR, config.output), folders=folders
+        root, default_schema=config.schema, ignore=(STATE_DIR, *config.outputs), folders=folders
     )
     if snapshot is not None:
         snapshot.look_at(files)

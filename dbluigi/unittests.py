@@ -198,7 +198,7 @@ def gate(project: Project, relation: str) -> None:
     from dbluigi.config import STATE_DIR
     from dbluigi.testfiles import find_test_files, read_test_file
 
-    files = find_test_files(project.root, ignore=(STATE_DIR, project.config.output))
+    files = find_test_files(project.root, ignore=(STATE_DIR, *project.config.outputs))
     tests = [t for f in files for t in read_test_file(project.root, f)]
     mine = [(t, rel) for t, rel in resolve(project, tests) if rel == relation]
     failed = [r for r in run_tests(project, mine) if not r.passed]

@@ -285,8 +285,8 @@ def watch(
     than the project's files (a bad selector or option, an unreachable target) raises."""
     config = load_config(options.project_dir, target=options.target, variables=options.variables)
     cycles = _Cycles(options, dispatch, stop, progress, config.watch_interval)
-    output = Path(config.output)
-    ignore = [] if output.is_absolute() else [output.as_posix()]
+    outputs = [Path(output) for output in config.outputs]
+    ignore = [output.as_posix() for output in outputs if not output.is_absolute()]
     wake = threading.Event()
     files = ProjectFiles(options.project_dir, ignore=ignore, on_change=wake.set)
     stop.on_request(wake.set)

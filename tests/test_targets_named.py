@@ -127,6 +127,8 @@ def test_bad_target_sections_name_their_line(tmp_path: Path) -> None:
         ('schemas = { staging = "dbluigi" }', "state tables"),
         ('schema_suffix = "-dev"', "letters, digits and _ only"),
         ("workers = 0", "whole number"),
+        ("output = 7", "expected a string"),
+        ('output = ""', "a folder of the project"),
     ):
         root = write_project(tmp_path, f"[targets.dev]\n{section}\n")
         with pytest.raises(ProjectError) as raised:
@@ -461,6 +463,34 @@ def test_a_python_step_refs_the_projects_names_on_every_target(
         assert code == 0, payload
     assert query(target_url, root, "select id from lab_dev.pivot") == [(1,)]
     assert query(target_url, root, "select id from lab.pivot") == [(1,)]
+
+
+def test_a_target_writes_its_dumps_in_its_own_output_folder(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[targets.dev] output = "exports_dev"``: dev's dumps are written there, and the file
+    prod wrote stays as it is. Before, every target wrote the same file, so a dev build
+    replaced the export prod's readers take. No target's folder is read as part of the
+    project (a CSV in one is no seed on another target)."""
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    toml = targets_toml(target_url, target_url).replace(
+        'schema_suffix = "_dev"', 'schema_suffix = "_dev"\noutput = "exports_dev"'
+    )
+    files = {
+        "staging/people.sql": "select 1 as id, '{{ greeting }}' as greeting",
+        "api/people_csv.sql": "-- kind: dump\nselect id, greeting from staging.people",
+    }
+    root = write_project(tmp_path, toml, files)
+    assert run_json("build", project=root)[0] == 0  # prod
+    code, payload = run_json("build", "--target", "dev", project=root)
+    assert code == 0, payload
+    assert (root / "exports/people_csv.csv").read_text().splitlines() == ["id,greeting", "1,hello"]
+    assert (root / "exports_dev/people_csv.csv").read_text().splitlines() == ["id,greeting", "1,hi"]
+    for target in ("prod", "dev", "mapped"):  # neither folder holds a model on any target
+        models = set(load_project(root, target=target, use_cache=False).models)
+        assert len(models) == 2, (target, models)
+    code, plan = run_json("plan", "--target", "prod", project=root)
+    assert code == 0 and to_run(plan) == set(), plan
 
 
 def test_a_target_in_another_database_has_its_own_state(

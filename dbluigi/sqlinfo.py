@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect
+from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
 from sqlglot.errors import ParseError, SqlglotError, TokenError
 from sqlglot.optimizer.scope import traverse_scope
 from sqlglot.tokens import Token, Tokenizer, TokenType
@@ -285,7 +285,7 @@ def move_by_tokens(
     A routine's definition is left as written, body and all: routines keep the schema
     they are written in, and a body moved under a name that is not would change the
     routine another target uses. Names compare as the database folds them (unquoted: any
-    case; quoted: exactly). Strings and comments are left alone, and so is SQL the
+    case; quoted: exactly on PostgreSQL, in any case on DuckDB). Strings and comments are left alone, and so is SQL the
     tokenizer cannot read."""
     try:
         tokens = _word_tokenizer(dialect)().tokenize(sql)
@@ -296,10 +296,12 @@ def move_by_tokens(
         if {"function", "procedure", "macro"} & set(defined):
             return sql
     edits: list[tuple[int, int, str]] = []  # (start, end inclusive, text)
+    # DuckDB compares even quoted names in any case; PostgreSQL a quoted name exactly
+    any_case = _dialect(dialect).NORMALIZATION_STRATEGY is NormalizationStrategy.CASE_INSENSITIVE
 
     def folded(token: Token) -> str | None:
         if token.token_type is TokenType.IDENTIFIER:
-            return token.text
+            return token.text.lower() if any_case else token.text
         # a word as written: a string's text ('audit') is no name
         return token.text.lower() if _WORD.fullmatch(sql, token.start, token.end + 1) else None
 

@@ -414,6 +414,23 @@ def test_statements_sqlglot_reads_as_one_command_word_move_too(
     assert "$q$insert into audit_dev.events select $1$q$ using 3" in moved[6]
 
 
+def test_a_quoted_name_moves_as_the_database_compares_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB compares quoted names in any case, so ``"AUDIT".events`` is the script's
+    table there and moves; on PostgreSQL it is another schema's table and stays."""
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    script = (
+        "-- kind: sql\n"
+        "create table audit.events as select 1 as id;\n"
+        "comment on table \"AUDIT\".events is 'x';\n"
+    )
+    for url, expected in (("duckdb:///x.duckdb", '"audit_dev".events'), (PG, '"AUDIT".events')):
+        root = write_project(tmp_path / url[:6], targets_toml(url, url), {"setup/a.sql": script})
+        dev = load_project(root, target="dev", use_cache=False)
+        assert expected in dev.models["setup_dev.a"].statements[1].sql, url
+
+
 def test_a_scripts_grants_comments_and_blocks_reach_the_targets_tables(
     tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -306,8 +306,9 @@ def move_by_tokens(
         return token.text.lower() if _WORD.fullmatch(sql, token.start, token.end + 1) else None
 
     def moved(token: Token, to: str) -> None:
-        quoted = token.token_type is TokenType.IDENTIFIER
-        edits.append((token.start, token.end, f'"{to}"' if quoted else to))
+        # quoted as it was, or where the new name needs it
+        quoted = True if token.token_type is TokenType.IDENTIFIER else None
+        edits.append((token.start, token.end, exp.to_identifier(to, quoted).sql(dialect=dialect)))
 
     i = 0
     while i < len(tokens):

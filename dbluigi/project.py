@@ -485,6 +485,14 @@ class _Loader:
                 else ()
             )
             depends = tuple(names.resolve(_to_ref(d), model.path) for d in model.header.depends)
+            if relation in depends:
+                written = model.header.depends[depends.index(relation)]
+                raise ProjectError(
+                    f"-- depends: {written} is this model itself",
+                    path=model.path,
+                    line=model.header.line_of("depends"),
+                    hint="-- depends: names what must be built before this model; remove it",
+                )
             own = {relation}
             models[relation] = Model(  # made anew, not replace()d: twice as fast at 10,000
                 relation=relation,

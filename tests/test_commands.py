@@ -125,6 +125,9 @@ def test_render_fills_variables_and_partition_and_transpiles(
 
     code, output = cli("render", "part", project=project, target=target_url)
     assert code == 2 and "partitioned by yr" in output and "--partition" in output
+    code, output = cli("render", "part", "--partition", "2021", project=project, target=target_url)
+    assert code == 2 and "--partition 2021: not a value of yr in m.part" in output
+    assert "2019, 2020" in output
     code, output = cli("render", "src", project=project, target=target_url)
     assert code == 2 and "m.src is a seed (a data file): it has no SQL to render" in output
     code, output = cli("render", "m.bb", project=project, target=target_url)

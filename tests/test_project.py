@@ -229,6 +229,54 @@ def test_variables_render_and_undefined_is_an_error(tmp_path: Path) -> None:
     assert "year >= 2015 and kind = 'x'" in project.models["main.a"].text
 
 
+@pytest.mark.parametrize(
+    ("toml", "line", "message"),
+    [
+        ("[vars]\nids = [1, 2]\n", 2, r"(?s)\[vars\] ids is an array: .*ids = \"1, 2\""),
+        ("[vars]\nday = 2020-01-01\n[vars.opts]\na = 1\n", 3, r"\[vars\] opts is a table"),
+        (
+            '[targets.dev]\nurl = "duckdb"\nvars = { ids = [1] }\n',
+            3,
+            r"\[targets.dev.vars\] ids is an array",
+        ),
+    ],
+)
+def test_a_variable_is_sql_text_never_an_array_or_a_table(
+    tmp_path: Path, toml: str, line: int, message: str
+) -> None:
+    """Python's ``[1, 2]`` or ``{'a': 1}`` substituted into SQL is SQL nowhere: refused at
+    the line of dbluigi.toml that gives it, whichever target is chosen."""
+    write_project(tmp_path, {"dbluigi.toml": toml, "a.sql": "select 1 as id"})
+    with pytest.raises(ProjectError, match=message) as err:
+        load_project(tmp_path, use_cache=False)
+    assert (err.value.path, err.value.line) == ("dbluigi.toml", line)
+
+
+def test_a_date_variable_renders_as_toml_writes_it(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        {
+            "dbluigi.toml": "[vars]\nday = 2020-01-31\nok = true\n",
+            "a.sql": "select '{{ day }}' as day, {{ ok }} as ok",
+        },
+    )
+    model = load_project(tmp_path, use_cache=False).models["main.a"]
+    assert "'2020-01-31' as day, True as ok" in model.text
+
+
+def test_depends_on_the_model_itself_is_an_error(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        {
+            "raw/x.csv": "id\n1\n",
+            "staging/t.sql": "-- kind: table\n-- depends: raw.x, t\nselect * from raw.x",
+        },
+    )
+    with pytest.raises(ProjectError, match="-- depends: t is this model itself") as err:
+        load_project(tmp_path, use_cache=False)
+    assert (err.value.path, err.value.line) == ("staging/t.sql", 2)
+
+
 def test_partition_and_watermark_placeholders_stay_for_run_time(tmp_path: Path) -> None:
     write_project(
         tmp_path,

@@ -486,9 +486,9 @@ class _Loader:
             )
             depends = tuple(names.resolve(_to_ref(d), model.path) for d in model.header.depends)
             if relation in depends:
-                written = model.header.depends[depends.index(relation)]
+                itself = model.header.depends[depends.index(relation)]
                 raise ProjectError(
-                    f"-- depends: {written} is this model itself",
+                    f"-- depends: {itself} is this model itself",
                     path=model.path,
                     line=model.header.line_of("depends"),
                     hint="-- depends: names what must be built before this model; remove it",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dbluigi.errors import TargetError, UsageError
 from dbluigi.project import Model, Project
+from dbluigi.relation import Relation
 from dbluigi.render import render
 from dbluigi.targets.base import QueryResult, Session, table_expr
 
@@ -88,12 +89,39 @@ def published_query(session: Session, model: Model, dialect: str) -> str:
     """``SELECT * FROM`` the model's published relation; a TargetError when it is not."""
     from dbluigi.lazy import exp
 
-    if session.relation_kind(model.schema, model.name) is None:
+    relation = _published_relation(model)
+    if session.relation_kind(relation.schema, relation.name) is None:
         raise TargetError(
-            f"{model.relation} is not published on this target",
+            f"{relation} is not published on this target",
             hint=f"build it first: dbluigi build {model.relation}",
         )
-    return exp.select(exp.Star()).from_(table_expr(model.schema, model.name)).sql(dialect=dialect)
+    return (
+        exp.select(exp.Star())
+        .from_(table_expr(relation.schema, relation.name))
+        .sql(dialect=dialect)
+    )
+
+
+def _published_relation(model: Model) -> Relation:
+    """The relation ``show`` reads for a model: its own, or the one table a script (a
+    ``sql`` model) creates under another name; a UsageError when the script creates none
+    or several."""
+    if model.kind != "sql" or model.creates_itself:
+        return model.relation
+    if len(model.creates) == 1:
+        return model.creates[0]
+    if model.creates:
+        raise UsageError(
+            f"{model.relation} is a script that creates {', '.join(model.creates)}: "
+            "show reads one table",
+            hint=f'dbluigi show --sql "select * from {model.creates[0]}"',
+        )
+    changed = model.writes[0] if model.writes else "a table"
+    raise UsageError(
+        f"{model.relation} is a script ({model.path}) that creates no table: "
+        "it has no rows to show",
+        hint=f'dbluigi show --sql "select * from {changed}"',
+    )
 
 
 def preview(session: Session, sql: str, *, dialect: str, limit: int, what: str) -> QueryResult:

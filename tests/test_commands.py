@@ -197,6 +197,35 @@ def test_show_previews_a_query_a_published_table_and_sql(tmp_path: Path, target_
     assert query(target_url, project, "select count(*) from m.y") == [(2,)]
 
 
+def test_show_of_a_script_reads_the_table_it_creates(tmp_path: Path, target_url: str) -> None:
+    """A ``sql`` script's own name is no table: show reads the one table it creates, and
+    says why it cannot when it creates none or several (it said "not published")."""
+    project = write_project(
+        tmp_path / "p",
+        {
+            "m/src.csv": "id\n1\n2\n",
+            "m/script.sql": "-- kind: sql\ncreate table m.made as select id from m.src;\n"
+            "insert into m.made values (3)",
+            "m/two.sql": "-- kind: sql\ncreate table m.a1 as select 1 as x;\n"
+            "create table m.a2 as select 2 as x",
+            "m/fix.sql": "-- kind: sql\nupdate m.made set id = id * 10 where id = 3",
+        },
+    )
+    code, output = cli("show", "script", project=project, target=target_url)
+    assert code == 2 and "m.made is not published" in output and "build m.script" in output
+    code, _ = build_json(project=project, target=target_url)
+    assert code == 0
+    code, payload = _show(project, target_url, "script")
+    assert code == 0
+    assert sorted(r["id"] for r in payload["rows"]) == [1, 2, 30]  # type: ignore[index, union-attr]
+    code, output = cli("show", "two", project=project, target=target_url)
+    assert code == 2 and "m.two is a script that creates m.a1, m.a2" in output
+    assert 'dbluigi show --sql "select * from m.a1"' in output
+    code, output = cli("show", "fix", project=project, target=target_url)
+    assert code == 2 and "m.fix is a script (m/fix.sql) that creates no table" in output
+    assert 'dbluigi show --sql "select * from m.made"' in output
+
+
 # -- ls / list --------------------------------------------------------------------------
 
 

@@ -201,6 +201,9 @@ class Project:
     graph: Graph
     readers_of: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     chains: Chains = field(default_factory=Chains)  # producers and modifiers (dbluigi.writes)
+    moved: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    """Each relation the target builds in another schema than the project names it
+    (``[targets.NAME] schemas``): ``(schema, name)`` as written -> the schema it is in."""
 
     @property
     def dialect(self) -> str:
@@ -531,7 +534,7 @@ class _Loader:
             if role in ("check_sql", "check_py")
             for query in self._checks(file, names)
         ]
-        return _assemble(self.root, self.config, models, checks)
+        return _assemble(self.root, self.config, models, checks, names.moved_relations())
 
     def _split_yaml_tables(self, model_files: list[ProjectFile]) -> list[ProjectFile]:
         """Model files with each multi-table YAML file replaced by one file per table
@@ -1099,7 +1102,11 @@ def _to_ref(name: str) -> TableRef:
 
 
 def _assemble(
-    root: Path, config: Config, models: dict[str, Model], checks: list[CheckFile]
+    root: Path,
+    config: Config,
+    models: dict[str, Model],
+    checks: list[CheckFile],
+    moved: Mapping[tuple[str, str], str],
 ) -> Project:
     edges: set[Edge] = set()
     sources: set[str] = set()
@@ -1145,6 +1152,7 @@ def _assemble(
         graph=graph,
         readers_of={k: tuple(sorted(v)) for k, v in readers.items()},
         chains=chains,
+        moved=moved,
     )
 
 

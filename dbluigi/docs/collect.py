@@ -159,7 +159,7 @@ def _page(
         "description": model.header.description if model else None,
         "headers": _headers(project, model) if model else [],
         "written": _written(project, model) if model else None,
-        "rendered": model.text if model and model.format in ("sql", "python") else None,
+        "rendered": _rendered(project, model) if model else None,
         "format": model.format if model else None,
         "columns": _columns(recorded.columns.get(node, ()), traced),
         "columns_note": traced.note if traced else None,
@@ -179,6 +179,20 @@ def _page(
         "builds": [_attempt(r) for r in attempts],
     }
     return page
+
+
+def _rendered(project: Project, model: Model) -> str | None:
+    """The file as the target runs it: variables filled and, on a target that builds
+    schemas elsewhere, the qualified names of what it moves moved (a reader copying a
+    query from a dev site reads dev's tables). A Python step's text is as written."""
+    if model.format not in ("sql", "python"):
+        return None
+    if model.format == "python" or not project.moved:
+        return model.text
+    from dbluigi.sqlinfo import move_file_by_tokens
+
+    schemas = {schema: to for (schema, _), to in project.moved.items()}
+    return move_file_by_tokens(model.text, project.moved, schemas, dialect=project.dialect)
 
 
 def _headers(project: Project, model: Model) -> list[str]:

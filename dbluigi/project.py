@@ -27,7 +27,7 @@ from dbluigi.graph import WAITS, Edge, Graph
 from dbluigi.headers import Header, IndexSpec, ModelKind, parse_header
 from dbluigi.names import RESERVED, STATE_SCHEMA, reserved_name
 from dbluigi.relation import Relation
-from dbluigi.render import PLACEHOLDER, render
+from dbluigi.render import PLACEHOLDER, placeholders, render
 from dbluigi.scan import ProjectFile, scan_files
 from dbluigi.snapshot import ProjectSnapshot
 from dbluigi.sqltypes import SqlInfo, Statement, TableRef
@@ -655,6 +655,7 @@ class _Loader:
             statements = _restore_placeholders(info.statements, text)
             kind = header.kind or ("table" if info.is_query else "sql")
             _validate_sql_kind(file, header, kind, info)
+            _validate_partition_used(file, header, text)
         _validate_header_for_kind(file, header, kind)
         patch = None
         if "patch" in companions:
@@ -865,6 +866,21 @@ def _extract_models(config: Config) -> dict[str, Model]:
             text=table.definition(),
         )
     return models
+
+
+def _validate_partition_used(file: ProjectFile, header: Header, text: str) -> None:
+    """A partitioned model's SQL uses its value: without ``{{ NAME }}`` every value's task
+    would build the same rows, and the table would hold them once per value."""
+    spec = header.partition
+    if spec is None or spec.name in placeholders(text):
+        return
+    raise ProjectError(
+        f"-- partition: {spec.name}: the file never uses {{{{ {spec.name} }}}}, so every "
+        "value would build the same rows",
+        path=file.path,
+        line=spec.line or header.line_of("partition"),
+        hint=f"filter on it (where {spec.name} = {{{{ {spec.name} }}}}), or remove -- partition:",
+    )
 
 
 def _runtime_placeholders(header: Header) -> tuple[str, ...]:

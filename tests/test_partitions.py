@@ -179,6 +179,27 @@ def test_unknown_partition_value_is_a_usage_error(tmp_path: Path, duckdb_url: st
     assert code == 2 and "--partition 1999: no selected model has that partition value" in output
 
 
+def test_a_partitioned_model_that_never_uses_its_value_is_an_error(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    """Each value's task would build the same rows: the table held them once per value."""
+    from tests.buildkit import cli
+
+    write_project(
+        tmp_path,
+        {
+            "x.csv": "id\n1\n",
+            "t.sql": "-- check: rows > 0\n-- partition: year in 2014..2015\nselect id from x",
+        },
+    )
+    code, output = cli("build", project=tmp_path, target=duckdb_url)
+    assert code == 2
+    assert "t.sql:2: -- partition: year: the file never uses {{ year }}" in output
+    assert "where year = {{ year }}" in output
+    tables = "select count(*) from information_schema.tables where table_name = 't'"
+    assert query(duckdb_url, tmp_path, tables) == [(0,)]
+
+
 @pytest.mark.postgres
 def test_partitions_run_in_parallel_workers(tmp_path: Path, pg_url: str) -> None:
     write_project(

@@ -296,7 +296,7 @@ def make_plan(
             c not in existing for c in model.created
         ):
             reason = MISSING
-        elif model.kind == "dump" and not project.dump_file(model).exists():
+        elif model.kind == "dump" and not project.dump_file(model).is_file():
             reason = OUTPUT_MISSING
         elif stored.content_fp != content:
             reason = CHANGED

@@ -90,6 +90,49 @@ def test_a_failed_dump_leaves_the_previous_file(tmp_path: Path, target_url: str)
     assert [p.name for p in out.parent.iterdir()] == ["items_csv.csv"]
 
 
+def test_a_dump_the_file_system_refuses_fails_at_its_path_line(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    """A folder where the dump writes its file, a file where it needs a folder: a runtime
+    failure at the ``-- path:`` line naming what is in the way; nothing is left behind."""
+    dump = DUMP.replace("\n", "\n-- path: api/items.csv\n", 1)
+    write_project(tmp_path, {"items.sql": ITEMS, "items_csv.sql": dump})
+    assert build_json(project=tmp_path, target=duckdb_url)[0] == 0
+    api = tmp_path / "exports" / "api"
+    (api / "items.csv").unlink()
+    (api / "items.csv").mkdir()  # a folder under the file's name is no dump
+    (api / "items.csv" / "kept").write_text("mine")
+    code, plan_out = cli("plan", project=tmp_path, target=duckdb_url)
+    assert "output missing" in plan_out
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    result = next(r for r in payload["tasks"] if r["model"] == "main.items_csv")
+    assert code == 1 and result["failure_class"] == "runtime"
+    assert (result["file"], result["line"]) == ("items_csv.sql", 2)
+    assert "cannot write the dump items.csv: " in result["error"]
+    assert (
+        "a folder stands where the dump writes its file: move exports/api/items.csv away"
+        in (result["error"])
+    )
+    assert [p.name for p in api.iterdir()] == ["items.csv"]  # no temporary left
+    assert (api / "items.csv" / "kept").read_text() == "mine"
+
+    (api / "items.csv" / "kept").unlink()
+    (api / "items.csv").rmdir()
+    api.rmdir()
+    api.write_text("in the way")
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    result = next(r for r in payload["tasks"] if r["model"] == "main.items_csv")
+    assert code == 1 and (result["file"], result["line"]) == ("items_csv.sql", 2)
+    assert "cannot write the dump items.csv: File exists (exports/api)" in result["error"]
+    assert "a file stands where the dump needs a folder: move exports/api away" in (result["error"])
+    assert api.read_text() == "in the way"
+
+    api.unlink()
+    code, payload = build_json(project=tmp_path, target=duckdb_url)
+    assert code == 0 and ran(payload) == {"main.items_csv"}
+    assert read_csv(api / "items.csv")[0] == ["id", "name", "amount"]
+
+
 def test_a_check_file_gates_the_dump(tmp_path: Path, target_url: str) -> None:
     write_project(
         tmp_path,

@@ -55,6 +55,7 @@ class Patch:
     text: str
     statements: tuple[Statement, ...]
     refs: tuple[TableRef, ...] = ()  # what it reads, as written (resolved into the model's reads)
+    writes: tuple[TableRef, ...] = ()  # what it changes, as written: the model's table
 
 
 @dataclass(frozen=True)
@@ -511,8 +512,11 @@ class _Loader:
                 patch=model.patch
                 and replace(
                     model.patch,
-                    statements=self._qualify(
-                        model.patch.statements, names, patch_refs, model.patch.path
+                    statements=self._qualify(  # what it updates moves too (SchemaMap)
+                        model.patch.statements,
+                        names,
+                        (*patch_refs, *model.patch.writes),
+                        model.patch.path,
                     ),
                 ),
                 reads=tuple(r for r in reads if r not in own and r not in writes),
@@ -668,7 +672,13 @@ class _Loader:
                 )
             patch_text = self._render(self._read(patch_file), Header(), patch_file.path)
             patch_info = self._analyze_companion(patch_text, patch_file.path)
-            patch = Patch(patch_file.path, patch_text, patch_info.statements, patch_info.reads)
+            patch = Patch(
+                patch_file.path,
+                patch_text,
+                patch_info.statements,
+                patch_info.reads,
+                patch_info.writes,
+            )
         part = self._part(file)
         model = Model(
             relation=file.relation,

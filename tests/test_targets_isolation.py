@@ -1,0 +1,66 @@
+"""A named target that moves the project's schemas onto other schemas of the same
+database (``staging`` -> ``dev_staging``) never reads or writes prod's relations, and
+the project's names keep working wherever a user writes them: in patches, partition
+queries, unit tests and their expectations, selectors, and the state a command reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dbluigi.targets import open_target
+from tests.buildkit import query
+from tests.test_targets_named import run_json, write_project
+
+
+def shared_toml(url: str) -> str:
+    """Two targets on one database: prod as the project names it, dev moved."""
+    return f"""
+[project]
+target = "prod"
+
+[targets.prod]
+url = "{url}"
+
+[targets.dev]
+url = "{url}"
+schemas = {{ staging = "dev_staging", reporting = "dev_reporting" }}
+"""
+
+
+def execute(url: str, root: Path, *statements: str) -> None:
+    session = open_target(url, project_dir=root).connect()
+    try:
+        with session.transaction():
+            for sql in statements:
+                session.execute(sql)
+    finally:
+        session.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_target_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+
+
+def test_a_patch_corrects_the_targets_own_table(tmp_path: Path, pg_url: str) -> None:
+    """``staging/things.patch.sql`` updates ``staging.things`` as the project names it:
+    on dev it corrects dev's new table. It updated prod's published table instead."""
+    files = {
+        "staging/things.sql": "select 1 as id, 10 as v union all select 2, 10",
+        "staging/things.patch.sql": (
+            "update staging.things set v = 20 where id = 1;\ndelete from things where id = 2;\n"
+        ),
+    }
+    root = write_project(tmp_path, shared_toml(pg_url), files)
+    assert run_json("build", project=root)[0] == 0  # prod
+    assert query(pg_url, root, "select id, v from staging.things") == [(1, 20)]
+    # prod's table changes after its build (what its readers see now)
+    execute(
+        pg_url, root, "insert into staging.things values (3, 30)", "update staging.things set v = 0"
+    )
+    code, payload = run_json("build", "--target", "dev", project=root)
+    assert code == 0, payload
+    assert query(pg_url, root, "select id, v from dev_staging.things") == [(1, 20)]
+    assert sorted(query(pg_url, root, "select id, v from staging.things")) == [(1, 0), (3, 0)]

@@ -249,6 +249,25 @@ class Project:
         ]
         return tuple(sorted(found, key=lambda w: (w.path, w.line)))
 
+    def as_built(self, relation: str) -> str:
+        """The relation this target builds for ``relation`` as the project names it
+        (``staging.x`` is ``staging_dev.x`` under ``schema_suffix = "_dev"``); a relation
+        the target does not move (an input, a source's copy) as it is."""
+        moved = self.config.schema_map.relation(relation)
+        if moved != relation and moved in self.graph.position:
+            return moved
+        return relation
+
+    def as_named(self, relation: str) -> str:
+        """The project's name of ``relation`` as this target builds it (``as_built``
+        undone); a relation the target does not move as it is."""
+        schema_map = self.config.schema_map
+        schema, dot, name = relation.partition(".")
+        if not (schema_map and dot):
+            return relation
+        named = f"{schema_map.original(schema)}.{name}"
+        return named if named != relation and self.as_built(named) == relation else relation
+
     def gated_checks(self, relation: str) -> tuple[CheckFile, ...]:
         """The check queries (and ``.check.py`` files) that gate ``relation``'s swap."""
         return self.checks_by_gate.get(relation, ())

@@ -22,7 +22,7 @@ import secrets
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dbluigi.errors import DbluigiError, ProjectError, TaskError, UsageError
@@ -65,12 +65,13 @@ class _NotOnDuckDB(Exception):
 def resolve(project: Project, tests: Sequence[UnitTest]) -> list[tuple[UnitTest, str]]:
     """Each test with the relation of its model; a ProjectError for an unknown model, a
     relation the model reads that the test does not give (seeds excepted: they are empty
-    then), or a kind that cannot be tested."""
+    then), or a kind that cannot be tested. The relations a test names as the project
+    names them are those the target builds (``Project.as_built``)."""
     out = []
     by_name: dict[str, list[str]] = {}
     for relation in project.models:
         by_name.setdefault(Relation(relation).name, []).append(relation)
-    for test in tests:
+    for test in (project_names_as_built(project, t) for t in tests):
         matches = [test.model] if test.model in project.models else by_name.get(test.model, [])
         if len(matches) != 1:
             raise ProjectError(
@@ -99,6 +100,16 @@ def resolve(project: Project, tests: Sequence[UnitTest]) -> list[tuple[UnitTest,
                 )
         out.append((test, relation))
     return out
+
+
+def project_names_as_built(project: Project, test: UnitTest) -> UnitTest:
+    """``test`` with its model and inputs named as the target builds them: a test file
+    written for every target names ``staging.x``, which dev builds as ``staging_dev.x``."""
+    if not project.config.schema_map:
+        return test
+    given = tuple(replace(g, relation=project.as_built(g.relation)) for g in test.given)
+    model = project.as_built(test.model) if "." in test.model else test.model
+    return replace(test, model=model, given=given)
 
 
 def run_tests(
@@ -272,7 +283,7 @@ def _one(
     if test.variables:
         project = load_project(
             project.root,
-            target=project.config.target_url,
+            target=project.config.target_name or project.config.target_url,
             variables={**(variables or {}), **test.variables},
             keep=False,
         )
@@ -447,13 +458,17 @@ def _seed_columns(project: Project, model: Model) -> tuple[Column, ...]:
 def _mapping(
     project: Project, names: Mapping[str, tuple[str, str]], extra: Mapping[str, tuple[str, str]]
 ) -> dict[TableRef, TableRef]:
-    """References to rewrite: each relation (qualified, and bare in the default schema)."""
+    """References to rewrite: each relation (qualified, and bare in the default schema),
+    as the target builds it and as the project names it (an ``expect`` query is written
+    with the project's names, for every target)."""
     mapping = {}
     for relation, (schema, name) in {**names, **extra}.items():
         rel = Relation(relation)
         mapping[TableRef(rel.schema, rel.name)] = TableRef(schema, name)
         if rel.schema == project.config.schema:
             mapping[TableRef(None, rel.name)] = TableRef(schema, name)
+        named = Relation(project.as_named(relation))
+        mapping[TableRef(named.schema, named.name)] = TableRef(schema, name)
     return mapping
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from dbluigi.targets import open_target
 from tests.buildkit import query
-from tests.test_targets_named import run_json, write_project
+from tests.test_targets_named import run, run_json, write_project
 
 
 def shared_toml(url: str) -> str:
@@ -64,3 +64,42 @@ def test_a_patch_corrects_the_targets_own_table(tmp_path: Path, pg_url: str) -> 
     assert code == 0, payload
     assert query(pg_url, root, "select id, v from dev_staging.things") == [(1, 20)]
     assert sorted(query(pg_url, root, "select id, v from staging.things")) == [(1, 0), (3, 0)]
+
+
+# -- unit tests (dbluigi test) ----------------------------------------------------------
+
+PEOPLE = {
+    "staging/people.sql": "select 1 as id",
+    "reporting/summary.sql": "select count(*) as n from staging.people where id >= {{ min_id }}",
+}
+PEOPLE_TESTS = """
+counts_people:
+  model: reporting.summary
+  given:
+    staging.people: [{id: 1}, {id: 2}]
+  expect: [{n: 2}]
+counts_from_two:
+  model: reporting.summary
+  given:
+    staging.people: [{id: 1}, {id: 2}]
+  vars: {min_id: 2}
+  expect: {query: "select count(*) as n from staging.people where id >= 2"}
+"""
+
+
+def test_unit_tests_take_the_projects_names_on_a_moved_target(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    """A test file names the model and its inputs as the project does (``staging.people``):
+    on dev it runs on the relations dev builds. It failed with "no model
+    reporting.summary", and a test with ``vars:`` lost the target's schemas."""
+    files = {**PEOPLE, "tests/summary.test.yml": PEOPLE_TESTS}
+    toml = shared_toml(duckdb_url) + '\n[vars]\nmin_id = "0"\n'
+    root = write_project(tmp_path, toml, files)
+    for target in ("prod", "dev"):
+        code, output = run("test", "--target", target, project=root)
+        assert code == 0, output
+        assert "2 passed, 0 failed" in output, output
+    assert run("build", "--target", "dev", project=root)[0] == 0
+    code, output = run("test", "--target", "dev", "--on-target", project=root)
+    assert code == 0 and "2 passed, 0 failed" in output, output

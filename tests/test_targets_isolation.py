@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dbluigi.targets import open_target
 from tests.buildkit import query
@@ -103,3 +104,27 @@ def test_unit_tests_take_the_projects_names_on_a_moved_target(
     assert run("build", "--target", "dev", project=root)[0] == 0
     code, output = run("test", "--target", "dev", "--on-target", project=root)
     assert code == 0 and "2 passed, 0 failed" in output, output
+
+
+def test_a_generated_test_names_relations_as_the_project_does(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    """``test --generate`` on dev writes ``model: reporting.summary`` and gives
+    ``staging.people``, as the project names them: the file serves every target. It
+    wrote dev's names (``dev_reporting.summary``), which prod has no model of."""
+    toml = shared_toml(duckdb_url) + '\n[vars]\nmin_id = "0"\n'
+    root = write_project(tmp_path, toml, PEOPLE)
+    assert run("build", "--target", "dev", project=root)[0] == 0
+    code, output = run("test", "--target", "dev", "--generate", "summary", project=root)
+    assert code == 0, output
+    generated = yaml.safe_load((root / "reporting/summary.test.yml").read_text())
+    assert generated == {
+        "summary_generated": {
+            "model": "reporting.summary",
+            "given": {"staging.people": [{"id": 1}]},
+            "expect": [{"n": 1}],
+        }
+    }
+    for target in ("prod", "dev"):
+        code, output = run("test", "--target", target, project=root)
+        assert code == 0 and "1 passed, 0 failed" in output, output

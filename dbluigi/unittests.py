@@ -463,12 +463,11 @@ def _mapping(
     with the project's names, for every target)."""
     mapping = {}
     for relation, (schema, name) in {**names, **extra}.items():
-        rel = Relation(relation)
-        mapping[TableRef(rel.schema, rel.name)] = TableRef(schema, name)
-        if rel.schema == project.config.schema:
-            mapping[TableRef(None, rel.name)] = TableRef(schema, name)
-        named = Relation(project.as_named(relation))
-        mapping[TableRef(named.schema, named.name)] = TableRef(schema, name)
+        # a bare name is in the project's default schema, wherever the target moves it
+        for written in dict.fromkeys((Relation(relation), Relation(project.as_named(relation)))):
+            mapping[TableRef(written.schema, written.name)] = TableRef(schema, name)
+            if written.schema == project.config.schema:
+                mapping[TableRef(None, written.name)] = TableRef(schema, name)
     return mapping
 
 

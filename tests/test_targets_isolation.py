@@ -128,3 +128,29 @@ def test_a_generated_test_names_relations_as_the_project_does(
     for target in ("prod", "dev"):
         code, output = run("test", "--target", target, project=root)
         assert code == 0 and "1 passed, 0 failed" in output, output
+
+
+def test_an_expect_query_reads_the_targets_default_schema_input(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """An ``expect`` query naming a model of the default schema bare (``from things``)
+    reads the test's rows on a target that moves the default schema. On the target it
+    read prod's published ``public.things`` instead (in the database the two share)."""
+    toml = shared_toml(pg_url).replace('reporting = "dev_reporting"', 'public = "dev_public"')
+    tests = """
+counts_things:
+  model: reporting.summary
+  given:
+    public.things: [{id: 1}, {id: 2}, {id: 3}]
+  expect: {query: "select count(*) as n from things"}
+"""
+    files = {
+        "things.sql": "select 1 as id",
+        "reporting/summary.sql": "select count(*) as n from things",
+        "tests/summary.test.yml": tests,
+    }
+    root = write_project(tmp_path, toml, files)
+    for target in ("prod", "dev"):
+        assert run("build", "--target", target, project=root)[0] == 0
+        code, output = run("test", "--target", target, "--on-target", project=root)
+        assert code == 0 and "1 passed, 0 failed" in output, (target, output)

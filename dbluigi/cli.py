@@ -1561,6 +1561,7 @@ def retry(
     from dataclasses import replace
 
     from dbluigi.retry import last_unbuilt
+    from dbluigi.runner import run_target
     from dbluigi.state import StateStore
     from dbluigi.targets import open_target
 
@@ -1571,7 +1572,7 @@ def retry(
         try:
             store = StateStore(session)
             store.ensure()
-            last = last_unbuilt(store)
+            last = last_unbuilt(store, run_target(proj, tgt))
         finally:
             session.close()
     gone = [m for m in last.models if m not in proj.models] if last else []

@@ -51,6 +51,14 @@ class SchemaMap:
         schema, dot, name = relation.partition(".")
         return f"{self.rename(schema)}.{name}" if dot and self else relation
 
+    def describe(self) -> str:
+        """Where this target moves schemas, in words (``staging -> dev_staging, other
+        schemas + _dev``); '' when it moves none."""
+        moves = [f"{source} -> {dest}" for source, dest in sorted(self.schemas.items())]
+        if self.suffix:
+            moves.append(f"other schemas + {self.suffix}")
+        return ", ".join(moves)
+
     def original(self, schema: str) -> str:
         """The project's schema whose models this target builds in ``schema`` (``rename``
         undone); ``schema`` itself when none moves there."""

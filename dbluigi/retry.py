@@ -40,9 +40,10 @@ class Retry:
         return given + [f"--partition {value}" for value in self.partitions]
 
 
-def last_unbuilt(store: StateStore) -> Retry | None:
-    """What the last building run left failed or skipped; None when no run built anything."""
-    run = store.last_run_of(RETRIED_COMMANDS)
+def last_unbuilt(store: StateStore, target: str) -> Retry | None:
+    """What the last building run on ``target`` (``runner.run_target``) left failed or
+    skipped; None when no run built anything there."""
+    run = store.last_run_of(RETRIED_COMMANDS, target=target)
     if run is None:
         return None
     last: dict[tuple[str, str], TaskRecord] = {}

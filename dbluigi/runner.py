@@ -705,6 +705,14 @@ def _last_run(state: StateStore) -> list[TaskRecord] | None:
     return state.task_records(runs[0].run_id) if runs else None
 
 
+def run_target(project: Project, target: Target) -> str:
+    """The target as ``runs.target`` records it: its URL, and where it moves the
+    project's schemas. Two targets sharing a database keep their runs apart so: ``retry``
+    and ``result:`` read those of the target they are given."""
+    moves = project.config.schema_map.describe()
+    return f"{target.display_url} (schemas: {moves})" if moves else target.display_url
+
+
 def target_state(project: Project, target: Target) -> TargetState:
     """``stale`` and ``result:`` for a command without a run of its own (``check``,
     ``lineage``): each connects to the target only when a selector asks."""
@@ -811,7 +819,7 @@ def run_plan(
             run_id,
             options.command,
             " ".join(options.selectors),
-            target.display_url,
+            run_target(project, target),
             workers,
             {name: getattr(options, name) for name in RUN_OPTIONS},
         )
@@ -1057,7 +1065,7 @@ def check_published(project: Project, target: Target, selected: Sequence[str]) -
         state = StateStore(session)
         state.ensure()
         session.try_lock(RUN_LOCK.format(run_id=run_id))  # alive: not "interrupted" to others
-        state.start_run(run_id, "check", " ".join(selected), target.display_url, 1)
+        state.start_run(run_id, "check", " ".join(selected), run_target(project, target), 1)
         stored = state.read_models()
         session.prepare_versions()
         observed = versions.read(session, project, selected, stored, session.catalog().kinds)

@@ -858,14 +858,26 @@ class StateStore:
         ).rows
         return [RunSummary(*r) for r in rows]
 
-    def last_run_of(self, commands: Sequence[str]) -> RunSummary | None:
-        """The newest invocation of one of ``commands`` (``retry`` reads the last build)."""
-        marks = ", ".join(["%s"] * len(commands))
+    def last_run_of(
+        self, commands: Sequence[str] | None, *, target: str | None = None
+    ) -> RunSummary | None:
+        """The newest invocation of one of ``commands`` (any command when None), on
+        ``target`` as ``start_run`` recorded it when given (``retry`` reads the last build
+        of its target: two targets may share a database)."""
+        where: list[str] = []
+        params: list[object] = []
+        if commands is not None:
+            where.append(f"command in ({', '.join(['%s'] * len(commands))})")
+            params.extend(commands)
+        if target is not None:
+            where.append("target = %s")
+            params.append(target)
         rows = self.session.query(
             "select run_id, command, selector, started_at, finished_at, status, version, "
-            f"hostname, options from dbluigi.runs where command in ({marks}) "
-            "order by started_at desc limit 1",
-            list(commands),
+            "hostname, options from dbluigi.runs"
+            + (f" where {' and '.join(where)}" if where else "")
+            + " order by started_at desc limit 1",
+            params,
         ).rows
         if not rows:
             return None

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dbluigi.targets import open_target
-from tests.buildkit import query
+from tests.buildkit import query, statuses
 from tests.test_targets_named import run, run_json, write_project
 
 
@@ -154,3 +154,33 @@ counts_things:
         assert run("build", "--target", target, project=root)[0] == 0
         code, output = run("test", "--target", target, "--on-target", project=root)
         assert code == 0 and "1 passed, 0 failed" in output, (target, output)
+
+
+# -- the runs a target reads back (retry, result:) ----------------------------------------
+
+FAILING_ON_DEV = {
+    "staging/ratio.sql": "select 1 / {{ divisor }} as x",
+    "reporting/ok.sql": "select 1 as x",
+}
+
+
+def failing_on_dev(root: Path, url: str) -> Path:
+    toml = shared_toml(url).replace(
+        'reporting = "dev_reporting" }', 'reporting = "dev_reporting" }\nvars = { divisor = 0 }'
+    )
+    return write_project(root, toml + "\n[vars]\ndivisor = 1\n", FAILING_ON_DEV)
+
+
+def test_retry_reads_the_last_build_of_its_own_target(tmp_path: Path, pg_url: str) -> None:
+    """Two targets in one database keep their runs apart: ``retry`` on prod does not
+    build what dev left failed, and ``retry`` on dev after a prod build retries dev's
+    failure. Both read whichever target built last."""
+    root = failing_on_dev(tmp_path, pg_url)
+    assert run_json("build", project=root)[0] == 0  # prod
+    code, payload = run_json("build", "--target", "dev", project=root)
+    assert code == 1 and statuses(payload)["dev_staging.ratio"] == "failed", payload
+    code, output = run("retry", project=root)  # prod: its last build failed nothing
+    assert code == 0 and "nothing to retry" in output and "dev_staging" not in output, output
+    assert run_json("build", project=root)[0] == 0  # prod builds again, last
+    code, output = run("retry", "--target", "dev", project=root)
+    assert code == 1 and "retrying 1 models" in output and "dev_staging.ratio" in output, output

@@ -606,7 +606,9 @@ def prepare(project: Project, target: Target, options: RunOptions) -> Prepared:
         state = StateStore(session)
         state.ensure()
         planner = _Planner(project, target, session, state)
-        facts = TargetState(stale=planner.stale, last_run=lambda: _last_run(state))
+        facts = TargetState(
+            stale=planner.stale, last_run=lambda: _last_run(state, run_target(project, target))
+        )
         selected = select(project, options.selectors, options.exclude, state=facts)
         _refuse_excluded_chain_members(project, selected, options.exclude, facts)
         plan, observed = planner.plan(selected, options)
@@ -699,10 +701,11 @@ class _Read:
     source_versions: Mapping[str, str | None]
 
 
-def _last_run(state: StateStore) -> list[TaskRecord] | None:
-    """The task attempts of the last run recorded (None when there is none)."""
-    runs = state.runs(1)
-    return state.task_records(runs[0].run_id) if runs else None
+def _last_run(state: StateStore, target: str) -> list[TaskRecord] | None:
+    """The task attempts of the last run recorded on ``target`` (``run_target``); None
+    when there is none."""
+    last = state.last_run_of(None, target=target)
+    return state.task_records(last.run_id) if last else None
 
 
 def run_target(project: Project, target: Target) -> str:
@@ -731,7 +734,7 @@ def target_state(project: Project, target: Target) -> TargetState:
         try:
             state = StateStore(session)
             state.ensure()
-            return _last_run(state)
+            return _last_run(state, run_target(project, target))
         finally:
             session.close()
 

@@ -184,3 +184,19 @@ def test_retry_reads_the_last_build_of_its_own_target(tmp_path: Path, pg_url: st
     assert run_json("build", project=root)[0] == 0  # prod builds again, last
     code, output = run("retry", "--target", "dev", project=root)
     assert code == 1 and "retrying 1 models" in output and "dev_staging.ratio" in output, output
+
+
+def test_result_selectors_read_the_last_run_of_their_own_target(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """``result:error`` selects by the last run of the target it is given: dev's failure
+    is not prod's, and a prod run after it does not hide it from dev."""
+    root = failing_on_dev(tmp_path, pg_url)
+    assert run_json("build", project=root)[0] == 0  # prod
+    assert run_json("build", "--target", "dev", project=root)[0] == 1
+    code, plan = run_json("plan", "result:success", project=root)  # prod's last run
+    assert code == 0 and {m["model"] for m in plan["models"]} == {"staging.ratio", "reporting.ok"}
+    assert run_json("build", project=root)[0] == 0  # prod builds again, last
+    code, plan = run_json("plan", "--target", "dev", "result:error", project=root)
+    assert code == 0, plan
+    assert {m["model"] for m in plan["models"]} == {"dev_staging.ratio"}

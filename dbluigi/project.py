@@ -791,10 +791,11 @@ class _Loader:
     def _moved_header(
         self, header: Header, names: _NameResolver, info: SqlInfo | None, path: str
     ) -> Header:
-        """``header`` with its partition query pointed at the relations this target
-        builds (``SchemaMap``); as it is when the target keeps every schema."""
+        """``header`` with its partition query's names read as the model's query reads
+        them: a bare name of a model outside the default schema qualified, and names of
+        relations this target builds elsewhere (``SchemaMap``) pointed there."""
         spec = header.partition
-        if not names.renamed or spec is None or spec.query is None:
+        if spec is None or spec.query is None:
             return header
         refs = self._analyze(spec.query, Header(), path).reads
         (moved,) = self._qualify((Statement(spec.query, 1, "query"),), names, refs, path)

@@ -200,3 +200,37 @@ def test_result_selectors_read_the_last_run_of_their_own_target(
     code, plan = run_json("plan", "--target", "dev", "result:error", project=root)
     assert code == 0, plan
     assert {m["model"] for m in plan["models"]} == {"dev_staging.ratio"}
+
+
+# -- what the loader moves --------------------------------------------------------------
+
+
+def test_a_partition_query_of_bare_names_reads_the_targets_relations(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    """A partition query names models bare, as the model's query does: ``years`` in the
+    default schema, ``keys`` the one model of that name (``staging.keys``). On prod it
+    failed ("keys does not exist"): it ran as written while the query was qualified;
+    on dev both read dev's tables."""
+    toml = shared_toml(duckdb_url).replace(" }", ', main = "dev_main" }', 1)
+    files = {
+        "years.sql": "select 2020 as y union all select 2021 union all select 2022",
+        "staging/keys.sql": "select 2020 as k",
+        "reporting/by_year.sql": (
+            "-- partition: y in (select y from years where y > (select min(k) from keys))\n"
+            "select {{ y }} as y, k from keys\n"
+        ),
+    }
+    root = write_project(tmp_path, toml, files)
+    assert run_json("build", project=root)[0] == 0
+    query(duckdb_url, root, "delete from main.years where y = 2022")  # prod's, not dev's
+    code, payload = run_json("build", "--target", "dev", project=root)
+    assert code == 0, payload
+    assert query(duckdb_url, root, "select y from reporting.by_year order by y") == [
+        (2021,),
+        (2022,),
+    ]
+    assert query(duckdb_url, root, "select y from dev_reporting.by_year order by y") == [
+        (2021,),
+        (2022,),
+    ]

@@ -471,6 +471,7 @@ class _Loader:
         names = _NameResolver(self.config.schema, raw)
         if self.config.schema_map:
             names.rename_built(self.config.schema_map, raw, extracts)
+            self._refuse_landings(names, raw)
 
         models: dict[str, Model] = {}
         for original, (model, info) in raw.items():
@@ -558,6 +559,35 @@ class _Loader:
             for query in self._checks(file, names)
         ]
         return _assemble(self.root, self.config, models, checks, names.moved_relations())
+
+    def _refuse_landings(
+        self, names: _NameResolver, raw: Mapping[str, tuple[Model, SqlInfo | None]]
+    ) -> None:
+        """Two relations of the project the target builds as one (``staging.x`` moved to
+        ``dev_staging.x``, which ``dev_staging/x.sql`` builds as it is) are an error
+        naming both files: one would silently replace the other."""
+        built: dict[Relation, tuple[Relation, str]] = {}  # as built: the project's name, a file
+        for relation, (model, info) in sorted(raw.items()):
+            own = (Relation(relation),)
+            creates = names.unmoved(info.creates, model.path) if info else ()
+            for original in dict.fromkeys((*own, *creates)):
+                moved = names.built(original)
+                first = built.setdefault(moved, (original, model.path))
+                if first[0] == original:
+                    continue
+                (first_name, first_path), path = first, model.path
+                if original != moved:  # point at the file the target moves
+                    (first_name, first_path), (original, path) = (original, path), first
+                schema, target = Relation(first_name).schema, self.config.target_name
+                option = "schemas" if schema in self.config.schema_map.schemas else "schema_suffix"
+                raise DuplicateRelationError(
+                    f"{path} ({original}) and {first_path} ({first_name}) both map to "
+                    f"relation {moved} on target {target}: [targets.{target}] {option} "
+                    f"moves schema {schema} to {moved.schema}",
+                    path=first_path,
+                    hint=f"in [targets.{target}], move {schema} to a schema the project "
+                    "does not use",
+                )
 
     def _split_yaml_tables(self, model_files: list[ProjectFile]) -> list[ProjectFile]:
         """Model files with each multi-table YAML file replaced by one file per table
@@ -1096,6 +1126,11 @@ class _NameResolver:
                 (o.schema, o.name): m.schema for o, m in self.renamed.items() if o.schema
             }
         return self._moved_relations
+
+    def unmoved(self, refs: tuple[TableRef, ...], path: str) -> tuple[Relation, ...]:
+        """The relations ``refs`` name, as the project names them (``resolve`` before a
+        target moves them)."""
+        return tuple(dict.fromkeys(self._resolved.get(r) or self._resolve(r, path) for r in refs))
 
     def rename_built(
         self,

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dbluigi.errors import DuplicateRelationError
+from dbluigi.project import load_project
 from dbluigi.targets import open_target
 from tests.buildkit import query, statuses
 from tests.test_targets_named import run, run_json, write_project
@@ -234,3 +236,22 @@ def test_a_partition_query_of_bare_names_reads_the_targets_relations(
         (2021,),
         (2022,),
     ]
+
+
+def test_two_models_on_one_relation_of_a_target_are_refused(tmp_path: Path) -> None:
+    """``staging/people.sql`` moved by ``schemas`` lands on ``dev_staging.people``, which
+    ``dev_staging/people.sql`` builds as the project names it: loading dev is an error
+    naming both files. One of them was silently dropped and the other built twice."""
+    files = {
+        "staging/people.sql": "select 1 as id",
+        "dev_staging/people.sql": "select 2 as id",
+    }
+    root = write_project(tmp_path, shared_toml("duckdb:///t.duckdb"), files)
+    assert len(load_project(root, target="prod", use_cache=False).models) == 2
+    with pytest.raises(DuplicateRelationError) as raised:
+        load_project(root, target="dev", use_cache=False)
+    message = str(raised.value)
+    assert "staging/people.sql" in message and "dev_staging/people.sql" in message
+    assert "dev_staging.people" in message and "[targets.dev] schemas" in message
+    code, output = run("plan", "--target", "dev", project=root)
+    assert code == 2 and "dev_staging/people.sql" in output, output

@@ -472,6 +472,7 @@ class _Loader:
         if self.config.schema_map:
             names.rename_built(self.config.schema_map, raw, extracts)
             self._refuse_landings(names, raw)
+            self._refuse_moves_onto_inputs(names, raw)
 
         models: dict[str, Model] = {}
         for original, (model, info) in raw.items():
@@ -588,6 +589,43 @@ class _Loader:
                     hint=f"in [targets.{target}], move {schema} to a schema the project "
                     "does not use",
                 )
+
+    def _refuse_moves_onto_inputs(
+        self, names: _NameResolver, raw: Mapping[str, tuple[Model, SqlInfo | None]]
+    ) -> None:
+        """A relation the target moves onto a table the project only reads (an input: a
+        model reads it, or ``[inputs."x"]`` declares it) is an error naming the moved
+        model's file: its build would replace the input, and its readers read the model."""
+        moved_by: dict[Relation, tuple[Relation, str]] = {}  # moved name: original, file
+        for relation, (model, info) in raw.items():
+            creates = names.unmoved(info.creates, model.path) if info else ()
+            for original in (Relation(relation), *creates):
+                if names.built(original) != original:
+                    moved_by.setdefault(names.built(original), (original, model.path))
+        if not moved_by:
+            return
+        project = {original for original, _ in moved_by.values()} | set(map(Relation, raw))
+        target = self.config.target_name
+
+        def refuse(input_: Relation, reader: str) -> None:
+            original, path = moved_by[input_]
+            raise ProjectError(
+                f"{original} is built as {input_} on target {target}, a table "
+                f"the project only reads ({reader}): the build would replace it",
+                path=path,
+                hint=f"in [targets.{target}], move {original.schema} to a schema that holds "
+                "no input of the project",
+            )
+
+        for _, (model, info) in sorted(raw.items()):
+            refs = (*info.reads, *info.references) if info else ()
+            patch = model.patch.refs if model.patch else ()
+            for read in (*names.unmoved(refs, model.path), *names.unmoved(patch, model.path)):
+                if read in moved_by and read not in project:
+                    refuse(read, f"{model.path} reads it")
+        for declared in sorted(self.config.input_queries):
+            if declared in moved_by:
+                refuse(Relation(declared), f'{CONFIG_FILE} declares [inputs."{declared}"]')
 
     def _split_yaml_tables(self, model_files: list[ProjectFile]) -> list[ProjectFile]:
         """Model files with each multi-table YAML file replaced by one file per table

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dbluigi.errors import DuplicateRelationError
+from dbluigi.errors import DuplicateRelationError, ProjectError
 from dbluigi.project import load_project
 from dbluigi.targets import open_target
 from tests.buildkit import query, statuses
@@ -255,3 +255,30 @@ def test_two_models_on_one_relation_of_a_target_are_refused(tmp_path: Path) -> N
     assert "dev_staging.people" in message and "[targets.dev] schemas" in message
     code, output = run("plan", "--target", "dev", project=root)
     assert code == 2 and "dev_staging/people.sql" in output, output
+
+
+def test_a_model_moved_onto_an_input_table_is_refused(tmp_path: Path) -> None:
+    """``schemas = { staging = "lookups" }`` moves ``staging.codes`` onto
+    ``lookups.codes``, a table the project only reads (an input, here declared with a
+    version query too): a dev build replaced it, and its readers read the model instead.
+    Loading dev is an error naming the model's file and the reader's."""
+    toml = shared_toml("duckdb:///t.duckdb").replace(
+        'staging = "dev_staging"', 'staging = "lookups"'
+    )
+    files = {
+        "staging/codes.sql": "select 1 as code",
+        "reporting/named.sql": "select c.code, l.name from staging.codes c join lookups.codes l using (code)",
+    }
+    root = write_project(tmp_path, toml, files)
+    assert "lookups.codes" in load_project(root, target="prod", use_cache=False).sources
+    with pytest.raises(ProjectError) as raised:
+        load_project(root, target="dev", use_cache=False)
+    message = str(raised.value)
+    assert raised.value.path == "staging/codes.sql"
+    assert "reporting/named.sql" in message and "lookups.codes" in message
+    declared = '\n[inputs."lookups.codes"]\nversion_query = "select 1"\n'
+    write_project(tmp_path, toml + declared, {"reporting/named.sql": "select 1 as code"})
+    with pytest.raises(ProjectError) as raised:
+        load_project(root, target="dev", use_cache=False)
+    assert raised.value.path == "staging/codes.sql"
+    assert '[inputs."lookups.codes"]' in str(raised.value), raised.value

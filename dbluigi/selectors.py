@@ -37,6 +37,7 @@ error with the closest names; ``stale`` and ``result:`` may match nothing.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -333,8 +334,28 @@ def _by_kind(project: Project, kind: str, shown: str) -> set[str]:
 def _by_source(project: Project, name: str, shown: str) -> set[str]:
     """``source:NAME.table`` (or its relation) selects the task copying that table from
     the source database ``[sources.NAME]``, ``source:NAME`` all of them; any other name
-    is a source relation, a table no model produces."""
+    is a source relation, a table no model produces. On a target that builds a schema
+    elsewhere, a relation the project's scripts create is named as the project has it
+    too (``source:staging.x`` is ``staging_dev.x``), as ``_by_name`` takes it."""
     name = name.lower()
+    moved = project.config.schema_map.relation(name)
+    if moved == name:
+        return _by_source_as_built(project, name, shown)
+    try:
+        found = _by_source_as_built(project, name, shown)
+    except SelectorError as as_typed:
+        try:
+            return _by_source_as_built(project, moved, shown)
+        except SelectorError:
+            raise as_typed from None
+    if _WILDCARD.search(name):  # the project's names of other sources too
+        with contextlib.suppress(SelectorError):
+            found |= _by_source_as_built(project, moved, shown)
+    return found
+
+
+def _by_source_as_built(project: Project, name: str, shown: str) -> set[str]:
+    """``_by_source`` of the relations as the target builds them."""
     tables = project.config.source_tables.values()
     if _WILDCARD.search(name):
         found = {

@@ -282,3 +282,23 @@ def test_a_model_moved_onto_an_input_table_is_refused(tmp_path: Path) -> None:
         load_project(root, target="dev", use_cache=False)
     assert raised.value.path == "staging/codes.sql"
     assert '[inputs."lookups.codes"]' in str(raised.value), raised.value
+
+
+# -- selectors --------------------------------------------------------------------------
+
+
+def test_source_selectors_take_the_projects_names_on_a_moved_target(tmp_path: Path) -> None:
+    """``source:staging.flags+`` (a table a script creates, which dev builds as
+    ``dev_staging.flags``) selects its readers on every target, as ``staging.people+``
+    does; on dev it failed with "matches no source". A relation the project only reads
+    keeps its name on every target (``source:raw.people``)."""
+    files = {
+        "setup/flags.sql": "-- kind: sql\ncreate table staging.flags as select 1 as k\n",
+        "reporting/summary.sql": "select max(f.k) as k, count(*) as n from staging.flags f, raw.people",
+        "reporting/other.sql": "select 1 as x",
+    }
+    root = write_project(tmp_path, shared_toml("duckdb:///t.duckdb"), files)
+    for target, summary in (("prod", "reporting.summary"), ("dev", "dev_reporting.summary")):
+        for selector in ("source:staging.flags+", "source:staging.*+", "source:raw.people+"):
+            code, output = run("ls", "--target", target, selector, project=root)
+            assert code == 0 and output.split() == [summary], (target, selector, output)

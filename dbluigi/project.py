@@ -618,11 +618,15 @@ class _Loader:
             )
 
         for _, (model, info) in sorted(raw.items()):
-            refs = (*info.reads, *info.references) if info else ()
-            patch = model.patch.refs if model.patch else ()
-            for read in (*names.unmoved(refs, model.path), *names.unmoved(patch, model.path)):
-                if read in moved_by and read not in project:
-                    refuse(read, f"{model.path} reads it")
+            reads = (*info.reads, *info.references) if info else ()
+            reads += model.patch.refs if model.patch else ()
+            reads += tuple(_to_ref(d) for d in model.header.depends)
+            uses = [(r, "reads") for r in names.unmoved(reads, model.path)]
+            writes = info.modifies if info else ()  # a script's writes no model produces
+            uses += [(r, "writes") for r in names.unmoved(writes, model.path)]
+            for relation, verb in uses:
+                if relation in moved_by and relation not in project:
+                    refuse(relation, f"{model.path} {verb} it")
         for declared in sorted(self.config.input_queries):
             if declared in moved_by:
                 refuse(Relation(declared), f'{CONFIG_FILE} declares [inputs."{declared}"]')

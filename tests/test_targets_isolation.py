@@ -276,6 +276,12 @@ def test_a_model_moved_onto_an_input_table_is_refused(tmp_path: Path) -> None:
     message = str(raised.value)
     assert raised.value.path == "staging/codes.sql"
     assert "reporting/named.sql" in message and "lookups.codes" in message
+    script = "-- kind: sql\n-- unmanaged: true\ndelete from lookups.codes where code < 0\n"
+    write_project(tmp_path, toml, {"reporting/named.sql": "select 1 as code", "fix.sql": script})
+    with pytest.raises(ProjectError) as raised:
+        load_project(root, target="dev", use_cache=False)
+    assert raised.value.path == "staging/codes.sql" and "fix.sql writes it" in str(raised.value)
+    (root / "fix.sql").unlink()
     declared = '\n[inputs."lookups.codes"]\nversion_query = "select 1"\n'
     write_project(tmp_path, toml + declared, {"reporting/named.sql": "select 1 as code"})
     with pytest.raises(ProjectError) as raised:

@@ -92,11 +92,13 @@ def resolve(project: Project, tests: Sequence[UnitTest]) -> list[tuple[UnitTest,
         given = {g.relation for g in test.given}
         for read in sorted({*model.reads, *model.depends} - {model.relation}):
             if read not in given and _kind(project, read) != "seed":
+                named = project.as_named(read)  # as the test file names it, for every target
                 raise ProjectError(
-                    f"test {test.name}: {relation} reads {read}, which the test does not give",
+                    f"test {test.name}: {project.as_named(relation)} reads {named}, which "
+                    "the test does not give",
                     path=test.path,
                     line=test.line,
-                    hint=f"add {read}: [rows] under given (an empty list needs columns: ...)",
+                    hint=f"add {named}: [rows] under given (an empty list needs columns: ...)",
                 )
         out.append((test, relation))
     return out
@@ -410,6 +412,7 @@ def _fixture(
     from dbluigi.seeds import sniff_csv, typed_rows
 
     model = project.models.get(given.relation)
+    named = project.as_named(given.relation)  # as the test file names it
     types: dict[str, str] = {}
     if model is not None and model.kind == "seed":
         types = {c.name: c.type for c in _seed_columns(project, model)}
@@ -425,23 +428,23 @@ def _fixture(
             unknown = [k for k in item if k not in known and k not in given.types]
             if unknown:
                 raise ProjectError(
-                    f"test {test.name}: {given.relation} has no column {unknown[0]}",
+                    f"test {test.name}: {named} has no column {unknown[0]}",
                     path=test.path,
                     line=test.line,
                     hint=f"its columns: {', '.join(sorted(known))}",
                 )
     if not items and not types:
         raise ProjectError(
-            f"test {test.name}: {given.relation} has no rows and no columns",
+            f"test {test.name}: {named} has no rows and no columns",
             path=test.path,
             line=test.line,
-            hint=f"give {given.relation}: {{rows: [], columns: {{name: type}}}}",
+            hint=f"give {named}: {{rows: [], columns: {{name: type}}}}",
         )
     try:
         return typed_rows(items, types)
     except ValueError as exc:
         raise ProjectError(
-            f"test {test.name}: {given.relation}: {exc}", path=test.path, line=test.line
+            f"test {test.name}: {named}: {exc}", path=test.path, line=test.line
         ) from None
 
 

@@ -106,6 +106,11 @@ def test_unit_tests_take_the_projects_names_on_a_moved_target(
     assert run("build", "--target", "dev", project=root)[0] == 0
     code, output = run("test", "--target", "dev", "--on-target", project=root)
     assert code == 0 and "2 passed, 0 failed" in output, output
+    # what a test file lacks is named as the file names it, on every target
+    (root / "tests/summary.test.yml").write_text(PEOPLE_TESTS.replace("staging.people:", "x.y:"))
+    code, output = run("test", "--target", "dev", project=root)
+    assert code == 2 and "reporting.summary reads staging.people, which" in output, output
+    assert "add staging.people:" in output, output
 
 
 def test_a_generated_test_names_relations_as_the_project_does(

@@ -20,6 +20,7 @@ from dbluigi.errors import TaskError, Violation
 from dbluigi.headers import HeaderCheck
 from dbluigi.lazy import exp
 from dbluigi.project import CheckFile, Model, Project
+from dbluigi.pystep import line_in
 from dbluigi.relation import Relation
 from dbluigi.sqltypes import TableRef
 from dbluigi.state import CheckResult, check_digest
@@ -299,11 +300,12 @@ def _check_py(
         found = [str(exc) or "assertion failed"]
     except TaskError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a check ends its task, not the run
         raise TaskError(
             f"check raised {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}",
             failure_class="runtime",
             path=check.path,
+            line=line_in(str(project.root / check.path), exc.__traceback__),
         ) from exc
     rows = tuple(tuple(r) if isinstance(r, (tuple, list)) else (r,) for r in (found or ()))
     if not rows:

@@ -17,7 +17,8 @@ and swapped in like a ``table`` model's (see ``dbluigi.publish``). It may also c
 the relations it depends on (a cleanup step); everything commits or rolls back
 together, so a failed check keeps no ``__dbluigi_failed`` table. Whatever the step raises fails the task: an error of the database with the
 database's class, anything else with class ``runtime``, and the traceback from the
-step's own frames on is the error kept in ``task_runs``.
+step's own frames on is the error kept in ``task_runs``. ``sys.exit()`` in a step (or
+as it is imported) fails its task with class ``runtime`` at its line; the run goes on.
 """
 
 from __future__ import annotations
@@ -207,12 +208,12 @@ def _run(
         step(context)
     except TaskError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a step ends its task, not the run
         raise TaskError(
             _describe(exc),
             failure_class=session.classify(exc),
             path=model.path,
-            line=_line_in(str(project.root / model.path), exc.__traceback__),
+            line=line_in(str(project.root / model.path), exc.__traceback__),
         ) from exc
 
 
@@ -231,12 +232,12 @@ def _load(project: Project, model: Model) -> ModuleType:
             path=model.path,
             line=exc.lineno,
         ) from exc
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise TaskError(
             f"importing the step failed: {_describe(exc)}",
             failure_class="runtime",
             path=model.path,
-            line=_line_in(str(path), exc.__traceback__),
+            line=line_in(str(path), exc.__traceback__),
         ) from exc
     finally:
         sys.modules.pop(name, None)
@@ -251,8 +252,8 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}\n{trace}" if first else trace
 
 
-def _line_in(filename: str, tb: TracebackType | None) -> int | None:
-    """The last line of the step's file the exception went through."""
+def line_in(filename: str, tb: TracebackType | None) -> int | None:
+    """The last line of the file `filename` (a step or a check) the exception went through."""
     line = None
     for frame, lineno in traceback.walk_tb(tb):
         if frame.f_code.co_filename == filename:

@@ -34,6 +34,24 @@ def test_check_py_gates_the_swap(tmp_path: Path, target_url: str) -> None:
     assert query(target_url, tmp_path, "select amount from main.t") == [(10,)]
 
 
+def test_sys_exit_in_a_check_py_fails_its_task_not_the_run(tmp_path: Path, target_url: str) -> None:
+    write_project(
+        tmp_path,
+        {
+            "t.sql": "select 1 as id",
+            "u.sql": "select 2 as id",
+            "t.check.py": "import sys\n\n\ndef check(ctx):\n    sys.exit('stop here')\n",
+        },
+    )
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1
+    assert statuses(payload) == {"main.t": "failed", "main.u": "success"}
+    result = next(r for r in payload["tasks"] if r["model"] == "main.t")
+    assert result["failure_class"] == "runtime"
+    assert result["file"] == "t.check.py" and result["line"] == 5
+    assert "SystemExit: stop here" in result["error"]
+
+
 def test_rows_relative_to_previous(tmp_path: Path, target_url: str) -> None:
     rows = " union all ".join(f"select {i} as id" for i in range(10))
     write_project(tmp_path, {"t.sql": f"-- check: rows >= 0.9 * previous\n{rows}"})

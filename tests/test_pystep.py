@@ -105,6 +105,28 @@ def test_a_raising_step_fails_with_class_runtime_and_its_traceback(
     assert query(target_url, project, "select count(*) from main.doubled") == [(2,)]
 
 
+def test_sys_exit_in_a_step_fails_its_task_not_the_run(tmp_path: Path, target_url: str) -> None:
+    step = (
+        "# depends: main.source\nimport sys\n\n\ndef run(ctx):\n    helper()\n\n\n"
+        "def helper():\n    sys.exit(3)\n"
+    )
+    project = step_project(tmp_path, step, **{"other.sql": "select * from main.source"})
+    code, payload = build_json(project=project, target=target_url)
+    result = result_of(payload)
+    assert code == 1 and result["failure_class"] == "runtime"
+    assert result["file"] == "doubled.py" and result["line"] == 10  # the sys.exit in helper()
+    assert "SystemExit: 3" in str(result["error"])
+    assert result_of(payload, "main.other")["status"] == "success"  # the run went on
+
+    # at import too, and sys.exit() with no code
+    (project / "doubled.py").write_text("import sys\n\nsys.exit()\n\n\ndef run(ctx):\n    pass\n")
+    code, payload = build_json(project=project, target=target_url)
+    result = result_of(payload)
+    assert code == 1 and result["failure_class"] == "runtime"
+    assert result["file"] == "doubled.py" and result["line"] == 3
+    assert "SystemExit" in str(result["error"])
+
+
 def test_a_database_error_in_a_step_has_the_database_class(tmp_path: Path, target_url: str) -> None:
     step = "# depends: main.source\ndef run(ctx):\n    ctx.execute('select * from no_such_table')\n"
     project = step_project(tmp_path, step)

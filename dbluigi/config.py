@@ -139,7 +139,7 @@ def load_config(
     text = ""
     if path.exists():
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # an editor's BOM is no TOML
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             line = _toml_error_line(exc)

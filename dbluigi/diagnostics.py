@@ -52,7 +52,7 @@ def check_sources(root: Path) -> list[SourceReport]:
     path = root / CONFIG_FILE
     if not path.exists():
         return []
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")
     sources = tomllib.loads(text).get("sources", {})
     if not isinstance(sources, dict):
         return []

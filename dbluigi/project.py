@@ -673,11 +673,12 @@ class _Loader:
         with open(os.path.join(self.root, file.path), "rb") as handle:  # no Path: 10,000 files
             data = handle.read()
         try:
-            return data.decode("utf-8")
+            return data.decode("utf-8-sig")  # a BOM some editors write is not SQL
         except UnicodeDecodeError as exc:
-            line = data[: exc.start].count(b"\n") + 1
+            start = exc.start + len(data) - len(exc.object)  # the offset after a BOM
+            line = data[:start].count(b"\n") + 1
             raise ProjectError(
-                f"file is not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                f"file is not UTF-8 (byte 0x{data[start]:02x} at offset {start})",
                 path=file.path,
                 line=line,
                 hint="save the file as UTF-8",

@@ -983,7 +983,7 @@ def read_yaml_seed(
         raise ProjectError(
             "not UTF-8 text",
             path=path,
-            line=raw.count(b"\n", 0, exc.start) + 1,
+            line=exc.object.count(b"\n", 0, exc.start) + 1,  # exc.object: after a BOM
             hint="save the file as UTF-8",
         ) from None
     loader = _seed_loader()(text)

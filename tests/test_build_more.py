@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.buildkit import build_json, cli, query, ran, statuses
+from tests.helpers import write_project as write_any_project
 from tests.test_build import write_project
 
 
@@ -50,6 +51,25 @@ def test_sys_exit_in_a_check_py_fails_its_task_not_the_run(tmp_path: Path, targe
     assert result["failure_class"] == "runtime"
     assert result["file"] == "t.check.py" and result["line"] == 5
     assert "SystemExit: stop here" in result["error"]
+
+
+def test_a_project_of_files_starting_with_a_bom_builds(tmp_path: Path, target_url: str) -> None:
+    files = {
+        "dbluigi.toml": '[project]\ndefault_schema = "main"\n[vars]\nlow = 0\n',
+        "a.sql": "-- depends: main.p\n-- check: rows > 0\nselect {{ low }} + 1 as a\n",
+        "a.check.sql": "select * from main.a where a < {{ low }}\n",
+        "a.patch.sql": "update main.a set a = a + 1\n",
+        "p.py": "def run(ctx):\n    ctx.execute(f'create table {ctx.table} as select 1 as q')\n",
+        "raw/c.csv": "id,name\n1,a\n",
+        "raw/y.yml": "- id: 1\n  name: b\n",
+    }
+    bom = {name: b"\xef\xbb\xbf" + text.encode() for name, text in files.items()}
+    write_any_project(tmp_path, bom)
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, tmp_path, "select a from main.a") == [(2,)]
+    assert query(target_url, tmp_path, "select id, name from raw.c") == [(1, "a")]
+    assert query(target_url, tmp_path, "select id, name from raw.y") == [(1, "b")]
 
 
 def test_rows_relative_to_previous(tmp_path: Path, target_url: str) -> None:

@@ -693,3 +693,32 @@ def test_files_a_dead_worker_left_are_loaded_by_the_parent(
     monkeypatch.setattr(loader._Loader, "_model", killed_in_a_worker)
     assert load_project(tmp_path, use_cache=False).models == alone.models
     assert len(forks) == 1
+
+
+BOM_FILES = {
+    "dbluigi.toml": "[vars]\nlow = 0\n",
+    "staging/a.sql": "-- depends: staging.x\n-- check: rows > 0\nselect {{ low }} as a\n",
+    "staging/a.check.sql": "select * from staging.a where a < {{ low }}\n",
+    "staging/a.patch.sql": "update staging.a set a = a + 1\n",
+    "staging/x.sql": "select 1 as a\n",
+    "staging/p.py": "# depends: staging.x\ndef run(ctx):\n    pass\n",
+    "raw/c.csv": "id,name\n1,a\n",
+    "raw/y.yml": "- id: 1\n  name: a\n",
+}
+
+
+def test_files_starting_with_a_bom_load_as_without_it(tmp_path: Path) -> None:
+    plain = load_project(write_project(tmp_path / "plain", BOM_FILES), use_cache=False)
+    with_bom = {name: b"\xef\xbb\xbf" + text.encode() for name, text in BOM_FILES.items()}
+    loaded = load_project(write_project(tmp_path / "bom", with_bom), use_cache=False)
+    assert loaded.config.variables == plain.config.variables == {"low": 0}
+    assert loaded.warnings == plain.warnings == ()
+    assert loaded.models == plain.models
+    a = loaded.models["staging.a"]
+    assert a.kind == "table" and a.depends == ("staging.x",) and a.header.line_of("check") == 2
+    assert loaded.gated_checks("staging.a") == plain.gated_checks("staging.a")
+    # a byte that is not UTF-8 after a BOM is placed in the file as it is
+    (tmp_path / "bom" / "staging" / "x.sql").write_bytes(b"\xef\xbb\xbfselect 1 as a\n-- \xe9\n")
+    with pytest.raises(ProjectError, match="byte 0xe9 at offset 20") as err:
+        load_project(tmp_path / "bom", use_cache=False)
+    assert (err.value.path, err.value.line) == ("staging/x.sql", 2)

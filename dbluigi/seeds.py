@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dbluigi import yamlstrict
 from dbluigi.errors import ProjectError
 from dbluigi.lazy import yaml
 from dbluigi.suggest import did_you_mean
@@ -952,20 +953,23 @@ def _reaches_outside(node: yaml.Node, start: int, end: int) -> bool:
 
 def _compose(path: str | Path, text: str) -> yaml.Node | None:
     """The node tree of the file's one document (None: the file is empty)."""
-    loader = _seed_loader()(text)
+    try:
+        loader = _seed_loader()(text)  # refuses a NUL byte already
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, text, exc) from None
     try:
         return loader.get_single_node()
     except yaml.YAMLError as exc:
-        raise _yaml_error(path, exc) from None
+        raise _yaml_error(path, text, exc) from None
     finally:
         loader.dispose()
 
 
-def _yaml_error(path: str | Path, exc: yaml.YAMLError) -> ProjectError:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
+def _yaml_error(path: str | Path, text: str, exc: yaml.YAMLError) -> ProjectError:
     return ProjectError(
-        f"not valid YAML: {problem}", path=path, line=mark.line + 1 if mark else None
+        f"not valid YAML: {yamlstrict.problem(exc)}",
+        path=path,
+        line=yamlstrict.error_line(text, exc),
     )
 
 
@@ -986,12 +990,16 @@ def read_yaml_seed(
             line=exc.object.count(b"\n", 0, exc.start) + 1,  # exc.object: after a BOM
             hint="save the file as UTF-8",
         ) from None
-    loader = _seed_loader()(text)
+    try:
+        loader = _seed_loader()(text)  # refuses a NUL byte already
+    except yaml.YAMLError as exc:
+        raise _yaml_error(path, text, exc) from None
     try:
         node = loader.get_single_node()
+        yamlstrict.refuse_duplicate_keys(node)  # a column given twice in a row
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        raise _yaml_error(path, exc) from None
+        raise _yaml_error(path, text, exc) from None
     finally:
         loader.dispose()
     if table is not None:

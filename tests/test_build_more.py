@@ -72,6 +72,22 @@ def test_a_project_of_files_starting_with_a_bom_builds(tmp_path: Path, target_ur
     assert query(target_url, tmp_path, "select id, name from raw.y") == [(1, "b")]
 
 
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [(b"- id: 1\n  name: a\n  name: b\n", 3), (b"- id: 1\n- id: 2\n  name: a\0\n", 3)],
+    ids=["duplicate_key", "nul_byte"],
+)
+def test_a_yaml_seed_that_would_lose_data_fails_as_config(
+    tmp_path: Path, target_url: str, content: bytes, line: int
+) -> None:
+    write_any_project(tmp_path, {"raw/y.yml": content, "raw/z.yml": b"- id: 1\n"})
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1 and statuses(payload) == {"raw.y": "failed", "raw.z": "success"}
+    (result,) = (r for r in payload["tasks"] if r["model"] == "raw.y")
+    assert result["failure_class"] == "config"
+    assert (result["file"], result["line"]) == ("raw/y.yml", line)
+
+
 def test_rows_relative_to_previous(tmp_path: Path, target_url: str) -> None:
     rows = " union all ".join(f"select {i} as id" for i in range(10))
     write_project(tmp_path, {"t.sql": f"-- check: rows >= 0.9 * previous\n{rows}"})

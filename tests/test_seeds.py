@@ -284,6 +284,10 @@ def test_yaml_overrides(tmp_path: Path) -> None:
         ("- {1: x}\n", "column names must be text", 1),
         ("- {a: 1}\n- {a: [\n", "not valid YAML", 3),
         ("- {a: 1, A: 2}\n", "'A' appears twice", None),
+        ("- id: 1\n  name: a\n  name: b\n", r"'name' appears twice .*\(lines 2 and 3\)", 3),
+        ("- {id: 1}\n- {id: 2, id: 3}\n", "'id' appears twice", 2),
+        ("- id: 1\n  name: a\0b\n", "a NUL byte is not allowed in YAML", 2),
+        ('- id: 1\n  name: "a\0b"\n', "a NUL byte is not allowed in YAML", 2),
     ],
 )
 def test_yaml_bad_shape(tmp_path: Path, content: str, found: str, line: int | None) -> None:

@@ -1,0 +1,58 @@
+"""YAML files of the project read strictly: a key given twice in one mapping, which PyYAML
+reads as its last value (a row's column set twice, a unit test written twice), and a
+character YAML refuses (a NUL byte), which PyYAML reports by offset, are errors at their
+line. Used by YAML seeds (``dbluigi.seeds``) and unit test files (``dbluigi.testfiles``).
+"""
+
+from __future__ import annotations
+
+from dbluigi.lazy import yaml
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"  # ``<<: *base`` may come again: each merges a mapping
+
+
+def refuse_duplicate_keys(node: yaml.Node | None) -> None:
+    """Raise a ``MarkedYAMLError`` at the second of two equal keys of a mapping anywhere in
+    ``node``'s tree (its ``problem`` says where the first one is)."""
+    seen: set[int] = set()
+    stack = [node] if node is not None else []
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:  # an alias: read once
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for key_node, value_node in current.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                    key = (key_node.tag, key_node.value)
+                    line = key_node.start_mark.line + 1
+                    if key in first:
+                        raise yaml.constructor.ConstructorError(
+                            None,
+                            None,
+                            f"key {key_node.value!r} appears twice in this mapping (lines "
+                            f"{first[key]} and {line}); the second would replace the first",
+                            key_node.start_mark,
+                        )
+                    first[key] = line
+                stack.extend((key_node, value_node))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+
+
+def problem(exc: yaml.YAMLError) -> str:
+    """What is wrong, without PyYAML's ``in "<unicode string>"`` lines."""
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        # the code point of a character of text YAML does not allow
+        what = "a NUL byte" if exc.character == 0 else f"character #x{exc.character:04x}"
+        return f"{what} is not allowed in YAML"
+    return getattr(exc, "problem", None) or str(exc)
+
+
+def error_line(text: str, exc: yaml.YAMLError) -> int | None:
+    """The line (from 1) of ``text`` that ``exc`` is about, when it says."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        return text.count("\n", 0, exc.position) + 1
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return mark.line + 1 if mark is not None else None

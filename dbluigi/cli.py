@@ -574,7 +574,20 @@ def docs(
         folder = out if out is not None else proj.root / ".dbluigi" / "docs"
         if folder.exists() and not folder.is_dir():
             raise UsageError(f"--out {folder} is a file", hint="name a folder")
-        index, note = build_docs(proj, folder)
+        try:
+            index, note = build_docs(proj, folder)
+        except OSError as exc:
+            written = Path(exc.filename) if exc.filename is not None else None
+            # the folder, a parent it made, or a file in it; anything else is no --out's
+            if written is None or not (
+                written.is_relative_to(folder) or folder.is_relative_to(written)
+            ):
+                raise
+            named = f"--out {folder}" if out is not None else f"the docs folder {folder}"
+            raise UsageError(
+                f"{named}: cannot write there: {exc.strerror} ({written})",
+                hint="name a folder you may write to with --out",
+            ) from None
     if unset:
         err_console.print(
             "[yellow]note:[/] variables without a value are shown by name: "

@@ -165,6 +165,21 @@ def test_docs_refuses_an_out_that_is_a_file(tmp_path: Path, duckdb_url: str) -> 
     assert "is a file" in output
 
 
+def test_docs_says_when_it_cannot_write_into_out(tmp_path: Path, duckdb_url: str) -> None:
+    project = copy_example(tmp_path)
+    (tmp_path / "file").write_text("x")
+    under_a_file = tmp_path / "file" / "site"
+    code, output = cli("docs", "--out", str(under_a_file), project=project, target=duckdb_url)
+    assert code == 2, output
+    assert f"--out {under_a_file}: cannot write there" in " ".join(output.split())
+    assert "Traceback" not in output and "NotADirectoryError" not in output
+    # a folder it may create, holding a folder where the site writes a file
+    (tmp_path / "site" / "index.html").mkdir(parents=True)
+    code, output = cli("docs", "--out", str(tmp_path / "site"), project=project, target=duckdb_url)
+    assert code == 2, output
+    assert "index.html" in output and "Traceback" not in output
+
+
 def test_a_value_cannot_close_the_script(tmp_path: Path, duckdb_url: str) -> None:
     write_project(
         tmp_path / "p",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dbluigi.errors import ProjectError
+from dbluigi.errors import ProjectError, UsageError
 
 STARTER: dict[str, str] = {
     "dbluigi.toml": """\
@@ -58,14 +58,21 @@ group by country_name
 
 def init_project(folder: Path) -> list[Path]:
     """Write the starter project into ``folder`` (which must be empty or missing)."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file", hint="name a new folder for dbluigi init")
     if folder.exists() and any(folder.iterdir()):
         raise ProjectError(f"{folder} is not empty", hint="choose a new folder for dbluigi init")
     written = []
-    for relative, content in STARTER.items():
-        path = folder / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            content.format(name=folder.resolve().name) if relative == "dbluigi.toml" else content
-        )
-        written.append(path)
+    name = folder.resolve().name
+    try:
+        for relative, content in STARTER.items():
+            path = folder / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content.format(name=name) if relative == "dbluigi.toml" else content)
+            written.append(path)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create {folder}: {exc.strerror} ({exc.filename})",
+            hint="name a folder you may write to for dbluigi init",
+        ) from None
     return written

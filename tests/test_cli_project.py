@@ -125,3 +125,17 @@ def test_init_scaffolds_a_project_that_loads(tmp_path: Path) -> None:
     }
     again = runner.invoke(app, ["init", str(folder)])
     assert again.exit_code == 2 and "is not empty" in again.output
+
+
+def test_init_into_a_file_or_a_folder_it_cannot_make_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("kept\n")
+    for folder, says in (
+        (tmp_path / "file", "is a file"),
+        (tmp_path / "file" / "starter", "cannot create"),
+        (Path("/proc/no_such_folder"), "cannot create"),
+    ):
+        result = runner.invoke(app, ["init", str(folder)])
+        assert result.exit_code == 2, result.output
+        assert f"{folder}" in result.output and says in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert (tmp_path / "file").read_text() == "kept\n"

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from dbluigi import yamlstrict
 from dbluigi.errors import ProjectError
 from dbluigi.suggest import did_you_mean
 
@@ -97,17 +98,25 @@ def find_test_files(root: Path, *, ignore: tuple[str, ...] = ()) -> list[str]:
 
 def read_test_file(root: Path, path: str) -> list[UnitTest]:
     """The tests of one file; a ProjectError naming the file and line when it is wrong."""
-    text = (root / path).read_text(encoding="utf-8-sig")
+    raw = (root / path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ProjectError(
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})",
+            path=path,
+            line=exc.object.count(b"\n", 0, exc.start) + 1,  # exc.object: after a BOM
+            hint="save the file as UTF-8 (for example: iconv -f latin1 -t utf-8)",
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        yamlstrict.refuse_duplicate_keys(node)  # a test (or a row's column) written twice
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
         raise ProjectError(
-            f"not valid YAML: {problem}",
+            f"not valid YAML: {yamlstrict.problem(exc)}",
             path=path,
-            line=mark.line + 1 if mark is not None else None,
+            line=yamlstrict.error_line(text, exc),
             hint="a test file is a mapping of test names to tests; see README, Unit tests",
         ) from None
     if data is None:

@@ -192,6 +192,42 @@ def test_bad_yaml_names_the_file_and_line(tmp_path: Path) -> None:
     assert code == 2 and "unknown key 'expct'" in out and "did you mean 'expect'" in out
 
 
+SUMS_TEST = "sums:\n  model: rep.totals\n  given: {raw.m: [{id: 1, v: 2}]}\n  expect: []\n"
+
+
+@pytest.mark.parametrize(
+    ("folder", "content", "says", "line"),
+    [
+        ("rep/totals", b"# caf\xe9\n" + SUMS_TEST.encode(), "not UTF-8", 1),
+        (
+            "tests/sums",
+            SUMS_TEST.encode()
+            + b"other:\n  model: rep.totals\n  expect: []\n"
+            + SUMS_TEST.encode(),
+            "'sums' appears twice",
+            8,
+        ),
+        (
+            "rep/totals",
+            SUMS_TEST.replace("[]", "[{id: 1, id: 2}]").encode(),
+            "'id' appears twice",
+            4,
+        ),
+        ("tests/sums", SUMS_TEST.encode() + b"  description: a\0b\n", "a NUL byte", 5),
+    ],
+    ids=["latin1", "duplicate_test", "duplicate_column", "nul_byte"],
+)
+def test_a_test_file_that_would_lose_a_test_names_the_file_and_line(
+    tmp_path: Path, folder: str, content: bytes, says: str, line: int
+) -> None:
+    root = write_project(tmp_path, {**SUMS, f"{folder}.test.yml": content})
+    code, out = _cli("--project", str(root))
+    assert code == 2, out
+    out = " ".join(out.split())
+    assert f"{folder}.test.yml:{line}: " in out and says in out
+    assert "Traceback" not in out
+
+
 ON_TARGET_TESTS = """
     sums:
       model: rep.totals

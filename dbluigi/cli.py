@@ -91,7 +91,14 @@ console = cast("Console", _LazyConsole(emoji=False))
 err_console = cast("Console", _LazyConsole(stderr=True, soft_wrap=True, emoji=False))
 
 ProjectOpt = Annotated[
-    Path, typer.Option("--project", "-p", help="The project folder.", envvar="DBLUIGI_PROJECT")
+    Path,
+    typer.Option(
+        "--project",
+        "-p",
+        help="The project folder.",
+        envvar="DBLUIGI_PROJECT",
+        file_okay=False,  # a file is refused as the option is read, naming it (exit 2)
+    ),
 ]
 TargetOpt = Annotated[
     str | None,

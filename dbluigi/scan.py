@@ -52,7 +52,9 @@ def scan_files(
     ``[UNLISTED]`` for one it could not list."""
     if not root.is_dir():
         raise ProjectError(
-            f"project folder {root} does not exist",
+            f"project folder {root} is a file"
+            if root.exists()
+            else f"project folder {root} does not exist",
             hint="pass --project DIR or run dbluigi init DIR",
         )
     ignored = {part.strip("/") for part in ignore}

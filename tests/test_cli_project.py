@@ -139,3 +139,21 @@ def test_init_into_a_file_or_a_folder_it_cannot_make_exits_2(tmp_path: Path) -> 
         assert f"{folder}" in result.output and says in result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
     assert (tmp_path / "file").read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("command", ["lineage", "build", "history", "debug", "test", "clean"])
+def test_project_naming_a_file_exits_2_naming_the_option(tmp_path: Path, command: str) -> None:
+    (tmp_path / "dbluigi.toml").write_text("")
+    result = runner.invoke(app, [command, "--project", str(tmp_path / "dbluigi.toml")])
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())
+    assert "--project" in out and "is a file" in out, out
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_project_naming_a_file_says_so_in_json_too(tmp_path: Path) -> None:
+    (tmp_path / "a.sql").write_text("select 1")
+    result = runner.invoke(app, ["ls", "--output", "json", "--project", str(tmp_path / "a.sql")])
+    assert result.exit_code == 2
+    error = json.loads(result.stdout.splitlines()[-1])["error"]
+    assert "--project" in error["message"] and "is a file" in error["message"]

@@ -1121,6 +1121,16 @@ def _validate_header_for_kind(file: ProjectFile, header: Header, kind: str) -> N
             line=header.line_of("kind"),
             hint="add a line such as -- unique_key: id",
         )
+    for key, given in (("unique_key", header.unique_key), ("watermark", header.watermark)):
+        if given and kind != "incremental":  # a table is rebuilt whole: nothing would use it
+            raise ProjectError(
+                f"{key} goes with kind incremental, and this model is of kind {kind}",
+                path=file.path,
+                line=header.line_of(key),
+                hint=f"add -- kind: incremental to upsert its rows, or remove the {key}"
+                if file.format == "sql"
+                else f"remove the {key}: only a .sql model can be incremental",
+            )
     if header.path is not None and kind != "dump":
         raise ProjectError(
             f"path names the file a dump writes, and this model is of kind {kind}",

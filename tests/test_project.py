@@ -722,3 +722,29 @@ def test_files_starting_with_a_bom_load_as_without_it(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="byte 0xe9 at offset 20") as err:
         load_project(tmp_path / "bom", use_cache=False)
     assert (err.value.path, err.value.line) == ("staging/x.sql", 2)
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "message", "line"),
+    [
+        ("a.sql", "-- unique_key: id\nselect 1 as id", "unique_key", 1),
+        (
+            "a.sql",
+            "-- kind: view\n-- description: x\n-- watermark: day\nselect 1 as id, 2 as day",
+            "watermark",
+            3,
+        ),
+        ("a.sql", "-- kind: sql\n-- unique_key: id\nupdate b set id = 1", "unique_key", 2),
+        ("a.py", "# unique_key: id\ndef run(ctx):\n    pass\n", "unique_key", 1),
+        ("a.sql", "-- kind: dump\n-- watermark: id\nselect 1 as id", "watermark", 2),
+    ],
+    ids=["table", "view", "sql", "python", "dump"],
+)
+def test_unique_key_or_watermark_on_a_model_not_incremental_is_an_error(
+    tmp_path: Path, path: str, text: str, message: str, line: int
+) -> None:
+    write_project(tmp_path, {"b.sql": "select 1 as id", path: text})
+    with pytest.raises(ProjectError, match=f"{message} goes with kind incremental") as err:
+        load_project(tmp_path, use_cache=False)
+    assert (err.value.path, err.value.line) == (path, line)
+    assert "incremental" in (err.value.hint or "")

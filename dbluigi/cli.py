@@ -1728,6 +1728,7 @@ def show(
         relation = _one_model(proj, model) if model is not None else None
         session = open_target(proj.config.target_url, project_dir=proj.root).connect()
         try:
+            path = line = None
             if relation is None:
                 assert sql is not None
                 query, what = sql, "--sql"
@@ -1735,9 +1736,13 @@ def show(
                 m = proj.models[relation]
                 query, what = published_query(session, m, proj.dialect), relation
             else:
-                query = model_sql(proj, relation, partition=partition)
-                what = proj.models[relation].path
-            result = preview(session, query, dialect=proj.dialect, limit=limit, what=what)
+                m = proj.models[relation]
+                query, what = model_sql(proj, relation, partition=partition), relation
+                # where the query starts: its statement begins with the header's comments
+                path, line = m.path, max(m.header.body_line, *(s.line for s in m.statements[:1]))
+            result = preview(
+                session, query, dialect=proj.dialect, limit=limit, what=what, path=path, line=line
+            )
         finally:
             session.close()
     if as_json:

@@ -124,21 +124,37 @@ def _published_relation(model: Model) -> Relation:
     )
 
 
-def preview(session: Session, sql: str, *, dialect: str, limit: int, what: str) -> QueryResult:
+def preview(
+    session: Session,
+    sql: str,
+    *,
+    dialect: str,
+    limit: int,
+    what: str,
+    path: str | None = None,
+    line: int | None = None,
+) -> QueryResult:
     """The first ``limit`` rows of the query ``sql`` (one SELECT), run in a transaction
-    that is rolled back; ``what`` names it in errors (a model's file, or ``--sql``)."""
+    that is rolled back; ``what`` names it in errors (a relation, or ``--sql``), or
+    ``path`` and ``line`` do (a model's file, and where its query starts)."""
     import sqlglot
     from sqlglot.errors import ParseError
 
     from dbluigi.lazy import exp
 
+    where = "" if path is not None else f"{what}: "  # a file is the error's location
     try:
         parsed = sqlglot.parse(sql, read=dialect)
     except ParseError as exc:
-        raise UsageError(f"{what}: the SQL does not parse: {exc}") from None
+        raise UsageError(f"{where}the SQL does not parse: {exc}", path=path, line=line) from None
     queries = [p for p in parsed if p is not None]
     if len(queries) != 1 or not isinstance(queries[0], exp.Query):
-        raise UsageError(f"{what}: expected one SELECT", hint="show previews the rows of a query")
+        raise UsageError(
+            f"{where}expected one SELECT",
+            path=path,
+            line=line,
+            hint="show previews the rows of a query",
+        )
     limited = (
         exp.select(exp.Star())
         .from_(queries[0].subquery("dbluigi_show"))
@@ -151,7 +167,7 @@ def preview(session: Session, sql: str, *, dialect: str, limit: int, what: str) 
         return done.result
     except Exception as exc:
         text = " ".join(str(exc).split())
-        raise TargetError(f"{what}: the query failed: {text}") from None
+        raise TargetError(f"{where}the query failed: {text}", path=path, line=line) from None
     raise AssertionError("unreachable")  # pragma: no cover
 
 

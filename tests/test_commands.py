@@ -226,6 +226,29 @@ def test_show_of_a_script_reads_the_table_it_creates(tmp_path: Path, target_url:
     assert 'dbluigi show --sql "select * from m.made"' in output
 
 
+def test_show_json_of_a_model_whose_query_fails_names_its_file(
+    tmp_path: Path, target_url: str
+) -> None:
+    project = write_project(
+        tmp_path,
+        {
+            "dbluigi.toml": '[project]\ndefault_schema = "m"\n',
+            "bad.sql": "-- description: a cast that fails\nselect cast('x' as integer) as id\n",
+        },
+    )
+    code, payload = _show(project, target_url, "bad")
+    assert code == 2 and payload["schema"] == "dbluigi/error/v1"
+    error = payload["error"]
+    assert isinstance(error, dict)
+    assert (error["file"], error["line"]) == ("bad.sql", 2)
+    assert error["message"].startswith("the query failed: ")
+    code, output = cli("show", "bad", project=project, target=target_url)
+    assert code == 2 and "bad.sql:2: the query failed: " in " ".join(output.split())
+    # --sql is no file
+    code, payload = _show(project, target_url, "--sql", "select cast('x' as integer)")
+    assert code == 2 and payload["error"]["file"] is None  # type: ignore[index]
+
+
 # -- ls / list --------------------------------------------------------------------------
 
 

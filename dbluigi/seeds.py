@@ -488,7 +488,8 @@ def _plain_header(path: Path) -> _Plain | None:
         except (csv.Error, UnicodeDecodeError):
             return None
     names = {h.lower() for h in header or ()}
-    if not header or len(names) != len(header) or not all(header) or _EXTRA in names:
+    blank = not all(name.strip() for name in header or ())  # the reference pass refuses it
+    if not header or len(names) != len(header) or blank or _EXTRA in names:
         return None
     quoted, breaks, end, ascii = False, 0, b"", True
     for block in _blocks(path):
@@ -619,6 +620,14 @@ def _sniff_csv(path: Path, overrides: Mapping[str, str], lines: Any) -> SeedTabl
                 raise ProjectError(
                     "the file is empty; a CSV seed needs a header row naming its columns",
                     path=path,
+                )
+            if not any(name.strip() for name in header) and len(header) <= 1:
+                # csv reads a blank line as no values: the rows would have no columns
+                raise ProjectError(
+                    "the header (line 1) is blank; a CSV seed's first line names its columns",
+                    path=path,
+                    line=1,
+                    hint="remove the blank line(s) above the header",
                 )
             _check_names(path, header, 1, "column")
             forced = _check_overrides(path, header, overrides)

@@ -88,6 +88,17 @@ def test_a_yaml_seed_that_would_lose_data_fails_as_config(
     assert (result["file"], result["line"]) == ("raw/y.yml", line)
 
 
+def test_a_csv_seed_with_a_blank_header_fails_as_config_at_line_1(
+    tmp_path: Path, target_url: str
+) -> None:
+    write_any_project(tmp_path, {"raw/c.csv": b"\nid,name\n1,a\n"})
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1
+    (result,) = payload["tasks"]
+    assert (result["failure_class"], result["file"], result["line"]) == ("config", "raw/c.csv", 1)
+    assert "the header (line 1) is blank" in result["error"]
+
+
 def test_rows_relative_to_previous(tmp_path: Path, target_url: str) -> None:
     rows = " union all ".join(f"select {i} as id" for i in range(10))
     write_project(tmp_path, {"t.sql": f"-- check: rows >= 0.9 * previous\n{rows}"})

@@ -200,6 +200,21 @@ def test_value_that_does_not_fit_its_override(tmp_path: Path) -> None:
 # -- YAML ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"\nid,name\n1,a\n", b"\r\nid\r\n1\r\n", b" \nid\n1\n", b"\xef\xbb\xbf\nid\n1\n", b"\n"],
+    ids=["blank", "crlf", "spaces", "bom", "only_a_blank_line"],
+)
+@pytest.mark.parametrize("vectorized_from", [0, 1 << 40], ids=["duckdb", "python"])
+def test_a_blank_header_line_is_an_error_at_line_1(
+    tmp_path: Path, content: bytes, vectorized_from: int
+) -> None:
+    path = write(tmp_path, "blank.csv", content)
+    with pytest.raises(ProjectError, match=r"the header \(line 1\) is blank") as caught:
+        sniff_csv(path, vectorized_from=vectorized_from)
+    assert (caught.value.path, caught.value.line) == (str(path), 1)
+
+
 def test_yaml_types_and_missing_keys(tmp_path: Path) -> None:
     path = write(
         tmp_path,

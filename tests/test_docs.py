@@ -157,6 +157,14 @@ def test_docs_with_variables_unset_names_them(tmp_path: Path, duckdb_url: str) -
     assert "dbluigi_unset_limit" in page["rendered"]
 
 
+def test_docs_shows_a_file_written_with_a_bom_without_it(tmp_path: Path, duckdb_url: str) -> None:
+    write_project(tmp_path / "p", {"m/a.sql": b"\xef\xbb\xbf-- description: x\nselect 1 as id\n"})
+    out = tmp_path / "site"
+    code, output = cli("docs", "--out", str(out), project=tmp_path / "p", target=duckdb_url)
+    assert code == 0, output
+    assert site_data(out)["models"]["m.a"]["written"].startswith("-- description: x\n")
+
+
 def test_docs_refuses_an_out_that_is_a_file(tmp_path: Path, duckdb_url: str) -> None:
     project = copy_example(tmp_path)
     (tmp_path / "file").write_text("x")

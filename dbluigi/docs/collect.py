@@ -214,7 +214,7 @@ def _written(project: Project, model: Model) -> str | None:
 
 def _file_text(project: Project, path: str) -> str | None:
     try:
-        with (project.root / Path(path)).open(encoding="utf-8", errors="replace") as f:
+        with (project.root / Path(path)).open(encoding="utf-8-sig", errors="replace") as f:
             return f.read(2_000_000)
     except OSError:
         return None

@@ -24,6 +24,7 @@ are compared.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -230,7 +231,15 @@ def _rows(value: Any, error: Any, what: str) -> tuple[Mapping[str, Any], ...]:
 
 def csv_rows(file: Path) -> list[dict[str, Any]]:
     """A CSV file's rows as mappings; an empty field is NULL."""
-    with file.open(encoding="utf-8-sig", newline="") as stream:
-        return [
-            {k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(stream)
-        ]
+    raw = file.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ProjectError(
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})",
+            path=file,
+            line=exc.object.count(b"\n", 0, exc.start) + 1,  # exc.object: after a BOM
+            hint="save the file as UTF-8 (for example: iconv -f latin1 -t utf-8)",
+        ) from None
+    stream = io.StringIO(text, newline="")
+    return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(stream)]

@@ -228,6 +228,17 @@ def test_a_test_file_that_would_lose_a_test_names_the_file_and_line(
     assert "Traceback" not in out
 
 
+def test_a_fixture_csv_that_is_not_utf8_names_its_file_and_line(tmp_path: Path) -> None:
+    test = "sums:\n  model: rep.totals\n  given: {raw.m: {csv: m.csv}}\n  expect: []\n"
+    root = write_project(
+        tmp_path, {**SUMS, "rep/totals.test.yml": test, "rep/m.csv": b"id,v\n1,2\n2,caf\xe9\n"}
+    )
+    code, out = _cli("--project", str(root))
+    assert code == 1, out
+    out = "".join(out.split())
+    assert "rep/m.csv:3:notUTF-8" in out and "UnicodeDecodeError" not in out
+
+
 ON_TARGET_TESTS = """
     sums:
       model: rep.totals

@@ -89,6 +89,7 @@ def resolve(project: Project, tests: Sequence[UnitTest]) -> list[tuple[UnitTest,
                 path=test.path,
                 line=test.line,
             )
+        test = _given_as_read(project, test, relation)
         given = {g.relation for g in test.given}
         for read in sorted({*model.reads, *model.depends} - {model.relation}):
             if read not in given and _kind(project, read) != "seed":
@@ -102,6 +103,36 @@ def resolve(project: Project, tests: Sequence[UnitTest]) -> list[tuple[UnitTest,
                 )
         out.append((test, relation))
     return out
+
+
+def _given_as_read(project: Project, test: UnitTest, relation: str) -> UnitTest:
+    """``test`` with each input it names without a schema (``src``) named as the model
+    reads it (``m.src``); a name the model reads in no schema, or in several, is an error
+    at the test."""
+    if all("." in g.relation for g in test.given):
+        return test
+    model = project.models[relation]
+    reads = sorted({*model.reads, *model.depends} - {relation})
+    given = []
+    for g in test.given:
+        found = [r for r in reads if Relation(r).name.lower() == g.relation.lower()]
+        if "." in g.relation or len(found) == 1:
+            given.append(g if "." in g.relation else replace(g, relation=found[0]))
+            continue
+        model_name = project.as_named(relation)
+        shown = ", ".join(project.as_named(r) for r in found or reads) or "nothing"
+        raise ProjectError(
+            f"test {test.name}: given {g.relation}: {model_name} reads "
+            + (
+                f"several relations of that name ({shown})"
+                if found
+                else f"none of that name (it reads {shown})"
+            ),
+            path=test.path,
+            line=test.line,
+            hint="name the relation as schema.name, as `dbluigi ls` lists it",
+        )
+    return replace(test, given=tuple(given))
 
 
 def project_names_as_built(project: Project, test: UnitTest) -> UnitTest:

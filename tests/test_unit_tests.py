@@ -192,6 +192,33 @@ def test_bad_yaml_names_the_file_and_line(tmp_path: Path) -> None:
     assert code == 2 and "unknown key 'expct'" in out and "did you mean 'expect'" in out
 
 
+def test_an_input_named_without_its_schema_is_the_one_the_model_reads(tmp_path: Path) -> None:
+    """``given: {m: ...}`` names ``raw.m`` when the model reads one ``m``; else the error
+    names the test file and line (it was a ValueError with neither)."""
+    test = "sums:\n  model: totals\n  given: {M: [{id: 1, v: 2}]}\n  expect: [{id: 1, total: 2}]\n"
+    root = write_project(tmp_path, {**SUMS, "rep/totals.test.yml": test})
+    code, out = _cli("--project", str(root))
+    assert code == 0, out
+    assert "1 passed" in out
+
+    (root / "rep/totals.test.yml").write_text(test.replace("{M:", "{n:"))
+    code, out = _cli("--project", str(root))
+    out = " ".join(out.split())
+    assert code == 2, out
+    assert "rep/totals.test.yml:1: test sums: given n: rep.totals reads none of that name" in out
+    assert "(it reads raw.m)" in out and "Traceback" not in out
+
+    (root / "rep/m.sql").write_text("select 1 as id, 2 as v")  # a second m
+    (root / "rep/totals.sql").write_text(
+        "select m.id, sum(m.v) + sum(r.v) as total from raw.m join rep.m as r using (id) group by m.id"
+    )
+    (root / "rep/totals.test.yml").write_text(test)
+    code, out = _cli("--project", str(root))
+    out = " ".join(out.split())
+    assert code == 2 and "given m: rep.totals reads several relations of that name" in out
+    assert "(raw.m, rep.m)" in out
+
+
 SUMS_TEST = "sums:\n  model: rep.totals\n  given: {raw.m: [{id: 1, v: 2}]}\n  expect: []\n"
 
 

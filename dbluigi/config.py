@@ -28,6 +28,7 @@ from dbluigi.configfile import CONFIG_FILE, TomlLines, checked_vars, interpolate
 from dbluigi.environments import NamedTarget, SchemaMap, choose, is_url, parse_targets
 from dbluigi.errors import ProjectError, UsageError
 from dbluigi.headers import parse_duration
+from dbluigi.scan import utf8_text
 from dbluigi.sources.config import SourceTable, parse_sources
 from dbluigi.suggest import did_you_mean
 from dbluigi.targets import sql_dialect
@@ -139,13 +140,11 @@ def load_config(
     text = ""
     if path.exists():
         try:
-            text = path.read_text(encoding="utf-8-sig")  # an editor's BOM is no TOML
+            text = utf8_text(path.read_bytes(), CONFIG_FILE)  # an editor's BOM is no TOML
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             line = _toml_error_line(exc)
             raise ProjectError(f"invalid TOML: {exc}", path=CONFIG_FILE, line=line) from exc
-        except UnicodeDecodeError as exc:
-            raise ProjectError("file is not UTF-8", path=CONFIG_FILE) from exc
     _validate_keys(data)
     lines = TomlLines(text)
     project = data.get("project", {})

@@ -28,7 +28,7 @@ from dbluigi.headers import Header, IndexSpec, ModelKind, parse_header
 from dbluigi.names import RESERVED, STATE_SCHEMA, reserved_name
 from dbluigi.relation import Relation
 from dbluigi.render import PLACEHOLDER, placeholders, render
-from dbluigi.scan import ProjectFile, scan_files
+from dbluigi.scan import ProjectFile, scan_files, utf8_text
 from dbluigi.snapshot import ProjectSnapshot
 from dbluigi.sqltypes import SqlInfo, Statement, TableRef
 from dbluigi.suggest import did_you_mean
@@ -671,18 +671,7 @@ class _Loader:
 
     def _read(self, file: ProjectFile) -> str:
         with open(os.path.join(self.root, file.path), "rb") as handle:  # no Path: 10,000 files
-            data = handle.read()
-        try:
-            return data.decode("utf-8-sig")  # a BOM some editors write is not SQL
-        except UnicodeDecodeError as exc:
-            start = exc.start + len(data) - len(exc.object)  # the offset after a BOM
-            line = data[:start].count(b"\n") + 1
-            raise ProjectError(
-                f"file is not UTF-8 (byte 0x{data[start]:02x} at offset {start})",
-                path=file.path,
-                line=line,
-                hint="save the file as UTF-8",
-            ) from None
+            return utf8_text(handle.read(), file.path)
 
     def _models(
         self, files: list[ProjectFile], companions: Mapping[str, Mapping[str, ProjectFile]]

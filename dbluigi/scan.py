@@ -22,6 +22,21 @@ COMPANION_SUFFIXES = {".check.sql": "check_sql", ".check.py": "check_py", ".patc
 IGNORED_DIRS = {"__pycache__", "node_modules", "target", "venv"}
 
 
+def utf8_text(data: bytes, path: str | Path) -> str:
+    """A project file's bytes as text, without the BOM some editors write; a ProjectError
+    at the line of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start + len(data) - len(exc.object)  # exc.object: after a BOM
+        raise ProjectError(
+            f"not UTF-8 text (byte 0x{data[start]:02x} at offset {start})",
+            path=path,
+            line=data.count(b"\n", 0, start) + 1,
+            hint="save the file as UTF-8 (for example: iconv -f latin1 -t utf-8)",
+        ) from None
+
+
 @dataclass(frozen=True)
 class ProjectFile:
     """One file of the project: a model or seed, or a companion of one."""

@@ -35,6 +35,7 @@ import yaml
 
 from dbluigi import yamlstrict
 from dbluigi.errors import ProjectError
+from dbluigi.scan import utf8_text
 from dbluigi.suggest import did_you_mean
 
 TEST_SUFFIXES = (".test.yml", ".test.yaml", ".tests.yml", ".tests.yaml")
@@ -99,16 +100,7 @@ def find_test_files(root: Path, *, ignore: tuple[str, ...] = ()) -> list[str]:
 
 def read_test_file(root: Path, path: str) -> list[UnitTest]:
     """The tests of one file; a ProjectError naming the file and line when it is wrong."""
-    raw = (root / path).read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ProjectError(
-            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})",
-            path=path,
-            line=exc.object.count(b"\n", 0, exc.start) + 1,  # exc.object: after a BOM
-            hint="save the file as UTF-8 (for example: iconv -f latin1 -t utf-8)",
-        ) from None
+    text = utf8_text((root / path).read_bytes(), path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         yamlstrict.refuse_duplicate_keys(node)  # a test (or a row's column) written twice
@@ -231,15 +223,6 @@ def _rows(value: Any, error: Any, what: str) -> tuple[Mapping[str, Any], ...]:
 
 def csv_rows(file: Path) -> list[dict[str, Any]]:
     """A CSV file's rows as mappings; an empty field is NULL."""
-    raw = file.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ProjectError(
-            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})",
-            path=file,
-            line=exc.object.count(b"\n", 0, exc.start) + 1,  # exc.object: after a BOM
-            hint="save the file as UTF-8 (for example: iconv -f latin1 -t utf-8)",
-        ) from None
+    text = utf8_text(file.read_bytes(), file)
     stream = io.StringIO(text, newline="")
     return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(stream)]

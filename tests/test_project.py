@@ -442,6 +442,13 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert (err.value.path, err.value.line) == ("a.sql", 2)
 
 
+def test_a_config_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    write_project(tmp_path, {"dbluigi.toml": b'[project]\nname = "caf\xe9"\n', "a.sql": "select 1"})
+    with pytest.raises(ProjectError, match="not UTF-8 text") as err:
+        load_project(tmp_path, use_cache=False)
+    assert (err.value.path, err.value.line) == ("dbluigi.toml", 2)
+
+
 def test_check_file_holding_a_statement_that_is_not_a_query(tmp_path: Path) -> None:
     write_project(
         tmp_path,

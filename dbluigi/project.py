@@ -468,11 +468,18 @@ class _Loader:
         for f, loaded in zip(model_files, self._models(model_files, companions), strict=True):
             raw[f.relation] = loaded
         raw.update((relation, (model, None)) for relation, model in extracts.items())
+        check_files = [
+            (file, *self._read_check(file))
+            for relation in sorted(companions)
+            for role, file in sorted(companions[relation].items())
+            if role in ("check_sql", "check_py")
+        ]
         names = _NameResolver(self.config.schema, raw)
         if self.config.schema_map:
             names.rename_built(self.config.schema_map, raw, extracts)
             self._refuse_landings(names, raw)
-            self._refuse_moves_onto_inputs(names, raw)
+            check_reads = [(f.path, info.reads) for f, _, info in check_files if info]
+            self._refuse_moves_onto_inputs(names, raw, check_reads)
 
         models: dict[str, Model] = {}
         for original, (model, info) in raw.items():
@@ -554,10 +561,8 @@ class _Loader:
 
         checks = [
             query
-            for relation in sorted(companions)
-            for role, file in sorted(companions[relation].items())
-            if role in ("check_sql", "check_py")
-            for query in self._checks(file, names)
+            for file, text, info in check_files
+            for query in self._checks(file, text, info, names)
         ]
         return _assemble(self.root, self.config, models, checks, names.moved_relations())
 
@@ -591,11 +596,16 @@ class _Loader:
                 )
 
     def _refuse_moves_onto_inputs(
-        self, names: _NameResolver, raw: Mapping[str, tuple[Model, SqlInfo | None]]
+        self,
+        names: _NameResolver,
+        raw: Mapping[str, tuple[Model, SqlInfo | None]],
+        check_reads: Sequence[tuple[str, tuple[TableRef, ...]]],
     ) -> None:
         """A relation the target moves onto a table the project only reads (an input: a
-        model reads it, or ``[inputs."x"]`` declares it) is an error naming the moved
-        model's file: its build would replace the input, and its readers read the model."""
+        model or a check file (``check_reads``: path, references) reads it, or
+        ``[inputs."x"]`` declares it) is an error naming the moved model's file and the
+        option moving it: its build would replace the input, and its readers read the
+        model."""
         moved_by: dict[Relation, tuple[Relation, str]] = {}  # moved name: original, file
         for relation, (model, info) in raw.items():
             creates = names.unmoved(info.creates, model.path) if info else ()
@@ -609,8 +619,12 @@ class _Loader:
 
         def refuse(input_: Relation, reader: str) -> None:
             original, path = moved_by[input_]
+            option = (
+                "schemas" if original.schema in self.config.schema_map.schemas else "schema_suffix"
+            )
             raise ProjectError(
-                f"{original} is built as {input_} on target {target}, a table "
+                f"{original} is built as {input_} on target {target} ([targets.{target}] "
+                f"{option} moves schema {original.schema} to {input_.schema}), a table "
                 f"the project only reads ({reader}): the build would replace it",
                 path=path,
                 hint=f"in [targets.{target}], move {original.schema} to a schema that holds "
@@ -627,6 +641,10 @@ class _Loader:
             for relation, verb in uses:
                 if relation in moved_by and relation not in project:
                     refuse(relation, f"{model.path} {verb} it")
+        for path, refs in check_reads:
+            for relation in names.unmoved(refs, path):
+                if relation in moved_by and relation not in project:
+                    refuse(relation, f"{path} reads it")
         for declared in sorted(self.config.input_queries):
             if declared in moved_by:
                 refuse(Relation(declared), f'{CONFIG_FILE} declares [inputs."{declared}"]')
@@ -774,14 +792,24 @@ class _Loader:
         )
         return model, info
 
-    def _checks(self, file: ProjectFile, names: _NameResolver) -> list[CheckFile]:
-        """A check file, one ``CheckFile`` per query (each is placed on its own)."""
+    def _read_check(self, file: ProjectFile) -> tuple[str, SqlInfo | None]:
+        """A check file's text, rendered, and what its queries read (None for a
+        ``.check.py``), read before the target moves names: what it reads that no model
+        builds is an input, which no model may be moved onto."""
         text = self._read(file)
         if file.format == "python":
+            return text, None
+        text = self._render(text, Header(), file.path)
+        return text, self._analyze_companion(text, file.path)
+
+    def _checks(
+        self, file: ProjectFile, text: str, info: SqlInfo | None, names: _NameResolver
+    ) -> list[CheckFile]:
+        """A check file (``_read_check``), one ``CheckFile`` per query (each is placed on
+        its own)."""
+        if info is None:
             owner = names.built(file.relation)
             return [CheckFile(file.path, "python", owner, owner, text)]
-        text = self._render(text, Header(), file.path)
-        info = self._analyze_companion(text, file.path)
         for statement in info.statements:
             if statement.kind != "query":
                 raise ProjectError(

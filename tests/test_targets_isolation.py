@@ -295,6 +295,35 @@ def test_a_model_moved_onto_an_input_table_is_refused(tmp_path: Path) -> None:
     assert '[inputs."lookups.codes"]' in str(raised.value), raised.value
 
 
+def test_a_model_moved_onto_a_table_a_check_reads_is_refused(tmp_path: Path) -> None:
+    """A ``.check.sql`` reading ``lookups.codes``, a table no model builds, makes it an
+    input as a model reading it does: dev moving ``staging.codes`` onto it is an error
+    naming the model's file, the check file and the option. The check read dev's model
+    in place of the input, and the build replaced the input."""
+    toml = shared_toml("duckdb:///t.duckdb").replace(
+        'staging = "dev_staging"', 'staging = "lookups"'
+    )
+    files = {
+        "staging/codes.sql": "select 1 as code",
+        "reporting/named.sql": "select 1 as code",
+        "reporting/named.check.sql": (
+            "select code from reporting.named where code is null;\n"  # each query is read
+            "select n.code from reporting.named n\n"
+            "where n.code not in (select code from lookups.codes)\n"
+        ),
+    }
+    root = write_project(tmp_path, toml, files)
+    assert "lookups.codes" in load_project(root, target="prod", use_cache=False).sources
+    with pytest.raises(ProjectError) as raised:
+        load_project(root, target="dev", use_cache=False)
+    message = str(raised.value)
+    assert raised.value.path == "staging/codes.sql", message
+    assert "reporting/named.check.sql reads it" in message and "lookups.codes" in message
+    assert "[targets.dev] schemas" in message, message
+    code, output = run("plan", "--target", "dev", project=root)
+    assert code == 2 and "staging/codes.sql" in output and "named.check.sql" in output, output
+
+
 # -- selectors --------------------------------------------------------------------------
 
 

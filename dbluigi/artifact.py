@@ -20,14 +20,14 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbluigi import __version__
 from dbluigi.config import STATE_DIR
-from dbluigi.documents import RUN, document, iso_utc
+from dbluigi.documents import RUN, document, iso_utc, target_fields
 from dbluigi.errors import FAILURE_CLASSES
 from dbluigi.state import StateStore, TaskRecord
 from dbluigi.targets.base import Session
@@ -105,6 +105,8 @@ def build_artifact(
             "command": run.get("command"),
             "selector": run.get("selector") or "",
             "target": run.get("target"),
+            "target_name": run.get("target_name"),
+            "target_schemas": run.get("target_schemas") or {},
             "status": run.get("status"),
             "exit_code": 1 if counts["failed"] or counts["skipped"] else 0,
             "started_at": _timestamp(started),
@@ -126,10 +128,11 @@ def build_artifact(
     )
 
 
-def no_run(command: str, target: str) -> dict[str, Any]:
+def no_run(command: str, target: Mapping[str, Any]) -> dict[str, Any]:
     """The run document of a command that had nothing to run (``retry`` after a build
-    that failed nothing): no run id, no tasks."""
-    return build_artifact({"run_id": None, "command": command, "target": target}, [], [])
+    that failed nothing) on ``target`` (``documents.target_fields``): no run id, no
+    tasks."""
+    return build_artifact({"run_id": None, "command": command, **target}, [], [])
 
 
 def json_text(payload: dict[str, Any]) -> str:
@@ -190,6 +193,8 @@ def write_run_artifact(
     store = StateStore(session)
     record = store.run(run_id)
     run = dict(zip(_RUN_FIELDS, record, strict=True)) if record else {"run_id": run_id}
+    # the URL alone: ``runs.target`` adds where the target moves schemas (runner.run_target)
+    run.update(target_fields(project, session.target))
     records = store.task_records(run_id)
     folder = runs_folder(project.root)
     payload = build_artifact(

@@ -33,6 +33,7 @@ from dbluigi.documents import (
     SHOW,
     SLOW_MODELS,
     document,
+    target_fields,
     with_iso_times,
 )
 from dbluigi.errors import DbluigiError, ProjectError, UsageError
@@ -669,7 +670,7 @@ def plan(
         decided = prepared.plan
     if as_json:
         rows = [_plan_row(proj, decided, model) for model in decided.selected]
-        payload = document(PLAN, {"target": tgt.display_url, "models": rows})
+        payload = document(PLAN, {**target_fields(proj, tgt), "models": rows})
         typer.echo(json.dumps(payload, indent=2))
         return
     console.print(f"plan on {_escape(tgt.display_url)}", soft_wrap=True)
@@ -1602,7 +1603,7 @@ def retry(
         if as_json:
             from dbluigi.artifact import json_text, no_run
 
-            typer.echo(json_text(no_run("retry", tgt.display_url)), nl=False)
+            typer.echo(json_text(no_run("retry", target_fields(proj, tgt))), nl=False)
         else:
             console.print(f"nothing to retry: {what}", soft_wrap=True, highlight=False)
         raise typer.Exit(0)

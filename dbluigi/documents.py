@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dbluigi.project import Project
+    from dbluigi.targets.base import Target
 
 RUN = "run"  # build, rebuild, retry, check --json and the run artifact
 WATCH_CYCLE = "watch-cycle"  # a line of build --watch --json
@@ -35,6 +39,20 @@ def schema_id(kind: str) -> str:
 def document(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` as a document of ``kind``: its ``schema`` first."""
     return {"schema": schema_id(kind), **fields}
+
+
+def target_fields(project: Project, target: Target) -> dict[str, Any]:
+    """How every document names the target it ran on: ``target``, its URL with the
+    password masked; ``target_name``, the ``[targets.NAME]`` chosen (None for a URL);
+    ``target_schemas``, ``{project's schema: schema built in}`` for each schema of the
+    project's relations this target moves. (``dbluigi.runs.target`` keeps URL and moves
+    in one string, its key for ``retry`` and ``result:``; a script reads them apart.)"""
+    moved = {schema: to for (schema, _), to in project.moved.items()}
+    return {
+        "target": target.display_url,
+        "target_name": project.config.target_name,
+        "target_schemas": dict(sorted(moved.items())),
+    }
 
 
 def schema_text(kind: str) -> str:

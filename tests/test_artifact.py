@@ -24,6 +24,8 @@ RUN_KEYS = {
     "command",
     "selector",
     "target",
+    "target_name",
+    "target_schemas",
     "status",
     "exit_code",
     "started_at",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
 from dbluigi.artifact import build_artifact
 from dbluigi.cli import _cycle_json
@@ -237,3 +238,48 @@ def test_an_option_named_like_a_json_one_asks_for_no_json(tmp_path: Path) -> Non
     ls = CliRunner().invoke(app, ["ls", "-ojson", "--typo", "--project", str(tmp_path)])
     assert ls.exit_code == 2
     assert validate(json.loads(ls.stdout))["error"]["kind"] == "UsageError"
+
+
+def test_every_document_gives_the_target_as_its_url(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``target`` is the target's URL, password masked, in every document that has it (and
+    ``RunResult.target``), on a named target that moves schemas too; ``target_name`` and
+    ``target_schemas`` say which ``[targets.NAME]`` ran and where it builds the project's
+    schemas. The run document gave the URL and the moves in words (``dbluigi.runs.target``'s
+    spelling), while ``plan --json`` and ``RunResult`` gave the URL alone."""
+    import dbluigi
+    from dbluigi.targets import open_target
+
+    monkeypatch.delenv("DBLUIGI_TARGET", raising=False)
+    toml = (
+        PROJECT["dbluigi.toml"]
+        + f'\n[targets.dev]\nurl = "{target_url}"\nschema_suffix = "_dev"\n'
+        + 'schemas = { raw = "dev_raw" }\n'
+    )
+    project = write_project(tmp_path / "p", {**PROJECT, "dbluigi.toml": toml})
+    url = open_target(target_url, project_dir=project).display_url
+    dev = {
+        "target": url,
+        "target_name": "dev",
+        "target_schemas": {"main": "main_dev", "raw": "dev_raw"},
+    }
+
+    def named(payload: dict[str, Any]) -> dict[str, Any]:
+        return {key: payload.get(key) for key in dev}
+
+    code, plan = build_json(project=project, target="dev", command="plan")
+    assert code == 0 and named(plan) == dev, plan
+    code, built = build_json(project=project, target="dev")
+    assert code == 0 and named(built) == dev, built
+    assert named(json.loads(Path(built["artifact"]).read_text())) == dev
+    code, checked = build_json(project=project, target="dev", command="check")
+    assert code == 0 and named(checked) == dev, checked
+    code, nothing = build_json(project=project, target="dev", command="retry")
+    assert code == 0 and nothing["run_id"] is None and named(nothing) == dev, nothing
+    result = dbluigi.build(project, target="dev")
+    assert result.ok and result.target == url and named(result.document or {}) == dev
+    plain = {"target": url, "target_name": None, "target_schemas": {}}
+    for command in ("plan", "build", "check", "retry"):
+        code, payload = build_json(project=project, target=target_url, command=command)
+        assert code == 0 and named(payload) == plain, (command, payload)

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from dbluigi.configfile import CONFIG_FILE, TomlLines, checked_vars, interpolate_env
+from dbluigi.configfile import CONFIG_FILE, TomlLines, interpolate_env
 from dbluigi.environments import NamedTarget, SchemaMap, choose, is_url, parse_targets
 from dbluigi.errors import ProjectError, UsageError
 from dbluigi.headers import parse_duration
@@ -167,7 +167,7 @@ def load_config(
             path=CONFIG_FILE,
         )
     audit = data.get("audit", {})
-    merged_vars = checked_vars(dict(data.get("vars", {})), ("vars",), lines)
+    merged_vars: dict[str, object] = dict(data.get("vars", {}))
     merged_vars.update(named.variables if named else {})
     merged_vars.update(variables or {})
     schema_map = named.schema_map if named else SchemaMap()

@@ -35,26 +35,6 @@ def interpolate_env(value: str, *, where: str) -> str:
     return _ENV.sub(substitute, value)
 
 
-def checked_vars(
-    table: dict[str, object], where: tuple[str, ...], lines: TomlLines
-) -> dict[str, object]:
-    """A ``vars`` table's values, each a string, number, boolean, date or time: a variable is
-    SQL text substituted into a file, and a TOML array or table has no one spelling there
-    (Python's ``[1, 2]`` is SQL nowhere), so it is an error naming its line."""
-    label = "[" + ".".join(where) + "]"
-    for name, value in table.items():
-        if isinstance(value, list | dict):
-            kind = "an array" if isinstance(value, list) else "a table"
-            example = ", ".join(str(v) for v in value) if isinstance(value, list) else "..."
-            raise ProjectError(
-                f"{label} {name} is {kind}: a variable is SQL text substituted into the file",
-                path=CONFIG_FILE,
-                line=lines.key(where, name) or lines.section((*where, name)),
-                hint=f'write the SQL it stands for as a string, for example {name} = "{example}"',
-            )
-    return table
-
-
 def unset_env(value: str) -> tuple[str, ...]:
     """The ``${NAME}`` variables ``value`` names that the environment does not set."""
     names = dict.fromkeys(m.group(1) for m in _ENV.finditer(value))

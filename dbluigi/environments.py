@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from dbluigi.configfile import CONFIG_FILE, TomlLines, checked_vars, interpolate_env
+from dbluigi.configfile import CONFIG_FILE, TomlLines, interpolate_env
 from dbluigi.errors import ProjectError
 from dbluigi.names import STATE_SCHEMA
 from dbluigi.suggest import close_matches, did_you_mean
@@ -120,9 +120,7 @@ def parse_targets(section: Mapping[str, Any], lines: TomlLines) -> dict[str, Nam
             name=name,
             url=_text(settings, "url", where, lines),
             workers=_workers(settings.get("workers"), where, lines),
-            variables=MappingProxyType(
-                checked_vars(_table(settings, "vars", where, lines), (*where, "vars"), lines)
-            ),
+            variables=MappingProxyType(_table(settings, "vars", where, lines)),
             schema_map=_schema_map(settings, where, lines),
             output=_output(settings, where, lines),
             line=line,

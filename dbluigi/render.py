@@ -51,7 +51,7 @@ def render(
                 hint=f"set it in dbluigi.toml [vars] or with --var {name}=VALUE (defined: {known})",
                 variable=name,
             )
-        value = str(variables[name])
+        value = _sql_text(variables[name], name, path, line)
         before = text[position : match.start()]
         parts += [before, value]
         length += len(before)
@@ -64,6 +64,24 @@ def render(
     if spans and dialect is not None:
         _refuse_new_statements(rendered, spans, dialect, path)
     return rendered
+
+
+def _sql_text(value: object, name: str, path: str, line: int) -> str:
+    """A variable's value as the SQL text it stands for; a list or a mapping (a TOML array
+    or table, which a Python step may read as such) has no one spelling in SQL: Python's
+    ``[1, 2]`` is SQL nowhere."""
+    if isinstance(value, list | tuple | dict | Mapping):
+        kind = "a table (a mapping)" if isinstance(value, dict | Mapping) else "an array"
+        example = ", ".join(map(str, value)) if isinstance(value, list | tuple) else "..."
+        raise VariableError(
+            f"variable '{name}' is {kind}: a placeholder is replaced by SQL text",
+            path=path,
+            line=line,
+            hint=f'give the SQL it stands for as a string, for example {name} = "{example}" '
+            "(a Python step may still read the array from ctx.variables)",
+            variable=name,
+        )
+    return str(value)
 
 
 def _refuse_new_statements(

@@ -230,26 +230,32 @@ def test_variables_render_and_undefined_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("toml", "line", "message"),
+    ("toml", "target", "message"),
     [
-        ("[vars]\nids = [1, 2]\n", 2, r"(?s)\[vars\] ids is an array: .*ids = \"1, 2\""),
-        ("[vars]\nday = 2020-01-01\n[vars.opts]\na = 1\n", 3, r"\[vars\] opts is a table"),
+        ("[vars]\nids = [1, 2]\n", None, r"(?s)variable 'ids' is an array: .*ids = \"1, 2\""),
+        ("[vars]\nday = 2020-01-01\n[vars.ids]\na = 1\n", None, r"variable 'ids' is a table"),
         (
             '[targets.dev]\nurl = "duckdb"\nvars = { ids = [1] }\n',
-            3,
-            r"\[targets.dev.vars\] ids is an array",
+            "dev",
+            r"variable 'ids' is an array",
         ),
     ],
 )
-def test_a_variable_is_sql_text_never_an_array_or_a_table(
-    tmp_path: Path, toml: str, line: int, message: str
+def test_a_placeholder_is_sql_text_never_an_array_or_a_table(
+    tmp_path: Path, toml: str, target: str | None, message: str
 ) -> None:
     """Python's ``[1, 2]`` or ``{'a': 1}`` substituted into SQL is SQL nowhere: refused at
-    the line of dbluigi.toml that gives it, whichever target is chosen."""
-    write_project(tmp_path, {"dbluigi.toml": toml, "a.sql": "select 1 as id"})
-    with pytest.raises(ProjectError, match=message) as err:
-        load_project(tmp_path, use_cache=False)
-    assert (err.value.path, err.value.line) == ("dbluigi.toml", line)
+    the placeholder's file and line. A Python step may read the array all the same."""
+    write_project(
+        tmp_path,
+        {"dbluigi.toml": toml, "a.sql": "select 1 as id\nwhere 1 in ({{ ids }})"},
+    )
+    with pytest.raises(VariableError, match=message) as err:
+        load_project(tmp_path, target=target, use_cache=False)
+    assert (err.value.path, err.value.line) == ("a.sql", 2)
+    (tmp_path / "a.sql").write_text("select 1 as id")  # no placeholder: nothing to refuse
+    project = load_project(tmp_path, target=target, use_cache=False)
+    assert isinstance(project.config.variables["ids"], list | dict)
 
 
 def test_a_date_variable_renders_as_toml_writes_it(tmp_path: Path) -> None:

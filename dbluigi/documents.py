@@ -47,11 +47,10 @@ def target_fields(project: Project, target: Target) -> dict[str, Any]:
     ``target_schemas``, ``{project's schema: schema built in}`` for each schema of the
     project's relations this target moves. (``dbluigi.runs.target`` keeps URL and moves
     in one string, its key for ``retry`` and ``result:``; a script reads them apart.)"""
-    moved = {schema: to for (schema, _), to in project.moved.items()}
     return {
         "target": target.display_url,
         "target_name": project.config.target_name,
-        "target_schemas": dict(sorted(moved.items())),
+        "target_schemas": dict(project.moved_schemas),
     }
 
 

@@ -59,18 +59,6 @@ class SchemaMap:
             moves.append(f"other schemas + {self.suffix}")
         return ", ".join(moves)
 
-    def original(self, schema: str) -> str:
-        """The project's schema whose models this target builds in ``schema`` (``rename``
-        undone); ``schema`` itself when none moves there."""
-        for source, dest in self.schemas.items():
-            if dest == schema:
-                return source
-        if self.suffix and schema.endswith(self.suffix):
-            source = schema[: -len(self.suffix)]
-            if source and source not in self.schemas:
-                return source
-        return schema
-
 
 @dataclass(frozen=True)
 class NamedTarget:

@@ -260,13 +260,23 @@ class Project:
 
     def as_named(self, relation: str) -> str:
         """The project's name of ``relation`` as this target builds it (``as_built``
-        undone); a relation the target does not move as it is."""
-        schema_map = self.config.schema_map
+        undone); a relation the target does not move as it is. Read from what the target
+        moves, not from its schema map, which two schemas may share (``schemas = { a =
+        "dev", b = "dev" }``)."""
         schema, dot, name = relation.partition(".")
-        if not (schema_map and dot):
-            return relation
-        named = f"{schema_map.original(schema)}.{name}"
-        return named if named != relation and self.as_built(named) == relation else relation
+        original = self._unmoved.get((schema, name)) if dot else None
+        return relation if original is None else f"{original}.{name}"
+
+    @cached_property
+    def _unmoved(self) -> Mapping[tuple[str, str], str]:
+        """``moved`` undone: ``(schema, name)`` as built -> the schema the project names."""
+        return {(to, name): schema for (schema, name), to in self.moved.items()}
+
+    @cached_property
+    def moved_schemas(self) -> Mapping[str, str]:
+        """Each schema of the project whose relations this target builds elsewhere, and
+        where (``{"staging": "dev_staging"}``); empty when it moves none."""
+        return {schema: to for (schema, _), to in sorted(self.moved.items())}
 
     def gated_checks(self, relation: str) -> tuple[CheckFile, ...]:
         """The check queries (and ``.check.py`` files) that gate ``relation``'s swap."""

@@ -137,6 +137,27 @@ def test_a_generated_test_names_relations_as_the_project_does(
         assert code == 0 and "1 passed, 0 failed" in output, output
 
 
+def test_project_names_hold_when_two_schemas_share_one_on_the_target(
+    tmp_path: Path, duckdb_url: str
+) -> None:
+    """``schemas = { a = "dev", b = "dev" }``: one sandbox schema. ``dev.t`` is the
+    project's ``b.t``, not ``a.t`` (the first schema mapped there)."""
+    toml = f'[targets.dev]\nurl = "{duckdb_url}"\nschemas = {{ a = "dev", b = "dev" }}\n'
+    root = write_project(
+        tmp_path, toml, {"a/p.sql": "select 1 as id", "b/t.sql": "select id from a.p"}
+    )
+    assert run("build", "--target", "dev", project=root)[0] == 0
+    project = load_project(root, target="dev")
+    assert (project.as_named("dev.t"), project.as_named("dev.p")) == ("b.t", "a.p")
+    code, output = run("test", "--target", "dev", "--generate", "b.t", project=root)
+    assert code == 0, output
+    generated = yaml.safe_load((root / "b/t.test.yml").read_text())
+    assert generated["t_generated"]["model"] == "b.t"
+    assert list(generated["t_generated"]["given"]) == ["a.p"]
+    code, output = run("test", "--target", "dev", project=root)
+    assert code == 0 and "1 passed, 0 failed" in output, output
+
+
 def test_an_expect_query_reads_the_targets_default_schema_input(
     tmp_path: Path, pg_url: str
 ) -> None:

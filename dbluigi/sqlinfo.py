@@ -354,26 +354,6 @@ def move_by_tokens(
     return sql
 
 
-def move_file_by_tokens(
-    sql: str,
-    relations: Mapping[tuple[str, str], str],
-    schemas: Mapping[str, str],
-    *,
-    dialect: str,
-) -> str:
-    """``move_by_tokens`` over a file's text, one statement at a time, its layout and
-    comments kept: what the docs site shows of a model on a target that moves schemas."""
-    try:
-        tokens = _word_tokenizer(dialect)().tokenize(sql)
-    except TokenError:
-        return sql
-    ends = [t.end + 1 for t in tokens if t.token_type is TokenType.SEMICOLON]
-    return "".join(
-        move_by_tokens(sql[start:end], relations, schemas, dialect=dialect)
-        for start, end in itertools.pairwise([0, *ends, len(sql)])
-    )
-
-
 @functools.cache
 def _word_tokenizer(dialect: str) -> Callable[[], Tokenizer]:
     """The dialect's tokenizer without its commands: sqlglot's reads a statement that

@@ -334,24 +334,30 @@ def test_no_value_can_change_how_the_single_page_parses(tmp_path: Path) -> None:
 
 def test_the_rendered_sql_on_a_dev_target_names_dev_relations(tmp_path: Path) -> None:
     """On a target that builds schemas elsewhere the site shows each model's SQL as that
-    target runs it: a query copied from the dev site reads dev's tables, not prod's."""
+    target runs it: a query copied from the dev site reads dev's tables, not prod's,
+    whether the file names them with their schema or without (the default schema)."""
     project = write_project(
         tmp_path / "p",
         {
             "dbluigi.toml": '[targets.dev]\nurl = "duckdb:///'
             + str(tmp_path / "dev.duckdb")
             + '"\nschema_suffix = "_dev"\n',
+            "top.csv": "id\n1\n",
             "raw/x.csv": "id\n1\n",
-            "staging/a.sql": "-- tags: t\nselect id\nfrom raw.x;  -- raw.x stays in a comment\n",
-            "staging/b.sql": "select 'raw.x' as said, id from staging.a",
+            "staging/a.sql": "-- tags: t\nselect id\nfrom raw.x  -- raw.x stays in a comment\n",
+            "staging/b.sql": "select 'raw.x' as said, a.id from staging.a join top using (id)",
         },
     )
     out = tmp_path / "site"
     code, output = cli("docs", "--out", str(out), project=project, target="dev")
     assert code == 0, output
     pages = site_data(out)["models"]
-    assert pages["staging_dev.a"]["rendered"] == (
-        "-- tags: t\nselect id\nfrom raw_dev.x;  -- raw.x stays in a comment\n"
-    )
-    assert pages["staging_dev.b"]["rendered"] == ("select 'raw.x' as said, id from staging_dev.a")
+    a, b = pages["staging_dev.a"]["rendered"], pages["staging_dev.b"]["rendered"]
+    assert "FROM raw_dev.x" in a and "raw.x stays in a comment" in a and "tags: t" in a
+    assert "'raw.x' AS said" in b
+    assert "FROM staging_dev.a" in b and "JOIN main_dev.top" in b
     assert "from raw.x" in pages["staging_dev.a"]["written"]  # the file, as written
+    code, output = cli("docs", "--out", str(out), project=project, target="duckdb")
+    assert code == 0, output
+    page = site_data(out)["models"]["staging.a"]  # a target that moves nothing: the file
+    assert page["rendered"] == "-- tags: t\nselect id\nfrom raw.x  -- raw.x stays in a comment\n"

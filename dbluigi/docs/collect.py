@@ -183,16 +183,26 @@ def _page(
 
 def _rendered(project: Project, model: Model) -> str | None:
     """The file as the target runs it: variables filled and, on a target that builds
-    schemas elsewhere, the qualified names of what it moves moved (a reader copying a
-    query from a dev site reads dev's tables). A Python step's text is as written."""
+    schemas elsewhere, its statements as that target runs them, every name qualified and
+    moved (a query copied from a dev site reads dev's tables), laid out by sqlglot. A
+    Python step's text is as written."""
     if model.format not in ("sql", "python"):
         return None
     if model.format == "python" or not project.moved:
         return model.text
-    from dbluigi.sqlinfo import move_file_by_tokens
+    return ";\n\n".join(_laid_out(st.sql, project.dialect) for st in model.statements)
 
-    schemas = {schema: to for (schema, _), to in project.moved.items()}
-    return move_file_by_tokens(model.text, project.moved, schemas, dialect=project.dialect)
+
+def _laid_out(sql: str, dialect: str) -> str:
+    """``sql`` pretty-printed; as it is when sqlglot cannot read it (a statement run as
+    written, a ``{{ partition }}`` placeholder)."""
+    import sqlglot
+    from sqlglot.errors import SqlglotError
+
+    try:
+        return ";\n".join(sqlglot.transpile(sql, read=dialect, write=dialect, pretty=True))
+    except SqlglotError:
+        return sql
 
 
 def _headers(project: Project, model: Model) -> list[str]:

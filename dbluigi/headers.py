@@ -184,6 +184,9 @@ class ValueRange(Sequence[int]):
     def __hash__(self) -> int:
         return hash((self._range.start, self._range.stop))
 
+    def __contains__(self, value: object) -> bool:
+        return value in self._range  # without iterating
+
     def __repr__(self) -> str:
         return f"ValueRange({self._range.start}, {self._range.stop - 1})"
 
@@ -196,6 +199,17 @@ class PartitionSpec:
     values: Sequence[int | str] = ()  # a tuple, or a ValueRange for `low..high`
     query: str | None = None  # the SQL inside `(select ...)`, to run against the target
     line: int = 0
+
+    def lists(self, value: str) -> bool:
+        """Whether ``value``, as a command line writes it, is one of the listed values as
+        a build spells them (``str``); a range answers without listing its values."""
+        if isinstance(self.values, ValueRange):
+            return (
+                value.lstrip("-").isdigit()
+                and str(int(value)) == value
+                and int(value) in self.values
+            )
+        return any(str(v) == value for v in self.values)
 
 
 @dataclass(frozen=True)

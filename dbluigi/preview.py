@@ -41,8 +41,9 @@ def model_sql(project: Project, relation: str, *, partition: str | None = None) 
                 f"{relation} is partitioned by {name}: its SQL is one partition's",
                 hint=f"pass --partition VALUE, a value of {name} ({model.path})",
             )
-        listed = header.partition.values if header.partition.query is None else None
-        if listed is not None and not any(str(v) == partition for v in listed):
+        spec = header.partition
+        if spec.query is None and not spec.lists(partition):
+            listed = spec.values
             shown = ", ".join(str(v) for v in listed[:10]) + (" ..." if len(listed) > 10 else "")
             raise UsageError(
                 f"--partition {partition}: not a value of {name} in {relation}",

@@ -55,7 +55,7 @@ def model_sql(project: Project, relation: str, *, partition: str | None = None) 
             f"--partition: {relation} is not partitioned",
             hint=f"leave out --partition {partition}",
         )
-    if header.watermark is not None or model.kind == "incremental":
+    if model.kind == "incremental":  # a watermark goes with no other kind
         from dbluigi.kinds.incremental import sql_literal
 
         values["watermark"] = sql_literal(None, project.dialect)  # as a full build runs it

@@ -1155,8 +1155,8 @@ def _validate_header_for_kind(file: ProjectFile, header: Header, kind: str) -> N
                 path=file.path,
                 line=header.line_of(key),
                 hint=f"add -- kind: incremental to upsert its rows, or remove the {key}"
-                if file.format == "sql"
-                else f"remove the {key}: only a .sql model can be incremental",
+                if file.format == "sql" and kind != "sql"
+                else f"remove the {key}: only a query (a SELECT) can be incremental",
             )
     if header.path is not None and kind != "dump":
         raise ProjectError(

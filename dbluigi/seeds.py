@@ -630,6 +630,7 @@ def _sniff_csv(path: Path, overrides: Mapping[str, str], lines: Any) -> SeedTabl
                     hint="remove the blank line(s) above the header",
                 )
             _check_names(path, header, 1, "column")
+            _refuse_nul(path, None, [header], [1])
             forced = _check_overrides(path, header, overrides)
             found: list[str | None] = [None] * len(header)
             rows = 0
@@ -678,6 +679,9 @@ def _sniff_batch(
         batch = [record or [""] for record in batch]
     for index, column in enumerate(header):
         values = [record[index] for record in batch]
+        # a value another column's type takes matched its pattern, which has no NUL byte
+        if (column in forced or found[index] == "text") and "\0" in "".join(values):
+            _refuse_nul(path, header, batch, starts)
         if column in forced:
             for value, line in zip(values, starts, strict=True):
                 if value and not _text_fits(value, forced[column]):
@@ -701,6 +705,35 @@ def _sniff_batch(
                 kind = _join(kind, _text_type(value))
                 fast = _FAST_FITS.get(kind)
         found[index] = kind
+        if kind == "text" and "\0" in "".join(values):
+            _refuse_nul(path, header, batch, starts)
+
+
+def _breaks(text: str) -> int:
+    """The line breaks in ``text``, counted as the reader counts lines."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+def _refuse_nul(
+    path: Path,
+    header: Sequence[str] | None,
+    records: Sequence[Sequence[str]],
+    starts: Sequence[int],
+) -> None:
+    """Raise at the first NUL byte of these records (each starting at its line; the header
+    itself when ``header`` is None), if any: PostgreSQL refuses one in text, DuckDB keeps it."""
+    for record, line in zip(records, starts, strict=True):
+        for position, value in enumerate(record):
+            if "\0" in value:
+                where = "the header" if header is None else f"column {header[position]!r}"
+                raise ProjectError(
+                    f"a NUL byte (0x00) in {where}; a CSV seed cannot hold one "
+                    "(PostgreSQL refuses it in text)",
+                    path=path,
+                    line=line + _breaks(value[: value.index("\0")]),
+                    hint="remove it, for example with: tr -d '\\000' < in.csv > out.csv",
+                )
+            line += _breaks(value)
 
 
 # -- YAML -------------------------------------------------------------------------------

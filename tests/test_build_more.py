@@ -99,6 +99,29 @@ def test_a_csv_seed_with_a_blank_header_fails_as_config_at_line_1(
     assert "the header (line 1) is blank" in result["error"]
 
 
+BAD_CSV_SEEDS = {  # the file, the line its error names, and what the error says
+    "nul_byte": (b"id,name\n1,a\n2,b\0c\n3,d\n", 3, "a NUL byte"),
+}
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "message"), BAD_CSV_SEEDS.values(), ids=BAD_CSV_SEEDS.keys()
+)
+def test_a_bad_csv_seed_fails_as_config_at_its_line_and_publishes_nothing(
+    tmp_path: Path, target_url: str, content: bytes, line: int, message: str
+) -> None:
+    write_any_project(tmp_path, {"raw/c.csv": b"id,name\n1,a\n"})
+    assert build_json(project=tmp_path, target=target_url)[0] == 0
+    (tmp_path / "raw/c.csv").write_bytes(content)
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1
+    (result,) = payload["tasks"]
+    assert result["failure_class"] == "config"
+    assert (result["file"], result["line"]) == ("raw/c.csv", line)
+    assert message in result["error"]
+    assert query(target_url, tmp_path, "select id, name from raw.c") == [(1, "a")]
+
+
 def test_rows_relative_to_previous(tmp_path: Path, target_url: str) -> None:
     rows = " union all ".join(f"select {i} as id" for i in range(10))
     write_project(tmp_path, {"t.sql": f"-- check: rows >= 0.9 * previous\n{rows}"})

@@ -217,18 +217,28 @@ def test_large_seeds_of_every_shape(
         assert label == "two\nlines, quoted"  # the CRLF of the file is not part of a value
 
 
+ERRORS = {  # values in the middle of the file, and what the error says (at row MIDDLE's line)
+    "ragged_row": (
+        {MIDDLE: {"label": "l1,extra"}, MIDDLE + 1: {"code": "007"}},
+        "row has 8 values, header has 7",
+    ),
+    "nul_byte": ({MIDDLE: {"label": "l\0"}, MIDDLE + 1: {"code": "007"}}, "a NUL byte"),
+}
+
+
+@pytest.mark.parametrize(("surprises", "message"), ERRORS.values(), ids=ERRORS.keys())
 def test_an_error_in_a_large_seed_names_its_line_and_publishes_nothing(
-    tmp_path: Path, target_url: str
+    tmp_path: Path, target_url: str, surprises: dict[int, dict[str, str]], message: str
 ) -> None:
     path = big_seed(tmp_path / "raw" / "events.csv")
     assert build_json(project=tmp_path, target=target_url)[0] == 0
-    big_seed(path, {MIDDLE: {"label": "l1,extra"}, MIDDLE + 1: {"code": "007"}})
+    big_seed(path, surprises)
     code, payload = build_json(project=tmp_path, target=target_url)
     assert code == 1
     (result,) = payload["tasks"]
     assert result["failure_class"] == "config" and result["file"] == "raw/events.csv"
     assert result["line"] == MIDDLE + 2  # the header is line 1, row 0 line 2
-    assert "row has 8 values, header has 7" in result["error"]
+    assert message in result["error"]
     assert query(target_url, tmp_path, "SELECT count(*), max(code) FROM raw.events") == [
         (ROWS, 500)
     ]

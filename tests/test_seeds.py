@@ -197,6 +197,28 @@ def test_value_that_does_not_fit_its_override(tmp_path: Path) -> None:
     assert caught.value.line == 4
 
 
+NUL_BYTES = {  # the file, the line of its NUL byte, the column types it is read with
+    "in_a_text_value": (b"id,name\n1,a\n2,b\0c\n3,d\n", 3, {}),
+    "in_a_number_column": (b"id,name\n1,a\n2\0,b\n3,d\n", 3, {}),
+    "on_the_second_line_of_a_quoted_value": (b'id,name\n1,"a\r\nb\0c"\n2,d\n', 3, {}),
+    "after_a_quoted_line_break": (b'id,name\n1,"a\nb"\n2,c\0\n', 4, {}),
+    "in_the_header": (b"id,na\0me\n1,a\n", 1, {}),
+    "in_a_column_of_an_override": (b"id,name\n1,a\n2,b\0\n", 3, {"name": "text"}),
+    "in_the_last_line_without_a_line_break": (b"id,name\n1,a\n2,\0", 3, {}),
+}
+
+
+@pytest.mark.parametrize(("content", "line", "overrides"), NUL_BYTES.values(), ids=NUL_BYTES.keys())
+@pytest.mark.parametrize("vectorized_from", [0, 1 << 40], ids=["duckdb", "python"])
+def test_a_nul_byte_is_an_error_at_its_line(
+    tmp_path: Path, content: bytes, line: int, overrides: dict[str, str], vectorized_from: int
+) -> None:
+    path = write(tmp_path, "nul.csv", content)
+    with pytest.raises(ProjectError, match="a NUL byte") as caught:
+        sniff_csv(path, vectorized_from=vectorized_from, overrides=overrides)
+    assert (caught.value.path, caught.value.line) == (str(path), line)
+
+
 # -- YAML ---------------------------------------------------------------------------------------
 
 
@@ -705,7 +727,10 @@ def test_errors_in_a_large_file_name_its_line(tmp_path: Path) -> None:
         sniff_csv(path, vectorized_from=0, guess=guess)
     assert caught.value.line == 12_502  # the header, then row 12,500 counted from 0
     path = big_csv(tmp_path / "big.csv", 25_000, ("label", "a\0b"))  # DuckDB is not asked
-    assert sniff_csv(path, vectorized_from=0) == reference(path)
+    for vectorized_from in (0, 1 << 40):
+        with pytest.raises(ProjectError, match="a NUL byte") as caught:
+            sniff_csv(path, vectorized_from=vectorized_from)
+        assert caught.value.line == 12_502
     path = big_csv(tmp_path / "big.csv", 25_000)
     with path.open("ab") as f:
         f.write(b"1,2,2024-01-01,true,3,,\xe9\n")

@@ -31,6 +31,7 @@ import datetime as dt
 import decimal
 import functools
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -484,9 +485,11 @@ def _plain_header(path: Path) -> _Plain | None:
     spaces around a quoted value."""
     with path.open(encoding="utf-8-sig", newline="") as f:
         try:
-            header = next(csv.reader(f), None)
+            header = next(csv.reader(itertools.chain(f, [_END])), None)
         except (csv.Error, UnicodeDecodeError):
             return None
+    if header and header[-1].endswith("\0"):  # a NUL byte, or a quote the file never closes
+        return None
     names = {h.lower() for h in header or ()}
     blank = not all(name.strip() for name in header or ())  # the reference pass refuses it
     if not header or len(names) != len(header) or blank or _EXTRA in names:
@@ -609,18 +612,24 @@ def _vectorized(
 
 
 _BATCH = 8192
+# A line the reader reads after the file: a record of its own, unless the file ends inside
+# a quoted value, which then takes it in (and no file holds a NUL byte).
+_END = '\0"'
 
 
 def _sniff_csv(path: Path, overrides: Mapping[str, str], lines: Any) -> SeedTable:
     with contextlib.closing(lines) if hasattr(lines, "close") else contextlib.nullcontext():
-        reader = csv.reader(lines)
+        reader = csv.reader(itertools.chain(lines, [_END]))
+        first_line = 1  # where the record read next starts
         try:
-            header = next(reader, None)
-            if header is None:
+            header = next(reader)
+            if header == [_END]:
                 raise ProjectError(
                     "the file is empty; a CSV seed needs a header row naming its columns",
                     path=path,
                 )
+            if header and header[-1].endswith("\0") and next(reader, None) is None:
+                _refuse_open_quote(path, header, 1)
             if not any(name.strip() for name in header) and len(header) <= 1:
                 # csv reads a blank line as no values: the rows would have no columns
                 raise ProjectError(
@@ -634,26 +643,71 @@ def _sniff_csv(path: Path, overrides: Mapping[str, str], lines: Any) -> SeedTabl
             forced = _check_overrides(path, header, overrides)
             found: list[str | None] = [None] * len(header)
             rows = 0
-            first_line = reader.line_num + 1  # where the next record starts
+            first_line = reader.line_num + 1
             batch: list[list[str]] = []
             starts: list[int] = []
             for record in reader:
-                batch.append(record)
-                starts.append(first_line)
-                first_line = reader.line_num + 1
-                if len(batch) == _BATCH:
+                if len(batch) == _BATCH:  # before the next record: the last one is _END's
                     _sniff_batch(path, header, forced, found, batch, starts)
                     rows += len(batch)
                     batch, starts = [], []
+                batch.append(record)
+                starts.append(first_line)
+                first_line = reader.line_num + 1
+            if batch[-1] != [_END]:
+                _refuse_open_quote(path, batch[-1], starts[-1])
+            del batch[-1], starts[-1]
             _sniff_batch(path, header, forced, found, batch, starts)
             rows += len(batch)
-        except csv.Error as exc:
+        except csv.Error as exc:  # a value past csv's size limit, maybe all the file's rest
+            opened = _open_quote_line(path, first_line)
+            if opened is not None:
+                _refuse_open_quote(path, [], opened)
             raise ProjectError(f"not valid CSV: {exc}", path=path, line=reader.line_num) from None
     columns = tuple(
         Column(name, forced.get(name) or found[index] or "text")
         for index, name in enumerate(header)
     )
     return SeedTable(columns, rows)
+
+
+def _refuse_open_quote(path: Path, record: Sequence[str], line: int) -> None:
+    """Raise at the quoted last value of a record (starting at ``line``) that the file
+    ends in."""
+    raise ProjectError(
+        'a quoted value starts here and is never closed (a " is missing)',
+        path=path,
+        line=line + sum(_breaks(value) for value in record[:-1]),
+        hint='close it with a "; a " inside a quoted value is written twice ("")',
+    )
+
+
+def _open_quote_line(path: Path, start: int) -> int | None:
+    """The line where a quoted value of the record at line ``start`` opens, when the file
+    ends before it closes (read as csv reads it), else None."""
+    opened = None  # the line of the quote that opened the value being read
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+        for number, text in enumerate(itertools.islice(f, start - 1, None), start):
+            at = 0
+            while at < len(text):
+                if opened is not None:
+                    close = text.find('"', at)
+                    if close < 0:
+                        break  # the value goes on on the next line
+                    if text.startswith('"', close + 1):  # an escaped quote
+                        at = close + 2
+                    else:  # what follows, up to a comma, is the value's too
+                        opened, at = None, close + 1
+                elif text.startswith('"', at):  # a quote opening a value
+                    opened, at = number, at + 1
+                else:
+                    comma = text.find(",", at)
+                    if comma < 0:
+                        return None  # the record ends with the line
+                    at = comma + 1
+            if opened is None:
+                return None
+    return opened
 
 
 def _sniff_batch(

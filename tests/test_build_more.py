@@ -101,6 +101,7 @@ def test_a_csv_seed_with_a_blank_header_fails_as_config_at_line_1(
 
 BAD_CSV_SEEDS = {  # the file, the line its error names, and what the error says
     "nul_byte": (b"id,name\n1,a\n2,b\0c\n3,d\n", 3, "a NUL byte"),
+    "unterminated_quote": (b'id,name\n1,a\n2,"b\n3,d\n', 3, "never closed"),
 }
 
 

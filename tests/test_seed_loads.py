@@ -223,6 +223,7 @@ ERRORS = {  # values in the middle of the file, and what the error says (at row 
         "row has 8 values, header has 7",
     ),
     "nul_byte": ({MIDDLE: {"label": "l\0"}, MIDDLE + 1: {"code": "007"}}, "a NUL byte"),
+    "unterminated_quote": ({MIDDLE: {"label": '"l1'}}, "never closed"),
 }
 
 

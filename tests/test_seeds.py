@@ -219,6 +219,39 @@ def test_a_nul_byte_is_an_error_at_its_line(
     assert (caught.value.path, caught.value.line) == (str(path), line)
 
 
+UNTERMINATED_QUOTES = {  # the file, and the line where its quoted value that never ends starts
+    "in_the_middle": (b'id,name\n1,a\n2,"b\n3,d\n4,e\n', 3),
+    "swallowing_rows_of_the_right_width": (b'id,name\n1,a\n2,"b\n3,d\n', 3),
+    "on_the_last_line": (b'id,name\n1,a\n2,"b\n', 3),
+    "without_a_final_line_break": (b'id,name\n1,a\n2,"b', 3),
+    "after_a_quoted_line_break_in_its_row": (b'id,a,b\n1,"x\ny",c\n2,"x\ny","open\n3,d,e\n', 5),
+    "with_escaped_quotes": (b'id,name\n1,"say ""hi""\n2,b\n', 2),
+    "crlf": (b'id,name\r\n1,a\r\n2,"b\r\n3,d\r\n', 3),
+    "in_a_one_column_file": (b'id\n1\n"2\n3\n', 3),
+    "in_the_header": (b'id,"name\n1,a\n', 1),
+}
+
+
+@pytest.mark.parametrize(
+    ("content", "line"), UNTERMINATED_QUOTES.values(), ids=UNTERMINATED_QUOTES.keys()
+)
+@pytest.mark.parametrize("vectorized_from", [0, 1 << 40], ids=["duckdb", "python"])
+def test_an_unterminated_quote_is_an_error_where_its_value_starts(
+    tmp_path: Path, content: bytes, line: int, vectorized_from: int
+) -> None:
+    path = write(tmp_path, "quote.csv", content)
+    with pytest.raises(ProjectError, match="never closed") as caught:
+        sniff_csv(path, vectorized_from=vectorized_from)
+    assert (caught.value.path, caught.value.line) == (str(path), line)
+
+
+@pytest.mark.parametrize("vectorized_from", [0, 1 << 40], ids=["duckdb", "python"])
+def test_quotes_that_close_are_no_error(tmp_path: Path, vectorized_from: int) -> None:
+    content = b'id,name\n1,"a\nb"\n2,"x"y\n3, "z\n4,""\n5,"say ""hi"""'
+    table = sniff_csv(write(tmp_path, "q.csv", content), vectorized_from=vectorized_from)
+    assert table == SeedTable((Column("id", "bigint"), Column("name", "text")), 5)
+
+
 # -- YAML ---------------------------------------------------------------------------------------
 
 
@@ -731,6 +764,18 @@ def test_errors_in_a_large_file_name_its_line(tmp_path: Path) -> None:
         with pytest.raises(ProjectError, match="a NUL byte") as caught:
             sniff_csv(path, vectorized_from=vectorized_from)
         assert caught.value.line == 12_502
+    path = big_csv(tmp_path / "big.csv", 25_000, ("label", '"open'))  # far beyond csv's limit
+    for vectorized_from in (0, 1 << 40):
+        with pytest.raises(ProjectError, match="never closed") as caught:
+            sniff_csv(path, vectorized_from=vectorized_from)
+        assert caught.value.line == 12_502
+    path = big_csv(tmp_path / "big.csv", 25_000)
+    with path.open("ab") as f:  # and one in the last value of the last row
+        f.write(b'1,2,2024-01-01,true,3,,"open\n')
+    for vectorized_from in (0, 1 << 40):
+        with pytest.raises(ProjectError, match="never closed") as caught:
+            sniff_csv(path, vectorized_from=vectorized_from)
+        assert caught.value.line == 25_002
     path = big_csv(tmp_path / "big.csv", 25_000)
     with path.open("ab") as f:
         f.write(b"1,2,2024-01-01,true,3,,\xe9\n")

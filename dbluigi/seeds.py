@@ -627,6 +627,7 @@ def _sniff_csv(path: Path, overrides: Mapping[str, str], lines: Any) -> SeedTabl
                 raise ProjectError(
                     "the file is empty; a CSV seed needs a header row naming its columns",
                     path=path,
+                    line=1,
                 )
             if header and header[-1].endswith("\0") and next(reader, None) is None:
                 _refuse_open_quote(path, header, 1)
@@ -961,6 +962,8 @@ def yaml_tables(path: str | Path, text: str) -> tuple[YamlTable, ...] | None:
         return None
     node = _compose(path, text)
     assert isinstance(node, yaml.MappingNode)
+    if not node.value:  # names no table: a seed with nothing in it, read_yaml_seed says so
+        return None
     head = text[: node.start_mark.index]
     tables: list[YamlTable] = []
     seen: dict[str, int] = {}
@@ -1100,18 +1103,36 @@ def read_yaml_seed(
         loader.dispose()
     if table is not None:
         node, data = _table_part(path, node, data, table)
-    if data is None:
-        raise ProjectError("the file is empty", path=path, hint=_ROWS_HINT)
+    if node is None:
+        what = "the file has only comments" if text.strip() else "the file is empty"
+        raise ProjectError(
+            f"{what}; a YAML seed needs at least one row to know its columns",
+            path=path,
+            line=1,
+            hint=_ROWS_HINT,
+        )
+    line = node.start_mark.line + 1
+    if data == {}:
+        raise ProjectError(
+            "the file is an empty mapping, which names no table and no rows; a YAML seed "
+            "needs at least one row to know its columns",
+            path=path,
+            line=line,
+            hint=_TABLES_HINT,
+        )
     if not isinstance(data, list):
         raise ProjectError(
             f"a YAML seed must be a list of mappings (rows); found {_describe(data)}",
             path=path,
+            line=line,
             hint=_ROWS_HINT,
         )
     if not data:
         raise ProjectError(
             "the list is empty; a YAML seed needs at least one row to know its columns",
             path=path,
+            line=line,
+            hint=_ROWS_HINT,
         )
     lines = [item.start_mark.line + 1 for item in node.value]
     names: list[str] = []

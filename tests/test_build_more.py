@@ -99,6 +99,35 @@ def test_a_csv_seed_with_a_blank_header_fails_as_config_at_line_1(
     assert "the header (line 1) is blank" in result["error"]
 
 
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [(b"{}\n", 1), (b"# tags: api\n[]\n", 2), (b"# no rows yet\n", 1), (b"", 1)],
+    ids=["empty_mapping", "empty_list", "only_comments", "empty_file"],
+)
+def test_a_yaml_seed_without_rows_fails_as_config(
+    tmp_path: Path, target_url: str, content: bytes, line: int
+) -> None:
+    """A YAML seed's rows name its columns: with none, there is no table to make."""
+    write_any_project(tmp_path, {"raw/y.yml": content, "raw/z.yml": b"- id: 1\n"})
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1 and statuses(payload) == {"raw.y": "failed", "raw.z": "success"}
+    (result,) = (r for r in payload["tasks"] if r["model"] == "raw.y")
+    assert result["failure_class"] == "config"
+    assert (result["file"], result["line"]) == ("raw/y.yml", line)
+
+
+def test_a_csv_seed_of_only_a_header_loads_an_empty_table(tmp_path: Path, target_url: str) -> None:
+    """Unlike a YAML seed's rows, a CSV header names the columns without any row."""
+    write_any_project(tmp_path, {"raw/c.csv": b"id,name\n", "raw/e.csv": b""})
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1 and statuses(payload) == {"raw.c": "success", "raw.e": "failed"}
+    assert query(target_url, tmp_path, "select count(*) from raw.c") == [(0,)]
+    (result,) = (r for r in payload["tasks"] if r["model"] == "raw.e")
+    assert result["failure_class"] == "config"
+    assert (result["file"], result["line"]) == ("raw/e.csv", 1)
+    assert "the file is empty" in result["error"]
+
+
 BAD_CSV_SEEDS = {  # the file, the line its error names, and what the error says
     "nul_byte": (b"id,name\n1,a\n2,b\0c\n3,d\n", 3, "a NUL byte"),
     "unterminated_quote": (b'id,name\n1,a\n2,"b\n3,d\n', 3, "never closed"),

@@ -107,6 +107,7 @@ def test_empty_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="empty") as caught:
         sniff_csv(write(tmp_path, "e.csv", ""))
     assert caught.value.path is not None and caught.value.path.endswith("e.csv")
+    assert caught.value.line == 1
 
 
 def test_quoted_fields_commas_newlines_and_bom(tmp_path: Path) -> None:
@@ -345,10 +346,14 @@ def test_yaml_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "found", "line"),
     [
-        ("a: 1\nb: 2\n", "found a mapping", None),
-        ("just text\n", "found a str", None),
-        ("", "the file is empty", None),
-        ("[]\n", "the list is empty", None),
+        ("a: 1\nb: 2\n", "found a mapping", 1),
+        ("just text\n", "found a str", 1),
+        ("", "the file is empty", 1),
+        ("# tags: api\n# no rows yet\n", "the file has only comments", 1),
+        ("[]\n", "the list is empty", 1),
+        ("# tags: api\n[]\n", "the list is empty", 2),
+        ("{}\n", "an empty mapping", 1),
+        ("# tags: api\n{}\n", "an empty mapping", 2),
         ("- {a: 1}\n- 2\n", "this item is a int", 2),
         ("- {a: 1}\n- [1, 2]\n", "this item is a list", 2),
         ("- {1: x}\n", "column names must be text", 1),
@@ -414,7 +419,7 @@ def test_yaml_tables_one_per_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("content", ["- {a: 1}\n", "", "just text\n", "[]\n", "- {a: [\n"])
+@pytest.mark.parametrize("content", ["- {a: 1}\n", "", "just text\n", "[]\n", "{}\n", "- {a: [\n"])
 def test_yaml_tables_none_for_a_single_table(content: str) -> None:
     """Anything but a top-level mapping is a single-table seed (read_yaml_seed judges it)."""
     assert yaml_tables("t.yml", content) is None

@@ -1095,14 +1095,14 @@ def read_yaml_seed(
         raise _yaml_error(path, text, exc) from None
     try:
         node = loader.get_single_node()
+        if table is not None:  # that table alone: another's problem is the other's
+            node = _table_node(path, node, table)
         yamlstrict.refuse_duplicate_keys(node)  # a column given twice in a row
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise _yaml_error(path, text, exc) from None
     finally:
         loader.dispose()
-    if table is not None:
-        node, data = _table_part(path, node, data, table)
     if node is None:
         what = "the file has only comments" if text.strip() else "the file is empty"
         raise ProjectError(
@@ -1175,12 +1175,12 @@ def read_yaml_seed(
     return SeedTable(columns, len(rows)), rows
 
 
-def _table_part(path: Path, node: yaml.Node | None, data: Any, table: str) -> tuple[Any, Any]:
-    """The node and the value of ``table``'s list in a multi-table file."""
-    if isinstance(node, yaml.MappingNode) and isinstance(data, dict):
-        for key_node, value_node in reversed(node.value):  # the last of a key wins, as in data
-            if key_node.tag == _STR_TAG and key_node.value == table and table in data:
-                return value_node, data[table]
+def _table_node(path: Path, node: yaml.Node | None, table: str) -> yaml.Node:
+    """The node of ``table``'s list in a multi-table file."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in reversed(node.value):  # the last of a key, as PyYAML reads
+            if key_node.tag == _STR_TAG and key_node.value == table:
+                return value_node
     raise ProjectError(
         f"the file has no table {table} (it changed since the project was loaded?)",
         path=path,

@@ -390,6 +390,21 @@ def test_multi_table_yaml_seed_builds_and_rebuilds_one_table(
     assert query(target_url, tmp_path, states) == [("ID", 16), ("OR", 41)]  # as it was
 
 
+def test_a_bad_table_of_a_multi_table_yaml_seed_fails_alone(
+    tmp_path: Path, target_url: str
+) -> None:
+    tables = "a:\n  - {x: 1}\nb:\n  - {y: 1}\n  - {y: 2, y: 3}\nc:\n  - {z: 1}\n"
+    write_any_project(tmp_path, {"raw/t.yml": tables})
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 1
+    assert statuses(payload) == {"raw.a": "success", "raw.b": "failed", "raw.c": "success"}
+    (result,) = (r for r in payload["tasks"] if r["model"] == "raw.b")
+    assert result["failure_class"] == "config"
+    assert (result["file"], result["line"]) == ("raw/t.yml", 5)
+    assert "'y' appears twice" in result["error"]
+    assert query(target_url, tmp_path, "select x from raw.a") == [(1,)]
+
+
 def test_unselected_parent_whose_table_exists_is_not_missing(
     tmp_path: Path, target_url: str
 ) -> None:

@@ -469,6 +469,15 @@ def test_a_table_of_a_multi_table_file_is_typed_with_lines_of_the_file(tmp_path:
         read_yaml_seed(path, table="c")
 
 
+@pytest.mark.unit
+def test_a_column_twice_in_one_table_fails_that_table_only(tmp_path: Path) -> None:
+    path = write(tmp_path, "t.yml", "a:\n  - {x: 1}\nb:\n  - {y: 1}\n  - {y: 2, y: 3}\n")
+    assert read_yaml_seed(path, table="a") == (SeedTable((Column("x", "bigint"),), 1), [(1,)])
+    with pytest.raises(ProjectError, match="key 'y' appears twice") as caught:
+        read_yaml_seed(path, table="b")
+    assert caught.value.line == 5
+
+
 # -- the vectorized (DuckDB) typing of large files agrees with the reference pass ------------
 
 VECTORIZED_CASES = {

@@ -797,6 +797,7 @@ def _refuse_nul(
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
+_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
 @functools.cache
@@ -830,7 +831,17 @@ def _seed_loader() -> type[yaml.SafeLoader]:
         ),
         list("-+0123456789."),
     )
+    SeedLoader.add_constructor(_TIMESTAMP_TAG, _timestamp_or_text)
     return SeedLoader
+
+
+def _timestamp_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    """A date or time, or the text as written when it is no real one (``2024-02-30``), as
+    in a CSV seed."""
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError:
+        return loader.construct_scalar(node)
 
 
 def _python_type(value: Any) -> str:

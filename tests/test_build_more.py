@@ -390,6 +390,18 @@ def test_multi_table_yaml_seed_builds_and_rebuilds_one_table(
     assert query(target_url, tmp_path, states) == [("ID", 16), ("OR", 41)]  # as it was
 
 
+def test_a_yaml_seed_date_that_is_no_day_loads_as_text(tmp_path: Path, target_url: str) -> None:
+    write_any_project(
+        tmp_path, {"raw/d.yml": b"- {id: 1, day: 2024-02-30}\n- {id: 2, day: 2024-01-31}\n"}
+    )
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload
+    assert query(target_url, tmp_path, "select id, day from raw.d order by id") == [
+        (1, "2024-02-30"),
+        (2, "2024-01-31"),
+    ]
+
+
 def test_a_bad_table_of_a_multi_table_yaml_seed_fails_alone(
     tmp_path: Path, target_url: str
 ) -> None:

@@ -469,6 +469,16 @@ def test_a_table_of_a_multi_table_file_is_typed_with_lines_of_the_file(tmp_path:
         read_yaml_seed(path, table="c")
 
 
+@pytest.mark.parametrize("day", ["2024-02-30", "2024-13-01", "2024-01-01 25:00:00"])
+def test_yaml_a_date_that_is_no_day_is_text_as_in_a_csv_seed(tmp_path: Path, day: str) -> None:
+    path = write(tmp_path, "d.yml", f"- {{id: 1, day: {day}}}\n- {{id: 2, day: 2024-01-31}}\n")
+    table, rows = read_yaml_seed(path)
+    assert types(table) == {"id": "bigint", "day": "text"}
+    assert rows == [(1, day), (2, "2024-01-31")]
+    csv_path = write(tmp_path, "d.csv", f"id,day\n1,{day}\n2,2024-01-31\n")
+    assert types(sniff_csv(csv_path)) == types(table)
+
+
 @pytest.mark.unit
 def test_a_column_twice_in_one_table_fails_that_table_only(tmp_path: Path) -> None:
     path = write(tmp_path, "t.yml", "a:\n  - {x: 1}\nb:\n  - {y: 1}\n  - {y: 2, y: 3}\n")

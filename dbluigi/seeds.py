@@ -166,11 +166,15 @@ def _check_overrides(
     return checked
 
 
-def _check_names(path: Path, names: Sequence[str], line: int | None, what: str) -> None:
+def _check_names(
+    path: Path, names: Sequence[str], line: int | Sequence[int] | None, what: str
+) -> None:
+    """Refuse an empty name or one given twice; ``line``: of the names, or of each name."""
     seen: dict[str, int] = {}
     for position, name in enumerate(names, start=1):
+        at = line[position - 1] if isinstance(line, Sequence) else line
         if not name.strip():
-            raise ProjectError(f"{what} {position} has an empty name", path=path, line=line)
+            raise ProjectError(f"{what} {position} has an empty name", path=path, line=at)
         # DuckDB identifiers are case-insensitive, so "ID" and "id" would clash there.
         key = name.lower()
         if key in seen:
@@ -178,7 +182,7 @@ def _check_names(path: Path, names: Sequence[str], line: int | None, what: str) 
                 f"column name {name!r} appears twice ({what}s {seen[key]} and {position}; "
                 "names are compared case-insensitively)",
                 path=path,
-                line=line,
+                line=at,
             )
         seen[key] = position
 
@@ -1147,6 +1151,7 @@ def read_yaml_seed(
         )
     lines = [item.start_mark.line + 1 for item in node.value]
     names: list[str] = []
+    first_lines: list[int] = []  # of the row each name first appears in
     for item, line in zip(data, lines, strict=True):
         if not isinstance(item, dict):
             raise ProjectError(
@@ -1164,7 +1169,8 @@ def read_yaml_seed(
                 )
             if key not in names:
                 names.append(key)
-    _check_names(path, names, None, "key")
+                first_lines.append(line)
+    _check_names(path, names, first_lines, "key")
     forced = _check_overrides(path, names, overrides)
     types = _types_of(data, names, forced)
     rows = []

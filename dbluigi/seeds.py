@@ -1167,6 +1167,12 @@ def read_yaml_seed(
                     path=path,
                     line=line,
                 )
+            if "\0" in key:
+                raise ProjectError(
+                    f"column name {key!r} has a NUL character; a seed cannot hold one",
+                    path=path,
+                    line=line,
+                )
             if key not in names:
                 names.append(key)
                 first_lines.append(line)
@@ -1179,7 +1185,7 @@ def read_yaml_seed(
         for name in names:
             value = item.get(name)
             try:
-                row.append(_shape(value, types[name]))
+                shaped = _shape(value, types[name])
             except ValueError:
                 origin = f" (set by {OVERRIDE_OPTION})" if name in forced else ""
                 raise ProjectError(
@@ -1187,6 +1193,14 @@ def read_yaml_seed(
                     path=path,
                     line=line,
                 ) from None
+            if isinstance(shaped, str) and "\0" in shaped:  # written as "\0" or "\x00"
+                raise ProjectError(
+                    f"column {name!r} has {value!r}, with a NUL character; a seed cannot "
+                    "hold one (PostgreSQL refuses it in text)",
+                    path=path,
+                    line=line,
+                )
+            row.append(shaped)
         rows.append(tuple(row))
     columns = tuple(Column(name, types[name]) for name in names)
     return SeedTable(columns, len(rows)), rows

@@ -74,8 +74,12 @@ def test_a_project_of_files_starting_with_a_bom_builds(tmp_path: Path, target_ur
 
 @pytest.mark.parametrize(
     ("content", "line"),
-    [(b"- id: 1\n  name: a\n  name: b\n", 3), (b"- id: 1\n- id: 2\n  name: a\0\n", 3)],
-    ids=["duplicate_key", "nul_byte"],
+    [
+        (b"- id: 1\n  name: a\n  name: b\n", 3),
+        (b"- id: 1\n- id: 2\n  name: a\0\n", 3),
+        (b'- id: 1\n- id: 2\n  name: "a\\0"\n', 2),
+    ],
+    ids=["duplicate_key", "nul_byte", "escaped_nul"],
 )
 def test_a_yaml_seed_that_would_lose_data_fails_as_config(
     tmp_path: Path, target_url: str, content: bytes, line: int

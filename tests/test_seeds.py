@@ -365,6 +365,9 @@ def test_yaml_overrides(tmp_path: Path) -> None:
         ("- {id: 1}\n- {id: 2, id: 3}\n", "'id' appears twice", 2),
         ("- id: 1\n  name: a\0b\n", "a NUL byte is not allowed in YAML", 2),
         ('- id: 1\n  name: "a\0b"\n', "a NUL byte is not allowed in YAML", 2),
+        ('- id: 1\n- id: 2\n  name: "a\\0b"\n', "column 'name' has .*, with a NUL character", 2),
+        ('- id: 1\n- {id: 2, note: "\\x00"}\n', "with a NUL character", 2),
+        ('- id: 1\n- {id: 2, "a\\0": 1}\n', "column name .* has a NUL character", 2),
     ],
 )
 def test_yaml_bad_shape(tmp_path: Path, content: str, found: str, line: int | None) -> None:

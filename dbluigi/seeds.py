@@ -42,6 +42,7 @@ from typing import Any
 from dbluigi import yamlstrict
 from dbluigi.errors import ProjectError
 from dbluigi.lazy import yaml
+from dbluigi.scan import utf8_text
 from dbluigi.suggest import did_you_mean
 from dbluigi.targets.base import PORTABLE_TYPES, Column, quote_name
 
@@ -1094,16 +1095,7 @@ def read_yaml_seed(
     a missing key is NULL) and the rows, values shaped for those types. ``table`` names
     the key whose list to read in a multi-table file (see ``yaml_tables``)."""
     path = Path(path)
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ProjectError(
-            "not UTF-8 text",
-            path=path,
-            line=exc.object.count(b"\n", 0, exc.start) + 1,  # exc.object: after a BOM
-            hint="save the file as UTF-8",
-        ) from None
+    text = utf8_text(path.read_bytes(), path)
     try:
         loader = _seed_loader()(text)  # refuses a NUL byte already
     except yaml.YAMLError as exc:

@@ -802,7 +802,6 @@ def _refuse_nul(
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
-_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
 @functools.cache
@@ -811,7 +810,7 @@ def _seed_loader() -> type[yaml.SafeLoader]:
     decimal digits are integers (no octal ``012``, no base-60 ``1:20``). Made on first use:
     YAML's parser loads with the first YAML seed, not with every CSV one."""
 
-    class SeedLoader(yaml.SafeLoader):
+    class SeedLoader(yamlstrict.loader()):  # type: ignore[misc]  # made on first use
         pass
 
     SeedLoader.yaml_implicit_resolvers = {
@@ -836,17 +835,7 @@ def _seed_loader() -> type[yaml.SafeLoader]:
         ),
         list("-+0123456789."),
     )
-    SeedLoader.add_constructor(_TIMESTAMP_TAG, _timestamp_or_text)
     return SeedLoader
-
-
-def _timestamp_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-    """A date or time, or the text as written when it is no real one (``2024-02-30``), as
-    in a CSV seed."""
-    try:
-        return loader.construct_yaml_timestamp(node)
-    except ValueError:
-        return loader.construct_scalar(node)
 
 
 def _python_type(value: Any) -> str:

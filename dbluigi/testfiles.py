@@ -104,7 +104,7 @@ def read_test_file(root: Path, path: str) -> list[UnitTest]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         yamlstrict.refuse_duplicate_keys(node)  # a test (or a row's column) written twice
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=yamlstrict.loader())  # a SafeLoader
     except yaml.YAMLError as exc:
         raise ProjectError(
             f"not valid YAML: {yamlstrict.problem(exc)}",

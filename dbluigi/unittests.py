@@ -333,7 +333,8 @@ def _one(
     except _NotOnDuckDB as exc:
         return TestResult(test, relation, "error", f"{model.path}: {exc}", hint=ON_TARGET_HINT)
     except DbluigiError as exc:
-        return TestResult(test, relation, "error", str(exc), hint=exc.hint or "")
+        where = f"{exc.location}: " if exc.location else ""  # the hint goes apart
+        return TestResult(test, relation, "error", where + exc.message, hint=exc.hint or "")
     except Exception as exc:  # the database refused the fixture or the query
         message = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         if on_target is None and project.dialect != "duckdb":

@@ -1,10 +1,15 @@
 """YAML files of the project read strictly: a key given twice in one mapping, which PyYAML
 reads as its last value (a row's column set twice, a unit test written twice), and a
 character YAML refuses (a NUL byte), which PyYAML reports by offset, are errors at their
-line. Used by YAML seeds (``dbluigi.seeds``) and unit test files (``dbluigi.testfiles``).
+line; a date or time that is no real one (``2024-02-30``), on which PyYAML's SafeLoader
+fails with no line, is text as written, as in a CSV seed (``loader``). Used by YAML seeds
+(``dbluigi.seeds``) and unit test files (``dbluigi.testfiles``).
 """
 
 from __future__ import annotations
+
+import functools
+from typing import Any
 
 from dbluigi.lazy import yaml
 
@@ -56,3 +61,22 @@ def error_line(text: str, exc: yaml.YAMLError) -> int | None:
         return text.count("\n", 0, exc.position) + 1
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     return mark.line + 1 if mark is not None else None
+
+
+@functools.cache
+def loader() -> type[yaml.SafeLoader]:
+    """PyYAML's SafeLoader, but for a date or time that is no real one: its text. Made on
+    first use, so that YAML's parser loads with the first YAML file read."""
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_or_text)
+    return StrictLoader
+
+
+def _timestamp_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError:
+        return loader.construct_scalar(node)

@@ -219,6 +219,22 @@ def test_an_input_named_without_its_schema_is_the_one_the_model_reads(tmp_path: 
     assert "(raw.m, rep.m)" in out
 
 
+def test_a_date_that_is_no_real_one_is_text_and_an_error_says_its_hint_once(
+    tmp_path: Path,
+) -> None:
+    """``2024-02-30`` in a test file is its text, as in a CSV seed (PyYAML failed with a
+    bare ValueError); a test's error prints its hint once."""
+    test = (
+        "sums:\n  model: rep.totals\n  given: {raw.m: [{id: 1, v: 2, day: 2024-02-30}]}\n"
+        "  expect: [{id: 1, total: 2}]\n"
+    )
+    root = write_project(tmp_path, {**SUMS, "rep/totals.test.yml": test})
+    code, out = _cli("--project", str(root))
+    out = " ".join(out.split())
+    assert code == 1 and "Traceback" not in out and "ValueError" not in out
+    assert "raw.m has no column day" in out and out.count("hint: its columns: id, v") == 1
+
+
 SUMS_TEST = "sums:\n  model: rep.totals\n  given: {raw.m: [{id: 1, v: 2}]}\n  expect: []\n"
 
 

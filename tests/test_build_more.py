@@ -78,10 +78,23 @@ def test_a_project_of_files_starting_with_a_bom_builds(tmp_path: Path, target_ur
         (b"- id: 1\n  name: a\n  name: b\n", 3),
         (b"- id: 1\n- id: 2\n  name: a\0\n", 3),
         (b'- id: 1\n- id: 2\n  name: "a\\0"\n', 2),
+        # a YAML seed's rows name its columns: with none, there is no table to make
+        (b"{}\n", 1),
+        (b"# tags: api\n[]\n", 2),
+        (b"# no rows yet\n", 1),
+        (b"", 1),
     ],
-    ids=["duplicate_key", "nul_byte", "escaped_nul"],
+    ids=[
+        "duplicate_key",
+        "nul_byte",
+        "escaped_nul",
+        "empty_mapping",
+        "empty_list",
+        "only_comments",
+        "empty_file",
+    ],
 )
-def test_a_yaml_seed_that_would_lose_data_fails_as_config(
+def test_a_yaml_seed_that_would_lose_data_or_has_no_rows_fails_as_config(
     tmp_path: Path, target_url: str, content: bytes, line: int
 ) -> None:
     write_any_project(tmp_path, {"raw/y.yml": content, "raw/z.yml": b"- id: 1\n"})
@@ -101,23 +114,6 @@ def test_a_csv_seed_with_a_blank_header_fails_as_config_at_line_1(
     (result,) = payload["tasks"]
     assert (result["failure_class"], result["file"], result["line"]) == ("config", "raw/c.csv", 1)
     assert "the header (line 1) is blank" in result["error"]
-
-
-@pytest.mark.parametrize(
-    ("content", "line"),
-    [(b"{}\n", 1), (b"# tags: api\n[]\n", 2), (b"# no rows yet\n", 1), (b"", 1)],
-    ids=["empty_mapping", "empty_list", "only_comments", "empty_file"],
-)
-def test_a_yaml_seed_without_rows_fails_as_config(
-    tmp_path: Path, target_url: str, content: bytes, line: int
-) -> None:
-    """A YAML seed's rows name its columns: with none, there is no table to make."""
-    write_any_project(tmp_path, {"raw/y.yml": content, "raw/z.yml": b"- id: 1\n"})
-    code, payload = build_json(project=tmp_path, target=target_url)
-    assert code == 1 and statuses(payload) == {"raw.y": "failed", "raw.z": "success"}
-    (result,) = (r for r in payload["tasks"] if r["model"] == "raw.y")
-    assert result["failure_class"] == "config"
-    assert (result["file"], result["line"]) == ("raw/y.yml", line)
 
 
 def test_a_csv_seed_of_only_a_header_loads_an_empty_table(tmp_path: Path, target_url: str) -> None:

@@ -583,27 +583,21 @@ class _Loader:
         ``dev_staging.x``, which ``dev_staging/x.sql`` builds as it is) are an error
         naming both files: one would silently replace the other."""
         built: dict[Relation, tuple[Relation, str]] = {}  # as built: the project's name, a file
-        for relation, (model, info) in sorted(raw.items()):
-            own = (Relation(relation),)
-            creates = names.unmoved(info.creates, model.path) if info else ()
-            for original in dict.fromkeys((*own, *creates)):
-                moved = names.built(original)
-                first = built.setdefault(moved, (original, model.path))
-                if first[0] == original:
-                    continue
-                (first_name, first_path), path = first, model.path
-                if original != moved:  # point at the file the target moves
-                    (first_name, first_path), (original, path) = (original, path), first
-                schema, target = Relation(first_name).schema, self.config.target_name
-                option = "schemas" if schema in self.config.schema_map.schemas else "schema_suffix"
-                raise DuplicateRelationError(
-                    f"{path} ({original}) and {first_path} ({first_name}) both map to "
-                    f"relation {moved} on target {target}: [targets.{target}] {option} "
-                    f"moves schema {schema} to {moved.schema}",
-                    path=first_path,
-                    hint=f"in [targets.{target}], move {schema} to a schema the project "
-                    "does not use",
-                )
+        for original, path in _built_by_project(names, raw):
+            moved = names.built(original)
+            first = built.setdefault(moved, (original, path))
+            if first[0] == original:
+                continue
+            first_name, first_path = first
+            if original != moved:  # point at the file the target moves
+                (first_name, first_path), (original, path) = (original, path), first
+            schema, target = Relation(first_name).schema, self.config.target_name
+            raise DuplicateRelationError(
+                f"{path} ({original}) and {first_path} ({first_name}) both map to "
+                f"relation {moved} on target {target}: {self._moving(schema)}",
+                path=first_path,
+                hint=f"in [targets.{target}], move {schema} to a schema the project does not use",
+            )
 
     def _refuse_moves_onto_inputs(
         self,
@@ -617,11 +611,9 @@ class _Loader:
         option moving it: its build would replace the input, and its readers read the
         model."""
         moved_by: dict[Relation, tuple[Relation, str]] = {}  # moved name: original, file
-        for relation, (model, info) in raw.items():
-            creates = names.unmoved(info.creates, model.path) if info else ()
-            for original in (Relation(relation), *creates):
-                if names.built(original) != original:
-                    moved_by.setdefault(names.built(original), (original, model.path))
+        for original, path in _built_by_project(names, raw):
+            if names.built(original) != original:
+                moved_by.setdefault(names.built(original), (original, path))
         if not moved_by:
             return
         project = {original for original, _ in moved_by.values()} | set(map(Relation, raw))
@@ -629,13 +621,10 @@ class _Loader:
 
         def refuse(input_: Relation, reader: str) -> None:
             original, path = moved_by[input_]
-            option = (
-                "schemas" if original.schema in self.config.schema_map.schemas else "schema_suffix"
-            )
             raise ProjectError(
-                f"{original} is built as {input_} on target {target} ([targets.{target}] "
-                f"{option} moves schema {original.schema} to {input_.schema}), a table "
-                f"the project only reads ({reader}): the build would replace it",
+                f"{original} is built as {input_} on target {target} "
+                f"({self._moving(original.schema)}), a table the project only reads "
+                f"({reader}): the build would replace it",
                 path=path,
                 hint=f"in [targets.{target}], move {original.schema} to a schema that holds "
                 "no input of the project",
@@ -658,6 +647,16 @@ class _Loader:
         for declared in sorted(self.config.input_queries):
             if declared in moved_by:
                 refuse(Relation(declared), f'{CONFIG_FILE} declares [inputs."{declared}"]')
+
+    def _moving(self, schema: str) -> str:
+        """The option that moves ``schema``, in words: ``[targets.dev] schemas moves
+        schema staging to dev_staging``."""
+        schema_map = self.config.schema_map
+        option = "schemas" if schema in schema_map.schemas else "schema_suffix"
+        return (
+            f"[targets.{self.config.target_name}] {option} moves schema {schema} to "
+            f"{schema_map.rename(schema)}"
+        )
 
     def _split_yaml_tables(self, model_files: list[ProjectFile]) -> list[ProjectFile]:
         """Model files with each multi-table YAML file replaced by one file per table
@@ -998,6 +997,17 @@ def _extract_models(config: Config) -> dict[str, Model]:
     return models
 
 
+def _built_by_project(
+    names: _NameResolver, raw: Mapping[str, tuple[Model, SqlInfo | None]]
+) -> Iterator[tuple[Relation, str]]:
+    """Each relation the project builds (a model's, a table a script creates), as the
+    project names it, with the file building it; in the order of the models' names."""
+    for relation, (model, info) in sorted(raw.items()):
+        creates = names.unmoved(info.creates, model.path) if info else ()
+        for original in dict.fromkeys((Relation(relation), *creates)):
+            yield original, model.path
+
+
 def _validate_partition_used(file: ProjectFile, header: Header, text: str) -> None:
     """A partitioned model's SQL uses its value: without ``{{ NAME }}`` every value's task
     would build the same rows, and the table would hold them once per value."""
@@ -1183,10 +1193,15 @@ class _NameResolver:
 
     def resolve(self, ref: TableRef, path: str) -> Relation:
         """The relation ``ref`` names, as the target builds it."""
+        found = self.original(ref, path)
+        return self.renamed.get(found, found)
+
+    def original(self, ref: TableRef, path: str) -> Relation:
+        """The relation ``ref`` names, as the project names it (before a target moves it)."""
         found = self._resolved.get(ref)
         if found is None:
             found = self._resolved[ref] = self._resolve(ref, path)
-        return self.renamed.get(found, found)
+        return found
 
     def built(self, relation: str) -> Relation:
         """The relation the target builds for the project's ``relation``."""
@@ -1210,7 +1225,7 @@ class _NameResolver:
     def unmoved(self, refs: tuple[TableRef, ...], path: str) -> tuple[Relation, ...]:
         """The relations ``refs`` name, as the project names them (``resolve`` before a
         target moves them)."""
-        return tuple(dict.fromkeys(self._resolved.get(r) or self._resolve(r, path) for r in refs))
+        return tuple(dict.fromkeys(self.original(r, path) for r in refs))
 
     def rename_built(
         self,

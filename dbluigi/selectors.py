@@ -338,20 +338,13 @@ def _by_source(project: Project, name: str, shown: str) -> set[str]:
     elsewhere, a relation the project's scripts create is named as the project has it
     too (``source:staging.x`` is ``staging_dev.x``), as ``_by_name`` takes it."""
     name = name.lower()
-    moved = project.config.schema_map.relation(name)
-    if moved == name:
-        return _by_source_as_built(project, name, shown)
-    try:
-        found = _by_source_as_built(project, name, shown)
-    except SelectorError as as_typed:
-        try:
-            return _by_source_as_built(project, moved, shown)
-        except SelectorError:
-            raise as_typed from None
-    if _WILDCARD.search(name):  # the project's names of other sources too
+    found: set[str] = set()
+    for candidate in dict.fromkeys((name, project.config.schema_map.relation(name))):
         with contextlib.suppress(SelectorError):
-            found |= _by_source_as_built(project, moved, shown)
-    return found
+            found |= _by_source_as_built(project, candidate, shown)
+        if found and not _WILDCARD.search(name):  # a name as typed wins; a pattern takes both
+            return found
+    return found or _by_source_as_built(project, name, shown)  # raises as the name is typed
 
 
 def _by_source_as_built(project: Project, name: str, shown: str) -> set[str]:

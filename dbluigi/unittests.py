@@ -115,9 +115,12 @@ def _given_as_read(project: Project, test: UnitTest, relation: str) -> UnitTest:
     reads = sorted({*model.reads, *model.depends} - {relation})
     given = []
     for g in test.given:
+        if "." in g.relation:
+            given.append(g)
+            continue
         found = [r for r in reads if Relation(r).name.lower() == g.relation.lower()]
-        if "." in g.relation or len(found) == 1:
-            given.append(g if "." in g.relation else replace(g, relation=found[0]))
+        if len(found) == 1:
+            given.append(replace(g, relation=found[0]))
             continue
         model_name = project.as_named(relation)
         shown = ", ".join(project.as_named(r) for r in found or reads) or "nothing"

@@ -1085,20 +1085,12 @@ def read_yaml_seed(
     the key whose list to read in a multi-table file (see ``yaml_tables``)."""
     path = Path(path)
     text = utf8_text(path.read_bytes(), path)
-    try:
-        loader = _seed_loader()(text)  # refuses a NUL byte already
+    # of a multi-table file, that table alone: another's problem is the other's
+    part = None if table is None else functools.partial(_table_node, path, table=table)
+    try:  # a column given twice in a row is refused
+        node, data = yamlstrict.read(text, _seed_loader(), part)
     except yaml.YAMLError as exc:
         raise _yaml_error(path, text, exc) from None
-    try:
-        node = loader.get_single_node()
-        if table is not None:  # that table alone: another's problem is the other's
-            node = _table_node(path, node, table)
-        yamlstrict.refuse_duplicate_keys(node)  # a column given twice in a row
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
-        raise _yaml_error(path, text, exc) from None
-    finally:
-        loader.dispose()
     if node is None:
         what = "the file has only comments" if text.strip() else "the file is empty"
         raise ProjectError(

@@ -102,9 +102,8 @@ def read_test_file(root: Path, path: str) -> list[UnitTest]:
     """The tests of one file; a ProjectError naming the file and line when it is wrong."""
     text = utf8_text((root / path).read_bytes(), path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        yamlstrict.refuse_duplicate_keys(node)  # a test (or a row's column) written twice
-        data = yaml.load(text, Loader=yamlstrict.loader())  # a SafeLoader
+        # a test (or a row's column) written twice is refused
+        node, data = yamlstrict.read(text, yamlstrict.loader())
     except yaml.YAMLError as exc:
         raise ProjectError(
             f"not valid YAML: {yamlstrict.problem(exc)}",

@@ -9,6 +9,7 @@ fails with no line, is text as written, as in a CSV seed (``loader``). Used by Y
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from dbluigi.lazy import yaml
@@ -61,6 +62,24 @@ def error_line(text: str, exc: yaml.YAMLError) -> int | None:
         return text.count("\n", 0, exc.position) + 1
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     return mark.line + 1 if mark is not None else None
+
+
+def read(
+    text: str,
+    loader_class: type[yaml.SafeLoader],
+    part: Callable[[yaml.Node | None], yaml.Node | None] | None = None,
+) -> tuple[yaml.Node | None, Any]:
+    """The one document of ``text`` (or the ``part`` of its node tree asked for): its node
+    and its value, a key given twice refused. Parsed once; raises ``yaml.YAMLError``."""
+    reader = loader_class(text)  # a character YAML refuses (a NUL byte) raises here
+    try:
+        node = reader.get_single_node()
+        if part is not None:
+            node = part(node)
+        refuse_duplicate_keys(node)
+        return node, (reader.construct_document(node) if node is not None else None)
+    finally:
+        reader.dispose()
 
 
 @functools.cache

@@ -70,8 +70,8 @@ def _sql_text(value: object, name: str, path: str, line: int) -> str:
     """A variable's value as the SQL text it stands for; a list or a mapping (a TOML array
     or table, which a Python step may read as such) has no one spelling in SQL: Python's
     ``[1, 2]`` is SQL nowhere."""
-    if isinstance(value, list | tuple | dict | Mapping):
-        kind = "a table (a mapping)" if isinstance(value, dict | Mapping) else "an array"
+    if isinstance(value, list | tuple | Mapping):
+        kind = "a table (a mapping)" if isinstance(value, Mapping) else "an array"
         example = ", ".join(map(str, value)) if isinstance(value, list | tuple) else "..."
         raise VariableError(
             f"variable '{name}' is {kind}: a placeholder is replaced by SQL text",

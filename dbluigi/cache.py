@@ -182,37 +182,46 @@ class SeedTypes:
     """The column types of CSV seeds, by the file's content (its sha256), the types the
     project overrides and dbluigi's version: a file typed once loads again (into another
     target, a ``--full-refresh``, a ``rebuild``) without the typing pass, whose answer
-    depends on nothing else. One JSON file under ``.dbluigi/cache/``; a damaged or
-    foreign one is empty, a read-only project keeps its entries in memory only."""
+    depends on nothing else; with it, whether the file is literal (``Session.load_csv``),
+    where the typing pass found out. One JSON file under ``.dbluigi/cache/``; a damaged
+    or foreign one is empty, a read-only project keeps its entries in memory only."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._lock = threading.Lock()
-        self._entries: dict[str, list[list[str]]] = {}
+        # {"columns": [[name, type], ...], "literal": bool | None}; a bare list of
+        # columns is an entry written before ``literal`` was kept
+        self._entries: dict[str, Any] = {}
         with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
             data = json.loads((folder / TYPES_FILE).read_text(encoding="utf-8"))
-            self._entries = {
-                key: value
-                for key, value in data.items()
-                if isinstance(value, list)
-                and all(isinstance(c, list) and len(c) == 2 for c in value)
-            }
+            self._entries = {key: value for key, value in data.items() if _known(value)}
 
     @staticmethod
     def key(content: str, overrides: Mapping[str, str]) -> str:
         parts = [__version__, content, json.dumps(sorted(overrides.items()))]
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
-    def get(self, key: str) -> list[tuple[str, str]] | None:
+    def get(self, key: str) -> tuple[list[tuple[str, str]], bool | None] | None:
+        """The columns (name, type) stored for ``key`` and whether the file is literal
+        (None: not known); None when nothing is stored."""
         with self._lock:
             found = self._entries.get(key)
-        return None if found is None else [(str(name), str(kind)) for name, kind in found]
+        if found is None:
+            return None
+        literal = None
+        if isinstance(found, dict):
+            found, literal = found["columns"], found.get("literal")
+        return [(name, kind) for name, kind in found], literal
 
-    def put(self, key: str, columns: Sequence[tuple[str, str]]) -> None:
-        """Remember ``columns`` (name, type) for ``key``, and store the file at once."""
+    def put(
+        self, key: str, columns: Sequence[tuple[str, str]], literal: bool | None = None
+    ) -> None:
+        """Remember ``columns`` (name, type) and ``literal`` for ``key``, and store the
+        file at once."""
         with self._lock:
             self._entries.pop(key, None)
-            self._entries[key] = [[name, kind] for name, kind in columns]
+            pairs = [[name, kind] for name, kind in columns]
+            self._entries[key] = {"columns": pairs, "literal": literal}
             while len(self._entries) > TYPES_KEPT:
                 del self._entries[next(iter(self._entries))]
             text = json.dumps(self._entries, separators=(",", ":"))
@@ -221,6 +230,17 @@ class SeedTypes:
                 tmp = self.folder / f".{TYPES_FILE}.{os.getpid()}.{threading.get_ident()}"
                 tmp.write_text(text, encoding="utf-8")
                 os.replace(tmp, self.folder / TYPES_FILE)
+
+
+def _known(value: Any) -> bool:
+    """Whether ``value`` is an entry of ``SeedTypes`` as this version reads them."""
+    if isinstance(value, dict):
+        if value.get("literal") not in (True, False, None) or "columns" not in value:
+            return False
+        value = value["columns"]
+    return isinstance(value, list) and all(
+        isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c) for c in value
+    )
 
 
 _SEED_TYPES: dict[Path, SeedTypes] = {}  # by cache folder, for the process's life

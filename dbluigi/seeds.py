@@ -35,7 +35,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,10 @@ class SeedTable:
 
     columns: tuple[Column, ...]
     rows: int
+    # whether the file is literal (``Session.load_csv``), where the typing pass read every
+    # byte of it anyway (a large file); None: not looked for. Not part of the typing's
+    # answer, which the reference pass and the vectorized one agree on.
+    literal: bool | None = field(default=None, compare=False)
 
 
 # -- types ------------------------------------------------------------------------------
@@ -452,9 +456,8 @@ def _sniff_vectorized(path: Path, guess: SeedGuess | None) -> SeedTable | None:
     rows, types = typed
     if any(kind is None for kind in types):
         return None  # a value with a digit beyond ASCII: the reference pass types it
-    return SeedTable(
-        tuple(Column(h, t or "text") for h, t in zip(header, types, strict=True)), rows
-    )
+    columns = tuple(Column(h, t or "text") for h, t in zip(header, types, strict=True))
+    return SeedTable(columns, rows, plain.literal)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -480,6 +483,7 @@ class _Plain:
     header: list[str]
     records: int | None  # counted as lines where no quote can make a record span lines
     ascii: bool  # whether every byte of the file is ASCII
+    literal: bool  # no quote, backslash or carriage return (``Session.load_csv``)
 
 
 def _plain_header(path: Path) -> _Plain | None:
@@ -499,7 +503,7 @@ def _plain_header(path: Path) -> _Plain | None:
     blank = not all(name.strip() for name in header or ())  # the reference pass refuses it
     if not header or len(names) != len(header) or blank or _EXTRA in names:
         return None
-    quoted, breaks, end, ascii = False, 0, b"", True
+    quoted, escaped, breaks, end, ascii = False, False, 0, b"", True
     for block in _blocks(path):
         if b"\0" in block or b"\x01" in block:
             return None
@@ -510,10 +514,11 @@ def _plain_header(path: Path) -> _Plain | None:
             except UnicodeDecodeError:
                 return None
         quoted = quoted or b'"' in block
+        escaped = escaped or b"\\" in block or b"\r" in block
         breaks += block.count(b"\n")
         end = block[-1:]
     if not quoted:
-        return _Plain(header, breaks - 1 if end == b"\n" else breaks, ascii)
+        return _Plain(header, breaks - 1 if end == b"\n" else breaks, ascii, not escaped)
     end = b""
     for block in _blocks(path):
         if b"\n\n" in block or b"\n\r\n" in block or (end == b"\n" and block[:1] in b"\r\n"):
@@ -521,7 +526,7 @@ def _plain_header(path: Path) -> _Plain | None:
         if _spaced_quote(block) or _QUOTE_SPACED.search(block):
             return None
         end = block[-1:]
-    return _Plain(header, None, ascii)
+    return _Plain(header, None, ascii, False)
 
 
 def _spaced_quote(block: bytes) -> bool:

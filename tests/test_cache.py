@@ -158,15 +158,22 @@ def test_seed_types_are_kept_by_content_and_overrides_and_bounded(tmp_path: Path
     types = SeedTypes(folder)
     plain, overridden = types.key("abc", {}), types.key("abc", {"id": "text"})
     assert plain != overridden and plain != types.key("abd", {})
-    types.put(plain, [("id", "bigint"), ("name", "text")])
+    types.put(plain, [("id", "bigint"), ("name", "text")], literal=True)
+    types.put(overridden, [("id", "text"), ("name", "text")])
     again = SeedTypes(folder)  # read back from the file
-    assert again.get(plain) == [("id", "bigint"), ("name", "text")]
+    assert again.get(plain) == ([("id", "bigint"), ("name", "text")], True)
+    assert again.get(overridden) == ([("id", "text"), ("name", "text")], None)
+    (folder / TYPES_FILE).write_text(json.dumps({plain: [["id", "bigint"]]}))  # no literal
+    again = SeedTypes(folder)  # an entry written before dbluigi kept ``literal``
+    assert again.get(plain) == ([("id", "bigint")], None)
     assert again.get(overridden) is None
+    again.put(plain, [("id", "bigint")], literal=False)
     for n in range(TYPES_KEPT + 5):
         again.put(again.key(str(n), {}), [("c", "text")])
     kept = json.loads((folder / TYPES_FILE).read_text())
     assert len(kept) == TYPES_KEPT and plain not in kept  # the oldest went first
     (folder / TYPES_FILE).write_text("[1, 2")  # damaged: nothing known, nothing raised
     assert SeedTypes(folder).get(plain) is None
-    (folder / TYPES_FILE).write_text('{"k": [["a"]], "j": 3}')  # foreign shapes: skipped
-    assert SeedTypes(folder).get("k") is None
+    foreign = '{"k": [["a"]], "j": 3, "l": {"columns": [["a", 1]]}, "m": {"literal": true}}'
+    (folder / TYPES_FILE).write_text(foreign)  # foreign shapes: skipped
+    assert all(SeedTypes(folder).get(key) is None for key in "jklm")

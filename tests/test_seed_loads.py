@@ -414,3 +414,92 @@ def test_a_csv_seed_builds_without_sqlglot_yaml_or_rich(tmp_path: Path, target_u
         (2, "12", None),
     ]
     assert query(target_url, tmp_path, "select count(*) from raw.events") == [(ROWS,)]
+
+
+# -- COPY in text format (PostgreSQL 15 and later) -------------------------------------------------
+
+LITERAL_FILES = {
+    # COPY's text format reads a backslash as an escape and \N as NULL; csv keeps both
+    "backslashes": (
+        b"id,path,marker\n1,C:\\temp\\new,\\N\n2,a\\,b\n",
+        [(1, "C:\\temp\\new", "\\N"), (2, "a\\", "b")],
+    ),
+    "quotes": (b'id,path,marker\n1,"a, b",""\n2,x,"y"\n', [(1, "a, b", None), (2, "x", "y")]),
+    "carriage_returns": (b"id,path,marker\r\n1,a,\r\n2,,b\r\n", [(1, "a", None), (2, None, "b")]),
+    "plain": (
+        b"id,path,marker\n1, spaced ,\xc3\xa9t\xc3\xa9\n2,,\n3,x,",
+        [(1, " spaced ", "\u00e9t\u00e9"), (2, None, None), (3, "x", None)],
+    ),
+}
+
+
+@pytest.mark.parametrize("content, rows", LITERAL_FILES.values(), ids=LITERAL_FILES.keys())
+def test_a_csv_file_loads_as_written_whatever_copy_format_reads_it(
+    session: Session, tmp_path: Path, content: bytes, rows: list[tuple[object, ...]]
+) -> None:
+    """An empty value is NULL, every other value is the text written, on both targets."""
+    path = tmp_path / "seed.csv"
+    path.write_bytes(content)
+    columns = (Column("id", "bigint"), Column("path", "text"), Column("marker", "text"))
+    with session.transaction():
+        assert session.load_csv("s", "t", path, columns) == len(rows)
+    assert list(session.query("SELECT id, path, marker FROM s.t ORDER BY id").rows) == rows
+
+
+@pytest.mark.parametrize(
+    "last_row, as_text",
+    [
+        (b"", True),
+        (b"3,\n", True),
+        (b'3,"a"\n', False),
+        (b"3,a\\b\n", False),
+        (b"3,a\r\n", False),
+        (b"3,a\x00\n", False),
+    ],
+    ids=["plain", "empty_value", "quote", "backslash", "carriage_return", "nul"],
+)
+def test_only_a_file_text_format_reads_as_csv_is_copied_in_text_format(
+    tmp_path: Path, last_row: bytes, as_text: bool
+) -> None:
+    """Text format parses faster on the server; it reads a file as csv does (an empty
+    value NULL) only without quotes, backslashes, carriage returns and NUL bytes."""
+    from dbluigi.targets.postgres import reads_as_text
+
+    path = tmp_path / "seed.csv"
+    path.write_bytes(b"id,name\n" + b"1,a\n" * (1 << 16) + last_row)  # past the first block
+    assert reads_as_text(path) is as_text
+
+
+@pytest.mark.parametrize(
+    "surprise, literal",
+    [({}, True), ({"label": "C:\\new\\N"}, False), ({"label": '"a, b"'}, False)],
+    ids=["literal", "backslash", "quote"],
+)
+def test_the_typing_pass_says_whether_a_large_file_is_literal(
+    tmp_path: Path, surprise: dict[str, str], literal: bool
+) -> None:
+    """Read anyway to be typed, a large file is searched for what makes COPY's text
+    format read it otherwise (``Session.load_csv``'s ``literal``); a small one is not."""
+    path = big_seed(tmp_path / "big.csv", {MIDDLE: surprise})
+    assert sniff_csv(path).literal is literal
+    (tmp_path / "small.csv").write_text("id,name\n1,a\n")
+    assert sniff_csv(tmp_path / "small.csv").literal is None
+
+
+def test_a_large_seed_with_a_backslash_deep_inside_loads_as_written_with_its_types_known(
+    tmp_path: Path, target_url: str
+) -> None:
+    """Typed once, a file loads again from the cache of its types, and with what the
+    typing pass found of its bytes: a backslash far into the file stays a backslash."""
+    surprises = {MIDDLE: {"label": "C:\\new\\N"}, MIDDLE + 1: {"label": "\\N"}}
+    big_seed(tmp_path / "raw" / "events.csv", surprises)
+    (tmp_path / "dbluigi.toml").write_text('[project]\nname = "literal"\n')
+    for command, args in (("build", ()), ("rebuild", ("raw.events",))):
+        code, payload = build_json(*args, project=tmp_path, target=target_url, command=command)
+        assert code == 0 and [task["status"] for task in payload["tasks"]] == ["success"]
+        labels = query(
+            target_url,
+            tmp_path,
+            f"select label from raw.events where id in ({MIDDLE}, {MIDDLE + 1}) order by id",
+        )
+        assert labels == [("C:\\new\\N",), ("\\N",)], command

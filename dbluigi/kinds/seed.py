@@ -31,16 +31,17 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
             key = cache.key(file_hash(project, path), overrides)
             known = cache.get(key)
             if known is not None:  # this content was typed before
-                columns = tuple(Column(name, kind) for name, kind in known)
+                columns = tuple(Column(name, kind) for name, kind in known[0])
                 with located(session, model.path, 1, ""):
-                    return Filled(session.load_csv(model.schema, new, path, columns))
+                    loaded = session.load_csv(model.schema, new, path, columns, literal=known[1])
+                    return Filled(loaded)
             # the seed reader loads when a file is typed, not with every command that
             # imports the kinds, nor for a file whose types are known
-            from dbluigi.seeds import guess_csv, sniff_csv
+            from dbluigi.seeds import SeedTable, guess_csv, sniff_csv
 
-            def typed(columns: Sequence[Column]) -> Sequence[Column]:
-                cache.put(key, [(c.name, c.type) for c in columns])
-                return columns
+            def typed(table: SeedTable) -> Sequence[Column]:
+                cache.put(key, [(c.name, c.type) for c in table.columns], table.literal)
+                return table.columns
 
             guess = guess_csv(path, overrides=overrides)
             if guess is not None:  # a large file: typed while it loads, where the target can
@@ -51,11 +52,11 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
                             new,
                             path,
                             guess.columns,
-                            lambda: typed(sniff_csv(path, guess=guess).columns),
+                            lambda: typed(sniff_csv(path, guess=guess)),
                         )
                     )
             table = sniff_csv(path, overrides=overrides)
-            typed(table.columns)
+            typed(table)
         else:
             from dbluigi.seeds import read_yaml_seed  # and YAML's parser with it
 
@@ -64,7 +65,8 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
         raise exc.at(path=model.path) from exc  # as the user knows it, relative to the project
     with located(session, model.path, 1, ""):
         if model.format == "csv":
-            return Filled(session.load_csv(model.schema, new, path, table.columns))
+            loaded = session.load_csv(model.schema, new, path, table.columns, table.literal)
+            return Filled(loaded)
         return Filled(session.load_rows(model.schema, new, table.columns, rows))
 
 

@@ -437,8 +437,18 @@ class Session(ABC):
         """Create indexes on a freshly built table before it is checked and swapped."""
 
     @abstractmethod
-    def load_csv(self, schema: str, name: str, path: Path, columns: Sequence[Column]) -> int:
-        """Create the table and bulk-load a CSV file (header skipped, empty = NULL)."""
+    def load_csv(
+        self,
+        schema: str,
+        name: str,
+        path: Path,
+        columns: Sequence[Column],
+        literal: bool | None = None,
+    ) -> int:
+        """Create the table and bulk-load a CSV file (header skipped, empty = NULL).
+        ``literal``: whether the file holds no quote, backslash, carriage return or NUL
+        byte, so that each line is a row and each value the bytes between two commas
+        (None: not known; a target that loads such a file faster looks for itself)."""
 
     def load_csv_typing(
         self,

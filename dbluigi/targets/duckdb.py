@@ -731,7 +731,14 @@ class DuckDBSession(Session):
 
     # -- bulk loads -----------------------------------------------------------------
 
-    def load_csv(self, schema: str, name: str, path: Path, columns: Sequence[Column]) -> int:
+    def load_csv(
+        self,
+        schema: str,
+        name: str,
+        path: Path,
+        columns: Sequence[Column],
+        literal: bool | None = None,
+    ) -> int:
         """CREATE TABLE, then INSERT ... SELECT FROM read_csv with the given types and
         no auto-detection; an empty field, quoted or not, is NULL."""
         insert = self._read_csv_insert(schema, name, columns, {"header": "TRUE"})

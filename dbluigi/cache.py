@@ -191,7 +191,7 @@ class SeedTypes:
         self._lock = threading.Lock()
         # {"columns": [[name, type], ...], "literal": bool | None}; a bare list of
         # columns is an entry written before ``literal`` was kept
-        self._entries: dict[str, Any] = {}
+        self._entries: dict[str, list[list[str]] | dict[str, Any]] = {}
         with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
             data = json.loads((folder / TYPES_FILE).read_text(encoding="utf-8"))
             self._entries = {key: value for key, value in data.items() if _known(value)}
@@ -235,7 +235,8 @@ class SeedTypes:
 def _known(value: Any) -> bool:
     """Whether ``value`` is an entry of ``SeedTypes`` as this version reads them."""
     if isinstance(value, dict):
-        if value.get("literal") not in (True, False, None) or "columns" not in value:
+        literal = value.get("literal")
+        if not (literal is None or isinstance(literal, bool)) or "columns" not in value:
             return False
         value = value["columns"]
     return isinstance(value, list) and all(

@@ -483,7 +483,8 @@ class _Plain:
     header: list[str]
     records: int | None  # counted as lines where no quote can make a record span lines
     ascii: bool  # whether every byte of the file is ASCII
-    literal: bool  # no quote, backslash or carriage return (``Session.load_csv``)
+    literal: bool  # no quote, backslash or carriage return (``Session.load_csv``; a NUL
+    # byte makes no _Plain)
 
 
 def _plain_header(path: Path) -> _Plain | None:

@@ -167,13 +167,22 @@ def test_seed_types_are_kept_by_content_and_overrides_and_bounded(tmp_path: Path
     again = SeedTypes(folder)  # an entry written before dbluigi kept ``literal``
     assert again.get(plain) == ([("id", "bigint")], None)
     assert again.get(overridden) is None
-    again.put(plain, [("id", "bigint")], literal=False)
+    again.put(plain, [("id", "bigint")], literal=False)  # over the entry of the old shape
+    assert SeedTypes(folder).get(plain) == ([("id", "bigint")], False)
+    stored = json.loads((folder / TYPES_FILE).read_text())[plain]
+    assert stored == {"columns": [["id", "bigint"]], "literal": False}
     for n in range(TYPES_KEPT + 5):
         again.put(again.key(str(n), {}), [("c", "text")])
     kept = json.loads((folder / TYPES_FILE).read_text())
     assert len(kept) == TYPES_KEPT and plain not in kept  # the oldest went first
     (folder / TYPES_FILE).write_text("[1, 2")  # damaged: nothing known, nothing raised
     assert SeedTypes(folder).get(plain) is None
-    foreign = '{"k": [["a"]], "j": 3, "l": {"columns": [["a", 1]]}, "m": {"literal": true}}'
-    (folder / TYPES_FILE).write_text(foreign)  # foreign shapes: skipped
-    assert all(SeedTypes(folder).get(key) is None for key in "jklm")
+    foreign = {
+        "j": 3,
+        "k": [["a"]],
+        "l": {"columns": [["a", 1]]},
+        "m": {"literal": True},
+        "n": {"columns": [["a", "text"]], "literal": 1},
+    }
+    (folder / TYPES_FILE).write_text(json.dumps(foreign))  # foreign shapes: skipped
+    assert all(SeedTypes(folder).get(key) is None for key in foreign)

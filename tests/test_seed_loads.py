@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import signal
 import subprocess
@@ -418,8 +419,8 @@ def test_a_csv_seed_builds_without_sqlglot_yaml_or_rich(tmp_path: Path, target_u
 
 # -- COPY in text format (PostgreSQL 15 and later) -------------------------------------------------
 
-LITERAL_FILES = {
-    # COPY's text format reads a backslash as an escape and \N as NULL; csv keeps both
+COPY_FILES = {
+    # COPY's text format reads a backslash as an escape (``\N`` as ``N``); csv keeps it
     "backslashes": (
         b"id,path,marker\n1,C:\\temp\\new,\\N\n2,a\\,b\n",
         [(1, "C:\\temp\\new", "\\N"), (2, "a\\", "b")],
@@ -433,7 +434,7 @@ LITERAL_FILES = {
 }
 
 
-@pytest.mark.parametrize("content, rows", LITERAL_FILES.values(), ids=LITERAL_FILES.keys())
+@pytest.mark.parametrize("content, rows", COPY_FILES.values(), ids=COPY_FILES.keys())
 def test_a_csv_file_loads_as_written_whatever_copy_format_reads_it(
     session: Session, tmp_path: Path, content: bytes, rows: list[tuple[object, ...]]
 ) -> None:
@@ -458,29 +459,35 @@ def test_a_csv_file_loads_as_written_whatever_copy_format_reads_it(
     ],
     ids=["plain", "empty_value", "quote", "backslash", "carriage_return", "nul"],
 )
-def test_only_a_file_text_format_reads_as_csv_is_copied_in_text_format(
+def test_reads_as_text_only_without_quote_backslash_carriage_return_or_nul(
     tmp_path: Path, last_row: bytes, as_text: bool
 ) -> None:
     """Text format parses faster on the server; it reads a file as csv does (an empty
-    value NULL) only without quotes, backslashes, carriage returns and NUL bytes."""
+    value NULL) only without quotes, backslashes, carriage returns and NUL bytes. The
+    search leaves the stream where it found it, for the COPY to send."""
     from dbluigi.targets.postgres import reads_as_text
 
     path = tmp_path / "seed.csv"
-    path.write_bytes(b"id,name\n" + b"1,a\n" * (1 << 16) + last_row)  # past the first block
-    assert reads_as_text(path) is as_text
+    head = b"id,name\n" + b"1,a\n" * (1 << 18)  # 1 MiB: the last row is past the first block
+    path.write_bytes(head + last_row)
+    with path.open("rb") as stream:
+        stream.read(3)
+        assert reads_as_text(stream) is as_text
+        assert stream.read(5) == b"name\n"
 
 
 @pytest.mark.parametrize(
     "surprise, literal",
-    [({}, True), ({"label": "C:\\new\\N"}, False), ({"label": '"a, b"'}, False)],
-    ids=["literal", "backslash", "quote"],
+    [({}, True), ({"label": "C:\\new\\N"}, False), ({"label": '"a, b"'}, False), (None, False)],
+    ids=["literal", "backslash", "quote", "crlf"],
 )
 def test_the_typing_pass_says_whether_a_large_file_is_literal(
-    tmp_path: Path, surprise: dict[str, str], literal: bool
+    tmp_path: Path, surprise: dict[str, str] | None, literal: bool
 ) -> None:
     """Read anyway to be typed, a large file is searched for what makes COPY's text
     format read it otherwise (``Session.load_csv``'s ``literal``); a small one is not."""
-    path = big_seed(tmp_path / "big.csv", {MIDDLE: surprise})
+    surprises = {MIDDLE: surprise or {}}
+    path = big_seed(tmp_path / "big.csv", surprises, crlf=surprise is None)
     assert sniff_csv(path).literal is literal
     (tmp_path / "small.csv").write_text("id,name\n1,a\n")
     assert sniff_csv(tmp_path / "small.csv").literal is None
@@ -503,3 +510,34 @@ def test_a_large_seed_with_a_backslash_deep_inside_loads_as_written_with_its_typ
             f"select label from raw.events where id in ({MIDDLE}, {MIDDLE + 1}) order by id",
         )
         assert labels == [("C:\\new\\N",), ("\\N",)], command
+
+
+def test_a_seed_saved_while_it_is_typed_keeps_no_types_for_what_it_held_before(
+    tmp_path: Path, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The types (and whether the file is literal) are kept by the content hashed when
+    the build started; a file saved while it is typed was typed as it is now, so
+    nothing is kept, and the old content, back again, is typed anew: its backslashes
+    stay backslashes."""
+    import dbluigi.seeds
+
+    seed = tmp_path / "raw" / "events.csv"
+    old = big_seed(seed, {MIDDLE: {"label": "C:\\new\\N"}}).read_bytes()
+    (tmp_path / "dbluigi.toml").write_text('[project]\nname = "saved"\n')
+    sniff = dbluigi.seeds.sniff_csv
+
+    def saved_meanwhile(path: Path, **options: object) -> object:
+        # an editor saves a literal file (a new one, renamed over the old) while the
+        # build loads and types the old one
+        os.replace(big_seed(tmp_path / "saved.csv"), seed)
+        return sniff(path, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("dbluigi.seeds.sniff_csv", saved_meanwhile)
+    code, payload = build_json(project=tmp_path, target=target_url)
+    assert code == 0, payload["tasks"][0]["error"]
+    monkeypatch.undo()
+    seed.write_bytes(old)  # undone: the old content is back
+    code, payload = build_json("raw.events", project=tmp_path, target=target_url, command="rebuild")
+    assert code == 0, payload["tasks"][0]["error"]
+    label = query(target_url, tmp_path, f"select label from raw.events where id = {MIDDLE}")
+    assert label == [("C:\\new\\N",)]

@@ -28,19 +28,24 @@ def fill(session: Session, request: BuildRequest, new: str) -> Filled:
     try:
         if model.format == "csv":
             cache = seed_types(project.root / STATE_DIR / "cache")
-            key = cache.key(file_hash(project, path), overrides)
+            content = file_hash(project, path)
+            key = cache.key(content, overrides)
             known = cache.get(key)
             if known is not None:  # this content was typed before
-                columns = tuple(Column(name, kind) for name, kind in known[0])
+                pairs, literal = known
+                columns = tuple(Column(name, kind) for name, kind in pairs)
                 with located(session, model.path, 1, ""):
-                    loaded = session.load_csv(model.schema, new, path, columns, literal=known[1])
+                    loaded = session.load_csv(model.schema, new, path, columns, literal)
                     return Filled(loaded)
             # the seed reader loads when a file is typed, not with every command that
             # imports the kinds, nor for a file whose types are known
             from dbluigi.seeds import SeedTable, guess_csv, sniff_csv
 
             def typed(table: SeedTable) -> Sequence[Column]:
-                cache.put(key, [(c.name, c.type) for c in table.columns], table.literal)
+                # kept for the content hashed above only if the file still holds it: a
+                # file saved meanwhile was typed as it is now, not as it was
+                if file_hash(project, path) == content:
+                    cache.put(key, [(c.name, c.type) for c in table.columns], table.literal)
                 return table.columns
 
             guess = guess_csv(path, overrides=overrides)

@@ -44,7 +44,7 @@ from dbluigi.errors import ProjectError
 from dbluigi.lazy import yaml
 from dbluigi.scan import utf8_text
 from dbluigi.suggest import did_you_mean
-from dbluigi.targets.base import PORTABLE_TYPES, Column, quote_name
+from dbluigi.targets.base import NOT_LITERAL, PORTABLE_TYPES, Column, quote_name
 
 OVERRIDE_OPTION = "column_types"
 
@@ -483,8 +483,7 @@ class _Plain:
     header: list[str]
     records: int | None  # counted as lines where no quote can make a record span lines
     ascii: bool  # whether every byte of the file is ASCII
-    literal: bool  # no quote, backslash or carriage return (``Session.load_csv``; a NUL
-    # byte makes no _Plain)
+    literal: bool  # none of ``NOT_LITERAL`` (``Session.load_csv``)
 
 
 def _plain_header(path: Path) -> _Plain | None:
@@ -504,7 +503,7 @@ def _plain_header(path: Path) -> _Plain | None:
     blank = not all(name.strip() for name in header or ())  # the reference pass refuses it
     if not header or len(names) != len(header) or blank or _EXTRA in names:
         return None
-    quoted, escaped, breaks, end, ascii = False, False, 0, b"", True
+    quoted, literal, breaks, end, ascii = False, True, 0, b"", True
     for block in _blocks(path):
         if b"\0" in block or b"\x01" in block:
             return None
@@ -515,11 +514,11 @@ def _plain_header(path: Path) -> _Plain | None:
             except UnicodeDecodeError:
                 return None
         quoted = quoted or b'"' in block
-        escaped = escaped or b"\\" in block or b"\r" in block
+        literal = literal and not any(byte in block for byte in NOT_LITERAL)
         breaks += block.count(b"\n")
         end = block[-1:]
     if not quoted:
-        return _Plain(header, breaks - 1 if end == b"\n" else breaks, ascii, not escaped)
+        return _Plain(header, breaks - 1 if end == b"\n" else breaks, ascii, literal)
     end = b""
     for block in _blocks(path):
         if b"\n\n" in block or b"\n\r\n" in block or (end == b"\n" and block[:1] in b"\r\n"):

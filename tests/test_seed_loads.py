@@ -459,20 +459,20 @@ def test_a_csv_file_loads_as_written_whatever_copy_format_reads_it(
     ],
     ids=["plain", "empty_value", "quote", "backslash", "carriage_return", "nul"],
 )
-def test_reads_as_text_only_without_quote_backslash_carriage_return_or_nul(
+def test_a_file_is_literal_only_without_quote_backslash_carriage_return_or_nul(
     tmp_path: Path, last_row: bytes, as_text: bool
 ) -> None:
     """Text format parses faster on the server; it reads a file as csv does (an empty
     value NULL) only without quotes, backslashes, carriage returns and NUL bytes. The
     search leaves the stream where it found it, for the COPY to send."""
-    from dbluigi.targets.postgres import reads_as_text
+    from dbluigi.targets.base import is_literal
 
     path = tmp_path / "seed.csv"
     head = b"id,name\n" + b"1,a\n" * (1 << 18)  # 1 MiB: the last row is past the first block
     path.write_bytes(head + last_row)
     with path.open("rb") as stream:
         stream.read(3)
-        assert reads_as_text(stream) is as_text
+        assert is_literal(stream) is as_text
         assert stream.read(5) == b"name\n"
 
 

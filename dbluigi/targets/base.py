@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, BinaryIO, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from dbluigi.errors import DbluigiError, FailureClass, TaskError
 from dbluigi.lazy import exp
@@ -323,6 +323,27 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+# The bytes a literal CSV file holds none of (``Session.load_csv``): a quote, a
+# backslash, a carriage return, NUL.
+NOT_LITERAL = (b'"', b"\\", b"\r", b"\0")
+
+
+def is_literal(stream: BinaryIO) -> bool:
+    """Whether the CSV file open in ``stream`` is literal: it holds none of
+    ``NOT_LITERAL`` from where the stream is. Searches to the end, then goes back to
+    where the stream was, so a load sends the bytes that were searched. About 0.2 ms a
+    megabyte from the page cache; a file with quotes usually stops at its first block.
+    The typing pass of a large file finds the same as it reads (``SeedTable.literal``)."""
+    start = stream.tell()
+    try:
+        while block := stream.read(1 << 20):
+            if any(byte in block for byte in NOT_LITERAL):
+                return False
+        return True
+    finally:
+        stream.seek(start)
+
+
 class Session(ABC):
     """One connection to a target. Autocommits outside ``transaction()``.
 
@@ -448,7 +469,8 @@ class Session(ABC):
         """Create the table and bulk-load a CSV file (header skipped, empty = NULL).
         ``literal``: whether the file holds no quote, backslash, carriage return or NUL
         byte, so that each line is a row and each value the bytes between two commas
-        (None: not known; a target that loads such a file faster looks for itself)."""
+        (None: not known; a target that loads such a file faster looks for itself,
+        ``is_literal``)."""
 
     def load_csv_typing(
         self,

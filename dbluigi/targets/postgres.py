@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 import psycopg2
 import psycopg2.extensions
@@ -40,6 +40,7 @@ from dbluigi.targets.base import (
     SwapHint,
     Target,
     ident,
+    is_literal,
     quote_name,
     strip_statement_end,
     table_expr,
@@ -644,8 +645,8 @@ class PostgresSession(Session):
     ) -> str:
         """``COPY ... FROM STDIN WITH (FORMAT csv, ...)``, written without sqlglot (a seed or
         a load runs without importing it); from a file (``header``), ``""`` is NULL as
-        well, as in DuckDB's read_csv. ``text``: COPY's text format, for a file it reads
-        as it reads csv (``reads_as_text``)."""
+        well, as in DuckDB's read_csv. ``text``: COPY's text format, for a literal file,
+        which it reads as csv does (see ``load_csv``)."""
         names = ", ".join(quote_name(column.name) for column in columns)
         if text:
             options = "FORMAT text, HEADER TRUE, DELIMITER ',', NULL ''"
@@ -666,12 +667,16 @@ class PostgresSession(Session):
         """CREATE TABLE, then COPY ... FROM STDIN (FORMAT csv, HEADER) streaming the file;
         an empty field, quoted or not, is NULL. A literal file is sent in COPY's text
         format, which reads it alike and which the server parses about 8% faster (from
-        PostgreSQL 15, whose text format can skip a header)."""
+        PostgreSQL 15, whose text format can skip a header). Text format reads each byte
+        a literal file lacks otherwise: a quote as data, a backslash as an escape
+        (``\\N`` as ``N``, ``\\.`` as the end), a stray carriage return with another error
+        than csv's, which names the fix; and csv's error for NUL is the one dbluigi
+        places at its line."""
         with self._atomic():
             self.create_table(schema, name, columns)
             with path.open("rb") as stream:
                 text = self._connection.server_version >= 150000 and (
-                    reads_as_text(stream) if literal is None else literal
+                    is_literal(stream) if literal is None else literal
                 )
                 sql = self._copy_sql(schema, name, columns, header=True, text=text)
                 return self._copy(sql, stream)
@@ -824,32 +829,6 @@ class PostgresSession(Session):
         except psycopg2.Error:
             return not self._connection.closed  # another error: the connection is there
         return True
-
-
-# Bytes that COPY's text format reads otherwise than its csv format: a quote, an escape
-# (text format's backslash: ``\N`` reads as ``N``, ``\.`` ends the data), a carriage
-# return (both formats end a line at one, but their errors for a stray one differ, and
-# csv's names the fix) and NUL (either format refuses it; csv's error is the one dbluigi
-# places at its line).
-_NOT_TEXT = (b'"', b"\\", b"\r", b"\0")
-
-
-def reads_as_text(stream: BinaryIO) -> bool:
-    """Whether COPY's text format with ``DELIMITER ',', NULL ''`` reads the CSV file open
-    in ``stream`` as ``FORMAT csv`` with ``FORCE_NULL`` does: it holds none of
-    ``_NOT_TEXT``. Searches to the end, then goes back to where the stream was, so the
-    COPY sends the bytes that were searched. About 0.2 ms a megabyte from the page
-    cache, a fifth of what text format saves on the server; a file with quotes usually
-    stops at its first block. The typing pass of a large file finds the same as it
-    reads (``SeedTable.literal``)."""
-    start = stream.tell()
-    try:
-        while block := stream.read(1 << 20):
-            if any(byte in block for byte in _NOT_TEXT):
-                return False
-        return True
-    finally:
-        stream.seek(start)
 
 
 def _regclass_name(relation: str) -> str:
